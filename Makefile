@@ -1,0 +1,48 @@
+# bc-connector developer commands. Everything the project needs is installed from its own files.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+AZURITE := node_modules/.bin/azurite
+PYTEST_ARGS ?=
+
+.PHONY: install run test demo bench lint replay-poison clean
+
+install: $(STAMP) $(AZURITE)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+$(AZURITE): package.json
+	npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+## Serve the connector on http://127.0.0.1:7071 against Azurite and the bundled BC + Entra emulator.
+run: install
+	$(BIN)/python -m devtools.run
+
+## Start Azurite and the emulator on loopback, run the whole suite, stop what was started.
+test: install
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+## Scripted tour on the embedded defaults (no Azure or BC account needed).
+demo: install
+	$(BIN)/python -m devtools.demo
+
+## Benchmarks: print numbers and ratios against a naive baseline measured in the same run.
+bench: install
+	$(BIN)/python -m bench
+
+lint: install
+	$(BIN)/ruff check .
+
+## Move messages from <queue>-poison back to <queue> after a fix (QUEUE=sales-orders by default).
+replay-poison: install
+	$(BIN)/python -m connector replay-poison $(or $(QUEUE),sales-orders)
+
+clean:
+	rm -rf $(VENV) node_modules .azurite .devdata .pytest_cache

@@ -1,0 +1,277 @@
+"""The Business Central API client: the only way the connector talks to BC.
+
+One `requests.Session` per connection with the bearer token, OData paging via `@odata.nextLink`,
+BC error JSON turned into typed errors, retries with exponential back-off and jitter that honour
+`Retry-After` (429/5xx, timeouts), a token refresh on 401, and a per-connection budget that keeps to
+BC's limits (≤5 concurrent, ≤6,000 per 5 minutes) across the instance's threads.
+Writes that are not idempotent (POST) are retried only where BC cannot have carried them out
+(429, 503, connection refused); otherwise the error says `ambiguous` and the caller checks first.
+"""
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
+
+from connector.bc_errors import BCError, error_from_response
+from connector.settings import BCLimits
+
+log = logging.getLogger(__name__)
+
+TokenProvider = Callable[[bool], str]
+"""Returns a bearer token; `True` asks for a fresh one (the last was refused)."""
+
+SAFE_RETRY_STATUSES = frozenset({429, 503})  # BC did not process the request
+
+
+class RequestBudget:
+    """Concurrency cap plus sliding-window rate limit, shared by every thread of one connection."""
+
+    def __init__(self, max_concurrency: int, max_requests: int, window_seconds: float,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.max_concurrency = max_concurrency
+        self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._max_requests = max_requests
+        self._window = window_seconds
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+        self.max_in_flight = 0
+        self._in_flight = 0
+
+    def acquire(self) -> None:
+        self._slots.acquire()
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._sent and self._sent[0] <= now - self._window:
+                    self._sent.popleft()
+                if len(self._sent) < self._max_requests:
+                    self._sent.append(now)
+                    self._in_flight += 1
+                    self.max_in_flight = max(self.max_in_flight, self._in_flight)
+                    return
+                wait = self._sent[0] + self._window - now
+            self._sleep(max(wait, 0.01))
+
+    def release(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+        self._slots.release()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 6
+    backoff_seconds: float = 1.0
+    backoff_max_seconds: float = 60.0
+    retry_after_max_seconds: float = 300.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before retry number `attempt` (0-based): BC's hint, else capped
+        exponential back-off with jitter."""
+        if retry_after is not None:
+            return min(retry_after, self.retry_after_max_seconds) + random.uniform(0, 0.1)
+        ceiling = min(self.backoff_max_seconds, self.backoff_seconds * (2 ** attempt))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds (delta-seconds or HTTP-date form)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _may_have_arrived(exc: requests.ConnectionError) -> bool:
+    """False when the connection was never made (so BC cannot have seen the request)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return not isinstance(reason, NewConnectionError)
+
+
+class BCClient:
+    """Calls to one BC environment for one connection."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: TokenProvider,
+        *,
+        budget: RequestBudget,
+        retry: RetryPolicy = RetryPolicy(),
+        timeout: float = 100.0,
+        verify: bool | str = True,
+        connection: str = "",
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self.budget = budget
+        self.retry = retry
+        self.timeout = timeout
+        self.connection = connection
+        self._sleep = sleep
+        self.session = requests.Session()
+        self.session.verify = verify
+        pool = max(10, budget.max_concurrency * 2)
+        adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.session.headers.update({"Accept": "application/json", "Data-Access-Intent": "ReadWrite"})
+
+    @classmethod
+    def from_limits(cls, base_url: str, token: TokenProvider, limits: BCLimits,
+                    budget: RequestBudget, **kw: Any) -> "BCClient":
+        return cls(base_url, token, budget=budget, timeout=limits.timeout_seconds,
+                   retry=RetryPolicy(limits.max_retries, limits.backoff_seconds,
+                                     limits.backoff_max_seconds), **kw)
+
+    # URLs -------------------------------------------------------------------------------------
+    def url(self, path: str) -> str:
+        """Absolute URL: full URLs pass through; others are relative to `.../api/v2.0`."""
+        if path.startswith(("https://", "http://")):
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def company_path(self, company_id: str, path: str) -> str:
+        return f"companies({company_id})/{path.lstrip('/')}"
+
+    @property
+    def environment_root(self) -> str:
+        """`{host}/v2.0/{tenant}/{environment}` (for `api/microsoft/runtime/beta/...`)."""
+        return self.base_url.rsplit("/api/", 1)[0]
+
+    # Requests ---------------------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+    ) -> requests.Response:
+        """Send with budget, retries and token refresh; raise `BCError` on failure."""
+        method = method.upper()
+        url = self.url(path)
+        if idempotent is None:
+            idempotent = method != "POST"
+        shown = urlsplit(url).path
+        refreshed = False
+        attempt = 0
+        while True:
+            error = self._attempt(method, url, shown, params, json_body, headers, idempotent,
+                                  force_token=refreshed and attempt == 0)
+            if isinstance(error, requests.Response):
+                return error
+            if error.status == 401 and not refreshed:
+                refreshed = True
+                log.info("bc %s: token refused on %s %s; refreshing", self.connection, method, shown)
+                error = self._attempt(method, url, shown, params, json_body, headers, idempotent,
+                                      force_token=True)
+                if isinstance(error, requests.Response):
+                    return error
+            can_retry = error.retryable and (idempotent or not error.ambiguous)
+            if not can_retry or attempt >= self.retry.max_retries:
+                raise error
+            delay = self.retry.delay(attempt, error.retry_after)
+            log.warning("bc %s: %s %s failed (%s); retry %d in %.1fs", self.connection, method,
+                        shown, error.status or "no response", attempt + 1, delay)
+            self._sleep(delay)
+            attempt += 1
+
+    def _attempt(self, method: str, url: str, shown: str, params: Mapping[str, Any] | None,
+                 json_body: Any, headers: Mapping[str, str] | None, idempotent: bool,
+                 force_token: bool) -> requests.Response | BCError:
+        token = self._token(force_token)
+        all_headers = {"Authorization": f"Bearer {token}"}
+        if json_body is not None:
+            all_headers["Content-Type"] = "application/json"
+        if headers:
+            all_headers.update(headers)
+        data = None if json_body is None else json.dumps(json_body, separators=(",", ":"))
+        started = time.monotonic()
+        self.budget.acquire()
+        try:
+            resp = self.session.request(method, url, params=params, data=data,
+                                        headers=all_headers, timeout=self.timeout)
+        except requests.ConnectionError as exc:
+            return BCError(f"connection failed: {type(exc).__name__}", retryable=True,
+                           ambiguous=_may_have_arrived(exc) and not idempotent,
+                           method=method, path=shown)
+        except requests.Timeout:
+            return BCError(f"no response within {self.timeout:g}s", retryable=True,
+                           ambiguous=not idempotent, method=method, path=shown)
+        finally:
+            self.budget.release()
+        log.debug("bc %s: %s %s -> %d in %.0f ms", self.connection, method, shown,
+                  resp.status_code, (time.monotonic() - started) * 1000)
+        if resp.status_code < 400:
+            return resp
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        return error_from_response(
+            resp.status_code, body, method=method, path=shown, idempotent=idempotent,
+            retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+        )
+
+    # JSON helpers -----------------------------------------------------------------------------
+    def get(self, path: str, params: Mapping[str, Any] | None = None,
+            headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+        return self.request("GET", path, params=params, headers=headers).json()
+
+    def post(self, path: str, body: Any, params: Mapping[str, Any] | None = None,
+             *, idempotent: bool = False) -> dict[str, Any]:
+        resp = self.request("POST", path, params=params, json_body=body, idempotent=idempotent)
+        return resp.json() if resp.content else {}
+
+    def patch(self, path: str, body: Any, etag: str) -> dict[str, Any]:
+        return self.request("PATCH", path, json_body=body, headers={"If-Match": etag}).json()
+
+    def delete(self, path: str, etag: str = "*") -> None:
+        self.request("DELETE", path, headers={"If-Match": etag})
+
+    def iter_pages(self, path: str, params: Mapping[str, Any] | None = None,
+                   page_size: int | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Yield each page's `value`, following `@odata.nextLink`; one request per page."""
+        headers = {"Prefer": f"odata.maxpagesize={page_size}"} if page_size else None
+        url: str | None = path
+        query = params
+        while url:
+            body = self.get(url, query, headers)
+            yield body.get("value", [])
+            url = body.get("@odata.nextLink")
+            query = None  # the next link carries the query
+
+    def iter_entities(self, path: str, params: Mapping[str, Any] | None = None,
+                      page_size: int | None = None) -> Iterator[dict[str, Any]]:
+        for page in self.iter_pages(path, params, page_size):
+            yield from page

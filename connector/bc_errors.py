@@ -1,0 +1,102 @@
+"""Typed Business Central errors: what a caller needs to decide (retry, give up, look again)."""
+from __future__ import annotations
+
+from typing import Any
+
+# BC answers these when the request may succeed later (bc-api.md §6.3, §8).
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# A non-idempotent request that got one of these may have been carried out before the failure.
+AMBIGUOUS_STATUSES = frozenset({408, 500, 502, 504})
+
+
+class BCError(Exception):
+    """A failed BC call.
+
+    `status` is the HTTP status (None when no response came), `code` BC's error code
+    (`Internal_RecordNotFound`, ...), `retryable` whether trying again can help, `ambiguous` whether
+    a write may have been carried out although it failed, `retry_after` BC's hint in seconds.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str = "",
+        retryable: bool = False,
+        ambiguous: bool = False,
+        retry_after: float | None = None,
+        method: str = "",
+        path: str = "",
+    ):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retryable = retryable
+        self.ambiguous = ambiguous
+        self.retry_after = retry_after
+        self.method = method
+        self.path = path
+
+    @property
+    def permanent(self) -> bool:
+        return not self.retryable
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code or (f"HTTP_{self.status}" if self.status else "Transport"),
+                "message": self.message}
+
+    def __str__(self) -> str:
+        where = f"{self.method} {self.path}: " if self.method else ""
+        status = f"{self.status} " if self.status else ""
+        code = f"{self.code}: " if self.code else ""
+        return f"{where}{status}{code}{self.message}"
+
+
+class BCNotFound(BCError):
+    """404: the entity (or route) does not exist."""
+
+
+class BCAuthError(BCError):
+    """401/403: the token was refused or lacks permission."""
+
+
+class BCConflict(BCError):
+    """409/412: the record changed since it was read (stale ETag)."""
+
+
+class TokenUnavailable(Exception):
+    """No usable token for a connection: not signed in, or the refresh token was refused.
+
+    `state` is `not-signed-in` or `refresh-failed`; the message never contains a token.
+    """
+
+    def __init__(self, connection: str, state: str, detail: str = ""):
+        super().__init__(f"connection {connection!r}: {state}" + (f" ({detail})" if detail else ""))
+        self.connection = connection
+        self.state = state
+
+
+def error_from_response(status: int, body: Any, *, method: str = "", path: str = "",
+                        retry_after: float | None = None, idempotent: bool = True) -> BCError:
+    """Turn BC's error JSON (`{"error": {"code", "message"}}`) and status into a typed error."""
+    code, message = "", ""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        code = str(body["error"].get("code") or "")
+        message = str(body["error"].get("message") or "")
+    if not message:
+        message = f"HTTP {status}"
+    cls = BCError
+    if status == 404:
+        cls = BCNotFound
+    elif status in (401, 403):
+        cls = BCAuthError
+    elif status in (409, 412):
+        cls = BCConflict
+    retryable = status in RETRYABLE_STATUSES
+    return cls(
+        message, status=status, code=code, retryable=retryable,
+        ambiguous=retryable and not idempotent and status in AMBIGUOUS_STATUSES,
+        retry_after=retry_after, method=method, path=path,
+    )

@@ -1,0 +1,86 @@
+"""The process-wide objects every trigger needs, built once from the settings on first use.
+
+Settings are read lazily (not at import), so `func start`, the local host and tests can set the
+environment before the first invocation. `reset_runtime()` drops everything (tests, settings change).
+"""
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+from connector.bc_client import BCClient, RequestBudget
+from connector.companies import resolve_company_id
+from connector.events import EventPublisher
+from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, load_settings
+from connector.storage import Storage
+
+
+class Runtime:
+    """Settings, storage, event publisher, token service and one BC client per connection."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.storage = Storage(settings)
+        self._clients: dict[str, BCClient] = {}
+        self._lock = threading.Lock()
+
+    @cached_property
+    def events(self) -> EventPublisher:
+        return EventPublisher(
+            self.storage,
+            container=CONTAINER_EVENT_PAYLOADS,
+            max_inline_bytes=self.settings.event_max_inline_bytes,
+            concurrency=self.settings.event_publish_concurrency,
+        )
+
+    @cached_property
+    def tokens(self):  # -> connector.signin.TokenService (imported late: it imports msal)
+        from connector.signin import TokenService
+
+        return TokenService(self.settings, self.storage)
+
+    def bc(self, connection: str | None = None) -> BCClient:
+        """The BC client of a connection (default: `default`); shared by the instance's threads so
+        the per-connection budget holds across them."""
+        conn = self.settings.connection(connection)
+        with self._lock:
+            client = self._clients.get(conn.name)
+            if client is None:
+                limits = self.settings.bc_limits
+                budget = RequestBudget(limits.max_concurrency, limits.max_requests_per_window,
+                                       limits.window_seconds)
+                client = BCClient.from_limits(
+                    conn.api_base,
+                    lambda force, name=conn.name: self.tokens.access_token(name, force_refresh=force),
+                    limits,
+                    budget,
+                    verify=self.settings.tls_ca_bundle or True,
+                    connection=conn.name,
+                )
+                self._clients[conn.name] = client
+            return client
+
+
+    def company_id(self, connection: str | None = None, wanted: str | None = None) -> str:
+        """The company to use (id), from a message's `company`, BC_COMPANY, sign-in, or the first."""
+        conn = self.settings.connection(connection)
+        return resolve_company_id(self.bc(conn.name), self.storage, conn.name, conn.company, wanted)
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime(load_settings())
+        return _runtime
+
+
+def reset_runtime(runtime: Runtime | None = None) -> None:
+    """Forget the current runtime (or install a given one)."""
+    global _runtime
+    with _runtime_lock:
+        _runtime = runtime

@@ -1,0 +1,365 @@
+"""Every setting of the connector, typed, with its default and meaning, read once from the environment.
+
+This is the only module that reads `os.environ`. `SETTINGS` is the catalogue that the README,
+`local.settings.example.json` and the Bicep checks are compared against; `load_settings()` turns the
+environment into frozen, typed objects.
+
+Connections: the `default` connection comes from the plain `BC_*` settings. More are declared with
+`BC_CONNECTIONS=default,emea` and configured with the connection name (upper-case) and a double
+underscore as prefix, e.g. `EMEA__BC_TENANT`, `EMEA__PULL_ITEM_VARIANTS`. A prefixed value wins; an
+unset one falls back to the plain setting (so options and the tenant can be shared).
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# Queue, table and blob container names are part of the public contract (see CONTRACT/README).
+QUEUE_SALES_ORDERS = "sales-orders"
+QUEUE_SALES_ORDERS_POISON = "sales-orders-poison"
+QUEUE_SALES_ORDER_RESULTS = "sales-order-results"
+QUEUE_ITEMS = "bc-items"
+QUEUE_SALES_SHIPMENTS = "bc-sales-shipments"
+QUEUE_SALES_INVOICES = "bc-sales-invoices"
+QUEUE_NOTIFICATIONS = "bc-notifications"
+QUEUE_NOTIFICATIONS_POISON = "bc-notifications-poison"
+QUEUE_NAMES: tuple[str, ...] = (
+    QUEUE_SALES_ORDERS,
+    QUEUE_SALES_ORDERS_POISON,
+    QUEUE_SALES_ORDER_RESULTS,
+    QUEUE_ITEMS,
+    QUEUE_SALES_SHIPMENTS,
+    QUEUE_SALES_INVOICES,
+    QUEUE_NOTIFICATIONS,
+    QUEUE_NOTIFICATIONS_POISON,
+)
+
+TABLE_TOKENS = "bctokens"  # encrypted msal token caches, one row per connection
+TABLE_AUTH_FLOWS = "bcauthflows"  # pending sign-ins keyed by OAuth state (short expiry)
+TABLE_CONNECTIONS = "bcconnections"  # per-connection state: chosen company, discovered companies
+TABLE_SUBSCRIPTIONS = "bcsubscriptions"  # webhook subscriptions with their clientState secret
+TABLE_CURSORS = "bccursors"  # pull/sweep cursors and checkpoints
+TABLE_DEDUPE = "bcdedupe"  # emitted-event keys with expiry
+TABLE_ORDERS = "bcorders"  # sales-order idempotency records (queue message id -> order)
+TABLE_LEASES = "bcleases"  # single-runner leases (item pull, renewal)
+TABLE_NAMES: tuple[str, ...] = (
+    TABLE_TOKENS,
+    TABLE_AUTH_FLOWS,
+    TABLE_CONNECTIONS,
+    TABLE_SUBSCRIPTIONS,
+    TABLE_CURSORS,
+    TABLE_DEDUPE,
+    TABLE_ORDERS,
+    TABLE_LEASES,
+)
+
+CONTAINER_EVENT_PAYLOADS = "bc-event-payloads"  # events too large for a queue message
+BLOB_CONTAINERS: tuple[str, ...] = (CONTAINER_EVENT_PAYLOADS,)
+
+BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
+DEFAULT_CONNECTION = "default"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One app setting: its name, default (None = required or optional-empty) and meaning."""
+
+    name: str
+    default: str | None
+    description: str
+    secret: bool = False
+    per_connection: bool = False
+
+
+SETTINGS: list[Setting] = [
+    Setting("AzureWebJobsStorage", "UseDevelopmentStorage=true",
+            "Storage connection string. In Azure use identity-based `AzureWebJobsStorage__accountName` "
+            "(or `__queueServiceUri`/`__tableServiceUri`/`__blobServiceUri`) instead."),
+    Setting("BC_CONNECTIONS", DEFAULT_CONNECTION,
+            "Comma-separated connection names. Settings of a connection other than `default` are "
+            "prefixed with its upper-case name and `__` (e.g. `EMEA__BC_TENANT`)."),
+    Setting("BC_TENANT", None, "Entra tenant of Business Central: domain (lmints.io) or GUID.",
+            per_connection=True),
+    Setting("BC_ENVIRONMENT", "production", "BC environment name (`production`, `sandbox`, ...).",
+            per_connection=True),
+    Setting("BC_CLIENT_ID", None, "Entra app (client) id.", per_connection=True),
+    Setting("BC_CLIENT_SECRET", None,
+            "Entra client secret (Key Vault reference in Azure; never stored in tables).",
+            secret=True, per_connection=True),
+    Setting("BC_GRANT_TYPE", "authorization_code",
+            "`authorization_code` (a user signs in at /api/connections/{name}/login) or "
+            "`client_credentials` (service-to-service, unattended).", per_connection=True),
+    Setting("BC_COMPANY", "",
+            "Company id or name; empty = the first company discovered.", per_connection=True),
+    Setting("PULL_ITEM_VARIANTS", "true", "Items events carry `itemVariants`.", per_connection=True),
+    Setting("PULL_SALES_SHIPMENT_LINES", "true", "Shipment events carry `salesShipmentLines`.",
+            per_connection=True),
+    Setting("PULL_SALES_INVOICE_LINES", "true", "Invoice events carry `salesInvoiceLines`.",
+            per_connection=True),
+    Setting("ENTRA_AUTHORITY_HOST", "https://login.microsoftonline.com",
+            "Entra ID host; authority = {host}/{tenant}. Point at the emulator for local runs."),
+    Setting("BC_API_HOST", "https://api.businesscentral.dynamics.com",
+            "BC API host; base URL = {host}/v2.0/{tenant}/{environment}/api/v2.0."),
+    Setting("TLS_CA_BUNDLE", "",
+            "Optional CA bundle (PEM path) for Entra and BC calls; the emulator's self-signed CA locally."),
+    Setting("PUBLIC_BASE_URL", "",
+            "Public base URL of this app, for the OAuth redirect URI and the webhook notificationUrl. "
+            "Empty = https://$WEBSITE_HOSTNAME in Azure, http://127.0.0.1:7071 locally."),
+    Setting("TOKEN_ENCRYPTION_KEY", None,
+            "Fernet key (urlsafe base64, 32 bytes) that encrypts token caches at rest. Key Vault "
+            "reference in Azure. Several keys separated by commas rotate (first encrypts).",
+            secret=True),
+    Setting("ITEM_PULL_SCHEDULE", "0 */15 * * * *", "NCRONTAB schedule of Schedule Pull Items."),
+    Setting("SUBSCRIPTION_RENEWAL_SCHEDULE", "0 7 * * * *",
+            "NCRONTAB schedule of the webhook renewal/recreation run."),
+    Setting("SWEEP_SCHEDULE", "0 */30 * * * *",
+            "NCRONTAB schedule of the sweep that emits what webhooks missed."),
+    Setting("SUBSCRIPTION_RENEW_BEFORE_HOURS", "36",
+            "Renew a subscription when less than this is left of its 3-day life."),
+    Setting("ITEM_PULL_PAGE_SIZE", "1000", "Items per BC page (`Prefer: odata.maxpagesize`)."),
+    Setting("ITEM_PULL_MAX_SECONDS", "480",
+            "A pull run stops after this long and checkpoints; the next run resumes."),
+    Setting("CURSOR_OVERLAP_SECONDS", "60",
+            "Incremental reads go back this far before the cursor (clock skew, SQL rounding)."),
+    Setting("EVENT_PUBLISH_CONCURRENCY", "16", "Queue sends in flight at once when emitting events."),
+    Setting("EVENT_MAX_INLINE_BYTES", "60000",
+            "Larger events carry their data in blob storage (`dataref`); queue limit is 64 KiB."),
+    Setting("DEDUPE_TTL_DAYS", "14", "How long emitted-event keys are remembered."),
+    Setting("BC_MAX_CONCURRENCY", "5", "Concurrent BC requests per connection per instance."),
+    Setting("BC_MAX_REQUESTS_PER_5_MIN", "6000", "BC requests per connection per 5 minutes."),
+    Setting("BC_MAX_RETRIES", "6", "Retries of a throttled/failed BC request (429, 502-504, timeouts)."),
+    Setting("BC_BACKOFF_SECONDS", "1.0", "First back-off delay; doubles each retry, with jitter."),
+    Setting("BC_BACKOFF_MAX_SECONDS", "60", "Longest single back-off delay."),
+    Setting("BC_TIMEOUT_SECONDS", "100", "Timeout of one BC request."),
+    Setting("WEBHOOK_MAX_BODY_BYTES", "1048576", "Larger notification bodies are rejected (logged)."),
+    Setting("AUTH_FLOW_TTL_SECONDS", "600", "How long a started sign-in may take."),
+]
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """One BC connection: where it points, how it signs in, and its trigger options."""
+
+    name: str
+    tenant: str
+    environment: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    grant_type: str
+    company: str
+    pull_item_variants: bool
+    pull_sales_shipment_lines: bool
+    pull_sales_invoice_lines: bool
+    authority_host: str
+    api_host: str
+
+    @property
+    def authority(self) -> str:
+        return f"{self.authority_host.rstrip('/')}/{self.tenant}"
+
+    @property
+    def api_base(self) -> str:
+        return f"{self.api_host.rstrip('/')}/v2.0/{self.tenant}/{self.environment}/api/v2.0"
+
+    @property
+    def uses_code_flow(self) -> bool:
+        return self.grant_type == "authorization_code"
+
+
+@dataclass(frozen=True)
+class BCLimits:
+    max_concurrency: int
+    max_requests_per_window: int
+    window_seconds: float
+    max_retries: int
+    backoff_seconds: float
+    backoff_max_seconds: float
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration, typed."""
+
+    storage_connection: str
+    storage_account: str
+    storage_service_uris: Mapping[str, str]
+    storage_client_id: str
+    connections: Mapping[str, ConnectionSettings]
+    tls_ca_bundle: str
+    public_base_url: str
+    token_encryption_keys: tuple[str, ...] = field(repr=False)
+    item_pull_page_size: int
+    item_pull_max_seconds: float
+    cursor_overlap_seconds: float
+    subscription_renew_before_hours: float
+    event_publish_concurrency: int
+    event_max_inline_bytes: int
+    dedupe_ttl_days: float
+    webhook_max_body_bytes: int
+    auth_flow_ttl_seconds: int
+    bc_limits: BCLimits
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{self.public_base_url}/api/auth/callback"
+
+    @property
+    def notification_url(self) -> str:
+        return f"{self.public_base_url}/api/webhooks/bc"
+
+    def connection(self, name: str | None) -> ConnectionSettings:
+        key = name or DEFAULT_CONNECTION
+        try:
+            return self.connections[key]
+        except KeyError:
+            raise UnknownConnection(key, tuple(self.connections)) from None
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+class UnknownConnection(KeyError):
+    def __init__(self, name: str, known: tuple[str, ...]):
+        super().__init__(name)
+        self.name = name
+        self.known = known
+
+    def __str__(self) -> str:
+        return f"unknown connection {self.name!r} (configured: {', '.join(self.known)})"
+
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+
+
+def _parse_bool(name: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, not {value!r}")
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+
+    def get(self, name: str, prefix: str = "") -> str:
+        if prefix and f"{prefix}__{name}" in self.env:
+            return self.env[f"{prefix}__{name}"]
+        value = self.env.get(name)
+        if value is None:
+            value = _BY_NAME[name].default
+        return "" if value is None else value
+
+    def number(self, name: str, minimum: float = 0) -> float:
+        value = self.get(name)
+        try:
+            n = float(value)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, not {value!r}") from None
+        if n < minimum:
+            raise SettingsError(f"{name} must be at least {minimum:g}")
+        return n
+
+    def integer(self, name: str, minimum: int = 0) -> int:
+        n = self.number(name, minimum)
+        if n != int(n):
+            raise SettingsError(f"{name} must be a whole number")
+        return int(n)
+
+    def required(self, name: str, prefix: str, connection: str) -> str:
+        value = self.get(name, prefix).strip()
+        if not value:
+            where = f"{prefix}__{name} or {name}" if prefix else name
+            raise SettingsError(f"connection {connection!r}: setting {where} is required")
+        return value
+
+
+def _connection(reader: _Reader, name: str) -> ConnectionSettings:
+    prefix = "" if name == DEFAULT_CONNECTION else name.upper().replace("-", "_")
+    grant = reader.get("BC_GRANT_TYPE", prefix).strip()
+    if grant not in ("authorization_code", "client_credentials"):
+        raise SettingsError(
+            f"connection {name!r}: BC_GRANT_TYPE must be authorization_code or client_credentials"
+        )
+    return ConnectionSettings(
+        name=name,
+        tenant=reader.required("BC_TENANT", prefix, name),
+        environment=reader.required("BC_ENVIRONMENT", prefix, name),
+        client_id=reader.required("BC_CLIENT_ID", prefix, name),
+        client_secret=reader.required("BC_CLIENT_SECRET", prefix, name),
+        grant_type=grant,
+        company=reader.get("BC_COMPANY", prefix).strip(),
+        pull_item_variants=_parse_bool("PULL_ITEM_VARIANTS", reader.get("PULL_ITEM_VARIANTS", prefix)),
+        pull_sales_shipment_lines=_parse_bool(
+            "PULL_SALES_SHIPMENT_LINES", reader.get("PULL_SALES_SHIPMENT_LINES", prefix)
+        ),
+        pull_sales_invoice_lines=_parse_bool(
+            "PULL_SALES_INVOICE_LINES", reader.get("PULL_SALES_INVOICE_LINES", prefix)
+        ),
+        authority_host=reader.get("ENTRA_AUTHORITY_HOST", prefix).strip(),
+        api_host=reader.get("BC_API_HOST", prefix).strip(),
+    )
+
+
+def _storage_connection(env: Mapping[str, str], uris: Mapping[str, str]) -> str:
+    """The connection string, or "" when an identity-based connection is configured."""
+    if "AzureWebJobsStorage" in env:
+        return env["AzureWebJobsStorage"]
+    if env.get("AzureWebJobsStorage__accountName") or any(uris.values()):
+        return ""
+    return _BY_NAME["AzureWebJobsStorage"].default or ""
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raises SettingsError naming the culprit."""
+    env = os.environ if env is None else env
+    r = _Reader(env)
+    names = [n.strip() for n in r.get("BC_CONNECTIONS").split(",") if n.strip()]
+    for n in names:
+        if not _NAME_RE.match(n):
+            raise SettingsError(f"BC_CONNECTIONS: {n!r} is not a valid connection name (a-z, 0-9, -)")
+    connections = {n: _connection(r, n) for n in names}
+    public = r.get("PUBLIC_BASE_URL").strip().rstrip("/")
+    if not public:
+        host = env.get("WEBSITE_HOSTNAME", "").strip()
+        public = f"https://{host}" if host else "http://127.0.0.1:7071"
+    keys = tuple(k.strip() for k in r.get("TOKEN_ENCRYPTION_KEY").split(",") if k.strip())
+    uris = {
+        kind: env.get(f"AzureWebJobsStorage__{kind}ServiceUri", "")
+        for kind in ("blob", "queue", "table")
+    }
+    return Settings(
+        storage_connection=_storage_connection(env, uris),
+        storage_account=env.get("AzureWebJobsStorage__accountName", ""),
+        storage_service_uris={k: v for k, v in uris.items() if v},
+        storage_client_id=env.get("AzureWebJobsStorage__clientId", ""),
+        connections=connections,
+        tls_ca_bundle=r.get("TLS_CA_BUNDLE").strip(),
+        public_base_url=public,
+        token_encryption_keys=keys,
+        item_pull_page_size=r.integer("ITEM_PULL_PAGE_SIZE", minimum=1),
+        item_pull_max_seconds=r.number("ITEM_PULL_MAX_SECONDS"),
+        cursor_overlap_seconds=r.number("CURSOR_OVERLAP_SECONDS"),
+        subscription_renew_before_hours=r.number("SUBSCRIPTION_RENEW_BEFORE_HOURS"),
+        event_publish_concurrency=r.integer("EVENT_PUBLISH_CONCURRENCY", minimum=1),
+        event_max_inline_bytes=r.integer("EVENT_MAX_INLINE_BYTES", minimum=1024),
+        dedupe_ttl_days=r.number("DEDUPE_TTL_DAYS"),
+        webhook_max_body_bytes=r.integer("WEBHOOK_MAX_BODY_BYTES", minimum=1024),
+        auth_flow_ttl_seconds=r.integer("AUTH_FLOW_TTL_SECONDS", minimum=1),
+        bc_limits=BCLimits(
+            max_concurrency=r.integer("BC_MAX_CONCURRENCY", minimum=1),
+            max_requests_per_window=r.integer("BC_MAX_REQUESTS_PER_5_MIN", minimum=1),
+            window_seconds=300.0,
+            max_retries=r.integer("BC_MAX_RETRIES"),
+            backoff_seconds=r.number("BC_BACKOFF_SECONDS"),
+            backoff_max_seconds=r.number("BC_BACKOFF_MAX_SECONDS"),
+            timeout_seconds=r.number("BC_TIMEOUT_SECONDS"),
+        ),
+    )

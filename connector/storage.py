@@ -1,0 +1,138 @@
+"""Azure Storage access: tables, queues and blobs on Azurite or Azure, created on first use.
+
+A connection string (Azurite, `UseDevelopmentStorage=true`) or an identity-based connection
+(`AzureWebJobsStorage__accountName` / `__*ServiceUri`, managed identity) — the same shapes the
+Functions host accepts. Queue clients send plain text: host.json sets `messageEncoding: none`.
+ETag helpers give optimistic concurrency where two instances could race.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+from urllib.parse import quote
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.queue import QueueClient, QueueServiceClient
+
+from connector.settings import Settings
+
+Entity = dict[str, Any]
+
+
+class Storage:
+    """Cached, lazily created storage clients for one account."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._tables: dict[str, TableClient] = {}
+        self._queues: dict[str, QueueClient] = {}
+        self._containers: dict[str, ContainerClient] = {}
+        self._services: dict[str, Any] = {}
+
+    def _credential(self) -> Any:
+        from azure.identity import DefaultAzureCredential
+
+        client_id = self._settings.storage_client_id or None
+        return DefaultAzureCredential(managed_identity_client_id=client_id)
+
+    def _endpoint(self, kind: str) -> str:
+        uri = self._settings.storage_service_uris.get(kind)
+        if uri:
+            return uri
+        if not self._settings.storage_account:
+            raise RuntimeError("no storage configured: set AzureWebJobsStorage or __accountName")
+        return f"https://{self._settings.storage_account}.{kind}.core.windows.net"
+
+    def _service(self, kind: str) -> Any:
+        with self._lock:
+            if kind not in self._services:
+                cls = {"table": TableServiceClient, "queue": QueueServiceClient,
+                       "blob": BlobServiceClient}[kind]
+                conn = self._settings.storage_connection
+                if conn:
+                    self._services[kind] = cls.from_connection_string(conn)
+                else:
+                    self._services[kind] = cls(self._endpoint(kind), credential=self._credential())
+            return self._services[kind]
+
+    def table(self, name: str) -> TableClient:
+        """The table client, creating the table the first time this process asks for it."""
+        client = self._tables.get(name)
+        if client is None:
+            service = self._service("table")
+            service.create_table_if_not_exists(name)
+            client = self._tables.setdefault(name, service.get_table_client(name))
+        return client
+
+    def queue(self, name: str) -> QueueClient:
+        """The queue client (plain-text messages), creating the queue on first use."""
+        client = self._queues.get(name)
+        if client is None:
+            client = self._service("queue").get_queue_client(name)
+            try:
+                client.create_queue()
+            except ResourceExistsError:
+                pass
+            client = self._queues.setdefault(name, client)
+        return client
+
+    def container(self, name: str) -> ContainerClient:
+        client = self._containers.get(name)
+        if client is None:
+            client = self._service("blob").get_container_client(name)
+            try:
+                client.create_container()
+            except ResourceExistsError:
+                pass
+            client = self._containers.setdefault(name, client)
+        return client
+
+
+def table_key(value: str) -> str:
+    """A PartitionKey/RowKey-safe form of any string (`/ \\ # ?` and control characters escaped)."""
+    return quote(value, safe=" !$&'()*+,;=:@-._~")
+
+
+def read_entity(table: TableClient, pk: str, rk: str) -> tuple[Entity, str] | None:
+    """The entity and its ETag, or None."""
+    try:
+        e = table.get_entity(pk, rk)
+    except ResourceNotFoundError:
+        return None
+    return dict(e), e.metadata["etag"]
+
+
+def insert_entity(table: TableClient, entity: Entity) -> str | None:
+    """Create; the new ETag, or None if a row with that key already exists."""
+    try:
+        meta = table.create_entity(entity)
+    except ResourceExistsError:
+        return None
+    return meta.get("etag")
+
+
+def replace_if_match(table: TableClient, entity: Entity, etag: str) -> str | None:
+    """Replace only if unchanged since `etag` was read; the new ETag, or None if someone else won."""
+    try:
+        meta = table.update_entity(
+            entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+        )
+    except (ResourceModifiedError, ResourceNotFoundError):
+        return None
+    return meta.get("etag")
+
+
+def delete_if_match(table: TableClient, pk: str, rk: str, etag: str) -> bool:
+    try:
+        table.delete_entity(pk, rk, etag=etag, match_condition=MatchConditions.IfNotModified)
+    except ResourceModifiedError:
+        return False
+    return True

@@ -1,0 +1,113 @@
+"""Start and stop Azurite (npm `azurite`, installed by `package.json`) on loopback.
+
+One process per instance (the local binary, not `npx`, so there is one PID to stop). Queues need
+`--skipApiVersionCheck`: azure-storage-queue sends an API version newer than Azurite knows.
+"""
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (racy by nature; good enough for loopback test services)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def azurite_binary() -> Path:
+    path = ROOT / "node_modules" / ".bin" / "azurite"
+    if not path.exists():
+        raise RuntimeError("Azurite is not installed: run `npm install` (or `make install`) first")
+    return path
+
+
+@dataclass
+class Azurite:
+    """A running Azurite with blob, queue and table services on loopback."""
+
+    blob_port: int = 0
+    queue_port: int = 0
+    table_port: int = 0
+    location: Path | None = None
+    process: subprocess.Popen | None = field(default=None, repr=False)
+    _tmp: str | None = field(default=None, repr=False)
+
+    @property
+    def connection_string(self) -> str:
+        host = "http://127.0.0.1"
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+            f"BlobEndpoint={host}:{self.blob_port}/{DEV_ACCOUNT};"
+            f"QueueEndpoint={host}:{self.queue_port}/{DEV_ACCOUNT};"
+            f"TableEndpoint={host}:{self.table_port}/{DEV_ACCOUNT};"
+        )
+
+    def start(self, timeout: float = 30.0) -> "Azurite":
+        self.blob_port = self.blob_port or free_port()
+        self.queue_port = self.queue_port or free_port()
+        self.table_port = self.table_port or free_port()
+        if self.location is None:
+            self._tmp = tempfile.mkdtemp(prefix="azurite-")
+            self.location = Path(self._tmp)
+        self.location.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            str(azurite_binary()), "--silent", "--location", str(self.location),
+            "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
+            "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
+            "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port),
+            "--skipApiVersionCheck", "--loose",
+        ]
+        self.process = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        for port in (self.blob_port, self.queue_port, self.table_port):
+            while not _port_open(port):
+                if self.process.poll() is not None:
+                    err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                    raise RuntimeError(f"Azurite exited with {self.process.returncode}: {err}")
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"Azurite did not open port {port} within {timeout}s")
+                time.sleep(0.1)
+        return self
+
+    def stop(self) -> None:
+        """TERM, wait, then KILL (Azurite sometimes ignores TERM)."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> "Azurite":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0

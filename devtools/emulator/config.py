@@ -1,0 +1,62 @@
+"""Configuration of the local BC + Entra ID emulator (dev tooling, never deployed)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+BC_RESOURCE = "https://api.businesscentral.dynamics.com"
+
+
+@dataclass
+class ClientApp:
+    """An app registration: the connector's client id and secret, and the tenant it lives in."""
+
+    client_id: str
+    client_secret: str
+    tenant: str  # tenant domain or GUID the app lives in
+    # Registered redirect URIs; empty = any https URL or any http loopback URL (port ignored).
+    redirect_uris: tuple[str, ...] = ()
+
+
+def _default_tenants() -> dict[str, str]:
+    return {"lmints.io": "4a7e3c2b-9d1f-4e6a-8b5c-2f0e1d3c4b5a"}
+
+
+def _default_clients() -> list[ClientApp]:
+    return [ClientApp("5e1c0f2a-7b3d-4c9e-a8f1-0b2c3d4e5f60", "emulator-secret", "lmints.io")]
+
+
+@dataclass
+class EmulatorConfig:
+    """Every knob of the emulator; tests shrink the time-related ones."""
+
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = a free port
+    tenants: dict[str, str] = field(default_factory=_default_tenants)  # domain -> tenant GUID
+    environments: tuple[str, ...] = ("production", "sandbox")
+    clients: list[ClientApp] = field(default_factory=_default_clients)
+    # Entra ID
+    access_token_lifetime: int = 3600  # seconds (emulator clock)
+    refresh_token_lifetime: int = 90 * 24 * 3600  # inactivity window of a refresh token
+    auth_code_lifetime: int = 600
+    signin_user: str = "admin@lmints.io"  # who the authorize endpoint signs in (auto-consent)
+    # BC data and paging
+    seed: str | None = "demo"  # seed name; None = empty companies only
+    page_size: int = 20000  # BC server-driven page size
+    # Webhooks
+    webhook_debounce_seconds: float = 30.0
+    collection_threshold: int = 1000
+    retry_delays_seconds: tuple[float, ...] = (60, 60, 600, 6000, 60000)
+    handshake_timeout: float = 5.0
+    notification_timeout: float = 30.0
+    subscription_ttl_seconds: int = 3 * 24 * 3600
+    max_subscriptions: int = 200
+    webhook_supported: tuple[str, ...] = (
+        "items", "itemVariants", "customers", "salesOrders", "salesInvoices", "salesShipments",
+    )
+    # Operational limits per principal (bc-api.md §8)
+    rate_limit: int = 6000  # requests per sliding window
+    rate_window_seconds: float = 300.0  # emulator clock
+    max_concurrent: int = 5  # processing at once; the rest queue
+    max_queued: int = 95  # queued beyond this -> 429
+    queue_timeout_seconds: float = 480.0  # real seconds in the queue before 503
+    latency_seconds: float = 0.0  # added to every BC request

@@ -1,0 +1,8 @@
+"""bc-connector: the Azure Functions app. Wiring only; every trigger lives in connector/blueprints."""
+import azure.functions as func
+
+from connector.blueprints import health
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+app.register_functions(health.bp)

@@ -1,0 +1,96 @@
+// Role assignments, each scoped to the one resource it is about (never the resource group).
+// App identity: host storage + deployment package (blob), queue triggers and outputs, the connector's tables,
+// telemetry with Entra auth, Key Vault references. Deployer (optional): set secrets, send and replay queue messages.
+
+@description('Principal (object) id of the function app\'s user-assigned identity.')
+param appPrincipalId string
+
+@description('Principal (object) id of the user or service principal running the deployment; empty = no roles for them.')
+param deployerPrincipalId string
+
+@description('Name of the storage account.')
+param storageAccountName string
+
+@description('Name of the Application Insights component.')
+param applicationInsightsName string
+
+@description('Name of the key vault.')
+param keyVaultName string
+
+// Built-in role definition ids (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
+var roleIds = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+  keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
+}
+
+var appStorageRoleIds = [
+  roleIds.storageBlobDataOwner
+  roleIds.storageQueueDataContributor
+  roleIds.storageTableDataContributor
+]
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: keyVaultName
+}
+
+resource appStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for roleId in appStorageRoleIds: {
+    name: guid(storage.id, appPrincipalId, roleId)
+    scope: storage
+    properties: {
+      principalId: appPrincipalId
+      principalType: 'ServicePrincipal'
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleId)
+    }
+  }
+]
+
+resource appMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(applicationInsights.id, appPrincipalId, roleIds.monitoringMetricsPublisher)
+  scope: applicationInsights
+  properties: {
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.monitoringMetricsPublisher)
+  }
+}
+
+resource appSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, appPrincipalId, roleIds.keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.keyVaultSecretsUser)
+  }
+}
+
+resource deployerSecretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(vault.id, deployerPrincipalId, roleIds.keyVaultSecretsOfficer)
+  scope: vault
+  properties: {
+    principalId: deployerPrincipalId
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.keyVaultSecretsOfficer)
+  }
+}
+
+resource deployerQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(storage.id, deployerPrincipalId, roleIds.storageQueueDataContributor)
+  scope: storage
+  properties: {
+    principalId: deployerPrincipalId
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataContributor)
+  }
+}
