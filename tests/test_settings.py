@@ -1,0 +1,80 @@
+"""Settings: typed parsing, per-connection prefixes, clear errors, and the catalogue kept in sync."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from connector.settings import SETTINGS, SettingsError, UnknownConnection, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = {"BC_TENANT": "lmints.io", "BC_CLIENT_ID": "cid", "BC_CLIENT_SECRET": "s3cret"}
+
+
+def test_defaults_give_a_default_connection_against_real_bc():
+    s = load_settings(BASE)
+    conn = s.connection(None)
+    assert conn.name == "default"
+    assert conn.api_base == "https://api.businesscentral.dynamics.com/v2.0/lmints.io/production/api/v2.0"
+    assert conn.authority == "https://login.microsoftonline.com/lmints.io"
+    assert conn.pull_item_variants and conn.uses_code_flow
+    assert s.storage_connection == "UseDevelopmentStorage=true"
+    assert s.redirect_uri == "http://127.0.0.1:7071/api/auth/callback"
+
+
+def test_second_connection_takes_prefixed_values_and_falls_back_to_plain_ones():
+    s = load_settings(BASE | {"BC_CONNECTIONS": "default, emea", "EMEA__BC_ENVIRONMENT": "sandbox",
+                              "EMEA__PULL_ITEM_VARIANTS": "false"})
+    emea = s.connection("emea")
+    assert emea.environment == "sandbox" and emea.tenant == "lmints.io"
+    assert emea.pull_item_variants is False
+    assert s.connection("default").pull_item_variants is True
+
+
+def test_unknown_connection_names_the_configured_ones():
+    s = load_settings(BASE)
+    with pytest.raises(UnknownConnection, match="configured: default"):
+        s.connection("nope")
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"BC_TENANT": ""}, "BC_TENANT is required"),
+    ({"BC_GRANT_TYPE": "password"}, "BC_GRANT_TYPE"),
+    ({"PULL_ITEM_VARIANTS": "maybe"}, "PULL_ITEM_VARIANTS must be true or false"),
+    ({"ITEM_PULL_PAGE_SIZE": "lots"}, "ITEM_PULL_PAGE_SIZE must be a number"),
+    ({"BC_MAX_CONCURRENCY": "0"}, "BC_MAX_CONCURRENCY must be at least 1"),
+    ({"BC_CONNECTIONS": "default,Bad Name"}, "not a valid connection name"),
+])
+def test_bad_settings_are_named_in_the_error(env, message):
+    with pytest.raises(SettingsError, match=message):
+        load_settings(BASE | env)
+
+
+def test_identity_based_storage_needs_no_connection_string():
+    s = load_settings(BASE | {"AzureWebJobsStorage__accountName": "stbc", "AzureWebJobsStorage__clientId": "id"})
+    assert s.storage_connection == "" and s.storage_account == "stbc"
+
+
+def test_public_url_comes_from_the_site_hostname_in_azure():
+    s = load_settings(BASE | {"WEBSITE_HOSTNAME": "bc-app.azurewebsites.net"})
+    assert s.notification_url == "https://bc-app.azurewebsites.net/api/webhooks/bc"
+
+
+def test_example_settings_file_lists_every_setting():
+    values = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    assert {s.name for s in SETTINGS} <= set(values)
+    load_settings(values)  # the example itself is valid
+
+
+def test_readme_documents_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    missing = [s.name for s in SETTINGS if not re.search(rf"`{re.escape(s.name)}`", readme)]
+    assert not missing, f"README lacks settings: {missing}"
+
+
+def test_only_the_settings_module_reads_the_environment():
+    offenders = [
+        str(p.relative_to(ROOT)) for p in (ROOT / "connector").rglob("*.py")
+        if p.name != "settings.py" and re.search(r"os\.environ|os\.getenv", p.read_text())
+    ]
+    assert offenders == []
