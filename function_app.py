@@ -1,8 +1,9 @@
 """bc-connector: the Azure Functions app. Wiring only; every trigger lives in connector/blueprints."""
 import azure.functions as func
 
-from connector.blueprints import health
+from connector.blueprints import health, sales_orders
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 app.register_functions(health.bp)
+app.register_functions(sales_orders.bp)

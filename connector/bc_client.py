@@ -136,8 +136,8 @@ class BCClient:
         self.timeout = timeout
         self.connection = connection
         self._sleep = sleep
+        self._verify = verify  # per request: REQUESTS_CA_BUNDLE would override Session.verify
         self.session = requests.Session()
-        self.session.verify = verify
         pool = max(10, budget.max_concurrency * 2)
         adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
         self.session.mount("https://", adapter)
@@ -219,8 +219,8 @@ class BCClient:
         started = time.monotonic()
         self.budget.acquire()
         try:
-            resp = self.session.request(method, url, params=params, data=data,
-                                        headers=all_headers, timeout=self.timeout)
+            resp = self.session.request(method, url, params=params, data=data, headers=all_headers,
+                                        timeout=self.timeout, verify=self._verify)
         except requests.ConnectionError as exc:
             return BCError(f"connection failed: {type(exc).__name__}", retryable=True,
                            ambiguous=_may_have_arrived(exc) and not idempotent,

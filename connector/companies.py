@@ -1,14 +1,20 @@
 """Company discovery (`GET .../companies`) and resolution of a company given by id or name.
 
-The chosen company of a connection is saved in the `bcconnections` table (row `state`) at sign-in;
-a company named in a message or in `BC_COMPANY` wins over it.
+The chosen company of a connection and the companies discovered are saved in the `bcconnections`
+table (row `state`: `company_id`, `companies` as JSON, `discovered_at`) at sign-in, or on first use
+for a client-credentials connection; `/api/status` shows them without calling BC. A company named
+in a message or in `BC_COMPANY` wins over the saved one.
 """
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
+
+from azure.data.tables import UpdateMode
 
 from connector.bc_client import BCClient
 from connector.settings import TABLE_CONNECTIONS
@@ -53,6 +59,34 @@ def match_company(companies: list[dict[str, Any]], wanted: str) -> dict[str, Any
     raise CompanyNotFound(f"company {wanted!r} not found (available: {names})")
 
 
+def choose_company(companies: list[dict[str, Any]], configured: str) -> dict[str, Any] | None:
+    """The company a connection works in: `configured` (BC_COMPANY, id or name) if set, else the
+    first one; None when the environment has none. Raises CompanyNotFound for an unknown name."""
+    if configured:
+        return match_company(companies, configured)
+    return companies[0] if companies else None
+
+
+def discover_companies(bc: BCClient, storage: Storage, connection: str,
+                       configured: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """List the environment's companies afresh, choose one (see `choose_company`) and save both in
+    the connection's `state` row. Returns (companies, chosen); chosen is None when the environment
+    has no companies or `configured` names none of them."""
+    companies = list_companies(bc, fresh=True)
+    try:
+        chosen = choose_company(companies, configured)
+    except CompanyNotFound:
+        chosen = None
+    storage.table(TABLE_CONNECTIONS).upsert_entity({
+        "PartitionKey": connection,
+        "RowKey": "state",
+        "company_id": chosen["id"] if chosen else "",
+        "companies": json.dumps(companies, separators=(",", ":")),
+        "discovered_at": datetime.now(UTC),
+    }, mode=UpdateMode.MERGE)
+    return companies, chosen
+
+
 def saved_company_id(storage: Storage, connection: str) -> str:
     row = read_entity(storage.table(TABLE_CONNECTIONS), connection, "state")
     return str(row[0].get("company_id", "")) if row else ""
@@ -69,9 +103,8 @@ def resolve_company_id(bc: BCClient, storage: Storage, connection: str, configur
         saved = saved_company_id(storage, connection)
         if saved:
             return saved
-    companies = list_companies(bc)
-    if not choice:
-        if not companies:
+        chosen = discover_companies(bc, storage, connection, "")[1]
+        if chosen is None:
             raise CompanyNotFound("the environment has no companies")
-        return companies[0]["id"]
-    return match_company(companies, choice)["id"]
+        return str(chosen["id"])
+    return match_company(list_companies(bc), choice)["id"]

@@ -44,7 +44,7 @@ param bcClientSecret string = ''
 @description('TOKEN_ENCRYPTION_KEY (Fernet key, urlsafe base64 of 32 bytes), stored in Key Vault. Empty = keep the secret already in the vault.')
 param tokenEncryptionKey string = ''
 
-@description('Other connector app settings by name, overriding the defaults below (e.g. {"BC_CONNECTIONS": "default,emea", "EMEA__BC_TENANT": "..."}). connector/settings.py documents every setting.')
+@description('Connector app settings to add or override by name, e.g. {"BC_CONNECTIONS": "default,emea", "EMEA__BC_TENANT": "..."}; connector/settings.py documents each. The bc* parameters and the Key Vault references win over these.')
 param connectorSettings object = {}
 
 @description('Most instances the app scales out to. 40 is the lowest value Flex Consumption accepts. Business Central processes 5 requests at a time per user or service principal and queues the rest (429 beyond 100), so more instances do not mean more BC throughput: BC_MAX_CONCURRENCY limits each instance and the client backs off on 429/503.')
@@ -72,7 +72,8 @@ param enableKeyVaultPurgeProtection bool = true
 @maxValue(730)
 param logRetentionInDays int = 30
 
-var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+// uniqueString gives 13 lower-case letters and digits, stable for one subscription, environment and region.
+var resourceToken = uniqueString(subscription().id, environmentName, location)
 var tags = {
   'azd-env-name': environmentName
 }
@@ -123,6 +124,8 @@ var connectorSettingDefaults = {
   PULL_ITEM_VARIANTS: 'true'
   PULL_SALES_SHIPMENT_LINES: 'true'
   PULL_SALES_INVOICE_LINES: 'true'
+  // The connector's public-cloud default; another cloud overrides it through connectorSettings.
+  #disable-next-line no-hardcoded-env-urls
   ENTRA_AUTHORITY_HOST: 'https://login.microsoftonline.com'
   BC_API_HOST: 'https://api.businesscentral.dynamics.com'
   TLS_CA_BUNDLE: ''

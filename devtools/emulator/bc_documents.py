@@ -158,7 +158,7 @@ class DocumentRules:
         else:
             data["sequence"] = max((s.data["sequence"] for s in siblings), default=0) + 10000
         self._apply_product(company, data, values, new=True)
-        self._amounts(company, data, values, new=True)
+        self._amounts(company, data, values)
         if "shipQuantity" in data:
             data["shipQuantity"] = values.get("shipQuantity", data["quantity"])
             data["invoiceQuantity"] = values.get("invoiceQuantity", data["quantity"])
@@ -175,7 +175,7 @@ class DocumentRules:
         data = row.data | values
         if any(k in values for k in ("itemId", "accountId", "lineType", "itemVariantId")):
             self._apply_product(company, data, values, new=False)
-        self._amounts(company, data, values, new=False)
+        self._amounts(company, data, values)
         if "shipQuantity" in data:
             if data["quantity"] < data["shippedQuantity"]:
                 raise dialog(f"Quantity must not be less than {data['shippedQuantity']}, the shipped quantity.")
@@ -246,20 +246,19 @@ class DocumentRules:
             raise record_not_found(label, f"No.='{number}'")
         return found
 
-    def _amounts(self, company: Company, data: dict[str, Any], values: dict[str, Any], *, new: bool) -> None:
+    def _amounts(self, company: Company, data: dict[str, Any], values: dict[str, Any]) -> None:
         gross = money(data["quantity"] * data["unitPrice"])
-        if "discountPercent" in values:
-            data["discountAmount"] = money(gross * data["discountPercent"] / 100)
-        elif "discountAmount" in values or not new:
+        if "discountAmount" in values and "discountPercent" not in values:
             data["discountPercent"] = round(data["discountAmount"] / gross * 100, 5) if gross else 0
-            if "discountAmount" not in values:
-                data["discountAmount"] = money(gross * data["discountPercent"] / 100)
+        else:
+            data["discountAmount"] = money(gross * data["discountPercent"] / 100)
         data["amountExcludingTax"] = money(gross - data["discountAmount"])
         data["taxPercent"] = company.vat_percent if data["lineType"] in ("Item", "Account") else 0
         data["taxCode"] = data["taxCode"] or ("VAT20" if data["taxPercent"] else "")
 
     def recalc(self, company: Company, set_name: str, header: Row, *, report: bool = True) -> None:
-        """Spread the invoice discount over the lines and recompute totals (header updated if changed)."""
+        """Spread the invoice discount over the lines and recompute the totals; with `report` the header
+        counts as modified (new ETag, `lastModifiedDateTime`, an `updated` change)."""
         line_set = LINES[set_name]
         lines = company.sets[line_set].children(header.id)
         base = sum(line.data["amountExcludingTax"] for line in lines)
@@ -285,7 +284,7 @@ class DocumentRules:
         elif header.data["status"] != "Draft":
             totals["remainingAmount"] = totals["totalAmountIncludingTax"]
         changes = {k: v for k, v in totals.items() if header.data[k] != v}
-        if changes and report:
+        if report:
             self.store.modify(company, set_name, header, changes)
         else:
             header.data.update(changes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from devtools.emulator.bc_schema import COMPANY_SETS, EntityType
+from devtools.emulator.bc_schema import COMPANY_SETS, EntityType, names
 from devtools.emulator.odata import EMPTY_GUID, BCError, bad_request, is_date, is_guid, parse_datetime
 from devtools.emulator.store import Company, Row, Store
 
@@ -16,9 +16,9 @@ MAX_LENGTH = {
     "shipToName": 100, "shipToContact": 100, "clientState": 2048,
 }
 
-CODE_FIELDS = frozenset(
+CODE_FIELDS = names(
     "number code itemNumber customerNumber billToCustomerNumber lineObjectNumber currencyCode itemCategoryCode "
-    "baseUnitOfMeasureCode unitOfMeasureCode taxGroupCode taxCode salesperson salespersonCode".split()
+    "baseUnitOfMeasureCode unitOfMeasureCode taxGroupCode taxCode salesperson salespersonCode"
 )
 
 

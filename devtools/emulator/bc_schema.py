@@ -7,8 +7,10 @@ from typing import Any
 
 from devtools.emulator.odata import EMPTY_GUID
 
-G, S, D, DT, N, I, B = "guid", "string", "date", "datetime", "decimal", "int", "bool"
-DEFAULTS: dict[str, Any] = {G: EMPTY_GUID, S: "", D: "0001-01-01", DT: "0001-01-01T00:00:00Z", N: 0, I: 0, B: False}
+DEFAULTS: dict[str, Any] = {
+    "guid": EMPTY_GUID, "string": "", "date": "0001-01-01", "datetime": "0001-01-01T00:00:00Z", "decimal": 0,
+    "int": 0, "bool": False,
+}
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,13 @@ def _fields(spec: str) -> dict[str, str]:
     out = {}
     for item in spec.split():
         name, _, ftype = item.partition(":")
-        out[name] = ftype or S
+        out[name] = ftype or "string"
     return out
+
+
+def names(spec: str) -> frozenset[str]:
+    """`"a b c"` → frozenset of names."""
+    return frozenset(spec.split())
 
 
 _ADDR = "AddressLine1 AddressLine2 City Country State PostCode"
@@ -52,9 +59,9 @@ LINE_FIELDS = (
     "totalTaxAmount:decimal amountIncludingTax:decimal invoiceDiscountAllocation:decimal netAmount:decimal "
     "netTaxAmount:decimal netAmountIncludingTax:decimal shipmentDate:date {extra} itemVariantId:guid locationId:guid"
 )
-LINE_RO = frozenset(
+LINE_RO = names(
     "id discountAppliedBeforeTax amountExcludingTax taxPercent totalTaxAmount amountIncludingTax "
-    "invoiceDiscountAllocation netAmount netTaxAmount netAmountIncludingTax".split()
+    "invoiceDiscountAllocation netAmount netTaxAmount netAmountIncludingTax"
 )
 LINE_CREATE_ONLY = frozenset({"documentId", "sequence", "lineObjectNumber"})
 TOTALS = "totalAmountExcludingTax:decimal totalTaxAmount:decimal totalAmountIncludingTax:decimal"
@@ -118,8 +125,8 @@ SALES_ORDER = EntityType(
             f"pricesIncludeTax:bool paymentTermsId:guid shipmentMethodId:guid salesperson partialShipping:bool "
             f"requestedDeliveryDate:date discountAmount:decimal discountAppliedBeforeTax:bool {TOTALS} "
             f"fullyShipped:bool status lastModifiedDateTime:datetime phoneNumber email"),
-    read_only=frozenset(f"id number customerName billToName {BILL_TO} discountAppliedBeforeTax totalAmountExcludingTax "
-                        f"totalTaxAmount totalAmountIncludingTax fullyShipped status lastModifiedDateTime".split()),
+    read_only=names(f"id number customerName billToName {BILL_TO} discountAppliedBeforeTax totalAmountExcludingTax "
+                    "totalTaxAmount totalAmountIncludingTax fullyShipped status lastModifiedDateTime"),
     parts={"salesOrderLines": "salesOrderLines"},
 )
 SALES_ORDER_LINE = EntityType(
@@ -158,9 +165,9 @@ SALES_INVOICE = EntityType(
             f"orderNumber paymentTermsId:guid shipmentMethodId:guid salesperson disputeStatusId:guid disputeStatus "
             f"pricesIncludeTax:bool remainingAmount:decimal discountAmount:decimal discountAppliedBeforeTax:bool "
             f"{TOTALS} status lastModifiedDateTime:datetime phoneNumber email"),
-    read_only=frozenset(f"id number customerName billToName {BILL_TO} orderId orderNumber pricesIncludeTax "
-                        f"remainingAmount discountAppliedBeforeTax totalAmountExcludingTax totalTaxAmount "
-                        f"totalAmountIncludingTax status lastModifiedDateTime".split()),
+    read_only=names(f"id number customerName billToName {BILL_TO} orderId orderNumber pricesIncludeTax "
+                    "remainingAmount discountAppliedBeforeTax totalAmountExcludingTax totalTaxAmount "
+                    "totalAmountIncludingTax status lastModifiedDateTime"),
     parts={"salesInvoiceLines": "salesInvoiceLines"},
 )
 SALES_INVOICE_LINE = EntityType(

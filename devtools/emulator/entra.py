@@ -1,9 +1,10 @@
 """Microsoft Entra ID (identity platform v2.0) emulator for msal (dev tooling, never deployed).
 
-Serves OIDC discovery, JWKS, the authorize endpoint (auto sign-in and consent as a configurable demo
-user) and the token endpoint (authorization_code with PKCE, refresh_token with rotation,
-client_credentials). Access tokens are RS256 JWTs for Business Central; `validate_token` is what
-the BC API emulator uses to check bearer tokens against the emulator clock.
+Serves OIDC discovery, JWKS, the authorize endpoint (auto sign-in and consent as `signin_user`, or
+as the `login_hint`; `deny_consent` makes it answer access_denied) and the token endpoint
+(authorization_code with PKCE, refresh_token with rotation, client_credentials). Access tokens are
+RS256 JWTs for Business Central; `validate_token` is what the BC API emulator uses to check bearer
+tokens against the emulator clock.
 """
 from __future__ import annotations
 
@@ -353,15 +354,16 @@ class Entra:
     @staticmethod
     def _check_scopes(scope: str, delegated: bool) -> frozenset[str]:
         scopes = frozenset(scope.split())
+        if not delegated:
+            if scopes != {f"{BC_RESOURCE}/.default"}:
+                raise EntraError(
+                    "invalid_scope", 1002012,
+                    f"The provided value for scope {scope} is not valid. Client credential flows "
+                    "must have a scope value with /.default suffixed to the resource identifier.",
+                )
+            return scopes
         resource = scopes - OIDC_SCOPES
-        allowed = _DELEGATED_RESOURCE_SCOPES if delegated else {f"{BC_RESOURCE}/.default"}
-        if not delegated and scopes != {f"{BC_RESOURCE}/.default"}:
-            raise EntraError(
-                "invalid_scope", 1002012,
-                f"The provided value for scope {scope} is not valid. Client credential flows must "
-                "have a scope value with /.default suffixed to the resource identifier.",
-            )
-        if not resource or not resource <= allowed:
+        if not resource or not resource <= _DELEGATED_RESOURCE_SCOPES:
             raise EntraError(
                 "invalid_scope", 70011,
                 f"The provided value for the input parameter 'scope' is not valid. The scope "

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from .clock import Clock
 from .config import EmulatorConfig
+from .entra import InvalidToken
 
 FaultAction = Literal["error_before", "error_after_commit", "timeout_after_commit"]
 WsgiApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
@@ -192,6 +193,10 @@ class Faults:
         """End every pending wait now and make later ones return immediately (on stop)."""
         self._released.set()
 
+    def rearm(self) -> None:
+        """Make waits wait again (on start)."""
+        self._released.clear()
+
 
 def format_seconds(seconds: float) -> str:
     """A `Retry-After` value: whole seconds, or a decimal for sub-second test settings."""
@@ -264,7 +269,7 @@ class LimitsMiddleware:
             return None
         try:
             claims = self.validate_token(auth[7:].strip())
-        except Exception:  # an invalid token: BC itself answers 401, no per-user accounting
+        except InvalidToken:  # BC itself answers 401; no per-principal accounting
             return None
         return claims.get("oid") or claims.get("appid")
 

@@ -6,7 +6,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
@@ -44,14 +44,14 @@ def no_property(name: str, type_name: str) -> BCError:
 
 def format_datetime(value: datetime) -> str:
     """BC's datetime format: UTC with milliseconds, e.g. `2023-09-02T17:38:08.537Z`."""
-    value = value.astimezone(timezone.utc)
+    value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 def parse_datetime(text: str) -> datetime:
     """Parse an ISO datetime (`Z` or offset; naive = UTC); raises ValueError."""
     value = datetime.fromisoformat(text.replace("z", "Z"))
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def is_guid(text: Any) -> bool:

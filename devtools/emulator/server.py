@@ -5,10 +5,12 @@ with a throw-away certificate whose CA is at `ca_bundle`.
 """
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import tempfile
 import threading
+import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -33,13 +35,79 @@ def default_bc_factory(config: EmulatorConfig, clock: Clock,
     return BCApi(config, clock, validate_token)
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """HTTP/1.1 keep-alive, no per-request log lines."""
+class _KeepAliveHandler(WSGIRequestHandler):
+    """HTTP/1.1 with keep-alive and no per-request log lines.
+
+    werkzeug's own handler always answers ``Connection: close``. This one reads the whole request
+    body before calling the app (so an unread body cannot desynchronise the connection), buffers
+    the response and sends it with a Content-Length, keeping the connection open.
+    """
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
+
+    def run_wsgi(self) -> None:
+        if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.environ = environ = self.make_environ()
+        if environ.pop("wsgi.input_terminated", False):  # chunked request body
+            body = environ["wsgi.input"].read()
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+        else:
+            body = self.rfile.read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        response: list[Any] = []
+        chunks: list[bytes] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]],
+                           exc_info: Any = None) -> Callable[[bytes], None]:
+            response[:] = [status, headers]
+            return chunks.append
+
+        try:
+            iterable = self.server.app(environ, start_response)
+            try:
+                chunks.extend(iterable)
+            finally:
+                if hasattr(iterable, "close"):
+                    iterable.close()
+        except (TimeoutError, ConnectionError) as exc:
+            self.connection_dropped(exc, environ)
+            self.close_connection = True
+            return
+        except Exception:
+            self.log_error("Error on request %s %s:\n%s", self.command, self.path,
+                           traceback.format_exc())
+            response[:] = ["500 Internal Server Error", [("Content-Type", "text/plain")]]
+            chunks = [b"Internal Server Error"]
+        self._send(response[0], response[1], b"".join(chunks))
+
+    def _send(self, status: str, headers: list[tuple[str, str]], payload: bytes) -> None:
+        code_text, _, reason = status.partition(" ")
+        code = int(code_text)
+        self.send_response_only(code, reason)
+        names = {k.lower() for k, _ in headers}
+        keep_length = self.command == "HEAD" and "content-length" in names
+        for key, value in headers:
+            if key.lower() in ("connection", "transfer-encoding") or (
+                    key.lower() == "content-length" and not keep_length):
+                continue
+            self.send_header(key, value)
+        if "server" not in names:
+            self.send_header("Server", self.version_string())
+        if "date" not in names:
+            self.send_header("Date", self.date_time_string())
+        if not keep_length and code >= 200 and code not in (204, 304):
+            self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and code not in (204, 304):
+            self.wfile.write(payload)
 
 
 class Emulator:
@@ -71,15 +139,16 @@ class Emulator:
         """Serve in a background thread; returns self."""
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
+        self.faults.rearm()
         self._tmp = tempfile.mkdtemp(prefix="bc-emulator-")
         tls = make_tls_files(Path(self._tmp))
         self.ca_bundle = str(tls.ca_cert)
         self._server = make_server(self.config.host, self.config.port, self, threaded=True,
-                                   request_handler=_QuietHandler,
+                                   request_handler=_KeepAliveHandler,
                                    ssl_context=tls.server_context())
         host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "127.0.0.1"
         self.url = f"https://{host}:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever,
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="bc-emulator", daemon=True)
         self._thread.start()
         if self.bc is not None and hasattr(self.bc, "start"):

@@ -51,7 +51,7 @@ class EntitySet:
         self.etype = etype
         self.rows: dict[str, Row] = {}
         self.order: list[Row] = []
-        self.key_field = next((k for k in ("number", "code") if k in etype.fields and etype.writable), None)
+        self.key_field = next((k for k in ("number", "code") if k in etype.fields), None)
         self.by_key: dict[str, Row] = {}
         self.by_parent: dict[str, list[Row]] = {}
 

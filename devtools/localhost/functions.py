@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
+from azure.functions.decorators.function_app import Function
 
 from .config import ConfigError
 
@@ -59,7 +60,7 @@ def index(app: func.FunctionApp) -> list[FunctionSpec]:
         return _INDEXED[app]
 
 
-def _spec(function: func.FunctionBuilder | Any) -> FunctionSpec:
+def _spec(function: Function) -> FunctionSpec:
     name = function.get_function_name()
     bindings = [json.loads(raw) for raw in function.get_raw_bindings()]
     triggers = [b for b in bindings if b["type"].endswith("Trigger")]

@@ -65,6 +65,8 @@ class LocalHost:
 
     def start(self) -> LocalHost:
         """Index the app, validate every trigger, then serve HTTP, poll queues and schedule timers."""
+        if self._server is not None:
+            raise RuntimeError("LocalHost is already started")
         specs = self.functions
         by_type = {t: [s for s in specs if s.trigger_type == t] for t in TRIGGERS}
         queues = [

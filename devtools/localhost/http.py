@@ -138,7 +138,10 @@ class HttpServer:
             "127.0.0.1", port, app, threaded=True, request_handler=_QuietHandler
         )
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="localhost-http", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="localhost-http",
+            daemon=True,
         )
 
     @property

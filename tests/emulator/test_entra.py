@@ -272,12 +272,12 @@ def test_redirect_uri_must_match_the_authorize_request(emu: Emulator) -> None:
 
 
 def test_id_token_carries_the_authorize_nonce(emu: Emulator) -> None:
-    body = token_post(emu, code_form(raw_code(emu, nonce="n-123"))).json()
+    body = token_post(emu, code_form(raw_code(emu, nonce="n-123"), client_info="1")).json()
     claims = jwt.decode(body["id_token"], options={"verify_signature": False})
     assert claims["nonce"] == "n-123" and claims["aud"] == CLIENT_ID
     assert {"iss", "sub", "oid", "tid", "preferred_username"} <= set(claims)
     info = json.loads(base64.urlsafe_b64decode(body["client_info"] + "=="))
-    assert body.get("client_info") is None or info == {"uid": claims["oid"], "utid": TENANT_ID}
+    assert info == {"uid": claims["oid"], "utid": TENANT_ID}
 
 
 def test_client_info_only_when_asked(emu: Emulator) -> None:

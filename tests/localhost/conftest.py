@@ -3,6 +3,7 @@
 Storage is the session's Azurite (`azurite` fixture in tests/conftest.py); every host gets its own
 queue name, so tests do not see each other's messages.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.core.exceptions import ResourceExistsError
 import sample_app
+from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from devtools.azurite import Azurite
@@ -23,7 +24,9 @@ from devtools.localhost import LocalHost
 FAST_QUEUES = {"maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:00"}
 
 
-def write_host_json(folder: Path, queues: dict[str, Any] | None = None, http: dict[str, Any] | None = None) -> Path:
+def write_host_json(
+    folder: Path, queues: dict[str, Any] | None = None, http: dict[str, Any] | None = None
+) -> Path:
     """A host.json with the given `extensions.queues` / `extensions.http` sections."""
     extensions: dict[str, Any] = {"queues": {**FAST_QUEUES, **(queues or {})}}
     if http is not None:
@@ -50,10 +53,18 @@ def make_host(azurite: Azurite, tmp_path: Path) -> Iterator[Callable[..., LocalH
     hosts: list[LocalHost] = []
     sample_app.seen.reset()
 
-    def make(queues: dict[str, Any] | None = None, http: dict[str, Any] | None = None,
-             queue_lease: int = 60, **settings: str) -> LocalHost:
-        host = LocalHost(sample_app.app, host_json=write_host_json(tmp_path, queues, http),
-                         env=sample_env(azurite, **settings), queue_lease=queue_lease)
+    def make(
+        queues: dict[str, Any] | None = None,
+        http: dict[str, Any] | None = None,
+        queue_lease: int = 60,
+        **settings: str,
+    ) -> LocalHost:
+        host = LocalHost(
+            sample_app.app,
+            host_json=write_host_json(tmp_path, queues, http),
+            env=sample_env(azurite, **settings),
+            queue_lease=queue_lease,
+        )
         hosts.append(host.start())
         return host
 

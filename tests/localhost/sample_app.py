@@ -1,4 +1,5 @@
 """A small v2 Functions app for the local-host tests: a blueprint with HTTP, queue and timer triggers."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """HTTP triggers through LocalHost: routing, methods, auth levels, errors, context and async."""
+
 from __future__ import annotations
 
 import json

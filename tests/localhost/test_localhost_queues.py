@@ -1,4 +1,5 @@
 """Queue triggers through LocalHost on Azurite: delete, retry, poison, encodings, visibility, batching."""
+
 from __future__ import annotations
 
 import base64

@@ -1,4 +1,5 @@
 """Timer triggers: NCRONTAB/TimeSpan parsing, %SETTING% schedules, fire_timer, runOnStartup, singleton."""
+
 from __future__ import annotations
 
 import threading

@@ -1,0 +1,403 @@
+"""Schedule Pull Items: every item of a company as one `bc.item.pulled` event, incrementally.
+
+A *pass* reads `items` (with `$expand=itemVariants` when PULL_ITEM_VARIANTS is on) page by page —
+one BC request per page — and emits one event per item. The first pass is a full read; later passes
+filter on `lastModifiedDateTime gt <cursor − overlap>` and then read the changed `itemVariants` too,
+re-emitting the items whose variants changed (fetched in `id eq … or …` batches), because a variant
+change does not touch its item.
+
+Where a pass stands is one row of `bccursors` (`ItemsCursor`), written after each page's events are
+queued, so a run that stops (time budget) or dies resumes from the last `@odata.nextLink`. The new
+cursor stays pending until the pass completes, and is capped at the time the pass started: an item
+read early and changed mid-pass must not fall behind the cursor. A lease per connection/company
+keeps overlapping runs (timer + route, several instances) from pulling twice.
+
+Memory is bounded by the page size: pages stream through (the next one is fetched while the current
+one's events are sent); no list of all items or ids is kept.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from connector.bc_client import BCClient
+from connector.events import ITEM_PULLED, EventPublisher, cloud_event
+from connector.leases import Lease
+from connector.runtime import Runtime
+from connector.settings import QUEUE_ITEMS, TABLE_CURSORS, ConnectionSettings
+from connector.storage import Storage, insert_entity, read_entity, replace_if_match, table_key
+
+log = logging.getLogger(__name__)
+
+PHASE_ITEMS = "items"
+PHASE_VARIANTS = "variants"
+ID_BATCH = 40  # ids per `id eq … or …` filter: about 2.5 KB of URL, well inside BC's limits
+LEASE_MARGIN_SECONDS = 120.0  # lease TTL beyond the run's time budget (a slow last page, retries)
+HTTP_MAX_SECONDS = 200.0  # a route run stays inside Azure's 230 s limit on HTTP responses
+Entity = dict[str, Any]
+
+
+# ----------------------------------------------------------------------------------------- pure core
+
+def parse_time(text: str) -> datetime:
+    """A BC datetime (`2023-09-02T17:38:08.537Z`) as an aware UTC datetime."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def format_time(value: datetime) -> str:
+    """BC's form: UTC, milliseconds (truncated, so a `gt` filter never skips), `Z`."""
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def latest(*times: str | None) -> str | None:
+    """The latest of some BC datetimes (None ignored), in BC's form; None if there are none."""
+    parsed = [parse_time(t) for t in times if t]
+    return format_time(max(parsed)) if parsed else None
+
+
+def filter_since(cursor: str | None, overlap_seconds: float) -> str | None:
+    """The `gt` bound of an incremental read: the cursor minus the overlap; None = full read."""
+    if cursor is None:
+        return None
+    return format_time(parse_time(cursor) - timedelta(seconds=overlap_seconds))
+
+
+def items_query(since: str | None, with_variants: bool) -> dict[str, str]:
+    """Query of a pass's item read: changed since `since` (everything if None), variants expanded."""
+    params = {"$filter": f"lastModifiedDateTime gt {since}"} if since else {}
+    if with_variants:
+        params["$expand"] = "itemVariants"
+    return params
+
+
+def variants_query(since: str) -> dict[str, str]:
+    """Query of a pass's variant read: the variants changed since `since`."""
+    return {"$filter": f"lastModifiedDateTime gt {since}"}
+
+
+def items_by_id_query(item_ids: Iterable[str], since: str) -> dict[str, str]:
+    """Items by id (OR on one field, as BC allows) with their variants — except those changed since
+    `since`, which the item read of the same pass already emitted."""
+    ids = " or ".join(f"id eq {i}" for i in item_ids)
+    return {"$filter": f"({ids}) and lastModifiedDateTime le {since}", "$expand": "itemVariants"}
+
+
+def page_latest(entities: Iterable[Entity]) -> str | None:
+    """The latest `lastModifiedDateTime` of a page, expanded variants included."""
+    result: str | None = None
+    for entity in entities:
+        result = latest(result, entity.get("lastModifiedDateTime"),
+                        *(v.get("lastModifiedDateTime") for v in entity.get("itemVariants") or ()))
+    return result
+
+
+def promoted_cursor(cursor: str | None, pending: str | None, pass_started: str) -> str | None:
+    """The cursor after a completed pass: the latest change seen, capped at the pass's start (later
+    changes may have been missed behind the read position), never moving back."""
+    if pending is None:
+        return cursor
+    capped = format_time(min(parse_time(pending), parse_time(pass_started)))
+    return latest(cursor, capped)
+
+
+def item_event(connection: str, company_id: str, item: Entity, with_variants: bool) -> Entity:
+    """The `bc.item.pulled` event of one item. Its id comes from the item's and its variants'
+    `lastModifiedDateTime`, so a change gives a new id and a re-read of the same state the same id."""
+    entity = dict(item)
+    id_parts = [str(item.get("id", "")), str(item.get("lastModifiedDateTime", ""))]
+    if with_variants:
+        variants = [{k: v for k, v in variant.items() if k != "@odata.etag"}
+                    for variant in item.get("itemVariants") or ()]
+        entity["itemVariants"] = variants
+        id_parts += sorted(f"{v.get('id')}@{v.get('lastModifiedDateTime', '')}" for v in variants)
+    else:
+        entity.pop("itemVariants", None)
+    return cloud_event(event_type=ITEM_PULLED, connection=connection, company_id=company_id,
+                       entity=entity, id_parts=id_parts)
+
+
+class RecentItemIds:
+    """The item ids of the last two pages of changed variants: an item's variants come together, so
+    this window skips almost every repeat while memory stays bounded by the page size."""
+
+    def __init__(self) -> None:
+        self._previous: set[str] = set()
+        self._current: set[str] = set()
+
+    def new(self, variants: Iterable[Entity]) -> list[str]:
+        """The distinct item ids of a new page of variants, in order, not seen in the window."""
+        self._previous, self._current = self._current, set()
+        ids: list[str] = []
+        for variant in variants:
+            item_id = str(variant.get("itemId") or "").lower()
+            if not item_id:
+                continue
+            if item_id not in self._previous and item_id not in self._current:
+                ids.append(item_id)
+            self._current.add(item_id)
+        return ids
+
+
+@dataclass(frozen=True)
+class ItemsCursor:
+    """Where the item pull of one company stands (one row of `bccursors`).
+
+    `cursor`: every change up to it was emitted (None = no full pass yet). During a pass:
+    `run_started` (when it began), `phase` and `next_link` (where it resumes) and `pending_cursor`
+    (the latest change seen so far).
+    """
+
+    cursor: str | None = None
+    phase: str = PHASE_ITEMS
+    next_link: str | None = None
+    pending_cursor: str | None = None
+    run_started: str | None = None
+    updated_at: str | None = None
+
+    @property
+    def in_pass(self) -> bool:
+        return self.run_started is not None
+
+    def start_pass(self, now: datetime) -> ItemsCursor:
+        return replace(self, phase=PHASE_ITEMS, next_link=None, pending_cursor=None,
+                       run_started=format_time(now), updated_at=format_time(now))
+
+    def checkpoint(self, next_link: str | None, seen: str | None, now: datetime) -> ItemsCursor:
+        """After a page's events were queued: resume at `next_link`, remember the latest change."""
+        return replace(self, next_link=next_link, pending_cursor=latest(self.pending_cursor, seen),
+                       updated_at=format_time(now))
+
+    def items_read(self, with_variants: bool, now: datetime) -> ItemsCursor:
+        """The item read of the pass is done: on to the variant read (incremental passes with
+        variants on), or complete the pass."""
+        if with_variants and self.cursor is not None:
+            return replace(self, phase=PHASE_VARIANTS, next_link=None, updated_at=format_time(now))
+        return self.complete(now)
+
+    def complete(self, now: datetime) -> ItemsCursor:
+        """The pass is done: promote the pending cursor."""
+        return ItemsCursor(cursor=promoted_cursor(self.cursor, self.pending_cursor,
+                                                  self.run_started or format_time(now)),
+                           updated_at=format_time(now))
+
+
+# ----------------------------------------------------------------------------------------- edges
+
+class PullInterrupted(RuntimeError):
+    """Another runner took over this company's pull (lease lost or cursor changed underneath)."""
+
+
+class CursorTable:
+    """The `bccursors` row of one connection/company: PK = connection, RK = `items:<companyId>`;
+    every write is ETag-guarded."""
+
+    def __init__(self, storage: Storage, connection: str, company_id: str):
+        self._table = storage.table(TABLE_CURSORS)
+        self._pk = table_key(connection)
+        self._rk = table_key(f"items:{company_id}")
+        self._etag: str | None = None
+
+    def load(self) -> ItemsCursor:
+        found = read_entity(self._table, self._pk, self._rk)
+        if found is None:
+            self._etag = None
+            return ItemsCursor()
+        row, self._etag = found
+        fields = ItemsCursor.__dataclass_fields__
+        return ItemsCursor(**{k: v for k, v in row.items() if k in fields and v not in (None, "")})
+
+    def save(self, state: ItemsCursor) -> None:
+        entity = {"PartitionKey": self._pk, "RowKey": self._rk,
+                  **{k: v for k, v in asdict(state).items() if v is not None}}
+        if self._etag is None:
+            self._etag = insert_entity(self._table, entity)
+        else:
+            self._etag = replace_if_match(self._table, entity, self._etag)
+        if self._etag is None:
+            raise PullInterrupted(f"cursor {self._pk}/{self._rk} was changed by another runner")
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What one run did for one connection/company."""
+
+    connection: str
+    company_id: str
+    status: str  # finished | partial (resumes next run) | already-running
+    emitted: int = 0
+    pages: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"connection": self.connection, "companyId": self.company_id, "status": self.status,
+                "emitted": self.emitted, "pages": self.pages, "finished": self.finished}
+
+
+class ItemPull:
+    """One run of the item pull for one connection and company, within a time budget."""
+
+    def __init__(self, *, bc: BCClient, storage: Storage, events: EventPublisher,
+                 connection: ConnectionSettings, company_id: str, page_size: int,
+                 overlap_seconds: float, max_seconds: float,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self._bc = bc
+        self._storage = storage
+        self._events = events
+        self._connection = connection.name
+        self._variants = connection.pull_item_variants
+        self._company_id = company_id
+        self._page_size = page_size
+        self._overlap = overlap_seconds
+        self._max_seconds = max_seconds
+        self._now = now
+        self._deadline = 0.0
+        self._lease: Lease | None = None
+        self._cursors: CursorTable | None = None
+        self._emitted = 0
+        self._pages = 0
+
+    @property
+    def lease_name(self) -> str:
+        return f"items:{self._connection}:{self._company_id}"
+
+    def run(self) -> PullResult:
+        """Pull until the pass completes or the time budget is spent; another runner → already-running."""
+        self._deadline = time.monotonic() + self._max_seconds
+        lease = Lease(self._storage, self.lease_name, self._max_seconds + LEASE_MARGIN_SECONDS)
+        with lease as acquired:
+            if not acquired:
+                return self._result("already-running")
+            self._lease = lease
+            self._cursors = CursorTable(self._storage, self._connection, self._company_id)
+            finished = self._run_pass()
+        result = self._result("finished" if finished else "partial")
+        log.info("item pull %s/%s: %s, %d items in %d pages", self._connection, self._company_id,
+                 result.status, result.emitted, result.pages)
+        return result
+
+    def _result(self, status: str) -> PullResult:
+        return PullResult(self._connection, self._company_id, status, self._emitted, self._pages)
+
+    def _time_left(self) -> bool:
+        return time.monotonic() < self._deadline
+
+    def _run_pass(self) -> bool:
+        assert self._cursors is not None
+        state = self._cursors.load()
+        if not state.in_pass:
+            state = state.start_pass(self._now())
+            self._cursors.save(state)
+        since = filter_since(state.cursor, self._overlap)
+        if state.phase == PHASE_ITEMS:
+            items = self._bc.company_path(self._company_id, "items")
+            read = self._read(state, items, items_query(since, self._variants), lambda page: page)
+            if read is None:
+                return False
+            state = read.items_read(self._variants, self._now())
+            self._cursors.save(state)
+        if state.phase == PHASE_VARIANTS and since is not None:
+            recent = RecentItemIds()
+            variants = self._bc.company_path(self._company_id, "itemVariants")
+            read = self._read(state, variants, variants_query(since),
+                              lambda page: self._items_by_id(recent.new(page), since))
+            if read is None:
+                return False
+            self._cursors.save(read.complete(self._now()))
+        return True
+
+    def _read(self, state: ItemsCursor, path: str, params: dict[str, str],
+              to_items: Callable[[list[Entity]], Iterable[Entity]]) -> ItemsCursor | None:
+        """Page through one phase (from its checkpoint), emitting `to_items(page)` for each page;
+        the state after the last page, or None when the time budget ran out first."""
+        start = (state.next_link, None) if state.next_link else (path, params)
+        for page, next_link, more in self._pages(*start):
+            self._emit(to_items(page))
+            state = self._checkpoint(state, next_link, page_latest(page))
+            if next_link and not more:
+                return None
+        return state
+
+    def _items_by_id(self, item_ids: list[str], since: str) -> Iterator[Entity]:
+        path = self._bc.company_path(self._company_id, "items")
+        for start in range(0, len(item_ids), ID_BATCH):
+            query = items_by_id_query(item_ids[start:start + ID_BATCH], since)
+            yield from self._bc.iter_entities(path, query, self._page_size)
+
+    def _emit(self, items: Iterable[Entity]) -> None:
+        events = [item_event(self._connection, self._company_id, item, self._variants) for item in items]
+        self._emitted += self._events.publish(QUEUE_ITEMS, events)
+
+    def _checkpoint(self, state: ItemsCursor, next_link: str | None, seen: str | None) -> ItemsCursor:
+        """Record progress after a page's events were queued; stop if the lease was lost."""
+        assert self._cursors is not None and self._lease is not None
+        self._pages += 1
+        if not self._lease.renew():
+            raise PullInterrupted(f"lease {self.lease_name} was lost")
+        state = state.checkpoint(next_link, seen, self._now())
+        self._cursors.save(state)
+        return state
+
+    def _pages(self, path: str, params: dict[str, str] | None
+               ) -> Iterator[tuple[list[Entity], str | None, bool]]:
+        """Each page's entities, its next link and whether the read goes on; one request per page.
+        While the caller handles a page the next one is already being fetched — unless the time
+        budget is spent, in which case the read stops after this page (`more` is False)."""
+        headers = {"Prefer": f"odata.maxpagesize={self._page_size}"}
+        with ThreadPoolExecutor(1, thread_name_prefix="items-prefetch") as prefetch:
+            ahead = prefetch.submit(self._bc.get, path, params, headers)
+            while ahead is not None:
+                body = ahead.result()
+                next_link = body.get("@odata.nextLink")
+                ahead = (prefetch.submit(self._bc.get, next_link, None, headers)
+                         if next_link and self._time_left() else None)
+                yield body.get("value", []), next_link, ahead is not None
+
+
+# ----------------------------------------------------------------------------------------- entry points
+
+def pull_company(runtime: Runtime, connection: str, *, max_seconds: float | None = None) -> PullResult:
+    """One run for a connection's company; `max_seconds` overrides ITEM_PULL_MAX_SECONDS."""
+    settings = runtime.settings
+    conn = settings.connection(connection)
+    return ItemPull(
+        bc=runtime.bc(conn.name), storage=runtime.storage, events=runtime.events, connection=conn,
+        company_id=runtime.company_id(conn.name), page_size=settings.item_pull_page_size,
+        overlap_seconds=settings.cursor_overlap_seconds,
+        max_seconds=settings.item_pull_max_seconds if max_seconds is None else max_seconds,
+    ).run()
+
+
+def pull_on_request(runtime: Runtime, connection: str) -> PullResult:
+    """The route's run: the same pull, inline, within min(ITEM_PULL_MAX_SECONDS, HTTP_MAX_SECONDS);
+    what is left is resumed by the next run (timer or route)."""
+    budget = min(runtime.settings.item_pull_max_seconds, HTTP_MAX_SECONDS)
+    return pull_company(runtime, connection, max_seconds=budget)
+
+
+def pull_all(runtime: Runtime) -> list[PullResult]:
+    """The timer's run: every configured connection at once (each has its own BC budget).
+    A failing connection does not stop the others; the first error is raised after all ran."""
+    names = list(runtime.settings.connections)
+    with ThreadPoolExecutor(max(1, len(names)), thread_name_prefix="item-pull") as pool:
+        futures = {name: pool.submit(pull_company, runtime, name) for name in names}
+    results, errors = [], []
+    for name, future in futures.items():
+        error = future.exception()
+        if error is None:
+            results.append(future.result())
+        else:
+            log.error("item pull %s failed: %s", name, error)
+            errors.append(error)
+    if errors:
+        raise errors[0]
+    return results

@@ -1,0 +1,177 @@
+"""Encrypted rows for what sign-in must remember across instances: msal token caches and pending sign-ins.
+
+* `bctokens`: one row per connection (PK = connection, RK = `cache`) holding the msal
+  `SerializableTokenCache`, sealed with `TokenCipher`. Writers pass the ETag they loaded, so an
+  instance that refreshed from stale state cannot overwrite a newer cache (a new sign-in, a rotated
+  refresh token); the loser reloads.
+* `bcauthflows`: one row per started sign-in (PK = OAuth `state`) holding msal's auth-code flow
+  (PKCE verifier, nonce), sealed, with an expiry. `take` deletes the row with its ETag, so a state
+  can be redeemed once even when two callbacks race.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import UpdateMode
+
+from connector.settings import TABLE_AUTH_FLOWS, TABLE_TOKENS
+from connector.storage import (
+    Storage,
+    delete_if_match,
+    insert_entity,
+    read_entity,
+    replace_if_match,
+    table_key,
+)
+from connector.token_crypto import SealedDataError, TokenCipher
+
+log = logging.getLogger(__name__)
+
+CACHE_ROW = "cache"
+FLOW_ROW = "flow"
+MAX_STATE_LENGTH = 256
+PURGE_BATCH = 50
+
+
+@dataclass(frozen=True)
+class StoredCache:
+    """A connection's serialized msal cache and the ETag of the row it came from."""
+
+    state: str
+    etag: str
+
+
+class TokenStore:
+    """msal token caches in `bctokens`, encrypted, with optimistic concurrency."""
+
+    def __init__(self, storage: Storage, cipher: TokenCipher):
+        self._storage = storage
+        self._cipher = cipher
+
+    @property
+    def _table(self) -> Any:
+        return self._storage.table(TABLE_TOKENS)
+
+    @staticmethod
+    def _purpose(connection: str) -> str:
+        return f"tokens:{connection}"
+
+    def load(self, connection: str) -> StoredCache | None:
+        """The stored cache, or None; raises SealedDataError when it cannot be decrypted."""
+        row = read_entity(self._table, table_key(connection), CACHE_ROW)
+        if row is None:
+            return None
+        entity, etag = row
+        return StoredCache(self._cipher.open(str(entity.get("cache", "")), self._purpose(connection)), etag)
+
+    def has_tokens(self, connection: str) -> bool:
+        """Whether a cache is stored (without reading or decrypting it)."""
+        try:
+            self._table.get_entity(table_key(connection), CACHE_ROW, select=["PartitionKey"])
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    def _entity(self, connection: str, state: str) -> dict[str, Any]:
+        return {
+            "PartitionKey": table_key(connection),
+            "RowKey": CACHE_ROW,
+            "cache": self._cipher.seal(state, self._purpose(connection)),
+            "updated_at": datetime.now(UTC),
+        }
+
+    def save(self, connection: str, state: str, etag: str | None) -> str | None:
+        """Write the cache if the row is still as loaded (`etag`; None = it did not exist).
+        The new ETag, or None when another instance changed the row first."""
+        entity = self._entity(connection, state)
+        if etag is None:
+            return insert_entity(self._table, entity)
+        return replace_if_match(self._table, entity, etag)
+
+    def overwrite(self, connection: str, state: str) -> str:
+        """Replace whatever is stored (a completed sign-in wins over older tokens); the new ETag."""
+        meta = self._table.upsert_entity(self._entity(connection, state), mode=UpdateMode.REPLACE)
+        return str(meta.get("etag"))
+
+    def discard(self, connection: str, etag: str) -> bool:
+        """Delete the cache if unchanged since `etag`; False when another instance changed it."""
+        try:
+            return delete_if_match(self._table, table_key(connection), CACHE_ROW, etag)
+        except ResourceNotFoundError:
+            return True
+
+
+@dataclass(frozen=True)
+class PendingSignIn:
+    """A started sign-in: which connection, msal's flow dict, and until when it may be completed."""
+
+    connection: str
+    flow: dict[str, Any]
+    expires_at: datetime
+
+
+class AuthFlowStore:
+    """Pending sign-ins in `bcauthflows`, keyed by OAuth state, encrypted, redeemable once."""
+
+    def __init__(self, storage: Storage, cipher: TokenCipher):
+        self._storage = storage
+        self._cipher = cipher
+
+    @property
+    def _table(self) -> Any:
+        return self._storage.table(TABLE_AUTH_FLOWS)
+
+    @staticmethod
+    def _purpose(state: str) -> str:
+        return f"flow:{state}"
+
+    def put(self, state: str, pending: PendingSignIn) -> None:
+        """Remember a started sign-in (and drop a few long-expired ones)."""
+        self._purge_expired()
+        self._table.create_entity({
+            "PartitionKey": table_key(state),
+            "RowKey": FLOW_ROW,
+            "connection": pending.connection,
+            "expires_at": pending.expires_at,
+            "flow": self._cipher.seal(json.dumps(pending.flow), self._purpose(state)),
+        })
+
+    def take(self, state: str) -> PendingSignIn | None:
+        """Claim the sign-in started with `state` and delete it; None if unknown, already taken, or
+        unreadable. Only one of several concurrent callers gets it."""
+        if not state or len(state) > MAX_STATE_LENGTH:
+            return None
+        row = read_entity(self._table, table_key(state), FLOW_ROW)
+        if row is None:
+            return None
+        entity, etag = row
+        try:
+            if not delete_if_match(self._table, table_key(state), FLOW_ROW, etag):
+                return None
+        except ResourceNotFoundError:
+            return None
+        try:
+            flow = json.loads(self._cipher.open(str(entity.get("flow", "")), self._purpose(state)))
+        except SealedDataError:
+            log.warning("a pending sign-in could not be decrypted (TOKEN_ENCRYPTION_KEY changed?)")
+            return None
+        expires_at = entity["expires_at"]
+        return PendingSignIn(str(entity.get("connection", "")), flow,
+                             datetime.fromtimestamp(expires_at.timestamp(), UTC))
+
+    def _purge_expired(self) -> None:
+        now = datetime.now(UTC)
+        expired = self._table.query_entities(
+            "expires_at lt @now", parameters={"now": now}, select=["PartitionKey", "RowKey"],
+            results_per_page=PURGE_BATCH,
+        )
+        for entity in next(expired.by_page(), []):
+            try:
+                self._table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+            except ResourceNotFoundError:
+                pass

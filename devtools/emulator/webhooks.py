@@ -1,0 +1,415 @@
+"""Webhooks of the BC API emulator (dev tooling, never deployed), per bc-api.md §7: subscriptions with
+the validation handshake, a change journal, a debounced dispatcher thread that merges `updated`
+changes, bundles per notificationUrl, collapses bulk changes into `collection`, retries on
+no response/408/429/5xx and deletes subscriptions like BC does. Every POST is kept in a delivery log."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import requests
+
+from devtools.emulator.odata import bad_request, format_datetime, parse_datetime
+from devtools.emulator.store import Company, Store
+
+if TYPE_CHECKING:
+    from devtools.emulator.clock import Clock
+    from devtools.emulator.config import EmulatorConfig
+
+SubKey = tuple[str, str, str, str]  # tenant, environment, company id, entity set
+
+
+@dataclass
+class Subscription:
+    """One webhook subscription of an environment."""
+
+    id: str
+    tenant: str
+    environment: str
+    notification_url: str
+    resource: str
+    company_id: str
+    set_name: str
+    client_state: str
+    expiration: datetime
+    created_at: str
+    modified_at: str
+    user_id: str
+    version: int = 1
+
+    @property
+    def key(self) -> SubKey:
+        """What the subscription watches."""
+        return (self.tenant, self.environment, self.company_id, self.set_name)
+
+    @property
+    def etag(self) -> str:
+        """Weak ETag, new after every renewal."""
+        return f'W/"JzE7{self.id[:8]}{self.version};00;\'"'
+
+    def to_json(self) -> dict[str, Any]:
+        """The subscription entity as the API returns it."""
+        return {
+            "@odata.etag": self.etag, "subscriptionId": self.id, "notificationUrl": self.notification_url,
+            "resource": self.resource, "timestamp": self.version, "userId": self.user_id,
+            "lastModifiedDateTime": self.modified_at, "clientState": self.client_state,
+            "expirationDateTime": format_datetime(self.expiration), "systemCreatedAt": self.created_at,
+            "systemCreatedBy": self.user_id, "systemModifiedAt": self.modified_at, "systemModifiedBy": self.user_id,
+        }
+
+    def resource_url(self, entity_id: str | None = None, since: str | None = None) -> str:
+        """`resource` of a notification: the subscription's collection URL plus `(<id>)`, or a
+        `collection` URL with an optional `lastModifiedDateTime gt` filter (no leading slash)."""
+        base = self.resource.rstrip("/")
+        if not base.startswith(("http://", "https://")):
+            base = base.lstrip("/")
+            base = base if base.startswith("api/") else "api/v2.0/" + base
+        if entity_id is not None:
+            return f"{base}({entity_id})"
+        if since is not None:
+            return f"{base}?$filter=lastModifiedDateTime%20gt%20{quote(since)}"
+        return base
+
+
+@dataclass
+class Notification:
+    """A pending notification of one subscription."""
+
+    subscription_id: str
+    change_type: str
+    entity_id: str | None
+    last_modified: str
+    first_change: str
+    has_delete: bool = False
+
+
+@dataclass
+class Outbox:
+    """Pending notifications of one notificationUrl with its retry state."""
+
+    url: str
+    items: list[Notification] = field(default_factory=list)
+    attempt: int = 0  # failed deliveries so far
+    due: float = 0.0  # time.monotonic() of the next try
+
+
+class WebhookEngine:
+    """Subscriptions, the change journal and the dispatcher for all tenants and environments."""
+
+    def __init__(self, config: EmulatorConfig, clock: Clock, store: Store) -> None:
+        self.config = config
+        self.clock = clock
+        self.store = store
+        self.supported: set[str] = set(config.webhook_supported)
+        self.subscriptions: dict[str, Subscription] = {}
+        self.deliveries: list[dict[str, Any]] = []
+        self._index: dict[SubKey, list[Subscription]] = {}
+        self._journal: list[tuple[Subscription, str, str, str]] = []  # subscription, entity id, change, at
+        self._first_pending: float | None = None
+        self._outboxes: dict[str, Outbox] = {}
+        self._lock = threading.RLock()
+        self._send_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ----------------------------------------------------------------------------- subscriptions
+
+    def create(self, tenant: str, environment: str, body: dict[str, Any], user_id: str) -> Subscription:
+        """POST /subscriptions: validate, handshake, store."""
+        values = self._check_body(body, required=True)
+        company_id, set_name = self._parse_resource(tenant, environment, values["resource"])
+        with self._lock:
+            count = sum(1 for s in self.subscriptions.values() if (s.tenant, s.environment) == (tenant, environment))
+            if count >= self.config.max_subscriptions:
+                raise bad_request("BadRequest", f"The maximum number of subscriptions "
+                                  f"({self.config.max_subscriptions}) has been reached.")
+        self.handshake(values["notificationUrl"])
+        now = self.clock.now()
+        sub = Subscription(
+            uuid.uuid4().hex, tenant, environment, values["notificationUrl"], values["resource"], company_id,
+            set_name, values.get("clientState", ""), now + timedelta(seconds=self.config.subscription_ttl_seconds),
+            format_datetime(now), format_datetime(now), user_id,
+        )
+        with self._lock:
+            self.subscriptions[sub.id] = sub
+            self._reindex()
+        return sub
+
+    def renew(self, sub: Subscription, body: dict[str, Any]) -> Subscription:
+        """PATCH /subscriptions('id'): optional new values, handshake again, new expiry."""
+        values = self._check_body(body, required=False)
+        where = (sub.company_id, sub.set_name)
+        if "resource" in values:
+            where = self._parse_resource(sub.tenant, sub.environment, values["resource"])
+        self.handshake(values.get("notificationUrl", sub.notification_url))
+        now = self.clock.now()
+        with self._lock:
+            sub.notification_url = values.get("notificationUrl", sub.notification_url)
+            sub.resource = values.get("resource", sub.resource)
+            sub.client_state = values.get("clientState", sub.client_state)
+            sub.company_id, sub.set_name = where
+            sub.expiration = now + timedelta(seconds=self.config.subscription_ttl_seconds)
+            sub.modified_at = format_datetime(now)
+            sub.version += 1
+            self._reindex()
+        return sub
+
+    def delete(self, subscription_id: str) -> bool:
+        """Remove a subscription and its pending notifications; False if unknown."""
+        with self._lock:
+            sub = self.subscriptions.pop(subscription_id, None)
+            if sub is None:
+                return False
+            for box in self._outboxes.values():
+                box.items = [n for n in box.items if n.subscription_id != subscription_id]
+            self._journal = [j for j in self._journal if j[0] is not sub]
+            self._reindex()
+            return True
+
+    def find(self, tenant: str, environment: str, subscription_id: str) -> Subscription | None:
+        """A subscription of this environment, or None."""
+        sub = self.subscriptions.get(subscription_id)
+        return sub if sub and (sub.tenant, sub.environment) == (tenant, environment) else None
+
+    def list(self, tenant: str, environment: str) -> list[Subscription]:
+        """The subscriptions of an environment (all users)."""
+        with self._lock:
+            return [s for s in self.subscriptions.values() if (s.tenant, s.environment) == (tenant, environment)]
+
+    def handshake(self, url: str) -> None:
+        """POST `url?validationToken=<token>`; anything but 200 with exactly the token → 400."""
+        token = uuid.uuid4().hex
+        target = f"{url}{'&' if '?' in url else '?'}validationToken={token}"
+        entry: dict[str, Any] = {"kind": "handshake", "url": url, "attempt": 1, "body": None, "status": None,
+                                 "at": format_datetime(self.clock.now())}
+        try:
+            with requests.Session() as session:
+                session.trust_env = False
+                response = session.post(target, timeout=self.config.handshake_timeout)
+            entry["status"] = response.status_code
+            ok = response.status_code == 200 and response.text == token
+            reason = f"it answered {response.status_code} with {response.text[:100]!r}"
+        except requests.RequestException as exc:
+            ok, reason = False, f"no response ({type(exc).__name__})"
+            entry["error"] = str(exc)
+        with self._lock:
+            self.deliveries.append(entry)
+        if not ok:
+            raise bad_request("BadRequest", f"The subscription could not be validated: the notification URL {url} "
+                              f"did not return the validation token ({reason}).")
+
+    def _check_body(self, body: Any, *, required: bool) -> dict[str, str]:
+        if not isinstance(body, dict):
+            raise bad_request("BadRequest", "Invalid Request Body")
+        allowed = {"notificationUrl", "resource", "clientState", "subscriptionId"}
+        values = {}
+        for name, value in body.items():
+            if name.startswith("@odata."):
+                continue
+            if name not in allowed or not isinstance(value, str):
+                raise bad_request("BadRequest", f"The property '{name}' does not exist on type "
+                                  "'Microsoft.NAV.subscription' or has an invalid value.")
+            values[name] = value
+        values.pop("subscriptionId", None)
+        for name in ("notificationUrl", "resource") if required else ():
+            if not values.get(name):
+                raise bad_request("BadRequest_RequiredParamNotProvided", f"Field '{name}' must not be blank or empty.")
+        if "notificationUrl" in values and not values["notificationUrl"].startswith(("http://", "https://")):
+            raise bad_request("BadRequest", "The notificationUrl must be an absolute http(s) URL.")
+        if len(values.get("clientState", "")) > 2048:
+            raise bad_request("Application_StringExceededLength", f"The length of the string is "
+                              f"{len(values['clientState'])}, but it must be less than or equal to 2048 characters.")
+        return values
+
+    def _parse_resource(self, tenant: str, environment: str, resource: str) -> tuple[str, str]:
+        path = resource.split("?", 1)[0].rstrip("/")
+        if "api/v2.0/" in path:
+            path = path.split("api/v2.0/", 1)[1]
+        path = path.lstrip("/")
+        head, _, set_name = path.partition("/")
+        if not (head.startswith("companies(") and head.endswith(")")) or not set_name or "/" in set_name:
+            raise bad_request("BadRequest", f"The resource '{resource}' is not a valid subscription resource; "
+                              "use companies({id})/{entitySet}.")
+        company_id = head[len("companies("):-1].strip("'").lower()
+        env = self.store.find_environment(tenant, environment)
+        if env is None or env.company(company_id) is None:
+            raise bad_request("Internal_CompanyNotFound", f"The company '{company_id}' does not exist.")
+        if set_name not in self.supported:
+            raise bad_request("BadRequest", f"The entity set '{set_name}' does not support webhooks.")
+        return company_id, set_name
+
+    def _reindex(self) -> None:
+        index: dict[SubKey, list[Subscription]] = {}
+        for sub in self.subscriptions.values():
+            index.setdefault(sub.key, []).append(sub)
+        self._index = index
+
+    # ----------------------------------------------------------------------------- change journal
+
+    def record(self, company: Company, set_name: str, entity_id: str, change: str, at: str) -> None:
+        """Store listener: journal a change for every subscription watching it."""
+        subs = self._index.get((company.tenant, company.environment, company.id, set_name))
+        if not subs:
+            return
+        with self._lock:
+            for sub in subs:
+                self._journal.append((sub, entity_id, change, at))
+            if self._first_pending is None:
+                self._first_pending = time.monotonic()
+        self._wake.set()
+
+    def _route(self) -> None:
+        """Move journalled changes into the outboxes (merging, collection)."""
+        touched: set[str] = set()
+        for sub, entity_id, change, at in self._journal:
+            if sub.id not in self.subscriptions:
+                continue
+            box = self._outboxes.setdefault(sub.notification_url, Outbox(sub.notification_url))
+            self._add(box, Notification(sub.id, change, entity_id, at, at, change == "deleted"))
+            touched.add(sub.id)
+        self._journal = []
+        self._first_pending = None
+        for box in self._outboxes.values():
+            for sub_id in touched:
+                self._collapse(box, sub_id)
+
+    def _add(self, box: Outbox, note: Notification) -> None:
+        for pending in box.items:
+            if pending.subscription_id == note.subscription_id and pending.change_type == "collection":
+                pending.last_modified = note.last_modified
+                pending.has_delete = pending.has_delete or note.has_delete
+                return
+        if note.change_type == "updated":
+            for pending in reversed(box.items):
+                if (pending.subscription_id, pending.entity_id) == (note.subscription_id, note.entity_id):
+                    if pending.change_type == "updated":
+                        pending.last_modified = note.last_modified
+                        return
+                    break
+        box.items.append(note)
+
+    def _collapse(self, box: Outbox, sub_id: str) -> None:
+        mine = [n for n in box.items if n.subscription_id == sub_id]
+        if len(mine) < self.config.collection_threshold or any(n.change_type == "collection" for n in mine):
+            return
+        first = min(parse_datetime(n.first_change) for n in mine)
+        collection = Notification(sub_id, "collection", None, max(n.last_modified for n in mine),
+                                  format_datetime(first), any(n.has_delete for n in mine))
+        box.items = [n for n in box.items if n.subscription_id != sub_id] + [collection]
+
+    # ----------------------------------------------------------------------------- dispatcher
+
+    def start(self) -> None:
+        """Start the dispatcher thread."""
+        if self._thread is None:
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._loop, name="bc-webhooks", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the dispatcher thread."""
+        if self._thread is not None:
+            self._stopping.set()
+            self._wake.set()
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def flush(self) -> None:
+        """Route every pending change now (ignoring the debounce) and send what is due."""
+        self.run_once(force=True)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self._next_wait())
+            self._wake.clear()
+            if not self._stopping.is_set():
+                self.run_once(force=False)
+
+    def _next_wait(self) -> float:
+        with self._lock:
+            now = time.monotonic()
+            times = [box.due for box in self._outboxes.values() if box.items]
+            if self._first_pending is not None:
+                times.append(self._first_pending + self.config.webhook_debounce_seconds)
+        return max(0.0, min([*times, now + 1.0]) - now)
+
+    def run_once(self, *, force: bool) -> None:
+        """One dispatcher pass: expire subscriptions, route due changes, deliver due outboxes."""
+        with self._send_lock:
+            with self._lock:
+                self._expire()
+                now = time.monotonic()
+                debounce_over = self._first_pending is not None and (
+                    now - self._first_pending >= self.config.webhook_debounce_seconds)
+                if self._journal and (force or debounce_over):
+                    self._route()
+                batches = [(box, list(box.items)) for box in self._outboxes.values() if box.items and box.due <= now]
+                payloads = [self._payload(items) for _, items in batches]
+            for (box, items), payload in zip(batches, payloads, strict=True):
+                status, error = self._post(box.url, payload)
+                with self._lock:
+                    self._settle(box, items, payload, status, error)
+
+    def _expire(self) -> None:
+        now = self.clock.now()
+        for sub in [s for s in self.subscriptions.values() if s.expiration <= now]:
+            self.delete(sub.id)
+
+    def _payload(self, items: list[Notification]) -> dict[str, Any]:
+        value = []
+        for note in items:
+            sub = self.subscriptions[note.subscription_id]
+            if note.change_type == "collection":
+                since = None if note.has_delete else format_datetime(
+                    parse_datetime(note.first_change) - timedelta(milliseconds=50))
+                resource = sub.resource_url(since=since)
+            else:
+                resource = sub.resource_url(note.entity_id)
+            value.append({
+                "subscriptionId": sub.id, "clientState": sub.client_state,
+                "expirationDateTime": format_datetime(sub.expiration), "resource": resource,
+                "changeType": note.change_type, "lastModifiedDateTime": note.last_modified,
+            })
+        return {"value": value}
+
+    def _post(self, url: str, payload: dict[str, Any]) -> tuple[int | None, str | None]:
+        request_id = str(uuid.uuid4())
+        headers = {"Content-Type": "application/json", "clientRequestId": request_id,
+                   "x-ms-correlation-id": request_id}
+        try:
+            with requests.Session() as session:
+                session.trust_env = False
+                response = session.post(url, data=json.dumps(payload).encode(), headers=headers,
+                                        timeout=self.config.notification_timeout)
+            return response.status_code, None
+        except requests.RequestException as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+
+    def _settle(self, box: Outbox, items: list[Notification], payload: dict[str, Any], status: int | None,
+                error: str | None) -> None:
+        sent = {id(n) for n in items}
+        self.deliveries.append({"kind": "notification", "url": box.url, "status": status, "attempt": box.attempt + 1,
+                                "body": payload, "error": error, "at": format_datetime(self.clock.now())})
+        if status is not None and 200 <= status < 300:
+            box.items = [n for n in box.items if id(n) not in sent]
+            box.attempt, box.due = 0, 0.0
+        elif status is None or status in (408, 429) or status >= 500:
+            box.attempt += 1
+            if box.attempt > len(self.config.retry_delays_seconds):
+                for sub_id in {n.subscription_id for n in items}:
+                    self.delete(sub_id)
+                box.attempt, box.due = 0, 0.0
+            else:
+                box.due = time.monotonic() + self.config.retry_delays_seconds[box.attempt - 1]
+        else:
+            for sub in [s for s in self.subscriptions.values() if s.notification_url == box.url]:
+                self.delete(sub.id)
+            box.items, box.attempt, box.due = [], 0, 0.0
+        self._wake.set()

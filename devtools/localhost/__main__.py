@@ -1,0 +1,51 @@
+"""`python -m devtools.localhost`: serve a Functions app like `func start` (dev tooling, not deployed).
+
+Loads `local.settings.json` (or `local.settings.example.json`) `Values` into the environment without
+overriding variables already set, imports the app module, and serves until Ctrl-C / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from .cli import configure_logging, load_settings, settings_file, stop_signal
+from .host import LocalHost
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(prog="python -m devtools.localhost", description=__doc__)
+    parser.add_argument("--port", type=int, default=7071, help="0 = a free port")
+    parser.add_argument("--app", default="function_app", help="module holding `app` (module or module:attr)")
+    parser.add_argument("--settings", type=Path, help="default: local.settings.json, else the example")
+    parser.add_argument("--host-json", type=Path, default=Path("host.json"))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the app until SIGINT/SIGTERM."""
+    args = parse_args(argv)
+    configure_logging()
+    stop = stop_signal()
+    settings = settings_file(Path.cwd(), args.settings)
+    if settings is not None:
+        load_settings(settings)
+    sys.path.insert(0, str(Path.cwd()))
+    module_name, _, attr = args.app.partition(":")
+    app = getattr(importlib.import_module(module_name), attr or "app")
+    host = LocalHost(app, host_json=args.host_json, port=args.port).start()
+    try:
+        print(f"Local Functions host on {host.url} (settings: {settings or 'none'})")
+        for spec in host.functions:
+            print(f"  {spec.name}: {spec.trigger_type} {spec.trigger.get('route') or ''}".rstrip())
+        print("Ctrl-C to stop.", flush=True)
+        stop.wait()
+    finally:
+        host.stop()
+
+
+if __name__ == "__main__":
+    main()

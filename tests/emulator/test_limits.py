@@ -1,0 +1,265 @@
+"""BC limits and fault injection in front of the BC API (stand-in BC app, real https server)."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+
+from devtools.emulator import Emulator, EmulatorConfig
+from devtools.emulator.limits import FaultRule, Faults
+
+CLIENT_ID = "5e1c0f2a-7b3d-4c9e-a8f1-0b2c3d4e5f60"
+
+
+class StandInBC:
+    """A tiny WSGI "BC": counts concurrency, records committed POSTs, can sleep per request."""
+
+    def __init__(self, config: Any, clock: Any, validate_token: Callable[[str], dict]) -> None:
+        self.validate_token = validate_token
+        self.delay = 0.0
+        self.committed: list[str] = []
+        self.active = 0
+        self.max_active = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> list[bytes]:
+        with self._lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            auth = environ.get("HTTP_AUTHORIZATION", "")
+            if not auth.startswith("Bearer "):
+                start_response("401 Unauthorized", [("Content-Type", "application/json")])
+                return [b'{"error":{"code":"Authentication_InvalidCredentials","message":"x"}}']
+            time.sleep(self.delay)
+            if environ["REQUEST_METHOD"] == "POST":
+                with self._lock:
+                    self.committed.append(environ["PATH_INFO"])
+            body = json.dumps({"value": []}).encode()
+            start_response("200 OK", [("Content-Type", "application/json"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+        finally:
+            with self._lock:
+                self.active -= 1
+
+
+@pytest.fixture(autouse=True)
+def _unset_ca_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+
+
+@pytest.fixture
+def make() -> Iterator[Callable[..., Emulator]]:
+    started: list[Emulator] = []
+
+    def start(**config: Any) -> Emulator:
+        emu = Emulator(EmulatorConfig(**config), bc_factory=StandInBC).start()
+        started.append(emu)
+        return emu
+
+    yield start
+    for emu in started:
+        emu.stop()
+
+
+APP = "<app>"  # `call(user=APP)` sends an app-only (client credentials) token
+
+
+def call(emu: Emulator, user: str | None = "admin@lmints.io", method: str = "GET",
+         path: str = "/companies", timeout: float = 10, **kwargs: Any) -> requests.Response:
+    headers = {}
+    if user is not None:
+        token = emu.entra.issue_access_token(CLIENT_ID, "lmints.io", None if user == APP else user)
+        headers["Authorization"] = f"Bearer {token}"
+    url = emu.bc_base("lmints.io", "production") + path
+    return requests.request(method, url, headers=headers, verify=emu.ca_bundle, timeout=timeout,
+                            **kwargs)
+
+
+def parallel(n: int, fn: Callable[[], requests.Response]) -> list[int]:
+    with ThreadPoolExecutor(n) as pool:
+        return sorted(f.result().status_code for f in [pool.submit(fn) for _ in range(n)])
+
+
+def test_rate_limit_is_per_principal_with_retry_after(make: Callable[..., Emulator]) -> None:
+    emu = make(rate_limit=3, rate_window_seconds=300)
+    assert [call(emu).status_code for _ in range(3)] == [200, 200, 200]
+    throttled = call(emu)
+    assert throttled.status_code == 429
+    assert 1 <= int(throttled.headers["Retry-After"]) <= 300
+    error = throttled.json()["error"]
+    assert error["code"] and "CorrelationId:" in error["message"]
+    assert call(emu, user="other@lmints.io").status_code == 200  # another principal
+    emu.clock.advance(300)  # the sliding window moves on the emulator clock
+    assert call(emu).status_code == 200
+
+
+def test_app_principals_are_limited_by_app_id(make: Callable[..., Emulator]) -> None:
+    emu = make(rate_limit=1)
+    assert call(emu, user=APP).status_code == 200
+    assert call(emu, user=APP).status_code == 429
+    assert call(emu).status_code == 200  # a user of the same app is another principal
+    app_oid = emu.entra.validate_token(emu.entra.issue_access_token(CLIENT_ID, "lmints.io"))["oid"]
+    assert [r.principal == app_oid for r in emu.requests] == [True, True, False]
+
+
+def test_concurrency_is_capped_and_the_rest_queue(make: Callable[..., Emulator]) -> None:
+    emu = make(max_concurrent=2)
+    emu.bc.delay = 0.2
+    assert parallel(6, lambda: call(emu)) == [200] * 6
+    assert emu.bc.max_active == 2
+
+
+def test_queue_wait_beyond_the_limit_is_503_with_retry_after(make: Callable[..., Emulator]) -> None:
+    emu = make(max_concurrent=1, queue_timeout_seconds=0.2)
+    emu.bc.delay = 0.8
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(call, emu)
+        time.sleep(0.2)
+        second = pool.submit(call, emu)
+        assert second.result().status_code == 503
+        assert second.result().headers["Retry-After"] == "1"
+        assert first.result().status_code == 200
+
+
+def test_full_queue_is_429(make: Callable[..., Emulator]) -> None:
+    emu = make(max_concurrent=1, max_queued=0)
+    emu.bc.delay = 0.5
+    assert parallel(2, lambda: call(emu)) == [200, 429]
+
+
+def test_unauthenticated_requests_pass_to_bc_without_accounting(make: Callable[..., Emulator]) -> None:
+    emu = make(rate_limit=1)
+    assert [call(emu, user=None).status_code for _ in range(3)] == [401, 401, 401]
+    assert [r.principal for r in emu.requests] == [None, None, None]
+
+
+def test_latency_is_injected(make: Callable[..., Emulator]) -> None:
+    emu = make(latency_seconds=0.3)
+    started = time.monotonic()
+    assert call(emu).status_code == 200
+    assert time.monotonic() - started >= 0.3
+    emu.faults.configure({"latency_seconds": 0})
+    started = time.monotonic()
+    call(emu)
+    assert time.monotonic() - started < 0.3
+
+
+def test_error_before_does_not_reach_bc(make: Callable[..., Emulator]) -> None:
+    emu = make()
+    emu.faults.add_rule(method="POST", path_regex=r".*/salesOrders$", action="error_before",
+                        status=503, count=1)
+    first = call(emu, method="POST", path="/companies(1)/salesOrders", json={})
+    assert first.status_code == 503 and first.headers["Retry-After"] == "1"
+    assert "CorrelationId:" in first.json()["error"]["message"]
+    assert emu.bc.committed == []
+    assert call(emu, method="POST", path="/companies(1)/salesOrders", json={}).status_code == 200
+    assert len(emu.bc.committed) == 1  # count=1: the rule is used up
+
+
+def test_rules_match_method_and_path(make: Callable[..., Emulator]) -> None:
+    emu = make()
+    emu.faults.add_rule(method="POST", path_regex=r".*/salesOrders$", action="error_before",
+                        count=None)
+    assert call(emu, path="/companies(1)/salesOrders").status_code == 200  # GET
+    assert call(emu, method="POST", path="/companies(1)/customers").status_code == 200
+    assert call(emu, method="POST", path="/companies(1)/salesOrders").status_code == 503
+    assert call(emu, method="POST", path="/companies(1)/salesOrders").status_code == 503
+
+
+def test_error_after_commit_writes_then_fails(make: Callable[..., Emulator]) -> None:
+    emu = make()
+    emu.faults.add_rule(action="error_after_commit", status=500, retry_after=None)
+    resp = call(emu, method="POST", path="/companies(1)/salesOrders", json={})
+    assert resp.status_code == 500 and "Retry-After" not in resp.headers
+    assert emu.bc.committed == ["/v2.0/lmints.io/production/api/v2.0/companies(1)/salesOrders"]
+
+
+def test_timeout_after_commit_drops_the_connection(make: Callable[..., Emulator]) -> None:
+    emu = make()
+    emu.faults.add_rule(method="POST", path_regex="salesOrders$", action="timeout_after_commit",
+                        hold_seconds=1.0)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        call(emu, method="POST", path="/companies(1)/salesOrders", json={}, timeout=0.4)
+    assert len(emu.bc.committed) == 1  # the write happened although the client saw a timeout
+    deadline = time.monotonic() + 5
+    while not emu.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    entry = emu.requests[-1]
+    assert entry.status is None and entry.fault == "timeout_after_commit"
+    assert call(emu).status_code == 200  # the server is fine afterwards
+
+
+def test_timeout_after_commit_can_answer_504(make: Callable[..., Emulator]) -> None:
+    emu = make()
+    emu.faults.add_rule(action="timeout_after_commit", hold_seconds=0.2, then="504")
+    started = time.monotonic()
+    resp = call(emu, method="POST", path="/companies(1)/salesOrders", json={})
+    assert resp.status_code == 504 and time.monotonic() - started >= 0.2
+    assert len(emu.bc.committed) == 1
+
+
+def test_dropped_connection_reaches_a_client_without_timeout_as_connection_error(
+        make: Callable[..., Emulator]) -> None:
+    emu = make()
+    emu.faults.add_rule(action="timeout_after_commit", hold_seconds=0.1)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        call(emu, method="POST", path="/companies(1)/salesOrders", json={})
+
+
+def test_random_faults_follow_the_seed(make: Callable[..., Emulator]) -> None:
+    emu = make()
+
+    def run() -> list[int]:
+        emu.faults.configure({"rate": 0.5, "seed": 42, "retry_after": 2})
+        return [call(emu).status_code for _ in range(12)]
+
+    first = run()
+    assert first == run()
+    assert {429, 503} & set(first) and 200 in first
+    faulted = [r for r in emu.requests if r.fault == "random"]
+    assert faulted and all(r.status in (429, 503) for r in faulted)
+    emu.faults.clear()
+    assert {call(emu).status_code for _ in range(5)} == {200}
+
+
+def test_request_log_records_every_bc_request(make: Callable[..., Emulator]) -> None:
+    emu = make(rate_limit=2)
+    call(emu, path="/companies", params={"$top": "1"})
+    call(emu, method="POST", path="/companies(1)/items", json={})
+    call(emu)
+    log = emu.requests
+    assert [(r.method, r.status) for r in log] == [("GET", 200), ("POST", 200), ("GET", 429)]
+    assert log[0].path == "/v2.0/lmints.io/production/api/v2.0/companies"
+    assert log[0].query == "%24top=1"
+    oid = emu.entra.validate_token(emu.entra.issue_access_token(CLIENT_ID, "lmints.io",
+                                                                "admin@lmints.io"))["oid"]
+    assert {r.principal for r in log} == {oid}
+    assert log[0].time <= log[2].time
+    emu.clear_requests()
+    assert emu.requests == []
+
+
+def test_fault_configuration_is_validated() -> None:
+    faults = Faults()
+    with pytest.raises(ValueError):
+        faults.configure({"rules": [{"action": "explode"}]})
+    with pytest.raises(ValueError):
+        faults.configure({"statuses": [500]})
+    with pytest.raises(ValueError):
+        faults.configure({"bogus": 1})
+    with pytest.raises(TypeError):
+        faults.configure({"rules": [{"action": "error_before", "colour": "red"}]})
+    faults.configure({"rules": [{"action": "error_before", "count": 2}], "latency_seconds": 0.5})
+    assert faults.to_dict()["rules"][0]["count"] == 2 and faults.latency_seconds == 0.5
+    assert faults.take_rule("GET", "/x") is faults.take_rule("GET", "/y")
+    assert faults.take_rule("GET", "/z") is None
+    assert isinstance(faults.add_rule(FaultRule("error_after_commit")), FaultRule)

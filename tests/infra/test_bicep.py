@@ -1,0 +1,585 @@
+"""Static checks of the Bicep in infra/ against the connector and against the deployment we promise.
+
+The Bicep CLI is not installable on the project's machines (it ships only on NuGet), so the files are parsed
+with pycep-parser (structure) and tree-sitter-bicep (syntax), and the assertions run over pycep's output.
+Names and defaults are compared with `connector.settings`, the single source of the connector's queues,
+tables, containers and settings. Where `bicep` or `az` is on PATH, `bicep build` and `bicep lint` run too.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tree_sitter
+import tree_sitter_bicep
+import yaml
+from pycep import BicepParser
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+MODULES = INFRA / "modules"
+MAIN = INFRA / "main.bicep"
+BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
+
+settings = importlib.import_module("connector.settings")
+
+ROLE_IDS = {
+    "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+}
+STORAGE_ACCOUNT = "Microsoft.Storage/storageAccounts"
+APP_INSIGHTS = "Microsoft.Insights/components"
+KEY_VAULT = "Microsoft.KeyVault/vaults"
+ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
+
+# Resource types that accept no tags (child resources and role assignments); every other resource is tagged.
+UNTAGGED_TYPES = {
+    ROLE_ASSIGNMENT,
+    f"{STORAGE_ACCOUNT}/blobServices",
+    f"{STORAGE_ACCOUNT}/queueServices",
+    f"{STORAGE_ACCOUNT}/tableServices",
+    f"{STORAGE_ACCOUNT}/blobServices/containers",
+    f"{STORAGE_ACCOUNT}/queueServices/queues",
+    f"{STORAGE_ACCOUNT}/tableServices/tables",
+    "Microsoft.Web/sites/config",
+    "Microsoft.Web/sites/basicPublishingCredentialsPolicies",
+}
+
+# App settings Flex Consumption rejects or ignores: the runtime and the package live in functionAppConfig.
+FLEX_DEPRECATED_SETTINGS = {
+    "FUNCTIONS_WORKER_RUNTIME",
+    "FUNCTIONS_EXTENSION_VERSION",
+    "FUNCTIONS_WORKER_RUNTIME_VERSION",
+    "WEBSITE_RUN_FROM_PACKAGE",
+    "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "WEBSITE_CONTENTSHARE",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT",
+    "ENABLE_ORYX_BUILD",
+}
+
+# In Azure the host and the connector reach storage with the managed identity (AzureWebJobsStorage__*);
+# the connection-string setting that serves Azurite locally must not be deployed.
+REPLACED_BY_IDENTITY = {"AzureWebJobsStorage"}
+
+KEY_VAULT_REFERENCE = re.compile(r"^@Microsoft\.KeyVault\(SecretUri=\$\{keyVault\.outputs\.(\w+)\}\)$")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading pycep's output. Identifiers and string literals both come out as str; property access, function
+# calls and operators as nested dicts; loops and conditions wrap a resource's body in another "config".
+
+@functools.cache
+def parse(path: Path) -> dict[str, Any]:
+    return BicepParser().parse(file_path=path)
+
+
+def module(name: str) -> dict[str, Any]:
+    return parse(MODULES / f"{name}.bicep")
+
+
+def body(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource's own properties, without the loop or condition around them."""
+    config = resource["config"]
+    while "loop_type" in config or "condition" in config:
+        config = config["config"]
+    return config
+
+
+def loop_of(resource: dict[str, Any]) -> dict[str, Any] | None:
+    return resource["config"].get("loop_type")
+
+
+def condition_of(resource: dict[str, Any]) -> Any:
+    return resource["config"].get("condition")
+
+
+def unquote(key: str) -> str:
+    return key[1:-1] if len(key) > 1 and key[0] == key[-1] == "'" else key
+
+
+def path_of(value: Any) -> tuple[str, ...] | None:
+    """`a.b.c` as ('a', 'b', 'c'); a plain identifier as a 1-tuple; anything else None."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, dict) and value.get("operator", {}).get("type") == "property_accessor":
+        operands = value["operator"]["operands"]
+        head, tail = path_of(operands["operand_1"]), path_of(operands["operand_2"])
+        if head and tail:
+            return head + tail
+    return None
+
+
+def function_of(value: Any, name: str) -> dict[str, Any] | None:
+    """The parameters of a call to `name` (pycep's snake_case name), or None."""
+    if isinstance(value, dict) and value.get("function", {}).get("type") == name:
+        return value["function"]["parameters"]
+    return None
+
+
+def resolve(template: dict[str, Any], value: Any) -> Any:
+    """Follow variables and property access into variables; leave parameters and literals as they are."""
+    path = path_of(value)
+    if path and path[0] in template["variables"]:
+        resolved = resolve(template, template["variables"][path[0]]["value"])
+        for key in path[1:]:
+            resolved = {unquote(k): v for k, v in resolved.items()}[key]
+            resolved = resolve(template, resolved)
+        return resolved
+    if isinstance(value, list):
+        return [resolve(template, item) for item in value]
+    return value
+
+
+def merged_object(template: dict[str, Any], value: Any) -> dict[str, Any]:
+    """An object expression with variables followed, `union(...)` merged and parameters at their defaults."""
+    value = resolve(template, value)
+    union = function_of(value, "union")
+    if union is not None:
+        merged: dict[str, Any] = {}
+        for argument in union.values():
+            merged.update(merged_object(template, argument))
+        return merged
+    if isinstance(value, str) and value in template["parameters"]:
+        return merged_object(template, template["parameters"][value]["default"])
+    assert isinstance(value, dict), f"not an object expression: {value!r}"
+    return {unquote(key): item for key, item in value.items()}
+
+
+def decorators(parameter: dict[str, Any]) -> dict[str, Any]:
+    return {d["type"]: d.get("argument") for d in parameter["decorators"]}
+
+
+def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {
+        name: resource
+        for name, resource in template["resources"].items()
+        if resource["type"] == resource_type and not resource["existing"]
+    }
+
+
+def only_resource(template: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    (resource,) = resources_of_type(template, resource_type).values()
+    return body(resource)
+
+
+def module_call(name: str) -> dict[str, Any]:
+    """main.bicep's call of modules/<name>.bicep."""
+    (call,) = [
+        m["config"] for m in parse(MAIN)["modules"].values() if m["detail"]["path"] == f"modules/{name}.bicep"
+    ]
+    return call
+
+
+def main_app_settings() -> dict[str, Any]:
+    """The connector settings main.bicep hands to the function app, parameters at their defaults."""
+    return merged_object(parse(MAIN), module_call("function-app")["params"]["connectorAppSettings"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Syntax and wiring
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
+def test_every_bicep_file_parses(path: Path) -> None:
+    template = parse(path)
+    assert template["resources"] or template["modules"], f"{path.name} declares nothing"
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
+def test_every_bicep_file_is_valid_syntax_for_tree_sitter(path: Path) -> None:
+    parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_bicep.language()))
+    tree = parser.parse(path.read_bytes())
+    assert not tree.root_node.has_error, f"{path.name}: syntax error near {_first_error(tree.root_node)}"
+
+
+def _first_error(node: tree_sitter.Node) -> str:
+    if node.type == "ERROR" or node.is_missing:
+        return f"line {node.start_point[0] + 1}"
+    for child in node.children:
+        if child.has_error:
+            return _first_error(child)
+    return "an unknown place"
+
+
+def test_main_composes_every_module_and_modules_exist() -> None:
+    used = {call["detail"]["path"] for call in parse(MAIN)["modules"].values()}
+    present = {f"modules/{p.name}" for p in MODULES.glob("*.bicep")}
+    assert used == present
+    assert present == {f"modules/{n}.bicep" for n in
+                       ("identity", "storage", "keyvault", "monitoring", "function-app", "rbac")}
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
+def test_every_parameter_and_output_is_typed_and_described(path: Path) -> None:
+    template = parse(path)
+    for name, parameter in template["parameters"].items():
+        assert parameter["type"], f"{path.name}: param {name} has no type"
+        assert decorators(parameter).get("description"), f"{path.name}: param {name} has no @description"
+    for name, output in template.get("outputs", {}).items():
+        assert decorators(output).get("description"), f"{path.name}: output {name} has no @description"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in MODULES.glob("*.bicep")))
+def test_module_calls_pass_every_required_parameter_and_nothing_else(name: str) -> None:
+    declared = module(name)["parameters"]
+    passed = set(module_call(name)["params"])
+    required = {p for p, spec in declared.items() if spec["default"] is None}
+    assert passed <= set(declared), f"{name}: unknown params {passed - set(declared)}"
+    assert required <= passed, f"{name}: missing params {required - passed}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Names, tags, secrets
+
+def test_resource_names_derive_from_environment_name_and_a_unique_suffix() -> None:
+    main = parse(MAIN)
+    token = function_of(main["variables"]["resourceToken"]["value"], "unique_string")
+    assert "environmentName" in token.values()
+    names = main["variables"]["names"]["value"]
+    assert names["resourceGroup"] == "rg-${environmentName}"
+    for key, name in names.items():
+        if key != "resourceGroup":
+            assert "${resourceToken}" in name, f"name {key} lacks the unique suffix"
+    used = json.dumps(main["resources"]) + json.dumps(main["modules"])
+    for key in names:
+        assert f'"operand_1": "names", "operand_2": "{key}"' in used, f"names.{key} is never used"
+
+
+@pytest.mark.parametrize("path", sorted(MODULES.glob("*.bicep")), ids=lambda p: p.name)
+def test_modules_name_their_resources_from_parameters(path: Path) -> None:
+    template = parse(path)
+    for symbol, resource in template["resources"].items():
+        top_level = resource["type"].count("/") == 1 and resource["type"] != ROLE_ASSIGNMENT
+        if top_level and not resource["existing"]:
+            assert body(resource)["name"] in template["parameters"], f"{path.name}: {symbol} has a fixed name"
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
+def test_every_taggable_resource_is_tagged(path: Path) -> None:
+    template = parse(path)
+    for symbol, resource in template["resources"].items():
+        if resource["existing"] or resource["type"] in UNTAGGED_TYPES:
+            continue
+        tags = body(resource).get("tags")
+        assert tags, f"{path.name}: {symbol} ({resource['type']}) has no tags"
+        assert tags == "tags" or "tags" in function_of(tags, "union").values(), f"{path.name}: {symbol}"
+
+
+def test_azd_tags_mark_the_environment_and_the_api_service() -> None:
+    main = parse(MAIN)
+    assert merged_object(main, "tags") == {"azd-env-name": "environmentName"}
+    for name, call in main["modules"].items():
+        if "tags" in parse(INFRA / call["detail"]["path"])["parameters"]:
+            assert call["config"]["params"]["tags"] == "tags", f"module {name} gets other tags"
+    site_tags = function_of(only_resource(module("function-app"), "Microsoft.Web/sites")["tags"], "union")
+    assert site_tags == {"arg_1": "tags", "arg_2": {"'azd-service-name'": "api"}}
+
+
+def test_secrets_enter_only_through_secure_parameters() -> None:
+    vault = module("keyvault")
+    secret_resources = resources_of_type(vault, f"{KEY_VAULT}/secrets")
+    assert len(secret_resources) == len([s for s in settings.SETTINGS if s.secret])
+    for symbol, resource in secret_resources.items():
+        value = body(resource)["properties"]["value"]
+        assert "secure" in decorators(vault["parameters"].get(value, {"decorators": []})), (
+            f"secret {symbol} is not set from a @secure() parameter"
+        )
+        condition = condition_of(resource)["operator"]
+        assert condition["type"] == "not"
+        assert function_of(condition["operands"]["bool_value"], "empty") == {"item_to_test": value}, (
+            f"secret {symbol} would be overwritten by an empty deployment"
+        )
+
+    main = parse(MAIN)
+    for path in BICEP_FILES:
+        for name, parameter in parse(path)["parameters"].items():
+            if "secure" in decorators(parameter):
+                assert parameter["default"] in (None, ""), f"{path.name}: {name} has a literal default"
+    for name, value in module_call("keyvault")["params"].items():
+        if "secure" in decorators(vault["parameters"][name]):
+            assert "secure" in decorators(main["parameters"][value]), f"{name} comes from a non-secure value"
+
+
+def test_no_keys_connection_strings_or_access_policies_anywhere_in_infra() -> None:
+    text = "\n".join(p.read_text() for p in sorted(INFRA.rglob("*")) if p.is_file())
+    for forbidden in ("listKeys", "AccountKey=", "InstrumentationKey=", "SharedAccessSignature",
+                      "accessPolicies"):
+        assert forbidden not in text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Storage
+
+def test_storage_account_is_identity_only_and_https_only() -> None:
+    account = only_resource(module("storage"), STORAGE_ACCOUNT)
+    assert account["kind"] == "StorageV2"
+    assert account["properties"] | {
+        "allowSharedKeyAccess": False,
+        "allowBlobPublicAccess": False,
+        "minimumTlsVersion": "TLS1_2",
+        "supportsHttpsTrafficOnly": True,
+        "defaultToOAuthAuthentication": True,
+    } == account["properties"]
+
+
+def test_storage_names_equal_the_connector_settings_lists() -> None:
+    main = parse(MAIN)
+    assert resolve(main, "queueNames") == list(settings.QUEUE_NAMES)
+    assert resolve(main, "tableNames") == list(settings.TABLE_NAMES)
+    assert resolve(main, "blobContainerNames") == list(settings.BLOB_CONTAINERS)
+    assert "sales-orders-poison" in settings.QUEUE_NAMES
+    assert resolve(main, "deploymentContainerName") not in settings.BLOB_CONTAINERS
+
+
+@pytest.mark.parametrize(
+    ("service", "child", "names_param"),
+    [
+        ("queueServices", "queues", "queueNames"),
+        ("tableServices", "tables", "tableNames"),
+        ("blobServices", "containers", "blobContainerNames"),
+    ],
+)
+def test_storage_creates_one_child_per_listed_name(service: str, child: str, names_param: str) -> None:
+    storage = module("storage")
+    services = resources_of_type(storage, f"{STORAGE_ACCOUNT}/{service}")
+    (service_symbol,) = services
+    assert body(services[service_symbol])["parent"] in resources_of_type(storage, STORAGE_ACCOUNT)
+    looped = [
+        r for r in resources_of_type(storage, f"{STORAGE_ACCOUNT}/{service}/{child}").values() if loop_of(r)
+    ]
+    (children,) = looped
+    assert loop_of(children)["detail"]["array_name"] == names_param
+    assert body(children)["parent"] == service_symbol
+    assert body(children)["name"] == loop_of(children)["detail"]["item_name"]
+    assert module_call("storage")["params"][names_param] == names_param
+
+
+def test_deployment_container_is_created_and_handed_to_the_site() -> None:
+    storage = module("storage")
+    containers = resources_of_type(storage, f"{STORAGE_ACCOUNT}/blobServices/containers").values()
+    assert "deploymentContainerName" in [body(c)["name"] for c in containers if not loop_of(c)]
+    for name in ("storage", "function-app"):
+        assert module_call(name)["params"]["deploymentContainerName"] == "deploymentContainerName"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Function app
+
+def test_plan_is_flex_consumption_on_linux() -> None:
+    plan = only_resource(module("function-app"), "Microsoft.Web/serverfarms")
+    assert plan["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
+    assert plan["properties"]["reserved"] is True
+
+
+def test_site_is_a_python_311_flex_app_deployed_from_blob_with_the_identity() -> None:
+    site = only_resource(module("function-app"), "Microsoft.Web/sites")
+    assert site["kind"] == "functionapp,linux"
+    assert site["identity"]["type"] == "UserAssigned"
+    assert list(site["identity"]["userAssignedIdentities"]) == ["'${identityId}'"]
+    config = site["properties"]["functionAppConfig"]
+    assert config["runtime"] == {"name": "python", "version": "3.11"}
+    storage = config["deployment"]["storage"]
+    assert storage["type"] == "blobContainer"
+    assert storage["value"] == "${blobEndpoint}${deploymentContainerName}"
+    assert storage["authentication"] == {
+        "type": "UserAssignedIdentity", "userAssignedIdentityResourceId": "identityId"}
+    assert "linuxFxVersion" not in site["properties"]["siteConfig"]
+
+
+def test_scale_out_is_capped_by_a_parameter_at_the_lowest_value_flex_accepts() -> None:
+    main, app = parse(MAIN), module("function-app")
+    site = only_resource(app, "Microsoft.Web/sites")
+    scale = site["properties"]["functionAppConfig"]["scaleAndConcurrency"]
+    assert scale["maximumInstanceCount"] == "maximumInstanceCount"
+    assert module_call("function-app")["params"]["maximumInstanceCount"] == "maximumInstanceCount"
+    parameter = main["parameters"]["maximumInstanceCount"]
+    assert parameter["default"] == 40
+    assert decorators(parameter)["min_value"] == 40
+    assert "5 requests" in decorators(parameter)["description"]
+
+
+def test_site_accepts_only_https_tls12_and_no_basic_auth_publishing() -> None:
+    app = module("function-app")
+    site = only_resource(app, "Microsoft.Web/sites")
+    assert site["properties"]["httpsOnly"] is True
+    assert site["properties"]["siteConfig"]["minTlsVersion"] == "1.2"
+    assert site["properties"]["siteConfig"]["ftpsState"] == "Disabled"
+    policies = resources_of_type(app, "Microsoft.Web/sites/basicPublishingCredentialsPolicies").values()
+    assert {body(p)["name"]: body(p)["properties"]["allow"] for p in policies} == {"ftp": False, "scm": False}
+
+
+def test_host_storage_and_telemetry_sign_in_with_the_managed_identity() -> None:
+    app = module("function-app")
+    host = merged_object(app, "hostAppSettings")
+    assert host["AzureWebJobsStorage__accountName"] == "storageAccountName"
+    assert host["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert host["AzureWebJobsStorage__clientId"] == "identityClientId"
+    for service in ("blob", "queue", "table"):
+        assert host[f"AzureWebJobsStorage__{service}ServiceUri"] == f"{service}Endpoint"
+        assert path_of(module_call("function-app")["params"][f"{service}Endpoint"]) == (
+            "storage", "outputs", f"{service}Endpoint")
+    assert path_of(host["APPLICATIONINSIGHTS_CONNECTION_STRING"]) == (
+        "applicationInsights", "properties", "ConnectionString")
+    assert host["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == (
+        "ClientId=${identityClientId};Authorization=AAD")
+    components = only_resource(module("monitoring"), APP_INSIGHTS)
+    assert components["properties"]["DisableLocalAuth"] is True
+
+    site = only_resource(app, "Microsoft.Web/sites")
+    assert site["properties"]["keyVaultReferenceIdentity"] == "identityId"
+    calls = module_call("function-app")["params"]
+    assert path_of(calls["identityId"]) == ("identity", "outputs", "id")
+    assert path_of(calls["identityClientId"]) == ("identity", "outputs", "clientId")
+
+
+def test_site_app_settings_are_the_connector_settings_then_the_host_settings() -> None:
+    app = module("function-app")
+    (config,) = resources_of_type(app, "Microsoft.Web/sites/config").values()
+    assert body(config)["name"] == "appsettings"
+    assert function_of(body(config)["properties"], "union") == {
+        "arg_1": "connectorAppSettings", "arg_2": "hostAppSettings"}
+    assert module_call("function-app")["params"]["connectorAppSettings"] == "connectorAppSettings"
+
+
+def test_every_connector_setting_is_an_app_setting_with_its_default() -> None:
+    main = parse(MAIN)
+    app_settings = main_app_settings()
+    for setting in settings.SETTINGS:
+        if setting.secret or setting.name in REPLACED_BY_IDENTITY:
+            continue
+        assert setting.name in app_settings, f"{setting.name} is not deployed"
+        value = app_settings[setting.name]
+        if value in main["parameters"]:
+            value = main["parameters"][value]["default"]
+        assert value == setting.default, f"{setting.name}: Bicep default {value!r} != {setting.default!r}"
+
+
+def test_secret_settings_are_key_vault_references_to_existing_secrets() -> None:
+    app_settings = main_app_settings()
+    vault = module("keyvault")
+    secret_names = {body(r)["name"]["operator"]["operands"]["operand_2"]
+                    for r in resources_of_type(vault, f"{KEY_VAULT}/secrets").values()}
+    for setting in (s for s in settings.SETTINGS if s.secret):
+        match = KEY_VAULT_REFERENCE.match(app_settings.get(setting.name, ""))
+        assert match, f"{setting.name} is not a Key Vault reference"
+        uri = vault["outputs"][match.group(1)]["value"]
+        secret = re.fullmatch(r"\$\{vault\.properties\.vaultUri\}secrets/\$\{secretNames\.(\w+)\}", uri)
+        assert secret and secret.group(1) in secret_names, f"{setting.name} points at no secret: {uri}"
+
+
+def test_no_app_setting_is_deprecated_on_flex_or_a_storage_connection_string() -> None:
+    names = set(main_app_settings()) | set(merged_object(module("function-app"), "hostAppSettings"))
+    assert not names & FLEX_DEPRECATED_SETTINGS
+    assert not names & REPLACED_BY_IDENTITY
+
+
+def test_the_function_app_waits_for_its_role_assignments() -> None:
+    assert module_call("function-app")["dependsOn"] == ["rbac"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Key Vault and RBAC
+
+def test_key_vault_uses_rbac_soft_delete_and_a_purge_protection_parameter() -> None:
+    vault = only_resource(module("keyvault"), KEY_VAULT)["properties"]
+    assert vault["enableRbacAuthorization"] is True
+    assert vault["enableSoftDelete"] is True
+    conditional = vault["enablePurgeProtection"]["operator"]
+    assert conditional["type"] == "conditional"
+    assert conditional["operands"]["condition"] == "enablePurgeProtection"
+    assert module_call("keyvault")["params"]["enablePurgeProtection"] == "enableKeyVaultPurgeProtection"
+    assert parse(MAIN)["parameters"]["enableKeyVaultPurgeProtection"]["default"] is True
+
+
+def _role_assignments() -> list[tuple[str, str, str]]:
+    """(principal parameter, scope resource type, role id) for every role assignment in rbac.bicep."""
+    rbac = module("rbac")
+    found = []
+    for symbol, resource in resources_of_type(rbac, ROLE_ASSIGNMENT).items():
+        config = body(resource)
+        scope = rbac["resources"][config["scope"]]
+        assert scope["existing"], f"{symbol} is scoped to {config['scope']}, not an existing resource"
+        properties = config["properties"]
+        definition = function_of(properties["roleDefinitionId"], "subscription_resource_id")
+        assert definition["resource_type"] == "Microsoft.Authorization/roleDefinitions"
+        loop = loop_of(resource)
+        if loop and definition["resource_name_1"] == loop["detail"]["item_name"]:
+            role_ids = resolve(rbac, loop["detail"]["array_name"])
+        else:
+            role_ids = [resolve(rbac, definition["resource_name_1"])]
+        name = function_of(config["name"], "guid")
+        assert path_of(name["base_string"]) == (config["scope"], "id"), f"{symbol}: name not unique per scope"
+        assert properties["principalId"] in name.values(), f"{symbol}: name not unique per principal"
+        found += [(properties["principalId"], scope["type"], role_id) for role_id in role_ids]
+    return found
+
+
+def test_app_identity_gets_each_role_on_the_resource_it_is_for() -> None:
+    app_roles = {(scope, role) for who, scope, role in _role_assignments() if who == "appPrincipalId"}
+    assert app_roles == {
+        (STORAGE_ACCOUNT, ROLE_IDS["Storage Blob Data Owner"]),
+        (STORAGE_ACCOUNT, ROLE_IDS["Storage Queue Data Contributor"]),
+        (STORAGE_ACCOUNT, ROLE_IDS["Storage Table Data Contributor"]),
+        (APP_INSIGHTS, ROLE_IDS["Monitoring Metrics Publisher"]),
+        (KEY_VAULT, ROLE_IDS["Key Vault Secrets User"]),
+    }
+    assert path_of(module_call("rbac")["params"]["appPrincipalId"]) == ("identity", "outputs", "principalId")
+
+
+def test_app_roles_name_a_service_principal_and_deployer_roles_are_optional() -> None:
+    rbac = module("rbac")
+    for symbol, resource in resources_of_type(rbac, ROLE_ASSIGNMENT).items():
+        properties = body(resource)["properties"]
+        if properties["principalId"] == "appPrincipalId":
+            assert properties["principalType"] == "ServicePrincipal", symbol
+        else:
+            assert condition_of(resource), f"{symbol}: deployer roles must be optional"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# azd
+
+def test_azure_yaml_deploys_the_repository_as_the_python_function_service_api() -> None:
+    project = yaml.safe_load((ROOT / "azure.yaml").read_text())
+    assert project["services"] == {"api": {"project": ".", "language": "python", "host": "function"}}
+
+
+def test_azd_parameters_fill_main_bicep_from_the_environment() -> None:
+    main = parse(MAIN)["parameters"]
+    values = {name: spec["value"] for name, spec in
+              json.loads((INFRA / "main.parameters.json").read_text())["parameters"].items()}
+    assert set(values) <= set(main)
+    assert {name for name, spec in main.items() if spec["default"] is None} <= set(values)
+    assert values["environmentName"] == "${AZURE_ENV_NAME}"
+    assert values["location"] == "${AZURE_LOCATION}"
+    assert values["principalId"] == "${AZURE_PRINCIPAL_ID}"
+    for name, value in values.items():
+        assert re.fullmatch(r"\$\{[A-Z_]+(=[^}]*)?\}", value), f"{name} has a literal value"
+        if "secure" in decorators(main[name]):
+            assert "=" not in value, f"{name} has a default secret"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The real compiler, where a machine has it
+
+@pytest.mark.parametrize("action", ["build", "lint"])
+def test_bicep_cli_builds_and_lints_main(action: str, tmp_path: Path) -> None:
+    if shutil.which("bicep"):
+        args = ["bicep", action, str(MAIN)]
+    elif shutil.which("az"):
+        args = ["az", "bicep", action, "--file", str(MAIN)]
+    else:
+        pytest.skip("neither bicep nor az is on PATH (the Bicep CLI ships only through NuGet and GitHub)")
+    if action == "build":
+        args += ["--outdir", str(tmp_path)]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,131 @@
+"""The pure decisions of the item pull: filters, cursor promotion and overlap, event shaping."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from connector.item_pull import (
+    PHASE_ITEMS,
+    PHASE_VARIANTS,
+    ItemsCursor,
+    RecentItemIds,
+    filter_since,
+    format_time,
+    item_event,
+    items_by_id_query,
+    items_query,
+    latest,
+    page_latest,
+    promoted_cursor,
+    variants_query,
+)
+
+T0 = "2024-05-01T10:00:00.000Z"
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def item(n: int, modified: str = T0, variants: list[dict] | None = None) -> dict:
+    return {"@odata.etag": f'W/"{n}"', "id": f"00000000-0000-0000-0000-{n:012d}", "number": f"I{n}",
+            "lastModifiedDateTime": modified, "itemVariants": variants or []}
+
+
+def variant(n: int, modified: str = T0, item_id: str = "") -> dict:
+    return {"@odata.etag": f'W/"v{n}"', "id": f"10000000-0000-0000-0000-{n:012d}", "itemId": item_id,
+            "code": f"V{n}", "lastModifiedDateTime": modified}
+
+
+def test_first_pass_reads_everything_and_later_passes_go_back_by_the_overlap():
+    assert filter_since(None, 60) is None
+    assert filter_since("2024-05-01T10:00:30.250Z", 60) == "2024-05-01T09:59:30.250Z"
+    assert filter_since("2024-05-01T10:00:30.250Z", 0) == "2024-05-01T10:00:30.250Z"
+
+
+def test_item_filter_uses_an_unquoted_datetime_and_expands_variants_only_when_on():
+    assert items_query(None, True) == {"$expand": "itemVariants"}
+    assert items_query(None, False) == {}
+    assert items_query(T0, True) == {"$filter": f"lastModifiedDateTime gt {T0}", "$expand": "itemVariants"}
+    assert items_query(T0, False) == {"$filter": f"lastModifiedDateTime gt {T0}"}
+    assert variants_query(T0) == {"$filter": f"lastModifiedDateTime gt {T0}"}
+
+
+def test_items_of_changed_variants_are_fetched_by_id_in_one_filter_without_those_already_emitted():
+    query = items_by_id_query(["a-1", "b-2"], T0)
+    assert query == {"$filter": f"(id eq a-1 or id eq b-2) and lastModifiedDateTime le {T0}",
+                     "$expand": "itemVariants"}
+
+
+def test_times_are_bc_form_with_milliseconds_truncated():
+    value = datetime(2024, 5, 1, 10, 0, 0, 123999, tzinfo=UTC)
+    assert format_time(value) == "2024-05-01T10:00:00.123Z"
+    assert latest(None, "2024-05-01T10:00:00.5Z", "2024-05-01T10:00:00.499Z") == "2024-05-01T10:00:00.500Z"
+    assert latest(None, None) is None
+
+
+def test_page_latest_counts_expanded_variants():
+    page = [item(1, "2024-05-01T10:00:00.000Z", [variant(1, "2024-05-01T11:00:00.000Z")]),
+            item(2, "2024-05-01T10:30:00.000Z")]
+    assert page_latest(page) == "2024-05-01T11:00:00.000Z"
+    assert page_latest([]) is None
+
+
+def test_cursor_is_promoted_to_the_latest_change_seen():
+    assert promoted_cursor(None, "2024-05-01T10:00:00.000Z", "2024-05-01T12:00:00.000Z") == \
+        "2024-05-01T10:00:00.000Z"
+
+
+def test_cursor_never_passes_the_start_of_the_pass():
+    # something changed mid-pass may sit behind the read position: the next pass must look again
+    assert promoted_cursor(None, "2024-05-01T13:00:00.000Z", "2024-05-01T12:00:00.000Z") == \
+        "2024-05-01T12:00:00.000Z"
+
+
+def test_cursor_never_moves_back_and_stays_when_nothing_was_seen():
+    old = "2024-05-01T11:00:00.000Z"
+    assert promoted_cursor(old, "2024-05-01T10:59:30.000Z", "2024-05-01T12:00:00.000Z") == old
+    assert promoted_cursor(old, None, "2024-05-01T12:00:00.000Z") == old
+    assert promoted_cursor(None, None, "2024-05-01T12:00:00.000Z") is None
+
+
+def test_a_full_pass_keeps_its_cursor_pending_until_it_completes():
+    state = ItemsCursor().start_pass(NOW)
+    state = state.checkpoint("https://bc/next1", "2024-05-01T10:00:00.000Z", NOW)
+    state = state.checkpoint("https://bc/next2", "2024-05-01T09:00:00.000Z", NOW)
+    assert state.cursor is None and state.in_pass
+    assert state.pending_cursor == "2024-05-01T10:00:00.000Z" and state.next_link == "https://bc/next2"
+    done = state.checkpoint(None, None, NOW).items_read(with_variants=True, now=NOW)
+    assert done == ItemsCursor(cursor="2024-05-01T10:00:00.000Z", updated_at=format_time(NOW))
+    assert not done.in_pass
+
+
+def test_an_incremental_pass_reads_changed_variants_after_the_items():
+    state = ItemsCursor(cursor=T0).start_pass(NOW).checkpoint(None, "2024-05-01T11:00:00.000Z", NOW)
+    variants = state.items_read(with_variants=True, now=NOW)
+    assert variants.phase == PHASE_VARIANTS and variants.next_link is None and variants.in_pass
+    assert state.items_read(with_variants=False, now=NOW).phase == PHASE_ITEMS
+    assert variants.complete(NOW).cursor == "2024-05-01T11:00:00.000Z"
+
+
+def test_event_carries_variants_and_its_id_changes_with_them():
+    v = variant(1, item_id=item(1)["id"])
+    event = item_event("default", "c-1", item(1, variants=[v]), with_variants=True)
+    assert event["type"] == "bc.item.pulled" and event["subject"] == item(1)["id"]
+    assert event["source"] == "bc-connector/default/c-1" and event["time"] == T0
+    assert event["data"]["itemVariants"] == [{k: x for k, x in v.items() if k != "@odata.etag"}]
+    assert "@odata.etag" not in event["data"]
+    same = item_event("default", "c-1", item(1, variants=[dict(v)]), with_variants=True)
+    changed = item_event("default", "c-1", item(1, variants=[variant(1, "2024-05-02T00:00:00.000Z")]),
+                         with_variants=True)
+    assert same["id"] == event["id"] and changed["id"] != event["id"]
+
+
+def test_event_has_no_variants_key_when_the_option_is_off():
+    event = item_event("default", "c-1", item(1, variants=[variant(1)]), with_variants=False)
+    assert "itemVariants" not in event["data"]
+
+
+def test_variant_pages_yield_each_item_once_within_a_two_page_window():
+    recent = RecentItemIds()
+    assert recent.new([variant(1, item_id="A"), variant(2, item_id="a"), variant(3, item_id="B")]) == ["a", "b"]
+    assert recent.new([variant(4, item_id="B"), variant(5, item_id="C")]) == ["c"]
+    assert recent.new([variant(6, item_id="C"), variant(7, item_id="D")]) == ["d"]
+    assert recent.new([]) == []
+    assert recent.new([variant(8, item_id="A")]) == ["a"]  # far apart: re-emitted, same event id
