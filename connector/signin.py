@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 MICROSOFT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 SAVE_ATTEMPTS = 3
+ENTRA_TIMEOUT_SECONDS = 30.0
 # Entra errors that only a new interactive sign-in cures (RFC 6749 §5.2, OIDC Core §3.1.2.6).
 SIGN_IN_ERRORS = frozenset({"invalid_grant", "interaction_required", "login_required", "consent_required"})
 TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
@@ -118,6 +119,21 @@ def compact_cache(serialized: str) -> str:
 
 # ---- access tokens -------------------------------------------------------------------------------
 
+class _EntraSession(requests.Session):
+    """msal's HTTP session: `verify` is passed on every request, because requests otherwise lets
+    REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override `Session.verify` (TLS_CA_BUNDLE would be ignored);
+    and no call to Entra waits forever."""
+
+    def __init__(self, verify: bool | str):
+        super().__init__()
+        self.verify = verify
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("verify", self.verify)
+        kwargs.setdefault("timeout", ENTRA_TIMEOUT_SECONDS)
+        return super().request(method, url, *args, **kwargs)
+
+
 @dataclass
 class _ConnectionTokens:
     """One connection's msal app and cache in this instance, and what it last loaded and reported."""
@@ -168,7 +184,7 @@ class TokenService:
                 authority=conn.authority,
                 instance_discovery=conn.authority_host.rstrip("/") == MICROSOFT_AUTHORITY_HOST,
                 token_cache=cache,
-                verify=self.settings.tls_ca_bundle or True,
+                http_client=_EntraSession(self.settings.tls_ca_bundle or True),
             )
         except requests.RequestException as exc:
             raise TokenEndpointUnavailable(conn.name, type(exc).__name__) from None

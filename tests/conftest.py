@@ -70,7 +70,10 @@ def clear_storage(connection_string: str) -> None:
 
 def connector_values(azurite: Azurite, emulator: Any, **overrides: str) -> dict[str, str]:
     """The app settings that point the connector at this Azurite and emulator."""
-    values = {
+    from connector.settings import SETTINGS
+
+    values = {s.name: s.default for s in SETTINGS if s.default is not None}  # as Bicep provisions
+    values |= {
         "AzureWebJobsStorage": azurite.connection_string,
         "BC_CONNECTIONS": "default",
         "BC_TENANT": TENANT,

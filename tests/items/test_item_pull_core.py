@@ -124,7 +124,8 @@ def test_event_has_no_variants_key_when_the_option_is_off():
 
 def test_variant_pages_yield_each_item_once_within_a_two_page_window():
     recent = RecentItemIds()
-    assert recent.new([variant(1, item_id="A"), variant(2, item_id="a"), variant(3, item_id="B")]) == ["a", "b"]
+    first = [variant(1, item_id="A"), variant(2, item_id="a"), variant(3, item_id="B")]
+    assert recent.new(first) == ["a", "b"]
     assert recent.new([variant(4, item_id="B"), variant(5, item_id="C")]) == ["c"]
     assert recent.new([variant(6, item_id="C"), variant(7, item_id="D")]) == ["d"]
     assert recent.new([]) == []
