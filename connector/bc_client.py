@@ -187,7 +187,7 @@ class BCClient:
         attempt = 0
         while True:
             error = self._attempt(method, url, shown, params, json_body, headers, idempotent,
-                                  force_token=refreshed and attempt == 0)
+                                  force_token=False)
             if isinstance(error, requests.Response):
                 return error
             if error.status == 401 and not refreshed:

@@ -264,7 +264,7 @@ class ItemPull:
         self._lease: Lease | None = None
         self._cursors: CursorTable | None = None
         self._emitted = 0
-        self._pages = 0
+        self._page_count = 0
 
     @property
     def lease_name(self) -> str:
@@ -286,7 +286,7 @@ class ItemPull:
         return result
 
     def _result(self, status: str) -> PullResult:
-        return PullResult(self._connection, self._company_id, status, self._emitted, self._pages)
+        return PullResult(self._connection, self._company_id, status, self._emitted, self._page_count)
 
     def _time_left(self) -> bool:
         return time.monotonic() < self._deadline
@@ -340,7 +340,7 @@ class ItemPull:
     def _checkpoint(self, state: ItemsCursor, next_link: str | None, seen: str | None) -> ItemsCursor:
         """Record progress after a page's events were queued; stop if the lease was lost."""
         assert self._cursors is not None and self._lease is not None
-        self._pages += 1
+        self._page_count += 1
         if not self._lease.renew():
             raise PullInterrupted(f"lease {self.lease_name} was lost")
         state = state.checkpoint(next_link, seen, self._now())

@@ -21,7 +21,7 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MICROSOFT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+BC_RESOURCE = BC_SCOPE.rsplit("/", 1)[0].lower()
 SAVE_ATTEMPTS = 3
 ENTRA_TIMEOUT_SECONDS = 30.0
 # Entra errors that only a new interactive sign-in cures (RFC 6749 §5.2, OIDC Core §3.1.2.6).
@@ -110,6 +111,18 @@ def callback_problem(params: Mapping[str, str], pending: PendingSignIn | None,
     if not params.get("code"):
         return "The answer from Entra ID carries no authorization code."
     return None
+
+
+def silent_scopes(granted_targets: Iterable[str]) -> list[str]:
+    """The scopes to ask msal for silently: the BC scopes Entra granted (from the refresh token's
+    target), else `.default`. msal files tokens under the scopes Entra answers, which for `.default`
+    are the consented permissions; asking for `.default` again would miss the cached access token
+    and redeem the refresh token on every call (msal-python issue #450)."""
+    for target in granted_targets:
+        scopes = sorted(s for s in target.split() if s.lower().startswith(f"{BC_RESOURCE}/"))
+        if scopes:
+            return scopes
+    return [BC_SCOPE]
 
 
 def compact_cache(serialized: str) -> str:
@@ -258,8 +271,11 @@ class TokenService:
             app = self._app(conn, tokens)
             if conn.uses_code_flow:
                 accounts = app.get_accounts()
+                refresh_tokens = tokens.cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN,
+                                                     query={"client_id": conn.client_id})
+                scopes = silent_scopes(rt.get("target", "") for rt in refresh_tokens)
                 result = app.acquire_token_silent_with_error(
-                    [BC_SCOPE], account=accounts[0], force_refresh=force_refresh) if accounts else None
+                    scopes, account=accounts[0], force_refresh=force_refresh) if accounts else None
             else:
                 if force_refresh:
                     app.remove_tokens_for_client()

@@ -218,7 +218,8 @@ def resource_path(company_id: str, entity_set: str) -> str:
 
 def supported_entity_sets(bc: BCClient, company_id: str) -> set[str] | None:
     """The v2.0 entity sets BC can watch in this company; None when BC cannot say."""
-    url = f"{bc.environment_root}/api/microsoft/runtime/beta/companies({company_id})/webhookSupportedResources"
+    url = (f"{bc.environment_root}/api/microsoft/runtime/beta/companies({company_id})"
+           "/webhookSupportedResources")
     try:
         rows = list(bc.iter_entities(url, {"$filter": "resource eq 'v2.0*'"}))
     except BCError as exc:
@@ -277,11 +278,12 @@ class SubscriptionRun:
 
     def save(self, trigger: CreatedTrigger, status: str, *, sub: dict[str, Any] | None = None,
              nonce: str = "", error: str = "") -> dict[str, Any]:
+        sub = sub or {}
         row = {
             "PartitionKey": self.connection, "RowKey": self.row_key(trigger), "company_id": self.company_id,
             "entity_set": trigger.entity_set, "resource": resource_path(self.company_id, trigger.entity_set),
-            "subscription_id": (sub or {}).get("subscriptionId", ""), "etag": (sub or {}).get("@odata.etag", ""),
-            "expires_at": (sub or {}).get("expirationDateTime", ""), "status": status, "last_error": error,
+            "subscription_id": sub.get("subscriptionId", ""), "etag": sub.get("@odata.etag", ""),
+            "expires_at": sub.get("expirationDateTime", ""), "status": status, "last_error": error,
             "client_state_nonce": nonce, "notification_url": self.url if sub else "",
             "updated_at": iso(utc_now()),
         }

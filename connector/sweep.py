@@ -113,7 +113,8 @@ def sweep_trigger(runtime: Runtime, connection: str, company_id: str, trigger: C
     scope = scope_of(connection, company_id, trigger)
     row, etag = start_trigger(runtime, connection, company_id, trigger)
     cursor = parse_iso(row["cursor"])
-    params = {"$filter": since_filter(cursor, runtime.settings.cursor_overlap_seconds), **trigger.expand(conn)}
+    params = {"$filter": since_filter(cursor, runtime.settings.cursor_overlap_seconds),
+              **trigger.expand(conn)}
     newest = cursor
     count = EmitCount()
     for page in bc.iter_pages(bc.company_path(company_id, trigger.entity_set), params, PAGE_SIZE):

@@ -69,14 +69,6 @@ class TokenStore:
         entity, etag = row
         return StoredCache(self._cipher.open(str(entity.get("cache", "")), self._purpose(connection)), etag)
 
-    def has_tokens(self, connection: str) -> bool:
-        """Whether a cache is stored (without reading or decrypting it)."""
-        try:
-            self._table.get_entity(table_key(connection), CACHE_ROW, select=["PartitionKey"])
-        except ResourceNotFoundError:
-            return False
-        return True
-
     def _entity(self, connection: str, state: str) -> dict[str, Any]:
         return {
             "PartitionKey": table_key(connection),
@@ -104,6 +96,15 @@ class TokenStore:
             return delete_if_match(self._table, table_key(connection), CACHE_ROW, etag)
         except ResourceNotFoundError:
             return True
+
+
+def tokens_stored(storage: Storage, connection: str) -> bool:
+    """Whether a connection has a stored token cache (checked without reading or decrypting it)."""
+    try:
+        storage.table(TABLE_TOKENS).get_entity(table_key(connection), CACHE_ROW, select=["PartitionKey"])
+    except ResourceNotFoundError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -1,27 +1,29 @@
 """Admin API of the BC API emulator (dev tooling, never deployed): JSON, no auth, under `/_emulator/bc/`.
 
 Company-scoped routes (`{tenant}` = domain or GUID, `{company}` = id or URL-encoded name):
-  GET    /_emulator/bc/companies                                        every tenant/environment/company
-  GET    /_emulator/bc/{tenant}/{env}/{company}/{set}                  list an entity set (documents with lines)
-  POST   /_emulator/bc/{tenant}/{env}/{company}/items                  create an item (`itemVariants`: [...])
-  POST   /_emulator/bc/{tenant}/{env}/{company}/items/bulk             {"count", "variants", "prefix"}
-  POST   /_emulator/bc/{tenant}/{env}/{company}/itemVariants           create a variant (itemId or itemNumber)
-  POST   /_emulator/bc/{tenant}/{env}/{company}/customers              create a customer
-  PATCH  /_emulator/bc/{tenant}/{env}/{company}/{set}/{id}             update without If-Match
-  DELETE /_emulator/bc/{tenant}/{env}/{company}/{set}/{id}             delete
-  POST   /_emulator/bc/{tenant}/{env}/{company}/salesShipments         post a shipment
-  POST   /_emulator/bc/{tenant}/{env}/{company}/salesInvoices          post an invoice
+  GET    /_emulator/bc/companies                                      every tenant/environment/company
+  GET    /_emulator/bc/{tenant}/{env}/{company}/{set}                 list a set (documents with lines)
+  POST   /_emulator/bc/{tenant}/{env}/{company}/items                 create an item (`itemVariants`: [...])
+  POST   /_emulator/bc/{tenant}/{env}/{company}/items/bulk            {"count", "variants", "prefix"}
+  POST   /_emulator/bc/{tenant}/{env}/{company}/itemVariants          create a variant (itemId or itemNumber)
+  POST   /_emulator/bc/{tenant}/{env}/{company}/customers             create a customer
+  PATCH  /_emulator/bc/{tenant}/{env}/{company}/{set}/{id}            update without If-Match
+  DELETE /_emulator/bc/{tenant}/{env}/{company}/{set}/{id}            delete
+  POST   /_emulator/bc/{tenant}/{env}/{company}/salesShipments        post a shipment
+  POST   /_emulator/bc/{tenant}/{env}/{company}/salesInvoices         post an invoice
          posting body: {"orderId"|"orderNumber", "lines": [{"sequence", "quantity"}]} or
                        {"customerNumber", "lines": [{"itemNumber"|"accountNumber", "quantity", "unitPrice"?}]}
 Webhooks:
-  GET    /_emulator/bc/subscriptions                                   every subscription
-  DELETE /_emulator/bc/subscriptions/{id}                              delete behind the subscriber's back
-  GET    /_emulator/bc/webhooks/deliveries[?url=...]                   handshakes and notification POSTs
-  DELETE /_emulator/bc/webhooks/deliveries                             clear the delivery log
-  GET    /_emulator/bc/webhooks/supported                              webhook-supported entity sets
-  PUT    /_emulator/bc/webhooks/supported                              {"resources": ["items", ...]}
-  POST   /_emulator/bc/webhooks/flush                                  deliver pending notifications now
+  GET    /_emulator/bc/subscriptions                                  every subscription
+  DELETE /_emulator/bc/subscriptions/{id}                             delete behind the subscriber's back
+  GET    /_emulator/bc/webhooks/deliveries[?url=...]                  handshakes and notification POSTs
+  GET    /_emulator/bc/webhooks/pending                               changes waiting for the debounce
+  DELETE /_emulator/bc/webhooks/deliveries                            clear the delivery log
+  GET    /_emulator/bc/webhooks/supported                             webhook-supported entity sets
+  PUT    /_emulator/bc/webhooks/supported                             {"resources": ["items", ...]}
+  POST   /_emulator/bc/webhooks/flush                                 deliver pending notifications now
 """
+
 from __future__ import annotations
 
 import json
@@ -55,23 +57,36 @@ class BCAdmin:
         except BCError as error:
             response = _json(error.body(), error.status)
         except (KeyError, ValueError, TypeError) as exc:
-            response = _json({"error": {"code": "NotFound" if isinstance(exc, KeyError) else "BadRequest",
-                                        "message": str(exc)}}, 404 if isinstance(exc, KeyError) else 400)
+            response = _json(
+                {
+                    "error": {
+                        "code": "NotFound" if isinstance(exc, KeyError) else "BadRequest",
+                        "message": str(exc),
+                    }
+                },
+                404 if isinstance(exc, KeyError) else 400,
+            )
         return response(environ, start_response)
 
     def _dispatch(self, request: Request) -> Response:
         path = request.path
         if not path.startswith(PREFIX):
             raise KeyError(path)
-        parts = [unquote(p) for p in path[len(PREFIX):].strip("/").split("/")]
+        parts = [unquote(p) for p in path[len(PREFIX) :].strip("/").split("/")]
         method = request.method
         engine = self.api.webhooks
         if parts == ["companies"]:
             return _json({"value": self.companies()})
         if parts[0] == "subscriptions":
             if len(parts) == 1 and method == "GET":
-                return _json({"value": [s.to_json() | {"tenant": s.tenant, "environment": s.environment}
-                                        for s in list(engine.subscriptions.values())]})
+                return _json(
+                    {
+                        "value": [
+                            s.to_json() | {"tenant": s.tenant, "environment": s.environment}
+                            for s in list(engine.subscriptions.values())
+                        ]
+                    }
+                )
             if len(parts) == 2 and method == "DELETE":
                 if not engine.delete(parts[1]):
                     raise KeyError(parts[1])
@@ -89,8 +104,11 @@ class BCAdmin:
     def companies(self) -> list[dict[str, Any]]:
         """Every company with its tenant and environment."""
         with self.api.store.lock:
-            return [{"tenant": c.tenant, "environment": c.environment, "id": c.id, "name": c.name}
-                    for env in self.api.store.environments.values() for c in env.companies.values()]
+            return [
+                {"tenant": c.tenant, "environment": c.environment, "id": c.id, "name": c.name}
+                for env in self.api.store.environments.values()
+                for c in env.companies.values()
+            ]
 
     def _webhooks(self, request: Request, what: str) -> Response:
         engine = self.api.webhooks
@@ -100,6 +118,8 @@ class BCAdmin:
         if what == "deliveries" and request.method == "GET":
             url = request.args.get("url")
             return _json({"value": [d for d in list(engine.deliveries) if url is None or d["url"] == url]})
+        if what == "pending" and request.method == "GET":
+            return _json({"value": engine.pending()})
         if what == "deliveries" and request.method == "DELETE":
             engine.deliveries.clear()
             return Response(status=204)
@@ -118,11 +138,16 @@ class BCAdmin:
         if set_name not in COMPANY_SETS:
             raise KeyError(set_name)
         if len(rest) == 1 and method == "GET":
-            return _json({"value": self.list(company, set_name)})
+            return _json({"value": self.list_set(company, set_name)})
         if rest[1:] == ["bulk"] and set_name == "items" and method == "POST":
             body = _body(request)
-            ids = bulk_create_items(api.store, company, int(body.get("count", 1000)), int(body.get("variants", 0)),
-                                    str(body.get("prefix", "BULK")))
+            ids = bulk_create_items(
+                api.store,
+                company,
+                int(body.get("count", 1000)),
+                int(body.get("variants", 0)),
+                str(body.get("prefix", "BULK")),
+            )
             return _json({"created": len(ids), "first": ids[:1], "last": ids[-1:]}, 201)
         if len(rest) == 1 and method == "POST":
             if set_name in ("salesShipments", "salesInvoices"):
@@ -145,7 +170,8 @@ class BCAdmin:
         raise KeyError("/".join(rest))
 
     def post_document(self, company: Company, set_name: str, body: dict[str, Any]) -> Row:
-        """Post a shipment or an invoice from an order (`orderId`/`orderNumber`) or ad hoc (`customerNumber`)."""
+        """Post a shipment or an invoice from an order (`orderId`/`orderNumber`) or ad hoc "
+        "(`customerNumber`)."""
         with self.api.store.transaction():
             orders = company.sets["salesOrders"]
             order = None
@@ -155,10 +181,14 @@ class BCAdmin:
                 order = next((o for o in orders.order if o.data["number"] == body["orderNumber"]), None)
             if order is None and (body.get("orderId") or body.get("orderNumber")):
                 raise KeyError(body.get("orderId") or body.get("orderNumber"))
-            post = self.api.documents.post_shipment if set_name == "salesShipments" else self.api.documents.post_invoice
+            post = (
+                self.api.documents.post_shipment
+                if set_name == "salesShipments"
+                else self.api.documents.post_invoice
+            )
             return post(company, order, body.get("customerNumber"), list(body.get("lines", [])))
 
-    def list(self, company: Company, set_name: str) -> list[dict[str, Any]]:
+    def list_set(self, company: Company, set_name: str) -> list[dict[str, Any]]:
         """Every entity of a set (sales documents with their lines)."""
         with self.api.store.lock:
             return [self.entity(company, set_name, row) for row in company.sets[set_name].order]
@@ -183,4 +213,3 @@ def _body(request: Request) -> dict[str, Any]:
 
 def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, content_type="application/json")
-

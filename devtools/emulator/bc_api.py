@@ -1,6 +1,7 @@
 """The BC API v2.0 emulator as a WSGI app (dev tooling, never deployed): routing under
 `/v2.0/{tenant}/{environment}/api/v2.0/...`, bearer-token check, OData reads with paging, writes with
 ETags, subscriptions, and `webhookSupportedResources` (bc-api.md §1, §5, §6, §7, §11)."""
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,11 @@ from werkzeug.wrappers import Request, Response
 
 from devtools.emulator.bc_admin import BCAdmin
 from devtools.emulator.bc_documents import LINES, DocumentRules
-from devtools.emulator.bc_rules import MasterRules, check_body, invalid_body
+from devtools.emulator.bc_rules import MasterRules, check_body, dialog, invalid_body
 from devtools.emulator.bc_schema import COMPANY, COMPANY_SETS, LINE_SETS, EntityType
 from devtools.emulator.entra import InvalidToken
 from devtools.emulator.odata import (
+    EMPTY_GUID,
     SYNTAX_ERROR,
     BCError,
     Expand,
@@ -34,7 +36,7 @@ from devtools.emulator.odata import (
 )
 from devtools.emulator.seed import load_seed
 from devtools.emulator.store import Company, Environment, Row, Store
-from devtools.emulator.webhooks import Subscription, WebhookEngine
+from devtools.emulator.webhooks import WebhookEngine
 
 if TYPE_CHECKING:
     from devtools.emulator.clock import Clock
@@ -42,7 +44,6 @@ if TYPE_CHECKING:
 
 _SEGMENT = re.compile(r"([A-Za-z$][\w.]*)(?:\((.*)\))?")
 _QUERY_SAFE = "$',()=:"
-_READ_ONLY_SETS = {"accounts", "salesShipments", "salesShipmentLines"}
 
 
 @dataclass
@@ -53,7 +54,6 @@ class Target:
     etype: EntityType
     key: str | None
     parent: Row | None
-    parent_set: str | None
     context: str  # `companies(..)/items` part of @odata.context
 
 
@@ -69,8 +69,7 @@ class BCApi:
         self.documents = DocumentRules(self.store)
         self.webhooks = WebhookEngine(config, clock, self.store)
         self.store.listener = self.webhooks.record
-        if config.seed:
-            load_seed(self.store, config, config.seed)
+        load_seed(self.store, config, config.seed)
         self.admin_app = BCAdmin(self)
 
     def start(self) -> None:
@@ -85,15 +84,16 @@ class BCApi:
         """Deliver all pending notifications now (ignores the debounce)."""
         self.webhooks.flush()
 
-    # ----------------------------------------------------------------------------- in-process writes
+    # ---- in-process writes -----------------------------------------------------------------------
 
     def create(self, company: Company, set_name: str, body: dict[str, Any], parent: Row | None = None) -> Row:
         """POST `body` to an entity set (as the API does, with every rule and webhook change)."""
+        if not COMPANY_SETS[set_name].writable:
+            raise method_not_allowed("POST", set_name, "Collection")
         with self.store.transaction():
-            etype = COMPANY_SETS[set_name]
             if set_name in LINE_SETS:
                 return self.documents.create_line(company, set_name, body, parent)
-            values, parts = check_body(etype, body)
+            values, parts = check_body(COMPANY_SETS[set_name], body)
             if set_name in LINES:
                 return self.documents.create(company, set_name, values, parts)
             if parts:  # items with itemVariants
@@ -103,9 +103,12 @@ class BCApi:
                 return item
             return self.masters.create(company, set_name, values, parent)
 
-    def update(self, company: Company, set_name: str, row: Row, body: dict[str, Any],
-               parent: Row | None = None) -> None:
+    def update(
+        self, company: Company, set_name: str, row: Row, body: dict[str, Any], parent: Row | None = None
+    ) -> None:
         """PATCH `row` with `body`."""
+        if not COMPANY_SETS[set_name].writable:
+            raise method_not_allowed("PATCH", set_name, "Entity")
         with self.store.transaction():
             values, _ = check_body(COMPANY_SETS[set_name], body, row)
             if set_name in LINE_SETS:
@@ -116,7 +119,7 @@ class BCApi:
                 self.masters.update(company, set_name, row, values, parent)
 
     def delete(self, company: Company, set_name: str, row: Row) -> None:
-        """DELETE `row`."""
+        """DELETE `row` (also of read-only sets: the admin API removes posted documents this way)."""
         with self.store.transaction():
             if set_name in LINE_SETS:
                 self.documents.delete_line(company, set_name, row)
@@ -125,7 +128,7 @@ class BCApi:
             else:
                 self.masters.delete(company, set_name, row)
 
-    # ----------------------------------------------------------------------------- WSGI
+    # ---- WSGI ------------------------------------------------------------------------------------
 
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
@@ -148,19 +151,32 @@ class BCApi:
             raise BCError(404, "BadRequest_InvalidRequestUrl", f"The request URL {request.path} is invalid.")
         tenant = self._tenant(tenant_segment, claims)
         env = self.store.find_environment(tenant, env_name)
-        if env is None or env_name.lower() not in [e.lower() for e in self.config.environments]:
+        if env is None:
             raise BCError(404, "BadRequest_ResourceNotFound", f"The environment '{env_name}' does not exist.")
-        base = f"{request.host_url}v2.0/{parts[1]}/{env_name}/api/v2.0" if parts[2] != "api" else \
-            f"{request.host_url}v2.0/{env_name}/api/v2.0"
+        base = (
+            f"{request.host_url}v2.0/{parts[1]}/{env_name}/api/v2.0"
+            if parts[2] != "api"
+            else f"{request.host_url}v2.0/{env_name}/api/v2.0"
+        )
         if rest[:3] == ["microsoft", "runtime", "beta"]:
             return self._supported_resources(request, env, rest[3:])
         if not rest or rest[0] != "v2.0":
-            raise BCError(404, "BadRequest_ResourceNotFound", f"Resource not found for the segment "
-                          f"'{rest[0] if rest else 'api'}'.")
+            raise BCError(
+                404,
+                "BadRequest_ResourceNotFound",
+                f"Resource not found for the segment '{rest[0] if rest else 'api'}'.",
+            )
         segments = [s for s in rest[1:] if s]
         if not segments:
-            return json_response({"@odata.context": f"{base}/$metadata", "value": [
-                {"name": n, "kind": "EntitySet", "url": n} for n in ("companies", "subscriptions", *COMPANY_SETS)]})
+            return json_response(
+                {
+                    "@odata.context": f"{base}/$metadata",
+                    "value": [
+                        {"name": n, "kind": "EntitySet", "url": n}
+                        for n in ("companies", "subscriptions", *COMPANY_SETS)
+                    ],
+                }
+            )
         if segments[0].startswith("subscriptions"):
             return self._subscriptions(request, env, segments, base, claims)
         return self._entities(request, env, segments, base)
@@ -176,15 +192,18 @@ class BCApi:
 
     def _tenant(self, segment: str, claims: dict[str, Any]) -> str:
         guids = {g.lower() for g in self.config.tenants.values()}
-        tenant = self.config.tenants.get(segment.lower()) or (segment.lower() if segment.lower() in guids else None)
+        tenant = self.config.tenants.get(segment.lower()) or (
+            segment.lower() if segment.lower() in guids else None
+        )
         if tenant is None:
             raise BCError(404, "Internal_TenantUnavailable", f"The tenant '{segment}' is not accessible.")
         if str(claims.get("tid", "")).lower() != tenant.lower():
-            raise unauthorized("The server has rejected the client credentials. The token was issued for another "
-                               "tenant.")
+            raise unauthorized(
+                "The server has rejected the client credentials. The token was issued for another tenant."
+            )
         return tenant.lower()
 
-    # ----------------------------------------------------------------------------- entities
+    # ---- entities --------------------------------------------------------------------------------
 
     def _entities(self, request: Request, env: Environment, segments: list[str], base: str) -> Response:
         with self.store.lock:
@@ -195,16 +214,23 @@ class BCApi:
                 company = self._company(env, key)
                 if len(segments) == 1:
                     self._only(request, "GET", "companies", "Entity")
-                    return json_response({"@odata.context": f"{base}/$metadata#companies/$entity",
-                                          **render(company.row, COMPANY, None)})
+                    return json_response(
+                        {
+                            "@odata.context": f"{base}/$metadata#companies/$entity",
+                            **render(company.row, COMPANY, None),
+                        }
+                    )
                 target = self._target(company, segments[1:], f"companies({company.id})")
             else:
                 company_key = request.args.get("company")
                 if not company_key:
-                    raise bad_request("Internal_CompanyNotFound", "Cannot process the request because the default "
-                                      "company cannot be found. You can specify a default company in the service "
-                                      "configuration file, or specify one for each tenant, or you can add a query "
-                                      'string in the form of "company=[name]".')
+                    raise bad_request(
+                        "Internal_CompanyNotFound",
+                        "Cannot process the request because the default "
+                        "company cannot be found. You can specify a default company in the service "
+                        "configuration file, or specify one for each tenant, or you can add a query "
+                        'string in the form of "company=[name]".',
+                    )
                 company = self._company(env, company_key)
                 target = self._target(company, segments, f"companies({company.id})")
         if request.method == "GET":
@@ -220,8 +246,12 @@ class BCApi:
             predicate = parse_filter(args["$filter"], COMPANY.fields, COMPANY.type_name).predicate
             rows = [r for r in rows if predicate(r.data)]
         select = parse_select(args["$select"], COMPANY.fields, "company") if "$select" in args else None
-        return json_response({"@odata.context": f"{base}/$metadata#companies",
-                              "value": [render(r, COMPANY, select) for r in rows]})
+        return json_response(
+            {
+                "@odata.context": f"{base}/$metadata#companies",
+                "value": [render(r, COMPANY, select) for r in rows],
+            }
+        )
 
     def _company(self, env: Environment, key: str | None) -> Company:
         company = env.company(key.strip("'")) if key else None
@@ -235,28 +265,36 @@ class BCApi:
         if etype is None:
             raise BCError(404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{name}'.")
         key = parse_key(key)
-        target = Target(company, etype, key, None, None, f"{context}/{name}")
+        target = Target(company, etype, key, None, f"{context}/{name}")
         if len(segments) == 1:
             return target
         nav, nav_key = parse_segment(segments[1])
         if key is None or nav not in etype.parts or len(segments) > 2:
             raise BCError(404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{nav}'.")
         parent = self._row(company, etype, key)
-        return Target(company, COMPANY_SETS[etype.parts[nav]], parse_key(nav_key), parent, name,
-                      f"{context}/{name}({key})/{nav}")
+        return Target(
+            company,
+            COMPANY_SETS[etype.parts[nav]],
+            parse_key(nav_key),
+            parent,
+            f"{context}/{name}({key})/{nav}",
+        )
 
     def _row(self, company: Company, etype: EntityType, key: str, parent: Row | None = None) -> Row:
         row = company.sets[etype.set_name].get(key)
         if row is None or (parent is not None and row.data[etype.parent_field] != parent.id):
-            raise BCError(404, "Internal_RecordNotFound", f"The {etype.label} does not exist. Identification "
-                          f"fields and values: Id='{key}'")
+            raise BCError(
+                404,
+                "Internal_RecordNotFound",
+                f"The {etype.label} does not exist. Identification fields and values: Id='{key}'",
+            )
         return row
 
     def _only(self, request: Request, method: str, name: str, kind: str) -> None:
         if request.method != method:
             raise method_not_allowed(request.method, name, kind)
 
-    # ----------------------------------------------------------------------------- GET
+    # ---- GET -------------------------------------------------------------------------------------
 
     def _get(self, request: Request, target: Target, base: str) -> Response:
         args = request.args
@@ -265,23 +303,30 @@ class BCApi:
         expands = self._expands(etype, args.get("$expand"))
         if target.key is not None:
             row = self._row(target.company, etype, target.key, target.parent)
-            body = {"@odata.context": f"{base}/$metadata#{target.context}/$entity",
-                    **render(row, etype, select, expands, target.company)}
+            body = {
+                "@odata.context": f"{base}/$metadata#{target.context}/$entity",
+                **render(row, etype, select, expands, target.company),
+            }
             return json_response(body)
         flt = parse_filter(args["$filter"], etype.fields, etype.type_name) if "$filter" in args else None
         rows = self._source(target, flt.equals if flt else {})
-        orderby = parse_orderby(args["$orderby"], etype.fields, etype.type_name) if "$orderby" in args else None
+        orderby = (
+            parse_orderby(args["$orderby"], etype.fields, etype.type_name) if "$orderby" in args else None
+        )
         top = parse_top(args.get("$top"))
         prefer = parse_max_page_size(request.headers.get("Prefer"))
         page_size = max(1, min(self.config.page_size, prefer or self.config.page_size))
         limit = page_size if top is None else min(page_size, top)
         token = args.get("$skiptoken")
+        skip = 0 if token else parse_top(args.get("$skip")) or 0
         predicate = flt.predicate if flt else None
-        page, more, next_token = self._page(rows, orderby, predicate, token, limit)
-        body: dict[str, Any] = {"@odata.context": f"{base}/$metadata#{target.context}",
-                                "value": [render(r, etype, select, expands, target.company) for r in page]}
+        page, more, next_token = self._page(rows, orderby, predicate, token, skip, limit)
+        body: dict[str, Any] = {
+            "@odata.context": f"{base}/$metadata#{target.context}",
+            "value": [render(r, etype, select, expands, target.company) for r in page],
+        }
         if more and (top is None or top > len(page)):
-            query = [(k, v) for k, v in args.items(multi=True) if k not in ("$skiptoken", "$top")]
+            query = [(k, v) for k, v in args.items(multi=True) if k not in ("$skiptoken", "$top", "$skip")]
             if top is not None:
                 query.append(("$top", str(top - len(page))))
             query.append(("$skiptoken", next_token))
@@ -307,7 +352,7 @@ class BCApi:
         parent_field = target.etype.parent_field
         if target.etype.set_name in LINE_SETS:
             if not isinstance(equals.get("documentId"), str):
-                raise dialog_error("You must specify an Id or a Document Id to get the lines.")
+                raise dialog("You must specify an Id or a Document Id to get the lines.")
             return entity_set.children(equals["documentId"])
         if parent_field and isinstance(equals.get(parent_field), str):
             return entity_set.children(equals[parent_field])
@@ -316,14 +361,22 @@ class BCApi:
             return [row] if row else []
         return entity_set.iter_from
 
-    def _page(self, rows: list[Row] | Callable[[int], Iterator[Row]], orderby: list[tuple[str, bool]] | None,
-              predicate: Callable[[dict], bool] | None, token: str | None, limit: int) -> tuple[list[Row], bool, str]:
-        """One page of at most `limit` rows after `token`; whether more follow; the next token."""
+    def _page(
+        self,
+        rows: list[Row] | Callable[[int], Iterator[Row]],
+        orderby: list[tuple[str, bool]] | None,
+        predicate: Callable[[dict], bool] | None,
+        token: str | None,
+        skip: int,
+        limit: int,
+    ) -> tuple[list[Row], bool, str]:
+        """One page of at most `limit` rows after `token` (or after the first `skip` matches);
+        whether more follow; the next token."""
         if orderby:
             listed = list(rows(0)) if callable(rows) else rows
             matching = [r for r in listed if predicate is None or predicate(r.data)]
-            offset = _token_int(token, "o")
-            page = sort_rows(matching, orderby)[offset:offset + limit]
+            offset = _token_int(token, "o") + skip
+            page = sort_rows(matching, orderby)[offset : offset + limit]
             return page, offset + limit < len(matching), f"o{offset + limit}"
         after = _token_int(token, "")
         source = rows(after) if callable(rows) else (r for r in rows if r.seq > after)
@@ -331,28 +384,36 @@ class BCApi:
         for row in source:
             if predicate is not None and not predicate(row.data):
                 continue
+            if skip:
+                skip -= 1
+                continue
             if len(page) == limit:
                 return page, True, str(page[-1].seq)
             page.append(row)
         return page, False, ""
 
-    # ----------------------------------------------------------------------------- POST / PATCH / DELETE
+    # ---- POST / PATCH / DELETE -------------------------------------------------------------------
 
     def _write(self, request: Request, target: Target, base: str) -> Response:
         etype, company = target.etype, target.company
         kind = "Collection" if target.key is None else "Entity"
         allowed = {"Collection": ("POST",), "Entity": ("PATCH", "DELETE")}[kind]
-        if request.method not in allowed or not etype.writable or etype.set_name in _READ_ONLY_SETS:
+        if request.method not in allowed or not etype.writable:
             raise method_not_allowed(request.method, etype.set_name, kind)
         if request.method == "POST":
             body = read_json(request)
             row = self.create(company, etype.set_name, body, target.parent)
             with self.store.lock:
                 expands = self._expands(etype, request.args.get("$expand"))
-                select = parse_select(request.args["$select"], etype.fields, etype.type_name) \
-                    if "$select" in request.args else None
-                entity = {"@odata.context": f"{base}/$metadata#{target.context}/$entity",
-                          **render(row, etype, select, expands, company)}
+                select = (
+                    parse_select(request.args["$select"], etype.fields, etype.type_name)
+                    if "$select" in request.args
+                    else None
+                )
+                entity = {
+                    "@odata.context": f"{base}/$metadata#{target.context}/$entity",
+                    **render(row, etype, select, expands, company),
+                }
             response = json_response(entity, 201)
             response.headers["Location"] = f"{request.base_url}({row.id})"
             return response
@@ -363,25 +424,35 @@ class BCApi:
                 self.delete(company, etype.set_name, row)
                 return Response(status=204)
             self.update(company, etype.set_name, row, read_json(request), target.parent)
-            return json_response({"@odata.context": f"{base}/$metadata#{target.context}/$entity",
-                                  **render(row, etype, None)})
+            return json_response(
+                {"@odata.context": f"{base}/$metadata#{target.context}/$entity", **render(row, etype, None)}
+            )
 
-    # ----------------------------------------------------------------------------- subscriptions
+    # ---- subscriptions ---------------------------------------------------------------------------
 
-    def _subscriptions(self, request: Request, env: Environment, segments: list[str], base: str,
-                       claims: dict[str, Any]) -> Response:
+    def _subscriptions(
+        self, request: Request, env: Environment, segments: list[str], base: str, claims: dict[str, Any]
+    ) -> Response:
         name, key = parse_segment(segments[0])
         if name != "subscriptions" or len(segments) > 1:
-            raise BCError(404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{segments[-1]}'.")
+            raise BCError(
+                404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{segments[-1]}'."
+            )
         context = f"{base}/$metadata#subscriptions"
         engine = self.webhooks
         if key is None:
             if request.method == "GET":
-                return json_response({"@odata.context": context,
-                                      "value": [s.to_json() for s in engine.list(env.tenant, env.name)]})
+                return json_response(
+                    {
+                        "@odata.context": context,
+                        "value": [s.to_json() for s in engine.in_environment(env.tenant, env.name)],
+                    }
+                )
             if request.method != "POST":
                 raise method_not_allowed(request.method, "subscriptions", "Collection")
-            sub = engine.create(env.tenant, env.name, read_json(request), str(claims.get("oid") or ""))
+            sub = engine.create(
+                env.tenant, env.name, read_json(request), str(claims.get("oid") or EMPTY_GUID)
+            )
             return json_response({"@odata.context": f"{context}/$entity", **sub.to_json()}, 201)
         if not (len(key) > 2 and key[0] == key[-1] == "'"):
             raise bad_request("BadRequest_NotFound", SYNTAX_ERROR)
@@ -396,16 +467,20 @@ class BCApi:
         if request.method == "DELETE":
             engine.delete(sub.id)
             return Response(status=204)
-        renewed: Subscription = engine.renew(sub, read_json(request))
+        renewed = engine.renew(sub, read_json(request))
         return json_response({"@odata.context": f"{context}/$entity", **renewed.to_json()})
 
     def _supported_resources(self, request: Request, env: Environment, rest: list[str]) -> Response:
         if len(rest) != 2 or parse_segment(rest[1])[0] != "webhookSupportedResources":
-            raise BCError(404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{rest[-1]}'.")
+            raise BCError(
+                404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{rest[-1]}'."
+            )
         name, key = parse_segment(rest[0])
         with self.store.lock:
             if name != "companies":
-                raise BCError(404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{name}'.")
+                raise BCError(
+                    404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{name}'."
+                )
             self._company(env, key)
         self._only(request, "GET", "webhookSupportedResources", "Collection")
         rows = [{"resource": f"v2.0/{name}"} for name in sorted(self.webhooks.supported)]
@@ -418,7 +493,8 @@ class BCApi:
         return json_response({"value": rows})
 
 
-# --------------------------------------------------------------------------------------------- helpers
+# ---- helpers -------------------------------------------------------------------------------------
+
 
 def parse_segment(segment: str) -> tuple[str, str | None]:
     """`items(123)` → ("items", "123"); `items` → ("items", None)."""
@@ -438,8 +514,13 @@ def parse_key(key: str | None) -> str | None:
     return key.lower()
 
 
-def render(row: Row, etype: EntityType, select: list[str] | None,
-           expands: list[tuple[Expand, EntityType]] | None = None, company: Company | None = None) -> dict[str, Any]:
+def render(
+    row: Row,
+    etype: EntityType,
+    select: list[str] | None,
+    expands: list[tuple[Expand, EntityType]] | None = None,
+    company: Company | None = None,
+) -> dict[str, Any]:
     """An entity as JSON: `@odata.etag`, its (selected) fields and expanded parts."""
     data = row.data
     out = {"@odata.etag": row.etag, **({f: data[f] for f in select} if select else data)}
@@ -448,7 +529,9 @@ def render(row: Row, etype: EntityType, select: list[str] | None,
         if expand.filter:
             predicate = parse_filter(expand.filter, child_type.fields, child_type.type_name).predicate
             children = [c for c in children if predicate(c.data)]
-        child_select = parse_select(expand.select, child_type.fields, child_type.type_name) if expand.select else None
+        child_select = (
+            parse_select(expand.select, child_type.fields, child_type.type_name) if expand.select else None
+        )
         out[expand.name] = [render(c, child_type, child_select) for c in children]
     return out
 
@@ -472,26 +555,28 @@ def check_if_match(request: Request, etag: str) -> None:
     if value == "*":
         return
     if not value.startswith(('W/"', '"')) or not value.endswith('"') or '\\"' in value:
-        raise bad_request("BadRequest_InvalidToken", "Could not validate the client concurrency token required by "
-                          "the service. Please provide a valid token in the client request.")
+        raise bad_request(
+            "BadRequest_InvalidToken",
+            "Could not validate the client concurrency token required by "
+            "the service. Please provide a valid token in the client request.",
+        )
     if value != etag:
         raise BCError(409, "Request_EntityChanged", "Another user has already changed the record.")
 
 
 def method_not_allowed(method: str, name: str, kind: str) -> BCError:
     """`BadRequest_MethodNotAllowed` (405)."""
-    return BCError(405, "BadRequest_MethodNotAllowed", f"'{method}' requests for '{name}' of EdmType '{kind}' are "
-                   "not allowed within Dynamics 365 Business Central OData web services.")
+    return BCError(
+        405,
+        "BadRequest_MethodNotAllowed",
+        f"'{method}' requests for '{name}' of EdmType '{kind}' are "
+        "not allowed within Dynamics 365 Business Central OData web services.",
+    )
 
 
 def unauthorized(message: str) -> BCError:
     """`Authentication_InvalidCredentials` (401)."""
     return BCError(401, "Authentication_InvalidCredentials", message)
-
-
-def dialog_error(message: str) -> BCError:
-    """`Application_DialogException` (400)."""
-    return bad_request("Application_DialogException", message)
 
 
 def encode_query(pairs: list[tuple[str, str]]) -> str:
@@ -502,7 +587,6 @@ def encode_query(pairs: list[tuple[str, str]]) -> str:
 def _token_int(token: str | None, prefix: str) -> int:
     if token is None:
         return 0
-    if not token.startswith(prefix) or not token[len(prefix):].isdigit():
+    if not token.startswith(prefix) or not token[len(prefix) :].isdigit():
         raise bad_request("BadRequest_NotFound", SYNTAX_ERROR)
-    return int(token[len(prefix):])
-
+    return int(token[len(prefix) :])

@@ -1,5 +1,6 @@
 """Sales document rules of the BC API emulator (dev tooling, never deployed): sales orders and draft
 sales invoices with deep insert and lines (bc-api.md §3.5-3.10, §4), and posting shipments/invoices."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -36,7 +37,7 @@ class DocumentRules:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    # ----------------------------------------------------------------------------- headers
+    # ---- headers ---------------------------------------------------------------------------------
 
     def create(self, company: Company, set_name: str, values: dict[str, Any], parts: dict[str, list]) -> Row:
         """POST a sales order or draft invoice, with deep-inserted lines (all or nothing)."""
@@ -54,7 +55,7 @@ class DocumentRules:
         if set_name == "salesInvoices":
             data["dueDate"] = self._due_date(company, data)
         prefix, start = SERIES[set_name]
-        data["number"] = company.next_number(prefix, start)
+        data["number"] = self.store.next_number(company, prefix, start)
         header = self.store.insert(company, set_name, data)
         for line in parts.get(LINES[set_name], []):
             if "documentId" in line:
@@ -99,14 +100,24 @@ class DocumentRules:
             raise dialog('A "customerNumber" or a "customerId" must be provided.')
         cust = customer.data
         if cust["blocked"] == "All":
-            raise dialog(f"You cannot create this type of document when Customer {cust['number']} is blocked with "
-                         "type All")
+            raise dialog(
+                f"You cannot create this type of document when Customer {cust['number']} is blocked with "
+                "type All"
+            )
         defaults = {
-            "customerId": customer.id, "customerNumber": cust["number"], "customerName": cust["displayName"],
-            "billToCustomerId": customer.id, "billToCustomerNumber": cust["number"], "billToName": cust["displayName"],
-            "shipToName": cust["displayName"], "phoneNumber": cust["phoneNumber"], "email": cust["email"],
-            "salesperson": cust["salespersonCode"], "paymentTermsId": cust["paymentTermsId"],
-            "shipmentMethodId": cust["shipmentMethodId"], "currencyCode": cust["currencyCode"],
+            "customerId": customer.id,
+            "customerNumber": cust["number"],
+            "customerName": cust["displayName"],
+            "billToCustomerId": customer.id,
+            "billToCustomerNumber": cust["number"],
+            "billToName": cust["displayName"],
+            "shipToName": cust["displayName"],
+            "phoneNumber": cust["phoneNumber"],
+            "email": cust["email"],
+            "salesperson": cust["salespersonCode"],
+            "paymentTermsId": cust["paymentTermsId"],
+            "shipmentMethodId": cust["shipmentMethodId"],
+            "currencyCode": cust["currencyCode"],
         }
         for suffix, source in zip(_ADDRESS, _CUSTOMER_ADDRESS, strict=True):
             for prefix in ("sellTo", "billTo", "shipTo"):
@@ -128,13 +139,16 @@ class DocumentRules:
         digits = "".join(c for c in formula if c.isdigit())
         if not digits:
             return base.isoformat()
-        days = int(digits) * (30 if formula.upper().endswith("M") else 7 if formula.upper().endswith("W") else 1)
+        days = int(digits) * (
+            30 if formula.upper().endswith("M") else 7 if formula.upper().endswith("W") else 1
+        )
         return (base + timedelta(days=days)).isoformat()
 
-    # ----------------------------------------------------------------------------- lines
+    # ---- lines -----------------------------------------------------------------------------------
 
-    def create_line(self, company: Company, set_name: str, body: Any, header: Row | None, *,
-                    recalc: bool = True) -> Row:
+    def create_line(
+        self, company: Company, set_name: str, body: Any, header: Row | None, *, recalc: bool = True
+    ) -> Row:
         """POST a line under `header` (navigation) or standalone (documentId in the body)."""
         etype = COMPANY_SETS[set_name]
         values, _ = check_body(etype, body)
@@ -178,10 +192,14 @@ class DocumentRules:
         self._amounts(company, data, values)
         if "shipQuantity" in data:
             if data["quantity"] < data["shippedQuantity"]:
-                raise dialog(f"Quantity must not be less than {data['shippedQuantity']}, the shipped quantity.")
+                raise dialog(
+                    f"Quantity must not be less than {data['shippedQuantity']}, the shipped quantity."
+                )
             if "quantity" in values:
                 data["shipQuantity"] = values.get("shipQuantity", data["quantity"] - data["shippedQuantity"])
-                data["invoiceQuantity"] = values.get("invoiceQuantity", data["quantity"] - data["invoicedQuantity"])
+                data["invoiceQuantity"] = values.get(
+                    "invoiceQuantity", data["quantity"] - data["invoicedQuantity"]
+                )
         self.store.modify(company, set_name, row, {k: v for k, v in data.items() if row.data[k] != v})
         self.recalc(company, header_set, header)
 
@@ -193,7 +211,9 @@ class DocumentRules:
         self.store.delete(company, set_name, row)
         self.recalc(company, header_set, header)
 
-    def _apply_product(self, company: Company, data: dict[str, Any], values: dict[str, Any], *, new: bool) -> None:
+    def _apply_product(
+        self, company: Company, data: dict[str, Any], values: dict[str, Any], *, new: bool
+    ) -> None:
         item_id = values.get("itemId", EMPTY_GUID)
         account_id = values.get("accountId", EMPTY_GUID)
         if item_id != EMPTY_GUID and account_id != EMPTY_GUID:
@@ -207,14 +227,21 @@ class DocumentRules:
         if line_type == "Item":
             product = self._find(company, "items", item_id, number, "Item does not exist.", "Item")
             if product.data["blocked"]:
-                raise bad_request("Application_FieldValidationException", "Blocked must be equal to 'No'  in Item: "
-                                  f"No.={product.data['number']}. Current value is 'Yes'.")
+                raise bad_request(
+                    "Application_FieldValidationException",
+                    "Blocked must be equal to 'No'  in Item: "
+                    f"No.={product.data['number']}. Current value is 'Yes'.",
+                )
             data.update(itemId=product.id, accountId=EMPTY_GUID, lineObjectNumber=product.data["number"])
             if new:
-                data["unitOfMeasureCode"] = values.get("unitOfMeasureCode", product.data["baseUnitOfMeasureCode"])
+                data["unitOfMeasureCode"] = values.get(
+                    "unitOfMeasureCode", product.data["baseUnitOfMeasureCode"]
+                )
                 data["unitPrice"] = values.get("unitPrice", product.data["unitPrice"])
         elif line_type == "Account":
-            product = self._find(company, "accounts", account_id, number, "Account does not exist.", "G/L Account")
+            product = self._find(
+                company, "accounts", account_id, number, "Account does not exist.", "G/L Account"
+            )
             data.update(accountId=product.id, itemId=EMPTY_GUID, lineObjectNumber=product.data["number"])
         elif line_type == "Comment":
             if number:
@@ -266,12 +293,25 @@ class DocumentRules:
         left = discount
         for index, line in enumerate(lines):
             d = line.data
-            share = left if index == len(lines) - 1 else money(discount * d["amountExcludingTax"] / base) if base else 0
+            share = (
+                left
+                if index == len(lines) - 1
+                else money(discount * d["amountExcludingTax"] / base)
+                if base
+                else 0
+            )
             left = money(left - share)
             net = money(d["amountExcludingTax"] - share)
             tax = money(net * d["taxPercent"] / 100)
-            d.update(invoiceDiscountAllocation=share, netAmount=net, netTaxAmount=tax, netAmountIncludingTax=money(net + tax),
-                     totalTaxAmount=tax, amountIncludingTax=money(net + tax), discountAppliedBeforeTax=True)
+            d.update(
+                invoiceDiscountAllocation=share,
+                netAmount=net,
+                netTaxAmount=tax,
+                netAmountIncludingTax=money(net + tax),
+                totalTaxAmount=tax,
+                amountIncludingTax=money(net + tax),
+                discountAppliedBeforeTax=True,
+            )
         totals = {
             "totalAmountExcludingTax": money(sum(line.data["netAmount"] for line in lines)),
             "totalTaxAmount": money(sum(line.data["netTaxAmount"] for line in lines)),
@@ -289,63 +329,96 @@ class DocumentRules:
         else:
             header.data.update(changes)
 
-    # ----------------------------------------------------------------------------- posting
+    # ---- posting ---------------------------------------------------------------------------------
 
-    def post_shipment(self, company: Company, order: Row | None, customer_number: str | None,
-                      lines: list[dict[str, Any]]) -> Row:
+    def post_shipment(
+        self, company: Company, order: Row | None, customer_number: str | None, lines: list[dict[str, Any]]
+    ) -> Row:
         """Post a sales shipment: from an order (its lines' `shipQuantity`, or `lines` as
         [{"sequence", "quantity"}]) or ad hoc for a customer (`lines` as [{"itemNumber", "quantity"}])."""
-        header = SALES_SHIPMENT.blank()
-        if order is not None:
-            source = {k: v for k, v in order.data.items() if k in header}
-            header.update(source, orderNumber=order.data["number"], invoiceDate=order.data["orderDate"])
-            ship = self._order_quantities(company, order, lines, "shipQuantity", "shippedQuantity")
-        else:
-            customer = self._customer(company, customer_number)
-            header.update(customerId=customer.id, customerNumber=customer.data["number"],
-                          customerName=customer.data["displayName"], billToCustomerId=customer.id,
-                          billToCustomerNumber=customer.data["number"], billToName=customer.data["displayName"],
-                          shipToName=customer.data["displayName"], currencyCode=customer.data["currencyCode"],
-                          invoiceDate=self._today())
-            ship = [(self._adhoc_line(company, spec, index), spec.get("quantity", 1)) for index, spec in
-                    enumerate(lines)]
-        if not ship:
-            raise dialog("There is nothing to post.")
-        header.update(number=company.next_number("S-SHPT", 102001), postingDate=self._today(),
-                      dueDate=self._today())
         with self.store.transaction():
+            header = SALES_SHIPMENT.blank()
+            if order is not None:
+                source = {k: v for k, v in order.data.items() if k in header}
+                header.update(source, orderNumber=order.data["number"], invoiceDate=order.data["orderDate"])
+                ship = self._order_quantities(company, order, lines, "shipQuantity", "shippedQuantity")
+            else:
+                customer = self._customer(company, customer_number)
+                header.update(
+                    customerId=customer.id,
+                    customerNumber=customer.data["number"],
+                    customerName=customer.data["displayName"],
+                    billToCustomerId=customer.id,
+                    billToCustomerNumber=customer.data["number"],
+                    billToName=customer.data["displayName"],
+                    shipToName=customer.data["displayName"],
+                    currencyCode=customer.data["currencyCode"],
+                    invoiceDate=self._today(),
+                )
+                ship = [
+                    (self._adhoc_line(company, spec, index), spec.get("quantity", 1))
+                    for index, spec in enumerate(lines)
+                ]
+            if not ship:
+                raise dialog("There is nothing to post.")
+            header.update(
+                number=self.store.next_number(company, "S-SHPT", 102001),
+                postingDate=self._today(),
+                dueDate=self._today(),
+            )
             row = self.store.insert(company, "salesShipments", header)
             for line, quantity in ship:
                 self._ship_line(company, row, line, quantity)
             if order is not None:
                 self._advance_order(company, order, ship, "shippedQuantity", "shipQuantity")
-        return row
+            return row
 
-    def post_invoice(self, company: Company, order: Row | None, customer_number: str | None,
-                     lines: list[dict[str, Any]]) -> Row:
+    def post_invoice(
+        self, company: Company, order: Row | None, customer_number: str | None, lines: list[dict[str, Any]]
+    ) -> Row:
         """Post a sales invoice: from an order (shipped, not yet invoiced quantities, or `lines` as
         [{"sequence", "quantity"}]) or ad hoc (`lines` as [{"itemNumber"|"accountNumber", "quantity",
         "unitPrice"?}]). A fully shipped and invoiced order is deleted, like BC does."""
         with self.store.transaction():
             if order is not None:
-                values = {"customerId": order.data["customerId"], "externalDocumentNumber":
-                          order.data["externalDocumentNumber"], "currencyCode": order.data["currencyCode"],
-                          "paymentTermsId": order.data["paymentTermsId"]}
-                bill = self._order_quantities(company, order, lines, "invoiceQuantity", "invoicedQuantity",
-                                              cap_field="shippedQuantity")
+                values = {
+                    "customerId": order.data["customerId"],
+                    "externalDocumentNumber": order.data["externalDocumentNumber"],
+                    "currencyCode": order.data["currencyCode"],
+                    "paymentTermsId": order.data["paymentTermsId"],
+                }
+                bill = self._order_quantities(
+                    company, order, lines, "invoiceQuantity", "invoicedQuantity", cap_field="shippedQuantity"
+                )
             else:
                 customer = self._customer(company, customer_number)
                 values = {"customerId": customer.id}
-                bill = [(self._adhoc_line(company, spec, index), spec.get("quantity", 1))
-                        for index, spec in enumerate(lines)]
+                bill = [
+                    (self._adhoc_line(company, spec, index), spec.get("quantity", 1))
+                    for index, spec in enumerate(lines)
+                ]
             if not bill:
                 raise dialog("There is nothing to post.")
             invoice = self.create(company, "salesInvoices", values, {})
             for line, quantity in bill:
-                body = {k: line[k] for k in ("sequence", "lineType", "lineObjectNumber", "description", "unitPrice",
-                                             "discountPercent", "itemVariantId", "unitOfMeasureCode") if k in line}
-                self.create_line(company, "salesInvoiceLines", body | {"quantity": quantity}, invoice, recalc=False)
-            posted = {"status": "Open", "number": company.next_number("PS-INV", 103001)}
+                body = {
+                    k: line[k]
+                    for k in (
+                        "sequence",
+                        "lineType",
+                        "lineObjectNumber",
+                        "description",
+                        "unitPrice",
+                        "discountPercent",
+                        "itemVariantId",
+                        "unitOfMeasureCode",
+                    )
+                    if k in line
+                }
+                self.create_line(
+                    company, "salesInvoiceLines", body | {"quantity": quantity}, invoice, recalc=False
+                )
+            posted = {"status": "Open", "number": self.store.next_number(company, "PS-INV", 103001)}
             if order is not None:
                 posted.update(orderNumber=order.data["number"], orderId=order.id)
                 self._advance_order(company, order, bill, "invoicedQuantity", "invoiceQuantity")
@@ -367,18 +440,36 @@ class DocumentRules:
             account = company.sets["accounts"].by_number(spec["accountNumber"])
             if account is None:
                 raise record_not_found("G/L Account", f"No.='{spec['accountNumber']}'")
-            return {"sequence": 10000 * (index + 1), "lineType": "Account", "lineObjectNumber": account.data["number"],
-                    "description": account.data["displayName"], "unitPrice": spec.get("unitPrice", 0)}
+            return {
+                "sequence": 10000 * (index + 1),
+                "lineType": "Account",
+                "lineObjectNumber": account.data["number"],
+                "description": account.data["displayName"],
+                "unitPrice": spec.get("unitPrice", 0),
+            }
         item = company.sets["items"].by_number(spec.get("itemNumber", ""))
         if item is None:
             raise record_not_found("Item", f"No.='{spec.get('itemNumber')}'")
-        return {"sequence": 10000 * (index + 1), "lineType": "Item", "lineObjectNumber": item.data["number"],
-                "description": item.data["displayName"], "unitPrice": spec.get("unitPrice", item.data["unitPrice"]),
-                "unitOfMeasureCode": item.data["baseUnitOfMeasureCode"], "itemId": item.id,
-                "itemVariantId": spec.get("itemVariantId", EMPTY_GUID)}
+        return {
+            "sequence": 10000 * (index + 1),
+            "lineType": "Item",
+            "lineObjectNumber": item.data["number"],
+            "description": item.data["displayName"],
+            "unitPrice": spec.get("unitPrice", item.data["unitPrice"]),
+            "unitOfMeasureCode": item.data["baseUnitOfMeasureCode"],
+            "itemId": item.id,
+            "itemVariantId": spec.get("itemVariantId", EMPTY_GUID),
+        }
 
-    def _order_quantities(self, company: Company, order: Row, lines: list[dict[str, Any]], todo_field: str,
-                          done_field: str, cap_field: str = "quantity") -> list[tuple[dict[str, Any], float]]:
+    def _order_quantities(
+        self,
+        company: Company,
+        order: Row,
+        lines: list[dict[str, Any]],
+        todo_field: str,
+        done_field: str,
+        cap_field: str = "quantity",
+    ) -> list[tuple[dict[str, Any], float]]:
         wanted = {spec["sequence"]: spec["quantity"] for spec in lines}
         result = []
         for line in company.sets["salesOrderLines"].children(order.id):
@@ -397,25 +488,45 @@ class DocumentRules:
         line_type = {"Account": "G_x002F_L_x0020_Account"}.get(line["lineType"], line["lineType"])
         data = SALES_SHIPMENT_LINE.blank()
         data.update({k: line[k] for k in data if k in line and k != "id"})
-        data.update(documentId=shipment.id, documentNo=shipment.data["number"], lineType=line_type,
-                    quantity=quantity, shipmentDate=shipment.data["postingDate"],
-                    taxPercent=company.vat_percent if line_type == "Item" else 0)
+        data.update(
+            documentId=shipment.id,
+            documentNo=shipment.data["number"],
+            lineType=line_type,
+            quantity=quantity,
+            shipmentDate=shipment.data["postingDate"],
+            taxPercent=company.vat_percent if line_type == "Item" else 0,
+        )
         self.store.insert(company, "salesShipmentLines", data)
-        item = company.sets["items"].by_number(line["lineObjectNumber"]) if line["lineType"] == "Item" else None
+        item = (
+            company.sets["items"].by_number(line["lineObjectNumber"]) if line["lineType"] == "Item" else None
+        )
         if item is not None:
             item.data["inventory"] -= quantity  # a FlowField: the Item record itself does not change
 
-    def _advance_order(self, company: Company, order: Row, posted: list[tuple[dict[str, Any], float]],
-                       done_field: str, todo_field: str) -> None:
+    def _advance_order(
+        self,
+        company: Company,
+        order: Row,
+        posted: list[tuple[dict[str, Any], float]],
+        done_field: str,
+        todo_field: str,
+    ) -> None:
         lines = {line.data["sequence"]: line for line in company.sets["salesOrderLines"].children(order.id)}
         for data, quantity in posted:
             line = lines[data["sequence"]]
             done = line.data[done_field] + quantity
-            self.store.modify(company, "salesOrderLines", line,
-                              {done_field: done, todo_field: line.data["quantity"] - done}, report=False)
+            self.store.modify(
+                company,
+                "salesOrderLines",
+                line,
+                {done_field: done, todo_field: line.data["quantity"] - done},
+                report=False,
+            )
         self.recalc(company, "salesOrders", order, report=False)
         self.store.modify(company, "salesOrders", order, {})
 
     def _fully_posted(self, company: Company, order: Row) -> bool:
-        return all(line.data["invoicedQuantity"] >= line.data["quantity"]
-                   for line in company.sets["salesOrderLines"].children(order.id))
+        return all(
+            line.data["invoicedQuantity"] >= line.data["quantity"]
+            for line in company.sets["salesOrderLines"].children(order.id)
+        )

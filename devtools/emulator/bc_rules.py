@@ -1,6 +1,7 @@
 """Write rules of the BC API emulator (dev tooling, never deployed): body checks shared by every entity
 set, and the master data rules (customers, items, item variants, currencies, payment terms) per
 bc-api.md §3. Sales documents are in `bc_documents`."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -10,14 +11,30 @@ from devtools.emulator.odata import EMPTY_GUID, BCError, bad_request, is_date, i
 from devtools.emulator.store import Company, Row, Store
 
 MAX_LENGTH = {
-    "number": 20, "code": 10, "displayName": 100, "displayName2": 50, "description": 100, "description2": 50,
-    "externalDocumentNumber": 35, "email": 80, "phoneNumber": 30, "customerNumber": 20, "itemNumber": 20,
-    "lineObjectNumber": 20, "addressLine1": 100, "addressLine2": 50, "city": 30, "postalCode": 20,
-    "shipToName": 100, "shipToContact": 100, "clientState": 2048,
+    "number": 20,
+    "code": 10,
+    "displayName": 100,
+    "displayName2": 50,
+    "description": 100,
+    "description2": 50,
+    "externalDocumentNumber": 35,
+    "email": 80,
+    "phoneNumber": 30,
+    "customerNumber": 20,
+    "itemNumber": 20,
+    "lineObjectNumber": 20,
+    "addressLine1": 100,
+    "addressLine2": 50,
+    "city": 30,
+    "postalCode": 20,
+    "shipToName": 100,
+    "shipToContact": 100,
+    "clientState": 2048,
 }
 
 CODE_FIELDS = names(
-    "number code itemNumber customerNumber billToCustomerNumber lineObjectNumber currencyCode itemCategoryCode "
+    "number code itemNumber customerNumber billToCustomerNumber lineObjectNumber currencyCode "
+    "itemCategoryCode "
     "baseUnitOfMeasureCode unitOfMeasureCode taxGroupCode taxCode salesperson salespersonCode"
 )
 
@@ -34,17 +51,22 @@ def invalid_body(message: str = "Invalid Request Body") -> BCError:
 
 def record_not_found(label: str, ident: str) -> BCError:
     """`Internal_RecordNotFound` as BC words it."""
-    return bad_request("Internal_RecordNotFound",
-                       f"The {label} does not exist. Identification fields and values: {ident}")
+    return bad_request(
+        "Internal_RecordNotFound", f"The {label} does not exist. Identification fields and values: {ident}"
+    )
 
 
 def already_exists(label: str, ident: str) -> BCError:
     """`Internal_EntityWithSameKeyExists` as BC words it."""
-    return bad_request("Internal_EntityWithSameKeyExists",
-                       f"The {label} already exists. Identification fields and values: {ident}")
+    return bad_request(
+        "Internal_EntityWithSameKeyExists",
+        f"The {label} already exists. Identification fields and values: {ident}",
+    )
 
 
-def check_body(etype: EntityType, body: Any, row: Row | None = None) -> tuple[dict[str, Any], dict[str, list]]:
+def check_body(
+    etype: EntityType, body: Any, row: Row | None = None
+) -> tuple[dict[str, Any], dict[str, list]]:
     """Validate a POST (`row` None) or PATCH body: property names, JSON types, enums, lengths, read-only
     and create-only fields. Returns (field values, deep-insert parts)."""
     if not isinstance(body, dict):
@@ -62,8 +84,10 @@ def check_body(etype: EntityType, body: Any, row: Row | None = None) -> tuple[di
             parts[name] = value
             continue
         if name not in etype.fields:
-            raise invalid_body(f"The property '{name}' does not exist on type 'Microsoft.NAV.{etype.type_name}'. "
-                               "Make sure to only use property names that are defined by the type.")
+            raise invalid_body(
+                f"The property '{name}' does not exist on type 'Microsoft.NAV.{etype.type_name}'. "
+                "Make sure to only use property names that are defined by the type."
+            )
         values[name] = _check_value(etype, name, value)
     _check_read_only(etype, values, row)
     return values, parts
@@ -72,9 +96,12 @@ def check_body(etype: EntityType, body: Any, row: Row | None = None) -> tuple[di
 def _check_value(etype: EntityType, name: str, value: Any) -> Any:
     ftype = etype.fields[name]
     ok = {
-        "guid": is_guid(value), "string": isinstance(value, str), "date": is_date(value),
+        "guid": is_guid(value),
+        "string": isinstance(value, str),
+        "date": is_date(value),
         "decimal": isinstance(value, int | float) and not isinstance(value, bool),
-        "int": isinstance(value, int) and not isinstance(value, bool), "bool": isinstance(value, bool),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
         "datetime": isinstance(value, str) and _is_datetime(value),
     }[ftype]
     if not ok:
@@ -87,12 +114,18 @@ def _check_value(etype: EntityType, name: str, value: Any) -> Any:
         if value == " ":
             value = "_x0020_"
         if value not in etype.enums[name]:
-            raise bad_request("BadRequest", f"Invalid Request Body. The value '{value}' is not valid for "
-                              f"'{name}'. Valid values: {', '.join(etype.enums[name])}.")
+            raise bad_request(
+                "BadRequest",
+                f"Invalid Request Body. The value '{value}' is not valid for "
+                f"'{name}'. Valid values: {', '.join(etype.enums[name])}.",
+            )
     limit = MAX_LENGTH.get(name)
     if ftype == "string" and limit and len(value) > limit:
-        raise bad_request("Application_StringExceededLength", f"The length of the string is {len(value)}, but "
-                          f"it must be less than or equal to {limit} characters. Value: {value}")
+        raise bad_request(
+            "Application_StringExceededLength",
+            f"The length of the string is {len(value)}, but "
+            f"it must be less than or equal to {limit} characters. Value: {value}",
+        )
     return value
 
 
@@ -112,12 +145,16 @@ def _check_read_only(etype: EntityType, values: dict[str, Any], row: Row | None)
             continue
         if name == "number" and etype.set_name in ("salesOrders", "salesInvoices"):
             series = "S-ORD" if etype.set_name == "salesOrders" else "S-INV"
-            raise dialog("You may not enter numbers manually. If you want to enter numbers manually, please "
-                         f"activate Manual Nos. in No. Series {series}.")
+            raise dialog(
+                "You may not enter numbers manually. If you want to enter numbers manually, please "
+                f"activate Manual Nos. in No. Series {series}."
+            )
         if name in etype.create_only:
             if row is not None and value != row.data[name]:
                 if name == "sequence":
-                    raise dialog("The value for sequence cannot be modified. Delete and insert the line again.")
+                    raise dialog(
+                        "The value for sequence cannot be modified. Delete and insert the line again."
+                    )
                 raise dialog(f'The value for "{name}" cannot be modified.')
             continue
         raise bad_request("BadRequest_InvalidOperation", f"Control '{name}' is read-only.")
@@ -131,7 +168,8 @@ def check_new_id(company: Company, set_name: str, values: dict[str, Any]) -> Non
         raise already_exists(label, f"SystemId='{new_id}'")
 
 
-# --------------------------------------------------------------------------------------------- references
+# ---- references ----------------------------------------------------------------------------------
+
 
 def resolve_currency(company: Company, values: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     """`currencyId`/`currencyCode` from the body, checked against each other and the currency table.
@@ -163,7 +201,8 @@ def resolve_payment_terms(company: Company, values: dict[str, Any]) -> dict[str,
     return {"paymentTermsId": terms_id} if "paymentTermsId" in values else {}
 
 
-# --------------------------------------------------------------------------------------------- master data
+# ---- master data ---------------------------------------------------------------------------------
+
 
 class MasterRules:
     """Create/update/delete of customers, items, item variants, currencies and payment terms."""
@@ -185,18 +224,22 @@ class MasterRules:
                 raise dialog("Inventory cannot be changed during on insert.")
             data.update(type="Inventory", baseUnitOfMeasureCode="PCS")
             data.update(values)
-            data["number"] = data["number"] or company.next_number("ITEM", 1, 5)
+            data["number"] = data["number"] or self.store.next_number(company, "ITEM", 1, 5)
         elif set_name == "itemVariants":
             data.update(values)
             self._variant(company, data, values, parent)
         else:
             data.update(values)
             if not data["code"]:
-                raise bad_request("BadRequest_RequiredParamNotProvided", "Field 'code' must not be blank or empty.")
+                raise bad_request(
+                    "BadRequest_RequiredParamNotProvided", "Field 'code' must not be blank or empty."
+                )
         self._check_unique(company, set_name, data, None)
         return self.store.insert(company, set_name, data)
 
-    def update(self, company: Company, set_name: str, row: Row, values: dict[str, Any], parent: Row | None) -> None:
+    def update(
+        self, company: Company, set_name: str, row: Row, values: dict[str, Any], parent: Row | None
+    ) -> None:
         """Apply a PATCH to a master data entity."""
         data = row.data | values
         if set_name == "customers":
@@ -204,7 +247,9 @@ class MasterRules:
         elif set_name == "itemVariants":
             self._variant(company, data, values, parent)
         elif set_name == "items" and set(values) == {"inventory"}:
-            row.data["inventory"] = values["inventory"]  # an item journal posting; the Item record is untouched
+            row.data["inventory"] = values[
+                "inventory"
+            ]  # an item journal posting; the Item record is untouched
             return
         self._check_unique(company, set_name, data, row)
         changes = {k: v for k, v in data.items() if row.data[k] != v}
@@ -215,25 +260,29 @@ class MasterRules:
                 self.store.modify(company, "itemVariants", variant, {"itemNumber": row.data["number"]})
 
     def delete(self, company: Company, set_name: str, row: Row) -> None:
-        """Delete a master data entity (an item takes its variants with it)."""
+        """Delete an entity with its parts (an item takes its variants, a shipment its lines)."""
         if set_name == "customers":
             for order in company.sets["salesOrders"].order:
                 if order.data["customerId"] == row.id:
-                    raise dialog(f"You cannot delete Customer {row.data['number']} because there is at least one "
-                                 "outstanding Sales Order for this customer.")
-        if set_name == "items":
-            for variant in list(company.sets["itemVariants"].children(row.id)):
-                self.store.delete(company, "itemVariants", variant)
+                    raise dialog(
+                        f"You cannot delete Customer {row.data['number']} because there is at least one "
+                        "outstanding Sales Order for this customer."
+                    )
+        for child_set in COMPANY_SETS[set_name].parts.values():
+            for child in list(company.sets[child_set].children(row.id)):
+                self.store.delete(company, child_set, child)
         self.store.delete(company, set_name, row)
 
     def _customer(self, company: Company, data: dict[str, Any], values: dict[str, Any]) -> None:
         if not data["displayName"].strip():
             raise dialog('A "displayName" must be provided.')
-        data["number"] = data["number"] or company.next_number("GL", 1, 8)
+        data["number"] = data["number"] or self.store.next_number(company, "GL", 1, 8)
         data.update(resolve_currency(company, values, data))
         data.update(resolve_payment_terms(company, values))
 
-    def _variant(self, company: Company, data: dict[str, Any], values: dict[str, Any], parent: Row | None) -> None:
+    def _variant(
+        self, company: Company, data: dict[str, Any], values: dict[str, Any], parent: Row | None
+    ) -> None:
         items = company.sets["items"]
         item = parent
         if values.get("itemId"):
@@ -255,9 +304,11 @@ class MasterRules:
         if item is not None:
             data.update(itemId=item.id, itemNumber=item.data["number"])
         if not data["code"]:
-            raise bad_request("Application_FieldValidationException",
-                              f"Code must have a value in Item Variant: Item No.={data['itemNumber']}, Code=. "
-                              "It cannot be zero or empty.")
+            raise bad_request(
+                "Application_FieldValidationException",
+                f"Code must have a value in Item Variant: Item No.={data['itemNumber']}, Code=. "
+                "It cannot be zero or empty.",
+            )
 
     def _check_unique(self, company: Company, set_name: str, data: dict[str, Any], row: Row | None) -> None:
         label = COMPANY_SETS[set_name].label

@@ -1,5 +1,6 @@
 """Entity types of the BC API v2.0 emulator (dev tooling, never deployed): field lists, types and
 read-only markings from the AL source (bc-api.md §3)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,8 +9,13 @@ from typing import Any
 from devtools.emulator.odata import EMPTY_GUID
 
 DEFAULTS: dict[str, Any] = {
-    "guid": EMPTY_GUID, "string": "", "date": "0001-01-01", "datetime": "0001-01-01T00:00:00Z", "decimal": 0,
-    "int": 0, "bool": False,
+    "guid": EMPTY_GUID,
+    "string": "",
+    "date": "0001-01-01",
+    "datetime": "0001-01-01T00:00:00Z",
+    "decimal": 0,
+    "int": 0,
+    "bool": False,
 }
 
 
@@ -51,13 +57,24 @@ _ADDR = "AddressLine1 AddressLine2 City Country State PostCode"
 SELL_TO = " ".join("sellTo" + a for a in _ADDR.split())
 BILL_TO = " ".join("billTo" + a for a in _ADDR.split())
 SHIP_TO = " ".join("shipTo" + a for a in _ADDR.split())
-LINE_TYPES = ("Comment", "Account", "Item", "Resource", "Fixed_x0020_Asset", "Charge", "Allocation_x0020_Account")
+LINE_TYPES = (
+    "Comment",
+    "Account",
+    "Item",
+    "Resource",
+    "Fixed_x0020_Asset",
+    "Charge",
+    "Allocation_x0020_Account",
+)
 LINE_FIELDS = (
     "id:guid documentId:guid sequence:int itemId:guid accountId:guid lineType lineObjectNumber description "
-    "description2 unitOfMeasureId:guid unitOfMeasureCode quantity:decimal unitPrice:decimal discountAmount:decimal "
-    "discountPercent:decimal discountAppliedBeforeTax:bool amountExcludingTax:decimal taxCode taxPercent:decimal "
+    "description2 unitOfMeasureId:guid unitOfMeasureCode quantity:decimal unitPrice:decimal "
+    "discountAmount:decimal "
+    "discountPercent:decimal discountAppliedBeforeTax:bool amountExcludingTax:decimal taxCode "
+    "taxPercent:decimal "
     "totalTaxAmount:decimal amountIncludingTax:decimal invoiceDiscountAllocation:decimal netAmount:decimal "
-    "netTaxAmount:decimal netAmountIncludingTax:decimal shipmentDate:date {extra} itemVariantId:guid locationId:guid"
+    "netTaxAmount:decimal netAmountIncludingTax:decimal shipmentDate:date {extra} itemVariantId:guid "
+    "locationId:guid"
 )
 LINE_RO = names(
     "id discountAppliedBeforeTax amountExcludingTax taxPercent totalTaxAmount amountIncludingTax "
@@ -67,111 +84,171 @@ LINE_CREATE_ONLY = frozenset({"documentId", "sequence", "lineObjectNumber"})
 TOTALS = "totalAmountExcludingTax:decimal totalTaxAmount:decimal totalAmountIncludingTax:decimal"
 
 COMPANY = EntityType(
-    "companies", "company", "Company",
-    _fields("id:guid systemVersion timestamp:int name displayName businessProfileId systemCreatedAt:datetime "
-            "systemCreatedBy:guid systemModifiedAt:datetime systemModifiedBy:guid"),
+    "companies",
+    "company",
+    "Company",
+    _fields(
+        "id:guid systemVersion timestamp:int name displayName businessProfileId systemCreatedAt:datetime "
+        "systemCreatedBy:guid systemModifiedAt:datetime systemModifiedBy:guid"
+    ),
     writable=False,
 )
 CUSTOMER = EntityType(
-    "customers", "customer", "Customer",
-    _fields("id:guid number displayName type addressLine1 addressLine2 city state country postalCode phoneNumber "
-            "email website salespersonCode balanceDue:decimal creditLimit:decimal taxLiable:bool taxAreaId:guid "
-            "taxAreaDisplayName taxRegistrationNumber currencyId:guid currencyCode paymentTermsId:guid "
-            "shipmentMethodId:guid paymentMethodId:guid blocked lastModifiedDateTime:datetime"),
+    "customers",
+    "customer",
+    "Customer",
+    _fields(
+        "id:guid number displayName type addressLine1 addressLine2 city state country postalCode phoneNumber "
+        "email website salespersonCode balanceDue:decimal creditLimit:decimal taxLiable:bool taxAreaId:guid "
+        "taxAreaDisplayName taxRegistrationNumber currencyId:guid currencyCode paymentTermsId:guid "
+        "shipmentMethodId:guid paymentMethodId:guid blocked lastModifiedDateTime:datetime"
+    ),
     read_only=frozenset({"id", "balanceDue", "taxAreaDisplayName", "lastModifiedDateTime"}),
     enums={"type": ("Company", "Person"), "blocked": ("_x0020_", "Ship", "Invoice", "All")},
 )
 CURRENCY = EntityType(
-    "currencies", "currency", "Currency",
-    _fields("id:guid code displayName symbol amountDecimalPlaces amountRoundingPrecision:decimal "
-            "lastModifiedDateTime:datetime"),
+    "currencies",
+    "currency",
+    "Currency",
+    _fields(
+        "id:guid code displayName symbol amountDecimalPlaces amountRoundingPrecision:decimal "
+        "lastModifiedDateTime:datetime"
+    ),
     read_only=frozenset({"id", "lastModifiedDateTime"}),
 )
 PAYMENT_TERM = EntityType(
-    "paymentTerms", "paymentTerm", "Payment Terms",
-    _fields("id:guid code displayName dueDateCalculation discountDateCalculation discountPercent:decimal "
-            "calculateDiscountOnCreditMemos:bool lastModifiedDateTime:datetime"),
+    "paymentTerms",
+    "paymentTerm",
+    "Payment Terms",
+    _fields(
+        "id:guid code displayName dueDateCalculation discountDateCalculation discountPercent:decimal "
+        "calculateDiscountOnCreditMemos:bool lastModifiedDateTime:datetime"
+    ),
     read_only=frozenset({"id", "lastModifiedDateTime"}),
 )
 ACCOUNT = EntityType(
-    "accounts", "account", "G/L Account",
-    _fields("id:guid number displayName category subCategory blocked:bool accountType directPosting:bool "
-            "netChange:decimal consolidationTranslationMethod consolidationDebitAccount consolidationCreditAccount "
-            "excludeFromConsolidation:bool lastModifiedDateTime:datetime"),
+    "accounts",
+    "account",
+    "G/L Account",
+    _fields(
+        "id:guid number displayName category subCategory blocked:bool accountType directPosting:bool "
+        "netChange:decimal consolidationTranslationMethod consolidationDebitAccount "
+        "consolidationCreditAccount "
+        "excludeFromConsolidation:bool lastModifiedDateTime:datetime"
+    ),
     writable=False,
 )
 ITEM = EntityType(
-    "items", "item", "Item",
-    _fields("id:guid number displayName displayName2 type itemCategoryId:guid itemCategoryCode blocked:bool gtin "
-            "inventory:decimal unitPrice:decimal priceIncludesTax:bool unitCost:decimal taxGroupId:guid taxGroupCode "
-            "baseUnitOfMeasureId:guid baseUnitOfMeasureCode generalProductPostingGroupId:guid "
-            "generalProductPostingGroupCode inventoryPostingGroupId:guid inventoryPostingGroupCode "
-            "lastModifiedDateTime:datetime"),
+    "items",
+    "item",
+    "Item",
+    _fields(
+        "id:guid number displayName displayName2 type itemCategoryId:guid itemCategoryCode blocked:bool gtin "
+        "inventory:decimal unitPrice:decimal priceIncludesTax:bool unitCost:decimal taxGroupId:guid "
+        "taxGroupCode "
+        "baseUnitOfMeasureId:guid baseUnitOfMeasureCode generalProductPostingGroupId:guid "
+        "generalProductPostingGroupCode inventoryPostingGroupId:guid inventoryPostingGroupCode "
+        "lastModifiedDateTime:datetime"
+    ),
     read_only=frozenset({"id", "lastModifiedDateTime"}),
     enums={"type": ("Inventory", "Service", "Non_x002D_Inventory")},
     parts={"itemVariants": "itemVariants"},
 )
 ITEM_VARIANT = EntityType(
-    "itemVariants", "itemVariant", "Item Variant",
+    "itemVariants",
+    "itemVariant",
+    "Item Variant",
     _fields("id:guid itemId:guid itemNumber code description lastModifiedDateTime:datetime"),
     read_only=frozenset({"id", "lastModifiedDateTime"}),
     parent_field="itemId",
 )
 SALES_ORDER = EntityType(
-    "salesOrders", "salesOrder", "Sales Header",
-    _fields(f"id:guid number externalDocumentNumber orderDate:date postingDate:date customerId:guid customerNumber "
-            f"customerName billToName billToCustomerId:guid billToCustomerNumber shipToName shipToContact {SELL_TO} "
-            f"{BILL_TO} {SHIP_TO} shortcutDimension1Code shortcutDimension2Code currencyId:guid currencyCode "
-            f"pricesIncludeTax:bool paymentTermsId:guid shipmentMethodId:guid salesperson partialShipping:bool "
-            f"requestedDeliveryDate:date discountAmount:decimal discountAppliedBeforeTax:bool {TOTALS} "
-            f"fullyShipped:bool status lastModifiedDateTime:datetime phoneNumber email"),
-    read_only=names(f"id number customerName billToName {BILL_TO} discountAppliedBeforeTax totalAmountExcludingTax "
-                    "totalTaxAmount totalAmountIncludingTax fullyShipped status lastModifiedDateTime"),
+    "salesOrders",
+    "salesOrder",
+    "Sales Header",
+    _fields(
+        f"id:guid number externalDocumentNumber orderDate:date postingDate:date customerId:guid "
+        f"customerNumber "
+        f"customerName billToName billToCustomerId:guid billToCustomerNumber shipToName shipToContact "
+        f"{SELL_TO} "
+        f"{BILL_TO} {SHIP_TO} shortcutDimension1Code shortcutDimension2Code currencyId:guid currencyCode "
+        f"pricesIncludeTax:bool paymentTermsId:guid shipmentMethodId:guid salesperson partialShipping:bool "
+        f"requestedDeliveryDate:date discountAmount:decimal discountAppliedBeforeTax:bool {TOTALS} "
+        f"fullyShipped:bool status lastModifiedDateTime:datetime phoneNumber email"
+    ),
+    read_only=names(
+        f"id number customerName billToName {BILL_TO} discountAppliedBeforeTax totalAmountExcludingTax "
+        "totalTaxAmount totalAmountIncludingTax fullyShipped status lastModifiedDateTime"
+    ),
     parts={"salesOrderLines": "salesOrderLines"},
 )
 SALES_ORDER_LINE = EntityType(
-    "salesOrderLines", "salesOrderLine", "Sales Line",
-    _fields(LINE_FIELDS.format(extra="shippedQuantity:decimal invoicedQuantity:decimal invoiceQuantity:decimal "
-                                     "shipQuantity:decimal")),
+    "salesOrderLines",
+    "salesOrderLine",
+    "Sales Line",
+    _fields(
+        LINE_FIELDS.format(
+            extra="shippedQuantity:decimal invoicedQuantity:decimal invoiceQuantity:decimal "
+            "shipQuantity:decimal"
+        )
+    ),
     read_only=LINE_RO | {"shippedQuantity", "invoicedQuantity"},
     create_only=LINE_CREATE_ONLY,
     enums={"lineType": LINE_TYPES},
     parent_field="documentId",
 )
 SALES_SHIPMENT = EntityType(
-    "salesShipments", "salesShipment", "Sales Shipment Header",
-    _fields(f"id:guid number externalDocumentNumber invoiceDate:date postingDate:date dueDate:date "
-            f"customerPurchaseOrderReference customerId:guid customerNumber customerName billToCustomerId:guid "
-            f"billToName billToCustomerNumber shipToName shipToContact {SELL_TO} {BILL_TO} {SHIP_TO} currencyCode "
-            f"orderNumber paymentTermsCode shipmentMethodCode salesperson pricesIncludeTax:bool "
-            f"lastModifiedDateTime:datetime phoneNumber email"),
+    "salesShipments",
+    "salesShipment",
+    "Sales Shipment Header",
+    _fields(
+        f"id:guid number externalDocumentNumber invoiceDate:date postingDate:date dueDate:date "
+        f"customerPurchaseOrderReference customerId:guid customerNumber customerName billToCustomerId:guid "
+        f"billToName billToCustomerNumber shipToName shipToContact {SELL_TO} {BILL_TO} {SHIP_TO} "
+        f"currencyCode "
+        f"orderNumber paymentTermsCode shipmentMethodCode salesperson pricesIncludeTax:bool "
+        f"lastModifiedDateTime:datetime phoneNumber email"
+    ),
     parts={"salesShipmentLines": "salesShipmentLines"},
     writable=False,
 )
 SALES_SHIPMENT_LINE = EntityType(
-    "salesShipmentLines", "salesShipmentLine", "Sales Shipment Line",
-    _fields("id:guid documentId:guid documentNo sequence:int lineType lineObjectNumber description description2 "
-            "unitOfMeasureCode unitPrice:decimal quantity:decimal discountPercent:decimal taxPercent:decimal "
-            "shipmentDate:date"),
+    "salesShipmentLines",
+    "salesShipmentLine",
+    "Sales Shipment Line",
+    _fields(
+        "id:guid documentId:guid documentNo sequence:int lineType lineObjectNumber description description2 "
+        "unitOfMeasureCode unitPrice:decimal quantity:decimal discountPercent:decimal taxPercent:decimal "
+        "shipmentDate:date"
+    ),
     parent_field="documentId",
     writable=False,
 )
 SALES_INVOICE = EntityType(
-    "salesInvoices", "salesInvoice", "Sales Header",
-    _fields(f"id:guid number externalDocumentNumber invoiceDate:date postingDate:date dueDate:date "
-            f"promisedPayDate:date customerPurchaseOrderReference customerId:guid customerNumber customerName "
-            f"billToName billToCustomerId:guid billToCustomerNumber shipToName shipToContact {SELL_TO} {BILL_TO} "
-            f"{SHIP_TO} currencyId:guid shortcutDimension1Code shortcutDimension2Code currencyCode orderId:guid "
-            f"orderNumber paymentTermsId:guid shipmentMethodId:guid salesperson disputeStatusId:guid disputeStatus "
-            f"pricesIncludeTax:bool remainingAmount:decimal discountAmount:decimal discountAppliedBeforeTax:bool "
-            f"{TOTALS} status lastModifiedDateTime:datetime phoneNumber email"),
-    read_only=names(f"id number customerName billToName {BILL_TO} orderId orderNumber pricesIncludeTax "
-                    "remainingAmount discountAppliedBeforeTax totalAmountExcludingTax totalTaxAmount "
-                    "totalAmountIncludingTax status lastModifiedDateTime"),
+    "salesInvoices",
+    "salesInvoice",
+    "Sales Header",
+    _fields(
+        f"id:guid number externalDocumentNumber invoiceDate:date postingDate:date dueDate:date "
+        f"promisedPayDate:date customerPurchaseOrderReference customerId:guid customerNumber customerName "
+        f"billToName billToCustomerId:guid billToCustomerNumber shipToName shipToContact {SELL_TO} {BILL_TO} "
+        f"{SHIP_TO} currencyId:guid shortcutDimension1Code shortcutDimension2Code currencyCode orderId:guid "
+        f"orderNumber paymentTermsId:guid shipmentMethodId:guid salesperson disputeStatusId:guid "
+        f"disputeStatus "
+        f"pricesIncludeTax:bool remainingAmount:decimal discountAmount:decimal discountAppliedBeforeTax:bool "
+        f"{TOTALS} status lastModifiedDateTime:datetime phoneNumber email"
+    ),
+    read_only=names(
+        f"id number customerName billToName {BILL_TO} orderId orderNumber pricesIncludeTax "
+        "remainingAmount discountAppliedBeforeTax totalAmountExcludingTax totalTaxAmount "
+        "totalAmountIncludingTax status lastModifiedDateTime"
+    ),
     parts={"salesInvoiceLines": "salesInvoiceLines"},
 )
 SALES_INVOICE_LINE = EntityType(
-    "salesInvoiceLines", "salesInvoiceLine", "Sales Line",
+    "salesInvoiceLines",
+    "salesInvoiceLine",
+    "Sales Line",
     _fields(LINE_FIELDS.format(extra="")),
     read_only=LINE_RO,
     create_only=LINE_CREATE_ONLY,
@@ -180,7 +257,23 @@ SALES_INVOICE_LINE = EntityType(
 )
 
 COMPANY_SETS: dict[str, EntityType] = {
-    t.set_name: t for t in (CUSTOMER, CURRENCY, PAYMENT_TERM, ACCOUNT, ITEM, ITEM_VARIANT, SALES_ORDER,
-                            SALES_ORDER_LINE, SALES_SHIPMENT, SALES_SHIPMENT_LINE, SALES_INVOICE, SALES_INVOICE_LINE)
+    t.set_name: t
+    for t in (
+        CUSTOMER,
+        CURRENCY,
+        PAYMENT_TERM,
+        ACCOUNT,
+        ITEM,
+        ITEM_VARIANT,
+        SALES_ORDER,
+        SALES_ORDER_LINE,
+        SALES_SHIPMENT,
+        SALES_SHIPMENT_LINE,
+        SALES_INVOICE,
+        SALES_INVOICE_LINE,
+    )
 }
-LINE_SETS = {"salesOrderLines", "salesInvoiceLines"}  # temporary source tables: need a document id, no webhooks
+LINE_SETS = {
+    "salesOrderLines",
+    "salesInvoiceLines",
+}  # temporary source tables: need a document id, no webhooks

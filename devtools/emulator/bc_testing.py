@@ -1,5 +1,6 @@
 """In-process access to the BC API emulator for tests (dev tooling, never deployed): a `BCApi` with a
 stand-in token check and a werkzeug test client that adds the bearer token and the base URL."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -46,8 +47,9 @@ class BCClient:
         """`companies({id})/<path>` (default: CRONUS UK in production)."""
         return f"companies({company_id})/{path}" if path else f"companies({company_id})"
 
-    def request(self, method: str, path: str, json: Any = None, headers: dict[str, str] | None = None,
-                **kwargs: Any) -> TestResponse:
+    def request(
+        self, method: str, path: str, json: Any = None, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> TestResponse:
         """Call the API; absolute paths (`/...` or `http://...`) are used as given."""
         url = path if path.startswith(("/", "http://")) else self.base + path
         all_headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}

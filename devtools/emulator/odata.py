@@ -1,5 +1,6 @@
 """OData pieces of the BC API emulator (dev tooling, never deployed): errors, literals, `$filter`,
 `$select`/`$expand`/`$orderby` parsing and skip tokens (bc-api.md §5, §6)."""
+
 from __future__ import annotations
 
 import re
@@ -36,11 +37,13 @@ def bad_request(code: str, message: str) -> BCError:
 def no_property(name: str, type_name: str) -> BCError:
     """The error for an unknown property in a query option."""
     return bad_request(
-        "BadRequest_NotFound", f"Could not find a property named '{name}' on type 'Microsoft.NAV.{type_name}'."
+        "BadRequest_NotFound",
+        f"Could not find a property named '{name}' on type 'Microsoft.NAV.{type_name}'.",
     )
 
 
-# --------------------------------------------------------------------------------------------- values
+# ---- values --------------------------------------------------------------------------------------
+
 
 def format_datetime(value: datetime) -> str:
     """BC's datetime format: UTC with milliseconds, e.g. `2023-09-02T17:38:08.537Z`."""
@@ -74,7 +77,7 @@ _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-# --------------------------------------------------------------------------------------------- $filter
+# ---- $filter -------------------------------------------------------------------------------------
 
 FieldTypes = dict[str, str]  # field -> "guid" | "string" | "date" | "datetime" | "decimal" | "int" | "bool"
 Predicate = Callable[[dict[str, Any]], bool]
@@ -88,12 +91,16 @@ _TOKEN = re.compile(
     r"|(?P<word>[A-Za-z_][\w]*))"
 )
 _OPS = {
-    "eq": lambda a, b: a == b, "ne": lambda a, b: a != b,
-    "gt": lambda a, b: a is not None and a > b, "ge": lambda a, b: a is not None and a >= b,
-    "lt": lambda a, b: a is not None and a < b, "le": lambda a, b: a is not None and a <= b,
+    "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
+    "gt": lambda a, b: a is not None and a > b,
+    "ge": lambda a, b: a is not None and a >= b,
+    "lt": lambda a, b: a is not None and a < b,
+    "le": lambda a, b: a is not None and a <= b,
 }
 _FUNCS = {
-    "contains": lambda a, b: b in a, "startswith": lambda a, b: a.startswith(b),
+    "contains": lambda a, b: b in a,
+    "startswith": lambda a, b: a.startswith(b),
     "endswith": lambda a, b: a.endswith(b),
 }
 
@@ -161,8 +168,8 @@ class _FilterParser:
             fields = node.fields | right.fields
             if len(fields) > 1:
                 raise bad_request(
-                    "BadRequest_NotSupported", "The 'OR' operator is not supported on distinct fields on an "
-                    "OData filter."
+                    "BadRequest_NotSupported",
+                    "The 'OR' operator is not supported on distinct fields on an OData filter.",
                 )
             left_fn, right_fn = node.fn, right.fn
             node = _Node(lambda e, a=left_fn, b=right_fn: a(e) or b(e), fields, {})
@@ -174,8 +181,11 @@ class _FilterParser:
             self.take()
             right = self.unary()
             left_fn, right_fn = node.fn, right.fn
-            node = _Node(lambda e, a=left_fn, b=right_fn: a(e) and b(e), node.fields | right.fields,
-                         {**node.equals, **right.equals})
+            node = _Node(
+                lambda e, a=left_fn, b=right_fn: a(e) and b(e),
+                node.fields | right.fields,
+                {**node.equals, **right.equals},
+            )
         return node
 
     def unary(self) -> _Node:
@@ -213,12 +223,15 @@ class _FilterParser:
         literal = self.literal(prop)
         compare = _OPS[op]
         if self.types[prop] == "datetime" and literal is not None:
+
             def fn(e: dict[str, Any]) -> bool:
                 raw = e.get(prop)
                 return compare(parse_datetime(raw) if raw else None, literal)
         else:
+
             def fn(e: dict[str, Any]) -> bool:
                 return compare(_normal(e.get(prop)), literal)
+
         return _Node(fn, {prop}, {prop: literal} if op == "eq" else {})
 
     def field(self) -> str:
@@ -235,13 +248,19 @@ class _FilterParser:
         if kind == "word" and raw == "null":
             return None
         expected = {
-            "string": ("str",), "guid": ("guid",), "date": ("date",), "datetime": ("dt", "date"),
-            "decimal": ("num",), "int": ("num",), "bool": ("word",),
+            "string": ("str",),
+            "guid": ("guid",),
+            "date": ("date",),
+            "datetime": ("dt", "date"),
+            "decimal": ("num",),
+            "int": ("num",),
+            "bool": ("word",),
         }[ftype]
         if kind not in expected or (ftype == "bool" and raw not in ("true", "false")):
             raise bad_request(
-                "BadRequest", f"A binary operator with incompatible types was detected. Found operand types "
-                f"'{_EDM[ftype]}' and '{_edm_of(kind)}' for the property '{prop}'."
+                "BadRequest",
+                f"A binary operator with incompatible types was detected. Found operand types "
+                f"'{_EDM[ftype]}' and '{_edm_of(kind)}' for the property '{prop}'.",
             )
         if ftype == "string":
             return raw[1:-1].replace("''", "'")
@@ -261,13 +280,26 @@ class _FilterParser:
         return float(raw.rstrip("mMdDfFlL"))
 
 
-_EDM = {"string": "Edm.String", "guid": "Edm.Guid", "date": "Edm.Date", "datetime": "Edm.DateTimeOffset",
-        "decimal": "Edm.Decimal", "int": "Edm.Int32", "bool": "Edm.Boolean"}
+_EDM = {
+    "string": "Edm.String",
+    "guid": "Edm.Guid",
+    "date": "Edm.Date",
+    "datetime": "Edm.DateTimeOffset",
+    "decimal": "Edm.Decimal",
+    "int": "Edm.Int32",
+    "bool": "Edm.Boolean",
+}
 
 
 def _edm_of(kind: str) -> str:
-    return {"str": "Edm.String", "guid": "Edm.Guid", "date": "Edm.Date", "dt": "Edm.DateTimeOffset",
-            "num": "Edm.Decimal", "word": "Edm.Untyped"}.get(kind, "Edm.Untyped")
+    return {
+        "str": "Edm.String",
+        "guid": "Edm.Guid",
+        "date": "Edm.Date",
+        "dt": "Edm.DateTimeOffset",
+        "num": "Edm.Decimal",
+        "word": "Edm.Untyped",
+    }.get(kind, "Edm.Untyped")
 
 
 def _normal(value: Any) -> Any:
@@ -275,7 +307,8 @@ def _normal(value: Any) -> Any:
     return value.lower() if isinstance(value, str) and len(value) == 36 and is_guid(value) else value
 
 
-# --------------------------------------------------------------------------------------------- $select, $expand, $orderby
+# ---- $select, $expand, $orderby ------------------------------------------------------------------
+
 
 def parse_select(text: str, types: FieldTypes, type_name: str) -> list[str]:
     """Parse `$select` into a list of fields (unknown field → BC error)."""
@@ -345,11 +378,14 @@ def parse_orderby(text: str, types: FieldTypes, type_name: str) -> list[tuple[st
 
 
 def sort_rows(rows: list[Any], keys: list[tuple[str, bool]]) -> list[Any]:
-    """Stable multi-key sort of rows (objects with `.data`) by `keys`."""
+    """Stable multi-key sort of rows (objects with `.data`) by `keys`; strings case-insensitively."""
     for name, desc in reversed(keys):
-        rows = sorted(rows, key=lambda r, n=name: (r.data.get(n) is not None, r.data.get(n) or 0)
-                      if not isinstance(r.data.get(n), str) else (True, r.data[n].lower()), reverse=desc)
+        rows = sorted(rows, key=lambda r, n=name: _sort_key(r.data.get(n)), reverse=desc)
     return rows
+
+
+def _sort_key(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 def parse_max_page_size(prefer: str | None) -> int | None:

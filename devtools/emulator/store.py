@@ -5,6 +5,7 @@ position is cheap), a parent index for child sets (variants by item, lines by do
 (`number`/`code`) and number series. Every write bumps a global row version (the ETag) and reports the
 change to a listener (the webhook engine).
 """
+
 from __future__ import annotations
 
 import base64
@@ -132,12 +133,6 @@ class Company:
     def __post_init__(self) -> None:
         self.sets = {name: EntitySet(etype) for name, etype in COMPANY_SETS.items()}
 
-    def next_number(self, prefix: str, start: int, width: int = 0) -> str:
-        """The next number of the series `prefix` (e.g. `S-ORD101001`)."""
-        value = self.series.get(prefix, start)
-        self.series[prefix] = value + 1
-        return f"{prefix}{value:0{width}d}"
-
 
 @dataclass
 class Environment:
@@ -165,7 +160,7 @@ class Store:
         self._version = itertools.count(1)
         self._tx: tuple[list[Callable[[], None]], list[tuple[Any, ...]]] | None = None
 
-    # ----------------------------------------------------------------------------- structure
+    # ---- structure -------------------------------------------------------------------------------
 
     def environment(self, tenant: str, name: str) -> Environment:
         """The environment, created empty on first use."""
@@ -178,16 +173,29 @@ class Store:
         """The environment if it exists."""
         return self.environments.get((tenant.lower(), name.lower()))
 
-    def add_company(self, tenant: str, env: str, name: str, company_id: str | None = None, *,
-                    lcy_code: str = "GBP", vat_percent: float = 20.0) -> Company:
+    def add_company(
+        self,
+        tenant: str,
+        env: str,
+        name: str,
+        company_id: str | None = None,
+        *,
+        lcy_code: str = "GBP",
+        vat_percent: float = 20.0,
+    ) -> Company:
         """Create a company in an environment."""
         with self.lock:
             company_id = (company_id or str(uuid.uuid4())).lower()
             company = Company(tenant.lower(), env.lower(), company_id, name, lcy_code, vat_percent)
             now = self.now()
             data = COMPANY.blank() | {
-                "id": company_id, "systemVersion": "29.0.46432.0", "timestamp": next(self._version), "name": name,
-                "displayName": name, "systemCreatedAt": now, "systemModifiedAt": now,
+                "id": company_id,
+                "systemVersion": "29.0.46432.0",
+                "timestamp": next(self._version),
+                "name": name,
+                "displayName": name,
+                "systemCreatedAt": now,
+                "systemModifiedAt": now,
             }
             company.row = Row(next(self._seq), data, next(self._version))
             self.environment(tenant, env).companies[company_id] = company
@@ -201,7 +209,15 @@ class Store:
             raise KeyError(company)
         return result
 
-    # ----------------------------------------------------------------------------- rows
+    # ---- rows ------------------------------------------------------------------------------------
+
+    def next_number(self, company: Company, prefix: str, start: int, width: int = 0) -> str:
+        """The next number of the company's series `prefix` (e.g. `S-ORD101001`); rolled back with
+        the transaction."""
+        value = company.series.get(prefix, start)
+        company.series[prefix] = value + 1
+        self._undo(lambda: company.series.__setitem__(prefix, value))
+        return f"{prefix}{value:0{width}d}"
 
     def now(self) -> str:
         """The emulator clock's time in BC format."""
@@ -222,8 +238,9 @@ class Store:
         self._report(company, set_name, row.id, "created", at)
         return row
 
-    def modify(self, company: Company, set_name: str, row: Row, changes: dict[str, Any], *,
-               report: bool = True) -> None:
+    def modify(
+        self, company: Company, set_name: str, row: Row, changes: dict[str, Any], *, report: bool = True
+    ) -> None:
         """Apply `changes` to `row`: new version and timestamp, indexes, an `updated` change."""
         old, old_version = dict(row.data), row.version
         at = self.now()
@@ -252,7 +269,7 @@ class Store:
         self._undo(lambda: entity_set.restore(row))
         self._report(company, set_name, row.id, "deleted", self.now())
 
-    # ----------------------------------------------------------------------------- transactions
+    # ---- transactions ----------------------------------------------------------------------------
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

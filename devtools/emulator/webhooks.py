@@ -2,12 +2,15 @@
 the validation handshake, a change journal, a debounced dispatcher thread that merges `updated`
 changes, bundles per notificationUrl, collapses bulk changes into `collection`, retries on
 no response/408/429/5xx and deletes subscriptions like BC does. Every POST is kept in a delivery log."""
+
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -51,16 +54,25 @@ class Subscription:
     @property
     def etag(self) -> str:
         """Weak ETag, new after every renewal."""
-        return f'W/"JzE7{self.id[:8]}{self.version};00;\'"'
+        token = base64.b64encode(f"'{self.id};{self.version};00;'".encode()).decode()
+        return f'W/"{token}"'
 
     def to_json(self) -> dict[str, Any]:
         """The subscription entity as the API returns it."""
         return {
-            "@odata.etag": self.etag, "subscriptionId": self.id, "notificationUrl": self.notification_url,
-            "resource": self.resource, "timestamp": self.version, "userId": self.user_id,
-            "lastModifiedDateTime": self.modified_at, "clientState": self.client_state,
-            "expirationDateTime": format_datetime(self.expiration), "systemCreatedAt": self.created_at,
-            "systemCreatedBy": self.user_id, "systemModifiedAt": self.modified_at, "systemModifiedBy": self.user_id,
+            "@odata.etag": self.etag,
+            "subscriptionId": self.id,
+            "notificationUrl": self.notification_url,
+            "resource": self.resource,
+            "timestamp": self.version,
+            "userId": self.user_id,
+            "lastModifiedDateTime": self.modified_at,
+            "clientState": self.client_state,
+            "expirationDateTime": format_datetime(self.expiration),
+            "systemCreatedAt": self.created_at,
+            "systemCreatedBy": self.user_id,
+            "systemModifiedAt": self.modified_at,
+            "systemModifiedBy": self.user_id,
         }
 
     def resource_url(self, entity_id: str | None = None, since: str | None = None) -> str:
@@ -119,23 +131,37 @@ class WebhookEngine:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
-    # ----------------------------------------------------------------------------- subscriptions
+    # ---- subscriptions ---------------------------------------------------------------------------
 
     def create(self, tenant: str, environment: str, body: dict[str, Any], user_id: str) -> Subscription:
         """POST /subscriptions: validate, handshake, store."""
         values = self._check_body(body, required=True)
         company_id, set_name = self._parse_resource(tenant, environment, values["resource"])
         with self._lock:
-            count = sum(1 for s in self.subscriptions.values() if (s.tenant, s.environment) == (tenant, environment))
+            count = sum(
+                1 for s in self.subscriptions.values() if (s.tenant, s.environment) == (tenant, environment)
+            )
             if count >= self.config.max_subscriptions:
-                raise bad_request("BadRequest", f"The maximum number of subscriptions "
-                                  f"({self.config.max_subscriptions}) has been reached.")
+                raise bad_request(
+                    "BadRequest",
+                    f"The maximum number of subscriptions "
+                    f"({self.config.max_subscriptions}) has been reached.",
+                )
         self.handshake(values["notificationUrl"])
         now = self.clock.now()
         sub = Subscription(
-            uuid.uuid4().hex, tenant, environment, values["notificationUrl"], values["resource"], company_id,
-            set_name, values.get("clientState", ""), now + timedelta(seconds=self.config.subscription_ttl_seconds),
-            format_datetime(now), format_datetime(now), user_id,
+            uuid.uuid4().hex,
+            tenant,
+            environment,
+            values["notificationUrl"],
+            values["resource"],
+            company_id,
+            set_name,
+            values.get("clientState", ""),
+            now + timedelta(seconds=self.config.subscription_ttl_seconds),
+            format_datetime(now),
+            format_datetime(now),
+            user_id,
         )
         with self._lock:
             self.subscriptions[sub.id] = sub
@@ -178,21 +204,29 @@ class WebhookEngine:
         sub = self.subscriptions.get(subscription_id)
         return sub if sub and (sub.tenant, sub.environment) == (tenant, environment) else None
 
-    def list(self, tenant: str, environment: str) -> list[Subscription]:
+    def in_environment(self, tenant: str, environment: str) -> list[Subscription]:
         """The subscriptions of an environment (all users)."""
         with self._lock:
-            return [s for s in self.subscriptions.values() if (s.tenant, s.environment) == (tenant, environment)]
+            return [
+                s for s in self.subscriptions.values() if (s.tenant, s.environment) == (tenant, environment)
+            ]
 
     def handshake(self, url: str) -> None:
         """POST `url?validationToken=<token>`; anything but 200 with exactly the token → 400."""
         token = uuid.uuid4().hex
         target = f"{url}{'&' if '?' in url else '?'}validationToken={token}"
-        entry: dict[str, Any] = {"kind": "handshake", "url": url, "attempt": 1, "body": None, "status": None,
-                                 "at": format_datetime(self.clock.now())}
+        entry: dict[str, Any] = {
+            "kind": "handshake",
+            "url": url,
+            "attempt": 1,
+            "body": None,
+            "status": None,
+            "at": format_datetime(self.clock.now()),
+        }
         try:
             with requests.Session() as session:
                 session.trust_env = False
-                response = session.post(target, timeout=self.config.handshake_timeout)
+                response = session.post(target, timeout=self.config.handshake_timeout, allow_redirects=False)
             entry["status"] = response.status_code
             ok = response.status_code == 200 and response.text == token
             reason = f"it answered {response.status_code} with {response.text[:100]!r}"
@@ -202,8 +236,11 @@ class WebhookEngine:
         with self._lock:
             self.deliveries.append(entry)
         if not ok:
-            raise bad_request("BadRequest", f"The subscription could not be validated: the notification URL {url} "
-                              f"did not return the validation token ({reason}).")
+            raise bad_request(
+                "BadRequest",
+                f"The subscription could not be validated: the notification URL {url} "
+                f"did not return the validation token ({reason}).",
+            )
 
     def _check_body(self, body: Any, *, required: bool) -> dict[str, str]:
         if not isinstance(body, dict):
@@ -214,18 +251,26 @@ class WebhookEngine:
             if name.startswith("@odata."):
                 continue
             if name not in allowed or not isinstance(value, str):
-                raise bad_request("BadRequest", f"The property '{name}' does not exist on type "
-                                  "'Microsoft.NAV.subscription' or has an invalid value.")
+                raise bad_request(
+                    "BadRequest",
+                    f"The property '{name}' does not exist on type "
+                    "'Microsoft.NAV.subscription' or has an invalid value.",
+                )
             values[name] = value
         values.pop("subscriptionId", None)
         for name in ("notificationUrl", "resource") if required else ():
             if not values.get(name):
-                raise bad_request("BadRequest_RequiredParamNotProvided", f"Field '{name}' must not be blank or empty.")
+                raise bad_request(
+                    "BadRequest_RequiredParamNotProvided", f"Field '{name}' must not be blank or empty."
+                )
         if "notificationUrl" in values and not values["notificationUrl"].startswith(("http://", "https://")):
             raise bad_request("BadRequest", "The notificationUrl must be an absolute http(s) URL.")
         if len(values.get("clientState", "")) > 2048:
-            raise bad_request("Application_StringExceededLength", f"The length of the string is "
-                              f"{len(values['clientState'])}, but it must be less than or equal to 2048 characters.")
+            raise bad_request(
+                "Application_StringExceededLength",
+                f"The length of the string is "
+                f"{len(values['clientState'])}, but it must be less than or equal to 2048 characters.",
+            )
         return values
 
     def _parse_resource(self, tenant: str, environment: str, resource: str) -> tuple[str, str]:
@@ -235,9 +280,12 @@ class WebhookEngine:
         path = path.lstrip("/")
         head, _, set_name = path.partition("/")
         if not (head.startswith("companies(") and head.endswith(")")) or not set_name or "/" in set_name:
-            raise bad_request("BadRequest", f"The resource '{resource}' is not a valid subscription resource; "
-                              "use companies({id})/{entitySet}.")
-        company_id = head[len("companies("):-1].strip("'").lower()
+            raise bad_request(
+                "BadRequest",
+                f"The resource '{resource}' is not a valid subscription resource; "
+                "use companies({id})/{entitySet}.",
+            )
+        company_id = head[len("companies(") : -1].strip("'").lower()
         env = self.store.find_environment(tenant, environment)
         if env is None or env.company(company_id) is None:
             raise bad_request("Internal_CompanyNotFound", f"The company '{company_id}' does not exist.")
@@ -251,7 +299,7 @@ class WebhookEngine:
             index.setdefault(sub.key, []).append(sub)
         self._index = index
 
-    # ----------------------------------------------------------------------------- change journal
+    # ---- change journal --------------------------------------------------------------------------
 
     def record(self, company: Company, set_name: str, entity_id: str, change: str, at: str) -> None:
         """Store listener: journal a change for every subscription watching it."""
@@ -266,45 +314,70 @@ class WebhookEngine:
         self._wake.set()
 
     def _route(self) -> None:
-        """Move journalled changes into the outboxes (merging, collection)."""
+        """Move journalled changes into the outboxes: consecutive `updated` of one entity merge, a
+        pending `collection` absorbs later changes, and a subscription reaching the threshold
+        collapses into one `collection` (linear in the number of changes)."""
+        latest: dict[tuple[str, str | None], Notification] = {}
+        collections: dict[str, Notification] = {}
+        for box in self._outboxes.values():
+            for note in box.items:
+                latest[(note.subscription_id, note.entity_id)] = note
+                if note.change_type == "collection":
+                    collections[note.subscription_id] = note
         touched: set[str] = set()
         for sub, entity_id, change, at in self._journal:
             if sub.id not in self.subscriptions:
                 continue
+            collection = collections.get(sub.id)
+            if collection is not None:
+                collection.last_modified = at
+                collection.has_delete = collection.has_delete or change == "deleted"
+                continue
+            previous = latest.get((sub.id, entity_id))
+            if change == "updated" and previous is not None and previous.change_type == "updated":
+                previous.last_modified = at
+                continue
+            note = Notification(sub.id, change, entity_id, at, at, change == "deleted")
             box = self._outboxes.setdefault(sub.notification_url, Outbox(sub.notification_url))
-            self._add(box, Notification(sub.id, change, entity_id, at, at, change == "deleted"))
-            touched.add(sub.id)
+            box.items.append(note)
+            latest[(sub.id, entity_id)] = note
+            touched.add(sub.notification_url)
         self._journal = []
         self._first_pending = None
-        for box in self._outboxes.values():
-            for sub_id in touched:
-                self._collapse(box, sub_id)
+        for url in touched:
+            self._collapse(self._outboxes[url], set(collections))
 
-    def _add(self, box: Outbox, note: Notification) -> None:
-        for pending in box.items:
-            if pending.subscription_id == note.subscription_id and pending.change_type == "collection":
-                pending.last_modified = note.last_modified
-                pending.has_delete = pending.has_delete or note.has_delete
-                return
-        if note.change_type == "updated":
-            for pending in reversed(box.items):
-                if (pending.subscription_id, pending.entity_id) == (note.subscription_id, note.entity_id):
-                    if pending.change_type == "updated":
-                        pending.last_modified = note.last_modified
-                        return
-                    break
-        box.items.append(note)
+    def _collapse(self, box: Outbox, done: set[str]) -> None:
+        counts = Counter(note.subscription_id for note in box.items)
+        for sub_id, count in counts.items():
+            if count < self.config.collection_threshold or sub_id in done:
+                continue
+            mine = [n for n in box.items if n.subscription_id == sub_id]
+            collection = Notification(
+                sub_id,
+                "collection",
+                None,
+                max(n.last_modified for n in mine),
+                format_datetime(min(parse_datetime(n.first_change) for n in mine)),
+                any(n.has_delete for n in mine),
+            )
+            box.items = [n for n in box.items if n.subscription_id != sub_id] + [collection]
 
-    def _collapse(self, box: Outbox, sub_id: str) -> None:
-        mine = [n for n in box.items if n.subscription_id == sub_id]
-        if len(mine) < self.config.collection_threshold or any(n.change_type == "collection" for n in mine):
-            return
-        first = min(parse_datetime(n.first_change) for n in mine)
-        collection = Notification(sub_id, "collection", None, max(n.last_modified for n in mine),
-                                  format_datetime(first), any(n.has_delete for n in mine))
-        box.items = [n for n in box.items if n.subscription_id != sub_id] + [collection]
+    def pending(self) -> list[dict[str, str]]:
+        """Changes journalled but not yet routed (the debounce window), oldest first."""
+        with self._lock:
+            return [
+                {
+                    "subscriptionId": sub.id,
+                    "entitySet": sub.set_name,
+                    "id": entity_id,
+                    "changeType": change,
+                    "at": at,
+                }
+                for sub, entity_id, change, at in self._journal
+            ]
 
-    # ----------------------------------------------------------------------------- dispatcher
+    # ---- dispatcher ------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the dispatcher thread."""
@@ -347,10 +420,13 @@ class WebhookEngine:
                 self._expire()
                 now = time.monotonic()
                 debounce_over = self._first_pending is not None and (
-                    now - self._first_pending >= self.config.webhook_debounce_seconds)
+                    now - self._first_pending >= self.config.webhook_debounce_seconds
+                )
                 if self._journal and (force or debounce_over):
                     self._route()
-                batches = [(box, list(box.items)) for box in self._outboxes.values() if box.items and box.due <= now]
+                batches = [
+                    (box, list(box.items)) for box in self._outboxes.values() if box.items and box.due <= now
+                ]
                 payloads = [self._payload(items) for _, items in batches]
             for (box, items), payload in zip(batches, payloads, strict=True):
                 status, error = self._post(box.url, payload)
@@ -367,36 +443,67 @@ class WebhookEngine:
         for note in items:
             sub = self.subscriptions[note.subscription_id]
             if note.change_type == "collection":
-                since = None if note.has_delete else format_datetime(
-                    parse_datetime(note.first_change) - timedelta(milliseconds=50))
+                since = (
+                    None
+                    if note.has_delete
+                    else format_datetime(parse_datetime(note.first_change) - timedelta(milliseconds=50))
+                )
                 resource = sub.resource_url(since=since)
             else:
                 resource = sub.resource_url(note.entity_id)
-            value.append({
-                "subscriptionId": sub.id, "clientState": sub.client_state,
-                "expirationDateTime": format_datetime(sub.expiration), "resource": resource,
-                "changeType": note.change_type, "lastModifiedDateTime": note.last_modified,
-            })
+            value.append(
+                {
+                    "subscriptionId": sub.id,
+                    "clientState": sub.client_state,
+                    "expirationDateTime": format_datetime(sub.expiration),
+                    "resource": resource,
+                    "changeType": note.change_type,
+                    "lastModifiedDateTime": note.last_modified,
+                }
+            )
         return {"value": value}
 
     def _post(self, url: str, payload: dict[str, Any]) -> tuple[int | None, str | None]:
         request_id = str(uuid.uuid4())
-        headers = {"Content-Type": "application/json", "clientRequestId": request_id,
-                   "x-ms-correlation-id": request_id}
+        headers = {
+            "Content-Type": "application/json",
+            "clientRequestId": request_id,
+            "x-ms-correlation-id": request_id,
+        }
         try:
             with requests.Session() as session:
                 session.trust_env = False
-                response = session.post(url, data=json.dumps(payload).encode(), headers=headers,
-                                        timeout=self.config.notification_timeout)
+                response = session.post(
+                    url,
+                    data=json.dumps(payload).encode(),
+                    allow_redirects=False,
+                    headers=headers,
+                    timeout=self.config.notification_timeout,
+                )
             return response.status_code, None
         except requests.RequestException as exc:
             return None, f"{type(exc).__name__}: {exc}"
 
-    def _settle(self, box: Outbox, items: list[Notification], payload: dict[str, Any], status: int | None,
-                error: str | None) -> None:
+    def _settle(
+        self,
+        box: Outbox,
+        items: list[Notification],
+        payload: dict[str, Any],
+        status: int | None,
+        error: str | None,
+    ) -> None:
         sent = {id(n) for n in items}
-        self.deliveries.append({"kind": "notification", "url": box.url, "status": status, "attempt": box.attempt + 1,
-                                "body": payload, "error": error, "at": format_datetime(self.clock.now())})
+        self.deliveries.append(
+            {
+                "kind": "notification",
+                "url": box.url,
+                "status": status,
+                "attempt": box.attempt + 1,
+                "body": payload,
+                "error": error,
+                "at": format_datetime(self.clock.now()),
+            }
+        )
         if status is not None and 200 <= status < 300:
             box.items = [n for n in box.items if id(n) not in sent]
             box.attempt, box.due = 0, 0.0

@@ -1,4 +1,5 @@
 """BC API emulator: routing, auth, errors and OData reads (in-process, werkzeug test client)."""
+
 from __future__ import annotations
 
 import re
@@ -44,12 +45,15 @@ def all_pages(bc: BCClient, path: str, **kwargs) -> tuple[list[dict], int]:
     return values, pages
 
 
-# ------------------------------------------------------------------------------------------------- routing, auth
+# ---- routing, auth -------------------------------------------------------------------------------
+
 
 def test_companies_per_environment(bc: BCClient) -> None:
     production = bc.get("companies").json["value"]
-    assert [(c["id"], c["name"]) for c in production] == [(CRONUS_UK_ID, "CRONUS UK Ltd."),
-                                                          (CRONUS_USA_ID, "CRONUS USA, Inc.")]
+    assert [(c["id"], c["name"]) for c in production] == [
+        (CRONUS_UK_ID, "CRONUS UK Ltd."),
+        (CRONUS_USA_ID, "CRONUS USA, Inc."),
+    ]
     assert all(c["@odata.etag"].startswith('W/"') for c in production)
     sandbox = BCClient(bc.api, environment="sandbox").get("companies").json["value"]
     assert [c["id"] for c in sandbox] == [SANDBOX_COMPANY_ID]
@@ -70,13 +74,18 @@ def test_missing_or_invalid_token_is_401(bc: BCClient) -> None:
 
 
 def test_token_of_another_tenant_is_401() -> None:
-    api = make_api(tenants={"lmints.io": TENANT_ID, "other.io": "11111111-2222-4333-8444-555555555555"},
-                   tid="11111111-2222-4333-8444-555555555555")
+    api = make_api(
+        tenants={"lmints.io": TENANT_ID, "other.io": "11111111-2222-4333-8444-555555555555"},
+        tid="11111111-2222-4333-8444-555555555555",
+    )
     assert error_of(BCClient(api).get("companies"))[:2] == (401, "Authentication_InvalidCredentials")
 
 
 def test_unknown_tenant_and_environment(bc: BCClient) -> None:
-    assert error_of(BCClient(bc.api, tenant="nobody.io").get("companies"))[:2] == (404, "Internal_TenantUnavailable")
+    assert error_of(BCClient(bc.api, tenant="nobody.io").get("companies"))[:2] == (
+        404,
+        "Internal_TenantUnavailable",
+    )
     assert error_of(BCClient(bc.api, environment="qa").get("companies"))[0] == 404
 
 
@@ -87,7 +96,10 @@ def test_error_envelope_has_correlation_id(bc: BCClient) -> None:
 
 
 def test_unknown_company_and_missing_company(bc: BCClient) -> None:
-    assert error_of(bc.get(bc.company("items", "00000000-0000-0000-0000-000000000001")))[1] == "Internal_CompanyNotFound"
+    assert (
+        error_of(bc.get(bc.company("items", "00000000-0000-0000-0000-000000000001")))[1]
+        == "Internal_CompanyNotFound"
+    )
     assert error_of(bc.get("items"))[1] == "Internal_CompanyNotFound"
 
 
@@ -103,7 +115,8 @@ def test_method_not_allowed_on_read_only_sets(bc: BCClient) -> None:
     assert error_of(bc.patch(bc.company("items"), {}))[:2] == (405, "BadRequest_MethodNotAllowed")
 
 
-# ------------------------------------------------------------------------------------------------- entities
+# ---- entities ------------------------------------------------------------------------------------
+
 
 def test_item_has_every_al_field_and_etag(bc: BCClient) -> None:
     item = bc.get(bc.company("items?$filter=number eq '1896-S'")).json["value"][0]
@@ -147,7 +160,8 @@ def test_variants_under_item_and_standalone(bc: BCClient) -> None:
     assert one["itemNumber"] == "1908-S"
 
 
-# ------------------------------------------------------------------------------------------------- query options
+# ---- query options -------------------------------------------------------------------------------
+
 
 def test_filter_operators(bc: BCClient) -> None:
     def numbers(flt: str) -> list[str]:
@@ -171,21 +185,26 @@ def test_filter_datetime_unquoted_and_guid(bc: BCClient) -> None:
     stamp = parse_datetime(items[0]["lastModifiedDateTime"])
     before = format_datetime(stamp - timedelta(seconds=1))
     after = format_datetime(stamp + timedelta(hours=1))
-    assert len(bc.get(bc.company(f"items?$filter=lastModifiedDateTime gt {before}")).json["value"]) == len(items)
+    assert len(bc.get(bc.company(f"items?$filter=lastModifiedDateTime gt {before}")).json["value"]) == len(
+        items
+    )
     assert bc.get(bc.company(f"items?$filter=lastModifiedDateTime gt {after}")).json["value"] == []
     by_id = bc.get(bc.company(f"items?$filter=id eq {items[3]['id'].upper()}")).json["value"]
     assert [i["id"] for i in by_id] == [items[3]["id"]]
 
 
-@pytest.mark.parametrize("flt, code", [
-    ("number eq '1896-S' or unitPrice gt 5", "BadRequest_NotSupported"),
-    ("number eq", "BadRequest_NotFound"),
-    ("number eq '1896-S' and", "BadRequest_NotFound"),
-    ("nosuchfield eq 1", "BadRequest_NotFound"),
-    ("lastModifiedDateTime gt '2020-01-01T00:00:00Z'", "BadRequest"),
-    ("number eq 1896", "BadRequest"),
-    ("(number eq '1896-S'", "BadRequest_NotFound"),
-])
+@pytest.mark.parametrize(
+    "flt, code",
+    [
+        ("number eq '1896-S' or unitPrice gt 5", "BadRequest_NotSupported"),
+        ("number eq", "BadRequest_NotFound"),
+        ("number eq '1896-S' and", "BadRequest_NotFound"),
+        ("nosuchfield eq 1", "BadRequest_NotFound"),
+        ("lastModifiedDateTime gt '2020-01-01T00:00:00Z'", "BadRequest"),
+        ("number eq 1896", "BadRequest"),
+        ("(number eq '1896-S'", "BadRequest_NotFound"),
+    ],
+)
 def test_filter_errors(bc: BCClient, flt: str, code: str) -> None:
     status, got, message = error_of(bc.get(bc.company(f"items?$filter={flt}")))
     assert (status, got) == (400, code)
@@ -208,7 +227,9 @@ def test_select_expand_top_orderby(bc: BCClient) -> None:
 
 
 def test_order_lines_expand_and_standalone_rules(bc: BCClient) -> None:
-    order = bc.get(bc.company("salesOrders?$expand=salesOrderLines($select=sequence,lineType)")).json["value"][0]
+    order = bc.get(bc.company("salesOrders?$expand=salesOrderLines($select=sequence,lineType)")).json[
+        "value"
+    ][0]
     assert [line["sequence"] for line in order["salesOrderLines"]][:2] == [10000, 20000]
     status, code, message = error_of(bc.get(bc.company("salesOrderLines")))
     assert (status, code) == (400, "Application_DialogException")
@@ -221,7 +242,9 @@ def test_order_lines_expand_and_standalone_rules(bc: BCClient) -> None:
 
 
 def test_paging_with_prefer_and_skiptoken_keeps_options(bc: BCClient) -> None:
-    path = bc.company("items?$filter=unitPrice gt 100&$select=number,unitPrice&$expand=itemVariants($select=code)")
+    path = bc.company(
+        "items?$filter=unitPrice gt 100&$select=number,unitPrice&$expand=itemVariants($select=code)"
+    )
     first = bc.get(path, headers={"Prefer": "odata.maxpagesize=4"})
     assert first.headers["Preference-Applied"] == "odata.maxpagesize=4"
     link = first.json["@odata.nextLink"]
@@ -237,7 +260,9 @@ def test_paging_with_prefer_and_skiptoken_keeps_options(bc: BCClient) -> None:
 def test_server_page_size_from_config() -> None:
     bc = BCClient(make_api(page_size=5))
     response = bc.get(bc.company("items"), headers={"Prefer": "odata.maxpagesize=50"})
-    assert len(response.json["value"]) == 5 and response.headers["Preference-Applied"] == "odata.maxpagesize=5"
+    assert (
+        len(response.json["value"]) == 5 and response.headers["Preference-Applied"] == "odata.maxpagesize=5"
+    )
     values, _ = all_pages(bc, bc.company("items"))
     assert len(values) == 20 and len({v["id"] for v in values}) == 20
 
@@ -248,7 +273,10 @@ def test_top_larger_than_page_is_continued(bc: BCClient) -> None:
 
 
 def test_webhook_supported_resources(bc: BCClient) -> None:
-    url = f"/v2.0/lmints.io/production/api/microsoft/runtime/beta/companies({CRONUS_UK_ID})/webhookSupportedResources"
+    url = (
+        f"/v2.0/lmints.io/production/api/microsoft/runtime/beta/companies({CRONUS_UK_ID})"
+        "/webhookSupportedResources"
+    )
     listed = bc.get(url + "?$filter=resource eq 'v2.0*'").json["value"]
     assert {"resource": "v2.0/items"} in listed and {"resource": "v2.0/itemVariants"} in listed
     assert {"resource": "v2.0/salesOrderLines"} not in listed
@@ -276,3 +304,19 @@ def test_bulk_catalogue_pages_without_quadratic_work() -> None:
     assert len(last.json["value"]) == 1000 and "@odata.nextLink" not in last.json
     assert all(len(i["itemVariants"]) == 3 for i in last.json["value"][-10:])
     assert last_page < max(5 * first_page, 0.5)
+
+
+def test_skip_then_paging(bc: BCClient) -> None:
+    everything = [i["number"] for i in bc.get(bc.company("items?$select=number")).json["value"]]
+    values, _ = all_pages(
+        bc, bc.company("items?$select=number&$skip=5"), headers={"Prefer": "odata.maxpagesize=4"}
+    )
+    assert [v["number"] for v in values] == everything[5:]
+    ordered = bc.get(bc.company("items?$select=number&$orderby=number&$skip=1&$top=2")).json["value"]
+    assert [v["number"] for v in ordered] == sorted(everything)[1:3]
+
+
+def test_seed_none_has_the_companies_but_no_data() -> None:
+    bc = BCClient(make_api(seed=None))
+    assert [c["id"] for c in bc.get("companies").json["value"]] == [CRONUS_UK_ID, CRONUS_USA_ID]
+    assert bc.get(bc.company("items")).json["value"] == []

@@ -1,114 +1,19 @@
-"""Helpers for the sales-order tests: the queues on Azurite and the orders in the emulator."""
+"""Fixtures of the sales-order tests."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from azure.storage.queue import QueueClient
 
-from connector.settings import (
-    QUEUE_SALES_ORDER_RESULTS,
-    QUEUE_SALES_ORDERS,
-    QUEUE_SALES_ORDERS_POISON,
-    SETTINGS,
-)
+from devtools.azurite import free_port
+from devtools.localhost import LocalHost
+from tests.orders.support import QUIET_SCHEDULES, EmulatorBC, OrderQueues
 
-TENANT = "lmints.io"
-ENVIRONMENT = "production"
-SEED_EXAMPLE = {"orderDate": "2023-09-01", "customerNumber": "GL00000008", "currencyCode": "GBP",
-                "paymentTermsId": "3bb5b4b6-ea4c-43ca-ba1c-3b69e29a6668"}
-
-
-def new_key(prefix: str = "T") -> str:
-    """A fresh externalDocumentNumber (the module's emulator keeps orders between tests)."""
-    return f"{prefix}-{uuid.uuid4().hex[:16]}"
-
-
-@dataclass
-class OrderQueues:
-    """The three sales-order queues on Azurite, plain text like producers send."""
-
-    connection_string: str
-
-    def _queue(self, name: str) -> QueueClient:
-        client = QueueClient.from_connection_string(self.connection_string, name)
-        try:
-            client.create_queue()
-        except Exception:  # already there
-            pass
-        return client
-
-    def send(self, messages: Iterable[dict[str, Any] | str]) -> list[str]:
-        """Send each message (a dict as JSON, a str as is); returns the texts."""
-        queue = self._queue(QUEUE_SALES_ORDERS)
-        texts = [m if isinstance(m, str) else json.dumps(m) for m in messages]
-        for text in texts:
-            queue.send_message(text)
-        return texts
-
-    def _drain(self, name: str) -> list[str]:
-        queue = self._queue(name)
-        texts = []
-        while True:
-            batch = list(queue.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=30))
-            if not batch:
-                return texts
-            for message in batch:
-                texts.append(message.content)
-                queue.delete_message(message)
-
-    def results(self) -> list[dict[str, Any]]:
-        """Every result message so far (taken off the queue)."""
-        return [json.loads(t) for t in self._drain(QUEUE_SALES_ORDER_RESULTS)]
-
-    def poison(self) -> list[str]:
-        """Every message on sales-orders-poison so far (taken off the queue)."""
-        return self._drain(QUEUE_SALES_ORDERS_POISON)
-
-
-@dataclass
-class EmulatorBC:
-    """What the emulator holds and was asked, read through its admin API."""
-
-    emulator: Any
-    company: str = "CRONUS UK Ltd."
-
-    def _admin(self, method: str, path: str, body: Any = None) -> Any:
-        url = f"{self.emulator.url}/_emulator/bc/{TENANT}/{ENVIRONMENT}/{self.company}/{path}"
-        resp = requests.request(method, url, json=body, verify=self.emulator.ca_bundle, timeout=10)
-        resp.raise_for_status()
-        return resp.json()
-
-    def orders(self, key: str | None = None) -> list[dict[str, Any]]:
-        """Sales orders with their lines (only those with externalDocumentNumber `key`, if given)."""
-        orders = self._admin("GET", "salesOrders")["value"]
-        return [o for o in orders if key is None or o["externalDocumentNumber"] == key]
-
-    def order(self, order_id: str) -> dict[str, Any]:
-        return self._admin("GET", f"salesOrders/{order_id}")
-
-    def variant_id(self, item_number: str, code: str) -> str:
-        variants = self._admin("GET", "itemVariants")["value"]
-        return next(v["id"] for v in variants if v["itemNumber"] == item_number and v["code"] == code)
-
-    def create_variant(self, item_number: str, code: str) -> str:
-        return self._admin("POST", "itemVariants", {"itemNumber": item_number, "code": code})["id"]
-
-    def order_posts(self) -> int:
-        """`POST .../salesOrders` requests since the log was last cleared."""
-        return sum(1 for r in self.emulator.requests
-                   if r.method == "POST" and r.path.endswith("/salesOrders"))
-
-    def request_count(self) -> int:
-        return len(self.emulator.requests)
-
-    def statuses(self) -> list[int | None]:
-        return [r.status for r in self.emulator.requests]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -123,11 +28,6 @@ def bc(emulator: Any) -> EmulatorBC:
     return EmulatorBC(emulator)
 
 
-# Timer triggers of other features resolve `%..._SCHEDULE%` from the environment, which the shared
-# `connector_env` does not set; pin them far away so they neither fail the start nor call BC here.
-QUIET_SCHEDULES = {s.name: "0 0 0 1 1 *" for s in SETTINGS if s.name.endswith("_SCHEDULE")}
-
-
 @pytest.fixture
 def order_host(local_host: Callable[..., Any]) -> Callable[..., Any]:
     """`local_host` with other features' timers quiet; keyword arguments override settings."""
@@ -136,3 +36,28 @@ def order_host(local_host: Callable[..., Any]) -> Callable[..., Any]:
         return local_host(**(QUIET_SCHEDULES | overrides))
 
     return start
+
+
+@pytest.fixture
+def fast_retry_host(connector_env: Callable[..., dict[str, str]],
+                    tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """The local host on a copy of host.json whose `visibilityTimeout` is 0 s, so the host's retries
+    of a failing message follow at once; the retry and poison policy (`maxDequeueCount`) is real."""
+    config = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+    config["extensions"]["queues"]["visibilityTimeout"] = "00:00:00"
+    host_json = tmp_path / "host.json"
+    host_json.write_text(json.dumps(config), encoding="utf-8")
+    hosts = []
+
+    def start(**overrides: str) -> Any:
+        import function_app
+
+        env = connector_env(**(QUIET_SCHEDULES | overrides))
+        host = LocalHost(function_app.app, host_json=host_json, port=free_port(),
+                         env=dict(os.environ, **env)).start()
+        hosts.append(host)
+        return host
+
+    yield start
+    for host in hosts:
+        host.stop()

@@ -1,0 +1,184 @@
+"""Benchmark of Schedule Pull Items against the BC emulator (fixed per-request latency) and Azurite.
+
+For each catalogue size (items with 3 variants each, bulk-created in a fresh emulator) a child
+process runs one full pull exactly as the timer does (paged `$expand=itemVariants`, events to
+`bc-items` on Azurite) and reports its wall time and peak RSS growth; the emulator counts the BC
+requests. A second child only reads the pages (no events): the emulator's own bound. The naive way
+(list the items, then one `items({id})/itemVariants` request per item, sequentially) is measured on a
+sample and extrapolated linearly to each size — said so in the output.
+
+    python -m bench.items_pull [--sizes 10000,100000] [--latency-ms 20] [--page-size 1000]
+                               [--naive-sample 1000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIANTS_PER_ITEM = 3
+
+
+# ----------------------------------------------------------------------------------------- child side
+
+def _rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def _child(mode: str, sample: int) -> dict[str, Any]:
+    """Runs in a fresh process configured by the environment; returns what it measured."""
+    from connector.item_pull import item_event, pull_company
+    from connector.runtime import get_runtime
+    from connector.settings import QUEUE_ITEMS, TABLE_CURSORS, TABLE_LEASES
+
+    runtime = get_runtime()
+    bc = runtime.bc()
+    company_id = runtime.company_id()
+    for table in (TABLE_CURSORS, TABLE_LEASES):
+        runtime.storage.table(table)
+    runtime.storage.queue(QUEUE_ITEMS)
+    page_size = runtime.settings.item_pull_page_size
+    items_path = bc.company_path(company_id, "items")
+    baseline = _rss()
+    started = time.perf_counter()
+    if mode == "pull":
+        result = pull_company(runtime, "default", max_seconds=3600)
+        count, finished = result.emitted, result.finished
+    elif mode == "read":
+        count, finished = 0, True
+        for page in bc.iter_pages(items_path, {"$expand": "itemVariants"}, page_size):
+            count += len(page)
+    else:  # naive: list items, then one variants request per item, events as the pull sends them
+        conn = runtime.settings.connection("default")
+        first_page = next(bc.iter_pages(items_path, None, sample))
+        events = []
+        for item in first_page[:sample]:
+            path = bc.company_path(company_id, f"items({item['id']})/itemVariants")
+            item["itemVariants"] = bc.get(path)["value"]
+            events.append(item_event(conn.name, company_id, item, True))
+        count = runtime.events.publish(QUEUE_ITEMS, events)
+        finished = True
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"mode": mode, "items": count, "finished": finished, "seconds": seconds,
+            "rss_baseline": baseline, "rss_growth": max(0, peak - baseline)}
+
+
+# ----------------------------------------------------------------------------------------- parent side
+
+def _environment(emulator: Any, azurite: Any, company_id: str, page_size: int) -> dict[str, str]:
+    from devtools.emulator import EmulatorConfig
+
+    client = EmulatorConfig().clients[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BC_", "PULL_", "ITEM_PULL_"))}
+    return env | {
+        "AzureWebJobsStorage": azurite.connection_string, "BC_CONNECTIONS": "default",
+        "BC_TENANT": client.tenant, "BC_ENVIRONMENT": "production", "BC_CLIENT_ID": client.client_id,
+        "BC_CLIENT_SECRET": client.client_secret, "BC_GRANT_TYPE": "client_credentials",
+        "BC_COMPANY": company_id, "ENTRA_AUTHORITY_HOST": emulator.url, "BC_API_HOST": emulator.url,
+        "TLS_CA_BUNDLE": emulator.ca_bundle, "ITEM_PULL_PAGE_SIZE": str(page_size),
+        "PULL_ITEM_VARIANTS": "true", "PYTHONPATH": str(ROOT),
+    }
+
+
+def _run_child(env: dict[str, str], mode: str, sample: int = 0) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "bench.items_pull", "--child", mode,
+                           "--naive-sample", str(sample)],
+                          env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench child {mode} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _measure(size: int, latency: float, page_size: int, sample: int) -> dict[str, Any]:
+    """A fresh emulator and Azurite holding `size` items; the pull, the read-only bound and, when
+    `sample`, the naive way on the first `sample` items."""
+    from devtools.azurite import Azurite
+    from devtools.emulator import Emulator, EmulatorConfig
+    from devtools.emulator.seed import bulk_create_items
+
+    with Emulator(EmulatorConfig(seed=None, latency_seconds=latency)) as emulator, Azurite() as azurite:
+        tenant = emulator.config.tenants["lmints.io"]
+        company = emulator.bc.store.add_company(tenant, "production", "Bench Ltd.")
+        created = time.perf_counter()
+        bulk_create_items(emulator.bc.store, company, size, VARIANTS_PER_ITEM)
+        created = time.perf_counter() - created
+        env = _environment(emulator, azurite, company.id, page_size)
+        out: dict[str, Any] = {"size": size, "create_seconds": created}
+        for mode in ("pull", "read") + (("naive",) if sample else ()):
+            emulator.clear_requests()
+            stats = _run_child(env, mode, sample)
+            stats["requests"] = sum(1 for r in emulator.requests if "/items" in r.path)
+            out[mode] = stats
+        return out
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:.1f} MB"
+
+
+def _report(results: list[dict[str, Any]], latency: float, page_size: int, sample: int) -> int:
+    naive = next((r["naive"] for r in results if "naive" in r), None)
+    print(f"\nitems with {VARIANTS_PER_ITEM} variants each; emulator latency {latency * 1000:.0f} ms/request; "
+          f"page size {page_size}; events to Azurite (bc-items)")
+    failed = False
+    for r in results:
+        size, pull, read = r["size"], r["pull"], r["read"]
+        pages = math.ceil(size / page_size)
+        print(f"\n{size:,} items (bulk-created in {r['create_seconds']:.1f}s)")
+        print(f"  pull : {pull['requests']} BC requests for {pages} pages, {pull['items']:,} events, "
+              f"{pull['seconds']:.1f}s, {pull['items'] / pull['seconds']:,.0f} items/s, "
+              f"peak RSS growth {_mb(pull['rss_growth'])}")
+        print(f"  read : pages only (no events) {read['seconds']:.1f}s, "
+              f"{read['items'] / read['seconds']:,.0f} items/s  <- the emulator's bound")
+        failed |= pull["items"] != size or pull["requests"] > pages
+        if naive:
+            per_item = naive["seconds"] / naive["items"]
+            naive_requests = math.ceil(size / page_size) + size
+            naive_seconds = per_item * size
+            print(f"  naive: {naive_requests:,} requests, {naive_seconds:.0f}s (EXTRAPOLATED from the first "
+                  f"{naive['items']:,} items: {naive['requests']} requests in {naive['seconds']:.1f}s)")
+            print(f"  ratio: {naive_requests / pull['requests']:,.0f}x fewer requests, "
+                  f"{naive_seconds / pull['seconds']:.1f}x faster than naive")
+    if len(results) > 1:
+        low, high = results[0], results[-1]
+        growth = high["pull"]["rss_growth"] - low["pull"]["rss_growth"]
+        print(f"\npeak RSS growth at {high['size']:,} minus at {low['size']:,}: {_mb(growth)} (target ≤ 30 MB)")
+        failed |= growth > 30 * 2**20
+    print("targets met" if not failed else "TARGETS MISSED")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.items_pull", description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000", help="comma-separated item counts")
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="emulator latency per request")
+    parser.add_argument("--page-size", type=int, default=1000, help="ITEM_PULL_PAGE_SIZE")
+    parser.add_argument("--naive-sample", type=int, default=1000, help="items the naive way is timed on")
+    parser.add_argument("--child", choices=("pull", "read", "naive"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(args.child, args.naive_sample)))
+        return 0
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    latency = args.latency_ms / 1000
+    results = []
+    for index, size in enumerate(sizes):
+        sample = min(args.naive_sample, size) if index == 0 else 0
+        print(f"measuring {size:,} items ...", flush=True)
+        results.append(_measure(size, latency, args.page_size, sample))
+    return _report(results, latency, args.page_size, args.naive_sample)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,190 @@
+"""Benchmark of Send Created Sales Order against the BC emulator (fixed per-request latency) and Azurite.
+
+N orders of 5 lines each (items, variants by code, a G/L line), each with its own
+externalDocumentNumber, go on `sales-orders`; the real function app, served by the local host with
+host.json's queue semantics, turns them into BC orders. The emulator counts the BC requests. The
+naive way — check the key, POST the header, then POST each line — runs for real on a smaller sample
+through the same BC client (same budget), with as many workers as the host runs invocations.
+
+Bounds: with BC's 5 concurrent requests per user at L seconds each, at most 5/L requests per second
+go through, so an order costing R requests cannot go faster than 5/(L·R) orders per second.
+
+    python -m bench.sales_orders [--orders 1000] [--naive-orders 100] [--latency-ms 100]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENT_ID = "5e1c0f2a-7b3d-4c9e-a8f1-0b2c3d4e5f60"
+LINES = [
+    {"itemNumber": "1896-S", "quantity": 2},
+    {"itemNumber": "1908-S", "variantCode": "BLUE", "quantity": 1},
+    {"itemNumber": "1920-S", "variantCode": "OAK", "quantity": 1},
+    {"itemNumber": "1928-S", "variantCode": "WHITE", "quantity": 4},
+    {"lineType": "Account", "lineObjectNumber": "6810", "description": "Freight", "quantity": 1,
+     "unitPrice": 25},
+]
+BC_CONCURRENCY = 5
+
+
+def order_message(key: str) -> str:
+    return json.dumps({"orderDate": "2023-09-01", "customerNumber": "GL00000008", "currencyCode": "GBP",
+                       "paymentTermsId": "3bb5b4b6-ea4c-43ca-ba1c-3b69e29a6668",
+                       "externalDocumentNumber": key, "salesOrderLines": LINES})
+
+
+def connector_environment(azurite: Any, emulator: Any) -> dict[str, str]:
+    """App settings pointing the connector at this Azurite and emulator; other timers kept quiet."""
+    from connector.settings import SETTINGS
+
+    quiet = {s.name: "0 0 0 1 1 *" for s in SETTINGS if s.name.endswith("_SCHEDULE")}
+    return quiet | {
+        "AzureWebJobsStorage": azurite.connection_string, "BC_CONNECTIONS": "default",
+        "BC_TENANT": "lmints.io", "BC_ENVIRONMENT": "production", "BC_CLIENT_ID": CLIENT_ID,
+        "BC_CLIENT_SECRET": "emulator-secret", "BC_GRANT_TYPE": "client_credentials",
+        "ENTRA_AUTHORITY_HOST": emulator.url, "BC_API_HOST": emulator.url,
+        "TLS_CA_BUNDLE": emulator.ca_bundle,
+        "TOKEN_ENCRYPTION_KEY": "q2Vv1ZB7dVHt3K3b8f3mYbTq8Ynq5m4mJc2xw8tqYk0=",  # a throw-away key
+    }
+
+
+def order_requests(emulator: Any) -> list[Any]:
+    """BC requests inside a company (company discovery and sign-in left out)."""
+    return [r for r in emulator.requests if "/companies(" in r.path]
+
+
+def run_connector(emulator: Any, orders: int) -> dict[str, Any]:
+    """Queue `orders` messages, serve them with the real app on the local host, measure until idle."""
+    import function_app
+    from connector.runtime import get_runtime
+    from connector.settings import QUEUE_SALES_ORDER_RESULTS, QUEUE_SALES_ORDERS
+    from devtools.localhost import LocalHost
+
+    run = uuid.uuid4().hex[:8]
+    keys = [f"B-{run}-{n:05d}" for n in range(orders)]
+    storage = get_runtime().storage
+    queue = storage.queue(QUEUE_SALES_ORDERS)
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda key: queue.send_message(order_message(key)), keys))
+    emulator.clear_requests()
+    host = LocalHost(function_app.app, host_json=ROOT / "host.json", env=dict(os.environ))
+    started = time.perf_counter()
+    host.start()
+    try:
+        host.wait_idle(timeout=max(600.0, orders))
+        elapsed = time.perf_counter() - started
+    finally:
+        host.stop()
+    results = storage.queue(QUEUE_SALES_ORDER_RESULTS)
+    statuses: Counter[str] = Counter()
+    while batch := list(results.receive_messages(messages_per_page=32, max_messages=32)):
+        for message in batch:
+            statuses[json.loads(message.content)["status"]] += 1
+            results.delete_message(message)
+    created = Counter(o["externalDocumentNumber"] for o in emulator.bc.admin_app.list(
+        emulator.bc.store.company(emulator.config.tenants["lmints.io"], "production", "CRONUS UK Ltd."),
+        "salesOrders") if o["externalDocumentNumber"] in set(keys))
+    logged = order_requests(emulator)
+    return {"orders": orders, "seconds": elapsed, "requests": len(logged), "statuses": dict(statuses),
+            "bc_orders": sum(created.values()),
+            "keys_with_two_orders": sum(1 for c in created.values() if c > 1),
+            "throttled": sum(1 for r in logged if r.status == 429),
+            "max_in_flight": get_runtime().bc().budget.max_in_flight}
+
+
+def run_naive(emulator: Any, orders: int, workers: int) -> dict[str, Any]:
+    """Check the key, POST the header, POST each line: through the same BC client and budget."""
+    from connector.order_schema import parse_order
+    from connector.runtime import get_runtime
+    from connector.sales_orders import ITEM_VARIANTS, deep_insert_body, find_order, variant_wanted
+
+    runtime = get_runtime()
+    bc = runtime.bc()
+    company_id = runtime.company_id()
+    sample = parse_order(order_message("sample"))
+    variant_ids = ITEM_VARIANTS.resolve(bc, company_id, variant_wanted(sample.salesOrderLines))
+    run = uuid.uuid4().hex[:8]
+
+    def create(n: int) -> None:
+        key = f"N-{run}-{n:05d}"
+        body = deep_insert_body(parse_order(order_message(key)), variant_ids)
+        lines = body.pop("salesOrderLines")
+        if find_order(bc, company_id, key) is None:
+            header = bc.post(bc.company_path(company_id, "salesOrders"), body)
+            for line in lines:
+                bc.post(bc.company_path(company_id, f"salesOrders({header['id']})/salesOrderLines"), line)
+
+    emulator.clear_requests()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(create, range(orders)))
+    elapsed = time.perf_counter() - started
+    logged = order_requests(emulator)
+    return {"orders": orders, "seconds": elapsed, "requests": len(logged),
+            "throttled": sum(1 for r in logged if r.status == 429)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.sales_orders", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--orders", type=int, default=1000, help="orders through the connector")
+    parser.add_argument("--naive-orders", type=int, default=None,
+                        help="orders the naive way (default: a tenth of --orders, at least 20)")
+    parser.add_argument("--latency-ms", type=float, default=100.0, help="emulator latency per BC request")
+    args = parser.parse_args(argv)
+    naive_orders = args.naive_orders or max(20, args.orders // 10)
+    latency = args.latency_ms / 1000
+
+    from connector.runtime import reset_runtime
+    from devtools.azurite import Azurite
+    from devtools.emulator import Emulator, EmulatorConfig
+    from devtools.localhost.config import HostConfig
+
+    queue_options = HostConfig.load(ROOT / "host.json").queues
+    workers = queue_options.batch_size + queue_options.new_batch_threshold
+    with tempfile.TemporaryDirectory(prefix="bench-orders-") as tmp, \
+            Azurite(location=Path(tmp)) as azurite, \
+            Emulator(EmulatorConfig(latency_seconds=latency, webhook_debounce_seconds=0.2)) as emulator:
+        os.environ.update(connector_environment(azurite, emulator))
+        reset_runtime()
+        print(f"{args.orders} orders x {len(LINES)} lines, emulator latency {args.latency_ms:g} ms, "
+              f"host runs up to {workers} at once, BC client {BC_CONCURRENCY} requests at once", flush=True)
+        ours = run_connector(emulator, args.orders)
+        naive = run_naive(emulator, naive_orders, workers)
+        reset_runtime()
+
+    per_order = ours["requests"] / ours["orders"]
+    naive_per_order = naive["requests"] / naive["orders"]
+    rate = ours["orders"] / ours["seconds"]
+    naive_rate = naive["orders"] / naive["seconds"]
+    request_bound = BC_CONCURRENCY / latency
+    print(f"connector: {ours['orders']} orders in {ours['seconds']:.1f}s = {rate:.1f} orders/s; "
+          f"results {ours['statuses']}; BC orders {ours['bc_orders']}, keys with two orders "
+          f"{ours['keys_with_two_orders']}")
+    print(f"  BC requests per order: {per_order:.2f} (target <= 2); 429s: {ours['throttled']}; "
+          f"most BC requests in flight: {ours['max_in_flight']}")
+    print(f"  bound: {BC_CONCURRENCY} concurrent x {args.latency_ms:g} ms = "
+          f"{request_bound:.0f} requests/s -> {request_bound:.0f} orders/s at 1 request/order, "
+          f"{request_bound / per_order:.1f} orders/s at {per_order:.2f}; reached "
+          f"{rate / (request_bound / per_order):.0%} of it")
+    print(f"naive (key check, header POST, one POST per line): {naive['orders']} orders in "
+          f"{naive['seconds']:.1f}s = {naive_rate:.1f} orders/s; BC requests per order "
+          f"{naive_per_order:.2f}; 429s: {naive['throttled']}")
+    print(f"ratio: {naive_per_order / per_order:.1f}x fewer BC requests per order, "
+          f"{rate / naive_rate:.1f}x the orders/s")
+    ok = ours["bc_orders"] == ours["orders"] and ours["keys_with_two_orders"] == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

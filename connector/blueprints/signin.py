@@ -1,0 +1,48 @@
+"""Sign-in and status routes: `GET connections/{connection}/login`, `GET auth/callback`, `GET status`."""
+import json
+
+import azure.functions as func
+
+from connector.runtime import get_runtime
+from connector.signin import (
+    SignInRejected,
+    complete_sign_in,
+    sign_in_failed_page,
+    signed_in_page,
+    start_sign_in,
+)
+from connector.status import read_status
+
+bp = func.Blueprint()
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _html(page: str, status: int) -> func.HttpResponse:
+    return func.HttpResponse(page, status_code=status, mimetype="text/html", charset="utf-8",
+                             headers=_NO_STORE)
+
+
+@bp.route(route="connections/{connection}/login", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def sign_in_login(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        url = start_sign_in(get_runtime(), req.route_params.get("connection", ""))
+    except SignInRejected as exc:
+        return _html(sign_in_failed_page(exc.message), exc.status)
+    return func.HttpResponse(status_code=302, headers={"Location": url, **_NO_STORE})
+
+
+@bp.route(route="auth/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def sign_in_callback(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        result = complete_sign_in(get_runtime(), dict(req.params))
+    except SignInRejected as exc:
+        return _html(sign_in_failed_page(exc.message), exc.status)
+    return _html(signed_in_page(result), 200)
+
+
+@bp.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def status(req: func.HttpRequest) -> func.HttpResponse:
+    runtime = get_runtime()
+    report = read_status(runtime.settings, runtime.storage)
+    return func.HttpResponse(json.dumps(report, indent=2), mimetype="application/json", headers=_NO_STORE)

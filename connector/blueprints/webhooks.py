@@ -1,0 +1,74 @@
+"""Webhook triggers: the BC receiver (`GET|POST webhooks/bc`), the `bc-notifications` processor, the
+subscription renewal timer, the sweep timer, and `POST|DELETE connections/{connection}/subscriptions`.
+"""
+import json
+import logging
+
+import azure.functions as func
+
+from connector import notifications, subscriptions, sweep
+from connector.bc_errors import BCError, TokenUnavailable
+from connector.companies import CompanyNotFound
+from connector.runtime import get_runtime
+from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+def _json(body: dict, status: int) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
+
+
+@bp.route(route="webhooks/bc", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def bc_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    """Handshake (token echoed, 200) or notifications (202 once queued; 503 if storage fails)."""
+    reply = notifications.receive(req.params, req.get_body(), get_runtime)
+    return func.HttpResponse(reply.body, status_code=reply.status, mimetype=reply.mimetype)
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=QUEUE_NOTIFICATIONS, connection="AzureWebJobsStorage")
+def process_bc_notifications(msg: func.QueueMessage) -> None:
+    """Announce what a batch of notifications created; raises only to have the host retry."""
+    notifications.process_message(get_runtime(), msg.get_body().decode("utf-8"), owner=msg.id)
+
+
+@bp.timer_trigger(schedule="%SUBSCRIPTION_RENEWAL_SCHEDULE%", arg_name="timer")
+def renew_subscriptions(timer: func.TimerRequest) -> None:
+    """Create, renew and recreate the webhook subscriptions of every connection."""
+    subscriptions.reconcile_all(get_runtime())
+
+
+@bp.timer_trigger(schedule="%SWEEP_SCHEDULE%", arg_name="timer")
+def sweep_created(timer: func.TimerRequest) -> None:
+    """Announce created entities the webhooks missed."""
+    sweep.sweep_all(get_runtime())
+
+
+def _subscription_call(req: func.HttpRequest, call) -> func.HttpResponse:
+    try:
+        return _json(call(get_runtime(), req.route_params.get("connection", "")), 200)
+    except UnknownConnection as exc:
+        return _json({"error": {"code": "UnknownConnection", "message": str(exc)}}, 404)
+    except TokenUnavailable as exc:
+        return _json({"error": {"code": exc.state, "message": str(exc)}}, 409)
+    except subscriptions.SubscriptionRunBusy as exc:
+        return _json({"error": {"code": "AlreadyRunning", "message": str(exc)}}, 409)
+    except CompanyNotFound as exc:
+        return _json({"error": {"code": "CompanyNotFound", "message": str(exc)}}, 409)
+    except BCError as exc:
+        return _json({"error": exc.as_dict()}, 502)
+
+
+@bp.route(route="connections/{connection}/subscriptions", methods=["POST"],
+          auth_level=func.AuthLevel.FUNCTION)
+def reconcile_subscriptions_now(req: func.HttpRequest) -> func.HttpResponse:
+    """200 with {"created", "renewed", "recreated", "unchanged", "unsupported", "failed", ...}."""
+    return _subscription_call(req, lambda rt, conn: subscriptions.reconcile(rt, conn).as_dict())
+
+
+@bp.route(route="connections/{connection}/subscriptions", methods=["DELETE"],
+          auth_level=func.AuthLevel.FUNCTION)
+def delete_subscriptions_now(req: func.HttpRequest) -> func.HttpResponse:
+    """200 with {"deleted": [entity sets]}: the connection's subscriptions are gone from BC."""
+    return _subscription_call(req, lambda rt, conn: {"deleted": subscriptions.delete_subscriptions(rt, conn)})

@@ -1,0 +1,322 @@
+"""BC webhook notifications: the receiver acks fast, the processor does the work.
+
+Receiver (`/api/webhooks/bc`): a `validationToken` is echoed at once (no storage or BC call, so the
+handshake works before the subscription row exists). A notification body is checked element by
+element (known subscriptionId, clientState compared in constant time); `created` and `collection`
+elements are queued to `bc-notifications` in as few messages as fit, `updated`/`deleted` are counted
+and dropped (the triggers announce creations only). BC deletes a subscription that gets any 4xx, so
+the receiver never answers one: a garbled, oversized or forged body is logged and acked with 202;
+when storage fails it answers 503 and BC retries.
+
+Processor (queue trigger): `created` → GET the entity (children expanded per option) and announce it;
+`collection` → read the resource's `lastModifiedDateTime gt` window (or everything, for a bare URL)
+page by page and announce what was never announced. Only the filter is taken from the resource: the
+URL that is called is built from the subscription's company and entity set, so a notification can
+never send the BC token elsewhere.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote
+
+from azure.core.exceptions import AzureError
+
+from connector.bc_errors import BCError, BCNotFound
+from connector.dedupe import DedupeLog, DedupeScope, parse_iso
+from connector.runtime import Runtime
+from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
+from connector.subscriptions import KnownSubscription, directory
+from connector.sweep import PAGE_SIZE, bc_datetime
+from connector.triggers import BY_ENTITY_SET, CreatedTrigger, EmitCount, announce, publish_claimed
+
+log = logging.getLogger(__name__)
+
+QUEUE_MESSAGE_BUDGET = 48 * 1024  # bytes of JSON per queue message (the service allows 64 KiB)
+PROCESSED_CHANGES = frozenset({"created", "collection"})
+IGNORED_CHANGES = frozenset({"updated", "deleted"})
+_GUID = r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"
+_ENTITY_KEY_RE = re.compile(rf"\(\s*'?({_GUID})'?\s*\)\s*/?\s*$")
+_SINCE_RE = re.compile(  # `lastDateTimeModified` is the docs' typo of the same field
+    r"^\s*(?:lastModifiedDateTime|lastDateTimeModified)\s+gt\s+'?([0-9][0-9T:.+\-Z]*)'?\s*$", re.IGNORECASE)
+_fetch_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="bc-fetch")  # the BC budget caps it
+_send_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-enqueue")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the receiver answers."""
+
+    status: int
+    body: str = ""
+    mimetype: str = "text/plain"
+
+
+ACCEPTED = Reply(202)
+
+
+class GarbledNotification(ValueError):
+    """A notification body that cannot be read; the message says why (never the body itself)."""
+
+
+# ---- receiver decisions ---------------------------------------------------------------------------
+
+def handshake(params: Mapping[str, str]) -> Reply | None:
+    """The reply to BC's validation request: exactly the token, 200, text/plain."""
+    token = params.get("validationToken")
+    return None if token is None else Reply(200, token, "text/plain")
+
+
+def parse_body(body: bytes, max_bytes: int) -> list[Any]:
+    """The elements of `{"value": [...]}`; raises GarbledNotification."""
+    if len(body) > max_bytes:
+        raise GarbledNotification(f"body of {len(body)} bytes exceeds WEBHOOK_MAX_BODY_BYTES ({max_bytes})")
+    try:
+        parsed = json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError):
+        raise GarbledNotification(f"body of {len(body)} bytes is not JSON") from None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("value"), list):
+        raise GarbledNotification('body is not {"value": [...]}')
+    return parsed["value"]
+
+
+@dataclass
+class Screening:
+    """The outcome of checking a body's elements."""
+
+    queued: list[dict[str, Any]] = field(default_factory=list)
+    ignored: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
+
+
+def subscription_ids(elements: list[Any]) -> set[str]:
+    return {e["subscriptionId"] for e in elements
+            if isinstance(e, dict) and isinstance(e.get("subscriptionId"), str)}
+
+
+def screen(elements: list[Any], known: Mapping[str, KnownSubscription]) -> Screening:
+    """Keep the elements of known subscriptions whose clientState matches and whose change a trigger
+    needs, as queue notes (without the clientState)."""
+    result = Screening()
+    for element in elements:
+        if not isinstance(element, dict) or not isinstance(element.get("resource"), str):
+            result.refused["malformed"] += 1
+            continue
+        sub = known.get(element.get("subscriptionId"))  # type: ignore[arg-type]
+        if sub is None:
+            result.refused["unknown subscription"] += 1
+        elif not sub.accepts(element.get("clientState")):
+            result.refused["clientState mismatch"] += 1
+        elif element.get("changeType") in PROCESSED_CHANGES:
+            result.queued.append({
+                "connection": sub.connection, "companyId": sub.company_id, "entitySet": sub.entity_set,
+                "subscriptionId": sub.subscription_id, "changeType": element["changeType"],
+                "resource": element["resource"], "lastModifiedDateTime": element.get("lastModifiedDateTime"),
+            })
+        elif element.get("changeType") in IGNORED_CHANGES:
+            result.ignored[element["changeType"]] += 1
+        else:
+            result.refused["unknown changeType"] += 1
+    return result
+
+
+def pack_messages(notes: list[dict[str, Any]], budget: int = QUEUE_MESSAGE_BUDGET) -> list[str]:
+    """Queue message texts `{"notifications": [...]}`, each within `budget` bytes."""
+    messages: list[str] = []
+    batch: list[str] = []
+    size = 0
+    overhead = len('{"notifications":[]}')
+    for note in notes:
+        text = json.dumps(note, separators=(",", ":"), ensure_ascii=False)
+        length = len(text.encode()) + 1
+        if batch and overhead + size + length > budget:
+            messages.append('{"notifications":[' + ",".join(batch) + "]}")
+            batch, size = [], 0
+        batch.append(text)
+        size += length
+    if batch:
+        messages.append('{"notifications":[' + ",".join(batch) + "]}")
+    return messages
+
+
+def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Runtime]) -> Reply:
+    """Answer one request to the webhook endpoint (handshake or notifications)."""
+    reply = handshake(params)
+    if reply is not None:
+        return reply
+    runtime = get_runtime()
+    try:
+        elements = parse_body(body, runtime.settings.webhook_max_body_bytes)
+    except GarbledNotification as exc:
+        log.warning("webhook: %s; acknowledged, nothing processed", exc)
+        return ACCEPTED
+    try:
+        screening = screen(elements, directory(runtime).find(subscription_ids(elements)))
+        messages = pack_messages(screening.queued)
+        queue = runtime.storage.queue(QUEUE_NOTIFICATIONS)
+        if len(messages) == 1:
+            queue.send_message(messages[0])
+        else:
+            list(_send_pool.map(queue.send_message, messages))
+    except AzureError as exc:
+        log.error("webhook: storage unavailable (%s); answered 503 so BC retries", type(exc).__name__)
+        return Reply(503, "storage unavailable")
+    if screening.refused:
+        log.warning("webhook: refused %s (not processed)", dict(screening.refused))
+    log.info("webhook: %d element(s): %d queued in %d message(s), ignored %s", len(elements),
+             len(screening.queued), len(messages), dict(screening.ignored))
+    return ACCEPTED
+
+
+# ---- processor decisions -------------------------------------------------------------------------
+
+def entity_id(resource: str) -> str | None:
+    """The GUID key at the end of a single-entity resource (`.../items(<guid>)`, leading slash or
+    not, absolute or relative), lower-case; None if there is none."""
+    match = _ENTITY_KEY_RE.search(unquote(resource.split("?", 1)[0]))
+    return match.group(1).lower() if match else None
+
+
+def collection_since(resource: str) -> datetime | None:
+    """The `lastModifiedDateTime gt <t>` of a collection resource; None means read everything
+    (a bare URL, or a filter this code does not understand)."""
+    _, _, query = resource.partition("?")
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if unquote(name) == "$filter":
+            match = _SINCE_RE.match(unquote(value))
+            if match:
+                try:
+                    return parse_iso(match.group(1))
+                except ValueError:
+                    return None
+    return None
+
+
+def parse_queued(text: str) -> list[dict[str, Any]]:
+    """The notes of a `bc-notifications` message; raises ValueError if it is not one."""
+    notes = json.loads(text).get("notifications")
+    if not isinstance(notes, list) or not all(isinstance(n, dict) for n in notes):
+        raise ValueError("not a bc-notifications message")
+    return notes
+
+
+@dataclass(frozen=True)
+class Group:
+    """Notes of one trigger in one company of one connection."""
+
+    connection: str
+    company_id: str
+    entity_set: str
+
+    @property
+    def scope(self) -> DedupeScope:
+        return DedupeScope(self.connection, self.company_id, self.entity_set)
+
+
+def plan(notes: list[dict[str, Any]]) -> tuple[dict[Group, list[str]], list[tuple[Group, str]], Counter[str]]:
+    """Created entity ids by group, collection resources by group, and what was skipped and why."""
+    created: dict[Group, list[str]] = {}
+    collections: list[tuple[Group, str]] = []
+    skipped: Counter[str] = Counter()
+    for note in notes:
+        group = Group(str(note.get("connection")), str(note.get("companyId")), str(note.get("entitySet")))
+        if group.entity_set not in BY_ENTITY_SET:
+            skipped["unknown entity set"] += 1
+        elif note.get("changeType") == "created":
+            key = entity_id(str(note.get("resource", "")))
+            if key is None:
+                skipped["no entity key"] += 1
+            elif key not in created.setdefault(group, []):
+                created[group].append(key)
+        elif note.get("changeType") == "collection":
+            collections.append((group, str(note.get("resource", ""))))
+        else:
+            skipped[str(note.get("changeType"))] += 1
+    return created, collections, skipped
+
+
+# ---- processor edges ------------------------------------------------------------------------------
+
+def announce_created(runtime: Runtime, group: Group, ids: list[str], owner: str) -> EmitCount:
+    """Claim, GET (children expanded per option) and announce created entities; a 404 is recorded
+    as gone. Entities that were read are announced even when others failed; then the first error
+    is raised so the queue retries (the claims let this owner carry on)."""
+    trigger: CreatedTrigger = BY_ENTITY_SET[group.entity_set]
+    conn = runtime.settings.connection(group.connection)
+    bc = runtime.bc(conn.name)
+    dedupe = DedupeLog(runtime.storage, runtime.settings.dedupe_ttl_days)
+    won = dedupe.claim(group.scope, ids, owner)
+    claimed = [i for i in ids if i in won]
+    params = trigger.expand(conn)
+
+    def fetch(key: str) -> dict[str, Any] | BCError:
+        try:
+            return bc.get(bc.company_path(group.company_id, f"{trigger.entity_set}({key})"), params)
+        except BCError as exc:
+            return exc
+
+    results = list(_fetch_pool.map(fetch, claimed))
+    entities = [r for r in results if isinstance(r, dict)]
+    gone = [k for k, r in zip(claimed, results, strict=True) if isinstance(r, BCNotFound)]
+    failures = [r for r in results if isinstance(r, BCError) and not isinstance(r, BCNotFound)]
+    count = publish_claimed(dedupe, runtime.events, group.scope, trigger, entities,
+                            skipped=len(ids) - len(claimed), gone=gone)
+    if failures:
+        raise failures[0]
+    return count
+
+
+def announce_collection(runtime: Runtime, group: Group, resource: str, owner: str) -> EmitCount:
+    """Read a `collection` window (or everything) page by page and announce the unannounced."""
+    trigger = BY_ENTITY_SET[group.entity_set]
+    conn = runtime.settings.connection(group.connection)
+    bc = runtime.bc(conn.name)
+    dedupe = DedupeLog(runtime.storage, runtime.settings.dedupe_ttl_days)
+    since = collection_since(resource)
+    params = dict(trigger.expand(conn))
+    if since is not None:
+        params["$filter"] = f"lastModifiedDateTime gt {bc_datetime(since)}"
+    else:
+        log.info("notifications %s: full resync of %s (collection without a filter)", conn.name,
+                 trigger.entity_set)
+    count = EmitCount()
+    for page in bc.iter_pages(bc.company_path(group.company_id, trigger.entity_set), params, PAGE_SIZE):
+        count.add(announce(dedupe, runtime.events, group.scope, trigger, page, owner))
+    return count
+
+
+def process_message(runtime: Runtime, text: str, owner: str) -> EmitCount:
+    """Process one `bc-notifications` message; `owner` (the queue message id) lets a retry reclaim
+    its own claims. Raises the first failure after doing everything else, so the queue retries."""
+    try:
+        notes = parse_queued(text)
+    except (ValueError, AttributeError):
+        log.error("notifications: message %s is not a bc-notifications message; dropped", owner)
+        return EmitCount()
+    created, collections, skipped = plan(notes)
+    if skipped:
+        log.warning("notifications: skipped %s", dict(skipped))
+    total = EmitCount()
+    errors: list[Exception] = []
+    work: list[Callable[[], EmitCount]] = [
+        *(lambda g=g, ids=ids: announce_created(runtime, g, ids, owner) for g, ids in created.items()),
+        *(lambda g=g, r=r: announce_collection(runtime, g, r, owner) for g, r in collections),
+    ]
+    for step in work:
+        try:
+            total.add(step())
+        except UnknownConnection as exc:
+            log.error("notifications: %s; dropped", exc)
+        except (BCError, AzureError) as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+    return total

@@ -1,0 +1,203 @@
+"""`make demo`: a scripted tour of bc-connector on the embedded defaults (dev tooling).
+
+Starts its own Azurite, BC + Entra emulator and local Functions host on free loopback ports (so it
+runs beside `make run`), then walks through: a user sign-in (authorization code, browser-less),
+webhook subscriptions, a created item / shipment / invoice arriving as events, an item pull, a sales
+order pushed, and a bad order dead-lettered. Exits 0 when every step did what it should.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urljoin
+
+import requests
+
+from devtools.azurite import Azurite, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANT = "lmints.io"
+COMPANY = "CRONUS UK Ltd."
+SEED_ORDER = {"orderDate": "2023-09-01", "customerNumber": "GL00000008", "currencyCode": "GBP",
+              "paymentTermsId": "3bb5b4b6-ea4c-43ca-ba1c-3b69e29a6668"}
+
+
+class Tour:
+    """The running services and the steps of the tour."""
+
+    def __init__(self, azurite: Azurite, emulator: Any, host: Any):
+        self.azurite = azurite
+        self.emulator = emulator
+        self.host = host
+        self.failures: list[str] = []
+
+    # ---- plumbing ----------------------------------------------------------------------------
+    def api(self, method: str, path: str, **kw: Any) -> requests.Response:
+        return requests.request(method, f"{self.host.url}/api/{path}", timeout=60, **kw)
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        resp = requests.request(method, f"{self.emulator.url}/_emulator/bc/{path}", json=body,
+                                verify=self.emulator.ca_bundle, timeout=30)
+        resp.raise_for_status()
+        return resp.json() if resp.content else None
+
+    def queue(self, name: str) -> Any:
+        from azure.storage.queue import QueueClient
+
+        return QueueClient.from_connection_string(self.azurite.connection_string, name)
+
+    def wait_for(self, queue: str, accept: Callable[[dict], bool], timeout: float = 30.0) -> dict | None:
+        """Read `queue` until a message `accept`s (other messages stay for other readers)."""
+        deadline = time.monotonic() + timeout
+        client = self.queue(queue)
+        while time.monotonic() < deadline:
+            try:
+                for msg in client.receive_messages(messages_per_page=32, visibility_timeout=2):
+                    body = json.loads(msg.content)
+                    if accept(body):
+                        client.delete_message(msg)
+                        return body
+            except Exception:  # noqa: BLE001 - the queue may not exist yet
+                pass
+            time.sleep(0.3)
+        return None
+
+    def check(self, ok: bool, what: str) -> bool:
+        print(f"   {'ok ' if ok else 'FAIL'} {what}")
+        if not ok:
+            self.failures.append(what)
+        return ok
+
+    # ---- steps -------------------------------------------------------------------------------
+    def health_and_status(self) -> None:
+        print("\n1. Health and status")
+        self.check(self.api("GET", "health").status_code == 200, "GET /api/health answers 200")
+        status = self.api("GET", "status").json()
+        print("   " + json.dumps(_token_states(status)))
+
+    def sign_in(self) -> None:
+        print("\n2. A user signs in (authorization code + PKCE; the browser is simulated)")
+        login = self.api("GET", "connections/webshop/login", allow_redirects=False)
+        if not self.check(login.status_code == 302, "login redirects to Entra's authorize URL"):
+            return
+        authorize = requests.get(login.headers["Location"], allow_redirects=False,
+                                 verify=self.emulator.ca_bundle, timeout=30)
+        callback = authorize.headers.get("Location", "")
+        self.check(authorize.status_code == 302 and "/api/auth/callback" in callback,
+                   "Entra consents and redirects back to /api/auth/callback")
+        page = requests.get(urljoin(self.host.url, callback), timeout=60)
+        self.check(page.status_code == 200 and COMPANY in page.text,
+                   "the callback stores the tokens and discovers the companies")
+        states = _token_states(self.api("GET", "status").json())
+        self.check(states.get("webshop") == "ok", "status shows the webshop connection signed in")
+
+    def subscriptions(self) -> None:
+        print("\n3. Webhook subscriptions (BC checks our handshake on each)")
+        resp = self.api("POST", "connections/default/subscriptions")
+        self.check(resp.status_code == 200, "subscriptions created")
+        print("   " + json.dumps(resp.json())[:300])
+        subs = self.admin("GET", "subscriptions")
+        self.check(len(subs.get("value", subs)) >= 2, "BC holds our subscriptions")
+
+    def created_entities(self) -> None:
+        print("\n4. Changes in BC arrive as events")
+        base = f"{TENANT}/production/{COMPANY.replace(' ', '%20')}"
+        item = self.admin("POST", f"{base}/items", {
+            "number": "DEMO-1000", "displayName": "Demo bicycle", "unitPrice": 499.0,
+            "itemVariants": [{"code": "RED", "description": "Red"}, {"code": "BLUE", "description": "Blue"}]})
+        event = self.wait_for("bc-items", lambda e: e.get("subject") == item["id"])
+        if self.check(event is not None and event["type"] == "bc.item.created", "bc.item.created arrived"):
+            variants = [v["code"] for v in event["data"].get("itemVariants", [])]
+            self.check(sorted(variants) == ["BLUE", "RED"], f"with its variants {variants}")
+        shipment = self.admin("POST", f"{base}/salesShipments", {
+            "customerNumber": "GL00000008", "lines": [{"itemNumber": "DEMO-1000", "quantity": 2}]})
+        event = self.wait_for("bc-sales-shipments", lambda e: e.get("subject") == shipment["id"])
+        if self.check(event is not None, "bc.salesShipment.created arrived"):
+            self.check(len(event["data"].get("salesShipmentLines", [])) == 1, "with its lines")
+        invoice = self.admin("POST", f"{base}/salesInvoices", {
+            "customerNumber": "GL00000008", "lines": [{"itemNumber": "DEMO-1000", "quantity": 2},
+                                                      {"accountNumber": "6110", "quantity": 1,
+                                                       "unitPrice": 15.0}]})
+        event = self.wait_for("bc-sales-invoices", lambda e: e.get("subject") == invoice["id"])
+        if self.check(event is not None, "bc.salesInvoice.created arrived"):
+            self.check(len(event["data"].get("salesInvoiceLines", [])) == 2, "with its lines")
+
+    def item_pull(self) -> None:
+        print("\n5. Schedule Pull Items (run now through the admin route)")
+        resp = self.api("POST", "connections/default/pulls/items")
+        self.check(resp.status_code == 202, "the pull was accepted")
+        print("   " + json.dumps(resp.json())[:300])
+        event = self.wait_for("bc-items", lambda e: e.get("type") == "bc.item.pulled")
+        self.check(event is not None, "bc.item.pulled events arrive")
+
+    def sales_orders(self) -> None:
+        print("\n6. Send Created Sales Order")
+        orders = self.queue("sales-orders")
+        orders.send_message(json.dumps(SEED_ORDER | {"externalDocumentNumber": "DEMO-WEB-1",
+                                                     "salesOrderLines": [{"itemNumber": "DEMO-1000",
+                                                                          "variantCode": "RED",
+                                                                          "quantity": 1}]}))
+        result = self.wait_for("sales-order-results",
+                               lambda r: r.get("externalDocumentNumber") == "DEMO-WEB-1")
+        if self.check(result is not None and result["status"] == "created", "the order was created"):
+            print(f"   BC order {result['number']} ({result['salesOrderId']})")
+        orders.send_message(json.dumps(SEED_ORDER | {"customerNumber": "NO-SUCH-CUSTOMER",
+                                                     "externalDocumentNumber": "DEMO-BAD-1"}))
+        result = self.wait_for("sales-order-results",
+                               lambda r: r.get("externalDocumentNumber") == "DEMO-BAD-1")
+        if self.check(result is not None and result["status"] == "failed", "a bad order fails clearly"):
+            print(f"   {result['error']['code']}: {result['error']['message'][:120]}")
+        props = self.queue("sales-orders-poison").get_queue_properties()
+        self.check(props.approximate_message_count >= 1, "and is kept on sales-orders-poison")
+
+    def final_status(self) -> None:
+        print("\n7. Status")
+        print(json.dumps(self.api("GET", "status").json(), indent=2)[:2500])
+
+
+def _token_states(status: dict) -> dict[str, str]:
+    conns = status.get("connections", status)
+    if isinstance(conns, dict):
+        conns = [dict(v, name=k) for k, v in conns.items()]
+    return {c.get("name", "?"): c.get("token_state") or c.get("token", {}).get("state", "?") for c in conns}
+
+
+def main() -> int:
+    from devtools.emulator import Emulator, EmulatorConfig
+    from devtools.localhost import LocalHost
+
+    with Azurite() as azurite, Emulator(EmulatorConfig(webhook_debounce_seconds=1.0)) as emulator:
+        port = free_port()
+        settings = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+        settings |= {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "ENTRA_AUTHORITY_HOST": emulator.url, "BC_API_HOST": emulator.url,
+            "TLS_CA_BUNDLE": emulator.ca_bundle, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "BC_CONNECTIONS": "default,webshop", "WEBSHOP__BC_GRANT_TYPE": "authorization_code",
+        }
+        os.environ.update(settings)
+        import function_app
+
+        with LocalHost(function_app.app, host_json=ROOT / "host.json", port=port) as host:
+            print(f"bc-connector demo: app {host.url}, BC emulator {emulator.url}, Azurite "
+                  f"queues on {azurite.queue_port}")
+            tour = Tour(azurite, emulator, host)
+            for step in (tour.health_and_status, tour.sign_in, tour.subscriptions,
+                         tour.created_entities, tour.item_pull, tour.sales_orders, tour.final_status):
+                try:
+                    step()
+                except Exception as exc:  # noqa: BLE001 - report and go on with the tour
+                    tour.check(False, f"{step.__name__} raised {type(exc).__name__}: {exc}")
+    if tour.failures:
+        print(f"\ndemo finished with {len(tour.failures)} failed check(s)")
+        return 1
+    print("\ndemo finished: every step did what it should")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""`python -m connector replay-poison <queue>`: poison messages go back as they were, after a fix."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from connector.__main__ import main
+from tests.orders.support import SEED_EXAMPLE, EmulatorBC, OrderQueues, new_key
+
+
+def test_replay_poison_moves_every_message_back_unchanged(
+        connector_env: Any, queues: OrderQueues, capsys: pytest.CaptureFixture[str]) -> None:
+    connector_env()
+    texts = ['{"customerNumber": "GL00000008", "note": "naïve – €"}', "{not json", "  spaced  "]
+    poison = queues.queue("sales-orders-poison")
+    for text in texts:
+        poison.send_message(text)
+
+    assert main(["replay-poison", "sales-orders"]) == 0
+
+    assert "moved 3 message(s) from sales-orders-poison to sales-orders" in capsys.readouterr().out
+    assert queues.poison() == []
+    moved = queues.queue("sales-orders")
+    assert sorted(m.content for m in moved.receive_messages(max_messages=32)) == sorted(texts)
+
+
+def test_replay_poison_moves_no_more_than_asked(connector_env: Any, queues: OrderQueues) -> None:
+    connector_env()
+    poison = queues.queue("sales-orders-poison")
+    for n in range(5):
+        poison.send_message(f'{{"n": {n}}}')
+
+    assert main(["replay-poison", "sales-orders", "--max", "2"]) == 0
+
+    assert len(queues.poison()) == 3
+
+
+def test_replayed_order_is_created_once_its_cause_is_fixed(
+        order_host: Any, queues: OrderQueues, bc: EmulatorBC) -> None:
+    host = order_host()
+    key, code = new_key("RPL"), new_key("V")[:10].upper()
+    queues.send([SEED_EXAMPLE | {"externalDocumentNumber": key, "salesOrderLines": [
+        {"itemNumber": "1896-S", "variantCode": code, "quantity": 1}]}])
+    host.wait_idle(30)
+    [failed] = queues.results()
+    assert failed["error"]["code"] == "UnknownVariant"
+
+    variant_id = bc.create_variant("1896-S", code)  # the fix
+    assert main(["replay-poison", "sales-orders"]) == 0
+    host.wait_idle(30)
+
+    [result] = queues.results()
+    [order] = bc.orders(key)
+    assert (result["status"], result["salesOrderId"]) == ("created", order["id"])
+    assert order["salesOrderLines"][0]["itemVariantId"] == variant_id
+    assert queues.poison() == []

@@ -1,0 +1,120 @@
+"""What the webhook tests do to the emulator (through its admin API) and read from the out queues."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from azure.storage.queue import QueueClient
+
+TENANT = "lmints.io"
+ENVIRONMENT = "production"
+NEVER = "0 0 0 1 1 *"  # timers fire only when a test fires them
+QUIET_TIMERS = {"ITEM_PULL_SCHEDULE": NEVER, "SUBSCRIPTION_RENEWAL_SCHEDULE": NEVER, "SWEEP_SCHEDULE": NEVER}
+
+
+class EmulatedBC:
+    """One company of the emulator, driven like a BC user would (every change fires webhooks)."""
+
+    def __init__(self, emulator: Any, company_id: str):
+        self.emulator = emulator
+        self.company_id = company_id
+        self.session = requests.Session()
+
+    def _admin(self, method: str, path: str, body: Any = None) -> Any:
+        # per request: REQUESTS_CA_BUNDLE in the environment would override Session.verify
+        r = self.session.request(method, f"{self.emulator.url}/_emulator/bc/{path}", json=body, timeout=60,
+                                 verify=self.emulator.ca_bundle)
+        assert r.status_code < 300, r.text
+        return r.json() if r.content else None
+
+    def _company(self, method: str, path: str, body: Any = None) -> Any:
+        return self._admin(method, f"{TENANT}/{ENVIRONMENT}/{self.company_id}/{path}", body)
+
+    def create_item(self, variants: tuple[str, ...] = ("RED", "BLUE")) -> dict[str, Any]:
+        number = f"T{uuid.uuid4().hex[:8].upper()}"
+        return self._company("POST", "items", {
+            "number": number, "displayName": f"Webhook test {number}",
+            "itemVariants": [{"code": v, "description": v.title()} for v in variants]})
+
+    def bulk_items(self, count: int) -> list[str]:
+        before = {i["id"] for i in self._company("GET", "items")["value"]}
+        self._company("POST", "items/bulk", {"count": count, "prefix": f"B{uuid.uuid4().hex[:4].upper()}"})
+        return [i["id"] for i in self._company("GET", "items")["value"] if i["id"] not in before]
+
+    def post_document(self, entity_set: str, lines: int = 2) -> dict[str, Any]:
+        specs = [{"itemNumber": "1896-S", "quantity": i + 1} for i in range(lines)]
+        return self._company("POST", entity_set, {"customerNumber": "GL00000008", "lines": specs})
+
+    def delete(self, entity_set: str, entity_id: str) -> None:
+        self._company("DELETE", f"{entity_set}/{entity_id}")
+
+    def subscriptions(self, url: str | None = None) -> list[dict[str, Any]]:
+        subs = self._admin("GET", "subscriptions")["value"]
+        return [s for s in subs if url is None or s["notificationUrl"] == url]
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        self._admin("DELETE", f"subscriptions/{subscription_id}")
+
+    def deliveries(self, url: str) -> list[dict[str, Any]]:
+        return self._admin("GET", f"webhooks/deliveries?url={requests.utils.quote(url, safe='')}")["value"]
+
+    def flush(self) -> None:
+        self._admin("POST", "webhooks/flush")
+
+
+class OutQueues:
+    """Events taken off the out queues, remembered per queue."""
+
+    def __init__(self, connection_string: str):
+        self._connection_string = connection_string
+        self.events: dict[str, list[dict[str, Any]]] = {}
+
+    def take(self, queue: str) -> list[dict[str, Any]]:
+        """Every event queued since the last call (also kept in `events`)."""
+        client = QueueClient.from_connection_string(self._connection_string, queue)
+        got = []
+        while True:
+            try:
+                batch = list(client.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=60))
+            except Exception as exc:  # the queue does not exist until the first event
+                if "QueueNotFound" in str(exc):
+                    return got
+                raise
+            if not batch:
+                break
+            for message in batch:
+                got.append(json.loads(message.content))
+                client.delete_message(message)
+        self.events.setdefault(queue, []).extend(got)
+        return got
+
+    def wait_for(self, queue: str, done: Callable[[list[dict[str, Any]]], bool],
+                 timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Poll `queue` until `done(all events so far)`; returns them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.take(queue)
+            events = self.events.get(queue, [])
+            if done(events):
+                return events
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{queue}: condition not met after {timeout}s; {len(events)} event(s)")
+            time.sleep(0.2)
+
+    def about(self, queue: str, subject: str) -> list[dict[str, Any]]:
+        return [e for e in self.events.get(queue, []) if e["subject"] == subject]
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met after {timeout}s")
+        time.sleep(0.1)

@@ -1,0 +1,259 @@
+"""The pure decisions behind the webhook triggers: no storage, no HTTP."""
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from connector.dedupe import iso, may_claim, needs_refresh
+from connector.notifications import (
+    GarbledNotification,
+    collection_since,
+    entity_id,
+    handshake,
+    pack_messages,
+    parse_body,
+    plan,
+    screen,
+)
+from connector.subscriptions import (
+    Action,
+    KnownSubscription,
+    client_state,
+    plan_subscription,
+    server_now,
+    stray_subscriptions,
+    watched_resource,
+)
+from connector.sweep import bc_datetime, next_cursor, since_filter
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+URL = "https://connector.example/api/webhooks/bc"
+GUID = "26814998-936a-401c-81c1-0e848a64971d"
+COMPANY = "8a6b2c1d-3e4f-4a5b-9c6d-7e8f9a0b1c2d"
+RENEW_BEFORE = timedelta(hours=36)
+
+
+# ---- handshake and body ---------------------------------------------------------------------------
+
+def test_handshake_echoes_exactly_the_token_as_plain_text():
+    reply = handshake({"validationToken": "a b+c/="})
+    assert (reply.status, reply.body, reply.mimetype) == (200, "a b+c/=", "text/plain")
+
+
+def test_a_request_without_a_validation_token_is_no_handshake():
+    assert handshake({}) is None
+
+
+@pytest.mark.parametrize("body", [b"", b"not json", b"[1,2]", b'{"value": {}}', b"\xff\xfe", b'{"values": []}'])
+def test_garbled_bodies_are_refused_without_raising_anything_else(body):
+    with pytest.raises(GarbledNotification):
+        parse_body(body, 1024)
+
+
+def test_an_oversized_body_is_refused_before_parsing():
+    with pytest.raises(GarbledNotification, match="exceeds"):
+        parse_body(b'{"value": []}' + b" " * 2000, 1024)
+
+
+def test_a_body_with_a_bom_is_read():
+    assert parse_body(b'\xef\xbb\xbf{"value": [{"a": 1}]}', 1024) == [{"a": 1}]
+
+
+# ---- clientState and screening --------------------------------------------------------------------
+
+def known(sub_id: str = "s1", keys: tuple[str, ...] = ("key-1",), nonce: str = "n1") -> KnownSubscription:
+    return KnownSubscription(sub_id, "default", COMPANY, "items", tuple(client_state(k, nonce) for k in keys))
+
+
+def element(change: str = "created", sub_id: str = "s1", state: str | None = None) -> dict:
+    return {"subscriptionId": sub_id, "clientState": client_state("key-1", "n1") if state is None else state,
+            "expirationDateTime": "2026-03-04T00:00:00Z", "changeType": change,
+            "resource": f"api/v2.0/companies({COMPANY})/items({GUID})", "lastModifiedDateTime": "2026-03-01T00:00:00Z"}
+
+
+def test_client_state_is_derived_from_key_and_nonce_and_differs_per_nonce():
+    assert client_state("k", "n") == client_state("k", "n")
+    assert client_state("k", "n") != client_state("k", "m") != client_state("j", "n")
+    assert len(client_state("k", "n")) == 43
+
+
+def test_any_configured_key_is_accepted_for_rotation():
+    sub = known(keys=("new", "old"))
+    assert sub.accepts(client_state("old", "n1")) and sub.accepts(client_state("new", "n1"))
+    assert not sub.accepts(client_state("other", "n1")) and not sub.accepts(None) and not sub.accepts(42)
+
+
+def test_the_client_state_never_appears_in_a_repr():
+    assert client_state("key-1", "n1") not in repr(known())
+
+
+def test_screening_queues_created_and_collection_and_drops_the_client_state():
+    elements = [element("created"), element("collection"), element("updated"), element("deleted")]
+    result = screen(elements, {"s1": known()})
+    assert [n["changeType"] for n in result.queued] == ["created", "collection"]
+    assert all("clientState" not in n for n in result.queued)
+    assert result.queued[0] | {} == {
+        "connection": "default", "companyId": COMPANY, "entitySet": "items", "subscriptionId": "s1",
+        "changeType": "created", "resource": elements[0]["resource"], "lastModifiedDateTime": "2026-03-01T00:00:00Z"}
+    assert result.ignored == {"updated": 1, "deleted": 1} and not result.refused
+
+
+def test_forged_unknown_and_malformed_elements_are_refused():
+    result = screen([element(state="forged"), element(sub_id="nope"), "x", {"subscriptionId": "s1"},
+                     element("renamed")], {"s1": known()})
+    assert not result.queued
+    assert result.refused == {"clientState mismatch": 1, "unknown subscription": 1, "malformed": 2,
+                              "unknown changeType": 1}
+
+
+def test_notes_are_packed_into_queue_messages_within_the_budget():
+    notes = [{"resource": "x" * 300, "n": i} for i in range(1000)]
+    messages = pack_messages(notes, budget=48 * 1024)
+    assert all(len(m.encode()) <= 48 * 1024 for m in messages) and len(messages) > 1
+    assert [n["n"] for m in messages for n in json.loads(m)["notifications"]] == list(range(1000))
+    assert pack_messages([]) == []
+
+
+# ---- resources --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("resource", [
+    f"api/v2.0/companies({COMPANY})/items({GUID})",
+    f"/api/v2.0/companies({COMPANY})/items({GUID})",
+    f"https://api.businesscentral.dynamics.com/v2.0/t/production/api/v2.0/companies({COMPANY})/items({GUID.upper()})",
+    f"companies({COMPANY})/items('{GUID}')",
+    f"api/v2.0/companies({COMPANY})/items%28{GUID}%29",
+])
+def test_the_entity_id_is_the_trailing_guid_of_any_resource_form(resource):
+    assert entity_id(resource) == GUID
+
+
+@pytest.mark.parametrize("resource", [f"api/v2.0/companies({COMPANY})/items", "garbage", ""])
+def test_a_resource_without_a_trailing_key_has_no_entity_id(resource):
+    assert entity_id(resource) is None
+
+
+def test_a_collection_filter_is_url_decoded():
+    resource = f"api/v2.0/companies({COMPANY})/items?$filter=lastModifiedDateTime%20gt%202026-03-01T10:00:00.950Z"
+    assert collection_since(resource) == datetime(2026, 3, 1, 10, 0, 0, 950000, tzinfo=UTC)
+
+
+def test_the_docs_typo_and_offsets_in_a_collection_filter_are_understood():
+    assert collection_since("x/items?$filter=lastDateTimeModified gt 2018-10-15T11:00:00Z") == \
+        datetime(2018, 10, 15, 11, tzinfo=UTC)
+    assert collection_since("x?$filter=lastModifiedDateTime%20gt%202026-01-01T01:00:00%2B01:00") == \
+        datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("resource", [
+    f"api/v2.0/companies({COMPANY})/items",
+    "x/items?$filter=number eq '1'",
+    "x/items?$filter=lastModifiedDateTime gt yesterday",
+    "x/items?$top=3",
+])
+def test_a_bare_or_unknown_collection_url_means_a_full_resync(resource):
+    assert collection_since(resource) is None
+
+
+def test_plan_groups_created_ids_once_and_keeps_collections():
+    def note(change: str, resource: str, entity_set: str = "items") -> dict:
+        return {"connection": "default", "companyId": COMPANY, "entitySet": entity_set, "changeType": change,
+                "resource": resource}
+    created, collections, skipped = plan([
+        note("created", f"x/items({GUID})"), note("created", f"x/items({GUID.upper()})"),
+        note("collection", "x/items"), note("created", "x/items"), note("created", f"x({GUID})", "customers"),
+    ])
+    [(group, ids)] = created.items()
+    assert (group.entity_set, ids) == ("items", [GUID])
+    assert [r for _, r in collections] == ["x/items"]
+    assert skipped == {"no entity key": 1, "unknown entity set": 1}
+
+
+# ---- subscriptions --------------------------------------------------------------------------------
+
+def row(sub_id: str = "s1") -> dict:
+    return {"subscription_id": sub_id, "client_state_nonce": "n"}
+
+
+def remote(expires: datetime, url: str = URL) -> dict:
+    return {"subscriptionId": "s1", "expirationDateTime": iso(expires), "notificationUrl": url}
+
+
+@pytest.mark.parametrize(("current", "bc_sub", "supported", "action"), [
+    (None, None, True, Action.CREATE),
+    ({"subscription_id": "", "status": "unsupported"}, None, None, Action.CREATE),
+    (row(), None, True, Action.RECREATE),
+    (row(), remote(NOW - timedelta(seconds=1)), True, Action.RECREATE),
+    (row(), remote(NOW + timedelta(hours=35)), True, Action.RENEW),
+    (row(), remote(NOW + timedelta(hours=70)), True, Action.KEEP),
+    (row(), remote(NOW + timedelta(hours=70), url="https://old.example/api/webhooks/bc"), True, Action.RENEW),
+    (row(), remote(NOW + timedelta(hours=70)), False, Action.UNSUPPORTED),
+    (None, None, False, Action.UNSUPPORTED),
+])
+def test_subscription_plan(current, bc_sub, supported, action):
+    assert plan_subscription(current, bc_sub, supported, NOW, RENEW_BEFORE, URL) is action
+
+
+def test_watched_resource_reads_company_and_entity_set_of_any_form():
+    assert watched_resource(f"/api/v2.0/companies({COMPANY})/items") == (COMPANY, "items")
+    assert watched_resource(f"https://h/v2.0/t/e/api/v2.0/companies({COMPANY.upper()})/salesInvoices") == \
+        (COMPANY, "salesInvoices")
+    assert watched_resource("/api/v2.0/subscriptions") is None
+
+
+def test_strays_are_subscriptions_to_us_for_watched_resources_that_no_row_owns():
+    def sub(sub_id: str, entity_set: str = "items", url: str = URL, company: str = COMPANY) -> dict:
+        return {"subscriptionId": sub_id, "notificationUrl": url,
+                "resource": f"/api/v2.0/companies({company})/{entity_set}"}
+    subs = [sub("ours"), sub("stray"), sub("other-url", url="https://elsewhere"), sub("customers", "customers"),
+            sub("other-company", company="1b2c3d4e-5f60-4718-829a-3b4c5d6e7f80")]
+    assert [s["subscriptionId"] for s in stray_subscriptions(subs, {"ours"}, COMPANY, URL)] == ["stray"]
+
+
+def test_bc_time_comes_from_its_date_header_but_never_runs_behind_ours():
+    ahead = datetime.now(UTC) + timedelta(days=2)
+    assert abs(server_now(ahead.strftime("%a, %d %b %Y %H:%M:%S GMT")) - ahead) < timedelta(seconds=1)
+    assert server_now("Mon, 01 Jan 2001 00:00:00 GMT") > datetime(2025, 1, 1, tzinfo=UTC)
+    assert server_now(None) > datetime(2025, 1, 1, tzinfo=UTC) and server_now("garbage")
+
+
+# ---- dedupe and cursors -----------------------------------------------------------------------------
+
+def mark(state: str, owner: str = "m1", claimed_for: float = 60, expires_in: float = 86400) -> dict:
+    return {"state": state, "owner": owner, "claimed_until": iso(NOW + timedelta(seconds=claimed_for)),
+            "expires_at": iso(NOW + timedelta(seconds=expires_in))}
+
+
+@pytest.mark.parametrize(("existing", "owner", "allowed"), [
+    (None, "m1", True),
+    (mark("emitted"), "m1", False),
+    (mark("known"), "m2", False),
+    (mark("gone"), "m2", False),
+    (mark("claimed"), "m1", True),  # the owner's retry carries on
+    (mark("claimed"), "m2", False),  # someone else is on it
+    (mark("claimed", claimed_for=-1), "m2", True),  # abandoned claim
+    (mark("emitted", expires_in=-1), "m2", True),  # forgotten after DEDUPE_TTL_DAYS
+])
+def test_who_may_announce_an_entity(existing, owner, allowed):
+    assert may_claim(existing, owner, NOW) is allowed
+
+
+def test_a_settled_row_past_half_its_life_is_refreshed():
+    ttl = timedelta(days=14)
+    assert needs_refresh(mark("emitted", expires_in=3 * 86400), NOW, ttl)
+    assert not needs_refresh(mark("emitted", expires_in=13 * 86400), NOW, ttl)
+    assert not needs_refresh(mark("claimed", expires_in=60), NOW, ttl)
+
+
+def test_the_sweep_filter_goes_back_by_the_overlap_in_bc_format():
+    assert since_filter(datetime(2026, 3, 1, 12, 0, 0, 123999, tzinfo=UTC), 60) == \
+        "lastModifiedDateTime gt 2026-03-01T11:59:00.123Z"
+    assert bc_datetime(datetime(2026, 3, 1, 13, 0, tzinfo=UTC).astimezone()) == "2026-03-01T13:00:00.000Z"
+
+
+def test_the_cursor_moves_to_the_newest_change_read_and_never_back():
+    assert next_cursor(NOW, ["2026-03-01T12:00:05.5Z", None, "2026-03-01T11:00:00Z"]) == \
+        NOW + timedelta(seconds=5.5)
+    assert next_cursor(NOW, ["2026-02-01T00:00:00Z"]) == NOW
+    assert next_cursor(NOW, []) == NOW
