@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from connector.order_schema import json_schemas, schema_text
-from connector.settings import SettingsError, load_settings
+from connector.settings import load_storage_settings
 from connector.storage import Storage
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -83,13 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.queue.endswith("-poison"):
         parser.error(f"name the queue to refill, not its poison queue: {args.queue.removesuffix('-poison')}")
-    try:
-        settings = load_settings(_settings_values(args.settings) if args.settings else None)
-    except SettingsError as exc:
-        print(f"settings: {exc} (set the app settings in the environment or pass --settings FILE)",
-              file=sys.stderr)
-        return 2
-    moved = replay_poison(Storage(settings), args.queue, args.max)
+    storage = load_storage_settings(_settings_values(args.settings) if args.settings else None)
+    moved = replay_poison(Storage(storage), args.queue, args.max)
     print(f"moved {moved} message(s) from {args.queue}-poison to {args.queue}")
     return 0
 

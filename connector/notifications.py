@@ -6,7 +6,8 @@ element (known subscriptionId, clientState compared in constant time); `created`
 elements are queued to `bc-notifications` in as few messages as fit, `updated`/`deleted` are counted
 and dropped (the triggers announce creations only). BC deletes a subscription that gets any 4xx, so
 the receiver never answers one: a garbled, oversized or forged body is logged and acked with 202;
-when storage fails it answers 503 and BC retries.
+when storage fails it answers 503 at once (no storage retries: BC's 30 s timeout would run out
+first, and BC retries a 503 anyway).
 
 Processor (queue trigger): `created` → GET the entity (children expanded per option) and announce it;
 `collection` → read the resource's `lastModifiedDateTime gt` window (or everything, for a bare URL)
@@ -161,10 +162,7 @@ def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Ru
         screening = screen(elements, directory(runtime).find(subscription_ids(elements)))
         messages = pack_messages(screening.queued)
         queue = runtime.storage.queue(QUEUE_NOTIFICATIONS)
-        if len(messages) == 1:
-            queue.send_message(messages[0])
-        else:
-            list(_send_pool.map(queue.send_message, messages))
+        list(_send_pool.map(lambda text: queue.send_message(text, retry_total=0), messages))
     except AzureError as exc:
         log.error("webhook: storage unavailable (%s); answered 503 so BC retries", type(exc).__name__)
         return Reply(503, "storage unavailable")

@@ -29,6 +29,10 @@ Text100 = Annotated[str, Field(max_length=100)]
 LineType = Literal["Comment", "Account", "Item", "Resource", "Fixed_x0020_Asset", "Charge",
                    "Allocation_x0020_Account"]
 
+# A result must fit in a queue message whatever was sent: name this many problems, this long each.
+MAX_PROBLEMS = 20
+MAX_PROBLEM_CHARS = 200
+
 _ADDRESS = ("AddressLine1", "AddressLine2", "City", "Country", "State", "PostCode")
 
 # Read-only in BC (bc-api.md §3.5/§3.6): refused with this reason instead of "unknown field".
@@ -235,7 +239,10 @@ def parse_order(text: str) -> SalesOrderMessage:
         if any(e["type"] == "json_invalid" for e in errors):
             reason = errors[0]["msg"].removeprefix("Invalid JSON: ")
             raise OrderRejected("MalformedJson", f"the message is not valid JSON: {reason}") from None
-        raise OrderRejected("InvalidMessage", "; ".join(describe_error(e) for e in errors)) from None
+        problems = [_clip(describe_error(e)) for e in errors[:MAX_PROBLEMS]]
+        if len(errors) > MAX_PROBLEMS:
+            problems.append(f"and {len(errors) - MAX_PROBLEMS} more problem(s)")
+        raise OrderRejected("InvalidMessage", "; ".join(problems)) from None
 
 
 def describe_error(error: ErrorDetails) -> str:
@@ -253,8 +260,12 @@ def describe_error(error: ErrorDetails) -> str:
         return "the message must be a JSON object"
     text = error["msg"]
     if kind != "order_rule" and "input" in error and not isinstance(error["input"], dict | list):
-        text += f" (got {json.dumps(error['input'], default=str)})"
+        text += f" (got {json.dumps(error['input'], default=str, ensure_ascii=False)})"
     return f"{path}: {text}" if path else text
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_PROBLEM_CHARS else text[:MAX_PROBLEM_CHARS - 1] + "…"
 
 
 def _path(loc: tuple[int | str, ...]) -> str:

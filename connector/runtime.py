@@ -20,7 +20,7 @@ class Runtime:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.storage = Storage(settings)
+        self.storage = Storage(settings.storage)
         self._clients: dict[str, BCClient] = {}
         self._lock = threading.Lock()
 

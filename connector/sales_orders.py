@@ -65,6 +65,7 @@ HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 CLAIM_TTL = timedelta(minutes=15)  # > functionTimeout (10 min): an older claim has no live owner
 CLAIM_WAIT_SECONDS = 20.0  # how long a second delivery of a key waits for the first one
 ITEM_CACHE_SECONDS = 600.0
+MAX_ECHOED_KEY = 1000  # a longer (invalid) key is not echoed: the result must fit in a queue message
 
 Status = Literal["created", "duplicate", "failed"]
 
@@ -127,7 +128,7 @@ def key_hint(text: str) -> str | None:
     except ValueError:
         return None
     key = data.get("externalDocumentNumber") if isinstance(data, dict) else None
-    return key if isinstance(key, str) else None
+    return key if isinstance(key, str) and len(key) <= MAX_ECHOED_KEY else None
 
 
 def order_result(status: Status, key: str | None, order: Mapping[str, Any] | None = None,
@@ -406,10 +407,9 @@ def send_order(runtime: Runtime, order: SalesOrderMessage, delivery: OrderDelive
     key = order.idempotency_key
     claims = OrderClaims(runtime.storage.table(TABLE_ORDERS), connection, company_id)
     held = claims.acquire(key, delivery.message_id)
-    if isinstance(held, Claim):
-        status: Status = "created" if held.state is ClaimState.CREATED and \
-            held.owner == delivery.message_id else "duplicate"
-        return order_result(status, key, held.order)
+    if isinstance(held, Claim):  # settled before: repeat our own result, else it is a duplicate
+        ours = held.owner == delivery.message_id and held.state is ClaimState.CREATED
+        return order_result("created" if ours else "duplicate", key, held.order)
     uncertain = False
     try:
         if key is not None:

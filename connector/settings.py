@@ -170,6 +170,16 @@ class ConnectionSettings:
 
 
 @dataclass(frozen=True)
+class StorageSettings:
+    """Where storage lives: a connection string, or an account/service URIs for a managed identity."""
+
+    connection_string: str
+    account: str = ""
+    service_uris: Mapping[str, str] = field(default_factory=dict)
+    client_id: str = ""
+
+
+@dataclass(frozen=True)
 class BCLimits:
     max_concurrency: int
     max_requests_per_window: int
@@ -184,10 +194,7 @@ class BCLimits:
 class Settings:
     """The whole configuration, typed."""
 
-    storage_connection: str
-    storage_account: str
-    storage_service_uris: Mapping[str, str]
-    storage_client_id: str
+    storage: StorageSettings
     connections: Mapping[str, ConnectionSettings]
     tls_ca_bundle: str
     public_base_url: str
@@ -308,13 +315,21 @@ def _connection(reader: _Reader, name: str) -> ConnectionSettings:
     )
 
 
-def _storage_connection(env: Mapping[str, str], uris: Mapping[str, str]) -> str:
-    """The connection string, or "" when an identity-based connection is configured."""
+def load_storage_settings(env: Mapping[str, str] | None = None) -> StorageSettings:
+    """Only the storage part (enough for operator commands such as replay-poison)."""
+    env = os.environ if env is None else env
+    uris = {kind: env.get(f"AzureWebJobsStorage__{kind}ServiceUri", "")
+            for kind in ("blob", "queue", "table")}
+    account = env.get("AzureWebJobsStorage__accountName", "")
     if "AzureWebJobsStorage" in env:
-        return env["AzureWebJobsStorage"]
-    if env.get("AzureWebJobsStorage__accountName") or any(uris.values()):
-        return ""
-    return _BY_NAME["AzureWebJobsStorage"].default or ""
+        connection = env["AzureWebJobsStorage"]
+    elif account or any(uris.values()):
+        connection = ""
+    else:
+        connection = _BY_NAME["AzureWebJobsStorage"].default or ""
+    return StorageSettings(connection_string=connection, account=account,
+                           service_uris={k: v for k, v in uris.items() if v},
+                           client_id=env.get("AzureWebJobsStorage__clientId", ""))
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -331,15 +346,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         host = env.get("WEBSITE_HOSTNAME", "").strip()
         public = f"https://{host}" if host else "http://127.0.0.1:7071"
     keys = tuple(k.strip() for k in r.get("TOKEN_ENCRYPTION_KEY").split(",") if k.strip())
-    uris = {
-        kind: env.get(f"AzureWebJobsStorage__{kind}ServiceUri", "")
-        for kind in ("blob", "queue", "table")
-    }
     return Settings(
-        storage_connection=_storage_connection(env, uris),
-        storage_account=env.get("AzureWebJobsStorage__accountName", ""),
-        storage_service_uris={k: v for k, v in uris.items() if v},
-        storage_client_id=env.get("AzureWebJobsStorage__clientId", ""),
+        storage=load_storage_settings(env),
         connections=connections,
         tls_ca_bundle=r.get("TLS_CA_BUNDLE").strip(),
         public_base_url=public,

@@ -49,6 +49,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+class _TokenEventDumps(logging.Filter):
+    """Drops msal's DEBUG dump of every token event (`event=...`): it masks tokens but shows the
+    authorization code and PKCE verifier."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("event="))
+
+
+logging.getLogger("msal.token_cache").addFilter(_TokenEventDumps())
+
 MICROSOFT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 BC_RESOURCE = BC_SCOPE.rsplit("/", 1)[0].lower()
 SAVE_ATTEMPTS = 3
@@ -271,8 +282,9 @@ class TokenService:
             app = self._app(conn, tokens)
             if conn.uses_code_flow:
                 accounts = app.get_accounts()
-                refresh_tokens = tokens.cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN,
-                                                     query={"client_id": conn.client_id})
+                # list(): msal's search() holds the cache lock until its generator is exhausted
+                refresh_tokens = list(tokens.cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN,
+                                                          query={"client_id": conn.client_id}))
                 scopes = silent_scopes(rt.get("target", "") for rt in refresh_tokens)
                 result = app.acquire_token_silent_with_error(
                     scopes, account=accounts[0], force_refresh=force_refresh) if accounts else None
@@ -333,8 +345,11 @@ class TokenService:
         except SettingsError as exc:
             raise SignInRejected(f"Sign-in is not configured: {exc}", status=500) from None
         tokens = self._tokens(conn)
-        with tokens.lock:
-            app = self._app(conn, tokens)
+        try:
+            with tokens.lock:
+                app = self._app(conn, tokens)
+        except (TokenEndpointUnavailable, TokenUnavailable) as exc:
+            raise SignInRejected(f"Entra ID cannot start the sign-in: {exc}", status=502) from None
         state = secrets.token_urlsafe(32)
         flow = app.initiate_auth_code_flow(
             scopes=[BC_SCOPE], redirect_uri=self.settings.redirect_uri, state=state)

@@ -21,7 +21,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient, QueueServiceClient
 
-from connector.settings import Settings
+from connector.settings import StorageSettings
 
 Entity = dict[str, Any]
 
@@ -29,7 +29,7 @@ Entity = dict[str, Any]
 class Storage:
     """Cached, lazily created storage clients for one account."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: StorageSettings):
         self._settings = settings
         self._lock = threading.Lock()
         self._tables: dict[str, TableClient] = {}
@@ -40,23 +40,23 @@ class Storage:
     def _credential(self) -> Any:
         from azure.identity import DefaultAzureCredential
 
-        client_id = self._settings.storage_client_id or None
+        client_id = self._settings.client_id or None
         return DefaultAzureCredential(managed_identity_client_id=client_id)
 
     def _endpoint(self, kind: str) -> str:
-        uri = self._settings.storage_service_uris.get(kind)
+        uri = self._settings.service_uris.get(kind)
         if uri:
             return uri
-        if not self._settings.storage_account:
+        if not self._settings.account:
             raise RuntimeError("no storage configured: set AzureWebJobsStorage or __accountName")
-        return f"https://{self._settings.storage_account}.{kind}.core.windows.net"
+        return f"https://{self._settings.account}.{kind}.core.windows.net"
 
     def _service(self, kind: str) -> Any:
         with self._lock:
             if kind not in self._services:
                 cls = {"table": TableServiceClient, "queue": QueueServiceClient,
                        "blob": BlobServiceClient}[kind]
-                conn = self._settings.storage_connection
+                conn = self._settings.connection_string
                 if conn:
                     self._services[kind] = cls.from_connection_string(conn)
                 else:

@@ -118,7 +118,8 @@ class SubscriptionDirectory:
 
     def find(self, ids: Iterable[str]) -> dict[str, KnownSubscription]:
         """The known subscriptions among `ids`; one table read at most when some are missing (shared
-        by concurrent callers). Raises the storage error when the table cannot be read."""
+        by concurrent callers). Raises the storage error at once when the table cannot be read (no
+        retries: the receiver answers 503 and BC retries)."""
         wanted = set(ids)
         with self._lock:
             found = {i: self._known[i] for i in wanted if i in self._known}
@@ -127,7 +128,7 @@ class SubscriptionDirectory:
             return found
         with self._lock:
             if self._generation == generation:  # nobody reloaded meanwhile
-                rows = self._storage.table(TABLE_SUBSCRIPTIONS).list_entities()
+                rows = self._storage.table(TABLE_SUBSCRIPTIONS).list_entities(retry_total=0)
                 self._known = {s.subscription_id: s for s in map(self.known, rows) if s is not None}
                 self._generation += 1
             return {i: self._known[i] for i in wanted if i in self._known}

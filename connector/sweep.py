@@ -6,7 +6,8 @@ A collection read cannot tell created from updated (API v2.0 exposes no creation
 entity counts as created when it was never announced (dedupe table). To keep updates of older
 entities from being announced as created, a trigger starts with a baseline: when it is set up (first
 subscription run or first sweep), every entity last modified before the start (minus the overlap)
-is recorded as `known`, and the cursor starts at that moment, so history is never announced. An
+is recorded as `known`, and the cursor starts at that moment, so history is never announced (what
+changed within the overlap just before the start may be: losing a creation would be worse). An
 entity that stays unchanged for longer than DEDUPE_TTL_DAYS and then changes is announced again by
 a sweep, with the same event id as before (consumers that dedupe on the id drop it).
 

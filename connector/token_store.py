@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableClient, UpdateMode
 
 from connector.settings import TABLE_AUTH_FLOWS, TABLE_TOKENS
 from connector.storage import (
@@ -54,7 +54,7 @@ class TokenStore:
         self._cipher = cipher
 
     @property
-    def _table(self) -> Any:
+    def _table(self) -> TableClient:
         return self._storage.table(TABLE_TOKENS)
 
     @staticmethod
@@ -124,7 +124,7 @@ class AuthFlowStore:
         self._cipher = cipher
 
     @property
-    def _table(self) -> Any:
+    def _table(self) -> TableClient:
         return self._storage.table(TABLE_AUTH_FLOWS)
 
     @staticmethod

@@ -137,7 +137,8 @@ def test_bc_errors_arrive_typed_with_bc_code(make_client: Callable[..., Any]) ->
         client.get(f"{ITEMS}({uuid.uuid4()})")
     assert missing.value.code == "Internal_RecordNotFound" and not missing.value.retryable
 
-    item = client.post(USA_ITEMS, {"number": f"T-{uuid.uuid4().hex[:8].upper()}", "displayName": "Typed errors"})
+    number = f"T-{uuid.uuid4().hex[:8].upper()}"
+    item = client.post(USA_ITEMS, {"number": number, "displayName": "Typed errors"})
     path = f"{USA_ITEMS}({item['id']})"
     with pytest.raises(BCError) as no_etag:
         client.request("PATCH", path, json_body={"displayName": "No If-Match"})
@@ -191,7 +192,7 @@ def test_post_timeout_is_ambiguous_and_not_retried(make_client: Callable[..., An
                                    path_regex=r"/items$")
     client, sleeps = make_client(timeout=0.2)
     with pytest.raises(BCError) as caught:
-        client.post(USA_ITEMS, {"number": f"B-{uuid.uuid4().hex[:8].upper()}", "displayName": "Timeout"})
+        client.post(USA_ITEMS, {"number": f"B-{uuid.uuid4().hex[:8].upper()}", "displayName": "Late"})
     assert caught.value.ambiguous and caught.value.status is None and sleeps == []
     deadline = time.monotonic() + 5
     while not logged(clean_emulator, "POST", "/items") and time.monotonic() < deadline:

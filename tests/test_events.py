@@ -4,11 +4,11 @@ import json
 import pytest
 
 from connector.events import ITEM_CREATED, EventPublisher, cloud_event, event_id
-from connector.settings import load_settings
+from connector.settings import load_storage_settings
 from connector.storage import Storage
 
-ITEM = {"@odata.etag": 'W/"x"', "id": "0b1c", "number": "1000", "lastModifiedDateTime": "2026-01-02T03:04:05.678Z",
-        "itemVariants": [{"id": "v1", "code": "RED"}]}
+ITEM = {"@odata.etag": 'W/"x"', "id": "0b1c", "number": "1000",
+        "lastModifiedDateTime": "2026-01-02T03:04:05.678Z", "itemVariants": [{"id": "v1", "code": "RED"}]}
 
 
 def test_cloud_event_follows_the_contract_and_drops_the_odata_etag():
@@ -33,7 +33,7 @@ def publisher(azurite):
     clear_storage(azurite.connection_string)
     env = {"AzureWebJobsStorage": azurite.connection_string, "BC_TENANT": "t", "BC_CLIENT_ID": "c",
            "BC_CLIENT_SECRET": "s"}
-    storage = Storage(load_settings(env))
+    storage = Storage(load_storage_settings(env))
     return storage, EventPublisher(storage, container="bc-event-payloads", max_inline_bytes=60000,
                                    concurrency=8)
 

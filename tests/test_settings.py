@@ -18,7 +18,7 @@ def test_defaults_give_a_default_connection_against_real_bc():
     assert conn.api_base == "https://api.businesscentral.dynamics.com/v2.0/lmints.io/production/api/v2.0"
     assert conn.authority == "https://login.microsoftonline.com/lmints.io"
     assert conn.pull_item_variants and conn.uses_code_flow
-    assert s.storage_connection == "UseDevelopmentStorage=true"
+    assert s.storage.connection_string == "UseDevelopmentStorage=true"
     assert s.redirect_uri == "http://127.0.0.1:7071/api/auth/callback"
 
 
@@ -51,8 +51,9 @@ def test_bad_settings_are_named_in_the_error(env, message):
 
 
 def test_identity_based_storage_needs_no_connection_string():
-    s = load_settings(BASE | {"AzureWebJobsStorage__accountName": "stbc", "AzureWebJobsStorage__clientId": "id"})
-    assert s.storage_connection == "" and s.storage_account == "stbc"
+    s = load_settings(BASE | {"AzureWebJobsStorage__accountName": "stbc",
+                              "AzureWebJobsStorage__clientId": "id"})
+    assert s.storage.connection_string == "" and s.storage.account == "stbc"
 
 
 def test_public_url_comes_from_the_site_hostname_in_azure():

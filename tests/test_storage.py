@@ -1,7 +1,7 @@
 """Storage layer against real Azurite: created on first use, ETag concurrency, plain-text queues."""
 import pytest
 
-from connector.settings import load_settings
+from connector.settings import load_storage_settings
 from connector.storage import (
     Storage,
     delete_if_match,
@@ -19,7 +19,7 @@ def storage(azurite):
     clear_storage(azurite.connection_string)
     env = {"AzureWebJobsStorage": azurite.connection_string, "BC_TENANT": "t", "BC_CLIENT_ID": "c",
            "BC_CLIENT_SECRET": "s"}
-    return Storage(load_settings(env))
+    return Storage(load_storage_settings(env))
 
 
 def test_tables_and_queues_are_created_on_first_use(storage):

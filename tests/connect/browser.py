@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 from azure.data.tables import TableServiceClient
 
+PAST_TOKEN_LIFETIME = 3700  # seconds of emulator time: its tokens live 3600 s
 NEVER = "0 0 0 1 1 *"  # timers stay quiet: no background BC calls during a test
 QUIET_TIMERS = {"ITEM_PULL_SCHEDULE": NEVER, "SUBSCRIPTION_RENEWAL_SCHEDULE": NEVER, "SWEEP_SCHEDULE": NEVER}
 CODE_FLOW = {"BC_GRANT_TYPE": "authorization_code", **QUIET_TIMERS}

@@ -3,6 +3,7 @@ refresh token, and two instances sharing one encrypted token cache."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -13,9 +14,11 @@ from connector.runtime import get_runtime
 from connector.settings import TABLE_TOKENS
 from connector.signin import TokenService
 from tests.conftest import CLIENT_ID
-from tests.connect.browser import TokenRequests, secrets_of, sign_in, stored_cache, table_rows
+from tests.connect.browser import PAST_TOKEN_LIFETIME, TokenRequests, sign_in, stored_cache, table_rows
 
-PAST_TOKEN_LIFETIME = 3700  # the emulator issues tokens for 3600 s
+
+def refresh_tokens(cache: dict[str, Any]) -> set[str]:
+    return {entry["secret"] for entry in cache["RefreshToken"].values()}
 
 
 def bc_statuses(emulator: Any) -> list[int | None]:
@@ -83,7 +86,7 @@ def test_expired_access_token_is_refreshed_silently_and_saved_for_other_instance
     assert token_requests.count("refresh_token") == 1
     after = stored_cache(runtime.storage)
     assert after is not None
-    assert secrets_of(after).isdisjoint(secrets_of(before) - {e["secret"] for e in before["IdToken"].values()})
+    assert refresh_tokens(after).isdisjoint(refresh_tokens(before))  # the rotated one was saved
 
     runtime.bc().get("companies")
     other_instance = TokenService(runtime.settings, runtime.storage)
@@ -96,7 +99,8 @@ def test_instance_that_loses_the_save_race_uses_the_winners_tokens(
         code_flow_host: Callable[..., Any], emulator: Any, token_requests: TokenRequests) -> None:
     assert sign_in(code_flow_host(), emulator).page.status_code == 200
     runtime = get_runtime()
-    first, second = TokenService(runtime.settings, runtime.storage), TokenService(runtime.settings, runtime.storage)
+    first = TokenService(runtime.settings, runtime.storage)
+    second = TokenService(runtime.settings, runtime.storage)
     assert first.access_token("default") == second.access_token("default")
     winner = first.access_token("default", force_refresh=True)
     saved = stored_cache(runtime.storage)
@@ -136,3 +140,21 @@ def test_refused_refresh_token_stops_bc_calls_until_signed_in_again(
     assert len(runtime.bc().get("companies")["value"]) == 2
     status = requests.get(f"{host.url}/api/status", timeout=30).json()
     assert status["connections"][0]["token"]["state"] == "ok"
+
+
+def test_instances_refreshing_at_once_all_get_tokens_and_leave_a_usable_cache(
+        code_flow_host: Callable[..., Any], emulator: Any) -> None:
+    assert sign_in(code_flow_host(), emulator).page.status_code == 200
+    runtime = get_runtime()
+    instances = [TokenService(runtime.settings, runtime.storage) for _ in range(3)]
+    for instance in instances:
+        instance.access_token("default")
+    emulator.clock.advance(PAST_TOKEN_LIFETIME)
+    with ThreadPoolExecutor(max_workers=9) as pool:
+        tokens = list(pool.map(lambda n: instances[n % 3].access_token("default", force_refresh=True),
+                               range(9)))
+    assert all(tokens)
+    newcomer = TokenService(runtime.settings, runtime.storage)
+    emulator.clear_requests()
+    assert len(runtime.bc().get("companies")["value"]) == 2
+    assert newcomer.access_token("default") in tokens

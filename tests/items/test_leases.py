@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from connector.leases import Lease, lease_is_free
-from connector.settings import load_settings
+from connector.settings import load_storage_settings
 from connector.storage import Storage
 from tests.conftest import clear_storage
 
@@ -18,7 +18,7 @@ def storage(azurite: Any) -> Storage:
     clear_storage(azurite.connection_string)
     env = {"AzureWebJobsStorage": azurite.connection_string, "BC_TENANT": "t", "BC_CLIENT_ID": "c",
            "BC_CLIENT_SECRET": "s"}
-    return Storage(load_settings(env))
+    return Storage(load_storage_settings(env))
 
 
 def test_a_lease_is_free_when_expired_or_held_by_the_asker():

@@ -242,3 +242,12 @@ NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 ])
 def test_claim_step_for_what_a_delivery_finds(claim: Claim | None, step: ClaimStep) -> None:
     assert next_claim_step(claim, "me", NOW) is step
+
+
+def test_a_huge_invalid_message_still_gets_a_result_that_fits_a_queue_message() -> None:
+    message = {f"field{n:05d}" * 500: "x" for n in range(25)} | {"externalDocumentNumber": "K" * 30000}
+    error = rejected(message)
+    result = order_result("failed", key_hint(json.dumps(message)), error=failure_error(error))
+    assert len(result.to_message().encode()) < 8000
+    assert error.message.endswith("and 6 more problem(s)")
+    assert 'externalDocumentNumber: String should have at most 35 characters (got "KKK' in error.message

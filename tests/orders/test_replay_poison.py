@@ -1,12 +1,16 @@
 """`python -m connector replay-poison <queue>`: poison messages go back as they were, after a fix."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from connector.__main__ import main
 from tests.orders.support import SEED_EXAMPLE, EmulatorBC, OrderQueues, new_key
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_replay_poison_moves_every_message_back_unchanged(
@@ -55,3 +59,34 @@ def test_replayed_order_is_created_once_its_cause_is_fixed(
     assert (result["status"], result["salesOrderId"]) == ("created", order["id"])
     assert order["salesOrderLines"][0]["itemVariantId"] == variant_id
     assert queues.poison() == []
+
+
+def test_replay_poison_reads_storage_from_a_settings_file(
+        connector_env: Any, queues: OrderQueues, tmp_path: Path) -> None:
+    values = connector_env()
+    settings = tmp_path / "local.settings.json"
+    settings.write_text(json.dumps({"IsEncrypted": False, "Values": values}), encoding="utf-8")
+    queues.queue("sales-orders-poison").send_message('{"customerNumber": "GL00000008"}')
+
+    assert main(["replay-poison", "sales-orders", "--settings", str(settings)]) == 0
+
+    assert queues.poison() == []
+
+
+def test_replay_poison_needs_only_the_storage_settings(
+        connector_env: Any, queues: OrderQueues, tmp_path: Path) -> None:
+    values = connector_env()
+    settings = tmp_path / "local.settings.json"
+    settings.write_text(json.dumps({"Values": {"AzureWebJobsStorage": values["AzureWebJobsStorage"]}}))
+    queues.queue("sales-orders-poison").send_message('{"customerNumber": "GL00000008"}')
+
+    assert main(["replay-poison", "sales-orders", "--settings", str(settings)]) == 0
+
+    assert queues.poison() == []
+
+
+def test_schema_command_writes_the_published_schemas(tmp_path: Path) -> None:
+    assert main(["schema", "--out", str(tmp_path)]) == 0
+
+    for name in ("sales-order.schema.json", "sales-order-result.schema.json"):
+        assert (tmp_path / name).read_text() == (ROOT / "schemas" / name).read_text()

@@ -87,11 +87,13 @@ def test_concurrent_deliveries_of_one_key_create_one_order(
     assert bc.order_posts() == 1
 
 
-def test_order_committed_before_a_timeout_is_found_not_created_again(
-        order_host: Any, queues: OrderQueues, bc: EmulatorBC) -> None:
+@pytest.mark.parametrize("fault", [{"action": "timeout_after_commit", "hold_seconds": 3},
+                                   {"action": "error_after_commit", "status": 502}],
+                         ids=["timeout", "bad-gateway"])
+def test_order_committed_before_a_failure_is_found_not_created_again(
+        order_host: Any, queues: OrderQueues, bc: EmulatorBC, fault: dict[str, Any]) -> None:
     host = order_host(BC_TIMEOUT_SECONDS="1")
-    bc.emulator.faults.add_rule(action="timeout_after_commit", method="POST", path_regex="/salesOrders$",
-                                hold_seconds=3)
+    bc.emulator.faults.add_rule(method="POST", path_regex="/salesOrders$", **fault)
     key = new_key()
     queues.send([SEED_EXAMPLE | {"externalDocumentNumber": key}])
     host.wait_idle(60)
@@ -101,7 +103,7 @@ def test_order_committed_before_a_timeout_is_found_not_created_again(
     assert result["status"] in ("created", "duplicate")
     assert result["salesOrderId"] == order["id"]
     assert bc.order_posts(at_least=1) == 1
-    assert [r.fault for r in bc.emulator.requests if r.method == "POST"] == ["timeout_after_commit"]
+    assert [r.fault for r in bc.emulator.requests if r.method == "POST"] == [fault["action"]]
     assert queues.poison() == []
 
 
@@ -165,8 +167,9 @@ def test_unknown_variant_fails_naming_it_without_calling_post(
     ('{"customerNumber": "GL00000008", "salesOrderLines": [{"documentId": '
      '"3bb5b4b6-ea4c-43ca-ba1c-3b69e29a6668", "itemNumber": "1896-S"}]}', "InvalidMessage",
      "salesOrderLines[0].documentId: read-only"),
+    ('{"customerNumber": "GL00000008", "connection": "emea"}', "UnknownConnection", "'emea'"),
 ], ids=["malformed", "not-an-object", "wrong-type", "string-number", "unknown-field", "read-only-number",
-        "read-only-total", "read-only-line-field"])
+        "read-only-total", "read-only-line-field", "unknown-connection"])
 def test_invalid_message_fails_with_its_reason_and_is_kept_as_sent(
         order_host: Any, queues: OrderQueues, bc: EmulatorBC, text: str, code: str, named: str) -> None:
     host = order_host()
@@ -196,6 +199,23 @@ def test_order_failing_on_every_attempt_gets_one_failed_result_and_one_poison_co
     assert queues.poison() == [text]
     assert [i.outcome for i in host.invocations] == ["failed"] * 5
     assert bc.order_posts() == 5 and bc.orders(key) == []
+
+
+def test_order_whose_failed_post_is_not_in_bc_is_sent_again_on_the_next_attempt(
+        fast_retry_host: Any, queues: OrderQueues, bc: EmulatorBC) -> None:
+    host = fast_retry_host()
+    bc.emulator.faults.add_rule(action="error_before", method="POST", path_regex="/salesOrders$",
+                                status=504)  # ambiguous to the client, but BC wrote nothing
+    key = new_key()
+    queues.send([SEED_EXAMPLE | {"externalDocumentNumber": key}])
+    host.wait_idle(60)
+
+    [result] = queues.results()
+    [order] = bc.orders(key)
+    assert (result["status"], result["salesOrderId"]) == ("created", order["id"])
+    assert [i.outcome for i in host.invocations] == ["failed", "succeeded"]
+    assert bc.calls() == [("GET", "salesOrders"), ("POST", "salesOrders"), ("GET", "salesOrders"),
+                          ("GET", "salesOrders"), ("POST", "salesOrders")]
 
 
 def test_order_failing_briefly_is_created_once_on_a_later_attempt(

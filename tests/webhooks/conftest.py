@@ -45,10 +45,11 @@ def scenario(local_host: Callable[..., Any], emulator: Any, azurite: Any) -> Cal
     def start(bc: Any = None, **overrides: str) -> Scenario:
         emu = bc or emulator
         if bc is not None:
-            overrides = {"BC_API_HOST": emu.url, "ENTRA_AUTHORITY_HOST": emu.url, "TLS_CA_BUNDLE": emu.ca_bundle,
-                         **overrides}
+            overrides = {"BC_API_HOST": emu.url, "ENTRA_AUTHORITY_HOST": emu.url,
+                         "TLS_CA_BUNDLE": emu.ca_bundle, **overrides}
         host = local_host(**(QUIET_TIMERS | overrides))
         company_id = get_runtime().company_id()
-        return Scenario(host, emu, EmulatedBC(emu, company_id), OutQueues(azurite.connection_string), company_id)
+        queues = OutQueues(azurite.connection_string)
+        return Scenario(host, emu, EmulatedBC(emu, company_id), queues, company_id)
 
     return start

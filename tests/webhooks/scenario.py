@@ -79,7 +79,8 @@ class OutQueues:
         got = []
         while True:
             try:
-                batch = list(client.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=60))
+                batch = list(client.receive_messages(messages_per_page=32, max_messages=32,
+                                                     visibility_timeout=60))
             except Exception as exc:  # the queue does not exist until the first event
                 if "QueueNotFound" in str(exc):
                     return got

@@ -1,0 +1,70 @@
+"""The encrypted token and pending-sign-in rows on Azurite: ETag concurrency, take-once, purging."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from connector.settings import TABLE_AUTH_FLOWS, TABLE_TOKENS
+from connector.token_crypto import SealedDataError, TokenCipher
+from connector.token_store import AuthFlowStore, PendingSignIn, TokenStore, tokens_stored
+from tests.conftest import TEST_ENCRYPTION_KEY
+
+CIPHER = TokenCipher([TEST_ENCRYPTION_KEY])
+CACHE = '{"RefreshToken":{"k":{"secret":"rt-plaintext"}}}'
+
+
+def test_cache_is_stored_encrypted_and_loads_back(runtime: Any) -> None:
+    store = TokenStore(runtime.storage, CIPHER)
+    assert not tokens_stored(runtime.storage, "default")
+    etag = store.save("default", CACHE, None)
+    assert etag and tokens_stored(runtime.storage, "default")
+    raw = str(list(runtime.storage.table(TABLE_TOKENS).list_entities()))
+    assert "rt-plaintext" not in raw and "RefreshToken" not in raw
+    loaded = store.load("default")
+    assert loaded is not None and (loaded.state, loaded.etag) == (CACHE, etag)
+
+
+def test_saving_over_a_cache_changed_since_it_was_loaded_is_refused(runtime: Any) -> None:
+    store = TokenStore(runtime.storage, CIPHER)
+    first = store.save("default", CACHE, None)
+    assert store.save("default", CACHE, None) is None  # created meanwhile by another instance
+    newer = store.save("default", '{"newer": true}', first)
+    assert newer is not None
+    assert store.save("default", '{"stale": true}', first) is None
+    assert not store.discard("default", first)
+    assert store.load("default").state == '{"newer": true}'
+    assert store.discard("default", newer) and store.load("default") is None
+
+
+def test_cache_copied_to_another_connection_does_not_open(runtime: Any) -> None:
+    store = TokenStore(runtime.storage, CIPHER)
+    store.save("default", CACHE, None)
+    table = runtime.storage.table(TABLE_TOKENS)
+    row = dict(table.get_entity("default", "cache"))
+    table.create_entity({**row, "PartitionKey": "emea"})
+    with pytest.raises(SealedDataError):
+        store.load("emea")
+
+
+def pending(minutes: float) -> PendingSignIn:
+    return PendingSignIn("default", {"state": "s", "code_verifier": "v"},
+                         datetime.now(UTC) + timedelta(minutes=minutes))
+
+
+def test_pending_sign_in_is_taken_once(runtime: Any) -> None:
+    flows = AuthFlowStore(runtime.storage, CIPHER)
+    flows.put("state-1", pending(10))
+    taken = flows.take("state-1")
+    assert taken is not None and taken.flow["code_verifier"] == "v" and taken.connection == "default"
+    assert flows.take("state-1") is None
+    assert flows.take("never-started") is None and flows.take("x" * 1000) is None
+
+
+def test_sign_ins_left_expired_are_purged_when_the_next_one_starts(runtime: Any) -> None:
+    flows = AuthFlowStore(runtime.storage, CIPHER)
+    flows.put("abandoned", pending(-5))
+    flows.put("current", pending(10))
+    keys = {e["PartitionKey"] for e in runtime.storage.table(TABLE_AUTH_FLOWS).list_entities()}
+    assert keys == {"current"}
