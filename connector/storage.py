@@ -131,8 +131,9 @@ def replace_if_match(table: TableClient, entity: Entity, etag: str) -> str | Non
 
 
 def delete_if_match(table: TableClient, pk: str, rk: str, etag: str) -> bool:
+    """Delete only if unchanged since `etag` was read; False if it changed or is already gone."""
     try:
         table.delete_entity(pk, rk, etag=etag, match_condition=MatchConditions.IfNotModified)
-    except ResourceModifiedError:
+    except (ResourceModifiedError, ResourceNotFoundError):
         return False
     return True

@@ -92,10 +92,9 @@ class TokenStore:
 
     def discard(self, connection: str, etag: str) -> bool:
         """Delete the cache if unchanged since `etag`; False when another instance changed it."""
-        try:
-            return delete_if_match(self._table, table_key(connection), CACHE_ROW, etag)
-        except ResourceNotFoundError:
-            return True
+        key = table_key(connection)
+        return (delete_if_match(self._table, key, CACHE_ROW, etag)
+                or read_entity(self._table, key, CACHE_ROW) is None)
 
 
 def tokens_stored(storage: Storage, connection: str) -> bool:
@@ -151,10 +150,7 @@ class AuthFlowStore:
         if row is None:
             return None
         entity, etag = row
-        try:
-            if not delete_if_match(self._table, table_key(state), FLOW_ROW, etag):
-                return None
-        except ResourceNotFoundError:
+        if not delete_if_match(self._table, table_key(state), FLOW_ROW, etag):
             return None
         try:
             flow = json.loads(self._cipher.open(str(entity.get("flow", "")), self._purpose(state)))

@@ -19,6 +19,7 @@ CLIENT_ID = "5e1c0f2a-7b3d-4c9e-a8f1-0b2c3d4e5f60"
 CLIENT_SECRET = "emulator-secret"
 # A fixed Fernet key for tests only.
 TEST_ENCRYPTION_KEY = "q2Vv1ZB7dVHt3K3b8f3mYbTq8Ynq5m4mJc2xw8tqYk0="
+NEVER = "0 0 0 1 1 *"  # NCRONTAB: midnight on 1 January
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +74,8 @@ def connector_values(azurite: Azurite, emulator: Any, **overrides: str) -> dict[
     from connector.settings import SETTINGS
 
     values = {s.name: s.default for s in SETTINGS if s.default is not None}  # as Bicep provisions
+    # Timers fire only when a test fires them (fire_timer), never in the middle of another test.
+    values |= {name: NEVER for name in values if name.endswith("_SCHEDULE")}
     values |= {
         "AzureWebJobsStorage": azurite.connection_string,
         "BC_CONNECTIONS": "default",
