@@ -46,9 +46,16 @@ class Tour:
         return resp.json() if resp.content else None
 
     def queue(self, name: str) -> Any:
+        """A queue client, creating the queue as a producer would."""
+        from azure.core.exceptions import ResourceExistsError
         from azure.storage.queue import QueueClient
 
-        return QueueClient.from_connection_string(self.azurite.connection_string, name)
+        client = QueueClient.from_connection_string(self.azurite.connection_string, name)
+        try:
+            client.create_queue()
+        except ResourceExistsError:
+            pass
+        return client
 
     def wait_for(self, queue: str, accept: Callable[[dict], bool], timeout: float = 30.0) -> dict | None:
         """Read `queue` until a message `accept`s (other messages stay for other readers)."""
@@ -167,7 +174,11 @@ def _token_states(status: dict) -> dict[str, str]:
 
 
 def main() -> int:
+    import warnings
+
     from devtools.emulator import Emulator, EmulatorConfig
+
+    warnings.filterwarnings("ignore", message=".*response_mode.*")  # msal's hint; the emulator is query-only
     from devtools.localhost import LocalHost
 
     with Azurite() as azurite, Emulator(EmulatorConfig(webhook_debounce_seconds=1.0)) as emulator:
