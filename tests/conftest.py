@@ -6,8 +6,9 @@ do not collide. Storage is emptied before each test that uses `connector_env`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
