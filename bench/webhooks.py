@@ -145,7 +145,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 assert r.status_code == 200 and r.text == token
 
             print(f"\nwebhooks: BC latency {args.latency_ms} ms/request, {BULK}-element bodies", flush=True)
-            results["handshake"] = line("handshake (POST ?validationToken=)", timed(handshake, args.handshakes))
+            results["handshake"] = line("handshake (POST ?validationToken=)",
+                                        timed(handshake, args.handshakes))
             host.wait_idle(120)
             bulk = timed(lambda: post(bulk_body), args.bulk_posts, between=lambda: host.wait_idle(120))
             results["bulk"] = line(f"{BULK}-element POST, ack+queue", bulk)

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from azure.data.tables import TableClient
+
 from connector.bc_client import BCClient
 from connector.events import ITEM_PULLED, EventPublisher, cloud_event
 from connector.leases import Lease
@@ -199,13 +201,16 @@ class CursorTable:
     every write is ETag-guarded."""
 
     def __init__(self, storage: Storage, connection: str, company_id: str):
-        self._table = storage.table(TABLE_CURSORS)
+        self._storage = storage
         self._pk = table_key(connection)
         self._rk = table_key(f"items:{company_id}")
         self._etag: str | None = None
 
+    def _table(self) -> TableClient:
+        return self._storage.table(TABLE_CURSORS)
+
     def load(self) -> ItemsCursor:
-        found = read_entity(self._table, self._pk, self._rk)
+        found = read_entity(self._table(), self._pk, self._rk)
         if found is None:
             self._etag = None
             return ItemsCursor()
@@ -217,9 +222,9 @@ class CursorTable:
         entity = {"PartitionKey": self._pk, "RowKey": self._rk,
                   **{k: v for k, v in asdict(state).items() if v is not None}}
         if self._etag is None:
-            self._etag = insert_entity(self._table, entity)
+            self._etag = insert_entity(self._table(), entity)
         else:
-            self._etag = replace_if_match(self._table, entity, self._etag)
+            self._etag = replace_if_match(self._table(), entity, self._etag)
         if self._etag is None:
             raise PullInterrupted(f"cursor {self._pk}/{self._rk} was changed by another runner")
 
@@ -251,7 +256,6 @@ class ItemPull:
                  overlap_seconds: float, max_seconds: float,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self._bc = bc
-        self._storage = storage
         self._events = events
         self._connection = connection.name
         self._variants = connection.pull_item_variants
@@ -261,24 +265,18 @@ class ItemPull:
         self._max_seconds = max_seconds
         self._now = now
         self._deadline = 0.0
-        self._lease: Lease | None = None
-        self._cursors: CursorTable | None = None
+        self._lease = Lease(storage, f"items:{self._connection}:{company_id}",
+                            max_seconds + LEASE_MARGIN_SECONDS)
+        self._cursors = CursorTable(storage, self._connection, company_id)
         self._emitted = 0
         self._page_count = 0
-
-    @property
-    def lease_name(self) -> str:
-        return f"items:{self._connection}:{self._company_id}"
 
     def run(self) -> PullResult:
         """Pull until the pass completes or the time budget is spent; another runner → already-running."""
         self._deadline = time.monotonic() + self._max_seconds
-        lease = Lease(self._storage, self.lease_name, self._max_seconds + LEASE_MARGIN_SECONDS)
-        with lease as acquired:
+        with self._lease as acquired:
             if not acquired:
                 return self._result("already-running")
-            self._lease = lease
-            self._cursors = CursorTable(self._storage, self._connection, self._company_id)
             finished = self._run_pass()
         result = self._result("finished" if finished else "partial")
         log.info("item pull %s/%s: %s, %d items in %d pages", self._connection, self._company_id,
@@ -292,7 +290,6 @@ class ItemPull:
         return time.monotonic() < self._deadline
 
     def _run_pass(self) -> bool:
-        assert self._cursors is not None
         state = self._cursors.load()
         if not state.in_pass:
             state = state.start_pass(self._now())
@@ -339,10 +336,9 @@ class ItemPull:
 
     def _checkpoint(self, state: ItemsCursor, next_link: str | None, seen: str | None) -> ItemsCursor:
         """Record progress after a page's events were queued; stop if the lease was lost."""
-        assert self._cursors is not None and self._lease is not None
         self._page_count += 1
         if not self._lease.renew():
-            raise PullInterrupted(f"lease {self.lease_name} was lost")
+            raise PullInterrupted(f"lease {self._lease.name} was lost")
         state = state.checkpoint(next_link, seen, self._now())
         self._cursors.save(state)
         return state

@@ -25,12 +25,13 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
 from azure.core.exceptions import AzureError
 
-from connector.bc_errors import BCError, BCNotFound
+from connector.bc_errors import BCError, BCNotFound, TokenUnavailable
 from connector.dedupe import DedupeLog, DedupeScope, parse_iso
 from connector.runtime import Runtime
 from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
@@ -200,32 +201,23 @@ def collection_since(resource: str) -> datetime | None:
 
 def parse_queued(text: str) -> list[dict[str, Any]]:
     """The notes of a `bc-notifications` message; raises ValueError if it is not one."""
-    notes = json.loads(text).get("notifications")
+    message = json.loads(text)
+    notes = message.get("notifications") if isinstance(message, dict) else None
     if not isinstance(notes, list) or not all(isinstance(n, dict) for n in notes):
         raise ValueError("not a bc-notifications message")
     return notes
 
 
-@dataclass(frozen=True)
-class Group:
-    """Notes of one trigger in one company of one connection."""
-
-    connection: str
-    company_id: str
-    entity_set: str
-
-    @property
-    def scope(self) -> DedupeScope:
-        return DedupeScope(self.connection, self.company_id, self.entity_set)
-
-
-def plan(notes: list[dict[str, Any]]) -> tuple[dict[Group, list[str]], list[tuple[Group, str]], Counter[str]]:
-    """Created entity ids by group, collection resources by group, and what was skipped and why."""
-    created: dict[Group, list[str]] = {}
-    collections: list[tuple[Group, str]] = []
+def plan(notes: list[dict[str, Any]]
+         ) -> tuple[dict[DedupeScope, list[str]], list[tuple[DedupeScope, str]], Counter[str]]:
+    """Created entity ids by trigger scope, collection resources with their scope, and what was
+    skipped and why."""
+    created: dict[DedupeScope, list[str]] = {}
+    collections: list[tuple[DedupeScope, str]] = []
     skipped: Counter[str] = Counter()
     for note in notes:
-        group = Group(str(note.get("connection")), str(note.get("companyId")), str(note.get("entitySet")))
+        group = DedupeScope(str(note.get("connection")), str(note.get("companyId")),
+                            str(note.get("entitySet")))
         if group.entity_set not in BY_ENTITY_SET:
             skipped["unknown entity set"] += 1
         elif note.get("changeType") == "created":
@@ -243,7 +235,7 @@ def plan(notes: list[dict[str, Any]]) -> tuple[dict[Group, list[str]], list[tupl
 
 # ---- processor edges ------------------------------------------------------------------------------
 
-def announce_created(runtime: Runtime, group: Group, ids: list[str], owner: str) -> EmitCount:
+def announce_created(runtime: Runtime, group: DedupeScope, ids: list[str], owner: str) -> EmitCount:
     """Claim, GET (children expanded per option) and announce created entities; a 404 is recorded
     as gone. Entities that were read are announced even when others failed; then the first error
     is raised so the queue retries (the claims let this owner carry on)."""
@@ -251,7 +243,7 @@ def announce_created(runtime: Runtime, group: Group, ids: list[str], owner: str)
     conn = runtime.settings.connection(group.connection)
     bc = runtime.bc(conn.name)
     dedupe = DedupeLog(runtime.storage, runtime.settings.dedupe_ttl_days)
-    won = dedupe.claim(group.scope, ids, owner)
+    won = dedupe.claim(group, ids, owner)
     claimed = [i for i in ids if i in won]
     params = trigger.expand(conn)
 
@@ -265,14 +257,14 @@ def announce_created(runtime: Runtime, group: Group, ids: list[str], owner: str)
     entities = [r for r in results if isinstance(r, dict)]
     gone = [k for k, r in zip(claimed, results, strict=True) if isinstance(r, BCNotFound)]
     failures = [r for r in results if isinstance(r, BCError) and not isinstance(r, BCNotFound)]
-    count = publish_claimed(dedupe, runtime.events, group.scope, trigger, entities,
+    count = publish_claimed(dedupe, runtime.events, group, trigger, entities,
                             skipped=len(ids) - len(claimed), gone=gone)
     if failures:
         raise failures[0]
     return count
 
 
-def announce_collection(runtime: Runtime, group: Group, resource: str, owner: str) -> EmitCount:
+def announce_collection(runtime: Runtime, group: DedupeScope, resource: str, owner: str) -> EmitCount:
     """Read a `collection` window (or everything) page by page and announce the unannounced."""
     trigger = BY_ENTITY_SET[group.entity_set]
     conn = runtime.settings.connection(group.connection)
@@ -287,7 +279,7 @@ def announce_collection(runtime: Runtime, group: Group, resource: str, owner: st
                  trigger.entity_set)
     count = EmitCount()
     for page in bc.iter_pages(bc.company_path(group.company_id, trigger.entity_set), params, PAGE_SIZE):
-        count.add(announce(dedupe, runtime.events, group.scope, trigger, page, owner))
+        count.add(announce(dedupe, runtime.events, group, trigger, page, owner))
     return count
 
 
@@ -296,7 +288,7 @@ def process_message(runtime: Runtime, text: str, owner: str) -> EmitCount:
     its own claims. Raises the first failure after doing everything else, so the queue retries."""
     try:
         notes = parse_queued(text)
-    except (ValueError, AttributeError):
+    except ValueError:
         log.error("notifications: message %s is not a bc-notifications message; dropped", owner)
         return EmitCount()
     created, collections, skipped = plan(notes)
@@ -304,16 +296,14 @@ def process_message(runtime: Runtime, text: str, owner: str) -> EmitCount:
         log.warning("notifications: skipped %s", dict(skipped))
     total = EmitCount()
     errors: list[Exception] = []
-    work: list[Callable[[], EmitCount]] = [
-        *(lambda g=g, ids=ids: announce_created(runtime, g, ids, owner) for g, ids in created.items()),
-        *(lambda g=g, r=r: announce_collection(runtime, g, r, owner) for g, r in collections),
-    ]
-    for step in work:
+    steps = [partial(announce_created, runtime, g, ids, owner) for g, ids in created.items()]
+    steps += [partial(announce_collection, runtime, g, r, owner) for g, r in collections]
+    for step in steps:
         try:
             total.add(step())
         except UnknownConnection as exc:
             log.error("notifications: %s; dropped", exc)
-        except (BCError, AzureError) as exc:
+        except (BCError, AzureError, TokenUnavailable) as exc:
             errors.append(exc)
     if errors:
         raise errors[0]

@@ -368,7 +368,12 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
             summary.done[done].append(trigger.entity_set)
             owned.add(row["subscription_id"])
         for stray in stray_subscriptions(remote.values(), owned, company_id, run.url):
-            run.delete_remote(stray)
+            try:
+                run.delete_remote(stray)
+            except BCError as exc:  # cleanup only: the next run tries again
+                log.warning("subscriptions %s: stray %s not deleted: %s", conn.name,
+                            stray["subscriptionId"], exc)
+                continue
             summary.strays_deleted += 1
         log.info("subscriptions %s: %s", conn.name, summary.as_dict())
         return summary

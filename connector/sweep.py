@@ -139,8 +139,16 @@ def sweep(runtime: Runtime, connection: str | None = None) -> list[SweepResult]:
         if not acquired:
             log.info("sweep %s: another run is in progress; skipped", conn.name)
             return []
-        results = [sweep_trigger(runtime, conn.name, company_id, t, owner) for t in TRIGGERS]
+        results, errors = [], []
+        for trigger in TRIGGERS:  # one trigger's failure does not hold up the others
+            try:
+                results.append(sweep_trigger(runtime, conn.name, company_id, trigger, owner))
+            except BCError as exc:
+                log.error("sweep %s: %s failed: %s", conn.name, trigger.entity_set, exc)
+                errors.append(exc)
     log.info("sweep %s: %s", conn.name, [r.as_dict() for r in results])
+    if errors:
+        raise errors[0]
     return results
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from connector.dedupe import DedupeLog, DedupeScope
@@ -61,13 +61,11 @@ class EmitCount:
     emitted: int = 0
     skipped: int = 0
     gone: int = 0
-    ids: list[str] = field(default_factory=list, repr=False)
 
     def add(self, other: EmitCount) -> None:
         self.emitted += other.emitted
         self.skipped += other.skipped
         self.gone += other.gone
-        self.ids.extend(other.ids)
 
 
 def created_event(trigger: CreatedTrigger, connection: str, company_id: str,
@@ -94,11 +92,10 @@ def publish_claimed(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScop
     a crash in between re-emits (same event id) rather than loses an event."""
     queued = [created_event(trigger, scope.connection, scope.company_id, e) for e in entities]
     events.publish(trigger.queue, queued)
-    ids = [str(e["id"]).lower() for e in entities]
-    dedupe.settle(scope, ids, "emitted")
+    dedupe.settle(scope, [str(e["id"]).lower() for e in entities], "emitted")
     gone = list(gone)
     dedupe.settle(scope, gone, "gone")
     if queued or gone:
         log.info("%s %s/%s: %d created event(s) queued, %d skipped, %d gone", trigger.entity_set,
                  scope.connection, scope.company_id, len(queued), skipped, len(gone))
-    return EmitCount(emitted=len(queued), skipped=skipped, gone=len(gone), ids=ids)
+    return EmitCount(emitted=len(queued), skipped=skipped, gone=len(gone))

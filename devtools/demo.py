@@ -18,7 +18,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from devtools.azurite import Azurite, free_port
+from devtools.azurite import Azurite, free_port, provision
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "lmints.io"
@@ -183,6 +183,7 @@ def main() -> int:
     from devtools.localhost import LocalHost
 
     with Azurite() as azurite, Emulator(EmulatorConfig(webhook_debounce_seconds=1.0)) as emulator:
+        provision(azurite.connection_string)
         port = free_port()
         settings = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
         settings |= {

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
-from devtools.azurite import Azurite
+from devtools.azurite import Azurite, provision
 from devtools.localhost import LocalHost
 from devtools.localhost.cli import configure_logging, load_settings, settings_file, stop_signal
 
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         azurite = Azurite(blob_port=10000, queue_port=10001, table_port=10002, location=ROOT / ".azurite")
         started.callback(azurite.stop)
         azurite.start()
+        provision(azurite.connection_string)
         emulator_url = ""
         if args.no_emulator or uses_real_bc(os.environ):
             print(f"No emulator; BC_API_HOST={os.environ.get('BC_API_HOST', '(not set)')}")

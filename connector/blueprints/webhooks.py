@@ -2,18 +2,17 @@
 subscription renewal timer, the sweep timer, and `POST|DELETE connections/{connection}/subscriptions`.
 """
 import json
-import logging
+from collections.abc import Callable
 
 import azure.functions as func
 
 from connector import notifications, subscriptions, sweep
 from connector.bc_errors import BCError, TokenUnavailable
 from connector.companies import CompanyNotFound
-from connector.runtime import get_runtime
+from connector.runtime import Runtime, get_runtime
 from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
 
 bp = func.Blueprint()
-log = logging.getLogger(__name__)
 
 
 def _json(body: dict, status: int) -> func.HttpResponse:
@@ -45,7 +44,7 @@ def sweep_created(timer: func.TimerRequest) -> None:
     sweep.sweep_all(get_runtime())
 
 
-def _subscription_call(req: func.HttpRequest, call) -> func.HttpResponse:
+def _subscription_call(req: func.HttpRequest, call: Callable[[Runtime, str], dict]) -> func.HttpResponse:
     try:
         return _json(call(get_runtime(), req.route_params.get("connection", "")), 200)
     except UnknownConnection as exc:

@@ -18,18 +18,15 @@ from devtools.emulator.seed import CRONUS_UK_ID, CRONUS_USA_ID
 
 pytestmark = pytest.mark.e2e
 
-NEVER = "0 0 0 1 1 *"  # timers fire only when a test fires them
 SEED_ITEMS = 20
 
 
 @pytest.fixture
 def host(local_host: Callable[..., Any]) -> Callable[..., Any]:
-    """The local host with small pages, no overlap and timers that never fire on their own."""
+    """The local host with small pages and no overlap (timers fire only when a test fires them)."""
 
     def start(**overrides: str) -> Any:
-        values = {"ITEM_PULL_PAGE_SIZE": "5", "CURSOR_OVERLAP_SECONDS": "0", "ITEM_PULL_SCHEDULE": NEVER,
-                  "SUBSCRIPTION_RENEWAL_SCHEDULE": NEVER, "SWEEP_SCHEDULE": NEVER}
-        return local_host(**(values | overrides))
+        return local_host(**({"ITEM_PULL_PAGE_SIZE": "5", "CURSOR_OVERLAP_SECONDS": "0"} | overrides))
 
     return start
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient
 
 TENANT = "lmints.io"
@@ -81,10 +82,8 @@ class OutQueues:
             try:
                 batch = list(client.receive_messages(messages_per_page=32, max_messages=32,
                                                      visibility_timeout=60))
-            except Exception as exc:  # the queue does not exist until the first event
-                if "QueueNotFound" in str(exc):
-                    return got
-                raise
+            except ResourceNotFoundError:  # the queue does not exist until the first event
+                return got
             if not batch:
                 break
             for message in batch:

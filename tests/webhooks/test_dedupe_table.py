@@ -1,0 +1,49 @@
+"""The dedupe table against Azurite: each entity is announced by one runner, once."""
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from connector.dedupe import DedupeLog, DedupeScope
+
+SCOPE = DedupeScope("default", "8a6b2c1d-3e4f-4a5b-9c6d-7e8f9a0b1c2d", "items")
+
+
+def ids(n: int) -> list[str]:
+    return [str(uuid.uuid4()) for _ in range(n)]
+
+
+def test_of_two_runners_racing_for_the_same_entities_each_entity_goes_to_exactly_one(runtime):
+    log = DedupeLog(runtime.storage, 14)
+    entities = ids(40)
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda owner: log.claim(SCOPE, entities, owner), ["m1", "m2"])
+    assert first | second == set(entities) and not first & second
+
+
+def test_a_retry_of_the_same_owner_carries_on_with_its_claims(runtime):
+    log = DedupeLog(runtime.storage, 14)
+    entities = ids(20)
+    assert log.claim(SCOPE, entities, "m1") == set(entities)
+    assert log.claim(SCOPE, entities, "m1") == set(entities)
+    assert log.claim(SCOPE, entities, "m2") == set()
+
+
+def test_announced_gone_and_known_entities_are_not_claimed_again(runtime):
+    log = DedupeLog(runtime.storage, 14)
+    emitted, gone, known, new = ids(15), ids(3), ids(2), ids(5)
+    log.claim(SCOPE, emitted + gone, "m1")
+    log.settle(SCOPE, emitted, "emitted")
+    log.settle(SCOPE, gone, "gone")
+    log.settle(SCOPE, known, "known")
+    assert log.claim(SCOPE, emitted + gone + known + new, "m1") == set(new)
+
+
+def test_rows_past_the_ttl_count_as_absent_and_are_purged(runtime):
+    forgetful = DedupeLog(runtime.storage, -1)  # every row is born expired
+    entities = ids(30)
+    forgetful.settle(SCOPE, entities, "emitted")
+    assert forgetful.claim(SCOPE, entities, "m2") == set(entities)
+    forgetful.settle(SCOPE, entities, "emitted")
+    assert forgetful.purge_expired(SCOPE) == 30
+    assert DedupeLog(runtime.storage, 14).claim(SCOPE, entities, "m3") == set(entities)
