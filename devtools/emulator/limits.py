@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
+from email.utils import format_datetime
 from typing import Any, Literal
 
 from .clock import Clock
@@ -257,8 +258,9 @@ class LimitsMiddleware:
             if sock is not None:
                 sock.shutdown(socket.SHUT_RDWR)
             raise ConnectionAbortedError("emulator fault: connection dropped")
-        headers = [(k, v) for k, v in result.headers if k.lower() != "content-length"]
+        headers = [(k, v) for k, v in result.headers if k.lower() not in ("content-length", "date")]
         headers.append(("Content-Length", str(len(result.body))))
+        headers.append(("Date", format_datetime(self.clock.now(), usegmt=True)))  # BC's clock
         reason = _REASONS.get(result.status, "")
         start_response(f"{result.status} {reason}".rstrip(), headers)
         return [result.body]
