@@ -374,8 +374,10 @@ def handle_delivery(runtime: Runtime, delivery: OrderDelivery) -> SalesOrderResu
             log.warning("sales order %r (message %s) failed: %s: %s", key, delivery.message_id,
                         error.code, error.message)
             failed = order_result("failed", key, error=error)
-            publish_result(runtime, failed)
+            # Keep the message first: if the result send then fails, the retry repeats both
+            # (a second poison copy and result) rather than losing the order.
             runtime.storage.queue(QUEUE_SALES_ORDERS_POISON).send_message(delivery.text)
+            publish_result(runtime, failed)
             return failed
         if delivery.last_attempt:
             error = ResultError(code=error.code, message=f"gave up after {delivery.dequeue_count} "
