@@ -51,3 +51,22 @@ def test_table_keys_escape_forbidden_characters(storage):
     table = storage.table("bctestkeys")
     table.upsert_entity({"PartitionKey": key, "RowKey": key})
     assert read_entity(table, key, key) is not None
+
+
+def test_identity_based_storage_targets_the_account_endpoints_with_a_credential():
+    from connector.settings import StorageSettings
+
+    storage = Storage(StorageSettings(connection_string="", account="stbcconn", client_id="mi-client"))
+    queues = storage._service("queue")
+    assert queues.url.startswith("https://stbcconn.queue.core.windows.net")
+    assert queues.credential is not None and queues.account_name == "stbcconn"
+    uris = {"table": "https://tables.example.test/", "queue": "https://queues.example.test/"}
+    storage = Storage(StorageSettings(connection_string="", service_uris=uris))
+    assert storage._service("table").url.startswith("https://tables.example.test")
+
+
+def test_no_storage_configured_is_a_clear_error():
+    from connector.settings import StorageSettings
+
+    with pytest.raises(RuntimeError, match="AzureWebJobsStorage"):
+        Storage(StorageSettings(connection_string=""))._service("queue")
