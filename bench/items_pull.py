@@ -163,6 +163,9 @@ def _report(results: list[dict[str, Any]], latency: float, page_size: int) -> in
               f"(+{_mb(pull['rss_growth'])} over the idle process)")
         print(f"  read : the same pages without events {read['seconds']:.1f}s = "
               f"{read['items'] / read['seconds']:,.0f} items/s (the emulator's bound)")
+        share = read["seconds"] / pull["seconds"]
+        bound = "the emulator" if share > 0.8 else "sending events to Azurite (one queue message per item)"
+        print(f"  bound: {bound}; BC reads are {share:.0%} of the pull's wall time")
         failed |= pull["items"] != size or pull["requests"] > pages
         if naive:
             naive_requests = pages + size

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          env=dict(os.environ)).start()
         try:
             http = requests.Session()
-            receiver = f"{host.url}/api/webhooks/bc"
+            receiver = f"{host.url}/api/webhooks/bc?connection=default"  # the default connection's URL
             subscribed = http.post(f"{host.url}/api/connections/default/subscriptions", timeout=120).json()
             assert sorted(subscribed["created"]) == ["items", "salesInvoices", "salesShipments"], subscribed
             sub = next(s for s in emulator.bc.webhooks.subscriptions.values() if s.set_name == "items"

@@ -3,10 +3,13 @@
 A row is `claimed` while one runner announces the entity, then `emitted` (event queued), `gone`
 (the entity vanished before it could be read) or `known` (it existed before the trigger started).
 Claiming is an insert, so exactly one runner wins; the claim names its owner (a queue message id
-or a sweep run) so that the owner's retry may carry on, and a claim older than `CLAIM_SECONDS` is
-abandoned and can be taken over. Rows expire after DEDUPE_TTL_DAYS (an expired row counts as
-absent and is purged by the sweep); every sighting past half that age pushes the expiry out, so an
-entity that keeps changing stays known.
+or a sweep run) so that the owner's retry may carry on, and a claim whose `claimed_until` passed
+(`CLAIM_SECONDS`) is abandoned and can be taken over.
+
+A created-trigger must remember what exists: a read of BC cannot tell created from updated, so a
+forgotten entity would be announced as created the next time it changes. `emitted` and `known` rows
+are therefore kept for good (one small row per entity). Only `gone` markers expire, after
+DEDUPE_TTL_DAYS (`expires_at`), and are purged by the sweep: they only absorb BC's re-sends.
 """
 from __future__ import annotations
 
@@ -14,11 +17,12 @@ import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from azure.data.tables import TableClient, UpdateMode
 
+from connector.bc_time import iso, parse_iso, utc_now
 from connector.settings import TABLE_DEDUPE
 from connector.storage import Storage, insert_entity, read_entity, replace_if_match, table_key
 
@@ -29,21 +33,6 @@ BATCH = 100  # entities per table transaction (the service's limit)
 _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dedupe")
 
 State = Literal["claimed", "emitted", "gone", "known"]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    """UTC ISO 8601 with microseconds and `Z` (sorts as text, so tables can filter on it)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_iso(value: str) -> datetime:
-    """A tz-aware datetime from ISO 8601 (`Z` or an offset; naive is taken as UTC)."""
-    moment = datetime.fromisoformat(value.strip())
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -59,19 +48,32 @@ class DedupeScope:
         return table_key(f"{self.connection}|{self.company_id.lower()}|{self.entity_set}")
 
 
-def may_claim(row: dict[str, Any] | None, owner: str, now: datetime) -> bool:
-    """May `owner` announce the entity of `row`? Yes when there is no live row, when the row is its
-    own claim (a retry), or when another runner's claim was abandoned."""
-    if row is None or parse_iso(row["expires_at"]) <= now:
-        return True
-    if row.get("state") != "claimed":
-        return False
-    return row.get("owner") == owner or parse_iso(row["claimed_until"]) <= now
+Verdict = Literal["free", "busy", "settled"]
 
 
-def needs_refresh(row: dict[str, Any], now: datetime, ttl: timedelta) -> bool:
-    """A settled row seen again after half its life: push the expiry out."""
-    return row.get("state") != "claimed" and parse_iso(row["expires_at"]) - now < ttl / 2
+@dataclass(frozen=True)
+class Claims:
+    """The outcome of a claim: `won` are this owner's to announce now; `busy` are held by another
+    runner's live claim (that runner may still fail, so a sweep must read them again later); the
+    others were settled (emitted, known, gone)."""
+
+    won: frozenset[str]
+    busy: frozenset[str]
+
+
+def claim_verdict(row: dict[str, Any] | None, owner: str, now: datetime) -> Verdict:
+    """May `owner` announce the entity of `row`? `free` when there is no row, when the row is its
+    own claim (a retry), another runner's abandoned claim or an expired `gone` marker; `busy` while
+    another runner's claim is live; `settled` for good otherwise (emitted and known never expire)."""
+    if row is None:
+        return "free"
+    if row.get("state") == "claimed":
+        if row.get("owner") == owner or parse_iso(row["claimed_until"]) <= now:
+            return "free"
+        return "busy"
+    if row.get("state") == "gone" and row.get("expires_at") and parse_iso(row["expires_at"]) <= now:
+        return "free"
+    return "settled"
 
 
 class DedupeLog:
@@ -87,22 +89,28 @@ class DedupeLog:
 
     def _row(self, scope: DedupeScope, entity_id: str, state: State, owner: str,
              now: datetime) -> dict[str, Any]:
-        return {"PartitionKey": scope.partition, "RowKey": table_key(entity_id.lower()), "state": state,
-                "owner": owner, "claimed_until": iso(now + timedelta(seconds=CLAIM_SECONDS)),
-                "expires_at": iso(now + self.ttl)}
+        row = {"PartitionKey": scope.partition, "RowKey": table_key(entity_id.lower()), "state": state,
+               "owner": owner}
+        if state == "claimed":
+            row["claimed_until"] = iso(now + timedelta(seconds=CLAIM_SECONDS))
+        elif state == "gone":
+            row["expires_at"] = iso(now + self.ttl)
+        return row
 
-    def claim(self, scope: DedupeScope, entity_ids: list[str], owner: str) -> set[str]:
-        """The ids this owner may announce now (each claimed for it); the rest are done or busy.
-        Existing rows are read first, 14 per query (the service allows 15 comparisons per
-        filter), since re-reads (sweeps, BC's re-sends) mostly meet entities already announced."""
+    def claim(self, scope: DedupeScope, entity_ids: list[str], owner: str) -> Claims:
+        """Claim the ids this owner may announce now. Existing rows are read first, 14 per query
+        (the service allows 15 comparisons per filter), since re-reads (sweeps, BC's re-sends)
+        mostly meet entities already announced."""
         table = self._table()
         chunks = [entity_ids[i:i + 14] for i in range(0, len(entity_ids), 14)]
         existing: dict[str, tuple[dict[str, Any], str]] = {}
         for found in _pool.map(lambda chunk: self._read_many(table, scope, chunk), chunks):
             existing.update(found)
-        won = _pool.map(lambda i: self._claim_one(table, scope, i, owner, existing.get(table_key(i.lower()))),
-                        entity_ids)
-        return {i for i, ok in zip(entity_ids, won, strict=True) if ok}
+        outcomes = dict(zip(entity_ids, _pool.map(
+            lambda i: self._claim_one(table, scope, i, owner, existing.get(table_key(i.lower()))),
+            entity_ids), strict=True))
+        return Claims(won=frozenset(i for i, o in outcomes.items() if o == "won"),
+                      busy=frozenset(i for i, o in outcomes.items() if o == "busy"))
 
     def _read_many(self, table: TableClient, scope: DedupeScope,
                    entity_ids: list[str]) -> dict[str, tuple[dict[str, Any], str]]:
@@ -112,23 +120,23 @@ class DedupeLog:
         return {r["RowKey"]: (dict(r), r.metadata["etag"]) for r in rows}
 
     def _claim_one(self, table: TableClient, scope: DedupeScope, entity_id: str, owner: str,
-                   found: tuple[dict[str, Any], str] | None) -> bool:
+                   found: tuple[dict[str, Any], str] | None) -> Literal["won", "busy", "settled"]:
+        """Claim one entity; losing a race means another runner claimed it just now (`busy`)."""
         now = utc_now()
         row = self._row(scope, entity_id, "claimed", owner, now)
         for _ in range(2):  # the row may appear (another runner) or vanish (a purge) meanwhile
             if found is None:
                 if insert_entity(table, row) is not None:
-                    return True
+                    return "won"
                 found = read_entity(table, row["PartitionKey"], row["RowKey"])
                 if found is None:
                     continue
             existing, etag = found
-            if may_claim(existing, owner, now):
-                return replace_if_match(table, row, etag) is not None
-            if needs_refresh(existing, now, self.ttl):
-                replace_if_match(table, {**existing, "expires_at": iso(now + self.ttl)}, etag)
-            return False
-        return False
+            verdict = claim_verdict(existing, owner, now)
+            if verdict != "free":
+                return verdict
+            return "won" if replace_if_match(table, row, etag) is not None else "busy"
+        return "busy"
 
     def settle(self, scope: DedupeScope, entity_ids: Iterable[str], state: State,
                owner: str = "") -> None:
@@ -142,10 +150,11 @@ class DedupeLog:
         list(_pool.map(lambda chunk: table.submit_transaction(
             [("upsert", r, {"mode": UpdateMode.REPLACE}) for r in chunk]), chunks))
 
-    def purge_expired(self, scope: DedupeScope, limit: int = 5000) -> int:
-        """Delete expired rows of a partition (Table Storage has no TTL); returns how many."""
+    def purge_gone(self, scope: DedupeScope, limit: int = 5000) -> int:
+        """Delete a partition's `gone` markers past DEDUPE_TTL_DAYS (Table Storage has no TTL);
+        returns how many. Nothing else is ever purged."""
         table = self._table()
-        found = table.query_entities("PartitionKey eq @pk and expires_at lt @now",
+        found = table.query_entities("PartitionKey eq @pk and state eq 'gone' and expires_at lt @now",
                                      parameters={"pk": scope.partition, "now": iso(utc_now())},
                                      select=["PartitionKey", "RowKey"], results_per_page=BATCH)
         keys = []
@@ -157,5 +166,5 @@ class DedupeLog:
         list(_pool.map(lambda chunk: table.submit_transaction(
             [("delete", {"PartitionKey": scope.partition, "RowKey": k}) for k in chunk]), chunks))
         if keys:
-            log.info("dedupe %s: purged %d expired row(s)", scope.partition, len(keys))
+            log.info("dedupe %s: purged %d expired gone marker(s)", scope.partition, len(keys))
         return len(keys)

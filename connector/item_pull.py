@@ -22,12 +22,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from azure.data.tables import TableClient
 
 from connector.bc_client import BCClient
+from connector.bc_time import bc_datetime, parse_iso, utc_now
+from connector.connections import for_each_connection, results_or_raise
 from connector.events import ITEM_PULLED, EventPublisher, cloud_event
 from connector.leases import Lease
 from connector.runtime import Runtime
@@ -46,29 +49,17 @@ Entity = dict[str, Any]
 
 # ----------------------------------------------------------------------------------------- pure core
 
-def parse_time(text: str) -> datetime:
-    """A BC datetime (`2023-09-02T17:38:08.537Z`) as an aware UTC datetime."""
-    value = datetime.fromisoformat(text)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def format_time(value: datetime) -> str:
-    """BC's form: UTC, milliseconds (truncated, so a `gt` filter never skips), `Z`."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
 def latest(*times: str | None) -> str | None:
     """The latest of some BC datetimes (None ignored), in BC's form; None if there are none."""
-    parsed = [parse_time(t) for t in times if t]
-    return format_time(max(parsed)) if parsed else None
+    parsed = [parse_iso(t) for t in times if t]
+    return bc_datetime(max(parsed)) if parsed else None
 
 
 def filter_since(cursor: str | None, overlap_seconds: float) -> str | None:
     """The `gt` bound of an incremental read: the cursor minus the overlap; None = full read."""
     if cursor is None:
         return None
-    return format_time(parse_time(cursor) - timedelta(seconds=overlap_seconds))
+    return bc_datetime(parse_iso(cursor) - timedelta(seconds=overlap_seconds))
 
 
 def items_query(since: str | None, with_variants: bool) -> dict[str, str]:
@@ -105,7 +96,7 @@ def promoted_cursor(cursor: str | None, pending: str | None, pass_started: str) 
     changes may have been missed behind the read position), never moving back."""
     if pending is None:
         return cursor
-    capped = format_time(min(parse_time(pending), parse_time(pass_started)))
+    capped = bc_datetime(min(parse_iso(pending), parse_iso(pass_started)))
     return latest(cursor, capped)
 
 
@@ -169,25 +160,25 @@ class ItemsCursor:
 
     def start_pass(self, now: datetime) -> ItemsCursor:
         return replace(self, phase=PHASE_ITEMS, next_link=None, pending_cursor=None,
-                       run_started=format_time(now), updated_at=format_time(now))
+                       run_started=bc_datetime(now), updated_at=bc_datetime(now))
 
     def checkpoint(self, next_link: str | None, seen: str | None, now: datetime) -> ItemsCursor:
         """After a page's events were queued: resume at `next_link`, remember the latest change."""
         return replace(self, next_link=next_link, pending_cursor=latest(self.pending_cursor, seen),
-                       updated_at=format_time(now))
+                       updated_at=bc_datetime(now))
 
     def items_read(self, with_variants: bool, now: datetime) -> ItemsCursor:
         """The item read of the pass is done: on to the variant read (incremental passes with
         variants on), or complete the pass."""
         if with_variants and self.cursor is not None:
-            return replace(self, phase=PHASE_VARIANTS, next_link=None, updated_at=format_time(now))
+            return replace(self, phase=PHASE_VARIANTS, next_link=None, updated_at=bc_datetime(now))
         return self.complete(now)
 
     def complete(self, now: datetime) -> ItemsCursor:
         """The pass is done: promote the pending cursor."""
         return ItemsCursor(cursor=promoted_cursor(self.cursor, self.pending_cursor,
-                                                  self.run_started or format_time(now)),
-                           updated_at=format_time(now))
+                                                  self.run_started or bc_datetime(now)),
+                           updated_at=bc_datetime(now))
 
 
 # ----------------------------------------------------------------------------------------- edges
@@ -254,7 +245,7 @@ class ItemPull:
     def __init__(self, *, bc: BCClient, storage: Storage, events: EventPublisher,
                  connection: ConnectionSettings, company_id: str, page_size: int,
                  overlap_seconds: float, max_seconds: float,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 now: Callable[[], datetime] = utc_now):
         self._bc = bc
         self._events = events
         self._connection = connection.name
@@ -381,19 +372,7 @@ def pull_on_request(runtime: Runtime, connection: str) -> PullResult:
 
 
 def pull_all(runtime: Runtime) -> list[PullResult]:
-    """The timer's run: every configured connection at once (each has its own BC budget).
-    A failing connection does not stop the others; the first error is raised after all ran."""
-    names = list(runtime.settings.connections)
-    with ThreadPoolExecutor(max(1, len(names)), thread_name_prefix="item-pull") as pool:
-        futures = {name: pool.submit(pull_company, runtime, name) for name in names}
-    results, errors = [], []
-    for name, future in futures.items():
-        error = future.exception()
-        if error is None:
-            results.append(future.result())
-        else:
-            log.error("item pull %s failed: %s", name, error)
-            errors.append(error)
-    if errors:
-        raise errors[0]
-    return results
+    """The timer's run: every configured connection at once (connections not signed in are skipped);
+    one connection's failure does not stop the others and is raised once all have run."""
+    outcomes = for_each_connection(runtime.settings, partial(pull_company, runtime), task="item pull")
+    return results_or_raise(outcomes)

@@ -32,11 +32,12 @@ from urllib.parse import unquote
 from azure.core.exceptions import AzureError
 
 from connector.bc_errors import BCError, BCNotFound, TokenUnavailable
-from connector.dedupe import DedupeLog, DedupeScope, parse_iso
+from connector.bc_time import bc_datetime, parse_iso
+from connector.dedupe import DedupeLog, DedupeScope
 from connector.runtime import Runtime
 from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
 from connector.subscriptions import KnownSubscription, directory
-from connector.sweep import PAGE_SIZE, bc_datetime
+from connector.sweep import PAGE_SIZE
 from connector.triggers import BY_ENTITY_SET, CreatedTrigger, EmitCount, announce, publish_claimed
 
 log = logging.getLogger(__name__)
@@ -243,8 +244,8 @@ def announce_created(runtime: Runtime, group: DedupeScope, ids: list[str], owner
     conn = runtime.settings.connection(group.connection)
     bc = runtime.bc(conn.name)
     dedupe = DedupeLog(runtime.storage, runtime.settings.dedupe_ttl_days)
-    won = dedupe.claim(group, ids, owner)
-    claimed = [i for i in ids if i in won]
+    claims = dedupe.claim(group, ids, owner)
+    claimed = [i for i in ids if i in claims.won]
     params = trigger.expand(conn)
 
     def fetch(key: str) -> dict[str, Any] | BCError:

@@ -116,6 +116,8 @@ SETTINGS: list[Setting] = [
             "NCRONTAB schedule of the webhook renewal/recreation run."),
     Setting("SWEEP_SCHEDULE", "0 */30 * * * *",
             "NCRONTAB schedule of the sweep that emits what webhooks missed."),
+    Setting("SWEEP_MAX_SECONDS", "480",
+            "A sweep run stops after this long and checkpoints; the next run resumes."),
     Setting("SUBSCRIPTION_RENEW_BEFORE_HOURS", "36",
             "Renew a subscription when less than this is left of its 3-day life."),
     Setting("ITEM_PULL_PAGE_SIZE", "1000", "Items per BC page (`Prefer: odata.maxpagesize`)."),
@@ -126,7 +128,9 @@ SETTINGS: list[Setting] = [
     Setting("EVENT_PUBLISH_CONCURRENCY", "16", "Queue sends in flight at once when emitting events."),
     Setting("EVENT_MAX_INLINE_BYTES", "60000",
             "Larger events carry their data in blob storage (`dataref`); queue limit is 64 KiB."),
-    Setting("DEDUPE_TTL_DAYS", "14", "How long emitted-event keys are remembered."),
+    Setting("DEDUPE_TTL_DAYS", "14",
+            "How long an entity that vanished before it could be read is remembered as gone "
+            "(announced and pre-existing entities are remembered for good)."),
     Setting("BC_MAX_CONCURRENCY", "5", "Concurrent BC requests per connection per instance."),
     Setting("BC_MAX_REQUESTS_PER_5_MIN", "6000", "BC requests per connection per 5 minutes."),
     Setting("BC_MAX_RETRIES", "6", "Retries of a throttled/failed BC request (429, 502-504, timeouts)."),
@@ -201,6 +205,7 @@ class Settings:
     token_encryption_keys: tuple[str, ...] = field(repr=False)
     item_pull_page_size: int
     item_pull_max_seconds: float
+    sweep_max_seconds: float
     cursor_overlap_seconds: float
     subscription_renew_before_hours: float
     event_publish_concurrency: int
@@ -354,6 +359,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         token_encryption_keys=keys,
         item_pull_page_size=r.integer("ITEM_PULL_PAGE_SIZE", minimum=1),
         item_pull_max_seconds=r.number("ITEM_PULL_MAX_SECONDS"),
+        sweep_max_seconds=r.number("SWEEP_MAX_SECONDS"),
         cursor_overlap_seconds=r.number("CURSOR_OVERLAP_SECONDS"),
         subscription_renew_before_hours=r.number("SUBSCRIPTION_RENEW_BEFORE_HOURS"),
         event_publish_concurrency=r.integer("EVENT_PUBLISH_CONCURRENCY", minimum=1),

@@ -4,12 +4,21 @@ One row per connection and watched resource in `bcsubscriptions` (PK = connectio
 `<companyId>:<entitySet>`). Each run lists BC's subscriptions, then per trigger creates a missing
 one, recreates one BC dropped or let expire, renews one with less than
 SUBSCRIPTION_RENEW_BEFORE_HOURS left (judged by BC's clock, from its `Date` header, since BC expires
-them by its own), and deletes strays pointing at us that no row owns. Resources BC cannot watch
+them by its own), and deletes strays of this connection that no row owns. Resources BC cannot watch
 (`webhookSupportedResources`) are marked `unsupported`; the sweep covers them.
+
+Each connection's notificationUrl names it (`.../api/webhooks/bc?connection=<name>`; the receiver
+ignores the query). BC lists every subscription of the environment with its notificationUrl, so
+two connections on the same environment and company tell their own subscriptions (and strays)
+from each other's.
 
 clientState: never stored. A row keeps a random nonce; the clientState is
 HMAC-SHA256(TOKEN_ENCRYPTION_KEY, nonce), so reading the table alone is not enough to forge a
-notification. Every configured key is accepted (key rotation); renewals send the first key's value.
+notification, and without TOKEN_ENCRYPTION_KEY no subscription can be made or verified
+(`MissingClientStateKey`). Every configured key is accepted. Key rotation: add the new key first
+(`new,old`); the row records which key its clientState came from (`client_state_key`, a non-secret
+key id), and the next run renews every subscription signed with a key that is no longer first, so
+the old key can be removed once that run has succeeded.
 """
 from __future__ import annotations
 
@@ -18,26 +27,29 @@ import email.utils
 import hashlib
 import hmac
 import logging
+import math
 import re
 import secrets
 import threading
+import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 from azure.data.tables import UpdateMode
 
 from connector.bc_client import BCClient
-from connector.bc_errors import BCError, BCNotFound, TokenUnavailable
-from connector.companies import CompanyNotFound
-from connector.dedupe import iso, parse_iso, utc_now
+from connector.bc_errors import BCError, BCNotFound
+from connector.bc_time import iso, parse_iso, utc_now
+from connector.connections import for_each_connection, results_or_raise
 from connector.leases import Lease
 from connector.runtime import Runtime
-from connector.settings import TABLE_SUBSCRIPTIONS
+from connector.settings import TABLE_SUBSCRIPTIONS, Settings
 from connector.storage import Storage, read_entity
 from connector.sweep import start_trigger
 from connector.triggers import TRIGGERS, CreatedTrigger
@@ -45,6 +57,10 @@ from connector.triggers import TRIGGERS, CreatedTrigger
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 300.0
+# A receiver reloads the subscription table on an unknown id at most this often, so a flood of
+# forged ids cannot turn into table scans. A new subscription's row is saved right after BC
+# accepted it, and BC notifies at the earliest ~30 s after a change, so a reload this recent has it.
+RELOAD_INTERVAL_SECONDS = 5.0
 _RESOURCE_RE = re.compile(r"companies\(\s*'?([0-9a-fA-F-]{36})'?\s*\)/([A-Za-z]+)\s*$")
 
 
@@ -53,7 +69,7 @@ class SubscriptionRunBusy(RuntimeError):
 
 
 class MissingClientStateKey(RuntimeError):
-    """TOKEN_ENCRYPTION_KEY is not set, so no clientState can be derived."""
+    """TOKEN_ENCRYPTION_KEY is not set, so no clientState can be derived (nor a notification checked)."""
 
 
 # ---- clientState --------------------------------------------------------------------------------
@@ -64,10 +80,22 @@ def client_state(key: str, nonce: str) -> str:
     return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
 
 
-def _first_key(keys: tuple[str, ...]) -> str:
+def key_id(key: str) -> str:
+    """A short, non-secret name of a key: which key a row's clientState was derived from."""
+    return hmac.new(key.encode(), b"bc-webhook-key-id", hashlib.sha256).hexdigest()[:16]
+
+
+def signing_key(keys: tuple[str, ...]) -> str:
+    """The key new clientStates are derived from: the first of TOKEN_ENCRYPTION_KEY."""
     if not keys:
-        raise MissingClientStateKey("TOKEN_ENCRYPTION_KEY is required to sign webhook subscriptions")
+        raise MissingClientStateKey("TOKEN_ENCRYPTION_KEY is not set: webhook clientStates are derived "
+                                    "from it, so no subscription can be created, renewed or verified")
     return keys[0]
+
+
+def notification_url(settings: Settings, connection: str) -> str:
+    """The notificationUrl of a connection's subscriptions: the receiver, naming the connection."""
+    return f"{settings.notification_url}?{urlencode({'connection': connection})}"
 
 
 @dataclass(frozen=True)
@@ -90,14 +118,20 @@ class KnownSubscription:
 
 class SubscriptionDirectory:
     """Subscription id → `KnownSubscription`, cached in process and reloaded from the table on a
-    miss (the table is small: at most 200 subscriptions per BC environment)."""
+    miss, at most once per `reload_interval` (the table is small: at most 200 subscriptions per BC
+    environment). `reloads` counts the table reads."""
 
-    def __init__(self, storage: Storage, keys: tuple[str, ...]):
+    def __init__(self, storage: Storage, keys: tuple[str, ...], *,
+                 reload_interval: float = RELOAD_INTERVAL_SECONDS,
+                 clock: Callable[[], float] = time.monotonic):
         self._storage = storage
         self._keys = keys
         self._known: dict[str, KnownSubscription] = {}
         self._lock = threading.Lock()
-        self._generation = 0
+        self._reload_interval = reload_interval
+        self._clock = clock
+        self._loaded_at = -math.inf
+        self.reloads = 0
 
     def known(self, row: dict[str, Any]) -> KnownSubscription | None:
         if not row.get("subscription_id") or not row.get("client_state_nonce"):
@@ -117,20 +151,18 @@ class SubscriptionDirectory:
             self._known.pop(subscription_id, None)
 
     def find(self, ids: Iterable[str]) -> dict[str, KnownSubscription]:
-        """The known subscriptions among `ids`; one table read at most when some are missing (shared
-        by concurrent callers). Raises the storage error at once when the table cannot be read (no
-        retries: the receiver answers 503 and BC retries)."""
+        """The known subscriptions among `ids`; when some are missing, one table read unless the
+        last one is more recent than the reload interval (concurrent callers share it). Raises the
+        storage error at once when the table cannot be read (no retries: the receiver answers 503
+        and BC retries)."""
         wanted = set(ids)
         with self._lock:
-            found = {i: self._known[i] for i in wanted if i in self._known}
-            generation = self._generation
-        if len(found) == len(wanted):
-            return found
-        with self._lock:
-            if self._generation == generation:  # nobody reloaded meanwhile
+            missing = wanted - self._known.keys()
+            if missing and self._clock() - self._loaded_at >= self._reload_interval:
                 rows = self._storage.table(TABLE_SUBSCRIPTIONS).list_entities(retry_total=0)
                 self._known = {s.subscription_id: s for s in map(self.known, rows) if s is not None}
-                self._generation += 1
+                self._loaded_at = self._clock()
+                self.reloads += 1
             return {i: self._known[i] for i in wanted if i in self._known}
 
 
@@ -159,9 +191,10 @@ class Action(StrEnum):
 
 
 def plan_subscription(row: dict[str, Any] | None, remote: dict[str, Any] | None, supported: bool | None,
-                      now: datetime, renew_before: timedelta, notification_url: str) -> Action:
+                      now: datetime, renew_before: timedelta, url: str, signing_key_id: str) -> Action:
     """What to do for one trigger, given our row, BC's subscription with that id (None = BC has
-    none), whether BC supports the resource (None = could not tell) and BC's current time."""
+    none), whether BC supports the resource (None = could not tell), BC's current time, our
+    notificationUrl and the id of the key clientStates are derived from now."""
     if supported is False:
         return Action.UNSUPPORTED
     if row is None or not row.get("subscription_id"):
@@ -171,7 +204,8 @@ def plan_subscription(row: dict[str, Any] | None, remote: dict[str, Any] | None,
     expires = parse_iso(remote["expirationDateTime"])
     if expires <= now:
         return Action.RECREATE
-    if expires - now < renew_before or remote.get("notificationUrl") != notification_url:
+    if (expires - now < renew_before or remote.get("notificationUrl") != url
+            or row.get("client_state_key") != signing_key_id):
         return Action.RENEW
     return Action.KEEP
 
@@ -185,15 +219,16 @@ def watched_resource(resource: str) -> tuple[str, str] | None:
 
 
 def stray_subscriptions(remote: Iterable[dict[str, Any]], owned: set[str], company_id: str,
-                        notification_url: str) -> list[dict[str, Any]]:
-    """BC subscriptions that notify us about a watched resource of this company but that no row
-    owns (a create whose answer was lost, a row deleted by hand): their clientState is unknown, so
-    every notification they send would be refused; they are deleted."""
+                        url: str) -> list[dict[str, Any]]:
+    """BC subscriptions that notify this connection (`url` names it) about a watched resource of
+    this company but that no row owns (a create whose answer was lost, a row deleted by hand): their
+    clientState is unknown, so every notification they send would be refused; they are deleted.
+    Another connection's subscriptions carry another URL and are left alone."""
     sets = {t.entity_set for t in TRIGGERS}
     strays = []
     for sub in remote:
         where = watched_resource(str(sub.get("resource", "")))
-        if (sub.get("notificationUrl") == notification_url and sub.get("subscriptionId") not in owned
+        if (sub.get("notificationUrl") == url and sub.get("subscriptionId") not in owned
                 and where is not None and where[0] == company_id.lower() and where[1] in sets):
             strays.append(sub)
     return strays
@@ -266,8 +301,9 @@ class SubscriptionRun:
         self.company_id = company_id
         self.bc = runtime.bc(connection)
         self.table = runtime.storage.table(TABLE_SUBSCRIPTIONS)
-        self.url = runtime.settings.notification_url
-        self.keys = runtime.settings.token_encryption_keys
+        self.url = notification_url(runtime.settings, connection)
+        self.key = signing_key(runtime.settings.token_encryption_keys)
+        self.key_id = key_id(self.key)
         self.directory = directory(runtime)
 
     def row_key(self, trigger: CreatedTrigger) -> str:
@@ -278,14 +314,16 @@ class SubscriptionRun:
         return found[0] if found else None
 
     def save(self, trigger: CreatedTrigger, status: str, *, sub: dict[str, Any] | None = None,
-             nonce: str = "", error: str = "") -> dict[str, Any]:
+             nonce: str = "", key: str = "", error: str = "") -> dict[str, Any]:
+        """Write the row (`key`: the id of the key the clientState was derived from)."""
         sub = sub or {}
         row = {
             "PartitionKey": self.connection, "RowKey": self.row_key(trigger), "company_id": self.company_id,
             "entity_set": trigger.entity_set, "resource": resource_path(self.company_id, trigger.entity_set),
             "subscription_id": sub.get("subscriptionId", ""), "etag": sub.get("@odata.etag", ""),
             "expires_at": sub.get("expirationDateTime", ""), "status": status, "last_error": error,
-            "client_state_nonce": nonce, "notification_url": self.url if sub else "",
+            "client_state_nonce": nonce, "client_state_key": key,
+            "notification_url": sub.get("notificationUrl", "") if sub else "",
             "updated_at": iso(utc_now()),
         }
         self.table.upsert_entity(row, mode=UpdateMode.REPLACE)
@@ -295,19 +333,18 @@ class SubscriptionRun:
     def create(self, trigger: CreatedTrigger) -> dict[str, Any]:
         nonce = secrets.token_urlsafe(32)
         body = {"notificationUrl": self.url, "resource": resource_path(self.company_id, trigger.entity_set),
-                "clientState": client_state(_first_key(self.keys), nonce)}
+                "clientState": client_state(self.key, nonce)}
         sub = self.bc.post("subscriptions", body)
         log.info("subscriptions %s: created %s for %s (expires %s)", self.connection, sub["subscriptionId"],
                  trigger.entity_set, sub.get("expirationDateTime"))
-        return self.save(trigger, "active", sub=sub, nonce=nonce)
+        return self.save(trigger, "active", sub=sub, nonce=nonce, key=self.key_id)
 
     def renew(self, trigger: CreatedTrigger, row: dict[str, Any], remote: dict[str, Any]) -> dict[str, Any]:
-        body = {"notificationUrl": self.url,
-                "clientState": client_state(_first_key(self.keys), row["client_state_nonce"])}
+        body = {"notificationUrl": self.url, "clientState": client_state(self.key, row["client_state_nonce"])}
         sub = self.bc.patch(f"subscriptions('{remote['subscriptionId']}')", body, etag=remote["@odata.etag"])
         log.info("subscriptions %s: renewed %s for %s (expires %s)", self.connection, sub["subscriptionId"],
                  trigger.entity_set, sub.get("expirationDateTime"))
-        return self.save(trigger, "active", sub=sub, nonce=row["client_state_nonce"])
+        return self.save(trigger, "active", sub=sub, nonce=row["client_state_nonce"], key=self.key_id)
 
     def delete_remote(self, sub: dict[str, Any]) -> None:
         try:
@@ -323,7 +360,8 @@ class SubscriptionRun:
             return action, self.save(trigger, "unsupported")
         if action is Action.KEEP:
             assert row is not None and remote is not None
-            return action, self.save(trigger, "active", sub=remote, nonce=row["client_state_nonce"])
+            return action, self.save(trigger, "active", sub=remote, nonce=row["client_state_nonce"],
+                                     key=row.get("client_state_key", ""))
         if action is Action.RENEW:
             assert row is not None and remote is not None
             try:
@@ -336,8 +374,10 @@ class SubscriptionRun:
 
 
 def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSummary:
-    """Make BC's subscriptions for this connection's company match what the triggers need."""
+    """Make BC's subscriptions for this connection's company match what the triggers need.
+    Raises MissingClientStateKey before touching BC when TOKEN_ENCRYPTION_KEY is not set."""
     conn = runtime.settings.connection(connection)
+    signing_key(runtime.settings.token_encryption_keys)
     company_id = runtime.company_id(conn.name)
     with Lease(runtime.storage, f"subscriptions:{conn.name}", ttl_seconds=LEASE_SECONDS) as acquired:
         if not acquired:
@@ -353,7 +393,7 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
             row = run.load_row(trigger)
             current = remote.get(row["subscription_id"]) if row and row.get("subscription_id") else None
             can_watch = None if supported is None else trigger.entity_set in supported
-            action = plan_subscription(row, current, can_watch, now, renew_before, run.url)
+            action = plan_subscription(row, current, can_watch, now, renew_before, run.url, run.key_id)
             try:
                 done, row = run.apply(trigger, action, row, current)
             except BCError as exc:
@@ -363,7 +403,7 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
                 if row is not None:
                     owned.add(row.get("subscription_id", ""))
                 run.save(trigger, "failed", sub=current, nonce=(row or {}).get("client_state_nonce", ""),
-                         error=str(exc))
+                         key=(row or {}).get("client_state_key", ""), error=str(exc))
                 continue
             summary.done[done].append(trigger.entity_set)
             owned.add(row["subscription_id"])
@@ -379,21 +419,20 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
         return summary
 
 
+def _reconcile_unless_busy(runtime: Runtime, connection: str) -> ReconcileSummary | None:
+    try:
+        return reconcile(runtime, connection)
+    except SubscriptionRunBusy as exc:
+        log.warning("subscriptions %s: skipped: %s", connection, exc)
+        return None
+
+
 def reconcile_all(runtime: Runtime) -> list[ReconcileSummary]:
     """Reconcile every connection; a connection that is not signed in or busy is skipped (logged).
     Raises the first other error after trying every connection."""
-    summaries, errors = [], []
-    for name in runtime.settings.connections:
-        try:
-            summaries.append(reconcile(runtime, name))
-        except (TokenUnavailable, SubscriptionRunBusy) as exc:
-            log.warning("subscriptions %s: skipped: %s", name, exc)
-        except (BCError, CompanyNotFound) as exc:
-            log.error("subscriptions %s: failed: %s", name, exc)
-            errors.append(exc)
-    if errors:
-        raise errors[0]
-    return summaries
+    outcomes = for_each_connection(runtime.settings, partial(_reconcile_unless_busy, runtime),
+                                   task="subscriptions")
+    return [summary for summary in results_or_raise(outcomes) if summary is not None]
 
 
 def delete_subscriptions(runtime: Runtime, connection: str | None = None) -> list[str]:

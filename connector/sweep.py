@@ -3,29 +3,37 @@ resource BC cannot watch, a notification lost in BC's queue) by reading
 `$filter=lastModifiedDateTime gt <cursor − CURSOR_OVERLAP_SECONDS>` for each trigger.
 
 A collection read cannot tell created from updated (API v2.0 exposes no creation time), so an
-entity counts as created when it was never announced (dedupe table). To keep updates of older
-entities from being announced as created, a trigger starts with a baseline: when it is set up (first
-subscription run or first sweep), every entity last modified before the start (minus the overlap)
-is recorded as `known`, and the cursor starts at that moment, so history is never announced (what
-changed within the overlap just before the start may be: losing a creation would be worse). An
-entity that stays unchanged for longer than DEDUPE_TTL_DAYS and then changes is announced again by
-a sweep, with the same event id as before (consumers that dedupe on the id drop it).
+entity counts as created when it was never announced: the dedupe table keeps every `emitted` and
+`known` entity for good. To keep updates of older entities from being announced as created, a
+trigger starts with a baseline: when it is set up (first subscription run or first sweep), every
+entity last modified before the start (minus the overlap) is recorded as `known`, and the cursor
+starts at that moment, so history is never announced (what changed within the overlap just before
+the start may be: losing a creation would be worse).
 
-The cursor (`bccursors`, RK = `sweep:<entitySet>:<companyId>`) moves to the newest
-`lastModifiedDateTime` read, and only after every event of the run is queued.
+The cursor row (`bccursors`, RK = `sweep:<entitySet>:<companyId>`) also holds a pass under way:
+after each page's events are queued, the page's `next_link`, the newest change read so far and the
+hold (see below) are written there. A run stops after SWEEP_MAX_SECONDS (shared out among the
+triggers still to sweep; each reads at least one page) and renews its lease after every page; the
+next run resumes at the `next_link`. When a pass completes, the cursor moves to the newest change
+read, but never back, never past the pass's start (a change made during the read may sit behind
+the read position), and never to or past an entity skipped because another runner's claim on it was
+live: that runner may still die (its message ending in poison), so the next pass must read it again.
 """
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-from connector.bc_errors import BCError, TokenUnavailable
-from connector.companies import CompanyNotFound
-from connector.dedupe import DedupeLog, DedupeScope, iso, parse_iso, utc_now
+from connector.bc_errors import BCError
+from connector.bc_time import bc_datetime, iso, parse_iso, utc_now
+from connector.connections import for_each_connection, results_or_raise
+from connector.dedupe import DedupeLog, DedupeScope
 from connector.leases import Lease
 from connector.runtime import Runtime
 from connector.settings import TABLE_CURSORS
@@ -36,27 +44,47 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 500  # entities per BC page (documents come with their lines)
 BASELINE_PAGE_SIZE = 20000  # ids only
-LEASE_SECONDS = 600.0
+LEASE_MARGIN_SECONDS = 120.0  # lease TTL beyond the time budget (a slow last page, retries)
+BC_TICK = timedelta(milliseconds=1)  # the resolution of BC's lastModifiedDateTime
 
 
-def bc_datetime(moment: datetime) -> str:
-    """A BC filter literal: UTC, milliseconds (rounded down), `Z`."""
-    moment = parse_iso(iso(moment))
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
+# ---- cursor decisions ------------------------------------------------------------------------------
 
 def since_filter(cursor: datetime, overlap_seconds: float) -> str:
     return f"lastModifiedDateTime gt {bc_datetime(cursor - timedelta(seconds=overlap_seconds))}"
 
 
-def next_cursor(current: datetime, modified: Iterable[str | None]) -> datetime:
-    """The newest of the current cursor and the `lastModifiedDateTime`s read."""
-    newest = current
+def newest_change(newest: datetime | None, modified: Iterable[str | None]) -> datetime | None:
+    """The newest of `newest` and the `lastModifiedDateTime`s read (None: nothing read yet)."""
     for value in modified:
         if value:
-            newest = max(newest, parse_iso(value))
+            moment = parse_iso(value)
+            newest = moment if newest is None else max(newest, moment)
     return newest
 
+
+def hold_before(held: datetime | None, page: Iterable[dict[str, Any]],
+                busy: Collection[str]) -> datetime | None:
+    """The hold after a page: one BC tick before the earliest change of an entity that another
+    runner's live claim kept from being announced (`busy` ids), or the earlier hold."""
+    for entity in page:
+        modified = entity.get("lastModifiedDateTime")
+        if modified and str(entity.get("id", "")).lower() in busy:
+            moment = parse_iso(modified) - BC_TICK
+            held = moment if held is None else min(held, moment)
+    return held
+
+
+def completed_cursor(cursor: datetime, newest: datetime | None, pass_started: datetime,
+                     held: datetime | None) -> datetime:
+    """The cursor after a completed pass: the newest change read, capped at the pass's start and at
+    the hold, and never moving back."""
+    if newest is None:
+        return cursor
+    return max(cursor, min(t for t in (newest, pass_started, held) if t is not None))
+
+
+# ---- storage and BC edges ---------------------------------------------------------------------------
 
 def cursor_key(trigger: CreatedTrigger, company_id: str) -> str:
     return f"sweep:{trigger.entity_set}:{company_id.lower()}"
@@ -84,7 +112,8 @@ def start_trigger(runtime: Runtime, connection: str, company_id: str,
     for page in bc.iter_pages(bc.company_path(company_id, trigger.entity_set), params, BASELINE_PAGE_SIZE):
         dedupe.settle(scope_of(connection, company_id, trigger), [str(e["id"]) for e in page], "known")
         known += len(page)
-    row = {"PartitionKey": connection, "RowKey": key, "cursor": iso(started), "started_at": iso(started)}
+    row = {"PartitionKey": connection, "RowKey": key, "cursor": iso(started), "started_at": iso(started),
+           "updated_at": iso(utc_now())}
     etag = insert_entity(table, row)
     if etag is None:  # another runner set it up meanwhile
         return read_entity(table, connection, key) or start_trigger(runtime, connection, company_id, trigger)
@@ -99,71 +128,126 @@ class SweepResult:
     emitted: int
     skipped: int
     cursor: str
+    finished: bool = True  # False: the time budget ran out; the next run resumes the pass
 
     def as_dict(self) -> dict[str, Any]:
         return {"entitySet": self.entity_set, "emitted": self.emitted, "skipped": self.skipped,
-                "cursor": self.cursor}
+                "cursor": self.cursor, "finished": self.finished}
 
 
-def sweep_trigger(runtime: Runtime, connection: str, company_id: str, trigger: CreatedTrigger,
-                  owner: str) -> SweepResult:
-    """Announce what changed since the cursor and was never announced; then move the cursor."""
-    conn = runtime.settings.connection(connection)
-    bc = runtime.bc(connection)
-    dedupe = DedupeLog(runtime.storage, runtime.settings.dedupe_ttl_days)
-    scope = scope_of(connection, company_id, trigger)
-    row, etag = start_trigger(runtime, connection, company_id, trigger)
-    cursor = parse_iso(row["cursor"])
-    params = {"$filter": since_filter(cursor, runtime.settings.cursor_overlap_seconds),
-              **trigger.expand(conn)}
-    newest = cursor
-    count = EmitCount()
-    for page in bc.iter_pages(bc.company_path(company_id, trigger.entity_set), params, PAGE_SIZE):
-        count.add(announce(dedupe, runtime.events, scope, trigger, page, owner))
-        newest = next_cursor(newest, (e.get("lastModifiedDateTime") for e in page))
-    if newest > cursor and replace_if_match(runtime.storage.table(TABLE_CURSORS),
-                                            {**row, "cursor": iso(newest), "swept_at": iso(utc_now())},
-                                            etag) is None:
-        log.warning("sweep %s: cursor of %s changed during the run; keeping the other runner's",
-                    connection, trigger.entity_set)
-    dedupe.purge_expired(scope)
-    return SweepResult(trigger.entity_set, count.emitted, count.skipped, iso(newest))
+class SweepInterrupted(RuntimeError):
+    """Another runner took over (lease lost, or the cursor row changed underneath)."""
 
+
+class SweepRun:
+    """One sweep of a connection's company: every trigger, within a time budget, under a lease."""
+
+    def __init__(self, runtime: Runtime, connection: str, company_id: str, lease: Lease,
+                 max_seconds: float):
+        self.runtime = runtime
+        self.connection = connection
+        self.company_id = company_id
+        self.lease = lease
+        self.deadline = time.monotonic() + max_seconds
+        self.owner = f"sweep-{uuid.uuid4().hex}"
+        self.bc = runtime.bc(connection)
+        self.table = runtime.storage.table(TABLE_CURSORS)
+        self.dedupe = DedupeLog(runtime.storage, runtime.settings.dedupe_ttl_days)
+
+    def run(self) -> list[SweepResult]:
+        """Sweep every trigger (one trigger's failure does not hold up the others); raises the first
+        BC error at the end."""
+        results, errors = [], []
+        for position, trigger in enumerate(TRIGGERS):
+            now = time.monotonic()
+            share_ends = now + max(0.0, self.deadline - now) / (len(TRIGGERS) - position)
+            try:
+                results.append(self.sweep_trigger(trigger, share_ends))
+            except BCError as exc:
+                log.error("sweep %s: %s failed: %s", self.connection, trigger.entity_set, exc)
+                errors.append(exc)
+            except SweepInterrupted as exc:
+                log.warning("sweep %s: stopped: %s", self.connection, exc)
+                break
+        log.info("sweep %s: %s", self.connection, [r.as_dict() for r in results])
+        if errors:
+            raise errors[0]
+        return results
+
+    def save(self, row: dict[str, Any], etag: str) -> str:
+        new_etag = replace_if_match(self.table, {**row, "updated_at": iso(utc_now())}, etag)
+        if new_etag is None:
+            raise SweepInterrupted(f"cursor {row['RowKey']} was changed by another runner")
+        return new_etag
+
+    def sweep_trigger(self, trigger: CreatedTrigger, share_ends: float) -> SweepResult:
+        """Announce what changed since the cursor and was never announced, page by page, checkpointing
+        after each page; move the cursor once the pass is complete."""
+        conn = self.runtime.settings.connection(self.connection)
+        scope = scope_of(self.connection, self.company_id, trigger)
+        row, etag = start_trigger(self.runtime, self.connection, self.company_id, trigger)
+        base = {k: row[k] for k in ("PartitionKey", "RowKey", "cursor", "started_at") if k in row}
+        cursor = parse_iso(row["cursor"])
+        if row.get("next_link"):
+            url, params = row["next_link"], None
+            run_started = parse_iso(row["run_started"])
+            newest = parse_iso(row["pending_cursor"]) if row.get("pending_cursor") else None
+            held = parse_iso(row["held_before"]) if row.get("held_before") else None
+        else:
+            url = self.bc.company_path(self.company_id, trigger.entity_set)
+            params = {"$filter": since_filter(cursor, self.runtime.settings.cursor_overlap_seconds),
+                      **trigger.expand(conn)}
+            run_started, newest, held = utc_now(), None, None
+        count = EmitCount()
+        while True:
+            self.renew_lease()
+            body = self.bc.get(url, params, {"Prefer": f"odata.maxpagesize={PAGE_SIZE}"})
+            page = body.get("value", [])
+            done = announce(self.dedupe, self.runtime.events, scope, trigger, page, self.owner)
+            count.add(done)
+            newest = newest_change(newest, (e.get("lastModifiedDateTime") for e in page))
+            held = hold_before(held, page, done.busy)
+            next_link = body.get("@odata.nextLink")
+            if not next_link:
+                break
+            url, params = next_link, None
+            etag = self.save({**base, "next_link": next_link, "run_started": iso(run_started),
+                              "pending_cursor": iso(newest) if newest else "",
+                              "held_before": iso(held) if held else ""}, etag)
+            if time.monotonic() >= share_ends:
+                log.info("sweep %s: %s paused by SWEEP_MAX_SECONDS; the next run resumes", self.connection,
+                         trigger.entity_set)
+                return SweepResult(trigger.entity_set, count.emitted, count.skipped, row["cursor"], False)
+        moved = completed_cursor(cursor, newest, run_started, held)
+        if held is not None:
+            log.info("sweep %s: %s cursor held before %s (entities claimed by another runner)",
+                     self.connection, trigger.entity_set, iso(held))
+        self.save({**base, "cursor": iso(moved)}, etag)
+        self.dedupe.purge_gone(scope)
+        return SweepResult(trigger.entity_set, count.emitted, count.skipped, iso(moved))
+
+    def renew_lease(self) -> None:
+        if not self.lease.renew():
+            raise SweepInterrupted(f"lease {self.lease.name} was lost")
+
+
+# ---- entry points -----------------------------------------------------------------------------------
 
 def sweep(runtime: Runtime, connection: str | None = None) -> list[SweepResult]:
     """Sweep every trigger of one connection (one runner at a time per connection)."""
     conn = runtime.settings.connection(connection)
     company_id = runtime.company_id(conn.name)
-    owner = f"sweep-{uuid.uuid4().hex}"
-    with Lease(runtime.storage, f"sweep:{conn.name}", ttl_seconds=LEASE_SECONDS) as acquired:
+    max_seconds = runtime.settings.sweep_max_seconds
+    lease = Lease(runtime.storage, f"sweep:{conn.name}", ttl_seconds=max_seconds + LEASE_MARGIN_SECONDS)
+    with lease as acquired:
         if not acquired:
             log.info("sweep %s: another run is in progress; skipped", conn.name)
             return []
-        results, errors = [], []
-        for trigger in TRIGGERS:  # one trigger's failure does not hold up the others
-            try:
-                results.append(sweep_trigger(runtime, conn.name, company_id, trigger, owner))
-            except BCError as exc:
-                log.error("sweep %s: %s failed: %s", conn.name, trigger.entity_set, exc)
-                errors.append(exc)
-    log.info("sweep %s: %s", conn.name, [r.as_dict() for r in results])
-    if errors:
-        raise errors[0]
-    return results
+        return SweepRun(runtime, conn.name, company_id, lease, max_seconds).run()
 
 
 def sweep_all(runtime: Runtime) -> list[SweepResult]:
     """Sweep every connection; one that is not signed in is skipped. Raises the first other error
     after trying every connection."""
-    results, errors = [], []
-    for name in runtime.settings.connections:
-        try:
-            results.extend(sweep(runtime, name))
-        except TokenUnavailable as exc:
-            log.warning("sweep %s: skipped: %s", name, exc)
-        except (BCError, CompanyNotFound) as exc:
-            log.error("sweep %s: failed: %s", name, exc)
-            errors.append(exc)
-    if errors:
-        raise errors[0]
-    return results
+    outcomes = for_each_connection(runtime.settings, partial(sweep, runtime), task="sweep")
+    return [result for results in results_or_raise(outcomes) for result in results]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from connector.dedupe import DedupeLog, DedupeScope
@@ -56,16 +56,19 @@ BY_ENTITY_SET: dict[str, CreatedTrigger] = {t.entity_set: t for t in TRIGGERS}
 @dataclass
 class EmitCount:
     """What an emitting pass did: events queued, entities skipped (already announced or being
-    announced by another runner), entities that no longer exist."""
+    announced by another runner), entities that no longer exist, and the ids among the skipped that
+    another runner's live claim holds (`busy`: not announced yet, and maybe never by that runner)."""
 
     emitted: int = 0
     skipped: int = 0
     gone: int = 0
+    busy: frozenset[str] = field(default_factory=frozenset)
 
     def add(self, other: EmitCount) -> None:
         self.emitted += other.emitted
         self.skipped += other.skipped
         self.gone += other.gone
+        self.busy |= other.busy
 
 
 def created_event(trigger: CreatedTrigger, connection: str, company_id: str,
@@ -80,9 +83,11 @@ def announce(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trig
              entities: Iterable[dict[str, Any]], owner: str) -> EmitCount:
     """Queue a created event for every entity not announced yet, then record them as emitted."""
     by_id = {str(e["id"]).lower(): e for e in entities if e.get("id")}
-    claimed = dedupe.claim(scope, list(by_id), owner)
-    return publish_claimed(dedupe, events, scope, trigger, [by_id[i] for i in by_id if i in claimed],
-                           skipped=len(by_id) - len(claimed))
+    claims = dedupe.claim(scope, list(by_id), owner)
+    count = publish_claimed(dedupe, events, scope, trigger, [by_id[i] for i in by_id if i in claims.won],
+                            skipped=len(by_id) - len(claims.won))
+    count.busy = claims.busy
+    return count
 
 
 def publish_claimed(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope,

@@ -10,7 +10,8 @@ import logging
 import azure.functions as func
 
 from connector.bc_errors import BCError, TokenUnavailable
-from connector.item_pull import pull_all, pull_on_request
+from connector.companies import CompanyNotFound
+from connector.item_pull import PullInterrupted, pull_all, pull_on_request
 from connector.runtime import get_runtime
 from connector.settings import UnknownConnection
 
@@ -36,10 +37,12 @@ def pull_items_now(req: func.HttpRequest) -> func.HttpResponse:
     connection = req.route_params.get("connection", "")
     try:
         result = pull_on_request(get_runtime(), connection)
-    except UnknownConnection as exc:
-        return _json({"error": {"code": "UnknownConnection", "message": str(exc)}}, 404)
+    except (UnknownConnection, CompanyNotFound) as exc:
+        return _json({"error": {"code": type(exc).__name__, "message": str(exc)}}, 404)
     except TokenUnavailable as exc:
         return _json({"error": {"code": exc.state, "message": str(exc)}}, 409)
+    except PullInterrupted as exc:
+        return _json({"error": {"code": "PullInterrupted", "message": str(exc)}}, 409)
     except BCError as exc:
         return _json({"error": exc.as_dict()}, 502)
     status = "already-running" if result.status == "already-running" else "started"

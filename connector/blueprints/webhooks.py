@@ -45,8 +45,11 @@ def sweep_created(timer: func.TimerRequest) -> None:
 
 
 def _subscription_call(req: func.HttpRequest, call: Callable[[Runtime, str], dict]) -> func.HttpResponse:
+    """Our admin route (never BC's receiver, so 4xx/5xx are fine): each failure as a JSON error."""
     try:
         return _json(call(get_runtime(), req.route_params.get("connection", "")), 200)
+    except subscriptions.MissingClientStateKey as exc:  # the app is misconfigured, not the request
+        return _json({"error": {"code": "MissingClientStateKey", "message": str(exc)}}, 500)
     except UnknownConnection as exc:
         return _json({"error": {"code": "UnknownConnection", "message": str(exc)}}, 404)
     except TokenUnavailable as exc:

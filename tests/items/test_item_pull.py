@@ -12,6 +12,7 @@ from urllib.parse import unquote_plus
 import pytest
 import requests
 
+from connector.item_pull import CursorTable, ItemsCursor, PullInterrupted
 from connector.leases import Lease
 from connector.runtime import get_runtime
 from devtools.emulator.seed import CRONUS_UK_ID, CRONUS_USA_ID
@@ -164,6 +165,31 @@ def test_a_run_that_fails_mid_way_resumes_from_its_checkpoint(host, emulator):
     assert sorted(e["data"]["id"] for e in events) == sorted(store_items(emulator))
 
 
+def test_an_item_changed_behind_the_read_position_is_caught_by_the_next_pass(host, emulator):
+    h = host(ITEM_PULL_MAX_SECONDS="0")  # one page per run: the pass spans several runs
+    assert pull(h).json()["emitted"] == 5
+    c = company(emulator)
+    early, late = c.sets["items"].order[1], c.sets["items"].order[17]  # already read / not yet read
+    for row in (early, late):
+        emulator.bc.update(c, "items", row, {"displayName": f"{row.data['number']} renamed"})
+    while not pull(h).json()["finished"]:
+        pass
+    names = {e["data"]["id"]: e["data"]["displayName"] for e in drain()}
+    assert names[late.id] == f"{late.data['number']} renamed" and "renamed" not in names[early.id]
+    assert pull(h).json()["finished"]
+    names = {e["data"]["id"]: e["data"]["displayName"] for e in drain()}
+    assert names[early.id] == f"{early.data['number']} renamed"  # not lost behind the cursor
+
+
+def test_a_runner_whose_cursor_changed_underneath_stops(runtime):
+    first, second = (CursorTable(runtime.storage, "default", CRONUS_UK_ID) for _ in range(2))
+    first.load(), second.load()
+    first.save(ItemsCursor(cursor="2024-05-01T10:00:00.000Z"))
+    with pytest.raises(PullInterrupted):
+        second.save(ItemsCursor(cursor="2024-05-01T11:00:00.000Z"))
+    assert CursorTable(runtime.storage, "default", CRONUS_UK_ID).load().cursor == "2024-05-01T10:00:00.000Z"
+
+
 def test_overlapping_runs_only_one_pulls(host, emulator):
     h = host(CURSOR_OVERLAP_SECONDS="86400")  # a second run, were it allowed, would re-emit everything
     lease = Lease(get_runtime().storage, f"items:default:{CRONUS_UK_ID}", 60)
@@ -210,3 +236,11 @@ def test_unknown_connection_is_404_json(host):
     response = pull(h, "nope")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "UnknownConnection"
+
+
+def test_the_route_needs_a_function_key_when_keys_are_enforced(host):
+    h = host(LOCAL_HOST_REQUIRE_KEYS="true", LOCAL_HOST_FUNCTION_KEY="item-key")
+    assert pull(h).status_code == 401
+    keyed = requests.post(f"{h.url}/api/connections/default/pulls/items",
+                          headers={"x-functions-key": "item-key"}, timeout=60)
+    assert keyed.status_code == 202 and keyed.json()["status"] == "started"

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from connector.bc_time import bc_datetime
 from connector.item_pull import (
     PHASE_ITEMS,
     PHASE_VARIANTS,
     ItemsCursor,
     RecentItemIds,
     filter_since,
-    format_time,
     item_event,
     items_by_id_query,
     items_query,
@@ -55,7 +55,7 @@ def test_items_of_changed_variants_are_fetched_by_id_in_one_filter_without_those
 
 def test_times_are_bc_form_with_milliseconds_truncated():
     value = datetime(2024, 5, 1, 10, 0, 0, 123999, tzinfo=UTC)
-    assert format_time(value) == "2024-05-01T10:00:00.123Z"
+    assert bc_datetime(value) == "2024-05-01T10:00:00.123Z"
     assert latest(None, "2024-05-01T10:00:00.5Z", "2024-05-01T10:00:00.499Z") == "2024-05-01T10:00:00.500Z"
     assert latest(None, None) is None
 
@@ -92,7 +92,7 @@ def test_a_full_pass_keeps_its_cursor_pending_until_it_completes():
     assert state.cursor is None and state.in_pass
     assert state.pending_cursor == "2024-05-01T10:00:00.000Z" and state.next_link == "https://bc/next2"
     done = state.checkpoint(None, None, NOW).items_read(with_variants=True, now=NOW)
-    assert done == ItemsCursor(cursor="2024-05-01T10:00:00.000Z", updated_at=format_time(NOW))
+    assert done == ItemsCursor(cursor="2024-05-01T10:00:00.000Z", updated_at=bc_datetime(NOW))
     assert not done.in_pass
 
 

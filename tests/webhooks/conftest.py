@@ -19,9 +19,13 @@ class Scenario:
     queues: OutQueues
     company_id: str
 
+    def notification_url_of(self, connection: str) -> str:
+        """Where BC notifies a connection: the receiver, the connection named in the query."""
+        return f"{self.host.url}/api/webhooks/bc?connection={connection}"
+
     @property
     def notification_url(self) -> str:
-        return f"{self.host.url}/api/webhooks/bc"
+        return self.notification_url_of("default")
 
     def subscribe(self, expected_status: int = 200) -> dict[str, Any]:
         """`POST /api/connections/default/subscriptions` and its JSON summary."""

@@ -50,6 +50,9 @@ class EmulatedBC:
         specs = [{"itemNumber": "1896-S", "quantity": i + 1} for i in range(lines)]
         return self._company("POST", entity_set, {"customerNumber": "GL00000008", "lines": specs})
 
+    def update(self, entity_set: str, entity_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return self._company("PATCH", f"{entity_set}/{entity_id}", changes)
+
     def delete(self, entity_set: str, entity_id: str) -> None:
         self._company("DELETE", f"{entity_set}/{entity_id}")
 

@@ -18,15 +18,17 @@ def test_of_two_runners_racing_for_the_same_entities_each_entity_goes_to_exactly
     entities = ids(40)
     with ThreadPoolExecutor(2) as pool:
         first, second = pool.map(lambda owner: log.claim(SCOPE, entities, owner), ["m1", "m2"])
-    assert first | second == set(entities) and not first & second
+    assert first.won | second.won == set(entities) and not first.won & second.won
+    assert first.busy == second.won and second.busy == first.won  # each sees the other's live claims
 
 
 def test_a_retry_of_the_same_owner_carries_on_with_its_claims(runtime):
     log = DedupeLog(runtime.storage, 14)
     entities = ids(20)
-    assert log.claim(SCOPE, entities, "m1") == set(entities)
-    assert log.claim(SCOPE, entities, "m1") == set(entities)
-    assert log.claim(SCOPE, entities, "m2") == set()
+    assert log.claim(SCOPE, entities, "m1").won == set(entities)
+    assert log.claim(SCOPE, entities, "m1").won == set(entities)
+    assert log.claim(SCOPE, entities, "m2").won == set()
+    assert log.claim(SCOPE, entities, "m2").busy == set(entities)
 
 
 def test_announced_gone_and_known_entities_are_not_claimed_again(runtime):
@@ -36,14 +38,15 @@ def test_announced_gone_and_known_entities_are_not_claimed_again(runtime):
     log.settle(SCOPE, emitted, "emitted")
     log.settle(SCOPE, gone, "gone")
     log.settle(SCOPE, known, "known")
-    assert log.claim(SCOPE, emitted + gone + known + new, "m1") == set(new)
+    claims = log.claim(SCOPE, emitted + gone + known + new, "m1")
+    assert claims.won == set(new) and not claims.busy
 
 
-def test_rows_past_the_ttl_count_as_absent_and_are_purged(runtime):
-    forgetful = DedupeLog(runtime.storage, -1)  # every row is born expired
-    entities = ids(30)
-    forgetful.settle(SCOPE, entities, "emitted")
-    assert forgetful.claim(SCOPE, entities, "m2") == set(entities)
-    forgetful.settle(SCOPE, entities, "emitted")
-    assert forgetful.purge_expired(SCOPE) == 30
-    assert DedupeLog(runtime.storage, 14).claim(SCOPE, entities, "m3") == set(entities)
+def test_gone_markers_past_the_ttl_are_forgotten_and_purged_but_announced_and_known_never(runtime):
+    forgetful = DedupeLog(runtime.storage, -1)  # every gone marker is born expired
+    emitted, known, gone = ids(20), ids(15), ids(30)
+    forgetful.settle(SCOPE, emitted, "emitted")
+    forgetful.settle(SCOPE, known, "known")
+    forgetful.settle(SCOPE, gone, "gone")
+    assert forgetful.purge_gone(SCOPE) == 30
+    assert forgetful.claim(SCOPE, emitted + known + gone, "m2").won == set(gone)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 import requests
+from cryptography.fernet import Fernet
 
 from connector.runtime import get_runtime
 from connector.settings import QUEUE_ITEMS, QUEUE_SALES_SHIPMENTS, TABLE_SUBSCRIPTIONS
+from connector.subscriptions import client_state
+from tests.conftest import TEST_ENCRYPTION_KEY
+from tests.webhooks.scenario import QUIET_TIMERS
 
 pytestmark = pytest.mark.e2e
 
@@ -131,3 +135,42 @@ def test_an_unknown_connection_is_a_404(scenario):
     s = scenario()
     r = requests.post(f"{s.host.url}/api/connections/nope/subscriptions", timeout=30)
     assert r.status_code == 404
+
+
+def test_without_a_token_encryption_key_the_route_names_the_missing_setting(scenario):
+    s = scenario(TOKEN_ENCRYPTION_KEY="")
+    r = requests.post(f"{s.host.url}/api/connections/default/subscriptions", timeout=30)
+    assert r.status_code == 500 and r.headers["Content-Type"].startswith("application/json")
+    error = r.json()["error"]
+    assert error["code"] == "MissingClientStateKey" and "TOKEN_ENCRYPTION_KEY" in error["message"]
+    assert s.bc.subscriptions(s.notification_url) == []
+
+
+def test_two_connections_on_the_same_company_keep_each_others_subscriptions(scenario):
+    s = scenario(BC_CONNECTIONS="default,emea")
+    assert sorted(s.subscribe()["created"]) == SETS
+    emea = requests.post(f"{s.host.url}/api/connections/emea/subscriptions", timeout=60).json()
+    assert sorted(emea["created"]) == SETS and emea["straysDeleted"] == 0
+    again = s.subscribe()
+    assert sorted(again["unchanged"]) == SETS and again["straysDeleted"] == 0
+    s.host.fire_timer("renew_subscriptions")
+    for name in ("default", "emea"):
+        assert sorted(by_set(s.bc.subscriptions(s.notification_url_of(name)))) == SETS
+    item = s.bc.create_item()
+    s.queues.wait_for(QUEUE_ITEMS, lambda es: {e["source"] for e in es if e["subject"] == item["id"]} == {
+        f"bc-connector/default/{s.company_id}", f"bc-connector/emea/{s.company_id}"})
+
+
+def test_after_a_new_key_is_added_the_next_run_re_signs_every_subscription(scenario, connector_env):
+    s = scenario()
+    s.subscribe()
+    new_key = Fernet.generate_key().decode()
+    connector_env(**QUIET_TIMERS, PUBLIC_BASE_URL=s.host.url,
+                  TOKEN_ENCRYPTION_KEY=f"{new_key},{TEST_ENCRYPTION_KEY}")  # added first, old one kept
+    assert sorted(s.subscribe()["renewed"]) == SETS
+    subs = by_set(s.bc.subscriptions(s.notification_url))
+    for name, row in rows().items():  # the old key may go now: nothing BC holds was derived from it
+        assert subs[name]["clientState"] == client_state(new_key, row["client_state_nonce"])
+    assert sorted(s.subscribe()["unchanged"]) == SETS
+    item = s.bc.create_item()
+    s.queues.wait_for(QUEUE_ITEMS, lambda es: any(e["subject"] == item["id"] for e in es))

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from connector.dedupe import iso, may_claim, needs_refresh
+from connector.bc_time import bc_datetime, iso
+from connector.dedupe import claim_verdict
 from connector.notifications import (
     GarbledNotification,
     collection_since,
@@ -21,12 +22,15 @@ from connector.subscriptions import (
     Action,
     KnownSubscription,
     client_state,
+    key_id,
+    notification_url,
     plan_subscription,
     server_now,
+    signing_key,
     stray_subscriptions,
     watched_resource,
 )
-from connector.sweep import bc_datetime, next_cursor, since_filter
+from connector.sweep import completed_cursor, hold_before, newest_change, since_filter
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 URL = "https://connector.example/api/webhooks/bc"
@@ -176,8 +180,11 @@ def test_plan_groups_created_ids_once_and_keeps_collections():
 
 # ---- subscriptions --------------------------------------------------------------------------------
 
-def row(sub_id: str = "s1") -> dict:
-    return {"subscription_id": sub_id, "client_state_nonce": "n"}
+KEY_ID = key_id("key-1")
+
+
+def row(sub_id: str = "s1", key: str = KEY_ID) -> dict:
+    return {"subscription_id": sub_id, "client_state_nonce": "n", "client_state_key": key}
 
 
 def remote(expires: datetime, url: str = URL) -> dict:
@@ -192,11 +199,36 @@ def remote(expires: datetime, url: str = URL) -> dict:
     (row(), remote(NOW + timedelta(hours=35)), True, Action.RENEW),
     (row(), remote(NOW + timedelta(hours=70)), True, Action.KEEP),
     (row(), remote(NOW + timedelta(hours=70), url="https://old.example/api/webhooks/bc"), True, Action.RENEW),
+    (row(key=key_id("retired")), remote(NOW + timedelta(hours=70)), True, Action.RENEW),  # key rotation
+    ({"subscription_id": "s1", "client_state_nonce": "n"}, remote(NOW + timedelta(hours=70)), True,
+     Action.RENEW),  # a row from before key ids were recorded
     (row(), remote(NOW + timedelta(hours=70)), False, Action.UNSUPPORTED),
     (None, None, False, Action.UNSUPPORTED),
 ])
 def test_subscription_plan(current, bc_sub, supported, action):
-    assert plan_subscription(current, bc_sub, supported, NOW, RENEW_BEFORE, URL) is action
+    assert plan_subscription(current, bc_sub, supported, NOW, RENEW_BEFORE, URL, KEY_ID) is action
+
+
+def test_the_key_id_names_a_key_without_revealing_it():
+    assert key_id("key-1") == key_id("key-1") != key_id("key-2")
+    assert "key-1" not in key_id("key-1") and len(key_id("key-1")) == 16
+
+
+def test_without_a_token_encryption_key_no_client_state_can_be_derived():
+    from connector.subscriptions import MissingClientStateKey
+
+    with pytest.raises(MissingClientStateKey, match="TOKEN_ENCRYPTION_KEY"):
+        signing_key(())
+    assert signing_key(("new", "old")) == "new"
+
+
+def test_each_connection_has_its_own_notification_url_on_the_same_receiver():
+    from connector.settings import load_settings
+
+    settings = load_settings({"BC_TENANT": "t", "BC_CLIENT_ID": "c", "BC_CLIENT_SECRET": "s",
+                              "BC_CONNECTIONS": "default,emea", "PUBLIC_BASE_URL": "https://app.example"})
+    assert notification_url(settings, "default") == "https://app.example/api/webhooks/bc?connection=default"
+    assert notification_url(settings, "emea") == "https://app.example/api/webhooks/bc?connection=emea"
 
 
 def test_watched_resource_reads_company_and_entity_set_of_any_form():
@@ -211,7 +243,8 @@ def test_strays_are_subscriptions_to_us_for_watched_resources_that_no_row_owns()
         return {"subscriptionId": sub_id, "notificationUrl": url,
                 "resource": f"/api/v2.0/companies({company})/{entity_set}"}
     subs = [sub("ours"), sub("stray"), sub("other-url", url="https://elsewhere"),
-            sub("customers", "customers"), sub("elsewhere", company="1b2c3d4e-5f60-4718-829a-3b4c5d6e7f80")]
+            sub("customers", "customers"), sub("elsewhere", company="1b2c3d4e-5f60-4718-829a-3b4c5d6e7f80"),
+            sub("other-connection", url=f"{URL}?connection=emea")]
     assert [s["subscriptionId"] for s in stray_subscriptions(subs, {"ours"}, COMPANY, URL)] == ["stray"]
 
 
@@ -224,30 +257,28 @@ def test_bc_time_comes_from_its_date_header_but_never_runs_behind_ours():
 
 # ---- dedupe and cursors -----------------------------------------------------------------------------
 
-def mark(state: str, owner: str = "m1", claimed_for: float = 60, expires_in: float = 86400) -> dict:
-    return {"state": state, "owner": owner, "claimed_until": iso(NOW + timedelta(seconds=claimed_for)),
-            "expires_at": iso(NOW + timedelta(seconds=expires_in))}
+def mark(state: str, owner: str = "m1", claimed_for: float = 60, expires_in: float | None = None) -> dict:
+    row = {"state": state, "owner": owner, "claimed_until": iso(NOW + timedelta(seconds=claimed_for))}
+    if expires_in is not None:
+        row["expires_at"] = iso(NOW + timedelta(seconds=expires_in))
+    return row
 
 
-@pytest.mark.parametrize(("existing", "owner", "allowed"), [
-    (None, "m1", True),
-    (mark("emitted"), "m1", False),
-    (mark("known"), "m2", False),
-    (mark("gone"), "m2", False),
-    (mark("claimed"), "m1", True),  # the owner's retry carries on
-    (mark("claimed"), "m2", False),  # someone else is on it
-    (mark("claimed", claimed_for=-1), "m2", True),  # abandoned claim
-    (mark("emitted", expires_in=-1), "m2", True),  # forgotten after DEDUPE_TTL_DAYS
+@pytest.mark.parametrize(("existing", "owner", "verdict"), [
+    (None, "m1", "free"),
+    (mark("emitted"), "m1", "settled"),
+    (mark("known"), "m2", "settled"),
+    (mark("gone", expires_in=86400), "m2", "settled"),
+    (mark("claimed"), "m1", "free"),  # the owner's retry carries on
+    (mark("claimed"), "m2", "busy"),  # someone else is on it
+    (mark("claimed", claimed_for=-1), "m2", "free"),  # abandoned claim
+    (mark("gone", expires_in=-1), "m2", "free"),  # a gone marker is forgotten after DEDUPE_TTL_DAYS
+    # what was announced or existed is never forgotten, even rows written with an expiry long past
+    (mark("emitted", expires_in=-400 * 86400), "m2", "settled"),
+    (mark("known", expires_in=-400 * 86400), "m2", "settled"),
 ])
-def test_who_may_announce_an_entity(existing, owner, allowed):
-    assert may_claim(existing, owner, NOW) is allowed
-
-
-def test_a_settled_row_past_half_its_life_is_refreshed():
-    ttl = timedelta(days=14)
-    assert needs_refresh(mark("emitted", expires_in=3 * 86400), NOW, ttl)
-    assert not needs_refresh(mark("emitted", expires_in=13 * 86400), NOW, ttl)
-    assert not needs_refresh(mark("claimed", expires_in=60), NOW, ttl)
+def test_who_may_announce_an_entity(existing, owner, verdict):
+    assert claim_verdict(existing, owner, NOW) == verdict
 
 
 def test_the_sweep_filter_goes_back_by_the_overlap_in_bc_format():
@@ -256,8 +287,41 @@ def test_the_sweep_filter_goes_back_by_the_overlap_in_bc_format():
     assert bc_datetime(datetime(2026, 3, 1, 13, 0, tzinfo=UTC).astimezone()) == "2026-03-01T13:00:00.000Z"
 
 
-def test_the_cursor_moves_to_the_newest_change_read_and_never_back():
-    assert next_cursor(NOW, ["2026-03-01T12:00:05.5Z", None, "2026-03-01T11:00:00Z"]) == \
+def test_the_newest_change_read_ignores_missing_times():
+    assert newest_change(None, ["2026-03-01T12:00:05.5Z", None, "2026-03-01T11:00:00Z"]) == \
         NOW + timedelta(seconds=5.5)
-    assert next_cursor(NOW, ["2026-02-01T00:00:00Z"]) == NOW
-    assert next_cursor(NOW, []) == NOW
+    assert newest_change(NOW, ["2026-02-01T00:00:00Z"]) == NOW
+    assert newest_change(None, []) is None
+
+
+def test_the_cursor_moves_to_the_newest_change_read_and_never_back():
+    started = NOW + timedelta(hours=1)
+    assert completed_cursor(NOW, NOW + timedelta(seconds=5), started, None) == NOW + timedelta(seconds=5)
+    assert completed_cursor(NOW, NOW - timedelta(days=1), started, None) == NOW
+    assert completed_cursor(NOW, None, started, None) == NOW
+
+
+def test_the_cursor_never_passes_the_start_of_the_pass():
+    started = NOW + timedelta(seconds=10)
+    assert completed_cursor(NOW, NOW + timedelta(seconds=30), started, None) == started
+
+
+def entity(entity_id: str, seconds: float) -> dict:
+    return {"id": entity_id, "lastModifiedDateTime": iso(NOW + timedelta(seconds=seconds))}
+
+
+def test_the_cursor_stops_just_before_an_entity_another_runner_holds():
+    page = [entity("A", 1), entity("B", 2), entity("C", 3), entity("D", 4)]
+    held = hold_before(None, page, {"c", "b"})
+    assert held == NOW + timedelta(seconds=2) - timedelta(milliseconds=1)
+    cursor = completed_cursor(NOW, newest_change(None, [e["lastModifiedDateTime"] for e in page]),
+                              NOW + timedelta(hours=1), held)
+    assert cursor < NOW + timedelta(seconds=2) and since_filter(cursor, 0) == \
+        f"lastModifiedDateTime gt {bc_datetime(NOW + timedelta(seconds=2) - timedelta(milliseconds=1))}"
+    assert hold_before(held, [entity("E", 0.5)], {"e"}) == NOW + timedelta(seconds=0.5, milliseconds=-1)
+    assert hold_before(None, page, set()) is None
+
+
+def test_a_held_entity_already_behind_the_cursor_keeps_the_cursor_where_it_is():
+    held = hold_before(None, [entity("A", -30)], {"a"})
+    assert completed_cursor(NOW, NOW + timedelta(seconds=5), NOW + timedelta(hours=1), held) == NOW

@@ -1,0 +1,101 @@
+"""The sweep against the real app, the emulator and Azurite: it announces what webhooks missed, never
+announces an old entity as created, never skips an entity for good, and works within a time budget."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+from azure.data.tables import UpdateMode
+
+from connector import sweep
+from connector.dedupe import DedupeLog, DedupeScope
+from connector.runtime import get_runtime
+from connector.settings import QUEUE_ITEMS, TABLE_CURSORS, TABLE_DEDUPE
+
+pytestmark = pytest.mark.e2e
+
+LONG_AGO = "2000-01-01T00:00:00.000000Z"
+
+
+def rewrite_dedupe_rows(**changes: str) -> int:
+    """Set fields on every row of the dedupe table (as if time had passed); how many rows."""
+    table = get_runtime().storage.table(TABLE_DEDUPE)
+    rows = [dict(r) for r in table.list_entities()]
+    for row in rows:
+        table.upsert_entity({**row, **changes}, mode=UpdateMode.REPLACE)
+    return len(rows)
+
+
+def items_cursor(company_id: str) -> dict:
+    table = get_runtime().storage.table(TABLE_CURSORS)
+    return dict(table.get_entity("default", f"sweep:items:{company_id}"))
+
+
+def bare_collections(s) -> list[str]:
+    return [n["resource"] for d in s.bc.deliveries(s.notification_url) if d["kind"] == "notification"
+            for n in d["body"]["value"] if n["changeType"] == "collection" and "$filter" not in n["resource"]]
+
+
+def test_entities_announced_or_known_long_ago_are_never_announced_as_created_again(scenario, make_emulator):
+    emu = make_emulator(collection_threshold=3, webhook_debounce_seconds=2.0)
+    s = scenario(bc=emu, CURSOR_OVERLAP_SECONDS="0")
+    older = s.bc.create_item()
+    s.subscribe()  # `older` and the seed exist before the trigger: known
+    new, doomed = s.bc.create_item(), s.bc.create_item()
+    s.bc.flush()
+    s.queues.wait_for(QUEUE_ITEMS, lambda es: {new["id"], doomed["id"]} <= {e["subject"] for e in es})
+    s.host.wait_idle(30)
+    s.queues.take(QUEUE_ITEMS)
+    assert rewrite_dedupe_rows(expires_at=LONG_AGO) > 2  # DEDUPE_TTL_DAYS went by long ago
+    s.host.fire_timer("sweep_created")  # the sweep purges what has expired
+    s.bc.update("items", older["id"], {"displayName": "changed years later"})
+    s.bc.update("items", new["id"], {"displayName": "changed years later"})
+    s.bc.delete("items", doomed["id"])  # three changes with a delete: BC asks for a full resync
+    s.bc.flush()
+    assert bare_collections(s)
+    s.host.wait_idle(60)
+    s.host.fire_timer("sweep_created")  # reads both updates
+    s.host.wait_idle(30)
+    assert s.queues.take(QUEUE_ITEMS) == []
+
+
+def test_an_entity_whose_claim_was_abandoned_is_announced_by_a_later_sweep(scenario):
+    s = scenario(CURSOR_OVERLAP_SECONDS="0")
+    s.host.fire_timer("sweep_created")  # the triggers start; no subscriptions: only the sweep announces
+    stuck = s.bc.create_item()
+    time.sleep(0.01)
+    later = s.bc.create_item()
+    dedupe = DedupeLog(get_runtime().storage, 14)
+    # a notification message claims `stuck`, then dies (it will end in poison)
+    assert dedupe.claim(DedupeScope("default", s.company_id, "items"), [stuck["id"]], "dying-message").won
+    s.host.fire_timer("sweep_created")
+    assert [e["subject"] for e in s.queues.take(QUEUE_ITEMS)] == [later["id"]]
+    assert items_cursor(s.company_id)["cursor"] < stuck["lastModifiedDateTime"]
+    rewrite_dedupe_rows(claimed_until=LONG_AGO)  # the dead message's claim runs out
+    s.host.fire_timer("sweep_created")
+    s.queues.take(QUEUE_ITEMS)
+    assert len(s.queues.about(QUEUE_ITEMS, stuck["id"])) == 1
+    assert len(s.queues.about(QUEUE_ITEMS, later["id"])) == 1
+
+
+def test_a_sweep_out_of_time_checkpoints_each_page_and_the_next_run_resumes(scenario, monkeypatch):
+    monkeypatch.setattr(sweep, "PAGE_SIZE", 4)
+    s = scenario(CURSOR_OVERLAP_SECONDS="0", SWEEP_MAX_SECONDS="0")  # one page per trigger and run
+    s.host.fire_timer("sweep_created")  # the triggers start
+    started = items_cursor(s.company_id)
+    created = [s.bc.create_item()["id"] for _ in range(10)]
+    runs = []
+    for _ in range(3):
+        s.host.fire_timer("sweep_created")
+        runs.append([e["subject"] for e in s.queues.take(QUEUE_ITEMS)])
+        cursor = items_cursor(s.company_id)
+        status = requests.get(f"{s.host.url}/api/status", timeout=30).json()
+        [shown] = [c for c in status["connections"][0]["cursors"] if c["name"] == cursor["RowKey"]]
+        assert shown["updated_at"] and shown["updated_at"] == cursor["updated_at"]
+        assert shown["next_link"] is (len(runs) < 3)
+        if len(runs) < 3:
+            assert cursor["cursor"] == started["cursor"]  # moves only once the pass is complete
+    assert [len(r) for r in runs] == [4, 4, 2]
+    assert sorted(sum(runs, [])) == sorted(created)
+    assert items_cursor(s.company_id)["cursor"] > started["cursor"]
