@@ -8,8 +8,9 @@ or a sweep run) so that the owner's retry may carry on, and a claim whose `claim
 
 A created-trigger must remember what exists: a read of BC cannot tell created from updated, so a
 forgotten entity would be announced as created the next time it changes. `emitted` and `known` rows
-are therefore kept for good (one small row per entity). Only `gone` markers expire, after
-DEDUPE_TTL_DAYS (`expires_at`), and are purged by the sweep: they only absorb BC's re-sends.
+are therefore kept for good (one small row per entity). Only `gone` markers expire (`expires_at`,
+DEDUPE_TTL_DAYS after the entity vanished) and are purged by the sweep: the entity no longer
+exists, so they only spare re-reads when BC re-sends its notification.
 """
 from __future__ import annotations
 

@@ -14,6 +14,10 @@ keeps overlapping runs (timer + route, several instances) from pulling twice.
 
 Memory is bounded by the page size: pages stream through (the next one is fetched while the current
 one's events are sent); no list of all items or ids is kept.
+
+Runs come from the timer (every connection) or from a request on `bc-item-pulls` (the route queues
+it, a queue trigger runs it). A requested run that stops on its time budget with work left queues
+one continuation, so a long first pull goes on at once, chunk by chunk, instead of at the next tick.
 """
 from __future__ import annotations
 
@@ -27,14 +31,24 @@ from functools import partial
 from typing import Any
 
 from azure.data.tables import TableClient
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from connector.bc_client import BCClient
+from connector.bc_errors import TokenUnavailable
 from connector.bc_time import bc_datetime, parse_iso, utc_now
+from connector.companies import CompanyNotFound
 from connector.connections import for_each_connection, results_or_raise
 from connector.events import ITEM_PULLED, EventPublisher, cloud_event
 from connector.leases import Lease
 from connector.runtime import Runtime
-from connector.settings import QUEUE_ITEMS, TABLE_CURSORS, ConnectionSettings
+from connector.settings import (
+    QUEUE_ITEM_PULLS,
+    QUEUE_ITEM_PULLS_POISON,
+    QUEUE_ITEMS,
+    TABLE_CURSORS,
+    ConnectionSettings,
+    UnknownConnection,
+)
 from connector.storage import Storage, insert_entity, read_entity, replace_if_match, table_key
 
 log = logging.getLogger(__name__)
@@ -43,7 +57,6 @@ PHASE_ITEMS = "items"
 PHASE_VARIANTS = "variants"
 ID_BATCH = 40  # ids per `id eq … or …` filter: about 2.5 KB of URL, well inside BC's limits
 LEASE_MARGIN_SECONDS = 120.0  # lease TTL beyond the run's time budget (a slow last page, retries)
-HTTP_MAX_SECONDS = 200.0  # a route run stays inside Azure's 230 s limit on HTTP responses
 Entity = dict[str, Any]
 
 
@@ -179,6 +192,37 @@ class ItemsCursor:
         return ItemsCursor(cursor=promoted_cursor(self.cursor, self.pending_cursor,
                                                   self.run_started or bc_datetime(now)),
                            updated_at=bc_datetime(now))
+
+
+class ItemPullRequest(BaseModel):
+    """A `bc-item-pulls` message: pull this connection's items now (asked for by the route, or the
+    continuation of a requested run that stopped on its time budget)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connection: str = Field(min_length=1)
+    requestedAt: AwareDatetime
+    continuation: bool = False
+
+
+class BadPullRequest(ValueError):
+    """A `bc-item-pulls` message that is not an `ItemPullRequest`."""
+
+
+def parse_pull_request(text: str) -> ItemPullRequest:
+    """The request in a message; BadPullRequest naming every problem otherwise."""
+    try:
+        return ItemPullRequest.model_validate_json(text)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}"
+                             for e in exc.errors())
+        raise BadPullRequest(f"not an item pull request ({problems})") from None
+
+
+# Why a request can never run, whatever the retries: it is kept on the poison queue at once rather
+# than retried maxDequeueCount times (a not-signed-in connection needs a person, not a retry).
+CANNOT_RUN: tuple[type[Exception], ...] = (BadPullRequest, UnknownConnection, TokenUnavailable,
+                                           CompanyNotFound)
 
 
 # ----------------------------------------------------------------------------------------- edges
@@ -364,11 +408,45 @@ def pull_company(runtime: Runtime, connection: str, *, max_seconds: float | None
     ).run()
 
 
+def request_pull(runtime: Runtime, connection: str, *, continuation: bool = False) -> ItemPullRequest:
+    """Queue a pull of a configured connection on `bc-item-pulls` (UnknownConnection otherwise)."""
+    name = runtime.settings.connection(connection).name
+    request = ItemPullRequest(connection=name, requestedAt=utc_now(), continuation=continuation)
+    runtime.storage.queue(QUEUE_ITEM_PULLS).send_message(request.model_dump_json())
+    return request
+
+
 def pull_on_request(runtime: Runtime, connection: str) -> PullResult:
-    """The route's run: the same pull, inline, within min(ITEM_PULL_MAX_SECONDS, HTTP_MAX_SECONDS);
-    what is left is resumed by the next run (timer or route)."""
-    budget = min(runtime.settings.item_pull_max_seconds, HTTP_MAX_SECONDS)
-    return pull_company(runtime, connection, max_seconds=budget)
+    """A requested run within ITEM_PULL_MAX_SECONDS. If another runner holds the lease, that run
+    covers the request; if this one stops on its budget with work left, one continuation is queued."""
+    result = pull_company(runtime, connection)
+    if result.status == "partial":
+        request_pull(runtime, connection, continuation=True)
+    return result
+
+
+def handle_pull_request(runtime: Runtime, text: str, message_id: str) -> PullResult | None:
+    """Run the pull a `bc-item-pulls` message asks for; None if it did not run. A request that can
+    never run (`CANNOT_RUN`) is copied to `bc-item-pulls-poison` with an error log; any other
+    failure is raised, so the host retries it and finally moves it to the poison queue."""
+    try:
+        request = parse_pull_request(text)
+        result = pull_on_request(runtime, request.connection)
+    except CANNOT_RUN as exc:
+        runtime.storage.queue(QUEUE_ITEM_PULLS_POISON).send_message(text)
+        log.error("item pull request %s cannot run: %s; kept on %s (replay it once fixed)",
+                  message_id, exc, QUEUE_ITEM_PULLS_POISON)
+        return None
+    except PullInterrupted as exc:
+        log.info("item pull request %s: stopped, another runner took over: %s", message_id, exc)
+        return None
+    if result.status == "already-running":
+        log.info("item pull request %s (%s): another run is pulling and covers it", message_id,
+                 result.connection)
+    elif result.status == "partial":
+        log.info("item pull request %s (%s): time budget spent, continuation queued", message_id,
+                 result.connection)
+    return result
 
 
 def pull_all(runtime: Runtime) -> list[PullResult]:

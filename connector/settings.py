@@ -25,6 +25,8 @@ QUEUE_SALES_SHIPMENTS = "bc-sales-shipments"
 QUEUE_SALES_INVOICES = "bc-sales-invoices"
 QUEUE_NOTIFICATIONS = "bc-notifications"
 QUEUE_NOTIFICATIONS_POISON = "bc-notifications-poison"
+QUEUE_ITEM_PULLS = "bc-item-pulls"  # internal: pull requests from the route, and continuations
+QUEUE_ITEM_PULLS_POISON = "bc-item-pulls-poison"
 QUEUE_NAMES: tuple[str, ...] = (
     QUEUE_SALES_ORDERS,
     QUEUE_SALES_ORDERS_POISON,
@@ -34,6 +36,8 @@ QUEUE_NAMES: tuple[str, ...] = (
     QUEUE_SALES_INVOICES,
     QUEUE_NOTIFICATIONS,
     QUEUE_NOTIFICATIONS_POISON,
+    QUEUE_ITEM_PULLS,
+    QUEUE_ITEM_PULLS_POISON,
 )
 
 TABLE_TOKENS = "bctokens"  # encrypted msal token caches, one row per connection

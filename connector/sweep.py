@@ -217,7 +217,8 @@ class SweepRun:
             if time.monotonic() >= share_ends:
                 log.info("sweep %s: %s paused by SWEEP_MAX_SECONDS; the next run resumes", self.connection,
                          trigger.entity_set)
-                return SweepResult(trigger.entity_set, count.emitted, count.skipped, row["cursor"], False)
+                return SweepResult(trigger.entity_set, count.emitted, count.skipped, row["cursor"],
+                                   finished=False)
         moved = completed_cursor(cursor, newest, run_started, held)
         if held is not None:
             log.info("sweep %s: %s cursor held before %s (entities claimed by another runner)",

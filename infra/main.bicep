@@ -100,6 +100,8 @@ var queueNames = [
   'bc-sales-invoices'
   'bc-notifications'
   'bc-notifications-poison'
+  'bc-item-pulls'
+  'bc-item-pulls-poison'
 ]
 var tableNames = [
   'bctokens'

@@ -1,19 +1,18 @@
-"""Schedule Pull Items: the timer (`%ITEM_PULL_SCHEDULE%`) and `POST connections/{connection}/pulls/items`.
+"""Schedule Pull Items: the timer (`%ITEM_PULL_SCHEDULE%`), `POST connections/{connection}/pulls/items`
+and the `bc-item-pulls` queue trigger that runs what the route asked for.
 
-The route runs the pull inline rather than enqueueing it: a run is time-bounded (below Azure's
-230 s HTTP limit) and resumable, so the caller gets what was done (items emitted, finished or not)
-in the 202, and the lease answers "already running" when the timer or another instance is pulling.
+The route only queues the request and answers 202 at once: a pull may take up to ITEM_PULL_MAX_SECONDS
+(beyond Azure's 230 s limit on HTTP responses) and a long first pull goes on in chunks.
 """
 import json
 import logging
 
 import azure.functions as func
 
-from connector.bc_errors import BCError, TokenUnavailable
-from connector.companies import CompanyNotFound
-from connector.item_pull import PullInterrupted, pull_all, pull_on_request
+from connector.bc_time import iso
+from connector.item_pull import handle_pull_request, pull_all, request_pull
 from connector.runtime import get_runtime
-from connector.settings import UnknownConnection
+from connector.settings import QUEUE_ITEM_PULLS, UnknownConnection
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -33,17 +32,16 @@ def scheduled_item_pull(timer: func.TimerRequest) -> None:
 @bp.route(route="connections/{connection}/pulls/items", methods=["POST"],
           auth_level=func.AuthLevel.FUNCTION)
 def pull_items_now(req: func.HttpRequest) -> func.HttpResponse:
-    """202 with {"status": "started" | "already-running", "emitted", "finished", ...}."""
-    connection = req.route_params.get("connection", "")
+    """202 {"status": "queued", "connection", "requestedAt"}; 404 for an unknown connection."""
     try:
-        result = pull_on_request(get_runtime(), connection)
-    except (UnknownConnection, CompanyNotFound) as exc:
-        return _json({"error": {"code": type(exc).__name__, "message": str(exc)}}, 404)
-    except TokenUnavailable as exc:
-        return _json({"error": {"code": exc.state, "message": str(exc)}}, 409)
-    except PullInterrupted as exc:
-        return _json({"error": {"code": "PullInterrupted", "message": str(exc)}}, 409)
-    except BCError as exc:
-        return _json({"error": exc.as_dict()}, 502)
-    status = "already-running" if result.status == "already-running" else "started"
-    return _json({**result.as_dict(), "status": status}, 202)
+        request = request_pull(get_runtime(), req.route_params.get("connection", ""))
+    except UnknownConnection as exc:
+        return _json({"error": {"code": "UnknownConnection", "message": str(exc)}}, 404)
+    return _json({"status": "queued", "connection": request.connection,
+                  "requestedAt": iso(request.requestedAt)}, 202)
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=QUEUE_ITEM_PULLS, connection="AzureWebJobsStorage")
+def requested_item_pull(msg: func.QueueMessage) -> None:
+    """Run a requested pull (or its continuation); raises only to have the host retry."""
+    handle_pull_request(get_runtime(), msg.get_body().decode("utf-8"), msg.id)

@@ -10,10 +10,10 @@ from azure.data.tables import UpdateMode
 
 from connector import sweep
 from connector.dedupe import DedupeLog, DedupeScope
+from connector.leases import Lease
 from connector.runtime import get_runtime
 from connector.settings import QUEUE_ITEMS, TABLE_CURSORS, TABLE_DEDUPE
-
-pytestmark = pytest.mark.e2e
+from tests.webhooks.scenario import EmulatedBC, OutQueues
 
 LONG_AGO = "2000-01-01T00:00:00.000000Z"
 
@@ -37,6 +37,7 @@ def bare_collections(s) -> list[str]:
             for n in d["body"]["value"] if n["changeType"] == "collection" and "$filter" not in n["resource"]]
 
 
+@pytest.mark.e2e
 def test_entities_announced_or_known_long_ago_are_never_announced_as_created_again(scenario, make_emulator):
     emu = make_emulator(collection_threshold=3, webhook_debounce_seconds=2.0)
     s = scenario(bc=emu, CURSOR_OVERLAP_SECONDS="0")
@@ -60,6 +61,7 @@ def test_entities_announced_or_known_long_ago_are_never_announced_as_created_aga
     assert s.queues.take(QUEUE_ITEMS) == []
 
 
+@pytest.mark.e2e
 def test_an_entity_whose_claim_was_abandoned_is_announced_by_a_later_sweep(scenario):
     s = scenario(CURSOR_OVERLAP_SECONDS="0")
     s.host.fire_timer("sweep_created")  # the triggers start; no subscriptions: only the sweep announces
@@ -79,6 +81,7 @@ def test_an_entity_whose_claim_was_abandoned_is_announced_by_a_later_sweep(scena
     assert len(s.queues.about(QUEUE_ITEMS, later["id"])) == 1
 
 
+@pytest.mark.e2e
 def test_a_sweep_out_of_time_checkpoints_each_page_and_the_next_run_resumes(scenario, monkeypatch):
     monkeypatch.setattr(sweep, "PAGE_SIZE", 4)
     s = scenario(CURSOR_OVERLAP_SECONDS="0", SWEEP_MAX_SECONDS="0")  # one page per trigger and run
@@ -99,3 +102,19 @@ def test_a_sweep_out_of_time_checkpoints_each_page_and_the_next_run_resumes(scen
     assert [len(r) for r in runs] == [4, 4, 2]
     assert sorted(sum(runs, [])) == sorted(created)
     assert items_cursor(s.company_id)["cursor"] > started["cursor"]
+
+
+def test_a_sweep_whose_lease_was_taken_over_stops_before_announcing_anything(runtime, emulator, azurite):
+    company_id = runtime.company_id()
+    queues = OutQueues(azurite.connection_string)
+    sweep.sweep(runtime)  # the triggers start (announcing what changed within the overlap before)
+    queues.take(QUEUE_ITEMS)
+    cursor = items_cursor(company_id)
+    EmulatedBC(emulator, company_id).create_item()
+    lease = Lease(runtime.storage, "sweep:default", ttl_seconds=60)
+    assert lease.acquire()
+    later = Lease(runtime.storage, "sweep:default", ttl_seconds=60, clock=lambda: time.time() + 120)
+    assert later.acquire()  # the first holder looked dead: its lease expired and was taken over
+    assert sweep.SweepRun(runtime, "default", company_id, lease, max_seconds=60).run() == []
+    assert queues.take(QUEUE_ITEMS) == []
+    assert items_cursor(company_id) == cursor
