@@ -116,25 +116,13 @@ def _port_open(port: int) -> bool:
 def provision(connection_string: str) -> None:
     """Create the queues, tables and blob containers the connector uses, as `infra/` does in Azure
     (a queue trigger listens on a queue that exists; producers expect it to be there)."""
-    from azure.core.exceptions import ResourceExistsError
-    from azure.data.tables import TableServiceClient
-    from azure.storage.blob import BlobServiceClient
-    from azure.storage.queue import QueueServiceClient
+    from connector.settings import BLOB_CONTAINERS, QUEUE_NAMES, TABLE_NAMES, load_storage_settings
+    from connector.storage import Storage
 
-    from connector.settings import BLOB_CONTAINERS, QUEUE_NAMES, TABLE_NAMES
-
-    queues = QueueServiceClient.from_connection_string(connection_string)
+    storage = Storage(load_storage_settings({"AzureWebJobsStorage": connection_string}))
     for name in QUEUE_NAMES:
-        try:
-            queues.create_queue(name)
-        except ResourceExistsError:
-            pass
-    tables = TableServiceClient.from_connection_string(connection_string)
+        storage.queue(name)
     for name in TABLE_NAMES:
-        tables.create_table_if_not_exists(name)
-    blobs = BlobServiceClient.from_connection_string(connection_string)
+        storage.table(name)
     for name in BLOB_CONTAINERS:
-        try:
-            blobs.create_container(name)
-        except ResourceExistsError:
-            pass
+        storage.container(name)

@@ -130,18 +130,19 @@ def runtime(connector_env: Callable[..., dict[str, str]]) -> Any:
 
 @pytest.fixture
 def local_host(connector_env: Callable[..., dict[str, str]]) -> Callable[..., Any]:
-    """Factory: serve the real `function_app.app` through the local host with setting overrides."""
+    """Factory: serve the real `function_app.app` through the local host with setting overrides
+    (and optionally another host.json)."""
     from devtools.localhost import LocalHost
 
     hosts = []
 
-    def start(**overrides: str) -> Any:
+    def start(host_json: Path = ROOT / "host.json", **overrides: str) -> Any:
         port = free_port()
         overrides.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
         env = connector_env(**overrides)
         import function_app
 
-        host = LocalHost(function_app.app, host_json=ROOT / "host.json", port=port,
+        host = LocalHost(function_app.app, host_json=host_json, port=port,
                          env=dict(os.environ, **env)).start()
         hosts.append(host)
         return host

@@ -16,7 +16,6 @@ from connector.settings import (
     QUEUE_SALES_ORDER_RESULTS,
     QUEUE_SALES_ORDERS,
     QUEUE_SALES_ORDERS_POISON,
-    SETTINGS,
 )
 
 TENANT = "lmints.io"
@@ -126,4 +125,3 @@ class EmulatorBC:
 
 # Timer triggers of other features resolve `%..._SCHEDULE%` from the environment, which the shared
 # `connector_env` does not set; pin them far away so they neither fail the start nor call BC here.
-QUIET_SCHEDULES = {s.name: "0 0 0 1 1 *" for s in SETTINGS if s.name.endswith("_SCHEDULE")}
