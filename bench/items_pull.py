@@ -3,9 +3,12 @@
 For each catalogue size (items with 3 variants each, bulk-created in a fresh emulator) a child
 process runs one full pull exactly as the timer does (paged `$expand=itemVariants`, events to
 `bc-items` on Azurite) and reports its wall time and peak RSS growth; the emulator counts the BC
-requests. A second child only reads the pages (no events): the emulator's own bound. The naive way
-(list the items, then one `items({id})/itemVariants` request per item, sequentially) is measured on a
-sample and extrapolated linearly to each size — said so in the output.
+requests. A second child only reads the pages (no events): the BC emulator's ceiling. A third only
+sends the same number of events (built from one page read beforehand, published page by page through
+the same `EventPublisher`, no BC): the queue-send ceiling of Azurite on this machine. The report says
+which of the two the pull runs against. The naive way (list the items, then one
+`items({id})/itemVariants` request per item, sequentially) is measured on a sample and extrapolated
+linearly to each size — said so in the output.
 
     python -m bench.items_pull [--sizes 10000,100000] [--latency-ms 20] [--page-size 1000]
                                [--naive-sample 500]
@@ -54,8 +57,9 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _child(mode: str, sample: int) -> dict[str, Any]:
-    """Runs in a fresh process configured by the environment; returns what it measured."""
+def _child(mode: str, count: int) -> dict[str, Any]:
+    """Runs in a fresh process configured by the environment; returns what it measured. `count`:
+    the naive way's sample, or the events the send-only mode sends."""
     from connector.item_pull import item_event, pull_company
     from connector.runtime import get_runtime
     from connector.settings import QUEUE_ITEMS, TABLE_CURSORS, TABLE_LEASES
@@ -63,11 +67,14 @@ def _child(mode: str, sample: int) -> dict[str, Any]:
     runtime = get_runtime()
     bc = runtime.bc()
     company_id = runtime.company_id()
+    conn = runtime.settings.connection("default")
     for table in (TABLE_CURSORS, TABLE_LEASES):
         runtime.storage.table(table)
-    runtime.storage.queue(QUEUE_ITEMS)
+    runtime.storage.queue(QUEUE_ITEMS).clear_messages()  # every mode sends to an empty queue
     page_size = runtime.settings.item_pull_page_size
     items_path = bc.company_path(company_id, "items")
+    template = (next(bc.iter_pages(items_path, {"$expand": "itemVariants"}, page_size))
+                if mode == "send" else [])
     baseline = _rss()
     _reset_peak_rss()
     started = time.perf_counter()
@@ -78,11 +85,17 @@ def _child(mode: str, sample: int) -> dict[str, Any]:
         count, finished = 0, True
         for page in bc.iter_pages(items_path, {"$expand": "itemVariants"}, page_size):
             count += len(page)
+    elif mode == "send":  # the pull's emission alone: build and publish page by page, no BC
+        sent = 0
+        while template and sent < count:
+            page = template[:count - sent]
+            sent += runtime.events.publish(QUEUE_ITEMS, [item_event(conn.name, company_id, item, True)
+                                                         for item in page])
+        count, finished = sent, True
     else:  # naive: list items, then one variants request per item, events as the pull sends them
-        conn = runtime.settings.connection("default")
-        first_page = next(bc.iter_pages(items_path, None, sample))
+        first_page = next(bc.iter_pages(items_path, None, count))
         events = []
-        for item in first_page[:sample]:
+        for item in first_page[:count]:
             path = bc.company_path(company_id, f"items({item['id']})/itemVariants")
             item["itemVariants"] = bc.get(path)["value"]
             events.append(item_event(conn.name, company_id, item, True))
@@ -111,9 +124,9 @@ def _environment(emulator: Any, azurite: Any, company_id: str, page_size: int) -
     }
 
 
-def _run_child(env: dict[str, str], mode: str, sample: int = 0) -> dict[str, Any]:
+def _run_child(env: dict[str, str], mode: str, count: int = 0) -> dict[str, Any]:
     done = subprocess.run([sys.executable, "-m", "bench.items_pull", "--child", mode,
-                           "--naive-sample", str(sample)],
+                           "--child-count", str(count)],
                           env=env, cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"bench child {mode} failed:\n{done.stderr[-3000:]}")
@@ -121,8 +134,8 @@ def _run_child(env: dict[str, str], mode: str, sample: int = 0) -> dict[str, Any
 
 
 def _measure(size: int, latency: float, page_size: int, sample: int) -> dict[str, Any]:
-    """A fresh emulator and Azurite holding `size` items; the pull, the read-only bound and, when
-    `sample`, the naive way on the first `sample` items."""
+    """A fresh emulator and Azurite holding `size` items; the pull, the read-only and send-only
+    ceilings and, when `sample`, the naive way on the first `sample` items."""
     from devtools.azurite import Azurite
     from devtools.emulator import Emulator, EmulatorConfig
     from devtools.emulator.seed import bulk_create_items
@@ -135,9 +148,10 @@ def _measure(size: int, latency: float, page_size: int, sample: int) -> dict[str
         created = time.perf_counter() - created
         env = _environment(emulator, azurite, company.id, page_size)
         out: dict[str, Any] = {"size": size, "create_seconds": created}
-        for mode in ("pull", "read") + (("naive",) if sample else ()):
+        modes = [("pull", 0), ("read", 0), ("send", size)] + ([("naive", sample)] if sample else [])
+        for mode, count in modes:
             emulator.clear_requests()
-            stats = _run_child(env, mode, sample)
+            stats = _run_child(env, mode, count)
             stats["requests"] = sum(1 for r in emulator.requests if "/items" in r.path)
             out[mode] = stats
         return out
@@ -161,11 +175,19 @@ def _report(results: list[dict[str, Any]], latency: float, page_size: int) -> in
               f"{pull['seconds']:.1f}s = {pull['items'] / pull['seconds']:,.0f} items/s, "
               f"peak RSS {_mb(pull['rss_baseline'] + pull['rss_growth'])} "
               f"(+{_mb(pull['rss_growth'])} over the idle process)")
-        print(f"  read : the same pages without events {read['seconds']:.1f}s = "
-              f"{read['items'] / read['seconds']:,.0f} items/s (the emulator's bound)")
-        share = read["seconds"] / pull["seconds"]
-        bound = "the emulator" if share > 0.8 else "sending events to Azurite (one queue message per item)"
-        print(f"  bound: {bound}; BC reads are {share:.0%} of the pull's wall time")
+        rates = {mode: r[mode]["items"] / r[mode]["seconds"] for mode in ("pull", "read", "send")}
+        print(f"  read : the same pages, no events: {read['seconds']:.1f}s = {rates['read']:,.0f} items/s "
+              "(BC emulator ceiling)")
+        print(f"  send : {r['send']['items']:,} events, same publisher, no BC: {r['send']['seconds']:.1f}s = "
+              f"{rates['send']:,.0f} events/s (Azurite queue-send ceiling)")
+        lower = "send" if rates["send"] < rates["read"] else "read"
+        name = {"send": "sending events to Azurite (one queue message per item)",
+                "read": "reading BC (the emulator)"}[lower]
+        share = rates["pull"] / rates[lower]
+        verdict = (f"bound by {name}" if share >= 0.8
+                   else f"below both ceilings: {1 - share:.0%} short of {name}, the connector's own cost")
+        print(f"  bound: the pull runs at {rates['pull'] / rates['send']:.0%} of the send ceiling and "
+              f"{rates['pull'] / rates['read']:.0%} of the read-only rate: {verdict}")
         failed |= pull["items"] != size or pull["requests"] > pages
         if naive:
             naive_requests = pages + size
@@ -192,10 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=20.0, help="emulator latency per request")
     parser.add_argument("--page-size", type=int, default=1000, help="ITEM_PULL_PAGE_SIZE")
     parser.add_argument("--naive-sample", type=int, default=500, help="items the naive way is timed on")
-    parser.add_argument("--child", choices=("pull", "read", "naive"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("pull", "read", "send", "naive"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-count", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(_child(args.child, args.naive_sample)))
+        print(json.dumps(_child(args.child, args.child_count)))
         return 0
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     latency = args.latency_ms / 1000

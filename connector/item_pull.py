@@ -10,7 +10,7 @@ Where a pass stands is one row of `bccursors` (`ItemsCursor`), written after eac
 queued, so a run that stops (time budget) or dies resumes from the last `@odata.nextLink`. The new
 cursor stays pending until the pass completes, and is capped at the time the pass started: an item
 read early and changed mid-pass must not fall behind the cursor. A lease per connection/company
-keeps overlapping runs (timer + route, several instances) from pulling twice.
+keeps overlapping runs (timer + requested run, several instances) from pulling twice.
 
 Memory is bounded by the page size: pages stream through (the next one is fetched while the current
 one's events are sent); no list of all items or ids is kept.
@@ -425,10 +425,10 @@ def pull_on_request(runtime: Runtime, connection: str) -> PullResult:
     return result
 
 
-def handle_pull_request(runtime: Runtime, text: str, message_id: str) -> PullResult | None:
-    """Run the pull a `bc-item-pulls` message asks for; None if it did not run. A request that can
-    never run (`CANNOT_RUN`) is copied to `bc-item-pulls-poison` with an error log; any other
-    failure is raised, so the host retries it and finally moves it to the poison queue."""
+def handle_pull_request(runtime: Runtime, text: str, message_id: str) -> None:
+    """Run the pull a `bc-item-pulls` message asks for. A request that can never run (`CANNOT_RUN`)
+    is copied to `bc-item-pulls-poison` with an error log; any other failure is raised, so the host
+    retries it and finally moves it to the poison queue."""
     try:
         request = parse_pull_request(text)
         result = pull_on_request(runtime, request.connection)
@@ -436,17 +436,16 @@ def handle_pull_request(runtime: Runtime, text: str, message_id: str) -> PullRes
         runtime.storage.queue(QUEUE_ITEM_PULLS_POISON).send_message(text)
         log.error("item pull request %s cannot run: %s; kept on %s (replay it once fixed)",
                   message_id, exc, QUEUE_ITEM_PULLS_POISON)
-        return None
+        return
     except PullInterrupted as exc:
         log.info("item pull request %s: stopped, another runner took over: %s", message_id, exc)
-        return None
+        return
     if result.status == "already-running":
         log.info("item pull request %s (%s): another run is pulling and covers it", message_id,
                  result.connection)
     elif result.status == "partial":
         log.info("item pull request %s (%s): time budget spent, continuation queued", message_id,
                  result.connection)
-    return result
 
 
 def pull_all(runtime: Runtime) -> list[PullResult]:

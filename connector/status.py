@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 from connector.settings import (
+    QUEUE_ITEM_PULLS_POISON,
     QUEUE_NOTIFICATIONS_POISON,
     QUEUE_SALES_ORDERS_POISON,
     TABLE_CONNECTIONS,
@@ -27,7 +28,7 @@ from connector.storage import Storage, read_entity
 from connector.token_crypto import TokenCipher
 from connector.token_store import tokens_stored
 
-DEAD_LETTER_QUEUES = (QUEUE_SALES_ORDERS_POISON, QUEUE_NOTIFICATIONS_POISON)
+DEAD_LETTER_QUEUES = (QUEUE_SALES_ORDERS_POISON, QUEUE_NOTIFICATIONS_POISON, QUEUE_ITEM_PULLS_POISON)
 SUBSCRIPTION_FIELDS = ("resource", "subscription_id", "expires_at", "status", "last_error")
 
 

@@ -9,6 +9,7 @@ from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from connector.settings import (
+    QUEUE_ITEM_PULLS_POISON,
     QUEUE_NOTIFICATIONS_POISON,
     QUEUE_SALES_ORDERS_POISON,
     TABLE_CURSORS,
@@ -37,7 +38,8 @@ def test_status_on_empty_storage_reports_every_connection_without_calling_bc(
     assert default["tenant"] == emea["tenant"] == "lmints.io"
     for conn in (default, emea):
         assert conn["companies"] == [] and conn["subscriptions"] == [] and conn["cursors"] == []
-    assert report["dead_letters"] == {QUEUE_SALES_ORDERS_POISON: 0, QUEUE_NOTIFICATIONS_POISON: 0}
+    assert report["dead_letters"] == {QUEUE_SALES_ORDERS_POISON: 0, QUEUE_NOTIFICATIONS_POISON: 0,
+                                      QUEUE_ITEM_PULLS_POISON: 0}
     assert emulator.requests == []
 
 
@@ -57,7 +59,8 @@ def test_status_shows_subscriptions_cursors_and_dead_letters_but_no_client_state
     cursors.upsert_entity({"PartitionKey": "default", "RowKey": "items:c1", "cursor": "2026-11-25T10:00:00Z",
                            "updated_at": "2026-11-25T10:05:00Z", "next_link": "https://bc/items?$skiptoken=9"})
     queues = QueueServiceClient.from_connection_string(azurite.connection_string)
-    for name, count in ((QUEUE_SALES_ORDERS_POISON, 2), (QUEUE_NOTIFICATIONS_POISON, 1)):
+    for name, count in ((QUEUE_SALES_ORDERS_POISON, 2), (QUEUE_NOTIFICATIONS_POISON, 1),
+                        (QUEUE_ITEM_PULLS_POISON, 3)):
         queue = queues.get_queue_client(name)
         if name not in {q.name for q in queues.list_queues()}:
             queue.create_queue()
@@ -76,7 +79,8 @@ def test_status_shows_subscriptions_cursors_and_dead_letters_but_no_client_state
     assert default["cursors"] == [{"name": "items:c1", "cursor": "2026-11-25T10:00:00Z",
                                    "updated_at": "2026-11-25T10:05:00Z", "next_link": True}]
     assert emea["cursors"] == []
-    assert report["dead_letters"] == {QUEUE_SALES_ORDERS_POISON: 2, QUEUE_NOTIFICATIONS_POISON: 1}
+    assert report["dead_letters"] == {QUEUE_SALES_ORDERS_POISON: 2, QUEUE_NOTIFICATIONS_POISON: 1,
+                                      QUEUE_ITEM_PULLS_POISON: 3}
     assert "nonce-must-not-show" not in resp.text and "client_state" not in resp.text
     assert emulator.requests == []
 

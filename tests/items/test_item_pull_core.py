@@ -3,10 +3,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from connector.bc_time import bc_datetime
 from connector.item_pull import (
     PHASE_ITEMS,
     PHASE_VARIANTS,
+    BadPullRequest,
+    ItemPullRequest,
     ItemsCursor,
     RecentItemIds,
     filter_since,
@@ -15,6 +19,7 @@ from connector.item_pull import (
     items_query,
     latest,
     page_latest,
+    parse_pull_request,
     promoted_cursor,
     variants_query,
 )
@@ -130,3 +135,21 @@ def test_variant_pages_yield_each_item_once_within_a_two_page_window():
     assert recent.new([variant(6, item_id="C"), variant(7, item_id="D")]) == ["d"]
     assert recent.new([]) == []
     assert recent.new([variant(8, item_id="A")]) == ["a"]  # far apart: re-emitted, same event id
+
+
+def test_a_pull_request_message_reads_back_as_sent():
+    request = ItemPullRequest(connection="emea", requestedAt=NOW, continuation=True)
+    assert parse_pull_request(request.model_dump_json()) == request
+    assert parse_pull_request('{"connection": "default", "requestedAt": "2024-05-01T12:00:00Z"}') == \
+        ItemPullRequest(connection="default", requestedAt=NOW)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("pull please", "Invalid JSON"),
+    ('{"requestedAt": "2024-05-01T12:00:00Z"}', "connection: Field required"),
+    ('{"connection": "default", "requestedAt": "2024-05-01T12:00:00"}', "requestedAt: .*timezone"),
+    ('{"connection": "default", "requestedAt": "2024-05-01T12:00:00Z", "items": 5}', "items: Extra inputs"),
+])
+def test_a_message_that_is_not_a_pull_request_is_refused_naming_the_problem(text, problem):
+    with pytest.raises(BadPullRequest, match=problem):
+        parse_pull_request(text)
