@@ -76,10 +76,14 @@ class RequestBudget:
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How one call retries. `total_sleep_max_seconds` keeps a call's waiting well inside the
+    function timeout (10 min): past it the error goes to the caller (queue retry, next run)."""
+
     max_retries: int = 6
     backoff_seconds: float = 1.0
     backoff_max_seconds: float = 60.0
-    retry_after_max_seconds: float = 300.0
+    retry_after_max_seconds: float = 120.0
+    total_sleep_max_seconds: float = 300.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait before retry number `attempt` (0-based): BC's hint, else capped
@@ -185,6 +189,7 @@ class BCClient:
         shown = urlsplit(url).path
         refreshed = False
         attempt = 0
+        slept = 0.0
         while True:
             error = self._attempt(method, url, shown, params, json_body, headers, idempotent,
                                   force_token=False)
@@ -201,9 +206,12 @@ class BCClient:
             if not can_retry or attempt >= self.retry.max_retries:
                 raise error
             delay = self.retry.delay(attempt, error.retry_after)
+            if slept + delay > self.retry.total_sleep_max_seconds:
+                raise error
             log.warning("bc %s: %s %s failed (%s); retry %d in %.1fs", self.connection, method,
                         shown, error.status or "no response", attempt + 1, delay)
             self._sleep(delay)
+            slept += delay
             attempt += 1
 
     def _attempt(self, method: str, url: str, shown: str, params: Mapping[str, Any] | None,

@@ -45,9 +45,9 @@ TABLE_AUTH_FLOWS = "bcauthflows"  # pending sign-ins keyed by OAuth state (short
 TABLE_CONNECTIONS = "bcconnections"  # per-connection state: chosen company, discovered companies
 TABLE_SUBSCRIPTIONS = "bcsubscriptions"  # webhook subscriptions with their clientState secret
 TABLE_CURSORS = "bccursors"  # pull/sweep cursors and checkpoints
-TABLE_DEDUPE = "bcdedupe"  # emitted-event keys with expiry
+TABLE_DEDUPE = "bcdedupe"  # what each created-trigger has announced, per entity
 TABLE_ORDERS = "bcorders"  # sales-order idempotency records (queue message id -> order)
-TABLE_LEASES = "bcleases"  # single-runner leases (item pull, renewal)
+TABLE_LEASES = "bcleases"  # single-runner leases (item pull, renewal, sweep)
 TABLE_NAMES: tuple[str, ...] = (
     TABLE_TOKENS,
     TABLE_AUTH_FLOWS,

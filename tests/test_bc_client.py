@@ -172,6 +172,22 @@ def test_gives_up_after_max_retries_with_a_retryable_error(make_client: Callable
     assert len(sleeps) == 4 and len(logged(clean_emulator, "GET", "/companies")) == 5
 
 
+def test_a_call_stops_waiting_once_its_total_back_off_would_pass_the_limit(
+        runtime: Any, clean_emulator: Any) -> None:
+    clean_emulator.faults.add_rule(action="error_before", status=429, retry_after=40, count=None,
+                                   path_regex=r"/companies$")
+    sleeps: list[float] = []
+    client = BCClient(runtime.settings.connection("default").api_base,
+                      lambda force: runtime.tokens.access_token("default", force_refresh=force),
+                      budget=RequestBudget(5, 6000, 300.0), verify=clean_emulator.ca_bundle,
+                      retry=RetryPolicy(max_retries=10, total_sleep_max_seconds=100.0),
+                      sleep=sleeps.append)
+    with pytest.raises(BCError) as caught:
+        client.get("companies")
+    assert caught.value.status == 429
+    assert len(sleeps) == 2 and sum(sleeps) <= 100.0  # a third 40 s wait would pass 100 s
+
+
 def test_post_is_not_retried_when_bc_may_have_carried_it_out(make_client: Callable[..., Any],
                                                               clean_emulator: Any) -> None:
     number = f"A-{uuid.uuid4().hex[:8].upper()}"
