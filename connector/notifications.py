@@ -10,10 +10,10 @@ when storage fails it answers 503 at once (no storage retries: BC's 30 s timeout
 first, and BC retries a 503 anyway).
 
 Processor (queue trigger): `created` → GET the entity (children expanded per option) and announce it;
-`collection` → read the resource's `lastModifiedDateTime gt` window (or everything, for a bare URL)
-page by page and announce what was never announced. Only the filter is taken from the resource: the
-URL that is called is built from the subscription's company and entity set, so a notification can
-never send the BC token elsewhere.
+`collection` → read the resource's `lastModifiedDateTime gt` window page by page and announce what
+was never announced (a bare URL, sent when a delete was among the changes, runs the trigger's
+sweep). Only the filter is taken from the resource: the URL that is called is built from the
+subscription's company and entity set, so a notification can never send the BC token elsewhere.
 """
 from __future__ import annotations
 
@@ -31,13 +31,13 @@ from urllib.parse import unquote
 
 from azure.core.exceptions import AzureError
 
+from connector import sweep
 from connector.bc_errors import BCError, BCNotFound, TokenUnavailable
 from connector.bc_time import bc_datetime, parse_iso
 from connector.dedupe import DedupeLog, DedupeScope
 from connector.runtime import Runtime
 from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
 from connector.subscriptions import KnownSubscription, directory
-from connector.sweep import PAGE_SIZE
 from connector.triggers import BY_ENTITY_SET, CreatedTrigger, EmitCount, announce, publish_claimed
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,11 @@ class GarbledNotification(ValueError):
     """A notification body that cannot be read; the message says why (never the body itself)."""
 
 
+class OversizedNotification(GarbledNotification):
+    """A body over WEBHOOK_MAX_BODY_BYTES: possibly a genuine bundle whose created entities are lost
+    unless the sweep finds them, so it is logged as an error."""
+
+
 # ---- receiver decisions ---------------------------------------------------------------------------
 
 def handshake(params: Mapping[str, str]) -> Reply | None:
@@ -80,7 +85,7 @@ def handshake(params: Mapping[str, str]) -> Reply | None:
 def parse_body(body: bytes, max_bytes: int) -> list[Any]:
     """The elements of `{"value": [...]}`; raises GarbledNotification."""
     if len(body) > max_bytes:
-        raise GarbledNotification(f"body of {len(body)} bytes exceeds WEBHOOK_MAX_BODY_BYTES ({max_bytes})")
+        raise OversizedNotification(f"body of {len(body)} bytes exceeds WEBHOOK_MAX_BODY_BYTES ({max_bytes})")
     try:
         parsed = json.loads(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError):
@@ -157,13 +162,17 @@ def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Ru
     runtime = get_runtime()
     try:
         elements = parse_body(body, runtime.settings.webhook_max_body_bytes)
+    except OversizedNotification as exc:
+        log.error("webhook: %s; acknowledged and dropped unread (the next sweep announces what it "
+                  "created)", exc)
+        return ACCEPTED
     except GarbledNotification as exc:
         log.warning("webhook: %s; acknowledged, nothing processed", exc)
         return ACCEPTED
     try:
         screening = screen(elements, directory(runtime).find(subscription_ids(elements)))
         messages = pack_messages(screening.queued)
-        queue = runtime.storage.queue(QUEUE_NOTIFICATIONS)
+        queue = runtime.storage.queue(QUEUE_NOTIFICATIONS, retry_total=0)
         list(_send_pool.map(lambda text: queue.send_message(text, retry_total=0), messages))
     except AzureError as exc:
         log.error("webhook: storage unavailable (%s); answered 503 so BC retries", type(exc).__name__)
@@ -185,8 +194,8 @@ def entity_id(resource: str) -> str | None:
 
 
 def collection_since(resource: str) -> datetime | None:
-    """The `lastModifiedDateTime gt <t>` of a collection resource; None means read everything
-    (a bare URL, or a filter this code does not understand)."""
+    """The `lastModifiedDateTime gt <t>` of a collection resource; None (a bare URL, or a filter
+    this code does not understand) means the sweep must cover it."""
     _, _, query = resource.partition("?")
     for part in query.split("&"):
         name, _, value = part.partition("=")
@@ -266,20 +275,24 @@ def announce_created(runtime: Runtime, group: DedupeScope, ids: list[str], owner
 
 
 def announce_collection(runtime: Runtime, group: DedupeScope, resource: str, owner: str) -> EmitCount:
-    """Read a `collection` window (or everything) page by page and announce the unannounced."""
+    """Read a filtered `collection` window page by page and announce the unannounced. A bare URL
+    (BC sends one when a delete was among the changes) runs the trigger's sweep instead of a full
+    re-read, which could outlast the functionTimeout and restart from page 1 on every retry: what
+    was created still carries a `lastModifiedDateTime` past the sweep's cursor, and the sweep reads
+    within its time budget and checkpoints. If a sweep of the connection is running, it covers it."""
     trigger = BY_ENTITY_SET[group.entity_set]
+    since = collection_since(resource)
+    if since is None:
+        log.info("notifications %s: sweeping %s (collection without a filter)", group.connection,
+                 trigger.entity_set)
+        results = sweep.sweep(runtime, group.connection, (trigger,))
+        return EmitCount(emitted=sum(r.emitted for r in results), skipped=sum(r.skipped for r in results))
     conn = runtime.settings.connection(group.connection)
     bc = runtime.bc(conn.name)
     dedupe = DedupeLog(runtime.storage, runtime.settings.dedupe_ttl_days)
-    since = collection_since(resource)
-    params = dict(trigger.expand(conn))
-    if since is not None:
-        params["$filter"] = f"lastModifiedDateTime gt {bc_datetime(since)}"
-    else:
-        log.info("notifications %s: full resync of %s (collection without a filter)", conn.name,
-                 trigger.entity_set)
+    params = {**trigger.expand(conn), "$filter": f"lastModifiedDateTime gt {bc_datetime(since)}"}
     count = EmitCount()
-    for page in bc.iter_pages(bc.company_path(group.company_id, trigger.entity_set), params, PAGE_SIZE):
+    for page in bc.iter_pages(bc.company_path(group.company_id, trigger.entity_set), params, sweep.PAGE_SIZE):
         count.add(announce(dedupe, runtime.events, group, trigger, page, owner))
     return count
 

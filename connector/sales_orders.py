@@ -9,7 +9,12 @@ Idempotency differs with and without a key:
   two deliveries from creating at once; the others wait and then answer `duplicate`. The winner asks
   BC (`salesOrders?$filter=externalDocumentNumber eq '…'`) before it creates, and again after an
   ambiguous failure (timeout, 500/502/504 after sending), so an order BC committed is found, never
-  created twice. Ambiguous and still not found: the claim stays `uncertain` and the host retries.
+  created twice. Ambiguous and still not found: BC may still be carrying the POST out (its operation
+  timeout is 8 minutes) and commit it later, so the claim stays `uncertain` and the message is
+  deferred, not retried: a copy of its text goes back on `sales-orders`, invisible until
+  `SALES_ORDER_AMBIGUITY_SECONDS` after the ambiguous POST, and this delivery ends without a result.
+  The copy asks BC again and POSTs only if the order is still not there (after as many ambiguous
+  POSTs as the host has deliveries it fails with `OutcomeUnknown` instead).
 * Without a key there is nothing to ask BC, so the record is only the queue message id (best
   effort): a redelivered message that already created its order answers `created` again, and a POST
   whose outcome is unknown is not repeated but failed (`OutcomeUnknown`) and kept on the poison queue
@@ -27,6 +32,7 @@ import enum
 import functools
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -50,6 +56,7 @@ from connector.order_schema import (
 )
 from connector.settings import (
     QUEUE_SALES_ORDER_RESULTS,
+    QUEUE_SALES_ORDERS,
     QUEUE_SALES_ORDERS_POISON,
     TABLE_ORDERS,
     UnknownConnection,
@@ -66,6 +73,7 @@ CLAIM_TTL = timedelta(minutes=15)  # > functionTimeout (10 min): an older claim 
 CLAIM_WAIT_SECONDS = 20.0  # how long a second delivery of a key waits for the first one
 ITEM_CACHE_SECONDS = 600.0
 MAX_ECHOED_KEY = 1000  # a longer (invalid) key is not echoed: the result must fit in a queue message
+MAX_DEFER_SECONDS = 7 * 24 * 3600  # longest queue message visibility timeout
 
 Status = Literal["created", "duplicate", "failed"]
 
@@ -96,6 +104,15 @@ def host_max_dequeue_count() -> int:
 
 class ClaimBusy(Exception):
     """Another delivery with the same key is still creating its order; try again later."""
+
+
+@dataclass(frozen=True)
+class Deferral:
+    """The order's outcome is still unknown: a copy of the message waits on the queue until `until`."""
+
+    key: str
+    message_id: str  # the copy's id; the claim is now the copy's
+    until: datetime
 
 
 # ------------------------------------------------------------------------------------ pure decisions
@@ -189,6 +206,8 @@ class Claim:
     claimed_at: datetime
     sales_order_id: str = ""
     number: str = ""
+    uncertain_since: datetime | None = None  # when the last ambiguous POST failed
+    ambiguous_posts: int = 0  # POSTs so far whose outcome was unknown
 
     @property
     def order(self) -> dict[str, str]:
@@ -217,6 +236,24 @@ def next_claim_step(claim: Claim | None, message_id: str, now: datetime) -> Clai
     return ClaimStep.WAIT
 
 
+def ambiguous_since(claim: Claim | None) -> datetime | None:
+    """Since when a POST for this claim may still be committed by BC: the last ambiguous POST of an
+    UNCERTAIN claim, or the start of a CREATING claim whose owner vanished (maybe mid-request)."""
+    if claim is None or claim.state in DONE:
+        return None
+    if claim.state is ClaimState.CREATING:
+        return claim.claimed_at
+    return claim.uncertain_since or claim.claimed_at
+
+
+def defer_seconds(since: datetime | None, now: datetime, window: float) -> int:
+    """Whole seconds to wait before POSTing again (0: go ahead), capped at a queue message's 7 days."""
+    if since is None:
+        return 0
+    left = (since + timedelta(seconds=window) - now).total_seconds()
+    return min(max(math.ceil(left), 0), MAX_DEFER_SECONDS)
+
+
 # ------------------------------------------------------------------------------------ claims (Table Storage)
 
 @dataclass
@@ -226,6 +263,15 @@ class HeldClaim:
     row_key: str
     etag: str
     step: ClaimStep
+    previous: Claim | None = None  # the unfinished claim it replaced, if any
+
+    @property
+    def ambiguous_since(self) -> datetime | None:
+        return ambiguous_since(self.previous)
+
+    @property
+    def ambiguous_posts(self) -> int:
+        return self.previous.ambiguous_posts if self.previous else 0
 
 
 class OrderClaims:
@@ -247,14 +293,18 @@ class OrderClaims:
         entity, etag = found
         claim = Claim(owner=entity["owner"], state=ClaimState(entity["state"]),
                       claimed_at=entity["claimedAt"], sales_order_id=entity.get("salesOrderId", ""),
-                      number=entity.get("number", ""))
+                      number=entity.get("number", ""), uncertain_since=entity.get("uncertainSince"),
+                      ambiguous_posts=entity.get("ambiguousPosts", 0))
         return claim, etag
 
     def _entity(self, row_key: str, claim: Claim, key: str | None) -> dict[str, Any]:
-        return {"PartitionKey": self.partition, "RowKey": row_key, "owner": claim.owner,
-                "state": claim.state.value, "claimedAt": claim.claimed_at,
-                "salesOrderId": claim.sales_order_id, "number": claim.number,
-                "externalDocumentNumber": key or ""}
+        entity = {"PartitionKey": self.partition, "RowKey": row_key, "owner": claim.owner,
+                  "state": claim.state.value, "claimedAt": claim.claimed_at,
+                  "salesOrderId": claim.sales_order_id, "number": claim.number,
+                  "externalDocumentNumber": key or "", "ambiguousPosts": claim.ambiguous_posts}
+        if claim.uncertain_since is not None:
+            entity["uncertainSince"] = claim.uncertain_since
+        return entity
 
     def acquire(self, key: str | None, message_id: str) -> HeldClaim | Claim:
         """Own the claim (a `HeldClaim`), or the finished claim to answer from (`REPEAT`/`DUPLICATE`
@@ -268,7 +318,9 @@ class OrderClaims:
             claim = found[0] if found else None
             now = datetime.now(UTC)
             step = next_claim_step(claim, message_id, now)
-            mine = self._entity(row_key, Claim(message_id, ClaimState.CREATING, now), key)
+            carried = {"uncertain_since": claim.uncertain_since,
+                       "ambiguous_posts": claim.ambiguous_posts} if claim else {}
+            mine = self._entity(row_key, Claim(message_id, ClaimState.CREATING, now, **carried), key)
             if step is ClaimStep.WAIT:
                 if time.monotonic() + pause > deadline:
                     raise ClaimBusy(f"another message with externalDocumentNumber {key!r} is still "
@@ -283,14 +335,17 @@ class OrderClaims:
             else:
                 etag = replace_if_match(self.table, mine, found[1])
             if etag:
-                return HeldClaim(row_key, etag, step)
+                return HeldClaim(row_key, etag, step, claim)
             # lost a race for the row: look again
 
     def finish(self, held: HeldClaim, key: str | None, message_id: str, state: ClaimState,
-               order: Mapping[str, Any]) -> None:
-        """Record how it ended (CREATED/DUPLICATE with the order) or that it is UNCERTAIN."""
+               order: Mapping[str, Any], uncertain_since: datetime | None = None,
+               ambiguous_posts: int = 0) -> None:
+        """Record how it ended (CREATED/DUPLICATE with the order) or that it is UNCERTAIN (since the
+        last ambiguous POST), owned by `message_id`."""
         claim = Claim(owner=message_id, state=state, claimed_at=datetime.now(UTC),
-                      sales_order_id=str(order.get("id", "")), number=str(order.get("number", "")))
+                      sales_order_id=str(order.get("id", "")), number=str(order.get("number", "")),
+                      uncertain_since=uncertain_since, ambiguous_posts=ambiguous_posts)
         etag = replace_if_match(self.table, self._entity(held.row_key, claim, key), held.etag)
         if etag is None:
             log.warning("sales order claim %s was taken over before it was settled", held.row_key)
@@ -362,8 +417,9 @@ def find_order(bc: BCClient, company_id: str, key: str) -> dict[str, Any] | None
 
 # ------------------------------------------------------------------------------------ the flow
 
-def handle_delivery(runtime: Runtime, delivery: OrderDelivery) -> SalesOrderResult:
-    """Process one delivery: exactly one result message (or an exception for the host to retry)."""
+def handle_delivery(runtime: Runtime, delivery: OrderDelivery) -> SalesOrderResult | Deferral:
+    """Process one delivery: exactly one result message, a deferral (the copy will answer), or an
+    exception for the host to retry."""
     key = key_hint(delivery.text)
     try:
         order = parse_order(delivery.text)
@@ -389,6 +445,8 @@ def handle_delivery(runtime: Runtime, delivery: OrderDelivery) -> SalesOrderResu
             log.warning("sales order %r (message %s) attempt %d failed, will retry: %s", key,
                         delivery.message_id, delivery.dequeue_count, exc)
         raise
+    if isinstance(result, Deferral):
+        return result
     publish_result(runtime, result)
     log.info("sales order %r (message %s): %s %s (%s)", key, delivery.message_id, result.status,
              result.number, result.salesOrderId)
@@ -399,7 +457,8 @@ def publish_result(runtime: Runtime, result: SalesOrderResult) -> None:
     runtime.storage.queue(QUEUE_SALES_ORDER_RESULTS).send_message(result.to_message())
 
 
-def send_order(runtime: Runtime, order: SalesOrderMessage, delivery: OrderDelivery) -> SalesOrderResult:
+def send_order(runtime: Runtime, order: SalesOrderMessage,
+               delivery: OrderDelivery) -> SalesOrderResult | Deferral:
     """Resolve where and what to create, claim the key (or message), then create at most once."""
     connection = runtime.settings.connection(order.connection).name
     bc = runtime.bc(connection)
@@ -412,7 +471,9 @@ def send_order(runtime: Runtime, order: SalesOrderMessage, delivery: OrderDelive
     if isinstance(held, Claim):  # settled before: repeat our own result, else it is a duplicate
         ours = held.owner == delivery.message_id and held.state is ClaimState.CREATED
         return order_result("created" if ours else "duplicate", key, held.order)
-    uncertain = False
+    window = runtime.settings.sales_order_ambiguity_seconds
+    uncertain_since = held.ambiguous_since if key is not None else None
+    ambiguous_posts = held.ambiguous_posts
     try:
         if key is not None:
             existing = find_order(bc, company_id, key)
@@ -421,8 +482,10 @@ def send_order(runtime: Runtime, order: SalesOrderMessage, delivery: OrderDelive
                 state = ClaimState.CREATED if held.step is ClaimStep.RESUME else ClaimState.DUPLICATE
                 claims.finish(held, key, delivery.message_id, state, existing)
                 return order_result(state.value, key, existing)
+            if uncertain_since is not None and defer_seconds(uncertain_since, datetime.now(UTC), window):
+                return defer_order(runtime, claims, held, key, delivery, uncertain_since, ambiguous_posts)
         elif held.step is ClaimStep.RESUME:
-            uncertain = True
+            uncertain_since = datetime.now(UTC)
             raise OrderRejected("OutcomeUnknown", "an earlier attempt of this message may have created "
                                 "the order, and without an externalDocumentNumber BC cannot be asked; "
                                 "check BC before replaying it")
@@ -434,20 +497,44 @@ def send_order(runtime: Runtime, order: SalesOrderMessage, delivery: OrderDelive
         except BCError as exc:
             if not exc.ambiguous:
                 raise
-            uncertain = True
+            uncertain_since = datetime.now(UTC)
+            ambiguous_posts += 1
             if key is None:
                 raise OrderRejected("OutcomeUnknown", f"BC may or may not have created the order ({exc}); "
                                     "without an externalDocumentNumber it cannot be asked: check BC "
                                     "before replaying it") from exc
             created = find_order(bc, company_id, key)
             if created is None:
-                raise
+                if ambiguous_posts >= delivery.max_dequeue_count:
+                    raise OrderRejected("OutcomeUnknown", f"{ambiguous_posts} POSTs had an unknown outcome "
+                                        f"(last: {exc}) and BC does not show the order; check BC before "
+                                        "replaying it") from exc
+                log.warning("sales order %r: POST outcome unknown (%s) and not in BC yet", key, exc)
+                return defer_order(runtime, claims, held, key, delivery, uncertain_since, ambiguous_posts)
         claims.finish(held, key, delivery.message_id, ClaimState.CREATED, created)
         return order_result("created", key, created)
     except BaseException:
-        keep = uncertain and (key is None or not delivery.last_attempt)
+        keep = uncertain_since is not None and (key is None or not delivery.last_attempt)
         if keep:
-            claims.finish(held, key, delivery.message_id, ClaimState.UNCERTAIN, {})
+            claims.finish(held, key, delivery.message_id, ClaimState.UNCERTAIN, {}, uncertain_since,
+                          ambiguous_posts)
         else:
             claims.release(held)
         raise
+
+
+def defer_order(runtime: Runtime, claims: OrderClaims, held: HeldClaim, key: str, delivery: OrderDelivery,
+                uncertain_since: datetime, ambiguous_posts: int) -> Deferral:
+    """Put a copy of the message back, invisible until the ambiguity window since `uncertain_since` has
+    passed, and hand the UNCERTAIN claim to the copy. The host's delivery count is not spent waiting."""
+    window = runtime.settings.sales_order_ambiguity_seconds
+    delay = defer_seconds(uncertain_since, datetime.now(UTC), window)
+    # time_to_live=-1: the copy must not expire while it waits (up to 7 days).
+    copy = runtime.storage.queue(QUEUE_SALES_ORDERS).send_message(delivery.text, visibility_timeout=delay,
+                                                                  time_to_live=-1)
+    claims.finish(held, key, copy.id, ClaimState.UNCERTAIN, {}, uncertain_since, ambiguous_posts)
+    until = uncertain_since + timedelta(seconds=window)
+    log.warning("sales order %r (message %s): outcome of an earlier POST unknown and not in BC yet; "
+                "deferred as message %s until %s, when BC is asked again before any new POST", key,
+                delivery.message_id, copy.id, until.isoformat(timespec="seconds"))
+    return Deferral(key=key, message_id=copy.id, until=until)

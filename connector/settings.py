@@ -141,7 +141,10 @@ SETTINGS: list[Setting] = [
     Setting("BC_BACKOFF_SECONDS", "1.0", "First back-off delay; doubles each retry, with jitter."),
     Setting("BC_BACKOFF_MAX_SECONDS", "60", "Longest single back-off delay."),
     Setting("BC_TIMEOUT_SECONDS", "100", "Timeout of one BC request."),
-    Setting("WEBHOOK_MAX_BODY_BYTES", "1048576", "Larger notification bodies are rejected (logged)."),
+    Setting("SALES_ORDER_AMBIGUITY_SECONDS", "600",
+            "After a sales-order POST with an unknown outcome (timeout, 5xx) that BC does not show, wait "
+            "this long before sending it again: BC may still commit it (8-minute operation timeout)."),
+    Setting("WEBHOOK_MAX_BODY_BYTES", "16777216", "Larger notification bodies are rejected (logged)."),
     Setting("AUTH_FLOW_TTL_SECONDS", "600", "How long a started sign-in may take."),
 ]
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -217,6 +220,7 @@ class Settings:
     dedupe_ttl_days: float
     webhook_max_body_bytes: int
     auth_flow_ttl_seconds: int
+    sales_order_ambiguity_seconds: float
     bc_limits: BCLimits
 
     @property
@@ -371,6 +375,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dedupe_ttl_days=r.number("DEDUPE_TTL_DAYS"),
         webhook_max_body_bytes=r.integer("WEBHOOK_MAX_BODY_BYTES", minimum=1024),
         auth_flow_ttl_seconds=r.integer("AUTH_FLOW_TTL_SECONDS", minimum=1),
+        sales_order_ambiguity_seconds=r.number("SALES_ORDER_AMBIGUITY_SECONDS"),
         bc_limits=BCLimits(
             max_concurrency=r.integer("BC_MAX_CONCURRENCY", minimum=1),
             max_requests_per_window=r.integer("BC_MAX_REQUESTS_PER_5_MIN", minimum=1),

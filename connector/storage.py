@@ -68,22 +68,24 @@ class Storage:
                                                transport=transport)
             return self._services[kind]
 
-    def table(self, name: str) -> TableClient:
-        """The table client, creating the table the first time this process asks for it."""
+    def table(self, name: str, *, retry_total: int | None = None) -> TableClient:
+        """The table client, creating the table the first time this process asks for it
+        (`retry_total`: the creation's retries; 0 to fail fast, None for the SDK's default)."""
         client = self._tables.get(name)
         if client is None:
             service = self._service("table")
-            service.create_table_if_not_exists(name)
+            service.create_table_if_not_exists(name, **_retries(retry_total))
             client = self._tables.setdefault(name, service.get_table_client(name))
         return client
 
-    def queue(self, name: str) -> QueueClient:
-        """The queue client (plain-text messages), creating the queue on first use."""
+    def queue(self, name: str, *, retry_total: int | None = None) -> QueueClient:
+        """The queue client (plain-text messages), creating the queue on first use (`retry_total`
+        as for `table`)."""
         client = self._queues.get(name)
         if client is None:
             client = self._service("queue").get_queue_client(name)
             try:
-                client.create_queue()
+                client.create_queue(**_retries(retry_total))
             except ResourceExistsError:
                 pass
             client = self._queues.setdefault(name, client)
@@ -99,6 +101,10 @@ class Storage:
                 pass
             client = self._containers.setdefault(name, client)
         return client
+
+
+def _retries(retry_total: int | None) -> dict[str, int]:
+    return {} if retry_total is None else {"retry_total": retry_total}
 
 
 def table_key(value: str) -> str:

@@ -159,7 +159,7 @@ class SubscriptionDirectory:
         with self._lock:
             missing = wanted - self._known.keys()
             if missing and self._clock() - self._loaded_at >= self._reload_interval:
-                rows = self._storage.table(TABLE_SUBSCRIPTIONS).list_entities(retry_total=0)
+                rows = self._storage.table(TABLE_SUBSCRIPTIONS, retry_total=0).list_entities(retry_total=0)
                 self._known = {s.subscription_id: s for s in map(self.known, rows) if s is not None}
                 self._loaded_at = self._clock()
                 self.reloads += 1
@@ -375,13 +375,22 @@ class SubscriptionRun:
 
 def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSummary:
     """Make BC's subscriptions for this connection's company match what the triggers need.
-    Raises MissingClientStateKey before touching BC when TOKEN_ENCRYPTION_KEY is not set."""
+    Raises MissingClientStateKey before touching BC when TOKEN_ENCRYPTION_KEY is not set, and
+    SubscriptionRunBusy when another runner holds the lease or takes it over mid-run (it is renewed
+    before each trigger, after each baseline page and before each stray deletion)."""
     conn = runtime.settings.connection(connection)
     signing_key(runtime.settings.token_encryption_keys)
     company_id = runtime.company_id(conn.name)
-    with Lease(runtime.storage, f"subscriptions:{conn.name}", ttl_seconds=LEASE_SECONDS) as acquired:
+    lease = Lease(runtime.storage, f"subscriptions:{conn.name}", ttl_seconds=LEASE_SECONDS)
+    with lease as acquired:
         if not acquired:
             raise SubscriptionRunBusy(f"connection {conn.name!r}: a subscription run is already in progress")
+
+        def keep_lease() -> None:
+            if not lease.renew():
+                raise SubscriptionRunBusy(f"connection {conn.name!r}: the subscription run lost its lease "
+                                          "to another runner; stopped")
+
         run = SubscriptionRun(runtime, conn.name, company_id)
         now, remote = list_remote(run.bc)
         supported = supported_entity_sets(run.bc, company_id)
@@ -389,7 +398,8 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
         summary = ReconcileSummary(conn.name, company_id)
         owned: set[str] = set()
         for trigger in TRIGGERS:
-            start_trigger(runtime, conn.name, company_id, trigger)
+            keep_lease()
+            start_trigger(runtime, conn.name, company_id, trigger, keep_lease)
             row = run.load_row(trigger)
             current = remote.get(row["subscription_id"]) if row and row.get("subscription_id") else None
             can_watch = None if supported is None else trigger.entity_set in supported
@@ -408,6 +418,7 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
             summary.done[done].append(trigger.entity_set)
             owned.add(row["subscription_id"])
         for stray in stray_subscriptions(remote.values(), owned, company_id, run.url):
+            keep_lease()
             try:
                 run.delete_remote(stray)
             except BCError as exc:  # cleanup only: the next run tries again

@@ -24,11 +24,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
+
+from azure.data.tables import TableClient
 
 from connector.bc_errors import BCError
 from connector.bc_time import bc_datetime, iso, parse_iso, utc_now
@@ -37,7 +39,7 @@ from connector.dedupe import DedupeLog, DedupeScope
 from connector.leases import Lease
 from connector.runtime import Runtime
 from connector.settings import TABLE_CURSORS
-from connector.storage import insert_entity, read_entity, replace_if_match
+from connector.storage import delete_if_match, insert_entity, read_entity, replace_if_match
 from connector.triggers import TRIGGERS, CreatedTrigger, EmitCount, announce
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ PAGE_SIZE = 500  # entities per BC page (documents come with their lines)
 BASELINE_PAGE_SIZE = 20000  # ids only
 LEASE_MARGIN_SECONDS = 120.0  # lease TTL beyond the time budget (a slow last page, retries)
 BC_TICK = timedelta(milliseconds=1)  # the resolution of BC's lastModifiedDateTime
+BASELINING = "baselining"  # the state of a cursor row whose trigger is being set up
+BASELINE_STALE_SECONDS = 600.0  # the functionTimeout: a set-up not refreshed this long has died
 
 
 # ---- cursor decisions ------------------------------------------------------------------------------
@@ -94,32 +98,95 @@ def scope_of(connection: str, company_id: str, trigger: CreatedTrigger) -> Dedup
     return DedupeScope(connection, company_id, trigger.entity_set)
 
 
-def start_trigger(runtime: Runtime, connection: str, company_id: str,
-                  trigger: CreatedTrigger) -> tuple[dict[str, Any], str]:
-    """The trigger's cursor row and ETag, set up on first use: the existing entities are recorded as
-    `known` (ids only, paged), then the cursor starts now."""
+def start_trigger(runtime: Runtime, connection: str, company_id: str, trigger: CreatedTrigger,
+                  keep_alive: Callable[[], None] = lambda: None) -> tuple[dict[str, Any], str] | None:
+    """The trigger's cursor row and ETag, set up on first use; None while another runner sets it up.
+
+    Set-up is claimed first: a `baselining` row holding the cutoff is inserted, and only the runner
+    whose insert won records the existing entities as `known` (ids only, paged, up to that cutoff),
+    then completes the row. A runner that lost could otherwise record as `known` entities created
+    after the winner's cursor, which would never be announced. A `baselining` row not refreshed for
+    BASELINE_STALE_SECONDS belongs to a dead runner and is taken over (same cutoff, ETag-guarded).
+    `keep_alive` runs after every page (a lease renewal; it raises to stop)."""
     table = runtime.storage.table(TABLE_CURSORS)
     key = cursor_key(trigger, company_id)
-    found = read_entity(table, connection, key)
-    if found is not None:
-        return found
-    started = utc_now()
-    cutoff = started - timedelta(seconds=runtime.settings.cursor_overlap_seconds)
-    bc = runtime.bc(connection)
-    dedupe = DedupeLog(runtime.storage, runtime.settings.dedupe_ttl_days)
-    params = {"$filter": f"lastModifiedDateTime le {bc_datetime(cutoff)}", "$select": "id"}
-    known = 0
-    for page in bc.iter_pages(bc.company_path(company_id, trigger.entity_set), params, BASELINE_PAGE_SIZE):
-        dedupe.settle(scope_of(connection, company_id, trigger), [str(e["id"]) for e in page], "known")
-        known += len(page)
-    row = {"PartitionKey": connection, "RowKey": key, "cursor": iso(started), "started_at": iso(started),
-           "updated_at": iso(utc_now())}
-    etag = insert_entity(table, row)
-    if etag is None:  # another runner set it up meanwhile
-        return read_entity(table, connection, key) or start_trigger(runtime, connection, company_id, trigger)
-    log.info("sweep %s: %s of company %s starts now; %d existing entities recorded as known",
-             connection, trigger.entity_set, company_id, known)
-    return row, etag
+    for _ in range(3):  # the row may appear, complete or vanish (an aborted set-up) meanwhile
+        found = read_entity(table, connection, key)
+        if found is None:
+            started = utc_now()
+            row = {"PartitionKey": connection, "RowKey": key, "state": BASELINING, "cursor": iso(started),
+                   "started_at": iso(started), "updated_at": iso(started)}
+            etag = insert_entity(table, row)
+        else:
+            row, etag = found
+            if row.get("state") != BASELINING:
+                return found
+            if utc_now() - parse_iso(row["updated_at"]) < timedelta(seconds=BASELINE_STALE_SECONDS):
+                log.info("sweep %s: %s of company %s is being set up by another runner", connection,
+                         trigger.entity_set, company_id)
+                return None
+            etag = replace_if_match(table, {**row, "updated_at": iso(utc_now())}, etag)
+        if etag is not None:
+            return Baseline(runtime, connection, company_id, trigger, table, keep_alive).run(row, etag)
+    return None
+
+
+class Baseline:
+    """One runner's set-up of a trigger whose `baselining` row it holds (by ETag)."""
+
+    def __init__(self, runtime: Runtime, connection: str, company_id: str, trigger: CreatedTrigger,
+                 table: TableClient, keep_alive: Callable[[], None]):
+        self.runtime = runtime
+        self.connection = connection
+        self.company_id = company_id
+        self.trigger = trigger
+        self.table = table
+        self.keep_alive = keep_alive
+
+    def run(self, row: dict[str, Any], etag: str) -> tuple[dict[str, Any], str] | None:
+        """Record every entity up to the row's cutoff as `known`, then complete the row; None if
+        another runner took the row over. When stopped (`keep_alive` or BC raised), the row is
+        removed so the next runner starts afresh."""
+        self.etag: str | None = etag
+        done: tuple[dict[str, Any], str] | None = None
+        try:
+            done = self._record_known(row)
+            return done
+        finally:
+            if done is None and self.etag is not None:
+                delete_if_match(self.table, self.connection, row["RowKey"], self.etag)
+
+    def _write(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        """Write `row` if this runner still holds it (the row as written); None when taken over."""
+        assert self.etag is not None
+        written = {**row, "updated_at": iso(utc_now())}
+        self.etag = replace_if_match(self.table, written, self.etag)
+        if self.etag is None:
+            log.warning("sweep %s: set-up of %s of company %s was taken over by another runner",
+                        self.connection, self.trigger.entity_set, self.company_id)
+            return None
+        return written
+
+    def _record_known(self, row: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+        cutoff = parse_iso(row["cursor"]) - timedelta(seconds=self.runtime.settings.cursor_overlap_seconds)
+        bc = self.runtime.bc(self.connection)
+        dedupe = DedupeLog(self.runtime.storage, self.runtime.settings.dedupe_ttl_days)
+        scope = scope_of(self.connection, self.company_id, self.trigger)
+        params = {"$filter": f"lastModifiedDateTime le {bc_datetime(cutoff)}", "$select": "id"}
+        known = 0
+        for page in bc.iter_pages(bc.company_path(self.company_id, self.trigger.entity_set), params,
+                                  BASELINE_PAGE_SIZE):
+            dedupe.settle(scope, [str(e["id"]) for e in page], "known")
+            known += len(page)
+            self.keep_alive()
+            if self._write(row) is None:
+                return None
+        written = self._write({k: v for k, v in row.items() if k != "state"})
+        if written is None or self.etag is None:
+            return None
+        log.info("sweep %s: %s of company %s starts at %s; %d existing entities recorded as known",
+                 self.connection, self.trigger.entity_set, self.company_id, row["cursor"], known)
+        return written, self.etag
 
 
 @dataclass
@@ -143,8 +210,9 @@ class SweepRun:
     """One sweep of a connection's company: every trigger, within a time budget, under a lease."""
 
     def __init__(self, runtime: Runtime, connection: str, company_id: str, lease: Lease,
-                 max_seconds: float):
+                 max_seconds: float, triggers: tuple[CreatedTrigger, ...] = TRIGGERS):
         self.runtime = runtime
+        self.triggers = triggers
         self.connection = connection
         self.company_id = company_id
         self.lease = lease
@@ -158,9 +226,9 @@ class SweepRun:
         """Sweep every trigger (one trigger's failure does not hold up the others); raises the first
         BC error at the end."""
         results, errors = [], []
-        for position, trigger in enumerate(TRIGGERS):
+        for position, trigger in enumerate(self.triggers):
             now = time.monotonic()
-            share_ends = now + max(0.0, self.deadline - now) / (len(TRIGGERS) - position)
+            share_ends = now + max(0.0, self.deadline - now) / (len(self.triggers) - position)
             try:
                 results.append(self.sweep_trigger(trigger, share_ends))
             except BCError as exc:
@@ -185,7 +253,10 @@ class SweepRun:
         after each page; move the cursor once the pass is complete."""
         conn = self.runtime.settings.connection(self.connection)
         scope = scope_of(self.connection, self.company_id, trigger)
-        row, etag = start_trigger(self.runtime, self.connection, self.company_id, trigger)
+        started = start_trigger(self.runtime, self.connection, self.company_id, trigger, self.renew_lease)
+        if started is None:  # another runner is setting the trigger up; the next run sweeps it
+            return SweepResult(trigger.entity_set, 0, 0, "", finished=False)
+        row, etag = started
         base = {k: row[k] for k in ("PartitionKey", "RowKey", "cursor", "started_at") if k in row}
         cursor = parse_iso(row["cursor"])
         if row.get("next_link"):
@@ -234,8 +305,10 @@ class SweepRun:
 
 # ---- entry points -----------------------------------------------------------------------------------
 
-def sweep(runtime: Runtime, connection: str | None = None) -> list[SweepResult]:
-    """Sweep every trigger of one connection (one runner at a time per connection)."""
+def sweep(runtime: Runtime, connection: str | None = None,
+          triggers: tuple[CreatedTrigger, ...] = TRIGGERS) -> list[SweepResult]:
+    """Sweep the triggers (all by default) of one connection (one runner at a time per connection;
+    [] when another run holds the lease: it covers what changed before it read)."""
     conn = runtime.settings.connection(connection)
     company_id = runtime.company_id(conn.name)
     max_seconds = runtime.settings.sweep_max_seconds
@@ -244,7 +317,7 @@ def sweep(runtime: Runtime, connection: str | None = None) -> list[SweepResult]:
         if not acquired:
             log.info("sweep %s: another run is in progress; skipped", conn.name)
             return []
-        return SweepRun(runtime, conn.name, company_id, lease, max_seconds).run()
+        return SweepRun(runtime, conn.name, company_id, lease, max_seconds, triggers).run()
 
 
 def sweep_all(runtime: Runtime) -> list[SweepResult]:

@@ -100,6 +100,10 @@ class EmulatorBC:
     def create_variant(self, item_number: str, code: str) -> str:
         return self._admin("POST", "itemVariants", {"itemNumber": item_number, "code": code})["id"]
 
+    def create_order(self, body: dict[str, Any]) -> dict[str, Any]:
+        """An order created in BC behind the connector's back (e.g. a POST committed late)."""
+        return self._admin("POST", "salesOrders", body)
+
     def order_posts(self, at_least: int = 0, timeout: float = 10.0) -> int:
         """`POST .../salesOrders` requests since the log was last cleared; waits until `at_least` are
         logged (a held response is logged when the hold ends)."""

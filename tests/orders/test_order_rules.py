@@ -22,12 +22,15 @@ from connector.order_schema import (
 )
 from connector.sales_orders import (
     CLAIM_TTL,
+    MAX_DEFER_SECONDS,
     Claim,
     ClaimBusy,
     ClaimState,
     ClaimStep,
     OrderDelivery,
+    ambiguous_since,
     deep_insert_body,
+    defer_seconds,
     failure_error,
     host_max_dequeue_count,
     is_permanent,
@@ -242,6 +245,34 @@ NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 ])
 def test_claim_step_for_what_a_delivery_finds(claim: Claim | None, step: ClaimStep) -> None:
     assert next_claim_step(claim, "me", NOW) is step
+
+
+EARLIER = NOW - timedelta(minutes=3)
+
+
+@pytest.mark.parametrize(("claim", "since"), [
+    (None, None),
+    (Claim("me", ClaimState.CREATED, EARLIER), None),
+    (Claim("me", ClaimState.UNCERTAIN, NOW, uncertain_since=EARLIER), EARLIER),
+    (Claim("me", ClaimState.UNCERTAIN, EARLIER), EARLIER),  # a row from before `uncertainSince`
+    (Claim("gone", ClaimState.CREATING, EARLIER), EARLIER),  # its owner may have died mid-POST
+], ids=["none", "done", "uncertain", "uncertain-old-row", "creating"])
+def test_a_post_may_still_commit_since_the_last_ambiguous_attempt(claim: Claim | None,
+                                                                  since: datetime | None) -> None:
+    assert ambiguous_since(claim) == since
+
+
+@pytest.mark.parametrize(("since", "window", "seconds"), [
+    (None, 600, 0),
+    (NOW - timedelta(seconds=30), 600, 570),
+    (NOW - timedelta(seconds=599.2), 600, 1),  # rounded up: never POST a moment too early
+    (NOW - timedelta(seconds=600), 600, 0),
+    (NOW - timedelta(hours=1), 600, 0),
+    (NOW, 30 * 24 * 3600, MAX_DEFER_SECONDS),  # a queue message is invisible for 7 days at most
+])
+def test_an_uncertain_order_waits_out_the_ambiguity_window(since: datetime | None, window: float,
+                                                           seconds: int) -> None:
+    assert defer_seconds(since, NOW, window) == seconds
 
 
 def test_a_huge_invalid_message_still_gets_a_result_that_fits_a_queue_message() -> None:

@@ -1,6 +1,7 @@
 """Send Created Sales Order end to end: queue → local host → emulator → results/poison queues."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -201,21 +202,76 @@ def test_order_failing_on_every_attempt_gets_one_failed_result_and_one_poison_co
     assert bc.order_posts() == 5 and bc.orders(key) == []
 
 
-def test_order_whose_failed_post_is_not_in_bc_is_sent_again_on_the_next_attempt(
+def wait_for_invocations(host: Any, count: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(host.invocations) < count:
+        assert time.monotonic() < deadline, f"{len(host.invocations)} of {count} invocations finished"
+        time.sleep(0.05)
+
+
+def test_order_whose_post_may_still_commit_is_not_sent_again_before_the_ambiguity_window(
         fast_retry_host: Any, queues: OrderQueues, bc: EmulatorBC) -> None:
-    host = fast_retry_host()
+    host = fast_retry_host(SALES_ORDER_AMBIGUITY_SECONDS="3")
+    # 504: ambiguous to the client, and BC wrote nothing (real BC might still commit it minutes later)
     bc.emulator.faults.add_rule(action="error_before", method="POST", path_regex="/salesOrders$",
-                                status=504)  # ambiguous to the client, but BC wrote nothing
+                                status=504)
     key = new_key()
     queues.send([SEED_EXAMPLE | {"externalDocumentNumber": key}])
-    host.wait_idle(60)
+    wait_for_invocations(host, 1)
+    time.sleep(1.5)  # the host retries failures at once here: a retry would have POSTed by now
+
+    assert bc.order_posts() == 1 and queues.results() == []
+    assert [i.outcome for i in host.invocations] == ["succeeded"]  # deferred, no delivery spent
+    host.wait_idle(30)
 
     [result] = queues.results()
     [order] = bc.orders(key)
     assert (result["status"], result["salesOrderId"]) == ("created", order["id"])
-    assert [i.outcome for i in host.invocations] == ["failed", "succeeded"]
+    first, second = [r.time for r in bc.emulator.requests if r.method == "POST"]
+    assert (second - first).total_seconds() >= 3
+    assert [i.outcome for i in host.invocations] == ["succeeded", "succeeded"]
     assert bc.calls() == [("GET", "salesOrders"), ("POST", "salesOrders"), ("GET", "salesOrders"),
                           ("GET", "salesOrders"), ("POST", "salesOrders")]
+    assert queues.poison() == []
+
+
+def test_order_committed_late_during_the_ambiguity_window_is_found_and_not_posted_again(
+        fast_retry_host: Any, queues: OrderQueues, bc: EmulatorBC) -> None:
+    host = fast_retry_host(SALES_ORDER_AMBIGUITY_SECONDS="3")
+    bc.emulator.faults.add_rule(action="error_before", method="POST", path_regex="/salesOrders$",
+                                status=504)
+    key = new_key()
+    message = SEED_EXAMPLE | {"externalDocumentNumber": key}
+    queues.send([message])
+    wait_for_invocations(host, 1)
+    late = bc.create_order(message)  # BC commits the timed-out POST after the connector looked
+    host.wait_idle(30)
+
+    [result] = queues.results()
+    assert [o["id"] for o in bc.orders(key)] == [late["id"]]
+    assert (result["status"], result["salesOrderId"], result["number"]) == ("created", late["id"],
+                                                                            late["number"])
+    assert bc.order_posts() == 1
+    assert bc.calls() == [("GET", "salesOrders"), ("POST", "salesOrders"), ("GET", "salesOrders"),
+                          ("GET", "salesOrders")]
+    assert queues.poison() == []
+
+
+def test_order_whose_every_post_has_an_unknown_outcome_fails_after_as_many_posts_as_deliveries(
+        order_host: Any, queues: OrderQueues, bc: EmulatorBC) -> None:
+    host = order_host(SALES_ORDER_AMBIGUITY_SECONDS="0")
+    bc.emulator.faults.add_rule(action="error_before", method="POST", path_regex="/salesOrders$",
+                                status=504, count=None)
+    key = new_key()
+    [text] = queues.send([SEED_EXAMPLE | {"externalDocumentNumber": key}])
+    host.wait_idle(60)
+
+    [result] = queues.results()
+    assert result["status"] == "failed" and result["error"]["code"] == "OutcomeUnknown"
+    assert "5 POSTs" in result["error"]["message"]
+    assert queues.poison() == [text]
+    assert bc.order_posts() == 5 and bc.orders(key) == []
+    assert [i.outcome for i in host.invocations] == ["succeeded"] * 5
 
 
 def test_order_failing_briefly_is_created_once_on_a_later_attempt(

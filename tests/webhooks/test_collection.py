@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connector.settings import QUEUE_ITEMS
+from tests.webhooks.test_sweep import items_cursor
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -34,13 +35,15 @@ def test_1500_items_created_at_once_arrive_as_1500_events_through_a_collection(s
     assert len(subjects) == len(set(subjects)) and created <= set(subjects)
 
 
-def test_a_collection_without_filter_resyncs_everything_but_announces_only_new_entities(scenario):
+def test_a_collection_without_filter_runs_the_sweep_which_announces_only_new_entities(scenario):
     s = scenario(CURSOR_OVERLAP_SECONDS="0")
     existing = s.bc.create_item()
     s.subscribe()  # `existing` and the seed predate the trigger
+    started = items_cursor(s.company_id)
     doomed = s.bc.create_item()
     s.queues.wait_for(QUEUE_ITEMS, lambda es: any(e["subject"] == doomed["id"] for e in es))
     created = set(s.bc.bulk_items(1200))
+    s.bc.update("items", existing["id"], {"displayName": "changed in the same batch"})
     s.bc.delete("items", doomed["id"])  # a delete in the batch: BC sends the bare collection URL
     s.queues.wait_for(QUEUE_ITEMS, lambda es: created <= {e["subject"] for e in es}, timeout=120)
     assert any("$filter" not in r for r in collections(s))
@@ -49,3 +52,4 @@ def test_a_collection_without_filter_resyncs_everything_but_announces_only_new_e
     subjects = [e["subject"] for e in s.queues.events[QUEUE_ITEMS]]
     assert sorted(subjects) == sorted(created | {doomed["id"]})
     assert existing["id"] not in subjects
+    assert items_cursor(s.company_id)["cursor"] > started["cursor"]  # the sweep read past the batch

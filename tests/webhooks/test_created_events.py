@@ -3,6 +3,8 @@ the BC emulator delivering webhooks (0.2 s debounce), Azurite."""
 from __future__ import annotations
 
 import json
+import time
+import uuid
 
 import pytest
 import requests
@@ -144,6 +146,25 @@ def test_an_oversized_body_is_acknowledged_with_202_and_not_processed(scenario):
     s.queues.wait_for(QUEUE_ITEMS, lambda es: any(e["subject"] == fresh["id"] for e in es))
 
 
+def test_a_full_size_bundle_of_three_subscriptions_is_accepted_and_processed(scenario):
+    s = scenario()
+    s.subscribe()
+    item = s.bc.create_item()
+    s.queues.wait_for(QUEUE_ITEMS, lambda es: es)
+    [delivery] = [d for d in s.bc.deliveries(s.notification_url) if d["kind"] == "notification"]
+    genuine = delivery["body"]["value"][0]
+    s.bc.delete_subscription(genuine["subscriptionId"])  # BC stays silent about the next item
+    fresh = s.bc.create_item()
+    # BC bundles every subscription of a URL, up to 999 notifications each
+    updates = [dict(genuine, changeType="updated", resource=genuine["resource"].replace(item["id"], str(
+        uuid.UUID(int=n)))) for n in range(3 * 999 - 1)]
+    created = dict(genuine, resource=genuine["resource"].replace(item["id"], fresh["id"]))
+    raw = json.dumps({"value": [*updates, created]}).encode()
+    assert len(raw) > 1024 * 1024  # over 1 MiB, the old default limit
+    assert s.post(None, raw=raw).status_code == 202
+    s.queues.wait_for(QUEUE_ITEMS, lambda es: any(e["subject"] == fresh["id"] for e in es))
+
+
 def _with_tables_down(connection_string: str) -> str:
     """Azurite for queues and blobs, nothing listening for tables."""
     parts = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
@@ -166,8 +187,10 @@ def test_notifications_get_503_when_storage_is_down_so_bc_retries(local_host, az
             "lastModifiedDateTime": "2026-01-01T00:00:00Z",
             "resource": "api/v2.0/companies(8a6b2c1d-3e4f-4a5b-9c6d-7e8f9a0b1c2d)/items"
                         "(26814998-936a-401c-81c1-0e848a64971d)"}
+    started = time.monotonic()
     r = requests.post(f"{host.url}/api/webhooks/bc", json={"value": [note]}, timeout=10)
     assert r.status_code == 503
+    assert time.monotonic() - started < 3  # no storage retries: BC waits 30 s at most
 
 
 def test_the_receiver_never_answers_bc_with_a_4xx(scenario):

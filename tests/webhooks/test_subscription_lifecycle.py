@@ -2,10 +2,14 @@
 `unsupported` resources covered by the sweep, deleted on request."""
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 from cryptography.fernet import Fernet
 
+from connector import subscriptions
+from connector.leases import Lease
 from connector.runtime import get_runtime
 from connector.settings import QUEUE_ITEMS, QUEUE_SALES_SHIPMENTS, TABLE_SUBSCRIPTIONS
 from connector.subscriptions import client_state
@@ -174,3 +178,23 @@ def test_after_a_new_key_is_added_the_next_run_re_signs_every_subscription(scena
     assert sorted(s.subscribe()["unchanged"]) == SETS
     item = s.bc.create_item()
     s.queues.wait_for(QUEUE_ITEMS, lambda es: any(e["subject"] == item["id"] for e in es))
+
+
+def test_a_run_whose_lease_is_taken_over_stops_before_touching_further_subscriptions(scenario, monkeypatch):
+    s = scenario()
+    real_start = subscriptions.start_trigger
+    started: list[str] = []
+
+    def start_then_lose_the_lease(runtime, connection, company_id, trigger, keep_alive):
+        started.append(trigger.entity_set)
+        if len(started) == 2:  # the run looked dead: its lease expired and another runner took it
+            later = Lease(runtime.storage, f"subscriptions:{connection}", ttl_seconds=60,
+                          clock=lambda: time.time() + subscriptions.LEASE_SECONDS + 1)
+            assert later.acquire()
+        return real_start(runtime, connection, company_id, trigger, keep_alive)
+
+    monkeypatch.setattr(subscriptions, "start_trigger", start_then_lose_the_lease)
+    with pytest.raises(subscriptions.SubscriptionRunBusy, match="lost its lease"):
+        subscriptions.reconcile(get_runtime())
+    assert len(started) == 2
+    assert len(s.bc.subscriptions(s.notification_url)) == 1  # only the first trigger's

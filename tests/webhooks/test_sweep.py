@@ -2,6 +2,7 @@
 announces an old entity as created, never skips an entity for good, and works within a time budget."""
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -118,3 +119,55 @@ def test_a_sweep_whose_lease_was_taken_over_stops_before_announcing_anything(run
     assert sweep.SweepRun(runtime, "default", company_id, lease, max_seconds=60).run() == []
     assert queues.take(QUEUE_ITEMS) == []
     assert items_cursor(company_id) == cursor
+
+
+def test_two_runners_starting_a_trigger_at_once_lose_no_entity_created_after_the_winning_start(
+        connector_env, emulator, azurite, monkeypatch):
+    """The first runner reads the clock, an item is created, the second reads the clock and then
+    loses to the first: the item, created after the winner's start, must still be announced."""
+    connector_env(CURSOR_OVERLAP_SECONDS="0")
+    runtime = get_runtime()
+    company_id = runtime.company_id()
+    bc = EmulatedBC(emulator, company_id)
+    [trigger] = [t for t in sweep.TRIGGERS if t.entity_set == "items"]
+    first_has_time, item_created, first_inserted = threading.Event(), threading.Event(), threading.Event()
+    real_now, real_insert = sweep.utc_now, sweep.insert_entity
+
+    def clock():
+        if threading.current_thread().name == "second" and not item_created.is_set():
+            item_created.wait(30)
+        moment = real_now()
+        if threading.current_thread().name == "first":
+            first_has_time.set()
+        return moment
+
+    def insert(table, row):
+        if threading.current_thread().name == "second":
+            first_inserted.wait(30)  # the first runner wins the insert
+        etag = real_insert(table, row)
+        if threading.current_thread().name == "first":
+            first_inserted.set()
+        return etag
+
+    monkeypatch.setattr(sweep, "utc_now", clock)
+    monkeypatch.setattr(sweep, "insert_entity", insert)
+    outcomes = {}
+
+    def start(name):
+        outcomes[name] = sweep.start_trigger(runtime, "default", company_id, trigger)
+
+    threads = [threading.Thread(target=start, args=(n,), name=n) for n in ("first", "second")]
+    threads[0].start()
+    assert first_has_time.wait(30)
+    time.sleep(0.01)
+    created = bc.create_item()
+    time.sleep(0.01)
+    threads[1].start()
+    item_created.set()
+    for thread in threads:
+        thread.join(60)
+    monkeypatch.undo()
+    connector_env(CURSOR_OVERLAP_SECONDS="0")
+    queues = OutQueues(azurite.connection_string)
+    sweep.sweep(get_runtime())
+    assert [e["subject"] for e in queues.take(QUEUE_ITEMS)] == [created["id"]]

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,6 +18,7 @@ from connector.notifications import (
     pack_messages,
     parse_body,
     plan,
+    receive,
     screen,
 )
 from connector.subscriptions import (
@@ -60,6 +63,15 @@ def test_garbled_bodies_are_refused_without_raising_anything_else(body):
 def test_an_oversized_body_is_refused_before_parsing():
     with pytest.raises(GarbledNotification, match="exceeds"):
         parse_body(b'{"value": []}' + b" " * 2000, 1024)
+
+
+def test_an_oversized_body_is_acknowledged_and_logged_as_an_error_naming_its_size_and_the_sweep(caplog):
+    runtime = SimpleNamespace(settings=SimpleNamespace(webhook_max_body_bytes=1024))
+    with caplog.at_level(logging.ERROR, logger="connector.notifications"):
+        assert receive({}, b'{"value": []}' + b" " * 2000, lambda: runtime).status == 202
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR
+    assert "2013 bytes" in record.getMessage() and "sweep" in record.getMessage()
 
 
 def test_a_body_with_a_bom_is_read():
