@@ -8,7 +8,9 @@ entity counts as created when it was never announced: the dedupe table keeps eve
 trigger starts with a baseline: when it is set up (first subscription run or first sweep), every
 entity last modified before the start (minus the overlap) is recorded as `known`, and the cursor
 starts at that moment, so history is never announced (what changed within the overlap just before
-the start may be: losing a creation would be worse).
+the start may be: losing a creation would be worse). Only one runner baselines a trigger: it first
+inserts the cursor row marked `baselining` with its cutoff, and only the winner of that insert
+records `known` entities; a marker left by a dead runner is taken over after the function timeout.
 
 The cursor row (`bccursors`, RK = `sweep:<entitySet>:<companyId>`) also holds a pass under way:
 after each page's events are queued, the page's `next_link`, the newest change read so far and the
