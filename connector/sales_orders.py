@@ -6,7 +6,8 @@ Idempotency differs with and without a key:
 
 * With `externalDocumentNumber` (the key) no second order is ever created for it. A claim row in
   `bcorders` (one per connection, company and key; `insert_entity` lets only one worker win) stops
-  two deliveries from creating at once; the others wait and then answer `duplicate`. The winner asks
+  two deliveries from creating at once; the others wait and then answer `duplicate` (behind an
+  `uncertain` claim, see below, they are deferred past the owner's window instead). The winner asks
   BC (`salesOrders?$filter=externalDocumentNumber eq '…'`) before it creates, and again after an
   ambiguous failure (timeout, 500/502/504 after sending), so an order BC committed is found, never
   created twice. Ambiguous and still not found: BC may still be carrying the POST out (its operation
@@ -74,6 +75,7 @@ CLAIM_WAIT_SECONDS = 20.0  # how long a second delivery of a key waits for the f
 ITEM_CACHE_SECONDS = 600.0
 MAX_ECHOED_KEY = 1000  # a longer (invalid) key is not echoed: the result must fit in a queue message
 MAX_DEFER_SECONDS = 7 * 24 * 3600  # longest queue message visibility timeout
+DEFER_MARGIN_SECONDS = 5  # a message deferred behind an uncertain claim returns this long after its window
 
 Status = Literal["created", "duplicate", "failed"]
 
@@ -111,7 +113,7 @@ class Deferral:
     """The order's outcome is still unknown: a copy of the message waits on the queue until `until`."""
 
     key: str
-    message_id: str  # the copy's id; the claim is now the copy's
+    message_id: str  # the copy's id (the claim is the copy's when this delivery owned it)
     until: datetime
 
 
@@ -221,6 +223,7 @@ class ClaimStep(enum.Enum):
     REPEAT = "repeat"  # we finished earlier: send the same result again
     DUPLICATE = "duplicate"  # another message finished it
     WAIT = "wait"  # another message is working on it now
+    DEFER = "defer"  # another message's POST may still be committed: come back after its window
 
 
 def next_claim_step(claim: Claim | None, message_id: str, now: datetime) -> ClaimStep:
@@ -233,7 +236,7 @@ def next_claim_step(claim: Claim | None, message_id: str, now: datetime) -> Clai
         return ClaimStep.RESUME
     if now - claim.claimed_at > CLAIM_TTL:
         return ClaimStep.TAKE_OVER
-    return ClaimStep.WAIT
+    return ClaimStep.DEFER if claim.state is ClaimState.UNCERTAIN else ClaimStep.WAIT
 
 
 def ambiguous_since(claim: Claim | None) -> datetime | None:
@@ -307,9 +310,9 @@ class OrderClaims:
         return entity
 
     def acquire(self, key: str | None, message_id: str) -> HeldClaim | Claim:
-        """Own the claim (a `HeldClaim`), or the finished claim to answer from (`REPEAT`/`DUPLICATE`
-        steps, returned as the `Claim`). Waits for another owner up to CLAIM_WAIT_SECONDS, then
-        raises ClaimBusy."""
+        """Own the claim (a `HeldClaim`), or the claim to answer from or defer behind (`REPEAT`,
+        `DUPLICATE` or `DEFER` steps, returned as the `Claim`). Waits for another owner up to
+        CLAIM_WAIT_SECONDS, then raises ClaimBusy."""
         row_key = self.row_key(key, message_id)
         deadline = time.monotonic() + CLAIM_WAIT_SECONDS
         pause = 0.05
@@ -328,7 +331,7 @@ class OrderClaims:
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)
                 continue
-            if claim is not None and step in (ClaimStep.REPEAT, ClaimStep.DUPLICATE):
+            if claim is not None and step in (ClaimStep.REPEAT, ClaimStep.DUPLICATE, ClaimStep.DEFER):
                 return claim
             if found is None:
                 etag = insert_entity(self.table, mine)
@@ -468,6 +471,8 @@ def send_order(runtime: Runtime, order: SalesOrderMessage,
     key = order.idempotency_key
     claims = OrderClaims(runtime.storage.table(TABLE_ORDERS), connection, company_id)
     held = claims.acquire(key, delivery.message_id)
+    if isinstance(held, Claim) and held.state is ClaimState.UNCERTAIN and key is not None:
+        return defer_behind(runtime, held, key, delivery)
     if isinstance(held, Claim):  # settled before: repeat our own result, else it is a duplicate
         ours = held.owner == delivery.message_id and held.state is ClaimState.CREATED
         return order_result("created" if ours else "duplicate", key, held.order)
@@ -528,13 +533,31 @@ def defer_order(runtime: Runtime, claims: OrderClaims, held: HeldClaim, key: str
     """Put a copy of the message back, invisible until the ambiguity window since `uncertain_since` has
     passed, and hand the UNCERTAIN claim to the copy. The host's delivery count is not spent waiting."""
     window = runtime.settings.sales_order_ambiguity_seconds
-    delay = defer_seconds(uncertain_since, datetime.now(UTC), window)
-    # time_to_live=-1: the copy must not expire while it waits (up to 7 days).
-    copy = runtime.storage.queue(QUEUE_SALES_ORDERS).send_message(delivery.text, visibility_timeout=delay,
-                                                                  time_to_live=-1)
-    claims.finish(held, key, copy.id, ClaimState.UNCERTAIN, {}, uncertain_since, ambiguous_posts)
+    copy_id = send_copy(runtime, delivery, defer_seconds(uncertain_since, datetime.now(UTC), window))
+    claims.finish(held, key, copy_id, ClaimState.UNCERTAIN, {}, uncertain_since, ambiguous_posts)
     until = uncertain_since + timedelta(seconds=window)
     log.warning("sales order %r (message %s): outcome of an earlier POST unknown and not in BC yet; "
                 "deferred as message %s until %s, when BC is asked again before any new POST", key,
-                delivery.message_id, copy.id, until.isoformat(timespec="seconds"))
-    return Deferral(key=key, message_id=copy.id, until=until)
+                delivery.message_id, copy_id, until.isoformat(timespec="seconds"))
+    return Deferral(key=key, message_id=copy_id, until=until)
+
+
+def defer_behind(runtime: Runtime, claim: Claim, key: str, delivery: OrderDelivery) -> Deferral:
+    """Another message owns the key's UNCERTAIN claim: put a copy of this message back until
+    DEFER_MARGIN_SECONDS after that owner's ambiguity window, without a POST, so it answers
+    `duplicate` once the owner has settled instead of spending host deliveries on ClaimBusy."""
+    now = datetime.now(UTC)
+    delay = min(defer_seconds(ambiguous_since(claim), now, runtime.settings.sales_order_ambiguity_seconds)
+                + DEFER_MARGIN_SECONDS, MAX_DEFER_SECONDS)
+    copy_id = send_copy(runtime, delivery, delay)
+    log.info("sales order %r (message %s): message %s has an order for it whose outcome is unknown; "
+             "deferred as message %s for %d s", key, delivery.message_id, claim.owner, copy_id, delay)
+    return Deferral(key=key, message_id=copy_id, until=now + timedelta(seconds=delay))
+
+
+def send_copy(runtime: Runtime, delivery: OrderDelivery, delay: int) -> str:
+    """Put a copy of the message text back on `sales-orders`, invisible for `delay` seconds; its id."""
+    # time_to_live=-1: the copy must not expire while it waits (up to 7 days).
+    copy = runtime.storage.queue(QUEUE_SALES_ORDERS).send_message(delivery.text, visibility_timeout=delay,
+                                                                  time_to_live=-1)
+    return str(copy.id)

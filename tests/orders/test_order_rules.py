@@ -240,7 +240,7 @@ NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     (Claim("me", ClaimState.CREATING, NOW), ClaimStep.RESUME),
     (Claim("me", ClaimState.UNCERTAIN, NOW), ClaimStep.RESUME),
     (Claim("other", ClaimState.CREATING, NOW - timedelta(seconds=5)), ClaimStep.WAIT),
-    (Claim("other", ClaimState.UNCERTAIN, NOW - CLAIM_TTL + timedelta(seconds=1)), ClaimStep.WAIT),
+    (Claim("other", ClaimState.UNCERTAIN, NOW - CLAIM_TTL + timedelta(seconds=1)), ClaimStep.DEFER),
     (Claim("other", ClaimState.CREATING, NOW - CLAIM_TTL - timedelta(seconds=1)), ClaimStep.TAKE_OVER),
 ])
 def test_claim_step_for_what_a_delivery_finds(claim: Claim | None, step: ClaimStep) -> None:

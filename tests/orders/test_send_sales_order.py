@@ -235,6 +235,32 @@ def test_order_whose_post_may_still_commit_is_not_sent_again_before_the_ambiguit
     assert queues.poison() == []
 
 
+def test_same_key_sent_while_an_order_is_uncertain_waits_for_it_and_answers_duplicate(
+        fast_retry_host: Any, queues: OrderQueues, bc: EmulatorBC) -> None:
+    host = fast_retry_host(SALES_ORDER_AMBIGUITY_SECONDS="3")
+    bc.emulator.faults.add_rule(action="error_before", method="POST", path_regex="/salesOrders$",
+                                status=504)
+    key = new_key()
+    message = SEED_EXAMPLE | {"externalDocumentNumber": key}
+    queues.send([message])
+    wait_for_invocations(host, 1)  # the owner's POST failed ambiguously: deferred
+    queues.send([message])
+    wait_for_invocations(host, 2)
+    time.sleep(1.0)  # the host retries failures at once here: a busy second message would show by now
+
+    assert bc.order_posts() == 1 and queues.results() == []
+    assert [i.outcome for i in host.invocations] == ["succeeded", "succeeded"]  # both deferred
+    host.wait_idle(30)
+
+    results = queues.results()
+    [order] = bc.orders(key)
+    assert sorted(r["status"] for r in results) == ["created", "duplicate"]
+    assert {r["salesOrderId"] for r in results} == {order["id"]}
+    assert bc.order_posts() == 2  # the owner's ambiguous POST and its retry after the window
+    assert all(i.outcome == "succeeded" for i in host.invocations)
+    assert queues.poison() == []
+
+
 def test_order_committed_late_during_the_ambiguity_window_is_found_and_not_posted_again(
         fast_retry_host: Any, queues: OrderQueues, bc: EmulatorBC) -> None:
     host = fast_retry_host(SALES_ORDER_AMBIGUITY_SECONDS="3")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 import requests
 from azure.data.tables import UpdateMode
 
 from connector import sweep
+from connector.bc_time import iso, utc_now
 from connector.dedupe import DedupeLog, DedupeScope
 from connector.leases import Lease
 from connector.runtime import get_runtime
@@ -31,6 +33,19 @@ def rewrite_dedupe_rows(**changes: str) -> int:
 def items_cursor(company_id: str) -> dict:
     table = get_runtime().storage.table(TABLE_CURSORS)
     return dict(table.get_entity("default", f"sweep:items:{company_id}"))
+
+
+def write_baselining_marker(company_id: str, cutoff: str, updated_at: str) -> dict:
+    """The `baselining` cursor row a runner inserts when it starts setting the items trigger up."""
+    row = {"PartitionKey": "default", "RowKey": f"sweep:items:{company_id}", "state": sweep.BASELINING,
+           "cursor": cutoff, "started_at": cutoff, "updated_at": updated_at}
+    get_runtime().storage.table(TABLE_CURSORS).create_entity(row)
+    return row
+
+
+def items_trigger() -> sweep.CreatedTrigger:
+    [trigger] = [t for t in sweep.TRIGGERS if t.entity_set == "items"]
+    return trigger
 
 
 def bare_collections(s) -> list[str]:
@@ -171,3 +186,46 @@ def test_two_runners_starting_a_trigger_at_once_lose_no_entity_created_after_the
     queues = OutQueues(azurite.connection_string)
     sweep.sweep(get_runtime())
     assert [e["subject"] for e in queues.take(QUEUE_ITEMS)] == [created["id"]]
+
+
+def test_a_set_up_abandoned_by_a_dead_runner_is_taken_over_and_completed_with_its_cutoff(
+        connector_env, emulator, azurite):
+    connector_env(CURSOR_OVERLAP_SECONDS="0")
+    runtime = get_runtime()
+    company_id = runtime.company_id()
+    bc = EmulatedBC(emulator, company_id)
+    old = bc.create_item()
+    time.sleep(0.01)
+    cutoff = iso(utc_now())
+    stale = iso(utc_now() - timedelta(seconds=sweep.BASELINE_STALE_SECONDS + 60))
+    write_baselining_marker(company_id, cutoff, updated_at=stale)  # its runner died long ago
+
+    started = sweep.start_trigger(runtime, "default", company_id, items_trigger())
+
+    assert started is not None
+    row, _ = started
+    assert "state" not in row and row["cursor"] == cutoff
+    assert "state" not in items_cursor(company_id)
+    time.sleep(0.01)
+    bc.update("items", old["id"], {"displayName": "changed after the set-up"})
+    created = bc.create_item()
+    queues = OutQueues(azurite.connection_string)
+    sweep.sweep(runtime)
+    assert [e["subject"] for e in queues.take(QUEUE_ITEMS)] == [created["id"]]  # `old` was known
+
+
+def test_a_set_up_under_way_by_a_live_runner_is_left_alone(connector_env, emulator, azurite):
+    connector_env(CURSOR_OVERLAP_SECONDS="0")
+    runtime = get_runtime()
+    company_id = runtime.company_id()
+    now = iso(utc_now())
+    marker = write_baselining_marker(company_id, now, updated_at=now)
+
+    assert sweep.start_trigger(runtime, "default", company_id, items_trigger()) is None
+    [result] = [r for r in sweep.sweep(runtime) if r.entity_set == "items"]
+
+    assert not result.finished
+    assert {k: v for k, v in items_cursor(company_id).items() if k in marker} == marker
+    scope = sweep.scope_of("default", company_id, items_trigger())
+    dedupe = runtime.storage.table(TABLE_DEDUPE)
+    assert list(dedupe.query_entities("PartitionKey eq @pk", parameters={"pk": scope.partition})) == []
