@@ -21,6 +21,7 @@ from connector.runtime import Runtime, get_runtime
 from connector.settings import TABLE_LEASES
 from connector.storage import read_entity, table_key
 from devtools.emulator.seed import CRONUS_UK_ID, CRONUS_USA_ID
+from tests.queue_drain import drain_texts as drain_queue
 
 pytestmark = pytest.mark.e2e
 
@@ -103,15 +104,7 @@ def drain(queue_name: str = "bc-items") -> list[dict[str, Any]]:
 
 
 def drain_texts(queue_name: str) -> list[str]:
-    queue = get_runtime().storage.queue(queue_name)
-    texts = []
-    while True:
-        batch = list(queue.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=60))
-        if not batch:
-            return texts
-        for message in batch:
-            texts.append(message.content)
-            queue.delete_message(message)
+    return drain_queue(get_runtime().storage.queue(queue_name))
 
 
 def item_requests(emulator: Any) -> list[Any]:

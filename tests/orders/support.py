@@ -17,6 +17,7 @@ from connector.settings import (
     QUEUE_SALES_ORDERS,
     QUEUE_SALES_ORDERS_POISON,
 )
+from tests.queue_drain import drain_texts
 
 TENANT = "lmints.io"
 ENVIRONMENT = "production"
@@ -53,15 +54,7 @@ class OrderQueues:
         return texts
 
     def _drain(self, name: str) -> list[str]:
-        queue = self.queue(name)
-        texts = []
-        while True:
-            batch = list(queue.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=30))
-            if not batch:
-                return texts
-            for message in batch:
-                texts.append(message.content)
-                queue.delete_message(message)
+        return drain_texts(self.queue(name))
 
     def results(self) -> list[dict[str, Any]]:
         """Every result message so far (taken off the queue)."""

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
-from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient
+
+from tests.queue_drain import drain_texts
 
 TENANT = "lmints.io"
 ENVIRONMENT = "production"
@@ -80,18 +81,7 @@ class OutQueues:
     def take(self, queue: str) -> list[dict[str, Any]]:
         """Every event queued since the last call (also kept in `events`)."""
         client = QueueClient.from_connection_string(self._connection_string, queue)
-        got = []
-        while True:
-            try:
-                batch = list(client.receive_messages(messages_per_page=32, max_messages=32,
-                                                     visibility_timeout=60))
-            except ResourceNotFoundError:  # the queue does not exist until the first event
-                return got
-            if not batch:
-                break
-            for message in batch:
-                got.append(json.loads(message.content))
-                client.delete_message(message)
+        got = [json.loads(text) for text in drain_texts(client)]
         self.events.setdefault(queue, []).extend(got)
         return got
 
