@@ -1,12 +1,16 @@
-"""bc-connector: the Azure Functions app. Wiring only; every trigger lives in connector/blueprints."""
+"""bc-connector: the Azure Functions app. Wiring only; each feature's triggers live in its folder."""
 import azure.functions as func
 
-from connector.blueprints import health, items, sales_orders, signin, webhooks
+from connector.auth import blueprint as auth
+from connector.items import blueprint as items
+from connector.ops import blueprint as ops
+from connector.orders import blueprint as orders
+from connector.webhooks import blueprint as webhooks
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-app.register_functions(health.bp)
-app.register_functions(sales_orders.bp)
+app.register_functions(ops.bp)
+app.register_functions(orders.bp)
 app.register_functions(items.bp)
-app.register_functions(signin.bp)
+app.register_functions(auth.bp)
 app.register_functions(webhooks.bp)

@@ -60,7 +60,7 @@ def _peak_rss() -> int:
 def _child(mode: str, count: int) -> dict[str, Any]:
     """Runs in a fresh process configured by the environment; returns what it measured. `count`:
     the naive way's sample, or the events the send-only mode sends."""
-    from connector.item_pull import item_event, pull_company
+    from connector.items.pull import item_event, pull_company
     from connector.runtime import get_runtime
     from connector.settings import QUEUE_ITEMS, TABLE_CURSORS, TABLE_LEASES
 

@@ -114,9 +114,9 @@ def run_connector(emulator: Any, orders: int) -> dict[str, Any]:
 
 def run_naive(emulator: Any, orders: int, workers: int) -> dict[str, Any]:
     """Check the key, POST the header, POST each line: through the same BC client and budget."""
-    from connector.order_schema import parse_order
+    from connector.orders.schema import parse_order
+    from connector.orders.send import ITEM_VARIANTS, deep_insert_body, find_order, variant_wanted
     from connector.runtime import get_runtime
-    from connector.sales_orders import ITEM_VARIANTS, deep_insert_body, find_order, variant_wanted
 
     runtime = get_runtime()
     bc = runtime.bc()

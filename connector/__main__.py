@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from connector.order_schema import json_schemas, schema_text
+from connector.orders.schema import json_schemas, schema_text
 from connector.settings import load_storage_settings
 from connector.storage import Storage
 

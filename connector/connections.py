@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from connector.bc_errors import TokenUnavailable
+from connector.bc.errors import TokenUnavailable
 from connector.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 
-from connector.bc_client import BCClient, RequestBudget
-from connector.companies import resolve_company_id
+from connector.bc.client import BCClient, RequestBudget
+from connector.bc.companies import resolve_company_id
 from connector.events import EventPublisher
 from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, load_settings
 from connector.storage import Storage
@@ -34,8 +34,8 @@ class Runtime:
         )
 
     @cached_property
-    def tokens(self):  # -> connector.signin.TokenService (imported late: it imports msal)
-        from connector.signin import TokenService
+    def tokens(self):  # -> connector.auth.signin.TokenService (imported late: it imports msal)
+        from connector.auth.signin import TokenService
 
         return TokenService(self.settings, self.storage)
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from connector.bc_client import BCClient, RequestBudget, RetryPolicy, parse_retry_after
-from connector.bc_errors import BCAuthError, BCConflict, BCError, BCNotFound, error_from_response
+from connector.bc.client import BCClient, RequestBudget, RetryPolicy, parse_retry_after
+from connector.bc.errors import BCAuthError, BCConflict, BCError, BCNotFound, error_from_response
 from devtools.emulator.seed import CRONUS_UK_ID, CRONUS_USA_ID
 
 ITEMS = f"companies({CRONUS_UK_ID})/items"

@@ -97,8 +97,8 @@ class TokenRequests:
 
 def stored_cache(storage: Any, connection: str = "default") -> dict[str, Any] | None:
     """A connection's msal cache as stored in `bctokens`, decrypted with the test key."""
-    from connector.token_crypto import TokenCipher
-    from connector.token_store import TokenStore
+    from connector.auth.crypto import TokenCipher
+    from connector.auth.token_store import TokenStore
     from tests.conftest import TEST_ENCRYPTION_KEY
 
     stored = TokenStore(storage, TokenCipher([TEST_ENCRYPTION_KEY])).load(connection)

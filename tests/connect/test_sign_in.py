@@ -14,10 +14,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import requests
 
-from connector.bc_errors import TokenUnavailable
+from connector.auth.crypto import TokenCipher
+from connector.bc.errors import TokenUnavailable
 from connector.runtime import get_runtime
 from connector.settings import TABLE_AUTH_FLOWS, TABLE_CONNECTIONS, TABLE_TOKENS
-from connector.token_crypto import TokenCipher
 from devtools.emulator.seed import CRONUS_UK_ID, CRONUS_USA_ID, SANDBOX_COMPANY_ID
 from tests.conftest import TEST_ENCRYPTION_KEY
 from tests.connect.browser import (

@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from connector.companies import CompanyNotFound, choose_company
-from connector.signin import (
+from connector.auth.signin import (
     SignedIn,
     callback_problem,
     compact_cache,
@@ -16,7 +15,8 @@ from connector.signin import (
     signed_in_page,
     token_failure_kind,
 )
-from connector.token_store import PendingSignIn
+from connector.auth.token_store import PendingSignIn
+from connector.bc.companies import CompanyNotFound, choose_company
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 PENDING = PendingSignIn("default", {"state": "s"}, NOW + timedelta(minutes=5))

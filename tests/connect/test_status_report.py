@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from connector.ops.status import connection_report, cursor_view, subscription_view, token_state
 from connector.settings import load_settings
-from connector.status import connection_report, cursor_view, subscription_view, token_state
 
 ENV = {"BC_TENANT": "lmints.io", "BC_CLIENT_ID": "c", "BC_CLIENT_SECRET": "s"}
 CODE = load_settings({**ENV, "BC_GRANT_TYPE": "authorization_code"}).connection("default")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
+from connector.auth.crypto import SealedDataError, TokenCipher, cipher_for
 from connector.settings import SettingsError, load_settings
-from connector.token_crypto import SealedDataError, TokenCipher, cipher_for
 
 OLD = Fernet.generate_key().decode()
 NEW = Fernet.generate_key().decode()

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from connector.auth.crypto import SealedDataError, TokenCipher
+from connector.auth.token_store import AuthFlowStore, PendingSignIn, TokenStore, tokens_stored
 from connector.settings import TABLE_AUTH_FLOWS, TABLE_TOKENS
-from connector.token_crypto import SealedDataError, TokenCipher
-from connector.token_store import AuthFlowStore, PendingSignIn, TokenStore, tokens_stored
 from tests.conftest import TEST_ENCRYPTION_KEY
 
 CIPHER = TokenCipher([TEST_ENCRYPTION_KEY])

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import requests
 
-from connector.bc_errors import TokenUnavailable
+from connector.auth.signin import TokenService
+from connector.bc.errors import TokenUnavailable
 from connector.runtime import get_runtime
 from connector.settings import TABLE_TOKENS
-from connector.signin import TokenService
 from tests.conftest import CLIENT_ID
 from tests.connect.browser import PAST_TOKEN_LIFETIME, TokenRequests, sign_in, stored_cache, table_rows
 

@@ -14,8 +14,8 @@ import pytest
 import requests
 from azure.core.exceptions import ServiceRequestError
 
-from connector.bc_errors import BCError
-from connector.item_pull import CursorTable, ItemsCursor, PullInterrupted, pull_company
+from connector.bc.errors import BCError
+from connector.items.pull import CursorTable, ItemsCursor, PullInterrupted, pull_company
 from connector.leases import Lease
 from connector.runtime import Runtime, get_runtime
 from connector.settings import TABLE_LEASES

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connector.bc_time import bc_datetime
-from connector.item_pull import (
+from connector.bc.timestamps import bc_datetime
+from connector.items.pull import (
     PHASE_ITEMS,
     PHASE_VARIANTS,
     BadPullRequest,

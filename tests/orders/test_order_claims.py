@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from connector import sales_orders
-from connector.sales_orders import CLAIM_TTL, Claim, ClaimBusy, ClaimState, ClaimStep, HeldClaim, OrderClaims
+from connector.orders import send as sales_orders
+from connector.orders.send import CLAIM_TTL, Claim, ClaimBusy, ClaimState, ClaimStep, HeldClaim, OrderClaims
 from connector.settings import TABLE_ORDERS
 
 COMPANY = "8a6b2c1d-3e4f-4a5b-9c6d-7e8f9a0b1c2d"

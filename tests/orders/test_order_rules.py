@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.bc_errors import BCError, TokenUnavailable, error_from_response
-from connector.companies import CompanyNotFound
-from connector.order_schema import (
+from connector.bc.companies import CompanyNotFound
+from connector.bc.errors import BCError, TokenUnavailable, error_from_response
+from connector.orders.schema import (
     LINE_READ_ONLY,
     ORDER_READ_ONLY,
     OrderRejected,
@@ -20,7 +20,7 @@ from connector.order_schema import (
     parse_order,
     schema_text,
 )
-from connector.sales_orders import (
+from connector.orders.send import (
     CLAIM_TTL,
     MAX_DEFER_SECONDS,
     Claim,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from connector.dedupe import DedupeLog, DedupeScope
+from connector.webhooks.dedupe import DedupeLog, DedupeScope
 
 SCOPE = DedupeScope("default", "8a6b2c1d-3e4f-4a5b-9c6d-7e8f9a0b1c2d", "items")
 

@@ -38,6 +38,6 @@ def test_client_states_and_validation_tokens_never_appear_in_the_logs(scenario, 
     secrets = {sub["clientState"] for sub in s.bc.subscriptions(s.notification_url)} | {token, forged_state}
     assert len(secrets) == 5
     ours = [r for r in caplog.records if r.name.split(".")[0] in OURS]
-    assert any(r.name == "connector.subscriptions" for r in ours)  # the logs were captured
+    assert any(r.name == "connector.webhooks.subscriptions" for r in ours)  # the logs were captured
     logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in ours)
     assert [secret for secret in secrets if secret in logged] == []

@@ -3,7 +3,7 @@ table scans, and a subscription saved by another instance is still found."""
 from __future__ import annotations
 
 from connector.settings import TABLE_SUBSCRIPTIONS
-from connector.subscriptions import SubscriptionDirectory, client_state
+from connector.webhooks.subscriptions import SubscriptionDirectory, client_state
 
 KEYS = ("key-1",)
 

@@ -8,11 +8,11 @@ import pytest
 import requests
 from cryptography.fernet import Fernet
 
-from connector import subscriptions
 from connector.leases import Lease
 from connector.runtime import get_runtime
 from connector.settings import QUEUE_ITEMS, QUEUE_SALES_SHIPMENTS, TABLE_SUBSCRIPTIONS
-from connector.subscriptions import client_state
+from connector.webhooks import subscriptions
+from connector.webhooks.subscriptions import client_state
 from tests.conftest import TEST_ENCRYPTION_KEY
 from tests.webhooks.scenario import QUIET_TIMERS
 

@@ -10,12 +10,12 @@ import pytest
 import requests
 from azure.data.tables import UpdateMode
 
-from connector import sweep
-from connector.bc_time import iso, utc_now
-from connector.dedupe import DedupeLog, DedupeScope
+from connector.bc.timestamps import iso, utc_now
 from connector.leases import Lease
 from connector.runtime import get_runtime
 from connector.settings import QUEUE_ITEMS, TABLE_CURSORS, TABLE_DEDUPE
+from connector.webhooks import sweep
+from connector.webhooks.dedupe import DedupeLog, DedupeScope
 from tests.webhooks.scenario import EmulatedBC, OutQueues
 
 LONG_AGO = "2000-01-01T00:00:00.000000Z"

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from connector.bc_time import bc_datetime, iso
-from connector.dedupe import claim_verdict
-from connector.notifications import (
+from connector.bc.timestamps import bc_datetime, iso
+from connector.webhooks.dedupe import claim_verdict
+from connector.webhooks.notifications import (
     GarbledNotification,
     collection_since,
     entity_id,
@@ -21,7 +21,7 @@ from connector.notifications import (
     receive,
     screen,
 )
-from connector.subscriptions import (
+from connector.webhooks.subscriptions import (
     Action,
     KnownSubscription,
     client_state,
@@ -33,7 +33,7 @@ from connector.subscriptions import (
     stray_subscriptions,
     watched_resource,
 )
-from connector.sweep import completed_cursor, hold_before, newest_change, since_filter
+from connector.webhooks.sweep import completed_cursor, hold_before, newest_change, since_filter
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 URL = "https://connector.example/api/webhooks/bc"
@@ -67,7 +67,7 @@ def test_an_oversized_body_is_refused_before_parsing():
 
 def test_an_oversized_body_is_acknowledged_and_logged_as_an_error_naming_its_size_and_the_sweep(caplog):
     runtime = SimpleNamespace(settings=SimpleNamespace(webhook_max_body_bytes=1024))
-    with caplog.at_level(logging.ERROR, logger="connector.notifications"):
+    with caplog.at_level(logging.ERROR, logger="connector.webhooks.notifications"):
         assert receive({}, b'{"value": []}' + b" " * 2000, lambda: runtime).status == 202
     [record] = caplog.records
     assert record.levelno == logging.ERROR
@@ -227,7 +227,7 @@ def test_the_key_id_names_a_key_without_revealing_it():
 
 
 def test_without_a_token_encryption_key_no_client_state_can_be_derived():
-    from connector.subscriptions import MissingClientStateKey
+    from connector.webhooks.subscriptions import MissingClientStateKey
 
     with pytest.raises(MissingClientStateKey, match="TOKEN_ENCRYPTION_KEY"):
         signing_key(())

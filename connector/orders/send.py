@@ -44,10 +44,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from azure.data.tables import TableClient
 
-from connector.bc_client import BCClient
-from connector.bc_errors import BCError, TokenUnavailable
-from connector.companies import CompanyNotFound
-from connector.order_schema import (
+from connector.bc.client import BCClient
+from connector.bc.companies import CompanyNotFound
+from connector.bc.errors import BCError, TokenUnavailable
+from connector.orders.schema import (
     OrderRejected,
     ResultError,
     SalesOrderLineMessage,
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
 CLAIM_TTL = timedelta(minutes=15)  # > functionTimeout (10 min): an older claim has no live owner
 CLAIM_WAIT_SECONDS = 20.0  # how long a second delivery of a key waits for the first one
 ITEM_CACHE_SECONDS = 600.0

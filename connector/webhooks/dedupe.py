@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from azure.data.tables import TableClient, UpdateMode
 
-from connector.bc_time import iso, parse_iso, utc_now
+from connector.bc.timestamps import iso, parse_iso, utc_now
 from connector.settings import TABLE_DEDUPE
 from connector.storage import Storage, insert_entity, read_entity, replace_if_match, table_key
 

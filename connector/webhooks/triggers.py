@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.dedupe import DedupeLog, DedupeScope
 from connector.events import (
     INVOICE_CREATED,
     ITEM_CREATED,
@@ -23,6 +22,7 @@ from connector.settings import (
     QUEUE_SALES_SHIPMENTS,
     ConnectionSettings,
 )
+from connector.webhooks.dedupe import DedupeLog, DedupeScope
 
 log = logging.getLogger(__name__)
 

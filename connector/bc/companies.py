@@ -16,7 +16,7 @@ from typing import Any
 
 from azure.data.tables import UpdateMode
 
-from connector.bc_client import BCClient
+from connector.bc.client import BCClient
 from connector.settings import TABLE_CONNECTIONS
 from connector.storage import Storage, read_entity
 

@@ -33,10 +33,10 @@ from typing import Any
 from azure.data.tables import TableClient
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from connector.bc_client import BCClient
-from connector.bc_errors import TokenUnavailable
-from connector.bc_time import bc_datetime, parse_iso, utc_now
-from connector.companies import CompanyNotFound
+from connector.bc.client import BCClient
+from connector.bc.companies import CompanyNotFound
+from connector.bc.errors import TokenUnavailable
+from connector.bc.timestamps import bc_datetime, parse_iso, utc_now
 from connector.connections import for_each_connection, results_or_raise
 from connector.events import ITEM_PULLED, EventPublisher, cloud_event
 from connector.leases import Lease

@@ -12,6 +12,9 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
+from connector.auth.crypto import TokenCipher
+from connector.auth.signin import login_url
+from connector.auth.token_store import tokens_stored
 from connector.settings import (
     QUEUE_ITEM_PULLS_POISON,
     QUEUE_NOTIFICATIONS_POISON,
@@ -23,10 +26,7 @@ from connector.settings import (
     Settings,
     SettingsError,
 )
-from connector.signin import login_url
 from connector.storage import Storage, read_entity
-from connector.token_crypto import TokenCipher
-from connector.token_store import tokens_stored
 
 DEAD_LETTER_QUEUES = (QUEUE_SALES_ORDERS_POISON, QUEUE_NOTIFICATIONS_POISON, QUEUE_ITEM_PULLS_POISON)
 SUBSCRIPTION_FIELDS = ("resource", "subscription_id", "expires_at", "status", "last_error")

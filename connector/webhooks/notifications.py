@@ -31,14 +31,14 @@ from urllib.parse import unquote
 
 from azure.core.exceptions import AzureError
 
-from connector import sweep
-from connector.bc_errors import BCError, BCNotFound, TokenUnavailable
-from connector.bc_time import bc_datetime, parse_iso
-from connector.dedupe import DedupeLog, DedupeScope
+from connector.bc.errors import BCError, BCNotFound, TokenUnavailable
+from connector.bc.timestamps import bc_datetime, parse_iso
 from connector.runtime import Runtime
 from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
-from connector.subscriptions import KnownSubscription, directory
-from connector.triggers import BY_ENTITY_SET, CreatedTrigger, EmitCount, announce, publish_claimed
+from connector.webhooks import sweep
+from connector.webhooks.dedupe import DedupeLog, DedupeScope
+from connector.webhooks.subscriptions import KnownSubscription, directory
+from connector.webhooks.triggers import BY_ENTITY_SET, CreatedTrigger, EmitCount, announce, publish_claimed
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from connector.bc_errors import BCError, error_from_response
+from connector.bc.errors import BCError, error_from_response
 from connector.settings import BCLimits
 
 log = logging.getLogger(__name__)

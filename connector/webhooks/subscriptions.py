@@ -43,16 +43,16 @@ from urllib.parse import unquote, urlencode, urlsplit
 
 from azure.data.tables import UpdateMode
 
-from connector.bc_client import BCClient
-from connector.bc_errors import BCError, BCNotFound
-from connector.bc_time import iso, parse_iso, utc_now
+from connector.bc.client import BCClient
+from connector.bc.errors import BCError, BCNotFound
+from connector.bc.timestamps import iso, parse_iso, utc_now
 from connector.connections import for_each_connection, results_or_raise
 from connector.leases import Lease
 from connector.runtime import Runtime
 from connector.settings import TABLE_SUBSCRIPTIONS, Settings
 from connector.storage import Storage, read_entity
-from connector.sweep import start_trigger
-from connector.triggers import TRIGGERS, CreatedTrigger
+from connector.webhooks.sweep import start_trigger
+from connector.webhooks.triggers import TRIGGERS, CreatedTrigger
 
 log = logging.getLogger(__name__)
 

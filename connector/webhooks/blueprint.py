@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import azure.functions as func
 
-from connector import notifications, subscriptions, sweep
-from connector.bc_errors import BCError, TokenUnavailable
-from connector.companies import CompanyNotFound
+from connector.bc.companies import CompanyNotFound
+from connector.bc.errors import BCError, TokenUnavailable
 from connector.runtime import Runtime, get_runtime
 from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
+from connector.webhooks import notifications, subscriptions, sweep
 
 bp = func.Blueprint()
 

@@ -1,17 +1,14 @@
-"""Sign-in and status routes: `GET connections/{connection}/login`, `GET auth/callback`, `GET status`."""
-import json
-
+"""Sign-in routes: `GET connections/{connection}/login`, `GET auth/callback`."""
 import azure.functions as func
 
-from connector.runtime import get_runtime
-from connector.signin import (
+from connector.auth.signin import (
     SignInRejected,
     complete_sign_in,
     sign_in_failed_page,
     signed_in_page,
     start_sign_in,
 )
-from connector.status import read_status
+from connector.runtime import get_runtime
 
 bp = func.Blueprint()
 
@@ -40,9 +37,3 @@ def sign_in_callback(req: func.HttpRequest) -> func.HttpResponse:
         return _html(sign_in_failed_page(exc.message), exc.status)
     return _html(signed_in_page(result), 200)
 
-
-@bp.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-def status(req: func.HttpRequest) -> func.HttpResponse:
-    runtime = get_runtime()
-    report = read_status(runtime.settings, runtime.storage)
-    return func.HttpResponse(json.dumps(report, indent=2), mimetype="application/json", headers=_NO_STORE)

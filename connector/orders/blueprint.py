@@ -1,8 +1,8 @@
 """Queue trigger of Send Created Sales Order: `sales-orders` → BC → `sales-order-results`."""
 import azure.functions as func
 
+from connector.orders.send import OrderDelivery, handle_delivery, host_max_dequeue_count
 from connector.runtime import get_runtime
-from connector.sales_orders import OrderDelivery, handle_delivery, host_max_dequeue_count
 from connector.settings import QUEUE_SALES_ORDERS
 
 bp = func.Blueprint()

@@ -9,8 +9,8 @@ import logging
 
 import azure.functions as func
 
-from connector.bc_time import iso
-from connector.item_pull import handle_pull_request, pull_all, request_pull
+from connector.bc.timestamps import iso
+from connector.items.pull import handle_pull_request, pull_all, request_pull
 from connector.runtime import get_runtime
 from connector.settings import QUEUE_ITEM_PULLS, UnknownConnection
 

@@ -34,15 +34,15 @@ from typing import Any
 
 from azure.data.tables import TableClient
 
-from connector.bc_errors import BCError
-from connector.bc_time import bc_datetime, iso, parse_iso, utc_now
+from connector.bc.errors import BCError
+from connector.bc.timestamps import bc_datetime, iso, parse_iso, utc_now
 from connector.connections import for_each_connection, results_or_raise
-from connector.dedupe import DedupeLog, DedupeScope
 from connector.leases import Lease
 from connector.runtime import Runtime
 from connector.settings import TABLE_CURSORS
 from connector.storage import delete_if_match, insert_entity, read_entity, replace_if_match
-from connector.triggers import TRIGGERS, CreatedTrigger, EmitCount, announce
+from connector.webhooks.dedupe import DedupeLog, DedupeScope
+from connector.webhooks.triggers import TRIGGERS, CreatedTrigger, EmitCount, announce
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from connector.auth.crypto import SealedDataError, TokenCipher
 from connector.settings import TABLE_AUTH_FLOWS, TABLE_TOKENS
 from connector.storage import (
     Storage,
@@ -28,7 +29,6 @@ from connector.storage import (
     replace_if_match,
     table_key,
 )
-from connector.token_crypto import SealedDataError, TokenCipher
 
 log = logging.getLogger(__name__)
 

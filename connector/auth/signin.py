@@ -30,8 +30,10 @@ import msal
 import requests
 from azure.data.tables import UpdateMode
 
-from connector.bc_errors import BCError, TokenUnavailable
-from connector.companies import discover_companies
+from connector.auth.crypto import SealedDataError, TokenCipher, cipher_for
+from connector.auth.token_store import AuthFlowStore, PendingSignIn, TokenStore
+from connector.bc.companies import discover_companies
+from connector.bc.errors import BCError, TokenUnavailable
 from connector.settings import (
     BC_SCOPE,
     TABLE_CONNECTIONS,
@@ -41,8 +43,6 @@ from connector.settings import (
     UnknownConnection,
 )
 from connector.storage import Storage, read_entity
-from connector.token_crypto import SealedDataError, TokenCipher, cipher_for
-from connector.token_store import AuthFlowStore, PendingSignIn, TokenStore
 
 if TYPE_CHECKING:
     from connector.runtime import Runtime

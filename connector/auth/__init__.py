@@ -1,0 +1,1 @@
+"""Connect: Entra ID sign-in (auth code + PKCE, client credentials), encrypted token store, sign-in routes."""

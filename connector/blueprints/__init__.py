@@ -1,1 +1,0 @@
-"""Thin trigger adapters: turn a trigger's input into plain values, call the core, shape the output."""

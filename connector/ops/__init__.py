@@ -1,0 +1,1 @@
+"""Operating the connector: health and status routes, the status report."""

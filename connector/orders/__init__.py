@@ -1,0 +1,1 @@
+"""Send Created Sales Order: message schema, idempotent creation in BC, results and poison."""

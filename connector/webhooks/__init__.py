@@ -1,0 +1,1 @@
+"""BC webhooks: subscriptions, receiver, notification processor, sweep, dedupe, the created-triggers."""
