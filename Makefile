@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 AZURITE := node_modules/.bin/azurite
 PYTEST_ARGS ?=
 
-.PHONY: install run test demo bench lint replay-poison clean
+.PHONY: install run test demo bench lint settings replay-poison clean
 
 install: $(STAMP) $(AZURITE)
 
@@ -39,6 +39,11 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check .
+
+## Regenerate the README settings table, local.settings.example.json and infra/connector.json from
+## connector/settings.py (tests fail while any of them is stale).
+settings: install
+	$(BIN)/python -m devtools.settings_files --write
 
 ## Move messages from <queue>-poison back to <queue> after a fix (QUEUE=sales-orders by default).
 replay-poison: install

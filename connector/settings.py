@@ -1,8 +1,9 @@
 """Every setting of the connector, typed, with its default and meaning, read once from the environment.
 
-This is the only module that reads `os.environ`. `SETTINGS` is the catalogue that the README,
-`local.settings.example.json` and the Bicep checks are compared against; `load_settings()` turns the
-environment into frozen, typed objects.
+This is the only module that reads `os.environ`. `SETTINGS` and the resource names below are declared
+once here: `make settings` (devtools/settings_files.py) generates the README settings table,
+`local.settings.example.json` and `infra/connector.json` (what Bicep loads) from them, and a test fails
+when any of those is stale. `load_settings()` turns the environment into frozen, typed objects.
 
 Connections: the `default` connection comes from the plain `BC_*` settings. More are declared with
 `BC_CONNECTIONS=default,emea` and configured with the connection name (upper-case) and a double
@@ -68,13 +69,20 @@ DEFAULT_CONNECTION = "default"
 
 @dataclass(frozen=True)
 class Setting:
-    """One app setting: its name, default (None = required or optional-empty) and meaning."""
+    """One app setting: its name, default (None = required or optional-empty) and meaning.
+
+    `host_binding`: the Functions host resolves it itself (`%NAME%` in a trigger), so it must exist as
+    an app setting and Bicep deploys it with its default; the code's default covers every other one.
+    `local`: its value in `local.settings.example.json` (the bundled emulator) where that differs.
+    """
 
     name: str
     default: str | None
     description: str
     secret: bool = False
     per_connection: bool = False
+    host_binding: bool = False
+    local: str | None = None
 
 
 SETTINGS: list[Setting] = [
@@ -85,16 +93,18 @@ SETTINGS: list[Setting] = [
             "Comma-separated connection names. Settings of a connection other than `default` are "
             "prefixed with its upper-case name and `__` (e.g. `EMEA__BC_TENANT`)."),
     Setting("BC_TENANT", None, "Entra tenant of Business Central: domain (lmints.io) or GUID.",
-            per_connection=True),
+            per_connection=True, local="lmints.io"),
     Setting("BC_ENVIRONMENT", "production", "BC environment name (`production`, `sandbox`, ...).",
             per_connection=True),
-    Setting("BC_CLIENT_ID", None, "Entra app (client) id.", per_connection=True),
+    Setting("BC_CLIENT_ID", None, "Entra app (client) id.", per_connection=True,
+            local="5e1c0f2a-7b3d-4c9e-a8f1-0b2c3d4e5f60"),
     Setting("BC_CLIENT_SECRET", None,
             "Entra client secret (Key Vault reference in Azure; never stored in tables).",
-            secret=True, per_connection=True),
+            secret=True, per_connection=True, local="emulator-secret"),
     Setting("BC_GRANT_TYPE", "authorization_code",
             "`authorization_code` (a user signs in at /api/connections/{name}/login) or "
-            "`client_credentials` (service-to-service, unattended).", per_connection=True),
+            "`client_credentials` (service-to-service, unattended).", per_connection=True,
+            local="client_credentials"),
     Setting("BC_COMPANY", "",
             "Company id or name; empty = the first company discovered.", per_connection=True),
     Setting("PULL_ITEM_VARIANTS", "true", "Items events carry `itemVariants`.", per_connection=True),
@@ -103,23 +113,28 @@ SETTINGS: list[Setting] = [
     Setting("PULL_SALES_INVOICE_LINES", "true", "Invoice events carry `salesInvoiceLines`.",
             per_connection=True),
     Setting("ENTRA_AUTHORITY_HOST", "https://login.microsoftonline.com",
-            "Entra ID host; authority = {host}/{tenant}. Point at the emulator for local runs."),
+            "Entra ID host; authority = {host}/{tenant}. Point at the emulator for local runs.",
+            local="https://127.0.0.1:8443"),
     Setting("BC_API_HOST", "https://api.businesscentral.dynamics.com",
-            "BC API host; base URL = {host}/v2.0/{tenant}/{environment}/api/v2.0."),
+            "BC API host; base URL = {host}/v2.0/{tenant}/{environment}/api/v2.0.",
+            local="https://127.0.0.1:8443"),
     Setting("TLS_CA_BUNDLE", "",
-            "Optional CA bundle (PEM path) for Entra and BC calls; the emulator's self-signed CA locally."),
+            "Optional CA bundle (PEM path) for Entra and BC calls; the emulator's self-signed CA locally.",
+            local=".devdata/emulator-ca.pem"),
     Setting("PUBLIC_BASE_URL", "",
             "Public base URL of this app, for the OAuth redirect URI and the webhook notificationUrl. "
-            "Empty = https://$WEBSITE_HOSTNAME in Azure, http://127.0.0.1:7071 locally."),
+            "Empty = https://$WEBSITE_HOSTNAME in Azure, http://127.0.0.1:7071 locally.",
+            local="http://127.0.0.1:7071"),
     Setting("TOKEN_ENCRYPTION_KEY", None,
             "Fernet key (urlsafe base64, 32 bytes) that encrypts token caches at rest. Key Vault "
             "reference in Azure. Several keys separated by commas rotate (first encrypts).",
-            secret=True),
-    Setting("ITEM_PULL_SCHEDULE", "0 */15 * * * *", "NCRONTAB schedule of Schedule Pull Items."),
+            secret=True, local="9vojfjfiSnHXn6bFONOibYRAB7MW-UIPY24Iz20cIPs="),
+    Setting("ITEM_PULL_SCHEDULE", "0 */15 * * * *", "NCRONTAB schedule of Schedule Pull Items.",
+            host_binding=True),
     Setting("SUBSCRIPTION_RENEWAL_SCHEDULE", "0 7 * * * *",
-            "NCRONTAB schedule of the webhook renewal/recreation run."),
+            "NCRONTAB schedule of the webhook renewal/recreation run.", host_binding=True),
     Setting("SWEEP_SCHEDULE", "0 */30 * * * *",
-            "NCRONTAB schedule of the sweep that emits what webhooks missed."),
+            "NCRONTAB schedule of the sweep that emits what webhooks missed.", host_binding=True),
     Setting("SWEEP_MAX_SECONDS", "480",
             "A sweep run stops after this long and checkpoints; the next run resumes."),
     Setting("SUBSCRIPTION_RENEW_BEFORE_HOURS", "36",

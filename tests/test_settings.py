@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from connector.settings import SETTINGS, SettingsError, UnknownConnection, load_settings
+from connector.settings import SETTINGS, Setting, SettingsError, UnknownConnection, load_settings
+from devtools import settings_files
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = {"BC_TENANT": "lmints.io", "BC_CLIENT_ID": "cid", "BC_CLIENT_SECRET": "s3cret"}
@@ -65,6 +66,35 @@ def test_example_settings_file_lists_every_setting():
     values = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
     assert {s.name for s in SETTINGS} <= set(values)
     load_settings(values)  # the example itself is valid
+
+
+def test_generated_files_are_up_to_date_with_the_declaration():
+    stale = [str(p.relative_to(ROOT)) for p in settings_files.stale_files()]
+    assert not stale, f"stale, run `make settings`: {stale}"
+
+
+def test_a_new_setting_changes_every_generated_file():
+    new = Setting("NEW_SCHEDULE", "0 0 * * * *", "A new schedule.", host_binding=True, local="0 * * * * *")
+    catalogue = [*SETTINGS, new]
+    bicep = json.loads(settings_files.bicep_json(catalogue))
+    assert bicep["hostBindingSettings"]["NEW_SCHEDULE"] == "0 0 * * * *"
+    assert json.loads(settings_files.example_settings(catalogue))["Values"]["NEW_SCHEDULE"] == "0 * * * * *"
+    readme = settings_files.readme_with_table((ROOT / "README.md").read_text(),
+                                              settings_files.readme_table(catalogue))
+    assert "| `NEW_SCHEDULE` | `0 0 * * * *` |  | A new schedule. |" in readme
+    assert readme.count(settings_files.TABLE_BEGIN) == readme.count(settings_files.TABLE_END) == 1
+
+
+def test_readme_without_markers_is_an_error_not_a_silent_skip():
+    with pytest.raises(ValueError, match="settings markers"):
+        settings_files.readme_with_table("# no table here\n", "| x |\n")
+
+
+def test_every_binding_expression_is_a_host_binding_setting():
+    """`%NAME%` in a trigger is resolved by the Functions host from app settings, so Bicep must deploy it."""
+    used = {name for p in (ROOT / "connector").rglob("*.py")
+            for name in re.findall(r'"%([A-Z_]+)%"', p.read_text())}
+    assert used == {s.name for s in SETTINGS if s.host_binding}
 
 
 def test_readme_documents_every_setting():

@@ -80,7 +80,14 @@ KEY_VAULT_REFERENCE = re.compile(r"^@Microsoft\.KeyVault\(SecretUri=\$\{keyVault
 
 @functools.cache
 def parse(path: Path) -> dict[str, Any]:
-    return BicepParser().parse(file_path=path)
+    """pycep's output, with each `loadJsonContent(file)` variable replaced by the file's content."""
+    template = BicepParser().parse(file_path=path)
+    for variable in template.get("variables", {}).values():
+        load = function_of(variable["value"], "load_json_content")
+        if load is not None:
+            variable["loaded_from"] = load["file_path"]
+            variable["value"] = json.loads((path.parent / load["file_path"]).read_text())
+    return template
 
 
 def module(name: str) -> dict[str, Any]:
@@ -149,10 +156,39 @@ def merged_object(template: dict[str, Any], value: Any) -> dict[str, Any]:
         for argument in union.values():
             merged.update(merged_object(template, argument))
         return merged
+    non_empty = non_empty_entries(value)
+    if non_empty is not None:
+        return {key: item for key, item in merged_object(template, non_empty).items()
+                if at_default(template, item) not in ("", None)}
     if isinstance(value, str) and value in template["parameters"]:
         return merged_object(template, template["parameters"][value]["default"])
     assert isinstance(value, dict), f"not an object expression: {value!r}"
     return {unquote(key): item for key, item in value.items()}
+
+
+def non_empty_entries(value: Any) -> Any:
+    """X for `toObject(filter(items(X), e => !empty(e.value)), e => e.key, e => e.value)`, else None."""
+    if not (isinstance(value, dict) and value.get("function", {}).get("type") == "toObject"):
+        return None
+    arguments = value["function"]["parameters"]
+    keep = function_of(arguments["arg_1"], "filter")
+    assert keep is not None, f"toObject over something else than a filter: {arguments}"
+    (source,) = function_of(keep["input_array"], "items").values()
+    entry = keep["expression"]["detail"]["var_1"]
+    assert keep["expression"]["detail"]["expression"] == {"operator": {"type": "not", "operands": {
+        "bool_value": {"function": {"type": "empty", "parameters": {"item_to_test": {"operator": {
+            "type": "property_accessor", "operands": {"operand_1": entry, "operand_2": "value"}}}}}}}}}
+    assert [arguments[a]["detail"]["expression"] for a in ("arg_2", "arg_3")] == [
+        {"operator": {"type": "property_accessor", "operands": {"operand_1": entry, "operand_2": key}}}
+        for key in ("key", "value")]
+    return source
+
+
+def at_default(template: dict[str, Any], value: Any) -> Any:
+    """A parameter's default, or the value itself."""
+    if isinstance(value, str) and value in template["parameters"]:
+        return template["parameters"][value]["default"]
+    return value
 
 
 def decorators(parameter: dict[str, Any]) -> dict[str, Any]:
@@ -331,13 +367,17 @@ def test_storage_account_is_identity_only_and_https_only() -> None:
     } == account["properties"]
 
 
-def test_storage_names_equal_the_connector_settings_lists() -> None:
+def test_storage_names_come_from_the_generated_json_of_the_connector_settings() -> None:
     main = parse(MAIN)
-    assert resolve(main, "queueNames") == list(settings.QUEUE_NAMES)
-    assert resolve(main, "tableNames") == list(settings.TABLE_NAMES)
-    assert resolve(main, "blobContainerNames") == list(settings.BLOB_CONTAINERS)
+    assert main["variables"]["connector"]["loaded_from"] == "connector.json"
+    names = {param: resolve(main, value) for param, value in module_call("storage")["params"].items()}
+    assert names["queueNames"] == list(settings.QUEUE_NAMES)
+    assert names["tableNames"] == list(settings.TABLE_NAMES)
+    assert names["blobContainerNames"] == list(settings.BLOB_CONTAINERS)
     assert "sales-orders-poison" in settings.QUEUE_NAMES
     assert resolve(main, "deploymentContainerName") not in settings.BLOB_CONTAINERS
+    for name in [*settings.QUEUE_NAMES, *settings.TABLE_NAMES, *settings.BLOB_CONTAINERS]:
+        assert f"'{name}'" not in MAIN.read_text(), f"main.bicep repeats the name {name}"
 
 
 @pytest.mark.parametrize(
@@ -360,7 +400,7 @@ def test_storage_creates_one_child_per_listed_name(service: str, child: str, nam
     assert loop_of(children)["detail"]["array_name"] == names_param
     assert body(children)["parent"] == service_symbol
     assert body(children)["name"] == loop_of(children)["detail"]["item_name"]
-    assert module_call("storage")["params"][names_param] == names_param
+    assert path_of(module_call("storage")["params"][names_param])[0] == "connector"
 
 
 def test_deployment_container_is_created_and_handed_to_the_site() -> None:
@@ -450,17 +490,32 @@ def test_site_app_settings_are_the_connector_settings_then_the_host_settings() -
     assert module_call("function-app")["params"]["connectorAppSettings"] == "connectorAppSettings"
 
 
-def test_every_connector_setting_is_an_app_setting_with_its_default() -> None:
+def test_only_the_settings_the_host_resolves_are_deployed_at_their_defaults() -> None:
+    """The code has every default; Bicep adds only `%NAME%` settings, the required BC ones and secrets."""
     main = parse(MAIN)
     app_settings = main_app_settings()
+    required = {s.name for s in settings.SETTINGS if s.default is None and not s.secret}
     for setting in settings.SETTINGS:
-        if setting.secret or setting.name in REPLACED_BY_IDENTITY:
-            continue
-        assert setting.name in app_settings, f"{setting.name} is not deployed"
-        value = app_settings[setting.name]
-        if value in main["parameters"]:
-            value = main["parameters"][value]["default"]
-        assert value == setting.default, f"{setting.name}: Bicep default {value!r} != {setting.default!r}"
+        value = at_default(main, app_settings.get(setting.name))
+        if setting.host_binding:
+            assert value == setting.default, f"{setting.name}: deployed {value!r} != {setting.default!r}"
+        elif setting.name in required:
+            assert main["parameters"][app_settings[setting.name]]["default"] is None, setting.name
+        elif not setting.secret:
+            assert setting.name not in app_settings, f"{setting.name} repeats the code's default in Bicep"
+    assert required == {"BC_TENANT", "BC_CLIENT_ID"}
+
+
+def test_optional_bc_parameters_are_deployed_only_when_set() -> None:
+    main = parse(MAIN)
+    given = merged_object(main, "optionalBcSettings")
+    assert set(given) == {"BC_ENVIRONMENT", "BC_GRANT_TYPE", "BC_COMPANY"}
+    for name, parameter in given.items():
+        spec = main["parameters"][parameter]
+        assert spec["default"] == "", f"{parameter} repeats a default the code has"
+        assert decorators(spec)["description"].startswith(f"{name}:")
+    assert decorators(
+        main["parameters"]["bcGrantType"])["allowed"] == [""] + ["authorization_code", "client_credentials"]
 
 
 def test_secret_settings_are_key_vault_references_to_existing_secrets() -> None:
@@ -563,9 +618,7 @@ def test_azd_parameters_fill_main_bicep_from_the_environment() -> None:
     assert values["location"] == "${AZURE_LOCATION}"
     assert values["principalId"] == "${AZURE_PRINCIPAL_ID}"
     for name, value in values.items():
-        assert re.fullmatch(r"\$\{[A-Z_]+(=[^}]*)?\}", value), f"{name} has a literal value"
-        if "secure" in decorators(main[name]):
-            assert "=" not in value, f"{name} has a default secret"
+        assert re.fullmatch(r"\$\{[A-Z_]+\}", value), f"{name}: a literal or a default (the code has them)"
 
 
 # ---------------------------------------------------------------------------------------------------------
