@@ -5,7 +5,7 @@ import importlib
 import sys
 import time
 
-BENCHES = ("items_pull", "sales_orders", "webhooks")
+BENCHES = ("emulator", "items_pull", "sales_orders", "webhooks")
 
 
 def main(argv: list[str]) -> int:

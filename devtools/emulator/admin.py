@@ -3,7 +3,10 @@
 * ``GET /_emulator/health``
 * ``GET /_emulator/clock``; ``POST`` ``{"advance_seconds": n}`` or ``{"set": "<iso>"}``
 * ``GET /_emulator/faults``; ``POST`` replaces the fault configuration; ``DELETE`` clears it
-* ``GET /_emulator/requests`` (the BC request log); ``DELETE`` clears it
+* ``GET /_emulator/requests`` (the BC request log, each with `principal` and `in_flight`); ``DELETE``
+  clears it
+* ``GET /_emulator/limits`` (the per-principal limits and what is in flight now); ``POST`` changes
+  limits, e.g. ``{"reject_over_concurrency": true}``
 * ``POST /_emulator/entra/revoke`` ``{"client_id"?, "user"?}``
 * ``GET/POST /_emulator/entra/signin`` ``{"user"?, "deny"?: bool | "description"}``
 * ``/_emulator/bc/...`` is forwarded to the BC API emulator's admin app.
@@ -22,6 +25,10 @@ from .limits import logged_request_json
 if TYPE_CHECKING:
     from .server import Emulator
 
+_LIMITS: dict[str, Callable[[Any], Any]] = {
+    "rate_limit": int, "rate_window_seconds": float, "max_concurrent": int, "max_queued": int,
+    "queue_timeout_seconds": float, "reject_over_concurrency": bool,
+}
 _DEFAULT_DENIAL = "The user or administrator has not consented to use the application."
 
 
@@ -63,6 +70,8 @@ class AdminApp:
             ("DELETE", "/_emulator/faults"): self._clear_faults,
             ("GET", "/_emulator/requests"): self._requests,
             ("DELETE", "/_emulator/requests"): self._clear_requests,
+            ("GET", "/_emulator/limits"): self._limits,
+            ("POST", "/_emulator/limits"): self._set_limits,
             ("POST", "/_emulator/entra/revoke"): self._revoke,
             ("GET", "/_emulator/entra/signin"): self._signin,
             ("POST", "/_emulator/entra/signin"): self._set_signin,
@@ -102,6 +111,22 @@ class AdminApp:
     def _clear_requests(self, _: dict) -> Response:
         self.emulator.clear_requests()
         return _json({"cleared": True})
+
+    def _limits(self, _: dict) -> Response:
+        config = self.emulator.config
+        return _json({name: getattr(config, name) for name in _LIMITS}
+                     | {"in_flight": self.emulator.in_flight()})
+
+    def _set_limits(self, body: dict) -> Response:
+        unknown = set(body) - set(_LIMITS)
+        if unknown:
+            raise ValueError(f"unknown limits: {sorted(unknown)}; choose from {sorted(_LIMITS)}")
+        values = {name: _LIMITS[name](body[name]) for name in body}
+        if not isinstance(body.get("reject_over_concurrency", False), bool):
+            raise ValueError("'reject_over_concurrency' must be true or false")
+        for name, value in values.items():
+            setattr(self.emulator.config, name, value)
+        return self._limits(body)
 
     def _revoke(self, body: dict) -> Response:
         count = self.emulator.entra.revoke_refresh_tokens(body.get("client_id"), body.get("user"))

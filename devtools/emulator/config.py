@@ -57,6 +57,7 @@ class EmulatorConfig:
     rate_limit: int = 6000  # requests per sliding window
     rate_window_seconds: float = 300.0  # emulator clock
     max_concurrent: int = 5  # processing at once; the rest queue
+    reject_over_concurrency: bool = False  # True: 429 at once beyond max_concurrent (no queue)
     max_queued: int = 95  # queued beyond this -> 429
     queue_timeout_seconds: float = 480.0  # real seconds in the queue before 503
     latency_seconds: float = 0.0  # added to every BC request

@@ -2,8 +2,10 @@
 
 Per principal (the token's `oid`, else `appid`; bc-api.md §8): a sliding-window request rate (429 +
 `Retry-After`), at most `max_concurrent` requests processing while the rest queue (429 when the
-queue is full, 503 + `Retry-After` after `queue_timeout_seconds` in it), plus injectable latency,
-random 429/503 faults from a seeded RNG and targeted fault rules. Every request is logged.
+queue is full, 503 + `Retry-After` after `queue_timeout_seconds` in it) or, with
+`reject_over_concurrency`, are refused with 429 at once; plus injectable latency, random 429/503
+faults from a seeded RNG and targeted fault rules. Every request is logged with its principal and
+how many of that principal's requests were in flight when it arrived (so overshoot can be counted).
 """
 from __future__ import annotations
 
@@ -37,7 +39,11 @@ _CODES = {429: "TooManyRequests", 500: "Internal_ServerError", 502: "BadGateway"
 
 @dataclass(frozen=True)
 class LoggedRequest:
-    """One BC API request as seen by the emulator (status None = connection dropped)."""
+    """One BC API request as seen by the emulator (status None = connection dropped).
+
+    `in_flight`: the principal's requests inside the emulator (processing or queued) when this one
+    arrived, this one included; above `max_concurrent` the client overshot BC's limit.
+    """
 
     method: str
     path: str
@@ -46,6 +52,7 @@ class LoggedRequest:
     principal: str | None
     time: datetime
     fault: str | None = None
+    in_flight: int = 1
 
 
 class RequestLog:
@@ -236,6 +243,7 @@ class LimitsMiddleware:
         self._cond = threading.Condition()
         self._active: dict[str, int] = {}
         self._queued: dict[str, int] = {}
+        self._inside: dict[str | None, int] = {}  # arrived, not yet answered
         self._windows: dict[str, deque[float]] = {}
 
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -243,16 +251,22 @@ class LimitsMiddleware:
         path = environ.get("PATH_INFO", "")
         started = self.clock.now()
         principal = self._principal(environ)
-        result, hold = self._process(environ, method, path, principal)
-        if hold is not None:
-            self.faults.sleep(hold.hold_seconds)
-            if hold.then == "504":
-                result = _error(504, "The request timed out at the gateway.",
-                                fault="timeout_after_commit")
-            else:
-                result = _Result(None, fault="timeout_after_commit")
+        with self._cond:
+            in_flight = self._inside[principal] = self._inside.get(principal, 0) + 1
+        try:
+            result, hold = self._process(environ, method, path, principal)
+            if hold is not None:
+                self.faults.sleep(hold.hold_seconds)
+                if hold.then == "504":
+                    result = _error(504, "The request timed out at the gateway.",
+                                    fault="timeout_after_commit")
+                else:
+                    result = _Result(None, fault="timeout_after_commit")
+        finally:
+            with self._cond:
+                self._inside[principal] -= 1
         self.log.append(LoggedRequest(method, path, environ.get("QUERY_STRING", ""),
-                                      result.status, principal, started, result.fault))
+                                      result.status, principal, started, result.fault, in_flight))
         if result.status is None:
             sock = environ.get("werkzeug.socket")
             if sock is not None:
@@ -264,6 +278,11 @@ class LimitsMiddleware:
         reason = _REASONS.get(result.status, "")
         start_response(f"{result.status} {reason}".rstrip(), headers)
         return [result.body]
+
+    def in_flight(self) -> dict[str, int]:
+        """Requests of all principals now processing and queued."""
+        with self._cond:
+            return {"processing": sum(self._active.values()), "queued": sum(self._queued.values())}
 
     def _principal(self, environ: dict) -> str | None:
         auth = environ.get("HTTP_AUTHORIZATION", "")
@@ -346,6 +365,8 @@ class LimitsMiddleware:
             if self._active.get(principal, 0) < limit:
                 self._active[principal] = self._active.get(principal, 0) + 1
                 return None
+            if self.config.reject_over_concurrency:
+                return _error(429, f"Too many requests: more than {limit} requests in flight.", 1.0)
             if self._queued.get(principal, 0) >= self.config.max_queued:
                 return _error(429, "Too many requests: the request queue is full.", 1.0)
             self._queued[principal] = self._queued.get(principal, 0) + 1

@@ -196,6 +196,10 @@ class Emulator:
         """Empty the BC request log."""
         self._log.clear()
 
+    def in_flight(self) -> dict[str, int]:
+        """BC requests now processing and queued (all principals)."""
+        return self._limits.in_flight() if self._limits else {"processing": 0, "queued": 0}
+
     # ---- WSGI dispatch -------------------------------------------------------------------
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")

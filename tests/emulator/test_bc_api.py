@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -282,28 +281,21 @@ def test_webhook_supported_resources(bc: BCClient) -> None:
     assert {"resource": "v2.0/salesOrderLines"} not in listed
 
 
-@pytest.mark.slow
-def test_bulk_catalogue_pages_without_quadratic_work() -> None:
+def test_bulk_catalogue_pages_to_the_last_item_by_skiptoken() -> None:
+    """Correctness at catalogue scale; the speed (100,000 items, last page as cheap as the first)
+    is measured by `python -m bench emulator`."""
     api = make_api()
     company = api.store.company(TENANT_ID, "production", CRONUS_UK_ID)
-    started = time.perf_counter()
-    bulk_create_items(api.store, company, 100_000, 3)
-    assert time.perf_counter() - started < 15
+    ids = bulk_create_items(api.store, company, 3000, 3)
     bc = BCClient(api)
     prefer = {"Prefer": "odata.maxpagesize=1000"}
-    path = bc.company("items?$expand=itemVariants")
-    started = time.perf_counter()
-    first = bc.get(path, headers=prefer)
-    first_page = time.perf_counter() - started
+    first = bc.get(bc.company("items?$expand=itemVariants"), headers=prefer)
     assert len(first.json["value"]) == 1000
     before_last_page = company.sets["items"].order[-1001].seq
     token_link = re.sub(r"\$skiptoken=\d+", f"$skiptoken={before_last_page}", first.json["@odata.nextLink"])
-    started = time.perf_counter()
     last = bc.get(token_link, headers=prefer)
-    last_page = time.perf_counter() - started
-    assert len(last.json["value"]) == 1000 and "@odata.nextLink" not in last.json
-    assert all(len(i["itemVariants"]) == 3 for i in last.json["value"][-10:])
-    assert last_page < max(5 * first_page, 0.5)
+    assert [i["id"] for i in last.json["value"]] == ids[-1000:] and "@odata.nextLink" not in last.json
+    assert all(len(i["itemVariants"]) == 3 for i in last.json["value"])
 
 
 def test_skip_then_paging(bc: BCClient) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -86,7 +85,7 @@ def test_patch_needs_if_match_and_rejects_stale_etag(bc: BCClient) -> None:
         400,
         "BadRequest_InvalidToken",
     )
-    time.sleep(0.002)
+    bc.api.clock.advance(1)  # a later lastModifiedDateTime without waiting
     updated = bc.patch(path, {"unitPrice": 1}, etag=desk["@odata.etag"])
     assert updated.status_code == 200 and updated.json["unitPrice"] == 1
     assert updated.json["@odata.etag"] != desk["@odata.etag"]
@@ -311,7 +310,7 @@ def test_item_and_account_on_one_line(bc: BCClient) -> None:
 
 def test_lines_after_insert_update_header(bc: BCClient) -> None:
     order = bc.post(bc.company("salesOrders"), order_body()).json
-    time.sleep(0.002)
+    bc.api.clock.advance(1)  # a later lastModifiedDateTime without waiting
     lines_path = bc.company(f"salesOrders({order['id']})/salesOrderLines")
     added = bc.post(lines_path, {"lineType": "Item", "lineObjectNumber": "1906-S", "quantity": 1})
     assert added.status_code == 201 and added.json["sequence"] == 30000

@@ -18,11 +18,13 @@ CLIENT_ID = "5e1c0f2a-7b3d-4c9e-a8f1-0b2c3d4e5f60"
 
 
 class StandInBC:
-    """A tiny WSGI "BC": counts concurrency, records committed POSTs, can sleep per request."""
+    """A tiny WSGI "BC": counts concurrency, records committed POSTs; while `gate` is closed
+    (cleared) every request waits at it, so tests control overlap without timing."""
 
     def __init__(self, config: Any, clock: Any, validate_token: Callable[[str], dict]) -> None:
         self.validate_token = validate_token
-        self.delay = 0.0
+        self.gate = threading.Event()
+        self.gate.set()
         self.committed: list[str] = []
         self.active = 0
         self.max_active = 0
@@ -37,7 +39,7 @@ class StandInBC:
             if not auth.startswith("Bearer "):
                 start_response("401 Unauthorized", [("Content-Type", "application/json")])
                 return [b'{"error":{"code":"Authentication_InvalidCredentials","message":"x"}}']
-            time.sleep(self.delay)
+            self.gate.wait(30)
             if environ["REQUEST_METHOD"] == "POST":
                 with self._lock:
                     self.committed.append(environ["PATH_INFO"])
@@ -84,9 +86,12 @@ def call(emu: Emulator, user: str | None = "admin@lmints.io", method: str = "GET
                             **kwargs)
 
 
-def parallel(n: int, fn: Callable[[], requests.Response]) -> list[int]:
-    with ThreadPoolExecutor(n) as pool:
-        return sorted(f.result().status_code for f in [pool.submit(fn) for _ in range(n)])
+def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll until `check()` holds (a generous deadline for an outcome, not a speed claim)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
 
 
 def test_rate_limit_is_per_principal_with_retry_after(make: Callable[..., Emulator]) -> None:
@@ -113,27 +118,85 @@ def test_app_principals_are_limited_by_app_id(make: Callable[..., Emulator]) -> 
 
 def test_concurrency_is_capped_and_the_rest_queue(make: Callable[..., Emulator]) -> None:
     emu = make(max_concurrent=2)
-    emu.bc.delay = 0.2
-    assert parallel(6, lambda: call(emu)) == [200] * 6
+    emu.bc.gate.clear()
+    with ThreadPoolExecutor(6) as pool:
+        calls = [pool.submit(call, emu, timeout=60) for _ in range(6)]
+        wait_for(lambda: emu.in_flight() == {"processing": 2, "queued": 4})
+        assert emu.bc.active == 2
+        emu.bc.gate.set()
+        assert sorted(c.result().status_code for c in calls) == [200] * 6
     assert emu.bc.max_active == 2
 
 
 def test_queue_wait_beyond_the_limit_is_503_with_retry_after(make: Callable[..., Emulator]) -> None:
     emu = make(max_concurrent=1, queue_timeout_seconds=0.2)
-    emu.bc.delay = 0.8
+    emu.bc.gate.clear()
     with ThreadPoolExecutor(2) as pool:
-        first = pool.submit(call, emu)
-        time.sleep(0.2)
-        second = pool.submit(call, emu)
-        assert second.result().status_code == 503
-        assert second.result().headers["Retry-After"] == "1"
+        first = pool.submit(call, emu, timeout=60)
+        wait_for(lambda: emu.bc.active == 1)
+        second = call(emu)
+        assert second.status_code == 503 and second.headers["Retry-After"] == "1"
+        emu.bc.gate.set()
         assert first.result().status_code == 200
 
 
 def test_full_queue_is_429(make: Callable[..., Emulator]) -> None:
     emu = make(max_concurrent=1, max_queued=0)
-    emu.bc.delay = 0.5
-    assert parallel(2, lambda: call(emu)) == [200, 429]
+    emu.bc.gate.clear()
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(call, emu, timeout=60)
+        wait_for(lambda: emu.bc.active == 1)
+        assert call(emu).status_code == 429
+        emu.bc.gate.set()
+        assert first.result().status_code == 200
+
+
+def test_overshoot_setting_answers_429_at_once_beyond_the_fifth_in_flight(
+        make: Callable[..., Emulator]) -> None:
+    emu = make(reject_over_concurrency=True)
+    emu.bc.gate.clear()
+    with ThreadPoolExecutor(6) as pool:
+        calls = [pool.submit(call, emu, timeout=60) for _ in range(5)]
+        wait_for(lambda: emu.bc.active == 5)
+        refused = call(emu)  # answered while the five are still held: no queueing
+        assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+        calls.append(pool.submit(call, emu, user="other@lmints.io", timeout=60))  # its own budget
+        wait_for(lambda: emu.in_flight() == {"processing": 6, "queued": 0})
+        emu.bc.gate.set()
+        assert [c.result().status_code for c in calls] == [200] * 6
+    assert emu.in_flight() == {"processing": 0, "queued": 0}
+    overshoot = [r for r in emu.requests if r.in_flight > 5]
+    assert [(r.status, r.in_flight) for r in overshoot] == [(429, 6)]
+
+
+def test_request_log_counts_what_was_in_flight_when_queueing(make: Callable[..., Emulator]) -> None:
+    emu = make(max_concurrent=2)
+    emu.bc.gate.clear()
+    with ThreadPoolExecutor(4) as pool:
+        calls = [pool.submit(call, emu, timeout=60) for _ in range(4)]
+        wait_for(lambda: emu.in_flight() == {"processing": 2, "queued": 2})
+        emu.bc.gate.set()
+        assert [c.result().status_code for c in calls] == [200] * 4
+    assert sorted(r.in_flight for r in emu.requests) == [1, 2, 3, 4]
+    assert call(emu).status_code == 200 and emu.requests[-1].in_flight == 1
+
+
+def test_limits_are_read_and_changed_through_the_admin_api(make: Callable[..., Emulator]) -> None:
+    emu = make()
+    url = f"{emu.url}/_emulator/limits"
+    limits = requests.get(url, verify=emu.ca_bundle, timeout=10).json()
+    assert (limits["max_concurrent"], limits["reject_over_concurrency"]) == (5, False)
+    assert limits["in_flight"] == {"processing": 0, "queued": 0}
+    changed = requests.post(url, json={"reject_over_concurrency": True, "max_concurrent": 1},
+                            verify=emu.ca_bundle, timeout=10)
+    assert changed.json()["reject_over_concurrency"] is True and emu.config.max_concurrent == 1
+    for bad in ({"colour": 1}, {"reject_over_concurrency": "yes"}):
+        assert requests.post(url, json=bad, verify=emu.ca_bundle, timeout=10).status_code == 400
+    logged = requests.get(f"{emu.url}/_emulator/requests", verify=emu.ca_bundle, timeout=10)
+    assert logged.json() == []
+    call(emu)
+    [entry] = requests.get(f"{emu.url}/_emulator/requests", verify=emu.ca_bundle, timeout=10).json()
+    assert entry["in_flight"] == 1 and entry["principal"] == emu.requests[0].principal
 
 
 def test_unauthenticated_requests_pass_to_bc_without_accounting(make: Callable[..., Emulator]) -> None:
@@ -143,14 +206,11 @@ def test_unauthenticated_requests_pass_to_bc_without_accounting(make: Callable[.
 
 
 def test_latency_is_injected(make: Callable[..., Emulator]) -> None:
-    emu = make(latency_seconds=0.3)
-    started = time.monotonic()
-    assert call(emu).status_code == 200
-    assert time.monotonic() - started >= 0.3
+    emu = make(latency_seconds=5)
+    with pytest.raises(requests.exceptions.ReadTimeout):  # the answer cannot come before 5 s
+        call(emu, timeout=0.5)
     emu.faults.configure({"latency_seconds": 0})
-    started = time.monotonic()
-    call(emu)
-    assert time.monotonic() - started < 0.3
+    assert emu.faults.latency_seconds == 0 and call(emu).status_code == 200
 
 
 def test_error_before_does_not_reach_bc(make: Callable[..., Emulator]) -> None:
@@ -189,10 +249,8 @@ def test_timeout_after_commit_drops_the_connection(make: Callable[..., Emulator]
                         hold_seconds=1.0)
     with pytest.raises(requests.exceptions.ReadTimeout):
         call(emu, method="POST", path="/companies(1)/salesOrders", json={}, timeout=0.4)
+    wait_for(lambda: bool(emu.requests))  # logged once the hold ends
     assert len(emu.bc.committed) == 1  # the write happened although the client saw a timeout
-    deadline = time.monotonic() + 5
-    while not emu.requests and time.monotonic() < deadline:
-        time.sleep(0.05)
     entry = emu.requests[-1]
     assert entry.status is None and entry.fault == "timeout_after_commit"
     assert call(emu).status_code == 200  # the server is fine afterwards
@@ -201,9 +259,8 @@ def test_timeout_after_commit_drops_the_connection(make: Callable[..., Emulator]
 def test_timeout_after_commit_can_answer_504(make: Callable[..., Emulator]) -> None:
     emu = make()
     emu.faults.add_rule(action="timeout_after_commit", hold_seconds=0.2, then="504")
-    started = time.monotonic()
     resp = call(emu, method="POST", path="/companies(1)/salesOrders", json={})
-    assert resp.status_code == 504 and time.monotonic() - started >= 0.2
+    assert resp.status_code == 504 and emu.requests[-1].fault == "timeout_after_commit"
     assert len(emu.bc.committed) == 1
 
 
