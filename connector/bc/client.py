@@ -1,11 +1,12 @@
 """The Business Central API client: the only way the connector talks to BC.
 
-One `requests.Session` per connection with the bearer token, OData paging via `@odata.nextLink`,
-BC error JSON turned into typed errors, retries with exponential back-off and jitter that honour
-`Retry-After` (429/5xx, timeouts), a token refresh on 401, and a per-connection budget that keeps to
-BC's limits (≤5 concurrent, ≤6,000 per 5 minutes) across the instance's threads.
-Writes that are not idempotent (POST) are retried only where BC cannot have carried them out
-(429, 503, connection refused); otherwise the error says `ambiguous` and the caller checks first.
+One `requests.Session` per connection with the bearer token, sent only to the BC host; paging
+through the one pager (`pager.py`); BC error JSON turned into typed errors; retries with exponential
+back-off and jitter that honour `Retry-After` (429/5xx, timeouts); a token refresh on 401; and a
+per-connection budget that keeps to BC's limits (≤5 concurrent, ≤6,000 per 5 minutes) across the
+instance's threads. Writes that are not idempotent (POST) are retried only where BC cannot have
+carried them out (429, 503, connection refused); otherwise the error says `ambiguous` and the
+caller checks first.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from connector.bc.errors import BCError, error_from_response
+from connector.bc.pager import Page, on_origin, origin_of, read_pages
 from connector.settings import BCLimits
 
 log = logging.getLogger(__name__)
@@ -134,6 +136,7 @@ class BCClient:
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.base_url = base_url.rstrip("/")
+        self.origin = origin_of(self.base_url)  # the only place the token is sent
         self._token = token
         self.budget = budget
         self.retry = retry
@@ -157,9 +160,10 @@ class BCClient:
 
     # URLs -------------------------------------------------------------------------------------
     def url(self, path: str) -> str:
-        """Absolute URL: full URLs pass through; others are relative to `.../api/v2.0`."""
+        """Absolute URL: full URLs on the BC host pass through (ForeignLink for any other host);
+        others are relative to `.../api/v2.0`."""
         if path.startswith(("https://", "http://")):
-            return path
+            return on_origin(path, self.origin, "URL")
         return f"{self.base_url}/{path.lstrip('/')}"
 
     def company_path(self, company_id: str, path: str) -> str:
@@ -267,19 +271,20 @@ class BCClient:
     def delete(self, path: str, etag: str = "*") -> None:
         self.request("DELETE", path, headers={"If-Match": etag})
 
+    def pages(self, path: str, params: Mapping[str, Any] | None = None, *,
+              page_size: int | None = None, resume_from: str | None = None, prefetch: bool = False,
+              go_on: Callable[[], bool] = lambda: True) -> Iterator[Page]:
+        """The pages of a collection, one request each (see `pager.read_pages`)."""
+        return read_pages(self, path, params, page_size=page_size, resume_from=resume_from,
+                          prefetch=prefetch, go_on=go_on)
+
     def iter_pages(self, path: str, params: Mapping[str, Any] | None = None,
                    page_size: int | None = None) -> Iterator[list[dict[str, Any]]]:
-        """Yield each page's `value`, following `@odata.nextLink`; one request per page."""
-        headers = {"Prefer": f"odata.maxpagesize={page_size}"} if page_size else None
-        url: str | None = path
-        query = params
-        while url:
-            body = self.get(url, query, headers)
-            yield body.get("value", [])
-            url = body.get("@odata.nextLink")
-            query = None  # the next link carries the query
+        """Each page's entities, to the end of the collection."""
+        for page in self.pages(path, params, page_size=page_size):
+            yield page.entities
 
     def iter_entities(self, path: str, params: Mapping[str, Any] | None = None,
                       page_size: int | None = None) -> Iterator[dict[str, Any]]:
-        for page in self.iter_pages(path, params, page_size):
-            yield from page
+        for page in self.pages(path, params, page_size=page_size):
+            yield from page.entities

@@ -7,7 +7,7 @@ re-emitting the items whose variants changed (fetched in `id eq … or …` batc
 change does not touch its item.
 
 Where a pass stands is one row of `bccursors` (`ItemsCursor`), written after each page's events are
-queued, so a run that stops (time budget) or dies resumes from the last `@odata.nextLink`. The new
+queued, so a run that stops (time budget) or dies resumes from the last page's next link. The new
 cursor stays pending until the pass completes, and is capped at the time the pass started: an item
 read early and changed mid-pass must not fall behind the cursor. A lease per connection/company
 keeps overlapping runs (timer + requested run, several instances) from pulling twice.
@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -351,13 +350,12 @@ class ItemPull:
               to_items: Callable[[list[Entity]], Iterable[Entity]]) -> ItemsCursor | None:
         """Page through one phase (from its checkpoint), emitting `to_items(page)` for each page;
         the state after the last page, or None when the time budget ran out first."""
-        start = (state.next_link, None) if state.next_link else (path, params)
-        for page, next_link, more in self._pages(*start):
-            self._emit(to_items(page))
-            state = self._checkpoint(state, next_link, page_latest(page))
-            if next_link and not more:
-                return None
-        return state
+        pages = self._bc.pages(path, params, page_size=self._page_size, resume_from=state.next_link,
+                               prefetch=True, go_on=self._time_left)
+        for page in pages:
+            self._emit(to_items(page.entities))
+            state = self._checkpoint(state, page.next_link, page_latest(page.entities))
+        return None if state.next_link else state
 
     def _items_by_id(self, item_ids: list[str], since: str) -> Iterator[Entity]:
         path = self._bc.company_path(self._company_id, "items")
@@ -377,21 +375,6 @@ class ItemPull:
         state = state.checkpoint(next_link, seen, self._now())
         self._cursors.save(state)
         return state
-
-    def _pages(self, path: str, params: dict[str, str] | None
-               ) -> Iterator[tuple[list[Entity], str | None, bool]]:
-        """Each page's entities, its next link and whether the read goes on; one request per page.
-        While the caller handles a page the next one is already being fetched — unless the time
-        budget is spent, in which case the read stops after this page (`more` is False)."""
-        headers = {"Prefer": f"odata.maxpagesize={self._page_size}"}
-        with ThreadPoolExecutor(1, thread_name_prefix="items-prefetch") as prefetch:
-            ahead = prefetch.submit(self._bc.get, path, params, headers)
-            while ahead is not None:
-                body = ahead.result()
-                next_link = body.get("@odata.nextLink")
-                ahead = (prefetch.submit(self._bc.get, next_link, None, headers)
-                         if next_link and self._time_left() else None)
-                yield body.get("value", []), next_link, ahead is not None
 
 
 # ----------------------------------------------------------------------------------------- entry points

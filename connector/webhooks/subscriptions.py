@@ -268,12 +268,10 @@ def supported_entity_sets(bc: BCClient, company_id: str) -> set[str] | None:
 
 def list_remote(bc: BCClient) -> tuple[datetime, dict[str, dict[str, Any]]]:
     """BC's time and its subscriptions of this environment by id."""
-    response = bc.request("GET", "subscriptions")
-    body = response.json()
-    subs = list(body.get("value", []))
-    if body.get("@odata.nextLink"):
-        subs.extend(bc.iter_entities(body["@odata.nextLink"]))
-    return server_now(response.headers.get("Date")), {s["subscriptionId"]: s for s in subs}
+    pages = bc.pages("subscriptions")
+    first = next(pages)
+    subs = [*first.entities, *(s for page in pages for s in page.entities)]
+    return server_now(first.headers.get("Date")), {s["subscriptionId"]: s for s in subs}
 
 
 @dataclass

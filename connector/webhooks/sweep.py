@@ -261,37 +261,35 @@ class SweepRun:
         row, etag = started
         base = {k: row[k] for k in ("PartitionKey", "RowKey", "cursor", "started_at") if k in row}
         cursor = parse_iso(row["cursor"])
-        if row.get("next_link"):
-            url, params = row["next_link"], None
+        resume_from = row.get("next_link") or None
+        if resume_from:
             run_started = parse_iso(row["run_started"])
             newest = parse_iso(row["pending_cursor"]) if row.get("pending_cursor") else None
             held = parse_iso(row["held_before"]) if row.get("held_before") else None
         else:
-            url = self.bc.company_path(self.company_id, trigger.entity_set)
-            params = {"$filter": since_filter(cursor, self.runtime.settings.cursor_overlap_seconds),
-                      **trigger.expand(conn)}
             run_started, newest, held = utc_now(), None, None
+        params = {"$filter": since_filter(cursor, self.runtime.settings.cursor_overlap_seconds),
+                  **trigger.expand(conn)}
         count = EmitCount()
-        while True:
+        pages = self.bc.pages(self.bc.company_path(self.company_id, trigger.entity_set), params,
+                              page_size=PAGE_SIZE, resume_from=resume_from,
+                              go_on=lambda: time.monotonic() < share_ends)
+        for page in pages:
             self.renew_lease()
-            body = self.bc.get(url, params, {"Prefer": f"odata.maxpagesize={PAGE_SIZE}"})
-            page = body.get("value", [])
-            done = announce(self.dedupe, self.runtime.events, scope, trigger, page, self.owner)
+            done = announce(self.dedupe, self.runtime.events, scope, trigger, page.entities, self.owner)
             count.add(done)
-            newest = newest_change(newest, (e.get("lastModifiedDateTime") for e in page))
-            held = hold_before(held, page, done.busy)
-            next_link = body.get("@odata.nextLink")
-            if not next_link:
+            newest = newest_change(newest, (e.get("lastModifiedDateTime") for e in page.entities))
+            held = hold_before(held, page.entities, done.busy)
+            if not page.next_link:
                 break
-            url, params = next_link, None
-            etag = self.save({**base, "next_link": next_link, "run_started": iso(run_started),
+            etag = self.save({**base, "next_link": page.next_link, "run_started": iso(run_started),
                               "pending_cursor": iso(newest) if newest else "",
                               "held_before": iso(held) if held else ""}, etag)
-            if time.monotonic() >= share_ends:
-                log.info("sweep %s: %s paused by SWEEP_MAX_SECONDS; the next run resumes", self.connection,
-                         trigger.entity_set)
-                return SweepResult(trigger.entity_set, count.emitted, count.skipped, row["cursor"],
-                                   finished=False)
+        else:
+            log.info("sweep %s: %s paused by SWEEP_MAX_SECONDS; the next run resumes", self.connection,
+                     trigger.entity_set)
+            return SweepResult(trigger.entity_set, count.emitted, count.skipped, row["cursor"],
+                               finished=False)
         moved = completed_cursor(cursor, newest, run_started, held)
         if held is not None:
             log.info("sweep %s: %s cursor held before %s (entities claimed by another runner)",

@@ -1,0 +1,112 @@
+"""The one pager: every read of a BC collection follows `@odata.nextLink` here, and only here.
+
+A read yields one `Page` per request, may fetch the next page while the caller handles the current
+one (`prefetch`), stops after a page when `go_on()` says so (the page's `next_link` is where it
+resumes), and can start from a saved link. A link must stay on the BC host (scheme, host and port
+of BC_API_HOST), because the bearer token goes wherever the client sends a request: a link to any
+other origin, from BC's answer or read back from a table, stops the read with `ForeignLink` before
+anything is sent. A link that comes round again stops it with `RepeatedLink` instead of looping.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from connector.bc.errors import BCError
+
+if TYPE_CHECKING:
+    from connector.bc.client import BCClient
+
+NEXT_LINK = "@odata.nextLink"
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+class ForeignLink(BCError):
+    """A URL (a next link, or one saved from it) outside the BC host: refused, no token sent."""
+
+    def __init__(self, url: str, origin: str, what: str = "link"):
+        super().__init__(f"{what} {url!r} is not on the BC host {origin}; refused (the token is "
+                         "never sent to another host)", code="ForeignLink", method="GET")
+
+
+class RepeatedLink(BCError):
+    """BC answered a next link this read had already followed: the read would never end."""
+
+    def __init__(self, url: str):
+        super().__init__(f"next link {url!r} came round again; paging stopped", code="RepeatedLink",
+                         method="GET")
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host:port` of an absolute URL (default port filled in, lower case)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a port that is not a number
+        port = None
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+def on_origin(url: str, origin: str, what: str = "link") -> str:
+    """`url` if it is on `origin`; ForeignLink otherwise."""
+    if origin_of(url) != origin:
+        raise ForeignLink(url, origin, what)
+    return url
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a collection: its entities, the link to the next page (None: the last one) and
+    the response's headers (BC's `Date`, for one)."""
+
+    entities: list[dict[str, Any]]
+    next_link: str | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def read_pages(client: BCClient, path: str, params: Mapping[str, Any] | None = None, *,
+               page_size: int | None = None, resume_from: str | None = None,
+               prefetch: bool = False, go_on: Callable[[], bool] = lambda: True) -> Iterator[Page]:
+    """The pages of `path` (or of the read that stopped at `resume_from`), one request each.
+
+    After a page with a next link, `go_on()` decides whether the read goes on; if not, that page is
+    the last one yielded and its `next_link` is where to resume. With `prefetch` the next page is
+    requested while the caller handles this one."""
+    headers = {"Prefer": f"odata.maxpagesize={page_size}"} if page_size else None
+    seen: set[str] = set()
+    if resume_from:
+        url, query = on_origin(resume_from, client.origin, "saved link"), None
+        seen.add(resume_from)
+    else:
+        url, query = client.url(path), params
+
+    def fetch(url: str, query: Mapping[str, Any] | None) -> requests.Response:
+        return client.request("GET", url, params=query, headers=headers)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="bc-prefetch") if prefetch else nullcontext() as pool:
+
+        def request(url: str, query: Mapping[str, Any] | None) -> Callable[[], requests.Response]:
+            """The response of a GET: sent now on the prefetch thread, or when asked for."""
+            return partial(fetch, url, query) if pool is None else pool.submit(fetch, url, query).result
+
+        ahead: Callable[[], requests.Response] | None = request(url, query)
+        while ahead is not None:
+            response = ahead()
+            body = response.json()
+            next_link, ahead = body.get(NEXT_LINK), None
+            if next_link:
+                next_link = on_origin(urljoin(response.url or url, next_link), client.origin, "next link")
+                if next_link in seen:
+                    raise RepeatedLink(next_link)
+                seen.add(next_link)
+                if go_on():
+                    ahead = request(next_link, None)
+            yield Page(body.get("value", []), next_link, response.headers)
