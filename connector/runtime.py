@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 
+from connector.auth.tokens import TokenService
 from connector.bc.client import BCClient, RequestBudget
 from connector.bc.companies import resolve_company_id
 from connector.events import EventPublisher
@@ -34,9 +35,7 @@ class Runtime:
         )
 
     @cached_property
-    def tokens(self):  # -> connector.auth.signin.TokenService (imported late: it imports msal)
-        from connector.auth.signin import TokenService
-
+    def tokens(self) -> TokenService:
         return TokenService(self.settings, self.storage)
 
     def bc(self, connection: str | None = None) -> BCClient:

@@ -1,13 +1,8 @@
 """Sign-in routes: `GET connections/{connection}/login`, `GET auth/callback`."""
 import azure.functions as func
 
-from connector.auth.signin import (
-    SignInRejected,
-    complete_sign_in,
-    sign_in_failed_page,
-    signed_in_page,
-    start_sign_in,
-)
+from connector.auth.pages import sign_in_failed_page, signed_in_page
+from connector.auth.signin import SignInRejected, complete_sign_in, start_sign_in
 from connector.runtime import get_runtime
 
 bp = func.Blueprint()

@@ -13,8 +13,8 @@ from datetime import date, datetime
 from typing import Any
 
 from connector.auth.crypto import TokenCipher
-from connector.auth.signin import login_url
 from connector.auth.token_store import tokens_stored
+from connector.auth.tokens import login_url
 from connector.settings import (
     QUEUE_ITEM_PULLS_POISON,
     QUEUE_NOTIFICATIONS_POISON,

@@ -6,16 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from connector.auth.signin import (
-    SignedIn,
-    callback_problem,
-    compact_cache,
-    describe_token_error,
-    sign_in_failed_page,
-    signed_in_page,
-    token_failure_kind,
-)
+from connector.auth.pages import sign_in_failed_page, signed_in_page
+from connector.auth.signin import SignedIn, callback_problem
 from connector.auth.token_store import PendingSignIn
+from connector.auth.tokens import compact_cache, describe_token_error, token_failure_kind
 from connector.bc.companies import CompanyNotFound, choose_company
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from connector.auth.signin import TokenService
+from connector.auth.tokens import TokenService
 from connector.bc.errors import TokenUnavailable
 from connector.runtime import get_runtime
 from connector.settings import TABLE_TOKENS

@@ -1,0 +1,314 @@
+"""Access tokens for BC per connection, with msal: the token plumbing behind every BC call.
+
+Per connection (`BC_GRANT_TYPE`): `authorization_code` uses the refresh token an operator's sign-in
+(`auth/signin.py`) stored; msal's token cache lives encrypted in `bctokens` (`token_store`), so every
+instance uses and refreshes the same tokens. When Entra refuses the refresh token (revoked, expired,
+password reset) the tokens are deleted and the connection stops: every call raises
+`TokenUnavailable(refresh-failed)` until someone signs in again. `client_credentials`: msal asks for
+a new token near expiry; with TOKEN_ENCRYPTION_KEY set the cache is shared through `bctokens` too,
+else it stays in memory.
+
+A 401 from BC asks for `force_refresh`: a new access token from the refresh token or the secret.
+The connection's `state` row in `bcconnections` records `token_state` (`ok` / `refresh-failed`),
+`token_error`, `signed_in_at` and `signed_in_as` for `/api/status`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msal
+import requests
+from azure.data.tables import UpdateMode
+
+from connector.auth.crypto import SealedDataError, TokenCipher, cipher_for
+from connector.auth.token_store import TokenStore
+from connector.bc.errors import BCError, TokenUnavailable
+from connector.settings import BC_SCOPE, TABLE_CONNECTIONS, ConnectionSettings, Settings
+from connector.storage import Storage, read_entity
+
+log = logging.getLogger(__name__)
+
+class _TokenEventDumps(logging.Filter):
+    """Drops msal's DEBUG dump of every token event (`event=...`): it masks tokens but shows the
+    authorization code and PKCE verifier."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("event="))
+
+
+logging.getLogger("msal.token_cache").addFilter(_TokenEventDumps())
+
+MICROSOFT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+BC_RESOURCE = BC_SCOPE.rsplit("/", 1)[0].lower()
+SAVE_ATTEMPTS = 3
+ENTRA_TIMEOUT_SECONDS = 30.0
+# Entra errors that only a new interactive sign-in cures (RFC 6749 §5.2, OIDC Core §3.1.2.6).
+SIGN_IN_ERRORS = frozenset({"invalid_grant", "interaction_required", "login_required", "consent_required"})
+TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+
+
+class TokenEndpointUnavailable(BCError):
+    """Entra ID could not be reached or failed temporarily; trying again later can help."""
+
+    def __init__(self, connection: str, detail: str):
+        super().__init__(f"connection {connection!r}: token endpoint unavailable ({detail})",
+                         retryable=True)
+
+
+# ---- pure decisions ------------------------------------------------------------------------------
+
+def describe_token_error(result: Mapping[str, Any] | None) -> str:
+    """`invalid_grant (AADSTS50173)`: the error code and Entra's number, never a description or token."""
+    if not result:
+        return "no refresh token in the cache"
+    error = str(result.get("error") or "unknown_error")
+    codes = result.get("error_codes") or []
+    return f"{error} (AADSTS{codes[0]})" if codes else error
+
+
+def token_failure_kind(result: Mapping[str, Any] | None) -> str:
+    """`sign-in` (only a new sign-in helps), `transient` (retry later) or `config` (fix the app
+    registration or settings) for a failed msal token request."""
+    error = str((result or {}).get("error") or "")
+    if result is None or error in SIGN_IN_ERRORS:
+        return "sign-in"
+    if error in TRANSIENT_ERRORS:
+        return "transient"
+    return "config"
+
+
+def silent_scopes(granted_targets: Iterable[str]) -> list[str]:
+    """The scopes to ask msal for silently: the BC scopes Entra granted (from the refresh token's
+    target), else `.default`. msal files tokens under the scopes Entra answers, which for `.default`
+    are the consented permissions; asking for `.default` again would miss the cached access token
+    and redeem the refresh token on every call (msal-python issue #450)."""
+    for target in granted_targets:
+        scopes = sorted(s for s in target.split() if s.lower().startswith(f"{BC_RESOURCE}/"))
+        if scopes:
+            return scopes
+    return [BC_SCOPE]
+
+
+def compact_cache(serialized: str) -> str:
+    """msal's serialized cache without its indentation (table properties are limited to 64 KiB)."""
+    return json.dumps(json.loads(serialized), separators=(",", ":")) if serialized else ""
+
+
+# ---- access tokens -------------------------------------------------------------------------------
+
+class _EntraSession(requests.Session):
+    """msal's HTTP session: `verify` is passed on every request, because requests otherwise lets
+    REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override `Session.verify` (TLS_CA_BUNDLE would be ignored);
+    and no call to Entra waits forever."""
+
+    def __init__(self, verify: bool | str):
+        super().__init__()
+        self.verify = verify
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("verify", self.verify)
+        kwargs.setdefault("timeout", ENTRA_TIMEOUT_SECONDS)
+        return super().request(method, url, *args, **kwargs)
+
+
+@dataclass
+class _ConnectionTokens:
+    """One connection's msal app and cache in this instance, and what it last loaded and reported."""
+
+    cache: msal.SerializableTokenCache = field(default_factory=msal.SerializableTokenCache)
+    app: msal.ConfidentialClientApplication | None = None
+    etag: str | None = None  # of the `bctokens` row the cache was loaded from or saved as
+    loaded: bool = False
+    reported: tuple[str, str] | None = None  # (token_state, token_error) last written
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class TokenService:
+    """Access tokens per connection; the sign-in (`auth/signin.py`) stores its tokens through it."""
+
+    def __init__(self, settings: Settings, storage: Storage):
+        self.settings = settings
+        self.storage = storage
+        self._connections: dict[str, _ConnectionTokens] = {}
+        self._lock = threading.Lock()
+        self._cipher: TokenCipher | None = None
+
+    # -- plumbing --
+    def _tokens(self, conn: ConnectionSettings) -> _ConnectionTokens:
+        with self._lock:
+            return self._connections.setdefault(conn.name, _ConnectionTokens())
+
+    def cipher(self, why: str) -> TokenCipher:
+        """The cipher; SettingsError saying `why` it is needed when TOKEN_ENCRYPTION_KEY is unusable."""
+        if self._cipher is None:
+            self._cipher = cipher_for(self.settings, why)
+        return self._cipher
+
+    def _store(self, conn: ConnectionSettings) -> TokenStore | None:
+        """Where the connection's cache persists; None = memory only (client credentials, no key)."""
+        if not conn.uses_code_flow and not self.settings.token_encryption_keys:
+            return None
+        return TokenStore(self.storage, self.cipher(
+            f"connection {conn.name!r} keeps its tokens encrypted in table storage"))
+
+    def new_app(self, conn: ConnectionSettings,
+                cache: msal.SerializableTokenCache) -> msal.ConfidentialClientApplication:
+        """An msal app (its constructor fetches the authority's OpenID configuration)."""
+        try:
+            return msal.ConfidentialClientApplication(
+                conn.client_id,
+                client_credential=conn.client_secret,
+                authority=conn.authority,
+                instance_discovery=conn.authority_host.rstrip("/") == MICROSOFT_AUTHORITY_HOST,
+                token_cache=cache,
+                http_client=_EntraSession(self.settings.tls_ca_bundle or True),
+            )
+        except requests.RequestException as exc:
+            raise TokenEndpointUnavailable(conn.name, type(exc).__name__) from None
+        except ValueError as exc:  # msal: the authority is malformed or unknown
+            raise TokenUnavailable(conn.name, "refresh-failed",
+                                   f"authority {conn.authority}: {exc}") from None
+
+    def _app(self, conn: ConnectionSettings, tokens: _ConnectionTokens) -> msal.ConfidentialClientApplication:
+        if tokens.app is None:
+            tokens.app = self.new_app(conn, tokens.cache)
+        return tokens.app
+
+    def _write_state(self, conn: ConnectionSettings, values: dict[str, Any]) -> None:
+        self.storage.table(TABLE_CONNECTIONS).upsert_entity(
+            {"PartitionKey": conn.name, "RowKey": "state", **values}, mode=UpdateMode.MERGE)
+
+    def _report(self, conn: ConnectionSettings, tokens: _ConnectionTokens, state: str, error: str) -> None:
+        """Record the connection's token state for /api/status when it differs from the last report."""
+        if tokens.reported != (state, error):
+            self._write_state(conn, {"token_state": state, "token_error": error})
+            tokens.reported = (state, error)
+
+    def _signed_out_state(self, conn: ConnectionSettings) -> str:
+        row = read_entity(self.storage.table(TABLE_CONNECTIONS), conn.name, "state")
+        saved = str(row[0].get("token_state", "")) if row else ""
+        return "refresh-failed" if saved == "refresh-failed" else "not-signed-in"
+
+    # -- tokens --
+    def access_token(self, connection: str, force_refresh: bool = False) -> str:
+        """A bearer token for BC. `force_refresh`: the last one was refused, get a new one.
+
+        Raises TokenUnavailable (not signed in, refresh token refused, app misconfigured) or
+        TokenEndpointUnavailable (Entra unreachable; retryable).
+        """
+        conn = self.settings.connection(connection)
+        tokens = self._tokens(conn)
+        with tokens.lock:
+            for _ in range(SAVE_ATTEMPTS):
+                if not tokens.loaded:
+                    self._load(conn, tokens)
+                token = self._acquire(conn, tokens, force_refresh)
+                if token is not None and self._persist(conn, tokens):
+                    self._report(conn, tokens, "ok", "")
+                    return token
+                log.info("tokens %s: another instance changed the token cache first; reloading", conn.name)
+                tokens.loaded = False
+                force_refresh = False  # the cache we reload was just written by a fresh acquisition
+            raise TokenEndpointUnavailable(conn.name, "the token cache kept changing concurrently")
+
+    def _load(self, conn: ConnectionSettings, tokens: _ConnectionTokens) -> None:
+        store = self._store(conn)
+        stored, etag = None, None
+        if store is not None:
+            try:
+                stored = store.load(conn.name)
+            except SealedDataError as exc:
+                if conn.uses_code_flow:
+                    raise TokenUnavailable(conn.name, "not-signed-in", f"{exc}; sign in again") from None
+                log.warning("tokens %s: %s; starting with an empty cache", conn.name, exc)
+                etag = store.overwrite(conn.name, "")
+        if stored is None and conn.uses_code_flow:
+            raise TokenUnavailable(conn.name, self._signed_out_state(conn))
+        tokens.cache.deserialize(stored.state if stored else None)
+        tokens.etag = stored.etag if stored else etag
+        tokens.loaded = True
+
+    def _acquire(self, conn: ConnectionSettings, tokens: _ConnectionTokens,
+                 force_refresh: bool) -> str | None:
+        """A token from msal (cache, refresh token or secret); None when the cache must be reloaded."""
+        try:
+            app = self._app(conn, tokens)
+            if conn.uses_code_flow:
+                accounts = app.get_accounts()
+                # list(): msal's search() holds the cache lock until its generator is exhausted
+                refresh_tokens = list(tokens.cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN,
+                                                          query={"client_id": conn.client_id}))
+                scopes = silent_scopes(rt.get("target", "") for rt in refresh_tokens)
+                result = app.acquire_token_silent_with_error(
+                    scopes, account=accounts[0], force_refresh=force_refresh) if accounts else None
+            else:
+                if force_refresh:
+                    app.remove_tokens_for_client()
+                result = app.acquire_token_for_client(scopes=[BC_SCOPE])
+        except requests.RequestException as exc:
+            raise TokenEndpointUnavailable(conn.name, type(exc).__name__) from None
+        if result and "access_token" in result:
+            return str(result["access_token"])
+        error = describe_token_error(result)
+        kind = token_failure_kind(result)
+        if kind == "transient":
+            raise TokenEndpointUnavailable(conn.name, error)
+        if kind == "sign-in" and conn.uses_code_flow and not self._sign_out(conn, tokens, error):
+            return None
+        log.error("tokens %s: Entra refused the token request: %s", conn.name, error)
+        self._report(conn, tokens, "refresh-failed", error)
+        raise TokenUnavailable(conn.name, "refresh-failed", error)
+
+    def _sign_out(self, conn: ConnectionSettings, tokens: _ConnectionTokens, error: str) -> bool:
+        """Delete tokens Entra refused; False if another instance changed them meanwhile (a new sign-in)."""
+        store = self._store(conn)
+        tokens.cache.deserialize(None)
+        tokens.loaded = False
+        if store is not None and tokens.etag is not None and not store.discard(conn.name, tokens.etag):
+            return False
+        tokens.etag = None
+        log.warning("tokens %s: refresh token refused (%s); BC calls stop until someone signs in at "
+                    "%s", conn.name, error, login_url(self.settings, conn.name))
+        return True
+
+    def _persist(self, conn: ConnectionSettings, tokens: _ConnectionTokens) -> bool:
+        """Save the cache if msal changed it; False when another instance wrote first."""
+        store = self._store(conn)
+        if store is None or not tokens.cache.has_state_changed:
+            return True
+        etag = store.save(conn.name, compact_cache(tokens.cache.serialize()), tokens.etag)
+        if etag is None:
+            return False
+        tokens.etag = etag
+        return True
+
+    # -- for the sign-in --
+    def app(self, conn: ConnectionSettings) -> msal.ConfidentialClientApplication:
+        """The connection's msal app in this instance (built on first use)."""
+        tokens = self._tokens(conn)
+        with tokens.lock:
+            return self._app(conn, tokens)
+
+    def signed_in(self, conn: ConnectionSettings, serialized: str, user: str) -> None:
+        """Adopt the token cache a sign-in just redeemed: store it and record who signed in."""
+        tokens = self._tokens(conn)
+        with tokens.lock:
+            etag = TokenStore(self.storage, self.cipher(
+                "sign-ins and tokens are stored encrypted")).overwrite(conn.name, serialized)
+            tokens.cache.deserialize(serialized)
+            tokens.etag, tokens.loaded = etag, True
+            self._write_state(conn, {"token_state": "ok", "token_error": "",
+                                     "signed_in_at": datetime.now(UTC), "signed_in_as": user})
+            tokens.reported = ("ok", "")
+
+
+
+def login_url(settings: Settings, connection: str) -> str:
+    """Where an operator signs a connection in (function key needed in Azure)."""
+    return f"{settings.public_base_url}/api/connections/{connection}/login"
