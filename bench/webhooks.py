@@ -73,11 +73,10 @@ def _environment(emulator: Any, azurite: Any, company_id: str, port: int) -> dic
 def naive_receive(runtime: Any, body: dict[str, Any]) -> None:
     """The baseline: validate, then GET each created entity and send its event, inline and in order."""
     from connector.webhooks.notifications import entity_id, screen, subscription_ids
-    from connector.webhooks.subscriptions import directory
     from connector.webhooks.triggers import BY_ENTITY_SET, created_event
 
     elements = body["value"]
-    for note in screen(elements, directory(runtime).find(subscription_ids(elements))).queued:
+    for note in screen(elements, runtime.subscription_directory.find(subscription_ids(elements))).queued:
         trigger = BY_ENTITY_SET[note["entitySet"]]
         conn = runtime.settings.connection(note["connection"])
         bc = runtime.bc(conn.name)

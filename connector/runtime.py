@@ -14,6 +14,7 @@ from connector.bc.companies import resolve_company_id
 from connector.events import EventPublisher
 from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, load_settings
 from connector.storage import Storage
+from connector.webhooks.directory import SubscriptionDirectory
 
 
 class Runtime:
@@ -37,6 +38,11 @@ class Runtime:
     @cached_property
     def tokens(self) -> TokenService:
         return TokenService(self.settings, self.storage)
+
+    @cached_property
+    def subscription_directory(self) -> SubscriptionDirectory:
+        """The webhook receiver's view of the subscriptions this app made."""
+        return SubscriptionDirectory(self.storage, self.settings.token_encryption_keys)
 
     def bc(self, connection: str | None = None) -> BCClient:
         """The BC client of a connection (default: `default`); shared by the instance's threads so

@@ -6,7 +6,7 @@ import pytest
 from connector.bc.errors import BCError, TokenUnavailable
 from connector.connections import for_each_connection, results_or_raise
 from connector.settings import load_settings
-from connector.webhooks.subscriptions import MissingClientStateKey
+from connector.webhooks.client_state import MissingClientStateKey
 
 SETTINGS = load_settings({"BC_TENANT": "t", "BC_CLIENT_ID": "c", "BC_CLIENT_SECRET": "s",
                           "BC_CONNECTIONS": "default,emea,apac,latam"})

@@ -11,6 +11,7 @@ from connector.bc.errors import BCError, TokenUnavailable
 from connector.runtime import Runtime, get_runtime
 from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
 from connector.webhooks import notifications, subscriptions, sweep
+from connector.webhooks.client_state import MissingClientStateKey
 
 bp = func.Blueprint()
 
@@ -48,7 +49,7 @@ def _subscription_call(req: func.HttpRequest, call: Callable[[Runtime, str], dic
     """Our admin route (never BC's receiver, so 4xx/5xx are fine): each failure as a JSON error."""
     try:
         return _json(call(get_runtime(), req.route_params.get("connection", "")), 200)
-    except subscriptions.MissingClientStateKey as exc:  # the app is misconfigured, not the request
+    except MissingClientStateKey as exc:  # the app is misconfigured, not the request
         return _json({"error": {"code": "MissingClientStateKey", "message": str(exc)}}, 500)
     except UnknownConnection as exc:
         return _json({"error": {"code": "UnknownConnection", "message": str(exc)}}, 404)

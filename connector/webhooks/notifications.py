@@ -37,7 +37,7 @@ from connector.runtime import Runtime
 from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
 from connector.webhooks import sweep
 from connector.webhooks.dedupe import DedupeLog, DedupeScope
-from connector.webhooks.subscriptions import KnownSubscription, directory
+from connector.webhooks.directory import KnownSubscription
 from connector.webhooks.triggers import BY_ENTITY_SET, CreatedTrigger, EmitCount, announce, publish_claimed
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Ru
         log.warning("webhook: %s; acknowledged, nothing processed", exc)
         return ACCEPTED
     try:
-        screening = screen(elements, directory(runtime).find(subscription_ids(elements)))
+        screening = screen(elements, runtime.subscription_directory.find(subscription_ids(elements)))
         messages = pack_messages(screening.queued)
         queue = runtime.storage.queue(QUEUE_NOTIFICATIONS, retry_total=0)
         list(_send_pool.map(lambda text: queue.send_message(text, retry_total=0), messages))

@@ -12,245 +12,50 @@ ignores the query). BC lists every subscription of the environment with its noti
 two connections on the same environment and company tell their own subscriptions (and strays)
 from each other's.
 
-clientState: never stored. A row keeps a random nonce; the clientState is
-HMAC-SHA256(TOKEN_ENCRYPTION_KEY, nonce), so reading the table alone is not enough to forge a
-notification, and without TOKEN_ENCRYPTION_KEY no subscription can be made or verified
-(`MissingClientStateKey`). Every configured key is accepted. Key rotation: add the new key first
-(`new,old`); the row records which key its clientState came from (`client_state_key`, a non-secret
-key id), and the next run renews every subscription signed with a key that is no longer first, so
-the old key can be removed once that run has succeeded.
+clientStates: `client_state.py`; the decisions: `subscription_plan.py`; the receiver's view of
+the rows: `directory.py`.
 """
 from __future__ import annotations
 
-import base64
-import email.utils
-import hashlib
-import hmac
 import logging
-import math
-import re
 import secrets
-import threading
-import time
-import weakref
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from functools import partial
 from typing import Any
-from urllib.parse import unquote, urlencode, urlsplit
 
 from azure.data.tables import UpdateMode
 
 from connector.bc.client import BCClient
 from connector.bc.errors import BCError, BCNotFound
-from connector.bc.timestamps import iso, parse_iso, utc_now
+from connector.bc.timestamps import iso, utc_now
 from connector.connections import for_each_connection, results_or_raise
 from connector.leases import Lease
 from connector.runtime import Runtime
-from connector.settings import TABLE_SUBSCRIPTIONS, Settings
-from connector.storage import Storage, read_entity
+from connector.settings import TABLE_SUBSCRIPTIONS
+from connector.storage import read_entity
+from connector.webhooks.client_state import client_state, key_id, signing_key
+from connector.webhooks.subscription_plan import (
+    Action,
+    notification_url,
+    plan_subscription,
+    resource_path,
+    server_now,
+    stray_subscriptions,
+)
 from connector.webhooks.sweep import start_trigger
 from connector.webhooks.triggers import TRIGGERS, CreatedTrigger
 
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 300.0
-# A receiver reloads the subscription table on an unknown id at most this often, so a flood of
-# forged ids cannot turn into table scans. A new subscription's row is saved right after BC
-# accepted it, and BC notifies at the earliest ~30 s after a change, so a reload this recent has it.
-RELOAD_INTERVAL_SECONDS = 5.0
-_RESOURCE_RE = re.compile(r"companies\(\s*'?([0-9a-fA-F-]{36})'?\s*\)/([A-Za-z]+)\s*$")
 
 
 class SubscriptionRunBusy(RuntimeError):
     """Another runner is reconciling this connection's subscriptions right now."""
 
 
-class MissingClientStateKey(RuntimeError):
-    """TOKEN_ENCRYPTION_KEY is not set, so no clientState can be derived (nor a notification checked)."""
-
-
-# ---- clientState --------------------------------------------------------------------------------
-
-def client_state(key: str, nonce: str) -> str:
-    """The clientState of a subscription: HMAC-SHA256(key, nonce), urlsafe base64 (43 chars)."""
-    digest = hmac.new(key.encode(), b"bc-webhook-client-state\x1f" + nonce.encode(), hashlib.sha256)
-    return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
-
-
-def key_id(key: str) -> str:
-    """A short, non-secret name of a key: which key a row's clientState was derived from."""
-    return hmac.new(key.encode(), b"bc-webhook-key-id", hashlib.sha256).hexdigest()[:16]
-
-
-def signing_key(keys: tuple[str, ...]) -> str:
-    """The key new clientStates are derived from: the first of TOKEN_ENCRYPTION_KEY."""
-    if not keys:
-        raise MissingClientStateKey("TOKEN_ENCRYPTION_KEY is not set: webhook clientStates are derived "
-                                    "from it, so no subscription can be created, renewed or verified")
-    return keys[0]
-
-
-def notification_url(settings: Settings, connection: str) -> str:
-    """The notificationUrl of a connection's subscriptions: the receiver, naming the connection."""
-    return f"{settings.notification_url}?{urlencode({'connection': connection})}"
-
-
-@dataclass(frozen=True)
-class KnownSubscription:
-    """What the receiver needs to accept a notification: where it belongs and its clientStates."""
-
-    subscription_id: str
-    connection: str
-    company_id: str
-    entity_set: str
-    client_states: tuple[str, ...] = field(repr=False)
-
-    def accepts(self, given: Any) -> bool:
-        """Constant-time check of a notification's clientState against every accepted value."""
-        if not isinstance(given, str):
-            return False
-        candidate = given.encode()
-        return any(hmac.compare_digest(candidate, s.encode()) for s in self.client_states)
-
-
-class SubscriptionDirectory:
-    """Subscription id → `KnownSubscription`, cached in process and reloaded from the table on a
-    miss, at most once per `reload_interval` (the table is small: at most 200 subscriptions per BC
-    environment). `reloads` counts the table reads."""
-
-    def __init__(self, storage: Storage, keys: tuple[str, ...], *,
-                 reload_interval: float = RELOAD_INTERVAL_SECONDS,
-                 clock: Callable[[], float] = time.monotonic):
-        self._storage = storage
-        self._keys = keys
-        self._known: dict[str, KnownSubscription] = {}
-        self._lock = threading.Lock()
-        self._reload_interval = reload_interval
-        self._clock = clock
-        self._loaded_at = -math.inf
-        self.reloads = 0
-
-    def known(self, row: dict[str, Any]) -> KnownSubscription | None:
-        if not row.get("subscription_id") or not row.get("client_state_nonce"):
-            return None
-        return KnownSubscription(
-            row["subscription_id"], row["PartitionKey"], row["company_id"], row["entity_set"],
-            tuple(client_state(k, row["client_state_nonce"]) for k in self._keys))
-
-    def remember(self, row: dict[str, Any]) -> None:
-        sub = self.known(row)
-        if sub is not None:
-            with self._lock:
-                self._known[sub.subscription_id] = sub
-
-    def forget(self, subscription_id: str) -> None:
-        with self._lock:
-            self._known.pop(subscription_id, None)
-
-    def find(self, ids: Iterable[str]) -> dict[str, KnownSubscription]:
-        """The known subscriptions among `ids`; when some are missing, one table read unless the
-        last one is more recent than the reload interval (concurrent callers share it). Raises the
-        storage error at once when the table cannot be read (no retries: the receiver answers 503
-        and BC retries)."""
-        wanted = set(ids)
-        with self._lock:
-            missing = wanted - self._known.keys()
-            if missing and self._clock() - self._loaded_at >= self._reload_interval:
-                rows = self._storage.table(TABLE_SUBSCRIPTIONS, retry_total=0).list_entities(retry_total=0)
-                self._known = {s.subscription_id: s for s in map(self.known, rows) if s is not None}
-                self._loaded_at = self._clock()
-                self.reloads += 1
-            return {i: self._known[i] for i in wanted if i in self._known}
-
-
-_directories: weakref.WeakKeyDictionary[Runtime, SubscriptionDirectory] = weakref.WeakKeyDictionary()
-_directories_lock = threading.Lock()
-
-
-def directory(runtime: Runtime) -> SubscriptionDirectory:
-    """The process's subscription directory for this runtime."""
-    with _directories_lock:
-        found = _directories.get(runtime)
-        if found is None:
-            found = SubscriptionDirectory(runtime.storage, runtime.settings.token_encryption_keys)
-            _directories[runtime] = found
-        return found
-
-
-# ---- decisions ----------------------------------------------------------------------------------
-
-class Action(StrEnum):
-    KEEP = "unchanged"
-    CREATE = "created"
-    RENEW = "renewed"
-    RECREATE = "recreated"
-    UNSUPPORTED = "unsupported"
-
-
-def plan_subscription(row: dict[str, Any] | None, remote: dict[str, Any] | None, supported: bool | None,
-                      now: datetime, renew_before: timedelta, url: str, signing_key_id: str) -> Action:
-    """What to do for one trigger, given our row, BC's subscription with that id (None = BC has
-    none), whether BC supports the resource (None = could not tell), BC's current time, our
-    notificationUrl and the id of the key clientStates are derived from now."""
-    if supported is False:
-        return Action.UNSUPPORTED
-    if row is None or not row.get("subscription_id"):
-        return Action.CREATE
-    if remote is None:
-        return Action.RECREATE
-    expires = parse_iso(remote["expirationDateTime"])
-    if expires <= now:
-        return Action.RECREATE
-    if (expires - now < renew_before or remote.get("notificationUrl") != url
-            or row.get("client_state_key") != signing_key_id):
-        return Action.RENEW
-    return Action.KEEP
-
-
-def watched_resource(resource: str) -> tuple[str, str] | None:
-    """(company id, entity set) of a subscription resource, absolute or relative; None if it is not
-    a company-scoped collection."""
-    path = unquote(urlsplit(resource).path if "://" in resource else resource.split("?", 1)[0])
-    match = _RESOURCE_RE.search(path.rstrip("/"))
-    return (match.group(1).lower(), match.group(2)) if match else None
-
-
-def stray_subscriptions(remote: Iterable[dict[str, Any]], owned: set[str], company_id: str,
-                        url: str) -> list[dict[str, Any]]:
-    """BC subscriptions that notify this connection (`url` names it) about a watched resource of
-    this company but that no row owns (a create whose answer was lost, a row deleted by hand): their
-    clientState is unknown, so every notification they send would be refused; they are deleted.
-    Another connection's subscriptions carry another URL and are left alone."""
-    sets = {t.entity_set for t in TRIGGERS}
-    strays = []
-    for sub in remote:
-        where = watched_resource(str(sub.get("resource", "")))
-        if (sub.get("notificationUrl") == url and sub.get("subscriptionId") not in owned
-                and where is not None and where[0] == company_id.lower() and where[1] in sets):
-            strays.append(sub)
-    return strays
-
-
-def server_now(date_header: str | None) -> datetime:
-    """BC's current time from its `Date` header, never earlier than ours (renew early, not late)."""
-    local = utc_now()
-    if not date_header:
-        return local
-    try:
-        remote = email.utils.parsedate_to_datetime(date_header)
-    except (TypeError, ValueError):
-        return local
-    return max(local, remote) if remote.tzinfo else local
-
-
 # ---- BC and storage edges ------------------------------------------------------------------------
-
-def resource_path(company_id: str, entity_set: str) -> str:
-    return f"/api/v2.0/companies({company_id})/{entity_set}"
-
 
 def supported_entity_sets(bc: BCClient, company_id: str) -> set[str] | None:
     """The v2.0 entity sets BC can watch in this company; None when BC cannot say."""
@@ -302,7 +107,7 @@ class SubscriptionRun:
         self.url = notification_url(runtime.settings, connection)
         self.key = signing_key(runtime.settings.token_encryption_keys)
         self.key_id = key_id(self.key)
-        self.directory = directory(runtime)
+        self.directory = runtime.subscription_directory
 
     def row_key(self, trigger: CreatedTrigger) -> str:
         return f"{self.company_id}:{trigger.entity_set}"
@@ -459,7 +264,7 @@ def delete_subscriptions(runtime: Runtime, connection: str | None = None) -> lis
                     bc.delete(f"subscriptions('{row['subscription_id']}')", "*")
                 except BCNotFound:
                     pass
-                directory(runtime).forget(row["subscription_id"])
+                runtime.subscription_directory.forget(row["subscription_id"])
                 deleted.append(row["entity_set"])
             table.delete_entity(row["PartitionKey"], row["RowKey"])
     log.info("subscriptions %s: deleted %s", conn.name, deleted)

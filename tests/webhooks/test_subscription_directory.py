@@ -3,7 +3,8 @@ table scans, and a subscription saved by another instance is still found."""
 from __future__ import annotations
 
 from connector.settings import TABLE_SUBSCRIPTIONS
-from connector.webhooks.subscriptions import SubscriptionDirectory, client_state
+from connector.webhooks.client_state import client_state
+from connector.webhooks.directory import SubscriptionDirectory
 
 KEYS = ("key-1",)
 

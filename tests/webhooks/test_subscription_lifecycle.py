@@ -12,7 +12,7 @@ from connector.leases import Lease
 from connector.runtime import get_runtime
 from connector.settings import QUEUE_ITEMS, QUEUE_SALES_SHIPMENTS, TABLE_SUBSCRIPTIONS
 from connector.webhooks import subscriptions
-from connector.webhooks.subscriptions import client_state
+from connector.webhooks.client_state import client_state
 from tests.conftest import TEST_ENCRYPTION_KEY
 from tests.webhooks.scenario import QUIET_TIMERS
 

@@ -9,7 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 from connector.bc.timestamps import bc_datetime, iso
+from connector.webhooks.client_state import client_state, key_id, signing_key
 from connector.webhooks.dedupe import claim_verdict
+from connector.webhooks.directory import KnownSubscription
 from connector.webhooks.notifications import (
     GarbledNotification,
     collection_since,
@@ -21,15 +23,11 @@ from connector.webhooks.notifications import (
     receive,
     screen,
 )
-from connector.webhooks.subscriptions import (
+from connector.webhooks.subscription_plan import (
     Action,
-    KnownSubscription,
-    client_state,
-    key_id,
     notification_url,
     plan_subscription,
     server_now,
-    signing_key,
     stray_subscriptions,
     watched_resource,
 )
@@ -227,7 +225,7 @@ def test_the_key_id_names_a_key_without_revealing_it():
 
 
 def test_without_a_token_encryption_key_no_client_state_can_be_derived():
-    from connector.webhooks.subscriptions import MissingClientStateKey
+    from connector.webhooks.client_state import MissingClientStateKey
 
     with pytest.raises(MissingClientStateKey, match="TOKEN_ENCRYPTION_KEY"):
         signing_key(())
