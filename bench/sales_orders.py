@@ -115,14 +115,15 @@ def run_connector(emulator: Any, orders: int) -> dict[str, Any]:
 def run_naive(emulator: Any, orders: int, workers: int) -> dict[str, Any]:
     """Check the key, POST the header, POST each line: through the same BC client and budget."""
     from connector.orders.schema import parse_order
-    from connector.orders.send import ITEM_VARIANTS, deep_insert_body, find_order, variant_wanted
+    from connector.orders.send import deep_insert_body, find_order
+    from connector.orders.variants import variant_wanted
     from connector.runtime import get_runtime
 
     runtime = get_runtime()
     bc = runtime.bc()
     company_id = runtime.company_id()
     sample = parse_order(order_message("sample"))
-    variant_ids = ITEM_VARIANTS.resolve(bc, company_id, variant_wanted(sample.salesOrderLines))
+    variant_ids = runtime.item_variants.resolve(bc, company_id, variant_wanted(sample.salesOrderLines))
     run = uuid.uuid4().hex[:8]
 
     def create(n: int) -> None:

@@ -12,6 +12,7 @@ from connector.auth.tokens import TokenService
 from connector.bc.client import BCClient, RequestBudget
 from connector.bc.companies import resolve_company_id
 from connector.events import EventPublisher
+from connector.orders.variants import ItemVariants
 from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, load_settings
 from connector.storage import Storage
 from connector.webhooks.directory import SubscriptionDirectory
@@ -43,6 +44,11 @@ class Runtime:
     def subscription_directory(self) -> SubscriptionDirectory:
         """The webhook receiver's view of the subscriptions this app made."""
         return SubscriptionDirectory(self.storage, self.settings.token_encryption_keys)
+
+    @cached_property
+    def item_variants(self) -> ItemVariants:
+        """Variant ids for order lines, cached across orders."""
+        return ItemVariants()
 
     def bc(self, connection: str | None = None) -> BCClient:
         """The BC client of a connection (default: `default`); shared by the instance's threads so

@@ -19,6 +19,7 @@ from connector.webhooks.client_state import client_state
 # accepted it, and BC notifies at the earliest ~30 s after a change, so a reload this recent has it.
 RELOAD_INTERVAL_SECONDS = 5.0
 
+
 @dataclass(frozen=True)
 class KnownSubscription:
     """What the receiver needs to accept a notification: where it belongs and its clientStates."""

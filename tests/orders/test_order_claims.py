@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from connector.orders import send as sales_orders
-from connector.orders.send import CLAIM_TTL, Claim, ClaimBusy, ClaimState, ClaimStep, HeldClaim, OrderClaims
+from connector.orders.claims import CLAIM_TTL, Claim, ClaimBusy, ClaimState, ClaimStep, HeldClaim, OrderClaims
 from connector.settings import TABLE_ORDERS
 
 COMPANY = "8a6b2c1d-3e4f-4a5b-9c6d-7e8f9a0b1c2d"
@@ -19,9 +18,8 @@ def claims(runtime: Any) -> OrderClaims:
     return OrderClaims(runtime.storage.table(TABLE_ORDERS), "default", COMPANY)
 
 
-def test_only_one_of_many_concurrent_deliveries_gets_the_claim(
-        claims: OrderClaims, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sales_orders, "CLAIM_WAIT_SECONDS", 0.5)
+def test_only_one_of_many_concurrent_deliveries_gets_the_claim(runtime: Any) -> None:
+    claims = OrderClaims(runtime.storage.table(TABLE_ORDERS), "default", COMPANY, wait_seconds=0.5)
 
     def attempt(n: int) -> str:
         try:

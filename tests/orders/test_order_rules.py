@@ -11,6 +11,17 @@ from hypothesis import strategies as st
 
 from connector.bc.companies import CompanyNotFound
 from connector.bc.errors import BCError, TokenUnavailable, error_from_response
+from connector.orders.claims import (
+    CLAIM_TTL,
+    MAX_DEFER_SECONDS,
+    Claim,
+    ClaimBusy,
+    ClaimState,
+    ClaimStep,
+    ambiguous_since,
+    defer_seconds,
+    next_claim_step,
+)
 from connector.orders.schema import (
     LINE_READ_ONLY,
     ORDER_READ_ONLY,
@@ -21,25 +32,15 @@ from connector.orders.schema import (
     schema_text,
 )
 from connector.orders.send import (
-    CLAIM_TTL,
-    MAX_DEFER_SECONDS,
-    Claim,
-    ClaimBusy,
-    ClaimState,
-    ClaimStep,
     OrderDelivery,
-    ambiguous_since,
     deep_insert_body,
-    defer_seconds,
     failure_error,
     host_max_dequeue_count,
     is_permanent,
     key_hint,
-    next_claim_step,
-    odata_string,
     order_result,
-    variant_wanted,
 )
+from connector.orders.variants import odata_string, variant_wanted
 from connector.settings import UnknownConnection
 from tests.orders.support import SEED_EXAMPLE
 

@@ -1,0 +1,199 @@
+"""The `bcorders` claims table of Send Created Sales Order: one row per connection, company and key
+(or message id) saying which delivery creates the order and how it ended (`insert_entity` lets only
+one delivery win; ETags settle every later change). The decisions over a claim are pure functions.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.data.tables import TableClient
+
+from connector.storage import delete_if_match, insert_entity, read_entity, replace_if_match, table_key
+
+log = logging.getLogger(__name__)
+
+CLAIM_TTL = timedelta(minutes=15)  # > functionTimeout (10 min): an older claim has no live owner
+CLAIM_WAIT_SECONDS = 20.0  # how long a second delivery of a key waits for the first one
+MAX_DEFER_SECONDS = 7 * 24 * 3600  # longest queue message visibility timeout
+
+
+class ClaimBusy(Exception):
+    """Another delivery with the same key is still creating its order; try again later."""
+
+
+class ClaimState(enum.StrEnum):
+    CREATING = "creating"  # the owner is creating the order now
+    UNCERTAIN = "uncertain"  # the owner's POST may have been carried out; it will look again
+    CREATED = "created"  # done: the owner created the order
+    DUPLICATE = "duplicate"  # done: the owner found the order already in BC
+
+
+DONE = (ClaimState.CREATED, ClaimState.DUPLICATE)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A row of `bcorders`: who creates the order for a key (or message), and how it ended."""
+
+    owner: str  # queue message id
+    state: ClaimState
+    claimed_at: datetime
+    sales_order_id: str = ""
+    number: str = ""
+    uncertain_since: datetime | None = None  # when the last ambiguous POST failed
+    ambiguous_posts: int = 0  # POSTs so far whose outcome was unknown
+
+    @property
+    def order(self) -> dict[str, str]:
+        return {"id": self.sales_order_id, "number": self.number}
+
+
+class ClaimStep(enum.Enum):
+    CLAIM = "claim"  # no claim: insert one
+    RESUME = "resume"  # our own earlier attempt left it unfinished: take it back
+    TAKE_OVER = "take-over"  # abandoned by another owner (older than CLAIM_TTL)
+    REPEAT = "repeat"  # we finished earlier: send the same result again
+    DUPLICATE = "duplicate"  # another message finished it
+    WAIT = "wait"  # another message is working on it now
+    DEFER = "defer"  # another message's POST may still be committed: come back after its window
+
+
+def next_claim_step(claim: Claim | None, message_id: str, now: datetime) -> ClaimStep:
+    """What a delivery does with the claim it found."""
+    if claim is None:
+        return ClaimStep.CLAIM
+    if claim.state in DONE:
+        return ClaimStep.REPEAT if claim.owner == message_id else ClaimStep.DUPLICATE
+    if claim.owner == message_id:
+        return ClaimStep.RESUME
+    if now - claim.claimed_at > CLAIM_TTL:
+        return ClaimStep.TAKE_OVER
+    return ClaimStep.DEFER if claim.state is ClaimState.UNCERTAIN else ClaimStep.WAIT
+
+
+def ambiguous_since(claim: Claim | None) -> datetime | None:
+    """Since when a POST for this claim may still be committed by BC: the last ambiguous POST of an
+    UNCERTAIN claim, or the start of a CREATING claim whose owner vanished (maybe mid-request)."""
+    if claim is None or claim.state in DONE:
+        return None
+    if claim.state is ClaimState.CREATING:
+        return claim.claimed_at
+    return claim.uncertain_since or claim.claimed_at
+
+
+def defer_seconds(since: datetime | None, now: datetime, window: float) -> int:
+    """Whole seconds to wait before POSTing again (0: go ahead), capped at a queue message's 7 days."""
+    if since is None:
+        return 0
+    left = (since + timedelta(seconds=window) - now).total_seconds()
+    return min(max(math.ceil(left), 0), MAX_DEFER_SECONDS)
+
+
+@dataclass
+class HeldClaim:
+    """A claim this delivery owns: its row, ETag and how it was obtained."""
+
+    row_key: str
+    etag: str
+    step: ClaimStep
+    previous: Claim | None = None  # the unfinished claim it replaced, if any
+
+    @property
+    def ambiguous_since(self) -> datetime | None:
+        return ambiguous_since(self.previous)
+
+    @property
+    def ambiguous_posts(self) -> int:
+        return self.previous.ambiguous_posts if self.previous else 0
+
+
+class OrderClaims:
+    """The `bcorders` rows of one connection and company (partition)."""
+
+    def __init__(self, table: TableClient, connection: str, company_id: str, *,
+                 wait_seconds: float = CLAIM_WAIT_SECONDS):
+        self.table = table
+        self.wait_seconds = wait_seconds
+        self.partition = table_key(f"{connection}|{company_id}")
+
+    @staticmethod
+    def row_key(key: str | None, message_id: str) -> str:
+        """`key|<KEY>` (External Document No. is a Code field: BC upper-cases it) or `message|<id>`."""
+        return table_key(f"key|{key.upper()}" if key is not None else f"message|{message_id}")
+
+    def read(self, row_key: str) -> tuple[Claim, str] | None:
+        found = read_entity(self.table, self.partition, row_key)
+        if found is None:
+            return None
+        entity, etag = found
+        claim = Claim(owner=entity["owner"], state=ClaimState(entity["state"]),
+                      claimed_at=entity["claimedAt"], sales_order_id=entity.get("salesOrderId", ""),
+                      number=entity.get("number", ""), uncertain_since=entity.get("uncertainSince"),
+                      ambiguous_posts=entity.get("ambiguousPosts", 0))
+        return claim, etag
+
+    def _entity(self, row_key: str, claim: Claim, key: str | None) -> dict[str, Any]:
+        entity = {"PartitionKey": self.partition, "RowKey": row_key, "owner": claim.owner,
+                  "state": claim.state.value, "claimedAt": claim.claimed_at,
+                  "salesOrderId": claim.sales_order_id, "number": claim.number,
+                  "externalDocumentNumber": key or "", "ambiguousPosts": claim.ambiguous_posts}
+        if claim.uncertain_since is not None:
+            entity["uncertainSince"] = claim.uncertain_since
+        return entity
+
+    def acquire(self, key: str | None, message_id: str) -> HeldClaim | Claim:
+        """Own the claim (a `HeldClaim`), or the claim to answer from or defer behind (`REPEAT`,
+        `DUPLICATE` or `DEFER` steps, returned as the `Claim`). Waits for another owner up to
+        `wait_seconds`, then raises ClaimBusy."""
+        row_key = self.row_key(key, message_id)
+        deadline = time.monotonic() + self.wait_seconds
+        pause = 0.05
+        while True:
+            found = self.read(row_key)
+            claim = found[0] if found else None
+            now = datetime.now(UTC)
+            step = next_claim_step(claim, message_id, now)
+            carried = {"uncertain_since": claim.uncertain_since,
+                       "ambiguous_posts": claim.ambiguous_posts} if claim else {}
+            mine = self._entity(row_key, Claim(message_id, ClaimState.CREATING, now, **carried), key)
+            if step is ClaimStep.WAIT:
+                if time.monotonic() + pause > deadline:
+                    raise ClaimBusy(f"another message with externalDocumentNumber {key!r} is still "
+                                    "being created")
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+                continue
+            if claim is not None and step in (ClaimStep.REPEAT, ClaimStep.DUPLICATE, ClaimStep.DEFER):
+                return claim
+            if found is None:
+                etag = insert_entity(self.table, mine)
+            else:
+                etag = replace_if_match(self.table, mine, found[1])
+            if etag:
+                return HeldClaim(row_key, etag, step, claim)
+            # lost a race for the row: look again
+
+    def finish(self, held: HeldClaim, key: str | None, message_id: str, state: ClaimState,
+               order: Mapping[str, Any], uncertain_since: datetime | None = None,
+               ambiguous_posts: int = 0) -> None:
+        """Record how it ended (CREATED/DUPLICATE with the order) or that it is UNCERTAIN (since the
+        last ambiguous POST), owned by `message_id`."""
+        claim = Claim(owner=message_id, state=state, claimed_at=datetime.now(UTC),
+                      sales_order_id=str(order.get("id", "")), number=str(order.get("number", "")),
+                      uncertain_since=uncertain_since, ambiguous_posts=ambiguous_posts)
+        etag = replace_if_match(self.table, self._entity(held.row_key, claim, key), held.etag)
+        if etag is None:
+            log.warning("sales order claim %s was taken over before it was settled", held.row_key)
+        else:
+            held.etag = etag
+
+    def release(self, held: HeldClaim) -> None:
+        """Drop the claim: nothing was created, another delivery may try."""
+        delete_if_match(self.table, self.partition, held.row_key, held.etag)
