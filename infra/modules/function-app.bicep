@@ -39,8 +39,12 @@ param deploymentContainerName string
 @description('Name of the Application Insights component.')
 param applicationInsightsName string
 
-@description('The connector\'s app settings (names and values as in connector/settings.py).')
+@secure()
+@description('The connector\'s app settings (names and values as in connector/settings.py); secure, as operators may pass any setting.')
 param connectorAppSettings object
+
+@description('Resource id of the Log Analytics workspace that receives the function logs and metrics.')
+param logAnalyticsWorkspaceId string
 
 @description('Upper bound of instances the app scales out to (Flex Consumption accepts 40 to 1000).')
 @minValue(40)
@@ -142,6 +146,27 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
   properties: union(connectorAppSettings, hostAppSettings)
+}
+
+// FunctionAppLogs and the platform metrics, to Log Analytics (the app's own telemetry goes to App Insights).
+resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: site
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        categoryGroup: 'allLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
+  }
 }
 
 // Basic-auth publishing (FTP and SCM/Kudu user + password) is off; deployments authenticate with Entra ID.

@@ -1,6 +1,6 @@
 // Key Vault (RBAC authorization) holding the connector's secrets. The function app reads them through
-// Key Vault references; nobody needs access policies or keys.
-// A secret is written only when its parameter is non-empty, so a later deployment without the value keeps the
+// Key Vault references; nobody needs access policies or keys. Its audit log goes to Log Analytics.
+// A secret is written only when its value is non-empty, so a later deployment without the value keeps the
 // secret that an operator set with `az keyvault secret set`.
 
 @description('Name of the key vault (3-24 letters, digits and hyphens).')
@@ -18,17 +18,18 @@ param tags object
 param enablePurgeProtection bool
 
 @secure()
-@description('Client secret of the Entra app registration (BC_CLIENT_SECRET). Empty = leave the secret as it is.')
-param bcClientSecret string = ''
+@description('Secret app settings by name (BC_CLIENT_SECRET, TOKEN_ENCRYPTION_KEY, EMEA__BC_CLIENT_SECRET, ...), one key per name in secretSettingNames. An empty value leaves the vault\'s secret as it is.')
+param secrets object
 
-@secure()
-@description('Fernet key(s) that encrypt token caches at rest (TOKEN_ENCRYPTION_KEY). Empty = leave the secret as it is.')
-param tokenEncryptionKey string = ''
+@description('Names of the secret app settings (the keys of secrets); each becomes a Key Vault reference.')
+param secretSettingNames array
 
-var secretNames = {
-  bcClientSecret: 'bc-client-secret'
-  tokenEncryptionKey: 'token-encryption-key'
-}
+@description('Resource id of the Log Analytics workspace that receives the audit log and metrics.')
+param logAnalyticsWorkspaceId string
+
+// A setting's secret is its name in lower case with hyphens: BC_CLIENT_SECRET -> bc-client-secret,
+// EMEA__BC_CLIENT_SECRET -> emea--bc-client-secret.
+var secretNames = toObject(secretSettingNames, setting => setting, setting => toLower(replace(setting, '_', '-')))
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: name
@@ -49,29 +50,40 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   }
 }
 
-resource bcClientSecretEntry 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(bcClientSecret)) {
-  parent: vault
-  name: secretNames.bcClientSecret
-  tags: tags
-  properties: {
-    value: bcClientSecret
+resource entries 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = [
+  for setting in filter(secretSettingNames, setting => !empty(secrets[setting])): {
+    parent: vault
+    name: secretNames[setting]
+    tags: tags
+    properties: {
+      value: secrets[setting]
+    }
   }
-}
+]
 
-resource tokenEncryptionKeyEntry 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(tokenEncryptionKey)) {
-  parent: vault
-  name: secretNames.tokenEncryptionKey
-  tags: tags
+// Who read or changed which secret (AuditEvent), to Log Analytics.
+resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: vault
   properties: {
-    value: tokenEncryptionKey
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        categoryGroup: 'audit'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
   }
 }
 
 @description('Name of the key vault.')
 output name string = vault.name
 
-@description('Versionless URI of the BC client secret (the app always reads the latest version).')
-output bcClientSecretUri string = '${vault.properties.vaultUri}secrets/${secretNames.bcClientSecret}'
-
-@description('Versionless URI of the token-encryption key (the app always reads the latest version).')
-output tokenEncryptionKeyUri string = '${vault.properties.vaultUri}secrets/${secretNames.tokenEncryptionKey}'
+@description('App settings that reference the secrets, by setting name: versionless URIs, so the app always reads the latest version.')
+output references object = toObject(secretSettingNames, setting => setting, setting => '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${secretNames[setting]})')

@@ -1,5 +1,6 @@
-// Log Analytics workspace and a workspace-based Application Insights component with local (key) auth disabled:
-// telemetry is accepted only with an Entra token (APPLICATIONINSIGHTS_AUTHENTICATION_STRING).
+// Log Analytics workspace and a workspace-based Application Insights component, both with local (key) auth
+// disabled: telemetry is accepted only with an Entra token (APPLICATIONINSIGHTS_AUTHENTICATION_STRING), queries
+// only with Entra ID. The other modules send their resource logs and metrics to this workspace.
 
 @description('Name of the Log Analytics workspace.')
 param logAnalyticsName string
@@ -27,6 +28,9 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
       name: 'PerGB2018'
     }
     retentionInDays: retentionInDays
+    features: {
+      disableLocalAuth: true
+    }
   }
 }
 
@@ -44,3 +48,9 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
 
 @description('Name of the Application Insights component.')
 output applicationInsightsName string = applicationInsights.name
+
+@description('Resource id of the Application Insights component (alert rules and the workbook query it).')
+output applicationInsightsId string = applicationInsights.id
+
+@description('Resource id of the Log Analytics workspace that receives every diagnostic setting.')
+output logAnalyticsWorkspaceId string = workspace.id

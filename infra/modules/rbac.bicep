@@ -1,6 +1,8 @@
 // Role assignments, each scoped to the one resource it is about (never the resource group).
-// App identity: host storage + deployment package (blob), queue triggers and outputs, the connector's tables,
-// telemetry with Entra auth, Key Vault references. Deployer (optional): set secrets, send and replay queue messages.
+// App identity: queue triggers and outputs and the connector's tables on the account; blobs only in the containers
+// it uses (the host's locks, timer schedules and keys, the deployment package: Storage Blob Data Owner, as Microsoft
+// documents for host storage; the connector's event payloads: Storage Blob Data Contributor); telemetry with Entra
+// auth; Key Vault references. Deployer (optional): set secrets, send and replay queue messages.
 
 @description('Principal (object) id of the function app\'s user-assigned identity.')
 param appPrincipalId string
@@ -11,6 +13,12 @@ param deployerPrincipalId string
 @description('Name of the storage account.')
 param storageAccountName string
 
+@description('Blob containers the connector reads and writes (the connector\'s BLOB_CONTAINERS).')
+param appContainerNames array
+
+@description('Blob containers of the Functions host and the deployment package.')
+param hostContainerNames array
+
 @description('Name of the Application Insights component.')
 param applicationInsightsName string
 
@@ -20,6 +28,7 @@ param keyVaultName string
 // Built-in role definition ids (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
 var roleIds = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
@@ -27,8 +36,8 @@ var roleIds = {
   keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
 }
 
-var appStorageRoleIds = [
-  roleIds.storageBlobDataOwner
+// Queues and tables: the host moves messages to <queue>-poison and keeps diagnostic events in a table.
+var appAccountRoleIds = [
   roleIds.storageQueueDataContributor
   roleIds.storageTableDataContributor
 ]
@@ -36,6 +45,25 @@ var appStorageRoleIds = [
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+resource appContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = [
+  for containerName in appContainerNames: {
+    parent: blobService
+    name: containerName
+  }
+]
+
+resource hostContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = [
+  for containerName in hostContainerNames: {
+    parent: blobService
+    name: containerName
+  }
+]
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
@@ -46,13 +74,37 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
 }
 
 resource appStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
-  for roleId in appStorageRoleIds: {
+  for roleId in appAccountRoleIds: {
     name: guid(storage.id, appPrincipalId, roleId)
     scope: storage
     properties: {
       principalId: appPrincipalId
       principalType: 'ServicePrincipal'
       roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleId)
+    }
+  }
+]
+
+resource appContainerRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for (containerName, i) in appContainerNames: {
+    name: guid(appContainers[i].id, appPrincipalId, roleIds.storageBlobDataContributor)
+    scope: appContainers[i]
+    properties: {
+      principalId: appPrincipalId
+      principalType: 'ServicePrincipal'
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageBlobDataContributor)
+    }
+  }
+]
+
+resource hostContainerRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for (containerName, i) in hostContainerNames: {
+    name: guid(hostContainers[i].id, appPrincipalId, roleIds.storageBlobDataOwner)
+    scope: hostContainers[i]
+    properties: {
+      principalId: appPrincipalId
+      principalType: 'ServicePrincipal'
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageBlobDataOwner)
     }
   }
 ]

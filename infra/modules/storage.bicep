@@ -1,5 +1,6 @@
 // Storage account for the Functions host, the deployment package and the connector's queues, tables and blobs.
-// Shared keys are off: every client (host, connector, deployment) signs in with Entra ID.
+// Shared keys are off: every client (host, connector, deployment) signs in with Entra ID. Writes and deletes on
+// blobs, queues and tables (the audit log) and the account's transaction metrics go to Log Analytics.
 
 @description('Name of the storage account (3-24 lower-case letters and digits).')
 @minLength(3)
@@ -23,6 +24,12 @@ param blobContainerNames array
 
 @description('Blob container that holds the Flex Consumption deployment package.')
 param deploymentContainerName string
+
+@description('Blob containers the Functions host uses (locks, timer schedules, function keys), created here so the app\'s blob role can be scoped to them.')
+param hostContainerNames array
+
+@description('Resource id of the Log Analytics workspace that receives the storage logs and metrics.')
+param logAnalyticsWorkspaceId string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -81,6 +88,16 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
   }
 ]
 
+resource hostContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
+  for containerName in hostContainerNames: {
+    parent: blobService
+    name: containerName
+    properties: {
+      publicAccess: 'None'
+    }
+  }
+]
+
 resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
   for queueName in queueNames: {
     parent: queueService
@@ -94,6 +111,55 @@ resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-
     name: tableName
   }
 ]
+
+// Reads are left out (the queue triggers poll every few seconds); writes and deletes are the audit trail.
+var serviceDiagnostics = {
+  workspaceId: logAnalyticsWorkspaceId
+  logs: [
+    {
+      categoryGroup: 'audit'
+      enabled: true
+    }
+  ]
+  metrics: [
+    {
+      category: 'Transaction'
+      enabled: true
+    }
+  ]
+}
+
+resource accountDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: storage
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    metrics: [
+      {
+        category: 'Transaction'
+        enabled: true
+      }
+    ]
+  }
+}
+
+resource blobDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: blobService
+  properties: serviceDiagnostics
+}
+
+resource queueDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: queueService
+  properties: serviceDiagnostics
+}
+
+resource tableDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: tableService
+  properties: serviceDiagnostics
+}
 
 @description('Name of the storage account.')
 output name string = storage.name

@@ -32,6 +32,7 @@ settings = importlib.import_module("connector.settings")
 
 ROLE_IDS = {
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
@@ -41,10 +42,14 @@ STORAGE_ACCOUNT = "Microsoft.Storage/storageAccounts"
 APP_INSIGHTS = "Microsoft.Insights/components"
 KEY_VAULT = "Microsoft.KeyVault/vaults"
 ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
+DIAGNOSTIC_SETTINGS = "Microsoft.Insights/diagnosticSettings"
+CONTAINER = f"{STORAGE_ACCOUNT}/blobServices/containers"
+# Extension resources: named by the resource they extend, carry no tags.
+EXTENSION_TYPES = {ROLE_ASSIGNMENT, DIAGNOSTIC_SETTINGS}
 
 # Resource types that accept no tags (child resources and role assignments); every other resource is tagged.
 UNTAGGED_TYPES = {
-    ROLE_ASSIGNMENT,
+    *EXTENSION_TYPES,
     f"{STORAGE_ACCOUNT}/blobServices",
     f"{STORAGE_ACCOUNT}/queueServices",
     f"{STORAGE_ACCOUNT}/tableServices",
@@ -71,7 +76,11 @@ FLEX_DEPRECATED_SETTINGS = {
 # the connection-string setting that serves Azurite locally must not be deployed.
 REPLACED_BY_IDENTITY = {"AzureWebJobsStorage"}
 
-KEY_VAULT_REFERENCE = re.compile(r"^@Microsoft\.KeyVault\(SecretUri=\$\{keyVault\.outputs\.(\w+)\}\)$")
+KEY_VAULT_REFERENCE = "<Key Vault reference>"  # stands for keyVault.outputs.references in main_app_settings()
+
+# Blob containers of the Functions host itself: singleton locks and timer schedules, function keys
+# (Learn: "Connecting to host storage with an identity").
+HOST_CONTAINERS = ["azure-webjobs-hosts", "azure-webjobs-secrets"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -147,22 +156,33 @@ def resolve(template: dict[str, Any], value: Any) -> Any:
     return value
 
 
-def merged_object(template: dict[str, Any], value: Any) -> dict[str, Any]:
-    """An object expression with variables followed, `union(...)` merged and parameters at their defaults."""
+def merged_object(template: dict[str, Any], value: Any,
+                  outputs: dict[tuple[str, ...], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An object expression with variables followed, `union(...)` merged and parameters at their defaults;
+    `outputs` stands in for module outputs (`keyVault.outputs.references`)."""
+    outputs = outputs or {}
     value = resolve(template, value)
+    if path_of(value) in outputs:
+        return outputs[path_of(value)]
     union = function_of(value, "union")
     if union is not None:
         merged: dict[str, Any] = {}
         for argument in union.values():
-            merged.update(merged_object(template, argument))
+            merged.update(merged_object(template, argument, outputs))
         return merged
     non_empty = non_empty_entries(value)
     if non_empty is not None:
-        return {key: item for key, item in merged_object(template, non_empty).items()
+        return {key: item for key, item in merged_object(template, non_empty, outputs).items()
                 if at_default(template, item) not in ("", None)}
+    if isinstance(value, dict) and value.get("function", {}).get("type") == "toObject":
+        arguments = value["function"]["parameters"]
+        keys = resolve(template, arguments["arg_1"])
+        assert arguments["arg_2"]["detail"]["expression"] == arguments["arg_2"]["detail"]["var_1"]
+        return {key: arguments["arg_3"]["detail"]["expression"] for key in keys}
     if isinstance(value, str) and value in template["parameters"]:
-        return merged_object(template, template["parameters"][value]["default"])
-    assert isinstance(value, dict), f"not an object expression: {value!r}"
+        return merged_object(template, template["parameters"][value]["default"], outputs)
+    assert isinstance(value, dict) and not {"operator", "function"} & set(value), (
+        f"not an object expression: {value!r}")
     return {unquote(key): item for key, item in value.items()}
 
 
@@ -172,7 +192,8 @@ def non_empty_entries(value: Any) -> Any:
         return None
     arguments = value["function"]["parameters"]
     keep = function_of(arguments["arg_1"], "filter")
-    assert keep is not None, f"toObject over something else than a filter: {arguments}"
+    if keep is None:
+        return None
     (source,) = function_of(keep["input_array"], "items").values()
     entry = keep["expression"]["detail"]["var_1"]
     assert keep["expression"]["detail"]["expression"] == {"operator": {"type": "not", "operands": {
@@ -216,9 +237,23 @@ def module_call(name: str) -> dict[str, Any]:
     return call
 
 
+def main_secret_settings() -> list[str]:
+    """The secret settings main.bicep stores in Key Vault, parameters at their defaults."""
+    main = parse(MAIN)
+    names = module_call("keyvault")["params"]["secretSettingNames"]
+    mapped = function_of(names, "map")
+    assert mapped["arg_2"]["detail"]["expression"] == {"operator": {"type": "property_accessor", "operands": {
+        "operand_1": mapped["arg_2"]["detail"]["var_1"], "operand_2": "key"}}}
+    (source,) = function_of(mapped["arg_1"], "items").values()
+    assert source == module_call("keyvault")["params"]["secrets"]
+    return list(merged_object(main, source))
+
+
 def main_app_settings() -> dict[str, Any]:
     """The connector settings main.bicep hands to the function app, parameters at their defaults."""
-    return merged_object(parse(MAIN), module_call("function-app")["params"]["connectorAppSettings"])
+    references = {name: KEY_VAULT_REFERENCE for name in main_secret_settings()}
+    return merged_object(parse(MAIN), module_call("function-app")["params"]["connectorAppSettings"],
+                         {("keyVault", "outputs", "references"): references})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -294,7 +329,7 @@ def test_resource_names_derive_from_environment_name_and_a_unique_suffix() -> No
 def test_modules_name_their_resources_from_parameters(path: Path) -> None:
     template = parse(path)
     for symbol, resource in template["resources"].items():
-        top_level = resource["type"].count("/") == 1 and resource["type"] != ROLE_ASSIGNMENT
+        top_level = resource["type"].count("/") == 1 and resource["type"] not in EXTENSION_TYPES
         if top_level and not resource["existing"]:
             assert body(resource)["name"] in template["parameters"], f"{path.name}: {symbol} has a fixed name"
 
@@ -321,28 +356,50 @@ def test_azd_tags_mark_the_environment_and_the_api_service() -> None:
 
 
 def test_secrets_enter_only_through_secure_parameters() -> None:
-    vault = module("keyvault")
-    secret_resources = resources_of_type(vault, f"{KEY_VAULT}/secrets")
-    assert len(secret_resources) == len([s for s in settings.SETTINGS if s.secret])
-    for symbol, resource in secret_resources.items():
-        value = body(resource)["properties"]["value"]
-        assert "secure" in decorators(vault["parameters"].get(value, {"decorators": []})), (
-            f"secret {symbol} is not set from a @secure() parameter"
-        )
-        condition = condition_of(resource)["operator"]
-        assert condition["type"] == "not"
-        assert function_of(condition["operands"]["bool_value"], "empty") == {"item_to_test": value}, (
-            f"secret {symbol} would be overwritten by an empty deployment"
-        )
-
-    main = parse(MAIN)
+    main, vault = parse(MAIN), module("keyvault")
     for path in BICEP_FILES:
         for name, parameter in parse(path)["parameters"].items():
             if "secure" in decorators(parameter):
-                assert parameter["default"] in (None, ""), f"{path.name}: {name} has a literal default"
-    for name, value in module_call("keyvault")["params"].items():
-        if "secure" in decorators(vault["parameters"][name]):
-            assert "secure" in decorators(main["parameters"][value]), f"{name} comes from a non-secure value"
+                assert parameter["default"] in (None, "", {}), f"{path.name}: {name} has a literal default"
+    # Everything an operator may put a secret into is secure, here and in the modules it is passed to.
+    for name in ("bcClientSecret", "tokenEncryptionKey", "connectorSecrets", "connectorSettings"):
+        assert "secure" in decorators(main["parameters"][name]), f"{name} would land in deployment history"
+    assert "secure" in decorators(vault["parameters"]["secrets"])
+    assert "secure" in decorators(module("function-app")["parameters"]["connectorAppSettings"])
+    values = merged_object(main, "secretValues")
+    assert values == {"BC_CLIENT_SECRET": "bcClientSecret", "TOKEN_ENCRYPTION_KEY": "tokenEncryptionKey"}
+    assert function_of(resolve(main, "secretValues"), "union")["arg_3"] == "connectorSecrets"
+
+
+def test_a_secret_is_written_only_when_given_so_the_vault_keeps_what_an_operator_set() -> None:
+    vault = module("keyvault")
+    (entries,) = resources_of_type(vault, f"{KEY_VAULT}/secrets").values()
+    loop = loop_of(entries)["detail"]
+    kept = function_of(loop["array_name"], "filter")
+    assert kept["input_array"] == "secretSettingNames"
+    setting = kept["expression"]["detail"]["var_1"]
+    secret_value = {"operator": {"type": "index_accessor",
+                                 "operands": {"operand_1": "secrets", "operand_2": setting}}}
+    assert kept["expression"]["detail"]["expression"] == {"operator": {"type": "not", "operands": {
+        "bool_value": {"function": {"type": "empty", "parameters": {"item_to_test": secret_value}}}}}}
+    item = loop["item_name"]
+    assert body(entries)["properties"]["value"] == {
+        "operator": {"type": "index_accessor", "operands": {"operand_1": "secrets", "operand_2": item}}}
+    assert body(entries)["name"] == {
+        "operator": {"type": "index_accessor", "operands": {"operand_1": "secretNames", "operand_2": item}}}
+
+
+def test_key_vault_secret_names_are_the_setting_names_in_lower_case_with_hyphens() -> None:
+    vault = module("keyvault")
+    names = function_of(vault["variables"]["secretNames"]["value"], "toObject")
+    setting = names["arg_3"]["detail"]["var_1"]
+    assert names["arg_1"] == "secretSettingNames"
+    assert names["arg_3"]["detail"]["expression"] == {"function": {"type": "to_lower", "parameters": {
+        "string_to_change": {"function": {"type": "replace", "parameters": {
+            "original_string": setting, "old_string": "_", "new_string": "-"}}}}}}
+    deploy_doc = (ROOT / "docs" / "deploy.md").read_text()
+    for name in ("bc-client-secret", "token-encryption-key", "emea--bc-client-secret"):
+        assert f"--name {name} " in deploy_doc or f"`{name}`" in deploy_doc, name
 
 
 def test_no_keys_connection_strings_or_access_policies_anywhere_in_infra() -> None:
@@ -386,6 +443,7 @@ def test_storage_names_come_from_the_generated_json_of_the_connector_settings() 
         ("queueServices", "queues", "queueNames"),
         ("tableServices", "tables", "tableNames"),
         ("blobServices", "containers", "blobContainerNames"),
+        ("blobServices", "containers", "hostContainerNames"),
     ],
 )
 def test_storage_creates_one_child_per_listed_name(service: str, child: str, names_param: str) -> None:
@@ -393,14 +451,19 @@ def test_storage_creates_one_child_per_listed_name(service: str, child: str, nam
     services = resources_of_type(storage, f"{STORAGE_ACCOUNT}/{service}")
     (service_symbol,) = services
     assert body(services[service_symbol])["parent"] in resources_of_type(storage, STORAGE_ACCOUNT)
-    looped = [
-        r for r in resources_of_type(storage, f"{STORAGE_ACCOUNT}/{service}/{child}").values() if loop_of(r)
+    (children,) = [
+        r for r in resources_of_type(storage, f"{STORAGE_ACCOUNT}/{service}/{child}").values()
+        if loop_of(r) and loop_of(r)["detail"]["array_name"] == names_param
     ]
-    (children,) = looped
-    assert loop_of(children)["detail"]["array_name"] == names_param
     assert body(children)["parent"] == service_symbol
     assert body(children)["name"] == loop_of(children)["detail"]["item_name"]
-    assert path_of(module_call("storage")["params"][names_param])[0] == "connector"
+    assert path_of(module_call("storage")["params"][names_param])[0] in ("connector", "hostContainerNames")
+
+
+def test_the_functions_host_containers_are_created_beside_the_connector_ones() -> None:
+    main = parse(MAIN)
+    assert resolve(main, module_call("storage")["params"]["hostContainerNames"]) == HOST_CONTAINERS
+    assert not set(HOST_CONTAINERS) & set(settings.BLOB_CONTAINERS)
 
 
 def test_deployment_container_is_created_and_handed_to_the_site() -> None:
@@ -518,17 +581,23 @@ def test_optional_bc_parameters_are_deployed_only_when_set() -> None:
         main["parameters"]["bcGrantType"])["allowed"] == [""] + ["authorization_code", "client_credentials"]
 
 
-def test_secret_settings_are_key_vault_references_to_existing_secrets() -> None:
+def test_secret_settings_are_key_vault_references_that_win_over_connector_settings() -> None:
     app_settings = main_app_settings()
-    vault = module("keyvault")
-    secret_names = {body(r)["name"]["operator"]["operands"]["operand_2"]
-                    for r in resources_of_type(vault, f"{KEY_VAULT}/secrets").values()}
     for setting in (s for s in settings.SETTINGS if s.secret):
-        match = KEY_VAULT_REFERENCE.match(app_settings.get(setting.name, ""))
-        assert match, f"{setting.name} is not a Key Vault reference"
-        uri = vault["outputs"][match.group(1)]["value"]
-        secret = re.fullmatch(r"\$\{vault\.properties\.vaultUri\}secrets/\$\{secretNames\.(\w+)\}", uri)
-        assert secret and secret.group(1) in secret_names, f"{setting.name} points at no secret: {uri}"
+        assert app_settings.get(setting.name) == KEY_VAULT_REFERENCE, setting.name
+    passed = module_call("function-app")["params"]["connectorAppSettings"]
+    union = function_of(resolve(parse(MAIN), passed), "union")
+    assert path_of(list(union.values())[-1]) == ("keyVault", "outputs", "references")
+    assert list(union.values())[1] == "connectorSettings"
+    assert parse(MAIN)["variables"]["connector"]["value"]["secretSettings"] == [
+        s.name for s in settings.SETTINGS if s.secret]
+
+    vault = module("keyvault")
+    references = function_of(vault["outputs"]["references"]["value"], "toObject")
+    assert references["arg_1"] == "secretSettingNames"
+    setting = references["arg_3"]["detail"]["var_1"]
+    assert references["arg_3"]["detail"]["expression"] == (
+        f"@Microsoft.KeyVault(SecretUri=${{vault.properties.vaultUri}}secrets/${{secretNames[{setting}]}})")
 
 
 def test_no_app_setting_is_deprecated_on_flex_or_a_storage_connection_string() -> None:
@@ -555,14 +624,29 @@ def test_key_vault_uses_rbac_soft_delete_and_a_purge_protection_parameter() -> N
     assert parse(MAIN)["parameters"]["enableKeyVaultPurgeProtection"]["default"] is True
 
 
+def _scope_symbol(rbac: dict[str, Any], resource: dict[str, Any]) -> tuple[str, list[str] | None]:
+    """The existing resource a role assignment is scoped to, and for `containers[i]` the container names."""
+    scope = body(resource)["scope"]
+    if isinstance(scope, str):
+        return scope, None
+    operands = scope["operator"]["operands"]
+    loop = loop_of(resource)["detail"]
+    assert scope["operator"]["type"] == "index_accessor" and operands["operand_2"] == loop["index_name"]
+    scoped = rbac["resources"][operands["operand_1"]]
+    assert loop_of(scoped)["detail"]["array_name"] == loop["array_name"], "scope and loop over other names"
+    return operands["operand_1"], [loop["array_name"]]
+
+
 def _role_assignments() -> list[tuple[str, str, str]]:
-    """(principal parameter, scope resource type, role id) for every role assignment in rbac.bicep."""
+    """(principal parameter, scope, role id) for every role assignment in rbac.bicep; the scope is a resource
+    type, or `<container type>:<names parameter>` for a loop over containers."""
     rbac = module("rbac")
     found = []
     for symbol, resource in resources_of_type(rbac, ROLE_ASSIGNMENT).items():
         config = body(resource)
-        scope = rbac["resources"][config["scope"]]
-        assert scope["existing"], f"{symbol} is scoped to {config['scope']}, not an existing resource"
+        scope_symbol, containers = _scope_symbol(rbac, resource)
+        scope = rbac["resources"][scope_symbol]
+        assert scope["existing"], f"{symbol} is scoped to {scope_symbol}, not an existing resource"
         properties = config["properties"]
         definition = function_of(properties["roleDefinitionId"], "subscription_resource_id")
         assert definition["resource_type"] == "Microsoft.Authorization/roleDefinitions"
@@ -572,22 +656,40 @@ def _role_assignments() -> list[tuple[str, str, str]]:
         else:
             role_ids = [resolve(rbac, definition["resource_name_1"])]
         name = function_of(config["name"], "guid")
-        assert path_of(name["base_string"]) == (config["scope"], "id"), f"{symbol}: name not unique per scope"
+        assert json.dumps(name["base_string"]).count(scope_symbol) == 1, f"{symbol}: not unique per scope"
+        if containers:
+            assert path_of(name["base_string"]["operator"]["operands"]["operand_2"]) == ("id",), symbol
         assert properties["principalId"] in name.values(), f"{symbol}: name not unique per principal"
-        found += [(properties["principalId"], scope["type"], role_id) for role_id in role_ids]
+        where = f"{scope['type']}:{containers[0]}" if containers else scope["type"]
+        found += [(properties["principalId"], where, role_id) for role_id in role_ids]
     return found
 
 
-def test_app_identity_gets_each_role_on_the_resource_it_is_for() -> None:
+def test_app_identity_gets_each_role_on_the_resource_it_is_for_and_blobs_only_in_its_containers() -> None:
     app_roles = {(scope, role) for who, scope, role in _role_assignments() if who == "appPrincipalId"}
     assert app_roles == {
-        (STORAGE_ACCOUNT, ROLE_IDS["Storage Blob Data Owner"]),
         (STORAGE_ACCOUNT, ROLE_IDS["Storage Queue Data Contributor"]),
         (STORAGE_ACCOUNT, ROLE_IDS["Storage Table Data Contributor"]),
+        (f"{CONTAINER}:appContainerNames", ROLE_IDS["Storage Blob Data Contributor"]),
+        (f"{CONTAINER}:hostContainerNames", ROLE_IDS["Storage Blob Data Owner"]),
         (APP_INSIGHTS, ROLE_IDS["Monitoring Metrics Publisher"]),
         (KEY_VAULT, ROLE_IDS["Key Vault Secrets User"]),
     }
     assert path_of(module_call("rbac")["params"]["appPrincipalId"]) == ("identity", "outputs", "principalId")
+
+
+def test_blob_roles_cover_the_connector_host_and_deployment_containers_and_nothing_else() -> None:
+    main, calls = parse(MAIN), module_call("rbac")["params"]
+    assert resolve(main, calls["appContainerNames"]) == list(settings.BLOB_CONTAINERS)
+    host = function_of(calls["hostContainerNames"], "concat")
+    assert resolve(main, host["arg_1"]) == HOST_CONTAINERS
+    assert host["arg_2"] == ["deploymentContainerName"]
+    # The containers exist before the roles: rbac reads the account name from the storage module.
+    assert path_of(calls["storageAccountName"]) == ("storage", "outputs", "name")
+    rbac = module("rbac")
+    for symbol in ("appContainers", "hostContainers"):
+        container = rbac["resources"][symbol]
+        assert container["existing"] and body(container)["parent"] == "blobService"
 
 
 def test_app_roles_name_a_service_principal_and_deployer_roles_are_optional() -> None:
@@ -598,6 +700,49 @@ def test_app_roles_name_a_service_principal_and_deployer_roles_are_optional() ->
             assert properties["principalType"] == "ServicePrincipal", symbol
         else:
             assert condition_of(resource), f"{symbol}: deployer roles must be optional"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Monitoring: diagnostic settings and local auth
+
+# module -> {scope symbol: (log category groups, metric categories)}
+DIAGNOSTICS = {
+    "keyvault": {"vault": (["audit"], ["AllMetrics"])},
+    "storage": {
+        "storage": ([], ["Transaction"]),
+        "blobService": (["audit"], ["Transaction"]),
+        "queueService": (["audit"], ["Transaction"]),
+        "tableService": (["audit"], ["Transaction"]),
+    },
+    "function-app": {"site": (["allLogs"], ["AllMetrics"])},
+}
+
+
+@pytest.mark.parametrize("name", sorted(DIAGNOSTICS))
+def test_resource_logs_and_metrics_go_to_the_log_analytics_workspace(name: str) -> None:
+    template = module(name)
+    found = {}
+    for symbol, resource in resources_of_type(template, DIAGNOSTIC_SETTINGS).items():
+        config = body(resource)
+        properties = merged_object(template, config["properties"])
+        assert properties["workspaceId"] == "logAnalyticsWorkspaceId", symbol
+        for entry in properties.get("logs", []) + properties.get("metrics", []):
+            assert entry["enabled"] is True, symbol
+        found[config["scope"]] = ([e["categoryGroup"] for e in properties.get("logs", [])],
+                                  [e["category"] for e in properties.get("metrics", [])])
+    assert found == DIAGNOSTICS[name]
+    assert path_of(module_call(name)["params"]["logAnalyticsWorkspaceId"]) == (
+        "monitoring", "outputs", "logAnalyticsWorkspaceId")
+    assert decorators(template["parameters"]["logAnalyticsWorkspaceId"])["description"]
+
+
+def test_log_analytics_and_application_insights_accept_only_entra_id() -> None:
+    monitoring = module("monitoring")
+    workspace = only_resource(monitoring, "Microsoft.OperationalInsights/workspaces")
+    assert workspace["properties"]["features"]["disableLocalAuth"] is True
+    assert only_resource(monitoring, APP_INSIGHTS)["properties"]["DisableLocalAuth"] is True
+    assert monitoring["outputs"]["logAnalyticsWorkspaceId"]["value"] == {
+        "operator": {"type": "property_accessor", "operands": {"operand_1": "workspace", "operand_2": "id"}}}
 
 
 # ---------------------------------------------------------------------------------------------------------
