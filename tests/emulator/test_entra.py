@@ -5,6 +5,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -140,14 +141,18 @@ def test_msal_code_flow_returns_tokens_bc_accepts(emu: Emulator) -> None:
 
 def test_access_token_expires_on_the_emulator_clock(emu: Emulator) -> None:
     token = sign_in(emu, make_app(emu))["access_token"]
-    emu.clock.advance(3599)
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    emu.clock.freeze()  # exact to the second, however slow the machine
+    real = emu.clock.now()
     try:
+        emu.clock.set(datetime.fromtimestamp(expires - 1, UTC))
         emu.entra.validate_token(token)
         emu.clock.advance(1)
         with pytest.raises(InvalidToken, match="expired"):
             emu.entra.validate_token(token)
     finally:
-        emu.clock.advance(-3600)
+        emu.clock.set(real)
+        emu.clock.thaw()
 
 
 def test_refresh_rotates_the_refresh_token_after_the_clock_moves(emu: Emulator) -> None:
