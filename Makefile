@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 AZURITE := node_modules/.bin/azurite
 PYTEST_ARGS ?=
 
-.PHONY: install run test demo bench lint settings replay-poison clean
+.PHONY: install browser run test demo bench lint settings replay-poison clean
 
 install: $(STAMP) $(AZURITE)
 
@@ -20,12 +20,17 @@ $(AZURITE): package.json
 	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
+## Debian's Chromium and its driver, for the status page's browser test (installed only when missing).
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
 ## Serve the connector on http://127.0.0.1:7071 against Azurite and the bundled BC + Entra emulator.
 run: install
 	$(BIN)/python -m devtools.run
 
 ## Start Azurite and the emulator on loopback, run the whole suite, stop what was started.
-test: install
+test: install browser
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 

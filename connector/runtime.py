@@ -11,10 +11,13 @@ from functools import cached_property
 from connector.auth.tokens import TokenService
 from connector.bc.client import BCClient, RequestBudget
 from connector.bc.companies import resolve_company_id
+from connector.bc.timestamps import utc_now
 from connector.events import EventPublisher
+from connector.ops.status import read_status, status_readings
 from connector.orders.variants import ItemVariants
 from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, load_settings
 from connector.storage import Storage
+from connector.telemetry import Telemetry, configure_telemetry
 from connector.webhooks.directory import SubscriptionDirectory
 
 
@@ -26,6 +29,13 @@ class Runtime:
         self.storage = Storage(settings.storage)
         self._clients: dict[str, BCClient] = {}
         self._lock = threading.Lock()
+        self.telemetry: Telemetry = configure_telemetry(settings.telemetry)
+        self.telemetry.watch(self._gauges)
+
+    def _gauges(self) -> dict[str, list[tuple[float, dict[str, str]]]]:
+        """The observable gauges, read from storage."""
+        now = utc_now()
+        return status_readings(read_status(self.settings, self.storage, now), now)
 
     @cached_property
     def events(self) -> EventPublisher:

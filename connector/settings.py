@@ -161,6 +161,9 @@ SETTINGS: list[Setting] = [
             "this long before sending it again: BC may still commit it (8-minute operation timeout)."),
     Setting("WEBHOOK_MAX_BODY_BYTES", "16777216", "Larger notification bodies are rejected (logged)."),
     Setting("AUTH_FLOW_TTL_SECONDS", "600", "How long a started sign-in may take."),
+    Setting("TELEMETRY_EXPORTER", "",
+            "OpenTelemetry exporter for local runs: `console` or `otlp` (OTEL_EXPORTER_OTLP_ENDPOINT); "
+            "empty = none. In Azure, APPLICATIONINSIGHTS_CONNECTION_STRING turns on Azure Monitor."),
 ]
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -217,6 +220,19 @@ class BCLimits:
 
 
 @dataclass(frozen=True)
+class TelemetrySettings:
+    """Where OpenTelemetry goes: Azure Monitor (connection string set), a local exporter, or nowhere."""
+
+    exporter: str = ""  # "", "console" or "otlp"
+    connection_string: str = field(default="", repr=False)
+    authentication_string: str = ""  # `ClientId=<id>;Authorization=AAD`: sign in with the identity
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.connection_string or self.exporter)
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration, typed."""
 
@@ -237,6 +253,7 @@ class Settings:
     auth_flow_ttl_seconds: int
     sales_order_ambiguity_seconds: float
     bc_limits: BCLimits
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
     @property
     def redirect_uri(self) -> str:
@@ -360,6 +377,22 @@ def load_storage_settings(env: Mapping[str, str] | None = None) -> StorageSettin
                            client_id=env.get("AzureWebJobsStorage__clientId", ""))
 
 
+TELEMETRY_EXPORTERS = ("", "none", "console", "otlp")
+
+
+def load_telemetry_settings(env: Mapping[str, str] | None = None) -> TelemetrySettings:
+    """Only the telemetry part (the host's APPLICATIONINSIGHTS_* settings and TELEMETRY_EXPORTER)."""
+    env = os.environ if env is None else env
+    exporter = _Reader(env).get("TELEMETRY_EXPORTER").strip().lower()
+    if exporter not in TELEMETRY_EXPORTERS:
+        raise SettingsError(f"TELEMETRY_EXPORTER must be console, otlp or empty, not {exporter!r}")
+    return TelemetrySettings(
+        exporter="" if exporter == "none" else exporter,
+        connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip(),
+        authentication_string=env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "").strip(),
+    )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raises SettingsError naming the culprit."""
     env = os.environ if env is None else env
@@ -400,4 +433,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             backoff_max_seconds=r.number("BC_BACKOFF_MAX_SECONDS"),
             timeout_seconds=r.number("BC_TIMEOUT_SECONDS"),
         ),
+        telemetry=load_telemetry_settings(env),
     )

@@ -3,12 +3,15 @@ import json
 
 import azure.functions as func
 
+from connector.bc.timestamps import utc_now
 from connector.ops.status import read_status
+from connector.ops.status_page import render_status_page, wants_html
 from connector.runtime import get_runtime
+from connector.telemetry import invocation
 
 bp = func.Blueprint()
 
-_NO_STORE = {"Cache-Control": "no-store"}
+_NO_STORE = {"Cache-Control": "no-store", "Vary": "Accept"}
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -17,7 +20,13 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@invocation
 def status(req: func.HttpRequest) -> func.HttpResponse:
+    """JSON for tools; an HTML page when the client prefers `text/html` (a browser)."""
     runtime = get_runtime()
-    report = read_status(runtime.settings, runtime.storage)
+    now = utc_now()
+    report = read_status(runtime.settings, runtime.storage, now)
+    if wants_html(req.headers.get("Accept")):
+        return func.HttpResponse(render_status_page(report, now), mimetype="text/html", charset="utf-8",
+                                 headers=_NO_STORE)
     return func.HttpResponse(json.dumps(report, indent=2), mimetype="application/json", headers=_NO_STORE)

@@ -3,24 +3,30 @@
 No BC or Entra call: token state comes from the `bctokens` row's presence and the `token_state`
 recorded in `bcconnections`; companies from the last discovery; subscriptions (without their
 client-state material) from `bcsubscriptions`; cursors from `bccursors`; dead letters from the
-poison queues' approximate counts.
+poison queues' approximate counts; recent throughput from the `bcorders` and `bcdedupe` rows
+written in the last 24 hours. `status_readings` turns the report into the observable gauges.
 """
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 from connector.auth.crypto import TokenCipher
 from connector.auth.token_store import tokens_stored
 from connector.auth.tokens import login_url
+from connector.bc.timestamps import iso, parse_iso, utc_now
 from connector.settings import (
     QUEUE_ITEM_PULLS_POISON,
     QUEUE_NOTIFICATIONS_POISON,
     QUEUE_SALES_ORDERS_POISON,
     TABLE_CONNECTIONS,
     TABLE_CURSORS,
+    TABLE_DEDUPE,
+    TABLE_ORDERS,
     TABLE_SUBSCRIPTIONS,
     ConnectionSettings,
     Settings,
@@ -30,6 +36,8 @@ from connector.storage import Storage, read_entity
 
 DEAD_LETTER_QUEUES = (QUEUE_SALES_ORDERS_POISON, QUEUE_NOTIFICATIONS_POISON, QUEUE_ITEM_PULLS_POISON)
 SUBSCRIPTION_FIELDS = ("resource", "subscription_id", "expires_at", "status", "last_error")
+THROUGHPUT_WINDOW = timedelta(hours=24)
+ALL_CONNECTIONS = "all"  # the `connection` of app-wide gauges (poison queues are shared)
 
 
 def _plain(value: Any) -> Any:
@@ -114,8 +122,67 @@ def _partition(storage: Storage, table: str, connection: str) -> list[dict[str, 
     return [dict(r) for r in rows]
 
 
-def read_status(settings: Settings, storage: Storage) -> dict[str, Any]:
+def partition_connection(partition_key: str) -> str:
+    """The connection of a `bcorders`/`bcdedupe` row (`<connection>|<company>[|...]`, table-key quoted)."""
+    return unquote(partition_key).split("|", 1)[0]
+
+
+def throughput(order_rows: Iterable[Mapping[str, Any]],
+               announced_rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, int]]]:
+    """Per connection: orders settled by state, and events announced by entity set."""
+    out: dict[str, dict[str, Counter[str]]] = {}
+
+    def counts(connection: str) -> dict[str, Counter[str]]:
+        return out.setdefault(connection, {"orders": Counter(), "events": Counter()})
+
+    for row in order_rows:
+        counts(partition_connection(row["PartitionKey"]))["orders"][str(row.get("state", ""))] += 1
+    for row in announced_rows:
+        name, _, rest = unquote(row["PartitionKey"]).partition("|")
+        counts(name)["events"][rest.rsplit("|", 1)[-1]] += 1
+    return {name: {kind: dict(counts) for kind, counts in parts.items()} for name, parts in out.items()}
+
+
+def _recent_throughput(storage: Storage, now: datetime) -> dict[str, dict[str, dict[str, int]]]:
+    since = now - THROUGHPUT_WINDOW
+    orders = storage.table(TABLE_ORDERS).query_entities(
+        "claimedAt ge @since", parameters={"since": since}, select=["PartitionKey", "state"])
+    announced = storage.table(TABLE_DEDUPE).query_entities(
+        "state eq 'emitted' and Timestamp ge @since", parameters={"since": since}, select=["PartitionKey"])
+    return throughput(orders, announced)
+
+
+Readings = dict[str, list[tuple[float, dict[str, str]]]]
+
+
+def status_readings(report: Mapping[str, Any], now: datetime) -> Readings:
+    """The observable gauges (by metric name) from a status report: subscriptions by state, poison
+    depths, and seconds since each connection's item pull and sweep last moved a cursor."""
+    readings: Readings = {
+        "bc_connector.subscriptions": [], "bc_connector.seconds_since_pull": [],
+        "bc_connector.seconds_since_sweep": [],
+        "bc_connector.poison_depth": [(float(n or 0), {"connection": ALL_CONNECTIONS, "queue": q})
+                                      for q, n in report.get("dead_letters", {}).items()],
+    }
+    for conn in report.get("connections", []):
+        name = conn["name"]
+        states = Counter(str(s.get("status") or "unknown") for s in conn.get("subscriptions", []))
+        readings["bc_connector.subscriptions"] += [(float(n), {"connection": name, "state": state})
+                                                   for state, n in sorted(states.items())]
+        for prefix, metric in (("items:", "bc_connector.seconds_since_pull"),
+                               ("sweep:", "bc_connector.seconds_since_sweep")):
+            moved = [c["updated_at"] for c in conn.get("cursors", [])
+                     if str(c.get("name", "")).startswith(prefix) and c.get("updated_at")]
+            if moved:
+                last = max(parse_iso(str(m)) for m in moved)
+                readings[metric].append((max(0.0, (now - last).total_seconds()), {"connection": name}))
+    return readings
+
+
+def read_status(settings: Settings, storage: Storage, now: datetime | None = None) -> dict[str, Any]:
     """The whole report: every configured connection, and the dead-letter counts."""
+    now = now or utc_now()
+    recent = _recent_throughput(storage, now)
     connections = []
     for conn in settings.connections.values():
         found = read_entity(storage.table(TABLE_CONNECTIONS), conn.name, "state")
@@ -128,8 +195,9 @@ def read_status(settings: Settings, storage: Storage) -> dict[str, Any]:
             cursors=_partition(storage, TABLE_CURSORS, conn.name),
             config_problem=_key_problem(settings, conn),
         ))
+        connections[-1]["throughput_24h"] = recent.get(conn.name, {"orders": {}, "events": {}})
     dead_letters = {
         name: storage.queue(name).get_queue_properties().approximate_message_count
         for name in DEAD_LETTER_QUEUES
     }
-    return {"connections": connections, "dead_letters": dead_letters}
+    return {"generated_at": iso(now), "connections": connections, "dead_letters": dead_letters}

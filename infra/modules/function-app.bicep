@@ -140,6 +140,9 @@ var hostAppSettings = {
   AzureWebJobsStorage__tableServiceUri: tableEndpoint
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // The Python worker joins each invocation to the host's trace (host.json telemetryMode OpenTelemetry);
+  // connector/telemetry.py configures Azure Monitor itself, signed in with the identity.
+  PYTHON_ENABLE_OPENTELEMETRY: 'true'
 }
 
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
