@@ -61,7 +61,9 @@ TABLE_NAMES: tuple[str, ...] = (
 )
 
 CONTAINER_EVENT_PAYLOADS = "bc-event-payloads"  # events too large for a queue message
-BLOB_CONTAINERS: tuple[str, ...] = (CONTAINER_EVENT_PAYLOADS,)
+# Sales orders too large for a queue message (claim check): producers write, the connector only reads.
+CONTAINER_SALES_ORDER_PAYLOADS = "sales-order-payloads"
+BLOB_CONTAINERS: tuple[str, ...] = (CONTAINER_EVENT_PAYLOADS, CONTAINER_SALES_ORDER_PAYLOADS)
 
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 DEFAULT_CONNECTION = "default"
@@ -159,6 +161,9 @@ SETTINGS: list[Setting] = [
     Setting("SALES_ORDER_AMBIGUITY_SECONDS", "600",
             "After a sales-order POST with an unknown outcome (timeout, 5xx) that BC does not show, wait "
             "this long before sending it again: BC may still commit it (8-minute operation timeout)."),
+    Setting("SALES_ORDER_MAX_PAYLOAD_BYTES", "4194304",
+            "Largest order blob a `sales-orders` message may reference (`dataref`, container "
+            "`sales-order-payloads`); a larger one fails with `DataRefTooLarge`."),
     Setting("WEBHOOK_MAX_BODY_BYTES", "16777216", "Larger notification bodies are rejected (logged)."),
     Setting("AUTH_FLOW_TTL_SECONDS", "600", "How long a started sign-in may take."),
     Setting("TELEMETRY_EXPORTER", "",
@@ -252,6 +257,7 @@ class Settings:
     webhook_max_body_bytes: int
     auth_flow_ttl_seconds: int
     sales_order_ambiguity_seconds: float
+    sales_order_max_payload_bytes: int
     bc_limits: BCLimits
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
@@ -424,6 +430,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_max_body_bytes=r.integer("WEBHOOK_MAX_BODY_BYTES", minimum=1024),
         auth_flow_ttl_seconds=r.integer("AUTH_FLOW_TTL_SECONDS", minimum=1),
         sales_order_ambiguity_seconds=r.number("SALES_ORDER_AMBIGUITY_SECONDS"),
+        sales_order_max_payload_bytes=r.integer("SALES_ORDER_MAX_PAYLOAD_BYTES", minimum=1),
         bc_limits=BCLimits(
             max_concurrency=r.integer("BC_MAX_CONCURRENCY", minimum=1),
             max_requests_per_window=r.integer("BC_MAX_REQUESTS_PER_5_MIN", minimum=1),

@@ -1,6 +1,7 @@
 """Send Created Sales Order: a `sales-orders` message becomes one BC sales order, header and lines
 created together in one deep-insert `POST companies({id})/salesOrders` (bc-api.md §4), and exactly
-one message on `sales-order-results`.
+one message on `sales-order-results`. An order too large for a queue message comes as a claim check, a
+reference to a blob (`dataref`, connector/orders/payloads.py), and is read from there first.
 
 Idempotency differs with and without a key:
 
@@ -54,6 +55,7 @@ from connector.orders.claims import (
     ambiguous_since,
     defer_seconds,
 )
+from connector.orders.payloads import order_text
 from connector.orders.schema import (
     OrderRejected,
     ResultError,
@@ -63,6 +65,7 @@ from connector.orders.schema import (
 )
 from connector.orders.variants import odata_string, variant_wanted
 from connector.settings import (
+    CONTAINER_SALES_ORDER_PAYLOADS,
     QUEUE_SALES_ORDER_RESULTS,
     QUEUE_SALES_ORDERS,
     QUEUE_SALES_ORDERS_POISON,
@@ -194,7 +197,10 @@ def handle_delivery(runtime: Runtime, delivery: OrderDelivery) -> SalesOrderResu
     exception for the host to retry."""
     key = key_hint(delivery.text)
     try:
-        order = parse_order(delivery.text)
+        text = order_text(runtime.storage.container(CONTAINER_SALES_ORDER_PAYLOADS), delivery.text,
+                          runtime.settings.sales_order_max_payload_bytes)
+        key = key_hint(text) or key
+        order = parse_order(text)
         result = send_order(runtime, order, delivery)
     except Exception as exc:
         error = failure_error(exc)
