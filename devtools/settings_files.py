@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from connector import settings as declared
+from devtools.localhost.ncrontab import Schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -30,14 +32,30 @@ def _json(value: object) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
 
 
+def longest_gap_seconds(expression: str, days: int = 8) -> int:
+    """The longest time between two runs of an NCRONTAB schedule over `days` (what an alert must wait)."""
+    schedule = Schedule.parse(expression)
+    moment = datetime(2024, 1, 1, tzinfo=UTC)
+    end, longest = moment + timedelta(days=days), timedelta(0)
+    moment = schedule.next_after(moment)
+    while moment < end:
+        following = schedule.next_after(moment)
+        longest, moment = max(longest, following - moment), following
+    return int(longest.total_seconds())
+
+
 def bicep_json(catalogue: list[declared.Setting] = declared.SETTINGS) -> str:
-    """`infra/connector.json`: resource names, the settings the host resolves, the secret settings."""
+    """`infra/connector.json`: resource names, the settings the host resolves (with the longest gap
+    between runs of each default schedule, for the staleness alerts), the secret settings."""
+    bindings = [s for s in catalogue if s.host_binding]
     return _json({
         "generatedBy": "make settings, from connector/settings.py; do not edit",
         "queues": list(declared.QUEUE_NAMES),
         "tables": list(declared.TABLE_NAMES),
         "blobContainers": list(declared.BLOB_CONTAINERS),
-        "hostBindingSettings": {s.name: s.default or "" for s in catalogue if s.host_binding},
+        "hostBindingSettings": {s.name: s.default or "" for s in bindings},
+        "schedulePeriodSeconds": {s.name: longest_gap_seconds(s.default or "") for s in bindings
+                                  if s.name.endswith("_SCHEDULE")},
         "secretSettings": [s.name for s in catalogue if s.secret],
     })
 

@@ -1,5 +1,6 @@
 // bc-connector on Azure: one resource group with a Flex Consumption function app running as a user-assigned
-// identity, its storage account, a key vault for the secrets, and Log Analytics + Application Insights.
+// identity, its storage account, a key vault for the secrets, Log Analytics + Application Insights, alert rules
+// with an action group, and a workbook.
 // Deploy with `azd up`, or `az deployment sub create` (see docs/deploy.md).
 targetScope = 'subscription'
 
@@ -78,6 +79,22 @@ param enableKeyVaultPurgeProtection bool = true
 @maxValue(730)
 param logRetentionInDays int = 30
 
+@description('E-mail address the alerts notify (through the action group); empty = no receiver yet (add one in the portal).')
+param alertEmail string = ''
+
+@description('Alert when more than this percentage of a function\'s invocations fail within 15 minutes.')
+@minValue(1)
+@maxValue(100)
+param functionFailureRatePercent int = 10
+
+@description('Longest time in seconds between item pulls, if connectorSettings changes ITEM_PULL_SCHEDULE; 0 = that of the default schedule. The overdue-pull alert waits two of these.')
+@minValue(0)
+param itemPullPeriodSeconds int = 0
+
+@description('Longest time in seconds between sweeps, if connectorSettings changes SWEEP_SCHEDULE; 0 = that of the default schedule. The overdue-sweep alert waits two of these.')
+@minValue(0)
+param sweepPeriodSeconds int = 0
+
 // uniqueString gives 13 lower-case letters and digits, stable for one subscription, environment and region.
 var resourceToken = uniqueString(subscription().id, environmentName, location)
 var tags = {
@@ -94,6 +111,9 @@ var names = {
   applicationInsights: 'appi-${environmentName}-${resourceToken}'
   plan: 'plan-${environmentName}-${resourceToken}'
   functionApp: 'func-${environmentName}-${resourceToken}'
+  actionGroup: 'ag-${environmentName}-${resourceToken}'
+  alertRules: 'alert-${environmentName}-${resourceToken}'
+  workbook: 'bc-connector ${environmentName} (${resourceToken})'
 }
 
 // Queue, table and container names, and the settings the Functions host resolves itself (the `%NAME%` timer
@@ -232,6 +252,34 @@ module functionApp 'modules/function-app.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     alwaysReadyHttpInstances: alwaysReadyHttpInstances
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    actionGroupName: names.actionGroup
+    alertRulePrefix: names.alertRules
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    alertEmail: alertEmail
+    functionFailureRatePercent: functionFailureRatePercent
+    // Two schedule periods without a pull (or sweep) that moved its cursor.
+    pullOverdueSeconds: 2 * ((itemPullPeriodSeconds > 0) ? itemPullPeriodSeconds : connector.schedulePeriodSeconds.ITEM_PULL_SCHEDULE)
+    sweepOverdueSeconds: 2 * ((sweepPeriodSeconds > 0) ? sweepPeriodSeconds : connector.schedulePeriodSeconds.SWEEP_SCHEDULE)
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    displayName: names.workbook
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
   }
 }
 

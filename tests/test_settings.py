@@ -85,6 +85,16 @@ def test_a_new_setting_changes_every_generated_file():
     assert readme.count(settings_files.TABLE_BEGIN) == readme.count(settings_files.TABLE_END) == 1
 
 
+@pytest.mark.parametrize("schedule, seconds", [
+    ("0 */15 * * * *", 900),
+    ("0 7 * * * *", 3600),
+    ("0 0 9 * * 1-5", 3 * 86400),  # weekdays at 9: Friday to Monday
+    ("00:05:00", 300),
+])
+def test_alerts_wait_for_the_longest_gap_between_runs_of_a_schedule(schedule, seconds):
+    assert settings_files.longest_gap_seconds(schedule) == seconds
+
+
 def test_readme_without_markers_is_an_error_not_a_silent_skip():
     with pytest.raises(ValueError, match="settings markers"):
         settings_files.readme_with_table("# no table here\n", "| x |\n")

@@ -286,7 +286,8 @@ def test_main_composes_every_module_and_modules_exist() -> None:
     present = {f"modules/{p.name}" for p in MODULES.glob("*.bicep")}
     assert used == present
     assert present == {f"modules/{n}.bicep" for n in
-                       ("identity", "storage", "keyvault", "monitoring", "function-app", "rbac")}
+                       ("identity", "storage", "keyvault", "monitoring", "function-app", "rbac", "alerts",
+                        "workbook")}
 
 
 @pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
@@ -331,7 +332,12 @@ def test_modules_name_their_resources_from_parameters(path: Path) -> None:
     for symbol, resource in template["resources"].items():
         top_level = resource["type"].count("/") == 1 and resource["type"] not in EXTENSION_TYPES
         if top_level and not resource["existing"]:
-            assert body(resource)["name"] in template["parameters"], f"{path.name}: {symbol} has a fixed name"
+            name = body(resource)["name"]
+            if isinstance(name, str) and name.startswith("${"):  # a loop: '${prefix}-${item.name}'
+                name = name[2:name.index("}")]
+            elif function_of(name, "guid"):  # workbooks: a GUID from the id and display name
+                name = function_of(name, "guid")["extra_string_1"]
+            assert name in template["parameters"], f"{path.name}: {symbol} has a fixed name"
 
 
 @pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
@@ -743,6 +749,120 @@ def test_log_analytics_and_application_insights_accept_only_entra_id() -> None:
     assert only_resource(monitoring, APP_INSIGHTS)["properties"]["DisableLocalAuth"] is True
     assert monitoring["outputs"]["logAnalyticsWorkspaceId"]["value"] == {
         "operator": {"type": "property_accessor", "operands": {"operand_1": "workspace", "operand_2": "id"}}}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Alerts and workbook
+
+# The OpenTelemetry metrics the connector emits (connector/telemetry.py), dimension `connection` on each.
+METRIC_NAMES = {
+    "bc_connector.orders", "bc_connector.events", "bc_connector.bc_requests", "bc_connector.bc_throttled",
+    "bc_connector.backoff_seconds", "bc_connector.token_failures", "bc_connector.subscriptions",
+    "bc_connector.poison_depth", "bc_connector.seconds_since_pull", "bc_connector.seconds_since_sweep",
+    "bc_connector.change_to_event_seconds",
+}
+ALERT_QUERIES = {  # alert -> (what its query reads, the dimension it fires per)
+    "poison-messages": ({"bc_connector.poison_depth"}, "queue"),
+    "token-failures": ({"bc_connector.token_failures"}, "connection"),
+    "subscriptions": ({"bc_connector.subscriptions", "bc_connector.seconds_since_pull",
+                       "bc_connector.seconds_since_sweep"}, "connection"),
+    "function-failures": ({"requests"}, "name"),
+    "pull-overdue": ({"bc_connector.seconds_since_pull"}, "connection"),
+    "sweep-overdue": ({"bc_connector.seconds_since_sweep"}, "connection"),
+}
+
+
+def _query_text(value: Any) -> str:
+    """A KQL string, or the format string of `format(query, ...)` with its {n} placeholders."""
+    formatted = function_of(value, "format")
+    return formatted["format_string"] if formatted else value
+
+
+def _reads(query: str) -> set[str]:
+    names = set(re.findall(r'"(bc_connector\.\w+)"', query))
+    return names or {query.split()[0]}
+
+
+def test_metric_names_match_what_the_connector_emits() -> None:
+    try:
+        telemetry = importlib.import_module("connector.telemetry")
+    except ModuleNotFoundError:
+        pytest.skip("connector/telemetry.py is not on this branch yet")
+    emitted = {v for k, v in vars(telemetry).items() if k.isupper() and str(v).startswith("bc_connector.")}
+    assert emitted == METRIC_NAMES
+
+
+def test_alert_rules_query_the_connector_metrics_and_fire_per_connection_queue_or_function() -> None:
+    alerts = module("alerts")
+    rules = resolve(alerts, "alerts")
+    assert {rule["name"]: (_reads(_query_text(rule["query"])), rule["dimension"]) for rule in rules} == (
+        ALERT_QUERIES)
+    for rule in rules:
+        query = _query_text(rule["query"])
+        assert f'extend {rule["dimension"]} =' in query or f'by {rule["dimension"]}' in query, rule["name"]
+        assert rule["description"] and rule["displayName"].startswith("bc-connector: ")
+        assert rule["severity"] in (1, 2, 3)
+    (resource,) = resources_of_type(alerts, "Microsoft.Insights/scheduledQueryRules").values()
+    assert loop_of(resource)["detail"]["array_name"] == "alerts"
+    properties = body(resource)["properties"]
+    assert properties["scopes"] == ["applicationInsightsId"]
+    (criterion,) = properties["criteria"]["allOf"]
+    assert (criterion["timeAggregation"], criterion["operator"], criterion["threshold"]) == (
+        "Count", "GreaterThan", 0)
+    assert criterion["dimensions"][0]["values"] == ["*"]
+    assert [path_of(group) for group in properties["actions"]["actionGroups"]] == [("actionGroup", "id")]
+    assert properties["autoMitigate"] is True
+    assert path_of(module_call("alerts")["params"]["applicationInsightsId"]) == (
+        "monitoring", "outputs", "applicationInsightsId")
+
+
+def test_overdue_alerts_wait_two_periods_of_the_default_schedules_unless_told_otherwise() -> None:
+    main, alerts = parse(MAIN), module("alerts")
+    periods = resolve(main, "connector")["schedulePeriodSeconds"]
+    assert set(periods) == {s.name for s in settings.SETTINGS if s.name.endswith("_SCHEDULE")}
+    for param, override, setting in (("pullOverdueSeconds", "itemPullPeriodSeconds", "ITEM_PULL_SCHEDULE"),
+                                     ("sweepOverdueSeconds", "sweepPeriodSeconds", "SWEEP_SCHEDULE")):
+        passed = module_call("alerts")["params"][param]["operator"]
+        assert passed["type"] == "multiply" and passed["operands"]["operand_1"] == 2
+        choice = passed["operands"]["operand_2"]["operator"]["operands"]
+        assert choice["condition"] == {"operator": {"type": "greater_than", "operands": {
+            "operand_1": override, "operand_2": 0}}}
+        assert choice["true_value"] == override and main["parameters"][override]["default"] == 0
+        assert path_of(choice["false_value"]) == ("connector", "schedulePeriodSeconds", setting)
+        rule = {r["name"]: r for r in resolve(alerts, "alerts")}[param.replace("OverdueSeconds", "-overdue")]
+        assert function_of(rule["query"], "format")["arg_1"] == param
+        assert "| where value > {0}" in _query_text(rule["query"])
+
+
+def test_action_group_mails_the_optional_address() -> None:
+    group = only_resource(module("alerts"), "Microsoft.Insights/actionGroups")
+    receivers = group["properties"]["emailReceivers"]["operator"]
+    assert receivers["type"] == "conditional"
+    assert function_of(receivers["operands"]["condition"], "empty") == {"item_to_test": "alertEmail"}
+    assert receivers["operands"]["true_value"] == []
+    assert receivers["operands"]["false_value"][0]["emailAddress"] == "alertEmail"
+    assert len(group["properties"]["groupShortName"]) <= 12
+    assert parse(MAIN)["parameters"]["alertEmail"]["default"] == ""
+    assert module_call("alerts")["params"]["alertEmail"] == "alertEmail"
+
+
+def test_workbook_charts_throughput_latency_and_failures_per_connection() -> None:
+    workbook = module("workbook")
+    panels = resolve(workbook, "panels")
+    read = set().union(*(_reads(panel["query"]) for panel in panels))
+    assert read == METRIC_NAMES | {"requests"}, f"unused or unknown: {read ^ (METRIC_NAMES | {'requests'})}"
+    for panel in panels:
+        if panel["query"].split()[0] == "customMetrics":
+            assert 'customDimensions["connection"]' in panel["query"], panel["title"]
+        assert panel["visualization"] in ("timechart", "table")
+    titles = " ".join(panel["title"] for panel in panels)
+    for topic in ("orders", "Events", "change to event", "429s", "Failures", "poison"):
+        assert topic in titles
+    resource = only_resource(workbook, "Microsoft.Insights/workbooks")
+    assert resource["kind"] == "shared"
+    assert resource["properties"]["sourceId"] == "applicationInsightsId"
+    data = function_of(resource["properties"]["serializedData"], "string")
+    assert data is not None, "serializedData must be the workbook object as a string"
 
 
 # ---------------------------------------------------------------------------------------------------------
