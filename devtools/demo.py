@@ -8,8 +8,10 @@ order pushed, and a bad order dead-lettered. Exits 0 when every step did what it
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,7 @@ import requests
 from devtools.azurite import Azurite, free_port, provision
 
 ROOT = Path(__file__).resolve().parent.parent
+LOG = ROOT / ".devdata" / "demo.log"  # the app's, emulator's and host's log lines: kept out of the tour
 TENANT = "lmints.io"
 COMPANY = "CRONUS UK Ltd."
 SEED_ORDER = {"orderDate": "2023-09-01", "customerNumber": "GL00000008", "currencyCode": "GBP",
@@ -85,7 +88,7 @@ class Tour:
         print("\n1. Health and status")
         self.check(self.api("GET", "health").status_code == 200, "GET /api/health answers 200")
         status = self.api("GET", "status").json()
-        print("   " + json.dumps(_token_states(status)))
+        show(_token_states(status))
 
     def sign_in(self) -> None:
         print("\n2. A user signs in (authorization code + PKCE; the browser is simulated)")
@@ -107,7 +110,7 @@ class Tour:
         print("\n3. Webhook subscriptions (BC checks our handshake on each)")
         resp = self.api("POST", "connections/default/subscriptions")
         self.check(resp.status_code == 200, "subscriptions created")
-        print("   " + json.dumps(resp.json())[:300])
+        show(resp.json())
         subs = self.admin("GET", "subscriptions")
         self.check(len(subs.get("value", subs)) >= 2, "BC holds our subscriptions")
 
@@ -138,7 +141,7 @@ class Tour:
         print("\n5. Schedule Pull Items (run now through the admin route)")
         resp = self.api("POST", "connections/default/pulls/items")
         self.check(resp.status_code == 202, "the pull was accepted")
-        print("   " + json.dumps(resp.json())[:300])
+        show(resp.json())
         event = self.wait_for("bc-items", lambda e: e.get("type") == "bc.item.pulled")
         self.check(event is not None, "bc.item.pulled events arrive")
 
@@ -158,13 +161,18 @@ class Tour:
         result = self.wait_for("sales-order-results",
                                lambda r: r.get("externalDocumentNumber") == "DEMO-BAD-1")
         if self.check(result is not None and result["status"] == "failed", "a bad order fails clearly"):
-            print(f"   {result['error']['code']}: {result['error']['message'][:120]}")
+            show(result["error"])
         props = self.queue("sales-orders-poison").get_queue_properties()
         self.check(props.approximate_message_count >= 1, "and is kept on sales-orders-poison")
 
     def final_status(self) -> None:
         print("\n7. Status")
-        print(json.dumps(self.api("GET", "status").json(), indent=2)[:2500])
+        show(self.api("GET", "status").json())
+
+
+def show(value: Any) -> None:
+    """Print JSON whole and indented under the current step."""
+    print(textwrap.indent(json.dumps(value, indent=2, ensure_ascii=False), "   "))
 
 
 def _token_states(status: dict) -> dict[str, str]:
@@ -182,6 +190,10 @@ def main() -> int:
     warnings.filterwarnings("ignore", message=".*response_mode.*")  # msal's hint; the emulator is query-only
     from devtools.localhost import LocalHost
 
+    LOG.parent.mkdir(exist_ok=True)
+    logging.basicConfig(filename=LOG, filemode="w", level=logging.INFO, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every request's headers at INFO
     with Azurite() as azurite, Emulator(EmulatorConfig(webhook_debounce_seconds=1.0)) as emulator:
         provision(azurite.connection_string)
         port = free_port()
@@ -197,7 +209,7 @@ def main() -> int:
 
         with LocalHost(function_app.app, host_json=ROOT / "host.json", port=port) as host:
             print(f"bc-connector demo: app {host.url}, BC emulator {emulator.url}, Azurite "
-                  f"queues on {azurite.queue_port}")
+                  f"queues on {azurite.queue_port}; log in {LOG.relative_to(ROOT)}")
             tour = Tour(azurite, emulator, host)
             for step in (tour.health_and_status, tour.sign_in, tour.subscriptions,
                          tour.created_entities, tour.item_pull, tour.sales_orders, tour.final_status):
@@ -206,7 +218,7 @@ def main() -> int:
                 except Exception as exc:  # noqa: BLE001 - report and go on with the tour
                     tour.check(False, f"{step.__name__} raised {type(exc).__name__}: {exc}")
     if tour.failures:
-        print(f"\ndemo finished with {len(tour.failures)} failed check(s)")
+        print(f"\ndemo finished with {len(tour.failures)} failed check(s); see {LOG.relative_to(ROOT)}")
         return 1
     print("\ndemo finished: every step did what it should")
     return 0
