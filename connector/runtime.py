@@ -9,7 +9,8 @@ import threading
 from functools import cached_property
 
 from connector.auth.tokens import TokenService
-from connector.bc.client import BCClient, RequestBudget
+from connector.bc.budget import Budget, LocalBudgets, SharedBudget
+from connector.bc.client import BCClient
 from connector.bc.companies import resolve_company_id
 from connector.bc.timestamps import utc_now
 from connector.events import EventPublisher
@@ -47,6 +48,12 @@ class Runtime:
         )
 
     @cached_property
+    def budget(self) -> Budget:
+        """BC's budget per principal: shared by every instance through storage, unless turned off."""
+        limits = self.settings.bc_limits
+        return SharedBudget(self.storage, limits) if limits.shared else LocalBudgets(limits)
+
+    @cached_property
     def tokens(self) -> TokenService:
         return TokenService(self.settings, self.storage)
 
@@ -61,26 +68,26 @@ class Runtime:
         return ItemVariants()
 
     def bc(self, connection: str | None = None) -> BCClient:
-        """The BC client of a connection (default: `default`); shared by the instance's threads so
-        the per-connection budget holds across them."""
+        """The BC client of a connection (default: `default`); shared by the instance's threads."""
         conn = self.settings.connection(connection)
         with self._lock:
             client = self._clients.get(conn.name)
             if client is None:
-                limits = self.settings.bc_limits
-                budget = RequestBudget(limits.max_concurrency, limits.max_requests_per_window,
-                                       limits.window_seconds)
                 client = BCClient.from_limits(
                     conn.api_base,
                     lambda force, name=conn.name: self.tokens.access_token(name, force_refresh=force),
-                    limits,
-                    budget,
+                    self.settings.bc_limits,
+                    self.budget,
                     verify=self.settings.tls_ca_bundle or True,
                     connection=conn.name,
                 )
                 self._clients[conn.name] = client
             return client
 
+    def close(self) -> None:
+        """Give shared resources back (the budget's slots) when this runtime is dropped."""
+        if "budget" in self.__dict__:
+            self.budget.close()
 
     def company_id(self, connection: str | None = None, wanted: str | None = None) -> str:
         """The company to use (id), from a message's `company`, BC_COMPANY, sign-in, or the first."""
@@ -104,4 +111,6 @@ def reset_runtime(runtime: Runtime | None = None) -> None:
     """Forget the current runtime (or install a given one)."""
     global _runtime
     with _runtime_lock:
-        _runtime = runtime
+        old, _runtime = _runtime, runtime
+    if old is not None and old is not runtime:
+        old.close()

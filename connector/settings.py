@@ -152,8 +152,14 @@ SETTINGS: list[Setting] = [
     Setting("DEDUPE_TTL_DAYS", "14",
             "How long an entity that vanished before it could be read is remembered as gone "
             "(announced and pre-existing entities are remembered for good)."),
-    Setting("BC_MAX_CONCURRENCY", "5", "Concurrent BC requests per connection per instance."),
-    Setting("BC_MAX_REQUESTS_PER_5_MIN", "6000", "BC requests per connection per 5 minutes."),
+    Setting("BC_MAX_CONCURRENCY", "5",
+            "Concurrent BC requests per principal (app registration or signed-in user), all "
+            "instances together."),
+    Setting("BC_MAX_REQUESTS_PER_5_MIN", "6000",
+            "BC requests per principal per 5 minutes, all instances together."),
+    Setting("BC_SHARED_BUDGET", "true",
+            "Share each principal's BC budget across instances through Table Storage (`false`: each "
+            "instance keeps to the limits on its own, so several instances together may exceed them)."),
     Setting("BC_MAX_RETRIES", "6", "Retries of a throttled/failed BC request (429, 502-504, timeouts)."),
     Setting("BC_BACKOFF_SECONDS", "1.0", "First back-off delay; doubles each retry, with jitter."),
     Setting("BC_BACKOFF_MAX_SECONDS", "60", "Longest single back-off delay."),
@@ -222,6 +228,7 @@ class BCLimits:
     backoff_seconds: float
     backoff_max_seconds: float
     timeout_seconds: float
+    shared: bool = True
 
 
 @dataclass(frozen=True)
@@ -439,6 +446,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             backoff_seconds=r.number("BC_BACKOFF_SECONDS"),
             backoff_max_seconds=r.number("BC_BACKOFF_MAX_SECONDS"),
             timeout_seconds=r.number("BC_TIMEOUT_SECONDS"),
+            shared=_parse_bool("BC_SHARED_BUDGET", r.get("BC_SHARED_BUDGET")),
         ),
         telemetry=load_telemetry_settings(env),
     )

@@ -121,21 +121,22 @@ def read_entity(table: TableClient, pk: str, rk: str) -> tuple[Entity, str] | No
     return dict(e), e.metadata["etag"]
 
 
-def insert_entity(table: TableClient, entity: Entity) -> str | None:
-    """Create; the new ETag, or None if a row with that key already exists."""
+def insert_entity(table: TableClient, entity: Entity, **kw: Any) -> str | None:
+    """Create; the new ETag, or None if a row with that key already exists (`kw`: per-call
+    options such as `retry_total`)."""
     try:
-        meta = table.create_entity(entity)
+        meta = table.create_entity(entity, **kw)
     except ResourceExistsError:
         return None
     return meta.get("etag")
 
 
-def replace_if_match(table: TableClient, entity: Entity, etag: str) -> str | None:
+def replace_if_match(table: TableClient, entity: Entity, etag: str, **kw: Any) -> str | None:
     """Replace only if unchanged since `etag` was read; the new ETag, or None if someone else won."""
     try:
         meta = table.update_entity(
-            entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-        )
+            entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified,
+            **kw)
     except (ResourceModifiedError, ResourceNotFoundError):
         return None
     return meta.get("etag")

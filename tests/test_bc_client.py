@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from connector.bc.client import BCClient, RequestBudget, RetryPolicy, parse_retry_after
+from connector.bc.budget import RequestBudget
+from connector.bc.client import BCClient, RetryPolicy, parse_retry_after
 from connector.bc.errors import BCAuthError, BCConflict, BCError, BCNotFound, error_from_response
 from devtools.emulator.seed import CRONUS_UK_ID, CRONUS_USA_ID
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from connector.bc.client import BCClient, RequestBudget, RetryPolicy
+from connector.bc.budget import RequestBudget
+from connector.bc.client import BCClient, RetryPolicy
 from connector.bc.pager import ForeignLink, RepeatedLink, on_origin, origin_of
 from connector.bc.timestamps import iso, utc_now
 from connector.items.pull import pull_company

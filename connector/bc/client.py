@@ -3,10 +3,10 @@
 One `requests.Session` per connection with the bearer token, sent only to the BC host; paging
 through the one pager (`pager.py`); BC error JSON turned into typed errors; retries with exponential
 back-off and jitter that honour `Retry-After` (429/5xx, timeouts); a token refresh on 401; and a
-per-connection budget that keeps to BC's limits (≤5 concurrent, ≤6,000 per 5 minutes) across the
-instance's threads. Writes that are not idempotent (POST) are retried only where BC cannot have
-carried them out (429, 503, connection refused); otherwise the error says `ambiguous` and the
-caller checks first.
+budget per principal (the app or user the token names) that keeps to BC's limits (≤5 concurrent,
+≤6,000 per 5 minutes) across every instance (`connector.bc.budget`). Writes that are not idempotent
+(POST) are retried only where BC cannot have carried them out (429, 503, connection refused);
+otherwise the error says `ambiguous` and the caller checks first.
 """
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ import email.utils
 import json
 import logging
 import random
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +24,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
+from connector.bc.budget import Budget, principal_of
 from connector.bc.errors import BCError, error_from_response
 from connector.bc.pager import Page, on_origin, origin_of, read_pages
 from connector.settings import BCLimits
@@ -36,44 +35,6 @@ TokenProvider = Callable[[bool], str]
 """Returns a bearer token; `True` asks for a fresh one (the last was refused)."""
 
 SAFE_RETRY_STATUSES = frozenset({429, 503})  # BC did not process the request
-
-
-class RequestBudget:
-    """Concurrency cap plus sliding-window rate limit, shared by every thread of one connection."""
-
-    def __init__(self, max_concurrency: int, max_requests: int, window_seconds: float,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
-        self.max_concurrency = max_concurrency
-        self._slots = threading.BoundedSemaphore(max_concurrency)
-        self._max_requests = max_requests
-        self._window = window_seconds
-        self._sent: deque[float] = deque()
-        self._lock = threading.Lock()
-        self._clock = clock
-        self._sleep = sleep
-        self.max_in_flight = 0
-        self._in_flight = 0
-
-    def acquire(self) -> None:
-        self._slots.acquire()
-        while True:
-            with self._lock:
-                now = self._clock()
-                while self._sent and self._sent[0] <= now - self._window:
-                    self._sent.popleft()
-                if len(self._sent) < self._max_requests:
-                    self._sent.append(now)
-                    self._in_flight += 1
-                    self.max_in_flight = max(self.max_in_flight, self._in_flight)
-                    return
-                wait = self._sent[0] + self._window - now
-            self._sleep(max(wait, 0.01))
-
-    def release(self) -> None:
-        with self._lock:
-            self._in_flight -= 1
-        self._slots.release()
 
 
 @dataclass(frozen=True)
@@ -128,7 +89,7 @@ class BCClient:
         base_url: str,
         token: TokenProvider,
         *,
-        budget: RequestBudget,
+        budget: Budget,
         retry: RetryPolicy = RetryPolicy(),
         timeout: float = 100.0,
         verify: bool | str = True,
@@ -144,6 +105,7 @@ class BCClient:
         self.connection = connection
         self._sleep = sleep
         self._verify = verify  # per request: REQUESTS_CA_BUNDLE would override Session.verify
+        self._principal = ("", connection)  # (token, whom BC counts it against)
         self.session = requests.Session()
         pool = max(10, budget.max_concurrency * 2)
         adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
@@ -153,7 +115,7 @@ class BCClient:
 
     @classmethod
     def from_limits(cls, base_url: str, token: TokenProvider, limits: BCLimits,
-                    budget: RequestBudget, **kw: Any) -> "BCClient":
+                    budget: Budget, **kw: Any) -> "BCClient":
         return cls(base_url, token, budget=budget, timeout=limits.timeout_seconds,
                    retry=RetryPolicy(limits.max_retries, limits.backoff_seconds,
                                      limits.backoff_max_seconds), **kw)
@@ -229,7 +191,7 @@ class BCClient:
             all_headers.update(headers)
         data = None if json_body is None else json.dumps(json_body, separators=(",", ":"))
         started = time.monotonic()
-        self.budget.acquire()
+        ticket = self.budget.acquire(self._principal_of(token))
         try:
             resp = self.session.request(method, url, params=params, data=data, headers=all_headers,
                                         timeout=self.timeout, verify=self._verify)
@@ -241,7 +203,7 @@ class BCClient:
             return BCError(f"no response within {self.timeout:g}s", retryable=True,
                            ambiguous=not idempotent, method=method, path=shown)
         finally:
-            self.budget.release()
+            self.budget.release(ticket)
         log.debug("bc %s: %s %s -> %d in %.0f ms", self.connection, method, shown,
                   resp.status_code, (time.monotonic() - started) * 1000)
         if resp.status_code < 400:
@@ -254,6 +216,14 @@ class BCClient:
             resp.status_code, body, method=method, path=shown, idempotent=idempotent,
             retry_after=parse_retry_after(resp.headers.get("Retry-After")),
         )
+
+    def _principal_of(self, token: str) -> str:
+        """The principal BC counts this token's requests against (else the connection's name)."""
+        seen, principal = self._principal
+        if token != seen:
+            principal = principal_of(token) or f"connection:{self.connection}"
+            self._principal = (token, principal)
+        return principal
 
     # JSON helpers -----------------------------------------------------------------------------
     def get(self, path: str, params: Mapping[str, Any] | None = None,

@@ -1,0 +1,532 @@
+"""BC's per-principal budget (≤5 requests at once, ≤6,000 per 5 minutes) shared by every instance.
+
+BC counts its limits per principal (the app or user a token names), not per instance. The 5
+concurrency slots of a principal are 5 rows in Table Storage (`bcleases`, PK `budget:<principal>`,
+RK `slot-0`..`slot-4`) that instances lease with ETag-guarded writes: a row names its holder and an
+expiry (`SLOT_TTL` ≤ 60 s), so a dead instance's slots come free by themselves. A held slot carries
+any number of requests, one at a time, with no storage call per request; a background thread renews
+busy slots and gives idle ones back. Each slot also carries a fifth of the request rate: its row
+keeps request counts per 30-s bucket over the window, charged in blocks before they are used.
+An instance that waits for a slot writes a `want-<instance>` row; holders above their fair share
+(5 / instances that hold or want) give slots back. See docs/architecture.md ("Shared BC budget").
+If storage fails, the budget falls back to a per-process one (with a warning) and retries later.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from azure.core.exceptions import AzureError
+
+from connector.settings import TABLE_LEASES, BCLimits
+from connector.storage import Storage, delete_if_match, insert_entity, replace_if_match, table_key
+
+log = logging.getLogger(__name__)
+
+
+class Budget(Protocol):
+    """What the BC client needs: a ticket per request, given back when the response is in."""
+
+    max_concurrency: int
+    max_in_flight: int
+
+    def acquire(self, principal: str = "") -> object: ...
+
+    def release(self, ticket: object = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class RequestBudget:
+    """Concurrency cap plus sliding-window rate limit within one process (one principal)."""
+
+    def __init__(self, max_concurrency: int, max_requests: int, window_seconds: float,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.max_concurrency = max_concurrency
+        self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._max_requests = max_requests
+        self._window = window_seconds
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+        self.max_in_flight = 0
+        self._in_flight = 0
+
+    def acquire(self, principal: str = "") -> RequestBudget:
+        self._slots.acquire()
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._sent and self._sent[0] <= now - self._window:
+                    self._sent.popleft()
+                if len(self._sent) < self._max_requests:
+                    self._sent.append(now)
+                    self._in_flight += 1
+                    self.max_in_flight = max(self.max_in_flight, self._in_flight)
+                    return self
+                wait = self._sent[0] + self._window - now
+            self._sleep(max(wait, 0.01))
+
+    def release(self, ticket: object = None) -> None:
+        with self._lock:
+            self._in_flight -= 1
+        self._slots.release()
+
+    def close(self) -> None:
+        """Nothing to give back."""
+
+
+class LocalBudgets:
+    """One `RequestBudget` per principal in this process (the budget when nothing is shared)."""
+
+    def __init__(self, limits: BCLimits):
+        self.max_concurrency = limits.max_concurrency
+        self._limits = limits
+        self._budgets: dict[str, RequestBudget] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def max_in_flight(self) -> int:
+        return max((b.max_in_flight for b in self._budgets.values()), default=0)
+
+    def acquire(self, principal: str = "") -> RequestBudget:
+        with self._lock:
+            budget = self._budgets.get(principal)
+            if budget is None:
+                budget = self._budgets[principal] = RequestBudget(
+                    self._limits.max_concurrency, self._limits.max_requests_per_window,
+                    self._limits.window_seconds)
+        return budget.acquire()
+
+    def release(self, ticket: object = None) -> None:
+        assert isinstance(ticket, RequestBudget)
+        ticket.release()
+
+    def close(self) -> None:
+        """Nothing to give back."""
+
+
+def principal_of(token: str) -> str | None:
+    """`<tenant>:<object id>` of the app or user a bearer token names (BC's unit of limits), read
+    from the JWT's claims without checking them (BC does that); None if it is not a JWT."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return None
+    who = claims.get("oid") or claims.get("appid")
+    return f"{claims.get('tid', '')}:{who}" if who else None
+
+
+# ---- pure decisions --------------------------------------------------------------------------
+
+Ring = dict[int, int]
+"""Requests charged to a slot per time bucket (bucket number -> count)."""
+
+
+@dataclass(frozen=True)
+class RateWindow:
+    """A slot's share of the rate: `limit` requests in any `window_seconds`, counted in buckets."""
+
+    limit: int
+    window_seconds: float
+    bucket_seconds: float = 30.0
+
+    def bucket(self, now: float) -> int:
+        return int(now // self.bucket_seconds)
+
+    @property
+    def span(self) -> int:
+        """Buckets counted: the current one and enough before it to cover any window ending now."""
+        return math.ceil(self.window_seconds / self.bucket_seconds) + 1
+
+    def charge(self, ring: Ring, now: float, wanted: int) -> tuple[Ring, int]:
+        """Charge up to `wanted` requests to the current bucket; the pruned ring and how many fit."""
+        current = self.bucket(now)
+        kept = {b: n for b, n in ring.items() if b > current - self.span and n > 0}
+        granted = max(0, min(wanted, self.limit - sum(kept.values())))
+        if granted:
+            kept[current] = kept.get(current, 0) + granted
+        return kept, granted
+
+    def next_bucket_at(self, now: float) -> float:
+        return (self.bucket(now) + 1) * self.bucket_seconds
+
+
+def fair_share(slots: int, contenders: int) -> int:
+    """Slots one instance may keep while others wait: an equal split, rounded up."""
+    return max(1, math.ceil(slots / max(1, contenders)))
+
+
+def slots_to_keep(held_since: list[float], now: float, me: str, holders: set[str],
+                  wanting: set[str], slots: int, tenure_seconds: float) -> int:
+    """How many of my held slots (leased at `held_since`) to keep: all unless others wait; then my
+    fair share, and with more contenders than slots, none held longer than the tenure (rotation)."""
+    if not wanting - {me}:
+        return len(held_since)
+    contenders = len(holders | wanting | {me})
+    keep = min(len(held_since), fair_share(slots, contenders))
+    if contenders > slots:
+        keep = min(keep, sum(1 for t in held_since if now - t < tenure_seconds))
+    return keep
+
+
+def free_slots(rows: dict[int, dict[str, Any]], slots: int, now: float) -> list[int]:
+    """Slot numbers nobody holds: no row yet, given back, or expired."""
+    return [i for i in range(slots)
+            if i not in rows or not rows[i].get("holder") or float(rows[i].get("expires", 0)) <= now]
+
+
+# ---- the shared budget -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BudgetTuning:
+    """Timings of the shared budget (tests shrink them)."""
+
+    slot_ttl_seconds: float = 30.0  # a dead instance's slots come free after this (≤ 60 s)
+    renew_seconds: float = 5.0  # busy slots are renewed this often
+    idle_seconds: float = 1.0  # a slot unused this long goes back
+    tick_seconds: float = 0.25  # background thread: idle slots, yields
+    fairness_seconds: float = 1.0  # holders look for waiting instances this often
+    poll_seconds: float = 0.2  # a waiting instance asks storage again after about this long
+    want_ttl_seconds: float = 5.0  # a want row counts this long after its last refresh
+    tenure_seconds: float = 15.0  # with more instances than slots, a slot changes hands this often
+    block: int = 50  # requests charged to a slot's window per storage write
+    degraded_seconds: float = 30.0  # after a storage failure, per-process budget this long
+
+
+@dataclass(eq=False)
+class _Slot:
+    index: int
+    etag: str
+    ring: Ring
+    leased_at: float
+    credit: int = 0  # requests charged to `ring[charged_bucket]`, not yet sent
+    charged_bucket: int = 0
+    busy: bool = False
+    last_used: float = 0.0
+    renewed_at: float = 0.0
+    exhausted_until: float = 0.0
+    yielding: bool = False
+    dropped: bool = False
+    state: _Principal | None = field(default=None, repr=False)
+
+
+@dataclass(eq=False)
+class _Principal:
+    key: str  # PartitionKey
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    io: threading.Lock = field(default_factory=threading.Lock)  # one storage conversation at a time
+    slots: list[_Slot] = field(default_factory=list)
+    want_written_at: float = 0.0
+    judged_at: float = 0.0  # last fairness check by the background thread
+    cooldown_until: float = 0.0  # after yielding, leave freed slots to the instances waiting
+
+    def ready(self, now: float) -> _Slot | None:
+        for slot in self.slots:
+            if not (slot.busy or slot.dropped or slot.yielding) and slot.credit > 0:
+                return slot
+        return None
+
+
+class SharedBudget:
+    """BC's budget per principal, shared with every other instance through Table Storage."""
+
+    def __init__(self, storage: Storage, limits: BCLimits, *,
+                 tuning: BudgetTuning = BudgetTuning(),
+                 fallback: LocalBudgets | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.max_concurrency = limits.max_concurrency
+        self.instance = uuid.uuid4().hex[:12]
+        self.tuning = tuning
+        self.rate = RateWindow(max(1, limits.max_requests_per_window // limits.max_concurrency),
+                               limits.window_seconds)
+        self.max_in_flight = 0
+        self._in_flight = 0
+        self._storage = storage
+        self._fallback = fallback or LocalBudgets(limits)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._principals: dict[str, _Principal] = {}
+        self._degraded_until = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # Requests ---------------------------------------------------------------------------------
+    def acquire(self, principal: str = "") -> object:
+        """A slot of `principal` (waits for one); falls back to the per-process budget while
+        storage is unavailable."""
+        if self._clock() < self._degraded_until:
+            return self._fallback.acquire(principal)
+        state = self._state(principal)
+        while True:
+            with state.cond:
+                slot = state.ready(self._clock())
+                if slot is not None:
+                    slot.busy, slot.credit = True, slot.credit - 1
+                    self._count(+1)
+                    return slot
+            if state.io.acquire(blocking=False):
+                try:
+                    grew = self._grow(state)
+                except AzureError as exc:
+                    self._degrade(exc)
+                    return self._fallback.acquire(principal)
+                finally:
+                    state.io.release()
+                if grew:
+                    continue
+            with state.cond:
+                if state.ready(self._clock()) is None:
+                    state.cond.wait(self.tuning.poll_seconds * random.uniform(0.5, 1.5))
+
+    def release(self, ticket: object = None) -> None:
+        if not isinstance(ticket, _Slot):
+            self._fallback.release(ticket)
+            return
+        state = ticket.state
+        assert state is not None
+        with state.cond:
+            ticket.busy = False
+            ticket.last_used = self._clock()
+            self._count(-1)
+            state.cond.notify_all()
+
+    def _count(self, delta: int) -> None:
+        with self._lock:
+            self._in_flight += delta
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+
+    def _state(self, principal: str) -> _Principal:
+        with self._lock:
+            state = self._principals.get(principal)
+            if state is None:
+                state = self._principals[principal] = _Principal(table_key(f"budget:{principal}"))
+            return state
+
+    # Storage (callers hold state.io) ------------------------------------------------------------
+    def _table(self) -> Any:
+        return self._storage.table(TABLE_LEASES, retry_total=0)
+
+    def _grow(self, state: _Principal) -> bool:
+        """Top up an idle slot's rate credit, or lease one more slot; False if neither was possible."""
+        now = self._clock()
+        with state.cond:
+            empty = [s for s in state.slots if not (s.busy or s.dropped or s.yielding)
+                     and s.credit == 0 and s.exhausted_until <= now]
+            if empty:
+                empty[0].busy = True  # kept from other threads while charged
+        if empty:
+            slot = empty[0]
+            try:
+                self._write(state, slot, now, top_up=True)
+            finally:
+                with state.cond:
+                    slot.busy = False
+                    state.cond.notify_all()
+            if slot.credit == 0 and not slot.dropped:
+                slot.exhausted_until = self.rate.next_bucket_at(now)
+            return slot.credit > 0
+        if now < state.cooldown_until:
+            return False
+        rows, wanting, holders = self._read(state, now)
+        mine = len([s for s in state.slots if not s.dropped])
+        if wanting - {self.instance} and mine >= fair_share(
+                self.max_concurrency, len(holders | wanting | {self.instance})):
+            self._want(state, now)
+            return False
+        candidates = free_slots(rows, self.max_concurrency, now)
+        random.shuffle(candidates)
+        for index in candidates:
+            slot = self._take(state, index, rows.get(index), now)
+            if slot is not None:
+                with state.cond:
+                    state.slots.append(slot)
+                    state.cond.notify_all()
+                self._ensure_thread()
+                return True
+        self._want(state, now)
+        return False
+
+    def _read(self, state: _Principal, now: float) -> tuple[dict[int, dict[str, Any]], set[str], set[str]]:
+        """Slot rows by number, instances wanting a slot, instances holding one."""
+        rows: dict[int, dict[str, Any]] = {}
+        wanting: set[str] = set()
+        for entity in self._table().query_entities(
+                "PartitionKey eq @pk", parameters={"pk": state.key}, retry_total=0):
+            rk = entity["RowKey"]
+            if rk.startswith("slot-"):
+                row = dict(entity)
+                row["etag"] = entity.metadata["etag"]
+                rows[int(rk[5:])] = row
+            elif rk.startswith("want-") and float(entity.get("expires", 0)) > now:
+                wanting.add(rk[5:])
+        holders = {r["holder"] for r in rows.values()
+                   if r.get("holder") and float(r.get("expires", 0)) > now}
+        return rows, wanting, holders
+
+    def _take(self, state: _Principal, index: int, row: dict[str, Any] | None,
+              now: float) -> _Slot | None:
+        ring = _ring(row.get("ring") if row else None)
+        ring, granted = self.rate.charge(ring, now, self.tuning.block)
+        entity = self._entity(state, index, ring, now)
+        table = self._table()
+        etag = (insert_entity(table, entity, retry_total=0) if row is None
+                else replace_if_match(table, entity, row["etag"], retry_total=0))
+        if etag is None:
+            return None
+        slot = _Slot(index, etag, ring, leased_at=now, credit=granted,
+                     charged_bucket=self.rate.bucket(now), last_used=now, renewed_at=now,
+                     state=state)
+        if not granted:
+            slot.exhausted_until = self.rate.next_bucket_at(now)
+        return slot
+
+    def _write(self, state: _Principal, slot: _Slot, now: float, *, top_up: bool = False,
+               give_back: bool = False) -> None:
+        """Renew (plus top up the credit) or give back a held slot; a slot found taken over is
+        dropped. Unused credit moves to the current bucket, so every request is counted in the
+        bucket it was sent in or the one before (the window's extra bucket covers that)."""
+        with state.cond:
+            unused = slot.credit  # requests may still spend it while storage answers
+        ring = _refund(slot.ring, slot.charged_bucket, unused)
+        credit = 0
+        if not give_back:
+            ring, credit = self.rate.charge(ring, now,
+                                            unused + (self.tuning.block if top_up else 0))
+        entity = self._entity(state, slot.index, ring, now, holder="" if give_back else None)
+        etag = replace_if_match(self._table(), entity, slot.etag, retry_total=0)
+        if etag is None:
+            log.warning("BC budget %s: slot %d was taken over (renewal too late)", state.key,
+                        slot.index)
+            slot.dropped, slot.credit = True, 0
+            return
+        with state.cond:
+            slot.etag, slot.ring, slot.renewed_at = etag, ring, now
+            slot.credit = max(0, credit - (unused - slot.credit))
+            slot.charged_bucket = self.rate.bucket(now)
+
+    def _entity(self, state: _Principal, index: int, ring: Ring, now: float,
+                holder: str | None = None) -> dict[str, Any]:
+        holder = self.instance if holder is None else holder
+        return {"PartitionKey": state.key, "RowKey": f"slot-{index}", "holder": holder,
+                "expires": now + self.tuning.slot_ttl_seconds if holder else 0.0,
+                "ring": json.dumps(ring, separators=(",", ":"))}
+
+    def _want(self, state: _Principal, now: float) -> None:
+        if now - state.want_written_at < self.tuning.want_ttl_seconds / 2:
+            return
+        self._table().upsert_entity(
+            {"PartitionKey": state.key, "RowKey": f"want-{self.instance}",
+             "expires": now + self.tuning.want_ttl_seconds}, retry_total=0)
+        state.want_written_at = now
+
+    # Background: renew, give back, yield --------------------------------------------------------
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, name="bc-budget", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tuning.tick_seconds):
+            for state in self._all():
+                try:
+                    with state.io:
+                        self._tend(state, self._clock())
+                except AzureError as exc:
+                    self._degrade(exc)
+
+    def _all(self) -> list[_Principal]:
+        with self._lock:
+            return list(self._principals.values())
+
+    def _tend(self, state: _Principal, now: float) -> None:
+        """Give back idle and yielded slots, renew busy ones, and yield above the fair share."""
+        with state.cond:
+            state.slots = [s for s in state.slots if not s.dropped or s.busy]
+            live = [s for s in state.slots if not s.dropped]
+        if live and now - state.judged_at >= self.tuning.fairness_seconds:
+            state.judged_at = now
+            _, wanting, holders = self._read(state, now)
+            keep = slots_to_keep([s.leased_at for s in live], now, self.instance, holders, wanting,
+                                 self.max_concurrency, self.tuning.tenure_seconds)
+            for slot in sorted(live, key=lambda s: s.leased_at)[:len(live) - keep]:
+                slot.yielding = True
+                state.cooldown_until = now + 3 * self.tuning.poll_seconds
+        for slot in live:
+            with state.cond:
+                idle = not slot.busy and (slot.yielding
+                                          or now - slot.last_used >= self.tuning.idle_seconds)
+                if idle:
+                    slot.dropped = True  # no new request takes it while it goes back
+            if idle:
+                self._write(state, slot, now, give_back=True)
+                slot.dropped = True
+            elif now - slot.renewed_at >= self.tuning.renew_seconds:
+                self._write(state, slot, now, top_up=slot.credit < self.tuning.block // 2)
+
+    def _degrade(self, exc: Exception) -> None:
+        """Storage failed: drop every shared slot and use the per-process budget for a while."""
+        first = self._clock() >= self._degraded_until
+        self._degraded_until = self._clock() + self.tuning.degraded_seconds
+        for state in self._all():
+            with state.cond:
+                for slot in state.slots:
+                    slot.dropped = True
+                state.cond.notify_all()
+        if first:
+            log.warning("BC budget: storage unavailable (%s); each instance keeps to BC's limits "
+                        "on its own for %.0fs (instances together may exceed them)",
+                        type(exc).__name__, self.tuning.degraded_seconds)
+
+    def close(self) -> None:
+        """Stop the background thread and give every held slot back (best effort)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._clock() < self._degraded_until:
+            return
+        for state in self._all():
+            with state.io:
+                for slot in [s for s in state.slots if not s.dropped]:
+                    try:
+                        self._write(state, slot, self._clock(), give_back=True)
+                    except AzureError:
+                        pass
+                    slot.dropped = True
+                try:
+                    _delete(self._table(), state.key, f"want-{self.instance}")
+                except AzureError:
+                    pass
+
+
+def _ring(raw: str | None) -> Ring:
+    return {int(b): int(n) for b, n in json.loads(raw).items()} if raw else {}
+
+
+def _refund(ring: Ring, bucket: int, unused: int) -> Ring:
+    """Take unused credit back out of the bucket it was charged to (if still counted)."""
+    if unused <= 0 or bucket not in ring:
+        return ring
+    refunded = dict(ring)
+    refunded[bucket] = max(0, ring[bucket] - unused)
+    return refunded
+
+
+def _delete(table: Any, pk: str, rk: str) -> None:
+    delete_if_match(table, pk, rk, "*")
+
