@@ -24,6 +24,23 @@ SERIES = {"salesOrders": ("S-ORD", 101001), "salesInvoices": ("S-INV", 102001)}
 _ADDRESS = ("AddressLine1", "AddressLine2", "City", "Country", "State", "PostCode")
 _CUSTOMER_ADDRESS = ("addressLine1", "addressLine2", "city", "country", "state", "postalCode")
 _CUSTOMER_FIELDS = ("customerId", "customerNumber")
+# What posting an order's invoice copies from the order header (besides its lines)
+_INVOICE_FROM_ORDER = (
+    "customerId externalDocumentNumber currencyCode paymentTermsId shipmentMethodId salesperson "
+    "shipToName shipToContact shortcutDimension1Code shortcutDimension2Code phoneNumber email "
+    + " ".join(p + a for p in ("sellTo", "shipTo") for a in _ADDRESS)
+).split()
+# Order line type (enum "Invoice Line Agg. Line Type") → posted shipment line type (enum "Sales Line
+# Type"), XML-encoded as the API sends enum names
+SHIPMENT_LINE_TYPES = {
+    "Comment": "_x0020_",
+    "Account": "G_x002F_L_x0020_Account",
+    "Item": "Item",
+    "Resource": "Resource",
+    "Fixed_x0020_Asset": "Fixed_x0020_Asset",
+    "Charge": "Charge_x0020__x0028_Item_x0029_",
+    "Allocation_x0020_Account": "Allocation_x0020_Account",
+}
 
 
 def money(value: float) -> float:
@@ -335,12 +352,15 @@ class DocumentRules:
         self, company: Company, order: Row | None, customer_number: str | None, lines: list[dict[str, Any]]
     ) -> Row:
         """Post a sales shipment: from an order (its lines' `shipQuantity`, or `lines` as
-        [{"sequence", "quantity"}]) or ad hoc for a customer (`lines` as [{"itemNumber", "quantity"}])."""
+        [{"sequence", "quantity"}]; comment lines come along) or ad hoc for a customer (`lines` as
+        [{"itemNumber", "quantity"}]). The shipment has an id of its own and the order's number."""
         with self.store.transaction():
             header = SALES_SHIPMENT.blank()
             if order is not None:
-                source = {k: v for k, v in order.data.items() if k in header}
-                header.update(source, orderNumber=order.data["number"], invoiceDate=order.data["orderDate"])
+                source = {k: v for k, v in order.data.items() if k in header and k != "id"}
+                terms = company.sets["paymentTerms"].get(order.data["paymentTermsId"])
+                header.update(source, orderNumber=order.data["number"], invoiceDate=order.data["orderDate"],
+                              paymentTermsCode=terms.data["code"] if terms else "")
                 ship = self._order_quantities(company, order, lines, "shipQuantity", "shippedQuantity")
             else:
                 customer = self._customer(company, customer_number)
@@ -367,7 +387,7 @@ class DocumentRules:
                 dueDate=self._today(),
             )
             row = self.store.insert(company, "salesShipments", header)
-            for line, quantity in ship:
+            for line, quantity in self._with_comments(company, order, ship):
                 self._ship_line(company, row, line, quantity)
             if order is not None:
                 self._advance_order(company, order, ship, "shippedQuantity", "shipQuantity")
@@ -377,16 +397,12 @@ class DocumentRules:
         self, company: Company, order: Row | None, customer_number: str | None, lines: list[dict[str, Any]]
     ) -> Row:
         """Post a sales invoice: from an order (shipped, not yet invoiced quantities, or `lines` as
-        [{"sequence", "quantity"}]) or ad hoc (`lines` as [{"itemNumber"|"accountNumber", "quantity",
+        [{"sequence", "quantity"}]; comment lines come along, and the header's external document
+        number, addresses and terms) or ad hoc (`lines` as [{"itemNumber"|"accountNumber", "quantity",
         "unitPrice"?}]). A fully shipped and invoiced order is deleted, like BC does."""
         with self.store.transaction():
             if order is not None:
-                values = {
-                    "customerId": order.data["customerId"],
-                    "externalDocumentNumber": order.data["externalDocumentNumber"],
-                    "currencyCode": order.data["currencyCode"],
-                    "paymentTermsId": order.data["paymentTermsId"],
-                }
+                values = {name: order.data[name] for name in _INVOICE_FROM_ORDER}
                 bill = self._order_quantities(
                     company, order, lines, "invoiceQuantity", "invoicedQuantity", cap_field="shippedQuantity"
                 )
@@ -400,7 +416,7 @@ class DocumentRules:
             if not bill:
                 raise dialog("There is nothing to post.")
             invoice = self.create(company, "salesInvoices", values, {})
-            for line, quantity in bill:
+            for line, quantity in self._with_comments(company, order, bill):
                 body = {
                     k: line[k]
                     for k in (
@@ -484,8 +500,21 @@ class DocumentRules:
                 result.append((d, quantity))
         return result
 
+    def _with_comments(
+        self, company: Company, order: Row | None, posted: list[tuple[dict[str, Any], float]]
+    ) -> list[tuple[dict[str, Any], float]]:
+        """The posted lines with the order's comment lines among them, in sequence order."""
+        if order is None:
+            return posted
+        comments = [
+            (line.data, 0)
+            for line in company.sets["salesOrderLines"].children(order.id)
+            if line.data["lineType"] == "Comment"
+        ]
+        return sorted(posted + comments, key=lambda pair: pair[0]["sequence"])
+
     def _ship_line(self, company: Company, shipment: Row, line: dict[str, Any], quantity: float) -> None:
-        line_type = {"Account": "G_x002F_L_x0020_Account"}.get(line["lineType"], line["lineType"])
+        line_type = SHIPMENT_LINE_TYPES[line["lineType"]]
         data = SALES_SHIPMENT_LINE.blank()
         data.update({k: line[k] for k in data if k in line and k != "id"})
         data.update(

@@ -33,6 +33,7 @@ class EntityType:
     parts: dict[str, str] = field(default_factory=dict)  # navigation -> child entity set
     parent_field: str | None = None  # on child sets: the field linking to the parent
     writable: bool = True  # False: read-only page (GET only)
+    temporary: bool = False  # the page's source table is temporary (lines of orders and invoices)
 
     def blank(self) -> dict[str, Any]:
         """A new entity dict with every field at its BC default."""
@@ -196,6 +197,7 @@ SALES_ORDER_LINE = EntityType(
     create_only=LINE_CREATE_ONLY,
     enums={"lineType": LINE_TYPES},
     parent_field="documentId",
+    temporary=True,
 )
 SALES_SHIPMENT = EntityType(
     "salesShipments",
@@ -254,6 +256,7 @@ SALES_INVOICE_LINE = EntityType(
     create_only=LINE_CREATE_ONLY,
     enums={"lineType": LINE_TYPES},
     parent_field="documentId",
+    temporary=True,
 )
 
 COMPANY_SETS: dict[str, EntityType] = {
@@ -273,7 +276,10 @@ COMPANY_SETS: dict[str, EntityType] = {
         SALES_INVOICE_LINE,
     )
 }
-LINE_SETS = {
-    "salesOrderLines",
-    "salesInvoiceLines",
-}  # temporary source tables: need a document id, no webhooks
+LINE_SETS = {name for name, t in COMPANY_SETS.items() if t.temporary}  # need a document id, no webhooks
+
+
+def webhook_capable() -> set[str]:
+    """Entity sets BC's rule admits to webhooks (WebhookSupportedResources.Page.al): source table
+    not temporary, a single key (SystemId on every page here), not a system table (`companies`)."""
+    return {name for name, t in COMPANY_SETS.items() if not t.temporary}

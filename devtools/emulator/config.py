@@ -50,9 +50,9 @@ class EmulatorConfig:
     notification_timeout: float = 30.0
     subscription_ttl_seconds: int = 3 * 24 * 3600
     max_subscriptions: int = 200
-    webhook_supported: tuple[str, ...] = (
-        "items", "itemVariants", "customers", "salesOrders", "salesInvoices", "salesShipments",
-    )
+    # Entity sets accepting subscriptions; None = BC's rule (every set whose source table is not
+    # temporary, so also currencies, paymentTerms, accounts and salesShipmentLines)
+    webhook_supported: tuple[str, ...] | None = None
     # Operational limits per principal (bc-api.md §8)
     rate_limit: int = 6000  # requests per sliding window
     rate_window_seconds: float = 300.0  # emulator clock

@@ -14,10 +14,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import requests
 
+from devtools.emulator.bc_schema import webhook_capable
 from devtools.emulator.odata import bad_request, format_datetime, parse_datetime
 from devtools.emulator.store import Company, Store
 
@@ -84,8 +84,8 @@ class Subscription:
             base = base if base.startswith("api/") else "api/v2.0/" + base
         if entity_id is not None:
             return f"{base}({entity_id})"
-        if since is not None:
-            return f"{base}?$filter=lastModifiedDateTime%20gt%20{quote(since)}"
+        if since is not None:  # BC encodes the spaces only, not the datetime's colons
+            return f"{base}?$filter=lastModifiedDateTime%20gt%20{since}"
         return base
 
 
@@ -118,7 +118,9 @@ class WebhookEngine:
         self.config = config
         self.clock = clock
         self.store = store
-        self.supported: set[str] = set(config.webhook_supported)
+        self.supported: set[str] = (
+            webhook_capable() if config.webhook_supported is None else set(config.webhook_supported)
+        )
         self.subscriptions: dict[str, Subscription] = {}
         self.deliveries: list[dict[str, Any]] = []
         self._index: dict[SubKey, list[Subscription]] = {}

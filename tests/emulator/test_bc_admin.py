@@ -10,6 +10,8 @@ import pytest
 import requests
 from werkzeug.test import Client
 
+from devtools.emulator.bc_documents import SHIPMENT_LINE_TYPES
+from devtools.emulator.bc_schema import SALES_ORDER_LINE
 from devtools.emulator.bc_testing import BCClient, make_api
 from devtools.emulator.seed import CRONUS_UK, CRONUS_UK_ID, WEBSHOP_CUSTOMER
 
@@ -98,6 +100,7 @@ def test_bulk_create(bc: BCClient) -> None:
 def post_order(bc: BCClient) -> dict[str, Any]:
     body = {
         "customerNumber": WEBSHOP_CUSTOMER,
+        "externalDocumentNumber": "WEB-1001",
         "salesOrderLines": [
             {"lineType": "Item", "lineObjectNumber": "1896-S", "quantity": 3},
             {"lineType": "Comment", "description": "fragile"},
@@ -117,10 +120,13 @@ def test_post_shipment_and_invoice_from_an_order(bc: BCClient) -> None:
     )
     assert shipment.status_code == 201
     assert shipment.json["orderNumber"] == order["number"] and "orderId" not in shipment.json
+    assert shipment.json["externalDocumentNumber"] == "WEB-1001"  # copied from the order, as BC does
+    assert shipment.json["id"] != order["id"]  # a posted shipment has an id of its own
+    assert shipment.json["number"].startswith("S-SHPT") and shipment.json["paymentTermsCode"]
     lines = shipment.json["salesShipmentLines"]
-    assert [(line["lineObjectNumber"], line["quantity"], line["sequence"]) for line in lines] == [
-        ("1896-S", 2, 10000)
-    ]
+    assert [(line["lineType"], line["lineObjectNumber"], line["quantity"], line["sequence"])
+            for line in lines] == [("Item", "1896-S", 2, 10000), ("_x0020_", "", 0, 20000)]
+    assert lines[1]["description"] == "fragile"  # comment lines are copied on posting
     after = bc.get(bc.company("items?$filter=number eq '1896-S'")).json["value"][0]
     assert after["inventory"] == stock["inventory"] - 2 and after["@odata.etag"] == stock["@odata.etag"]
     order_lines = bc.get(bc.company(f"salesOrderLines?$filter=documentId eq {order['id']}")).json["value"]
@@ -128,9 +134,30 @@ def test_post_shipment_and_invoice_from_an_order(bc: BCClient) -> None:
     invoice = admin(bc).post(f"{BASE}/salesInvoices", json={"orderId": order["id"]})
     assert invoice.status_code == 201 and invoice.json["status"] == "Open"
     assert invoice.json["orderNumber"] == order["number"] and invoice.json["orderId"] == order["id"]
-    assert [line["quantity"] for line in invoice.json["salesInvoiceLines"]] == [2]
+    assert invoice.json["externalDocumentNumber"] == "WEB-1001"
+    assert invoice.json["id"] not in (order["id"], shipment.json["id"])
+    assert [(line["lineType"], line["quantity"], line["description"])
+            for line in invoice.json["salesInvoiceLines"]] == [
+        ("Item", 2, lines[0]["description"]), ("Comment", 0, "fragile")]
     assert ("salesShipments", "created") in journal(bc) and ("salesInvoices", "created") in journal(bc)
     assert ("salesOrders", "updated") in journal(bc)
+
+
+def test_shipment_lines_carry_bc_s_sales_line_type_names(bc: BCClient) -> None:
+    order = bc.post(bc.company("salesOrders"), {
+        "customerNumber": WEBSHOP_CUSTOMER,
+        "salesOrderLines": [
+            {"lineType": "Account", "lineObjectNumber": "6110", "quantity": 1, "unitPrice": 5},
+            {"lineType": "Comment", "description": "by hand"},
+            {"lineType": "Item", "lineObjectNumber": "1900-S", "quantity": 1},
+        ],
+    }).json
+    shipment = admin(bc).post(f"{BASE}/salesShipments", json={"orderId": order["id"]}).json
+    assert [line["lineType"] for line in shipment["salesShipmentLines"]] == [
+        "G_x002F_L_x0020_Account", "_x0020_", "Item"]
+    # every order line type has its posted counterpart, e.g. Charge → "Charge (Item)"
+    assert set(SHIPMENT_LINE_TYPES) == set(SALES_ORDER_LINE.enums["lineType"])
+    assert SHIPMENT_LINE_TYPES["Charge"] == "Charge_x0020__x0028_Item_x0029_"
 
 
 def test_fully_invoiced_order_is_deleted(bc: BCClient) -> None:

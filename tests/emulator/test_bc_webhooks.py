@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
-from urllib.parse import unquote
 
 import pytest
 from werkzeug.serving import make_server
@@ -193,6 +192,12 @@ def test_subscription_validation(make, receiver: Receiver) -> None:
     assert capped.status_code == 400 and "maximum number of subscriptions" in capped.json["error"]["message"]
 
 
+@pytest.mark.parametrize("entity_set", ["currencies", "paymentTerms", "salesShipmentLines"])
+def test_every_set_bc_s_rule_admits_takes_a_subscription(make, receiver: Receiver, entity_set) -> None:
+    bc = make()
+    assert subscribe(bc, receiver.url, entity_set)["resource"].endswith(f"/{entity_set}")
+
+
 def test_absolute_and_slash_resources_are_accepted(make, receiver: Receiver) -> None:
     bc = make()
     absolute = f"https://api.businesscentral.dynamics.com/v2.0/lmints.io/production/api/v2.0/companies({CRONUS_UK_ID})/items"
@@ -329,7 +334,8 @@ def test_collection_notification_with_filter(make, receiver: Receiver) -> None:
     assert values[0]["subscriptionId"] == sub["subscriptionId"]
     base = f"api/v2.0/companies({CRONUS_UK_ID})/items?$filter=lastModifiedDateTime%20gt%20"
     assert values[0]["resource"].startswith(base)
-    since = parse_datetime(unquote(values[0]["resource"][len(base) :]))
+    since = parse_datetime(values[0]["resource"][len(base) :])  # BC leaves the datetime unencoded
+    assert values[0]["resource"] == base + format_datetime(since)
     stamp = parse_datetime(
         bc.get(bc.company("items?$filter=startswith(number,'BULK')")).json["value"][0]["lastModifiedDateTime"]
     )

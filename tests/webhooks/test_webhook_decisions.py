@@ -157,6 +157,24 @@ def test_a_collection_filter_is_url_decoded():
     assert collection_since(resource) == datetime(2026, 3, 1, 10, 0, 0, 950000, tzinfo=UTC)
 
 
+@pytest.mark.parametrize("stamp", ["2018-10-15T11:00:00Z", "2018-10-15T11:00:00.000Z"])
+def test_bc_s_collection_filter_with_a_bare_datetime_is_understood(stamp):
+    # BC percent-encodes the spaces of the filter but not the datetime's colons
+    resource = f"https://api.businesscentral.dynamics.com/v2.0/t/production/api/v2.0/companies({COMPANY})" \
+               f"/salesInvoices?$filter=lastModifiedDateTime%20gt%20{stamp}"
+    assert collection_since(resource) == datetime(2018, 10, 15, 11, tzinfo=UTC)
+
+
+def test_the_emulator_s_collection_resource_is_understood():
+    from devtools.emulator.webhooks import Subscription
+
+    sub = Subscription("s", "t", "production", URL, f"api/v2.0/companies({COMPANY})/items", COMPANY,
+                       "items", "", NOW, "", "", "")
+    resource = sub.resource_url(since="2026-03-01T10:00:00.950Z")
+    assert resource.endswith("items?$filter=lastModifiedDateTime%20gt%202026-03-01T10:00:00.950Z")
+    assert collection_since(resource) == datetime(2026, 3, 1, 10, 0, 0, 950000, tzinfo=UTC)
+
+
 def test_the_docs_typo_and_offsets_in_a_collection_filter_are_understood():
     assert collection_since("x/items?$filter=lastDateTimeModified gt 2018-10-15T11:00:00Z") == \
         datetime(2018, 10, 15, 11, tzinfo=UTC)
