@@ -64,6 +64,8 @@ CONTAINER_EVENT_PAYLOADS = "bc-event-payloads"  # events too large for a queue m
 # Sales orders too large for a queue message (claim check): producers write, the connector only reads.
 CONTAINER_SALES_ORDER_PAYLOADS = "sales-order-payloads"
 BLOB_CONTAINERS: tuple[str, ...] = (CONTAINER_EVENT_PAYLOADS, CONTAINER_SALES_ORDER_PAYLOADS)
+# The containers the connector only reads: its identity gets Storage Blob Data Reader there, not Contributor.
+BLOB_CONTAINERS_READ_ONLY: tuple[str, ...] = (CONTAINER_SALES_ORDER_PAYLOADS,)
 
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 DEFAULT_CONNECTION = "default"

@@ -91,7 +91,11 @@ class Storage:
             client = self._queues.setdefault(name, client)
         return client
 
-    def container(self, name: str) -> ContainerClient:
+    def container(self, name: str, *, create: bool = True) -> ContainerClient:
+        """The container client, creating the container on first use unless `create` is off (a
+        container the identity may only read: creating needs more than Storage Blob Data Reader)."""
+        if not create:
+            return self._service("blob").get_container_client(name)
         client = self._containers.get(name)
         if client is None:
             client = self._service("blob").get_container_client(name)

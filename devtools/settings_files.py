@@ -53,6 +53,9 @@ def bicep_json(catalogue: list[declared.Setting] = declared.SETTINGS) -> str:
         "queues": list(declared.QUEUE_NAMES),
         "tables": list(declared.TABLE_NAMES),
         "blobContainers": list(declared.BLOB_CONTAINERS),
+        "appWrittenBlobContainers": [c for c in declared.BLOB_CONTAINERS
+                                     if c not in declared.BLOB_CONTAINERS_READ_ONLY],
+        "appReadBlobContainers": list(declared.BLOB_CONTAINERS_READ_ONLY),
         "hostBindingSettings": {s.name: s.default or "" for s in bindings},
         "schedulePeriodSeconds": {s.name: longest_gap_seconds(s.default or "") for s in bindings
                                   if s.name.endswith("_SCHEDULE")},

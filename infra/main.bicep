@@ -218,7 +218,8 @@ module rbac 'modules/rbac.bicep' = {
     appPrincipalId: identity.outputs.principalId
     deployerPrincipalId: principalId
     storageAccountName: storage.outputs.name
-    appContainerNames: connector.blobContainers
+    appContainerNames: connector.appWrittenBlobContainers
+    appReadContainerNames: connector.appReadBlobContainers
     hostContainerNames: concat(hostContainerNames, [
       deploymentContainerName
     ])

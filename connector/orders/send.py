@@ -197,8 +197,8 @@ def handle_delivery(runtime: Runtime, delivery: OrderDelivery) -> SalesOrderResu
     exception for the host to retry."""
     key = key_hint(delivery.text)
     try:
-        text = order_text(runtime.storage.container(CONTAINER_SALES_ORDER_PAYLOADS), delivery.text,
-                          runtime.settings.sales_order_max_payload_bytes)
+        payloads = runtime.storage.container(CONTAINER_SALES_ORDER_PAYLOADS, create=False)  # read-only role
+        text = order_text(payloads, delivery.text, runtime.settings.sales_order_max_payload_bytes)
         key = key_hint(text) or key
         order = parse_order(text)
         result = send_order(runtime, order, delivery)

@@ -1,7 +1,8 @@
 // Role assignments, each scoped to the one resource it is about (never the resource group).
 // App identity: queue triggers and outputs and the connector's tables on the account; blobs only in the containers
 // it uses (the host's locks, timer schedules and keys, the deployment package: Storage Blob Data Owner, as Microsoft
-// documents for host storage; the connector's event payloads: Storage Blob Data Contributor); telemetry with Entra
+// documents for host storage; the connector's event payloads: Storage Blob Data Contributor; the order payloads
+// that producers upload: Storage Blob Data Reader); telemetry with Entra
 // auth; Key Vault references. Deployer (optional): set secrets, send and replay queue messages.
 
 @description('Principal (object) id of the function app\'s user-assigned identity.')
@@ -13,8 +14,11 @@ param deployerPrincipalId string
 @description('Name of the storage account.')
 param storageAccountName string
 
-@description('Blob containers the connector reads and writes (the connector\'s BLOB_CONTAINERS).')
+@description('Blob containers the connector reads and writes (its BLOB_CONTAINERS but BLOB_CONTAINERS_READ_ONLY).')
 param appContainerNames array
+
+@description('Blob containers the connector only reads (the connector\'s BLOB_CONTAINERS_READ_ONLY).')
+param appReadContainerNames array
 
 @description('Blob containers of the Functions host and the deployment package.')
 param hostContainerNames array
@@ -29,6 +33,7 @@ param keyVaultName string
 var roleIds = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+  storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
@@ -53,6 +58,13 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 
 resource appContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = [
   for containerName in appContainerNames: {
+    parent: blobService
+    name: containerName
+  }
+]
+
+resource appReadContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = [
+  for containerName in appReadContainerNames: {
     parent: blobService
     name: containerName
   }
@@ -93,6 +105,18 @@ resource appContainerRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' 
       principalId: appPrincipalId
       principalType: 'ServicePrincipal'
       roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageBlobDataContributor)
+    }
+  }
+]
+
+resource appReadContainerRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for (containerName, i) in appReadContainerNames: {
+    name: guid(appReadContainers[i].id, appPrincipalId, roleIds.storageBlobDataReader)
+    scope: appReadContainers[i]
+    properties: {
+      principalId: appPrincipalId
+      principalType: 'ServicePrincipal'
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageBlobDataReader)
     }
   }
 ]

@@ -33,6 +33,7 @@ settings = importlib.import_module("connector.settings")
 ROLE_IDS = {
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
     "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+    "Storage Blob Data Reader": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
@@ -677,6 +678,7 @@ def test_app_identity_gets_each_role_on_the_resource_it_is_for_and_blobs_only_in
         (STORAGE_ACCOUNT, ROLE_IDS["Storage Queue Data Contributor"]),
         (STORAGE_ACCOUNT, ROLE_IDS["Storage Table Data Contributor"]),
         (f"{CONTAINER}:appContainerNames", ROLE_IDS["Storage Blob Data Contributor"]),
+        (f"{CONTAINER}:appReadContainerNames", ROLE_IDS["Storage Blob Data Reader"]),
         (f"{CONTAINER}:hostContainerNames", ROLE_IDS["Storage Blob Data Owner"]),
         (APP_INSIGHTS, ROLE_IDS["Monitoring Metrics Publisher"]),
         (KEY_VAULT, ROLE_IDS["Key Vault Secrets User"]),
@@ -686,14 +688,16 @@ def test_app_identity_gets_each_role_on_the_resource_it_is_for_and_blobs_only_in
 
 def test_blob_roles_cover_the_connector_host_and_deployment_containers_and_nothing_else() -> None:
     main, calls = parse(MAIN), module_call("rbac")["params"]
-    assert resolve(main, calls["appContainerNames"]) == list(settings.BLOB_CONTAINERS)
+    written, read = resolve(main, calls["appContainerNames"]), resolve(main, calls["appReadContainerNames"])
+    assert read == list(settings.BLOB_CONTAINERS_READ_ONLY) == ["sales-order-payloads"]
+    assert sorted(written + read) == sorted(settings.BLOB_CONTAINERS) and not set(written) & set(read)
     host = function_of(calls["hostContainerNames"], "concat")
     assert resolve(main, host["arg_1"]) == HOST_CONTAINERS
     assert host["arg_2"] == ["deploymentContainerName"]
     # The containers exist before the roles: rbac reads the account name from the storage module.
     assert path_of(calls["storageAccountName"]) == ("storage", "outputs", "name")
     rbac = module("rbac")
-    for symbol in ("appContainers", "hostContainers"):
+    for symbol in ("appContainers", "appReadContainers", "hostContainers"):
         container = rbac["resources"][symbol]
         assert container["existing"] and body(container)["parent"] == "blobService"
 

@@ -150,6 +150,12 @@ def test_a_missing_blob_is_named(container: ContainerClient) -> None:
         "DataRefNotFound", "blob 'nowhere.json' does not exist in container 'sales-order-payloads'")
 
 
+def test_a_missing_container_is_a_missing_blob(azurite: Any) -> None:
+    clear_storage(azurite.connection_string)
+    absent = ContainerClient.from_connection_string(azurite.connection_string, "sales-order-payloads")
+    assert rejected(read_payload, absent, "WEB-1.json", 10_000).code == "DataRefNotFound"
+
+
 def test_a_blob_over_the_limit_is_not_downloaded(container: ContainerClient) -> None:
     container.upload_blob("big.json", b"x" * 2049)
     error = rejected(read_payload, container, "big.json", 2048)
