@@ -6,11 +6,12 @@ filter on `lastModifiedDateTime gt <cursor − overlap>` and then read the chang
 re-emitting the items whose variants changed (fetched in `id eq … or …` batches), because a variant
 change does not touch its item.
 
-Where a pass stands is one row of `bccursors` (`ItemsCursor`), written after each page's events are
-queued, so a run that stops (time budget) or dies resumes from the last page's next link. The new
-cursor stays pending until the pass completes, and is capped at the time the pass started: an item
-read early and changed mid-pass must not fall behind the cursor. A lease per connection/company
-keeps overlapping runs (timer + requested run, several instances) from pulling twice.
+Where a pass stands is a `ReadCursor` (`connector/cursors.py`; RK `items:<companyId>` of
+`bccursors`), checkpointed after each page's events are queued, so a run that stops (time budget)
+or dies resumes from the last page's next link. The new cursor stays pending until the pass
+completes, and is capped at the time the pass started: an item read early and changed mid-pass must
+not fall behind the cursor. A lease per connection/company keeps overlapping runs (timer + requested
+run, several instances) from pulling twice.
 
 Memory is bounded by the page size: pages stream through (the next one is fetched while the current
 one's events are sent); no list of all items or ids is kept.
@@ -24,19 +25,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any
 
-from azure.data.tables import TableClient
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from connector.bc.client import BCClient
 from connector.bc.companies import CompanyNotFound
 from connector.bc.errors import TokenUnavailable
-from connector.bc.timestamps import bc_datetime, parse_iso, utc_now
+from connector.bc.timestamps import utc_now
 from connector.connections import for_each_connection, results_or_raise
+from connector.cursors import CursorTable, ReadCursor, ReadInterrupted, newest_modified
 from connector.events import ITEM_PULLED, EventPublisher, cloud_event
 from connector.leases import Lease
 from connector.runtime import Runtime
@@ -44,11 +45,10 @@ from connector.settings import (
     QUEUE_ITEM_PULLS,
     QUEUE_ITEM_PULLS_POISON,
     QUEUE_ITEMS,
-    TABLE_CURSORS,
     ConnectionSettings,
     UnknownConnection,
 )
-from connector.storage import Storage, insert_entity, read_entity, replace_if_match, table_key
+from connector.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +60,6 @@ Entity = dict[str, Any]
 
 
 # ----------------------------------------------------------------------------------------- pure core
-
-def latest(*times: str | None) -> str | None:
-    """The latest of some BC datetimes (None ignored), in BC's form; None if there are none."""
-    parsed = [parse_iso(t) for t in times if t]
-    return bc_datetime(max(parsed)) if parsed else None
-
-
-def filter_since(cursor: str | None, overlap_seconds: float) -> str | None:
-    """The `gt` bound of an incremental read: the cursor minus the overlap; None = full read."""
-    if cursor is None:
-        return None
-    return bc_datetime(parse_iso(cursor) - timedelta(seconds=overlap_seconds))
-
 
 def items_query(since: str | None, with_variants: bool) -> dict[str, str]:
     """Query of a pass's item read: changed since `since` (everything if None), variants expanded."""
@@ -94,22 +81,24 @@ def items_by_id_query(item_ids: Iterable[str], since: str) -> dict[str, str]:
     return {"$filter": f"({ids}) and lastModifiedDateTime le {since}", "$expand": "itemVariants"}
 
 
-def page_latest(entities: Iterable[Entity]) -> str | None:
-    """The latest `lastModifiedDateTime` of a page, expanded variants included."""
-    result: str | None = None
-    for entity in entities:
-        result = latest(result, entity.get("lastModifiedDateTime"),
-                        *(v.get("lastModifiedDateTime") for v in entity.get("itemVariants") or ()))
-    return result
+def page_latest(entities: Iterable[Entity]) -> datetime | None:
+    """The newest `lastModifiedDateTime` of a page, expanded variants included."""
+    return newest_modified(time for entity in entities for time in (
+        entity.get("lastModifiedDateTime"),
+        *(v.get("lastModifiedDateTime") for v in entity.get("itemVariants") or ())))
 
 
-def promoted_cursor(cursor: str | None, pending: str | None, pass_started: str) -> str | None:
-    """The cursor after a completed pass: the latest change seen, capped at the pass's start (later
-    changes may have been missed behind the read position), never moving back."""
-    if pending is None:
-        return cursor
-    capped = bc_datetime(min(parse_iso(pending), parse_iso(pass_started)))
-    return latest(cursor, capped)
+def items_read(state: ReadCursor, with_variants: bool) -> ReadCursor:
+    """The item read of a pass is done: on to the variant read (incremental passes with variants
+    on), or the pass is complete."""
+    if with_variants and state.cursor is not None:
+        return state.next_phase(PHASE_VARIANTS)
+    return state.complete()
+
+
+def cursor_name(company_id: str) -> str:
+    """The RowKey of a company's item pull in `bccursors`."""
+    return f"items:{company_id}"
 
 
 def item_event(connection: str, company_id: str, item: Entity, with_variants: bool) -> Entity:
@@ -150,49 +139,6 @@ class RecentItemIds:
         return ids
 
 
-@dataclass(frozen=True)
-class ItemsCursor:
-    """Where the item pull of one company stands (one row of `bccursors`).
-
-    `cursor`: every change up to it was emitted (None = no full pass yet). During a pass:
-    `run_started` (when it began), `phase` and `next_link` (where it resumes) and `pending_cursor`
-    (the latest change seen so far).
-    """
-
-    cursor: str | None = None
-    phase: str = PHASE_ITEMS
-    next_link: str | None = None
-    pending_cursor: str | None = None
-    run_started: str | None = None
-    updated_at: str | None = None
-
-    @property
-    def in_pass(self) -> bool:
-        return self.run_started is not None
-
-    def start_pass(self, now: datetime) -> ItemsCursor:
-        return replace(self, phase=PHASE_ITEMS, next_link=None, pending_cursor=None,
-                       run_started=bc_datetime(now), updated_at=bc_datetime(now))
-
-    def checkpoint(self, next_link: str | None, seen: str | None, now: datetime) -> ItemsCursor:
-        """After a page's events were queued: resume at `next_link`, remember the latest change."""
-        return replace(self, next_link=next_link, pending_cursor=latest(self.pending_cursor, seen),
-                       updated_at=bc_datetime(now))
-
-    def items_read(self, with_variants: bool, now: datetime) -> ItemsCursor:
-        """The item read of the pass is done: on to the variant read (incremental passes with
-        variants on), or complete the pass."""
-        if with_variants and self.cursor is not None:
-            return replace(self, phase=PHASE_VARIANTS, next_link=None, updated_at=bc_datetime(now))
-        return self.complete(now)
-
-    def complete(self, now: datetime) -> ItemsCursor:
-        """The pass is done: promote the pending cursor."""
-        return ItemsCursor(cursor=promoted_cursor(self.cursor, self.pending_cursor,
-                                                  self.run_started or bc_datetime(now)),
-                           updated_at=bc_datetime(now))
-
-
 class ItemPullRequest(BaseModel):
     """A `bc-item-pulls` message: pull this connection's items now (asked for by the route, or the
     continuation of a requested run that stopped on its time budget)."""
@@ -225,43 +171,6 @@ CANNOT_RUN: tuple[type[Exception], ...] = (BadPullRequest, UnknownConnection, To
 
 
 # ----------------------------------------------------------------------------------------- edges
-
-class PullInterrupted(RuntimeError):
-    """Another runner took over this company's pull (lease lost or cursor changed underneath)."""
-
-
-class CursorTable:
-    """The `bccursors` row of one connection/company: PK = connection, RK = `items:<companyId>`;
-    every write is ETag-guarded."""
-
-    def __init__(self, storage: Storage, connection: str, company_id: str):
-        self._storage = storage
-        self._pk = table_key(connection)
-        self._rk = table_key(f"items:{company_id}")
-        self._etag: str | None = None
-
-    def _table(self) -> TableClient:
-        return self._storage.table(TABLE_CURSORS)
-
-    def load(self) -> ItemsCursor:
-        found = read_entity(self._table(), self._pk, self._rk)
-        if found is None:
-            self._etag = None
-            return ItemsCursor()
-        row, self._etag = found
-        fields = ItemsCursor.__dataclass_fields__
-        return ItemsCursor(**{k: v for k, v in row.items() if k in fields and v not in (None, "")})
-
-    def save(self, state: ItemsCursor) -> None:
-        entity = {"PartitionKey": self._pk, "RowKey": self._rk,
-                  **{k: v for k, v in asdict(state).items() if v is not None}}
-        if self._etag is None:
-            self._etag = insert_entity(self._table(), entity)
-        else:
-            self._etag = replace_if_match(self._table(), entity, self._etag)
-        if self._etag is None:
-            raise PullInterrupted(f"cursor {self._pk}/{self._rk} was changed by another runner")
-
 
 @dataclass(frozen=True)
 class PullResult:
@@ -301,7 +210,7 @@ class ItemPull:
         self._deadline = 0.0
         self._lease = Lease(storage, f"items:{self._connection}:{company_id}",
                             max_seconds + LEASE_MARGIN_SECONDS)
-        self._cursors = CursorTable(storage, self._connection, company_id)
+        self._cursors = CursorTable(storage, self._connection, cursor_name(company_id), now)
         self._emitted = 0
         self._page_count = 0
 
@@ -324,18 +233,16 @@ class ItemPull:
         return time.monotonic() < self._deadline
 
     def _run_pass(self) -> bool:
-        state = self._cursors.load()
+        state = self._cursors.load() or ReadCursor()
         if not state.in_pass:
-            state = state.start_pass(self._now())
-            self._cursors.save(state)
-        since = filter_since(state.cursor, self._overlap)
+            state = self._cursors.save(state.start_pass(self._now(), PHASE_ITEMS))
+        since = state.since(self._overlap)
         if state.phase == PHASE_ITEMS:
             items = self._bc.company_path(self._company_id, "items")
             read = self._read(state, items, items_query(since, self._variants), lambda page: page)
             if read is None:
                 return False
-            state = read.items_read(self._variants, self._now())
-            self._cursors.save(state)
+            state = self._cursors.save(items_read(read, self._variants))
         if state.phase == PHASE_VARIANTS and since is not None:
             recent = RecentItemIds()
             variants = self._bc.company_path(self._company_id, "itemVariants")
@@ -343,18 +250,21 @@ class ItemPull:
                               lambda page: self._items_by_id(recent.new(page), since))
             if read is None:
                 return False
-            self._cursors.save(read.complete(self._now()))
+            self._cursors.save(read.complete())
         return True
 
-    def _read(self, state: ItemsCursor, path: str, params: dict[str, str],
-              to_items: Callable[[list[Entity]], Iterable[Entity]]) -> ItemsCursor | None:
+    def _read(self, state: ReadCursor, path: str, params: dict[str, str],
+              to_items: Callable[[list[Entity]], Iterable[Entity]]) -> ReadCursor | None:
         """Page through one phase (from its checkpoint), emitting `to_items(page)` for each page;
         the state after the last page, or None when the time budget ran out first."""
         pages = self._bc.pages(path, params, page_size=self._page_size, resume_from=state.next_link,
                                prefetch=True, go_on=self._time_left)
         for page in pages:
             self._emit(to_items(page.entities))
-            state = self._checkpoint(state, page.next_link, page_latest(page.entities))
+            self._page_count += 1
+            if not self._lease.renew():  # stop before the checkpoint: another runner took over
+                raise ReadInterrupted(f"lease {self._lease.name} was lost")
+            state = self._cursors.save(state.checkpoint(page.next_link, page_latest(page.entities)))
         return None if state.next_link else state
 
     def _items_by_id(self, item_ids: list[str], since: str) -> Iterator[Entity]:
@@ -366,15 +276,6 @@ class ItemPull:
     def _emit(self, items: Iterable[Entity]) -> None:
         events = [item_event(self._connection, self._company_id, item, self._variants) for item in items]
         self._emitted += self._events.publish(QUEUE_ITEMS, events)
-
-    def _checkpoint(self, state: ItemsCursor, next_link: str | None, seen: str | None) -> ItemsCursor:
-        """Record progress after a page's events were queued; stop if the lease was lost."""
-        self._page_count += 1
-        if not self._lease.renew():
-            raise PullInterrupted(f"lease {self._lease.name} was lost")
-        state = state.checkpoint(next_link, seen, self._now())
-        self._cursors.save(state)
-        return state
 
 
 # ----------------------------------------------------------------------------------------- entry points
@@ -420,7 +321,7 @@ def handle_pull_request(runtime: Runtime, text: str, message_id: str) -> None:
         log.error("item pull request %s cannot run: %s; kept on %s (replay it once fixed)",
                   message_id, exc, QUEUE_ITEM_PULLS_POISON)
         return
-    except PullInterrupted as exc:
+    except ReadInterrupted as exc:
         log.info("item pull request %s: stopped, another runner took over: %s", message_id, exc)
         return
     if result.status == "already-running":

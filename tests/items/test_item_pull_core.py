@@ -5,22 +5,20 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connector.bc.timestamps import bc_datetime
+from connector.bc.timestamps import bc_datetime, parse_iso
+from connector.cursors import ReadCursor
 from connector.items.pull import (
     PHASE_ITEMS,
     PHASE_VARIANTS,
     BadPullRequest,
     ItemPullRequest,
-    ItemsCursor,
     RecentItemIds,
-    filter_since,
     item_event,
     items_by_id_query,
     items_query,
-    latest,
+    items_read,
     page_latest,
     parse_pull_request,
-    promoted_cursor,
     variants_query,
 )
 
@@ -36,12 +34,6 @@ def item(n: int, modified: str = T0, variants: list[dict] | None = None) -> dict
 def variant(n: int, modified: str = T0, item_id: str = "") -> dict:
     return {"@odata.etag": f'W/"v{n}"', "id": f"10000000-0000-0000-0000-{n:012d}", "itemId": item_id,
             "code": f"V{n}", "lastModifiedDateTime": modified}
-
-
-def test_first_pass_reads_everything_and_later_passes_go_back_by_the_overlap():
-    assert filter_since(None, 60) is None
-    assert filter_since("2024-05-01T10:00:30.250Z", 60) == "2024-05-01T09:59:30.250Z"
-    assert filter_since("2024-05-01T10:00:30.250Z", 0) == "2024-05-01T10:00:30.250Z"
 
 
 def test_item_filter_uses_an_unquoted_datetime_and_expands_variants_only_when_on():
@@ -61,52 +53,28 @@ def test_items_of_changed_variants_are_fetched_by_id_in_one_filter_without_those
 def test_times_are_bc_form_with_milliseconds_truncated():
     value = datetime(2024, 5, 1, 10, 0, 0, 123999, tzinfo=UTC)
     assert bc_datetime(value) == "2024-05-01T10:00:00.123Z"
-    assert latest(None, "2024-05-01T10:00:00.5Z", "2024-05-01T10:00:00.499Z") == "2024-05-01T10:00:00.500Z"
-    assert latest(None, None) is None
 
 
 def test_page_latest_counts_expanded_variants():
     page = [item(1, "2024-05-01T10:00:00.000Z", [variant(1, "2024-05-01T11:00:00.000Z")]),
             item(2, "2024-05-01T10:30:00.000Z")]
-    assert page_latest(page) == "2024-05-01T11:00:00.000Z"
+    assert page_latest(page) == parse_iso("2024-05-01T11:00:00.000Z")
     assert page_latest([]) is None
 
 
-def test_cursor_is_promoted_to_the_latest_change_seen():
-    assert promoted_cursor(None, "2024-05-01T10:00:00.000Z", "2024-05-01T12:00:00.000Z") == \
-        "2024-05-01T10:00:00.000Z"
-
-
-def test_cursor_never_passes_the_start_of_the_pass():
-    # something changed mid-pass may sit behind the read position: the next pass must look again
-    assert promoted_cursor(None, "2024-05-01T13:00:00.000Z", "2024-05-01T12:00:00.000Z") == \
-        "2024-05-01T12:00:00.000Z"
-
-
-def test_cursor_never_moves_back_and_stays_when_nothing_was_seen():
-    old = "2024-05-01T11:00:00.000Z"
-    assert promoted_cursor(old, "2024-05-01T10:59:30.000Z", "2024-05-01T12:00:00.000Z") == old
-    assert promoted_cursor(old, None, "2024-05-01T12:00:00.000Z") == old
-    assert promoted_cursor(None, None, "2024-05-01T12:00:00.000Z") is None
-
-
-def test_a_full_pass_keeps_its_cursor_pending_until_it_completes():
-    state = ItemsCursor().start_pass(NOW)
-    state = state.checkpoint("https://bc/next1", "2024-05-01T10:00:00.000Z", NOW)
-    state = state.checkpoint("https://bc/next2", "2024-05-01T09:00:00.000Z", NOW)
-    assert state.cursor is None and state.in_pass
-    assert state.pending_cursor == "2024-05-01T10:00:00.000Z" and state.next_link == "https://bc/next2"
-    done = state.checkpoint(None, None, NOW).items_read(with_variants=True, now=NOW)
-    assert done == ItemsCursor(cursor="2024-05-01T10:00:00.000Z", updated_at=bc_datetime(NOW))
-    assert not done.in_pass
+def test_a_full_pass_completes_after_the_item_read_even_with_variants_on():
+    state = ReadCursor().start_pass(NOW, PHASE_ITEMS).checkpoint(None, parse_iso(T0))
+    done = items_read(state, with_variants=True)
+    assert done == ReadCursor(cursor=parse_iso(T0)) and not done.in_pass
 
 
 def test_an_incremental_pass_reads_changed_variants_after_the_items():
-    state = ItemsCursor(cursor=T0).start_pass(NOW).checkpoint(None, "2024-05-01T11:00:00.000Z", NOW)
-    variants = state.items_read(with_variants=True, now=NOW)
+    state = ReadCursor(cursor=parse_iso(T0)).start_pass(NOW, PHASE_ITEMS)
+    state = state.checkpoint(None, parse_iso("2024-05-01T11:00:00.000Z"))
+    variants = items_read(state, with_variants=True)
     assert variants.phase == PHASE_VARIANTS and variants.next_link is None and variants.in_pass
-    assert state.items_read(with_variants=False, now=NOW).phase == PHASE_ITEMS
-    assert variants.complete(NOW).cursor == "2024-05-01T11:00:00.000Z"
+    assert not items_read(state, with_variants=False).in_pass
+    assert variants.complete().cursor == parse_iso("2024-05-01T11:00:00.000Z")
 
 
 def test_event_carries_variants_and_its_id_changes_with_them():

@@ -10,6 +10,7 @@ import pytest
 import requests
 from azure.data.tables import UpdateMode
 
+from connector import cursors
 from connector.bc.timestamps import iso, utc_now
 from connector.leases import Lease
 from connector.runtime import get_runtime
@@ -146,7 +147,7 @@ def test_two_runners_starting_a_trigger_at_once_lose_no_entity_created_after_the
     bc = EmulatedBC(emulator, company_id)
     [trigger] = [t for t in sweep.TRIGGERS if t.entity_set == "items"]
     first_has_time, item_created, first_inserted = threading.Event(), threading.Event(), threading.Event()
-    real_now, real_insert = sweep.utc_now, sweep.insert_entity
+    real_now, real_insert = sweep.utc_now, cursors.insert_entity
 
     def clock():
         if threading.current_thread().name == "second" and not item_created.is_set():
@@ -165,7 +166,7 @@ def test_two_runners_starting_a_trigger_at_once_lose_no_entity_created_after_the
         return etag
 
     monkeypatch.setattr(sweep, "utc_now", clock)
-    monkeypatch.setattr(sweep, "insert_entity", insert)
+    monkeypatch.setattr(cursors, "insert_entity", insert)
     outcomes = {}
 
     def start(name):
@@ -203,8 +204,8 @@ def test_a_set_up_abandoned_by_a_dead_runner_is_taken_over_and_completed_with_it
     started = sweep.start_trigger(runtime, "default", company_id, items_trigger())
 
     assert started is not None
-    row, _ = started
-    assert "state" not in row and row["cursor"] == cutoff
+    _, state = started
+    assert state.state == "" and iso(state.cursor) == cutoff
     assert "state" not in items_cursor(company_id)
     time.sleep(0.01)
     bc.update("items", old["id"], {"displayName": "changed after the set-up"})

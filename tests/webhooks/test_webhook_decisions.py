@@ -31,7 +31,7 @@ from connector.webhooks.subscription_plan import (
     stray_subscriptions,
     watched_resource,
 )
-from connector.webhooks.sweep import completed_cursor, hold_before, newest_change, since_filter
+from connector.webhooks.sweep import hold_before
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 URL = "https://connector.example/api/webhooks/bc"
@@ -309,47 +309,13 @@ def test_who_may_announce_an_entity(existing, owner, verdict):
     assert claim_verdict(existing, owner, NOW) == verdict
 
 
-def test_the_sweep_filter_goes_back_by_the_overlap_in_bc_format():
-    assert since_filter(datetime(2026, 3, 1, 12, 0, 0, 123999, tzinfo=UTC), 60) == \
-        "lastModifiedDateTime gt 2026-03-01T11:59:00.123Z"
-    assert bc_datetime(datetime(2026, 3, 1, 13, 0, tzinfo=UTC).astimezone()) == "2026-03-01T13:00:00.000Z"
-
-
-def test_the_newest_change_read_ignores_missing_times():
-    assert newest_change(None, ["2026-03-01T12:00:05.5Z", None, "2026-03-01T11:00:00Z"]) == \
-        NOW + timedelta(seconds=5.5)
-    assert newest_change(NOW, ["2026-02-01T00:00:00Z"]) == NOW
-    assert newest_change(None, []) is None
-
-
-def test_the_cursor_moves_to_the_newest_change_read_and_never_back():
-    started = NOW + timedelta(hours=1)
-    assert completed_cursor(NOW, NOW + timedelta(seconds=5), started, None) == NOW + timedelta(seconds=5)
-    assert completed_cursor(NOW, NOW - timedelta(days=1), started, None) == NOW
-    assert completed_cursor(NOW, None, started, None) == NOW
-
-
-def test_the_cursor_never_passes_the_start_of_the_pass():
-    started = NOW + timedelta(seconds=10)
-    assert completed_cursor(NOW, NOW + timedelta(seconds=30), started, None) == started
-
-
 def entity(entity_id: str, seconds: float) -> dict:
     return {"id": entity_id, "lastModifiedDateTime": iso(NOW + timedelta(seconds=seconds))}
 
 
-def test_the_cursor_stops_just_before_an_entity_another_runner_holds():
+def test_the_sweep_holds_the_cursor_just_before_an_entity_another_runner_claimed():
     page = [entity("A", 1), entity("B", 2), entity("C", 3), entity("D", 4)]
-    held = hold_before(None, page, {"c", "b"})
-    assert held == NOW + timedelta(seconds=2) - timedelta(milliseconds=1)
-    cursor = completed_cursor(NOW, newest_change(None, [e["lastModifiedDateTime"] for e in page]),
-                              NOW + timedelta(hours=1), held)
-    assert cursor < NOW + timedelta(seconds=2) and since_filter(cursor, 0) == \
-        f"lastModifiedDateTime gt {bc_datetime(NOW + timedelta(seconds=2) - timedelta(milliseconds=1))}"
-    assert hold_before(held, [entity("E", 0.5)], {"e"}) == NOW + timedelta(seconds=0.5, milliseconds=-1)
-    assert hold_before(None, page, set()) is None
-
-
-def test_a_held_entity_already_behind_the_cursor_keeps_the_cursor_where_it_is():
-    held = hold_before(None, [entity("A", -30)], {"a"})
-    assert completed_cursor(NOW, NOW + timedelta(seconds=5), NOW + timedelta(hours=1), held) == NOW
+    assert hold_before(page, {"c", "b"}) == NOW + timedelta(seconds=2) - timedelta(milliseconds=1)
+    assert bc_datetime(hold_before(page, {"c", "b"})) == "2026-03-01T12:00:01.999Z"
+    assert hold_before(page, set()) is None
+    assert hold_before([{"id": "E"}], {"e"}) is None  # no time: nothing to hold
