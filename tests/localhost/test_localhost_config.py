@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -63,12 +64,27 @@ def test_missing_connection_setting_is_named(tmp_path) -> None:
         LocalHost(sample_app.app, host_json=tmp_path / "host.json", env=env).start()
 
 
+class _RecordedWaits(threading.Event):
+    """A stop event that records the pauses the poller takes between empty polls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pauses: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.pauses.append(timeout)
+        return super().wait(timeout)
+
+
 def test_polling_back_off_is_capped_by_max_polling_interval(make_host) -> None:
     host = make_host(queues={"maxPollingInterval": "00:00:00.300"})
-    client = queue(host)
-    time.sleep(3.5)  # uncapped doubling from 100 ms would poll at ~3.1 s and then ~6.3 s
-    sent = time.monotonic()
-    client.send_message(json.dumps({"n": 1}))
-    host.wait_idle(15)
-    ((_, seen_at),) = sample_app.seen.messages
-    assert seen_at - sent < 1.2
+    [listener] = host._queues
+    listener._stopping = recorded = _RecordedWaits()
+    deadline = time.monotonic() + 30
+    while len(recorded.pauses) < 6:  # uncapped doubling would be at 3.2 s by the sixth pause
+        assert time.monotonic() < deadline, recorded.pauses
+        time.sleep(0.1)
+    assert recorded.pauses[-3:] == [0.3, 0.3, 0.3] and max(recorded.pauses) == 0.3
+    queue(host).send_message(json.dumps({"n": 1}))
+    host.wait_idle(30)
+    assert len(sample_app.seen.messages) == 1

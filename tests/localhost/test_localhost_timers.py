@@ -71,7 +71,7 @@ def test_fire_timer_runs_now_and_returns(make_host) -> None:
 
 def test_schedule_comes_from_the_setting(make_host) -> None:
     host = make_host(SAMPLE_SCHEDULE="*/1 * * * * *")
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while seen.timers.count(("tick", False)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert seen.timers.count(("tick", False)) >= 2
