@@ -3,7 +3,8 @@
 Starts its own Azurite, BC + Entra emulator and local Functions host on free loopback ports (so it
 runs beside `make run`), then walks through: a user sign-in (authorization code, browser-less),
 webhook subscriptions, a created item / shipment / invoice arriving as events, an item pull, a sales
-order pushed, and a bad order dead-lettered. Exits 0 when every step did what it should.
+order pushed, a large one by claim check (blob + reference), and a bad order dead-lettered. Exits 0
+when every step did what it should.
 """
 from __future__ import annotations
 
@@ -156,6 +157,7 @@ class Tour:
                                lambda r: r.get("externalDocumentNumber") == "DEMO-WEB-1")
         if self.check(result is not None and result["status"] == "created", "the order was created"):
             print(f"   BC order {result['number']} ({result['salesOrderId']})")
+        self.large_order(orders)
         orders.send_message(json.dumps(SEED_ORDER | {"customerNumber": "NO-SUCH-CUSTOMER",
                                                      "externalDocumentNumber": "DEMO-BAD-1"}))
         result = self.wait_for("sales-order-results",
@@ -164,6 +166,28 @@ class Tour:
             show(result["error"])
         props = self.queue("sales-orders-poison").get_queue_properties()
         self.check(props.approximate_message_count >= 1, "and is kept on sales-orders-poison")
+
+    def large_order(self, orders: Any) -> None:
+        """An order over a queue message's 64 KiB goes by claim check: a blob, and a message naming it."""
+        from azure.storage.blob import BlobClient
+
+        body = json.dumps(SEED_ORDER | {"externalDocumentNumber": "DEMO-BIG-1", "salesOrderLines": [
+            {"itemNumber": "DEMO-1000", "quantity": 1, "description": f"line {n:03d} of a large order"}
+            for n in range(1, 1001)]})
+        blob = BlobClient.from_connection_string(self.azurite.connection_string, "sales-order-payloads",
+                                                 "DEMO-BIG-1.json")
+        blob.upload_blob(body.encode(), overwrite=True)
+        message = {"dataref": blob.url, "externalDocumentNumber": "DEMO-BIG-1"}
+        orders.send_message(json.dumps(message))
+        size = len(body.encode()) // 1024
+        print(f"   a {size} KiB order (1000 lines) is put in a blob; the message names it:")
+        show(message)
+        result = self.wait_for("sales-order-results",
+                               lambda r: r.get("externalDocumentNumber") == "DEMO-BIG-1", timeout=60)
+        if self.check(result is not None and result["status"] == "created", "the large order was created"):
+            lines = self.admin("GET", f"{TENANT}/production/{COMPANY.replace(' ', '%20')}/salesOrders/"
+                               f"{result['salesOrderId']}")["salesOrderLines"]
+            self.check(len(lines) == 1000, f"BC order {result['number']} has all {len(lines)} lines")
 
     def final_status(self) -> None:
         print("\n7. Status")
