@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 AZURITE := node_modules/.bin/azurite
 PYTEST_ARGS ?=
 
-.PHONY: install browser run test demo bench lint settings replay-poison clean
+.PHONY: install browser run test demo bench lint settings peek replay-poison clean
 
 install: $(STAMP) $(AZURITE)
 
@@ -49,6 +49,11 @@ lint: install
 ## connector/settings.py (tests fail while any of them is stale).
 settings: install
 	$(BIN)/python -m devtools.settings_files --write
+
+## Print the oldest messages of a queue, left there (QUEUE=sales-order-results by default; ARGS="--wait 30",
+## "--take" consumes them).
+peek: install
+	$(BIN)/python -m connector peek $(or $(QUEUE),sales-order-results) $(ARGS)
 
 ## Move messages from <queue>-poison back to <queue> after a fix (QUEUE=sales-orders by default).
 replay-poison: install
