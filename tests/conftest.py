@@ -150,3 +150,23 @@ def local_host(connector_env: Callable[..., dict[str, str]]) -> Callable[..., An
     yield start
     for host in hosts:
         host.stop()
+
+
+@pytest.fixture
+def host_cluster(connector_env: Callable[..., dict[str, str]], tmp_path: Path) -> Callable[..., Any]:
+    """Factory: `n` real instances (`python -m devtools.localhost` processes) of the app with setting
+    overrides, on this Azurite and emulator, behind one round-robin front door (`.front.url`, also
+    their PUBLIC_BASE_URL); `.hosts[i].kill()` SIGKILLs one. Stopped at the end."""
+    from devtools.localhost.cluster import HostCluster
+
+    clusters = []
+
+    def start(n: int, queue_lease: int = 10, **overrides: str) -> Any:
+        env = connector_env(**overrides)
+        cluster = HostCluster(n, env, tmp_path / "hosts", queue_lease=queue_lease)
+        clusters.append(cluster)
+        return cluster.start()
+
+    yield start
+    for cluster in clusters:
+        cluster.stop()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .cli import configure_logging, load_settings, settings_file, stop_signal
 from .host import LocalHost
+from .queues import DEFAULT_LEASE
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -22,6 +23,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--app", default="function_app", help="module holding `app` (module or module:attr)")
     parser.add_argument("--settings", type=Path, help="default: local.settings.json, else the example")
     parser.add_argument("--host-json", type=Path, default=Path("host.json"))
+    parser.add_argument("--queue-lease", type=int, default=DEFAULT_LEASE,
+                        help="seconds a running message stays invisible before its lease is renewed "
+                             "(also how soon another instance retries it after this one dies)")
     return parser.parse_args(argv)
 
 
@@ -36,7 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(Path.cwd()))
     module_name, _, attr = args.app.partition(":")
     app = getattr(importlib.import_module(module_name), attr or "app")
-    host = LocalHost(app, host_json=args.host_json, port=args.port).start()
+    host = LocalHost(app, host_json=args.host_json, port=args.port,
+                     queue_lease=args.queue_lease).start()
     try:
         print(f"Local Functions host on {host.url} (settings: {settings or 'none'})")
         for spec in host.functions:
