@@ -820,6 +820,20 @@ def test_alert_rules_query_the_connector_metrics_and_fire_per_connection_queue_o
         "monitoring", "outputs", "applicationInsightsId")
 
 
+def test_readme_tells_what_each_alert_means_and_what_to_do() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Operate it: alerts"):]
+    section = section[:section.index("\n## ", 1)]
+    rows = {line.split("|")[1].strip().split("`")[1]: line for line in section.splitlines()
+            if line.startswith("| `")}
+    assert set(rows) == set(ALERT_QUERIES)
+    for name, (reads, _) in ALERT_QUERIES.items():
+        for metric in reads - {"requests"}:
+            assert metric in rows[name] or name == "subscriptions", f"README row of {name} lacks {metric}"
+    for metric in METRIC_NAMES:
+        assert f"`{metric}`" in section, f"README does not name {metric}"
+
+
 def test_overdue_alerts_wait_two_periods_of_the_default_schedules_unless_told_otherwise() -> None:
     main, alerts = parse(MAIN), module("alerts")
     periods = resolve(main, "connector")["schedulePeriodSeconds"]
