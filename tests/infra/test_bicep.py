@@ -834,6 +834,14 @@ def test_readme_tells_what_each_alert_means_and_what_to_do() -> None:
         assert f"`{metric}`" in section, f"README does not name {metric}"
 
 
+def test_subscription_alert_counts_the_states_the_connector_saves() -> None:
+    source = (ROOT / "connector" / "webhooks" / "subscriptions.py").read_text()
+    saved = set(re.findall(r'save\(trigger, "(\w+)"', source))
+    (rule,) = [r for r in resolve(module("alerts"), "alerts") if r["name"] == "subscriptions"]
+    used = set(re.findall(r'state == "(\w+)"', _query_text(rule["query"])))
+    assert used == {"active", "failed"} and used <= saved, f"the connector saves {saved}"
+
+
 def test_overdue_alerts_wait_two_periods_of_the_default_schedules_unless_told_otherwise() -> None:
     main, alerts = parse(MAIN), module("alerts")
     periods = resolve(main, "connector")["schedulePeriodSeconds"]
