@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from connector.settings import QUEUE_NAMES
@@ -57,16 +57,10 @@ def replay_poison(storage: Storage, queue: str, limit: int | None = None) -> int
     waiting = poison.get_queue_properties().approximate_message_count or 0
     todo = waiting if limit is None else min(limit, waiting)
     moved = 0
-    while moved < todo:
-        size = min(RECEIVE_BATCH, todo - moved)
-        batch = list(poison.receive_messages(messages_per_page=size, max_messages=size,
-                                             visibility_timeout=REPLAY_LEASE_SECONDS))
-        if not batch:
-            break
-        for message in batch:
-            target.send_message(message.content)
-            poison.delete_message(message)
-            moved += 1
+    for message in _receive(poison, todo, REPLAY_LEASE_SECONDS):
+        target.send_message(message.content)
+        poison.delete_message(message)
+        moved += 1
     return moved
 
 
@@ -90,17 +84,26 @@ def _peek(client: Any, limit: int) -> list[str]:
 
 
 def _take(client: Any, limit: int) -> list[str]:
-    texts: list[str] = []
-    while len(texts) < limit:
-        size = min(RECEIVE_BATCH, limit - len(texts))
-        batch = list(client.receive_messages(messages_per_page=size, max_messages=size,
-                                             visibility_timeout=TAKE_LEASE_SECONDS))
-        if not batch:
-            break
-        for message in batch:
-            texts.append(message.content)
-            client.delete_message(message)
+    texts = []
+    for message in _receive(client, limit, TAKE_LEASE_SECONDS):
+        texts.append(message.content)
+        client.delete_message(message)
     return texts
+
+
+def _receive(client: Any, count: int, lease_seconds: int) -> Iterator[Any]:
+    """Up to `count` messages, received in batches, each invisible to others for `lease_seconds`
+    (the caller deletes each one it is done with)."""
+    received = 0
+    while received < count:
+        size = min(RECEIVE_BATCH, count - received)
+        batch = list(client.receive_messages(messages_per_page=size, max_messages=size,
+                                             visibility_timeout=lease_seconds))
+        if not batch:
+            return
+        for message in batch:
+            received += 1
+            yield message
 
 
 def pretty(text: str) -> str:
