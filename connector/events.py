@@ -57,6 +57,10 @@ class EventPublisher:
         self._max_inline = max_inline_bytes
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="events")
 
+    def close(self) -> None:
+        """Let the publishing threads end once idle."""
+        self._pool.shutdown(wait=False)
+
     def prepare(self, event: dict[str, Any]) -> str:
         """The message text; moves `data` to a blob when the event is too large."""
         text = encode(event)

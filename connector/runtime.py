@@ -1,33 +1,55 @@
 """The process-wide objects every trigger needs, built once from the settings on first use.
 
 Settings are read lazily (not at import), so `func start`, the local host and tests can set the
-environment before the first invocation. `reset_runtime()` drops everything (tests, settings change).
+environment before the first invocation. The `Runtime` owns every pool, cache and lock the core
+shares across invocations and hands them to the objects it builds; tests build their own or replace
+attributes. `reset_runtime()` closes and drops it (tests, settings change).
 """
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
 from connector.auth.tokens import TokenService
 from connector.bc.budget import Budget, LocalBudgets, SharedBudget
 from connector.bc.client import BCClient
-from connector.bc.companies import resolve_company_id
+from connector.bc.companies import Companies
 from connector.bc.timestamps import utc_now
 from connector.events import EventPublisher
 from connector.ops.status import read_status, status_readings
 from connector.orders.variants import ItemVariants
-from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, load_settings
+from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, host_max_dequeue_count, load_settings
 from connector.storage import Storage
 from connector.telemetry import Telemetry, configure_telemetry
+from connector.webhooks.dedupe import DedupeLog
 from connector.webhooks.directory import SubscriptionDirectory
 
 
 class Runtime:
-    """Settings, storage, event publisher, token service and one BC client per connection."""
+    """Settings, storage and the shared objects built on them: event publisher, token service, BC's
+    budget and one BC client per connection, company directory, webhook subscription directory,
+    dedupe log, item variant cache and the thread pools of the webhook path."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.storage = Storage(settings.storage)
+        self.events = EventPublisher(
+            self.storage,
+            container=CONTAINER_EVENT_PAYLOADS,
+            max_inline_bytes=settings.event_max_inline_bytes,
+            concurrency=settings.event_publish_concurrency,
+        )
+        self.tokens = TokenService(settings, self.storage)
+        self.companies = Companies(self.storage)
+        self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)
+        self.item_variants = ItemVariants()
+        # Threads start on first use. Entity GETs of one notification batch: each connection's BC
+        # budget caps what reaches BC. Receiver enqueues: the acknowledgement waits for them.
+        self.fetch_pool = ThreadPoolExecutor(8, thread_name_prefix="bc-fetch")
+        self.enqueue_pool = ThreadPoolExecutor(8, thread_name_prefix="webhook-enqueue")
+        self.dedupe_pool = ThreadPoolExecutor(16, thread_name_prefix="dedupe")
+        self.dedupe = DedupeLog(self.storage, settings.dedupe_ttl_days, pool=self.dedupe_pool)
         self._clients: dict[str, BCClient] = {}
         self._lock = threading.Lock()
         self.telemetry: Telemetry = configure_telemetry(settings.telemetry)
@@ -39,33 +61,15 @@ class Runtime:
         return status_readings(read_status(self.settings, self.storage, now), now)
 
     @cached_property
-    def events(self) -> EventPublisher:
-        return EventPublisher(
-            self.storage,
-            container=CONTAINER_EVENT_PAYLOADS,
-            max_inline_bytes=self.settings.event_max_inline_bytes,
-            concurrency=self.settings.event_publish_concurrency,
-        )
-
-    @cached_property
     def budget(self) -> Budget:
         """BC's budget per principal: shared by every instance through storage, unless turned off."""
         limits = self.settings.bc_limits
         return SharedBudget(self.storage, limits) if limits.shared else LocalBudgets(limits)
 
     @cached_property
-    def tokens(self) -> TokenService:
-        return TokenService(self.settings, self.storage)
-
-    @cached_property
-    def subscription_directory(self) -> SubscriptionDirectory:
-        """The webhook receiver's view of the subscriptions this app made."""
-        return SubscriptionDirectory(self.storage, self.settings.token_encryption_keys)
-
-    @cached_property
-    def item_variants(self) -> ItemVariants:
-        """Variant ids for order lines, cached across orders."""
-        return ItemVariants()
+    def max_dequeue_count(self) -> int:
+        """Deliveries of a queue message before the host moves it to `-poison` (host.json)."""
+        return host_max_dequeue_count()
 
     def bc(self, connection: str | None = None) -> BCClient:
         """The BC client of a connection (default: `default`); shared by the instance's threads."""
@@ -84,17 +88,23 @@ class Runtime:
                 self._clients[conn.name] = client
             return client
 
-    def close(self) -> None:
-        """Give shared resources back (the budget's slots) when this runtime is dropped."""
-        if "budget" in self.__dict__:
-            self.budget.close()
-
     def company_id(self, connection: str | None = None, wanted: str | None = None) -> str:
         """The company to use (id), from a message's `company`, BC_COMPANY, sign-in, or the first."""
         conn = self.settings.connection(connection)
-        return resolve_company_id(self.bc(conn.name), self.storage, conn.name, conn.company, wanted)
+        return self.companies.resolve_id(self.bc(conn.name), conn.name, conn.company, wanted)
+
+    def close(self) -> None:
+        """Give shared resources back when this runtime is dropped: the budget's slots, and the pools'
+        threads once idle (work already submitted still finishes)."""
+        if "budget" in self.__dict__:
+            self.budget.close()
+        for pool in (self.fetch_pool, self.enqueue_pool, self.dedupe_pool):
+            pool.shutdown(wait=False)
+        self.events.close()
 
 
+# The one process-wide root: the Functions host calls each trigger with no object of ours, so the
+# blueprints reach the runtime through get_runtime().
 _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
 
@@ -108,7 +118,7 @@ def get_runtime() -> Runtime:
 
 
 def reset_runtime(runtime: Runtime | None = None) -> None:
-    """Forget the current runtime (or install a given one)."""
+    """Close and forget the current runtime (or install a given one)."""
     global _runtime
     with _runtime_lock:
         old, _runtime = _runtime, runtime

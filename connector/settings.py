@@ -12,10 +12,12 @@ unset one falls back to the plain setting (so options and the tenant can be shar
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # Queue, table and blob container names are part of the public contract (see CONTRACT/README).
 QUEUE_SALES_ORDERS = "sales-orders"
@@ -452,3 +454,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         telemetry=load_telemetry_settings(env),
     )
+
+
+HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+
+
+def host_max_dequeue_count(host_json: Path = HOST_JSON) -> int:
+    """`extensions.queues.maxDequeueCount` of host.json (the host's default 5 if absent)."""
+    config = json.loads(host_json.read_text(encoding="utf-8"))
+    return int(config.get("extensions", {}).get("queues", {}).get("maxDequeueCount", 5))

@@ -19,7 +19,6 @@ import requests
 
 from connector.auth.token_store import AuthFlowStore, PendingSignIn
 from connector.auth.tokens import TokenEndpointUnavailable, compact_cache, describe_token_error
-from connector.bc.companies import discover_companies
 from connector.bc.errors import BCError, TokenUnavailable
 from connector.settings import BC_SCOPE, ConnectionSettings, SettingsError, UnknownConnection
 
@@ -97,8 +96,7 @@ def complete_sign_in(runtime: Runtime, params: Mapping[str, str]) -> SignedIn:
     conn, claims = redeem(runtime, params)
     user = str(claims.get("preferred_username") or claims.get("name") or "")
     try:
-        companies, chosen = discover_companies(runtime.bc(conn.name), runtime.storage, conn.name,
-                                               conn.company)
+        companies, chosen = runtime.companies.discover(runtime.bc(conn.name), conn.name, conn.company)
     except (BCError, TokenUnavailable) as exc:
         log.error("sign-in %s: listing companies failed: %s", conn.name, exc)
         return SignedIn(conn.name, user, [], "", f"Signed in, but listing the companies failed: {exc}")

@@ -11,6 +11,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,28 +24,8 @@ from connector.storage import Storage, read_entity
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 CACHE_SECONDS = 600.0
 
-_cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-_cache_lock = threading.Lock()
-
-
 class CompanyNotFound(LookupError):
     """The company named does not exist in the connection's environment."""
-
-
-def list_companies(bc: BCClient, *, fresh: bool = False) -> list[dict[str, Any]]:
-    """The environment's companies (id, name, displayName), cached for a few minutes."""
-    key = bc.base_url
-    with _cache_lock:
-        hit = _cache.get(key)
-    if hit and not fresh and time.monotonic() - hit[0] < CACHE_SECONDS:
-        return hit[1]
-    companies = [
-        {"id": c["id"], "name": c.get("name", ""), "displayName": c.get("displayName", "")}
-        for c in bc.iter_entities("companies")
-    ]
-    with _cache_lock:
-        _cache[key] = (time.monotonic(), companies)
-    return companies
 
 
 def match_company(companies: list[dict[str, Any]], wanted: str) -> dict[str, Any]:
@@ -67,44 +48,69 @@ def choose_company(companies: list[dict[str, Any]], configured: str) -> dict[str
     return companies[0] if companies else None
 
 
-def discover_companies(bc: BCClient, storage: Storage, connection: str,
-                       configured: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """List the environment's companies afresh, choose one (see `choose_company`) and save both in
-    the connection's `state` row. Returns (companies, chosen); chosen is None when the environment
-    has no companies or `configured` names none of them."""
-    companies = list_companies(bc, fresh=True)
-    try:
-        chosen = choose_company(companies, configured)
-    except CompanyNotFound:
-        chosen = None
-    storage.table(TABLE_CONNECTIONS).upsert_entity({
-        "PartitionKey": connection,
-        "RowKey": "state",
-        "company_id": chosen["id"] if chosen else "",
-        "companies": json.dumps(companies, separators=(",", ":")),
-        "discovered_at": datetime.now(UTC),
-    }, mode=UpdateMode.MERGE)
-    return companies, chosen
-
-
 def saved_company_id(storage: Storage, connection: str) -> str:
     row = read_entity(storage.table(TABLE_CONNECTIONS), connection, "state")
     return str(row[0].get("company_id", "")) if row else ""
 
 
-def resolve_company_id(bc: BCClient, storage: Storage, connection: str, configured: str,
-                       wanted: str | None = None) -> str:
-    """Company id for a call: `wanted` (id or name) > `configured` (BC_COMPANY) > the company saved
-    at sign-in > the first company of the environment."""
-    choice = (wanted or configured or "").strip()
-    if choice and GUID_RE.match(choice) and not wanted:
-        return choice.lower()
-    if not choice:
-        saved = saved_company_id(storage, connection)
-        if saved:
-            return saved
-        chosen = discover_companies(bc, storage, connection, "")[1]
-        if chosen is None:
-            raise CompanyNotFound("the environment has no companies")
-        return str(chosen["id"])
-    return match_company(list_companies(bc), choice)["id"]
+class Companies:
+    """Company discovery and resolution for every connection; the environment's company list is
+    cached per BC environment for `ttl` seconds (one object per runtime)."""
+
+    def __init__(self, storage: Storage, *, ttl: float = CACHE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic):
+        self._storage = storage
+        self._ttl = ttl
+        self._clock = clock
+        self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._lock = threading.Lock()
+
+    def list(self, bc: BCClient, *, fresh: bool = False) -> list[dict[str, Any]]:
+        """The environment's companies (id, name, displayName)."""
+        key = bc.base_url
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit and not fresh and self._clock() - hit[0] < self._ttl:
+            return hit[1]
+        companies = [
+            {"id": c["id"], "name": c.get("name", ""), "displayName": c.get("displayName", "")}
+            for c in bc.iter_entities("companies")
+        ]
+        with self._lock:
+            self._cache[key] = (self._clock(), companies)
+        return companies
+
+    def discover(self, bc: BCClient, connection: str,
+                 configured: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """List the environment's companies afresh, choose one (see `choose_company`) and save both in
+        the connection's `state` row. Returns (companies, chosen); chosen is None when the environment
+        has no companies or `configured` names none of them."""
+        companies = self.list(bc, fresh=True)
+        try:
+            chosen = choose_company(companies, configured)
+        except CompanyNotFound:
+            chosen = None
+        self._storage.table(TABLE_CONNECTIONS).upsert_entity({
+            "PartitionKey": connection,
+            "RowKey": "state",
+            "company_id": chosen["id"] if chosen else "",
+            "companies": json.dumps(companies, separators=(",", ":")),
+            "discovered_at": datetime.now(UTC),
+        }, mode=UpdateMode.MERGE)
+        return companies, chosen
+
+    def resolve_id(self, bc: BCClient, connection: str, configured: str, wanted: str | None = None) -> str:
+        """Company id for a call: `wanted` (id or name) > `configured` (BC_COMPANY) > the company saved
+        at sign-in > the first company of the environment."""
+        choice = (wanted or configured or "").strip()
+        if choice and GUID_RE.match(choice) and not wanted:
+            return choice.lower()
+        if not choice:
+            saved = saved_company_id(self._storage, connection)
+            if saved:
+                return saved
+            chosen = self.discover(bc, connection, "")[1]
+            if chosen is None:
+                raise CompanyNotFound("the environment has no companies")
+            return str(chosen["id"])
+        return match_company(self.list(bc), choice)["id"]

@@ -14,15 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from connector.bc.errors import BCError
-
-if TYPE_CHECKING:
-    from connector.bc.client import BCClient
 
 NEXT_LINK = "@odata.nextLink"
 DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -62,6 +59,16 @@ def on_origin(url: str, origin: str, what: str = "link") -> str:
     return url
 
 
+class PageSource(Protocol):
+    """What the pager needs of a client (`BCClient` is one; the pager does not import it)."""
+
+    origin: str
+
+    def url(self, path: str) -> str: ...
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response: ...
+
+
 @dataclass(frozen=True)
 class Page:
     """One page of a collection: its entities, the link to the next page (None: the last one) and
@@ -72,7 +79,7 @@ class Page:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-def read_pages(client: BCClient, path: str, params: Mapping[str, Any] | None = None, *,
+def read_pages(client: PageSource, path: str, params: Mapping[str, Any] | None = None, *,
                page_size: int | None = None, resume_from: str | None = None,
                prefetch: bool = False, go_on: Callable[[], bool] = lambda: True) -> Iterator[Page]:
     """The pages of `path` (or of the read that stopped at `resume_from`), one request each.

@@ -1,7 +1,7 @@
 """Queue trigger of Send Created Sales Order: `sales-orders` → BC → `sales-order-results`."""
 import azure.functions as func
 
-from connector.orders.send import OrderDelivery, handle_delivery, host_max_dequeue_count
+from connector.orders.send import OrderDelivery, handle_delivery
 from connector.runtime import get_runtime
 from connector.settings import QUEUE_SALES_ORDERS
 
@@ -11,7 +11,8 @@ bp = func.Blueprint()
 @bp.queue_trigger(arg_name="msg", queue_name=QUEUE_SALES_ORDERS, connection="AzureWebJobsStorage")
 def send_created_sales_order(msg: func.QueueMessage) -> None:
     """One order message → one BC order and one result; raises only to have the host retry."""
+    runtime = get_runtime()
     delivery = OrderDelivery(text=msg.get_body().decode("utf-8"), message_id=msg.id,
                              dequeue_count=msg.dequeue_count or 1,
-                             max_dequeue_count=host_max_dequeue_count())
-    handle_delivery(get_runtime(), delivery)
+                             max_dequeue_count=runtime.max_dequeue_count)
+    handle_delivery(runtime, delivery)

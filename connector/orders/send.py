@@ -32,13 +32,11 @@ The claims: `claims.py`; variant lookups: `variants.py`; the message and result 
 """
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from connector.bc.client import BCClient
@@ -78,7 +76,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
 MAX_ECHOED_KEY = 1000  # a longer (invalid) key is not echoed: the result must fit in a queue message
 DEFER_MARGIN_SECONDS = 5  # a message deferred behind an uncertain claim returns this long after its window
 
@@ -100,13 +97,6 @@ class OrderDelivery:
     def last_attempt(self) -> bool:
         """After this attempt the host moves the message to `-poison` if it fails."""
         return self.dequeue_count >= self.max_dequeue_count
-
-
-@functools.cache
-def host_max_dequeue_count() -> int:
-    """`extensions.queues.maxDequeueCount` of host.json (the host's default 5 if absent)."""
-    config = json.loads(HOST_JSON.read_text(encoding="utf-8"))
-    return int(config.get("extensions", {}).get("queues", {}).get("maxDequeueCount", 5))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 CLAIM_SECONDS = 600.0  # the functionTimeout: a claim this old belongs to a dead runner
 BATCH = 100  # entities per table transaction (the service's limit)
-_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dedupe")
 
 State = Literal["claimed", "emitted", "gone", "known"]
 
@@ -78,12 +77,13 @@ def claim_verdict(row: dict[str, Any] | None, owner: str, now: datetime) -> Verd
 
 
 class DedupeLog:
-    """Claims and records in `bcdedupe`; table calls run in parallel (Azurite/Azure round-trips
-    dominate when a `collection` brings a thousand entities)."""
+    """Claims and records in `bcdedupe`; table calls run in parallel on `pool` when given (Azurite/Azure
+    round-trips dominate when a `collection` brings a thousand entities), else one after another."""
 
-    def __init__(self, storage: Storage, ttl_days: float):
+    def __init__(self, storage: Storage, ttl_days: float, *, pool: Executor | None = None):
         self._storage = storage
         self.ttl = timedelta(days=ttl_days)
+        self._map = pool.map if pool is not None else map
 
     def _table(self) -> TableClient:
         return self._storage.table(TABLE_DEDUPE)
@@ -105,9 +105,9 @@ class DedupeLog:
         table = self._table()
         chunks = [entity_ids[i:i + 14] for i in range(0, len(entity_ids), 14)]
         existing: dict[str, tuple[dict[str, Any], str]] = {}
-        for found in _pool.map(lambda chunk: self._read_many(table, scope, chunk), chunks):
+        for found in self._map(lambda chunk: self._read_many(table, scope, chunk), chunks):
             existing.update(found)
-        outcomes = dict(zip(entity_ids, _pool.map(
+        outcomes = dict(zip(entity_ids, self._map(
             lambda i: self._claim_one(table, scope, i, owner, existing.get(table_key(i.lower()))),
             entity_ids), strict=True))
         return Claims(won=frozenset(i for i, o in outcomes.items() if o == "won"),
@@ -148,7 +148,7 @@ class DedupeLog:
             return
         table = self._table()
         chunks = [rows[i:i + BATCH] for i in range(0, len(rows), BATCH)]
-        list(_pool.map(lambda chunk: table.submit_transaction(
+        list(self._map(lambda chunk: table.submit_transaction(
             [("upsert", r, {"mode": UpdateMode.REPLACE}) for r in chunk]), chunks))
 
     def purge_gone(self, scope: DedupeScope, limit: int = 5000) -> int:
@@ -164,7 +164,7 @@ class DedupeLog:
             if len(keys) >= limit:
                 break
         chunks = [keys[i:i + BATCH] for i in range(0, len(keys), BATCH)]
-        list(_pool.map(lambda chunk: table.submit_transaction(
+        list(self._map(lambda chunk: table.submit_transaction(
             [("delete", {"PartitionKey": scope.partition, "RowKey": k}) for k in chunk]), chunks))
         if keys:
             log.info("dedupe %s: purged %d expired gone marker(s)", scope.partition, len(keys))

@@ -22,7 +22,6 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -36,7 +35,7 @@ from connector.bc.timestamps import bc_datetime, parse_iso
 from connector.runtime import Runtime
 from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
 from connector.webhooks import sweep
-from connector.webhooks.dedupe import DedupeLog, DedupeScope
+from connector.webhooks.dedupe import DedupeScope
 from connector.webhooks.directory import KnownSubscription
 from connector.webhooks.triggers import BY_ENTITY_SET, CreatedTrigger, EmitCount, announce, publish_claimed
 
@@ -49,8 +48,6 @@ _GUID = r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"
 _ENTITY_KEY_RE = re.compile(rf"\(\s*'?({_GUID})'?\s*\)\s*/?\s*$")
 _SINCE_RE = re.compile(  # `lastDateTimeModified` is the docs' typo of the same field
     r"^\s*(?:lastModifiedDateTime|lastDateTimeModified)\s+gt\s+'?([0-9][0-9T:.+\-Z]*)'?\s*$", re.IGNORECASE)
-_fetch_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="bc-fetch")  # the BC budget caps it
-_send_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-enqueue")
 
 
 @dataclass(frozen=True)
@@ -173,7 +170,7 @@ def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Ru
         screening = screen(elements, runtime.subscription_directory.find(subscription_ids(elements)))
         messages = pack_messages(screening.queued)
         queue = runtime.storage.queue(QUEUE_NOTIFICATIONS, retry_total=0)
-        list(_send_pool.map(lambda text: queue.send_message(text, retry_total=0), messages))
+        list(runtime.enqueue_pool.map(lambda text: queue.send_message(text, retry_total=0), messages))
     except AzureError as exc:
         log.error("webhook: storage unavailable (%s); answered 503 so BC retries", type(exc).__name__)
         return Reply(503, "storage unavailable")
@@ -252,7 +249,7 @@ def announce_created(runtime: Runtime, group: DedupeScope, ids: list[str], owner
     trigger: CreatedTrigger = BY_ENTITY_SET[group.entity_set]
     conn = runtime.settings.connection(group.connection)
     bc = runtime.bc(conn.name)
-    dedupe = DedupeLog(runtime.storage, runtime.settings.dedupe_ttl_days)
+    dedupe = runtime.dedupe
     claims = dedupe.claim(group, ids, owner)
     claimed = [i for i in ids if i in claims.won]
     params = trigger.expand(conn)
@@ -263,7 +260,7 @@ def announce_created(runtime: Runtime, group: DedupeScope, ids: list[str], owner
         except BCError as exc:
             return exc
 
-    results = list(_fetch_pool.map(fetch, claimed))
+    results = list(runtime.fetch_pool.map(fetch, claimed))
     entities = [r for r in results if isinstance(r, dict)]
     gone = [k for k, r in zip(claimed, results, strict=True) if isinstance(r, BCNotFound)]
     failures = [r for r in results if isinstance(r, BCError) and not isinstance(r, BCNotFound)]
@@ -289,7 +286,7 @@ def announce_collection(runtime: Runtime, group: DedupeScope, resource: str, own
         return EmitCount(emitted=sum(r.emitted for r in results), skipped=sum(r.skipped for r in results))
     conn = runtime.settings.connection(group.connection)
     bc = runtime.bc(conn.name)
-    dedupe = DedupeLog(runtime.storage, runtime.settings.dedupe_ttl_days)
+    dedupe = runtime.dedupe
     params = {**trigger.expand(conn), "$filter": f"lastModifiedDateTime gt {bc_datetime(since)}"}
     count = EmitCount()
     for page in bc.iter_pages(bc.company_path(group.company_id, trigger.entity_set), params, sweep.PAGE_SIZE):

@@ -38,7 +38,7 @@ from connector.connections import for_each_connection, results_or_raise
 from connector.cursors import CursorTable, ReadCursor, ReadInterrupted, newest_modified
 from connector.leases import Lease
 from connector.runtime import Runtime
-from connector.webhooks.dedupe import DedupeLog, DedupeScope
+from connector.webhooks.dedupe import DedupeScope
 from connector.webhooks.triggers import TRIGGERS, CreatedTrigger, EmitCount, announce
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class Baseline:
         assert marker.cursor is not None
         cutoff = marker.cursor - timedelta(seconds=self.runtime.settings.cursor_overlap_seconds)
         bc = self.runtime.bc(self.connection)
-        dedupe = DedupeLog(self.runtime.storage, self.runtime.settings.dedupe_ttl_days)
+        dedupe = self.runtime.dedupe
         scope = scope_of(self.connection, self.company_id, self.trigger)
         params = {"$filter": f"lastModifiedDateTime le {bc_datetime(cutoff)}", "$select": "id"}
         known = 0
@@ -186,7 +186,7 @@ class SweepRun:
         self.deadline = time.monotonic() + max_seconds
         self.owner = f"sweep-{uuid.uuid4().hex}"
         self.bc = runtime.bc(connection)
-        self.dedupe = DedupeLog(runtime.storage, runtime.settings.dedupe_ttl_days)
+        self.dedupe = runtime.dedupe
 
     def run(self) -> list[SweepResult]:
         """Sweep every trigger (one trigger's failure does not hold up the others); raises the first

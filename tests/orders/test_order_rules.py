@@ -35,13 +35,12 @@ from connector.orders.send import (
     OrderDelivery,
     deep_insert_body,
     failure_error,
-    host_max_dequeue_count,
     is_permanent,
     key_hint,
     order_result,
 )
 from connector.orders.variants import odata_string, variant_wanted
-from connector.settings import UnknownConnection
+from connector.settings import UnknownConnection, host_max_dequeue_count
 from tests.orders.support import SEED_EXAMPLE
 
 ROOT = Path(__file__).resolve().parents[2]
