@@ -34,6 +34,14 @@ def test_the_connector_package_never_imports_dev_tooling():
     assert offenders == []
 
 
+def test_packages_only_dev_tooling_imports_are_not_deployed():
+    deployed = {line.split(">")[0].split("=")[0].split("<")[0].strip().lower()
+                for line in (ROOT / "requirements.txt").read_text().splitlines()
+                if line.strip() and not line.startswith("#")}
+    imported = {n.split(".")[0] for p in (ROOT / "connector").rglob("*.py") for n in _imports(p)}
+    assert "croniter" not in imported and "croniter" not in deployed
+
+
 def test_dev_tooling_and_tests_are_not_deployed():
     ignored = set((ROOT / ".funcignore").read_text().split())
     assert {"devtools", "tests", "bench", "infra", "local.settings.json", ".venv", "node_modules"} <= ignored
