@@ -70,6 +70,10 @@ class Azurite:
             "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
             "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port),
             "--skipApiVersionCheck", "--loose",
+            # Azurite closes an idle keep-alive connection after 5 s; a client reusing it just then
+            # gets "connection reset" (a loaded machine widens that race), and a storage POST such as
+            # a table batch is not retried on it. Idle connections outlive any test instead.
+            *(f"--{service}KeepAliveTimeout=600" for service in ("blob", "queue", "table")),
         ]
         self.process = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
