@@ -20,11 +20,12 @@ from connector.bc.budget import RequestBudget
 from connector.bc.client import BCClient, RetryPolicy
 from connector.bc.pager import ForeignLink, RepeatedLink, on_origin, origin_of
 from connector.bc.timestamps import iso, utc_now
-from connector.items.pull import pull_company
+from connector.items.pull import handle_pull_request, pull_company
 from connector.settings import TABLE_CURSORS
 from connector.storage import table_key
 from connector.webhooks import sweep
 from devtools.emulator.seed import CRONUS_UK_ID
+from tests.queue_drain import drain_texts
 
 TOKEN = "secret-bearer-token"
 API = "/v2.0/tenant/production/api/v2.0"
@@ -224,6 +225,9 @@ def test_an_item_pull_resuming_from_a_foreign_saved_link_refuses_it_and_sends_no
         "run_started": iso(utc_now()), "next_link": f"{foreign.url}{API}/companies({CRONUS_UK_ID})/items"})
     with pytest.raises(ForeignLink, match="saved link"):
         pull_company(runtime, "default", max_seconds=60)
+    request = '{"connection": "default", "requestedAt": "2026-11-29T12:00:00Z"}'
+    handle_pull_request(runtime, request, "m-1")  # needs a person: kept on poison at once
+    assert drain_texts(runtime.storage.queue("bc-item-pulls-poison")) == [request]
     assert foreign.seen == []
 
 

@@ -35,6 +35,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from connector.bc.client import BCClient
 from connector.bc.companies import CompanyNotFound
 from connector.bc.errors import TokenUnavailable
+from connector.bc.pager import ForeignLink
 from connector.bc.timestamps import utc_now
 from connector.connections import for_each_connection, results_or_raise
 from connector.cursors import CursorTable, ReadCursor, ReadInterrupted, newest_modified
@@ -165,9 +166,10 @@ def parse_pull_request(text: str) -> ItemPullRequest:
 
 
 # Why a request can never run, whatever the retries: it is kept on the poison queue at once rather
-# than retried maxDequeueCount times (a not-signed-in connection needs a person, not a retry).
+# than retried maxDequeueCount times (a not-signed-in connection, or a checkpoint whose link is off
+# the BC host, needs a person, not a retry).
 CANNOT_RUN: tuple[type[Exception], ...] = (BadPullRequest, UnknownConnection, TokenUnavailable,
-                                           CompanyNotFound)
+                                           CompanyNotFound, ForeignLink)
 
 
 # ----------------------------------------------------------------------------------------- edges
