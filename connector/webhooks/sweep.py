@@ -14,12 +14,13 @@ records `known` entities; a marker left by a dead runner is taken over after the
 
 The cursor row (a `ReadCursor` in `bccursors`, RK = `sweep:<entitySet>:<companyId>`) also holds a
 pass under way: after each page's events are queued, the page's `next_link`, the newest change read
-so far and the hold (see below) are written there. A run stops after SWEEP_MAX_SECONDS (shared out among the
-triggers still to sweep; each reads at least one page) and renews its lease after every page; the
-next run resumes at the `next_link`. When a pass completes, the cursor moves to the newest change
-read, but never back, never past the pass's start (a change made during the read may sit behind
-the read position), and never to or past an entity skipped because another runner's claim on it was
-live: that runner may still die (its message ending in poison), so the next pass must read it again.
+so far and the hold (see below) are written there. A run stops after SWEEP_MAX_SECONDS (shared out
+among the triggers still to sweep; each reads at least one page) and renews its lease after every
+page; the next run resumes at the `next_link`. When a pass completes, the cursor moves to the newest
+change read, but never back, never past the pass's start (a change made during the read may sit
+behind the read position), and never to or past an entity skipped because another runner's claim on
+it was live: that runner may still die (its message ending in poison), so the next pass must read it
+again.
 """
 from __future__ import annotations
 
