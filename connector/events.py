@@ -1,7 +1,8 @@
 """CloudEvents 1.0 for the out queues: building them with stable ids, and publishing them fast.
 
 An event whose JSON would not fit in a queue message carries its `data` in blob storage instead,
-referenced by the CloudEvents `dataref` extension attribute (consumers read the blob).
+referenced by the CloudEvents `dataref` extension attribute (consumers read the blob). Every event
+carries the distributed-tracing extension `traceparent` of the span that queued it.
 """
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from connector.bc.timestamps import utc_now
 from connector.storage import Storage
+from connector.telemetry import Telemetry, get_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,9 @@ class EventPublisher:
     """Sends events to a queue with bounded concurrency; oversized data goes to blob storage."""
 
     def __init__(self, storage: Storage, *, container: str, max_inline_bytes: int,
-                 concurrency: int):
+                 concurrency: int, telemetry: Telemetry | None = None):
         self._storage = storage
+        self._telemetry = telemetry or get_telemetry()
         self._container = container
         self._max_inline = max_inline_bytes
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="events")
@@ -82,8 +86,13 @@ class EventPublisher:
         def send(event: dict[str, Any]) -> None:
             queue.send_message(self.prepare(event))
 
-        futures = [self._pool.submit(send, e) for e in events]
-        errors = [f.exception() for f in futures if f.exception() is not None]
-        if errors:
-            raise errors[0]
+        events = list(events)
+        with self._telemetry.produce(queue_name, len(events)):
+            stamped = [self._telemetry.stamp(e) for e in events]
+            futures = [self._pool.submit(send, e) for e in stamped]
+            errors = [f.exception() for f in futures if f.exception() is not None]
+            self._telemetry.events_queued((e for e, f in zip(stamped, futures, strict=True)
+                                           if f.exception() is None), utc_now())
+            if errors:
+                raise errors[0]
         return len(futures)

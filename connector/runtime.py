@@ -34,11 +34,13 @@ class Runtime:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.storage = Storage(settings.storage)
+        self.telemetry: Telemetry = configure_telemetry(settings.telemetry)
         self.events = EventPublisher(
             self.storage,
             container=CONTAINER_EVENT_PAYLOADS,
             max_inline_bytes=settings.event_max_inline_bytes,
             concurrency=settings.event_publish_concurrency,
+            telemetry=self.telemetry,
         )
         self.tokens = TokenService(settings, self.storage)
         self.companies = Companies(self.storage)
@@ -52,7 +54,6 @@ class Runtime:
         self.dedupe = DedupeLog(self.storage, settings.dedupe_ttl_days, pool=self.dedupe_pool)
         self._clients: dict[str, BCClient] = {}
         self._lock = threading.Lock()
-        self.telemetry: Telemetry = configure_telemetry(settings.telemetry)
         self.telemetry.watch(self._gauges)
 
     def _gauges(self) -> dict[str, list[tuple[float, dict[str, str]]]]:
@@ -84,6 +85,7 @@ class Runtime:
                     self.budget,
                     verify=self.settings.tls_ca_bundle or True,
                     connection=conn.name,
+                    telemetry=self.telemetry,
                 )
                 self._clients[conn.name] = client
             return client

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 NAME = "bc_connector"
 SERVICE_NAME = "bc-connector"
-TRACEPARENT_PATTERN = r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$"
+TRACEPARENT_PATTERN = r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"  # W3C trace context, version 00
 _TRACEPARENT = re.compile(TRACEPARENT_PATTERN)
 _PROPAGATOR = TraceContextTextMapPropagator()
 GAUGE_CACHE_SECONDS = 10.0  # one storage read serves every observable gauge of a collection
@@ -69,7 +70,11 @@ def new_traceparent() -> str:
 
 
 def is_traceparent(value: object) -> bool:
-    return isinstance(value, str) and _TRACEPARENT.match(value) is not None
+    """A usable `traceparent`: version 00, lower-case hex, neither id all zeros."""
+    if not isinstance(value, str) or _TRACEPARENT.match(value) is None:
+        return False
+    _, trace_id, span_id, _ = value.split("-")
+    return trace_id != "0" * 32 and span_id != "0" * 16
 
 
 def current_traceparent() -> str:
@@ -232,6 +237,15 @@ class Telemetry:
                                                record_exception=False) as span:
             yield span
 
+    @contextmanager
+    def produce(self, queue: str, count: int) -> Iterator[Span]:
+        """A PRODUCER span around sending `count` messages to a queue (their `traceparent`)."""
+        with self.tracer.start_as_current_span(
+                f"send {queue}", kind=SpanKind.PRODUCER, record_exception=False,
+                attributes={"messaging.system": "azure_storage_queues", "messaging.destination.name": queue,
+                            "messaging.batch.message_count": count}) as span:
+            yield span
+
     # counters -------------------------------------------------------------------------------
     def order_result(self, connection: str, status: str) -> None:
         self.orders.add(1, {"connection": connection, "status": status})
@@ -252,6 +266,21 @@ class Telemetry:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def in_this_trace(fn: F) -> F:
+    """`fn` to run on a pool's threads inside the caller's trace (threads do not inherit it)."""
+    captured = otel_context.get_current()
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        token = otel_context.attach(captured)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            otel_context.detach(token)
+
+    return run  # type: ignore[return-value]
 
 
 def invocation(fn: F) -> F:

@@ -4,6 +4,7 @@ import azure.functions as func
 from connector.auth.pages import sign_in_failed_page, signed_in_page
 from connector.auth.signin import SignInRejected, complete_sign_in, start_sign_in
 from connector.runtime import get_runtime
+from connector.telemetry import invocation
 
 bp = func.Blueprint()
 
@@ -16,6 +17,7 @@ def _html(page: str, status: int) -> func.HttpResponse:
 
 
 @bp.route(route="connections/{connection}/login", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@invocation
 def sign_in_login(req: func.HttpRequest) -> func.HttpResponse:
     try:
         url = start_sign_in(get_runtime(), req.route_params.get("connection", ""))
@@ -25,6 +27,7 @@ def sign_in_login(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="auth/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@invocation
 def sign_in_callback(req: func.HttpRequest) -> func.HttpResponse:
     try:
         result = complete_sign_in(get_runtime(), dict(req.params))

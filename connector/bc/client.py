@@ -28,6 +28,7 @@ from connector.bc.budget import Budget, principal_of
 from connector.bc.errors import BCError, error_from_response
 from connector.bc.pager import Page, on_origin, origin_of, read_pages
 from connector.settings import BCLimits
+from connector.telemetry import BCCall, Telemetry, get_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class BCClient:
         verify: bool | str = True,
         connection: str = "",
         sleep: Callable[[float], None] = time.sleep,
+        telemetry: Telemetry | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.origin = origin_of(self.base_url)  # the only place the token is sent
@@ -104,6 +106,7 @@ class BCClient:
         self.timeout = timeout
         self.connection = connection
         self._sleep = sleep
+        self.telemetry = telemetry or get_telemetry()
         self._verify = verify  # per request: REQUESTS_CA_BUNDLE would override Session.verify
         self._principal = ("", connection)  # (token, whom BC counts it against)
         self.session = requests.Session()
@@ -153,18 +156,24 @@ class BCClient:
         if idempotent is None:
             idempotent = method != "POST"
         shown = urlsplit(url).path
+        with self.telemetry.bc_request(self.connection, method, shown) as call:
+            return self._send(call, method, url, shown, params, json_body, headers, idempotent)
+
+    def _send(self, call: BCCall, method: str, url: str, shown: str, params: Mapping[str, Any] | None,
+              json_body: Any, headers: Mapping[str, str] | None, idempotent: bool) -> requests.Response:
+        """The attempts of one request: token refresh on 401, retries with back-off."""
         refreshed = False
         attempt = 0
         slept = 0.0
         while True:
-            error = self._attempt(method, url, shown, params, json_body, headers, idempotent,
+            error = self._attempt(call, method, url, shown, params, json_body, headers, idempotent,
                                   force_token=False)
             if isinstance(error, requests.Response):
                 return error
             if error.status == 401 and not refreshed:
                 refreshed = True
                 log.info("bc %s: token refused on %s %s; refreshing", self.connection, method, shown)
-                error = self._attempt(method, url, shown, params, json_body, headers, idempotent,
+                error = self._attempt(call, method, url, shown, params, json_body, headers, idempotent,
                                       force_token=True)
                 if isinstance(error, requests.Response):
                     return error
@@ -176,11 +185,12 @@ class BCClient:
                 raise error
             log.warning("bc %s: %s %s failed (%s); retry %d in %.1fs", self.connection, method,
                         shown, error.status or "no response", attempt + 1, delay)
+            call.backoff(delay)
             self._sleep(delay)
             slept += delay
             attempt += 1
 
-    def _attempt(self, method: str, url: str, shown: str, params: Mapping[str, Any] | None,
+    def _attempt(self, call: BCCall, method: str, url: str, shown: str, params: Mapping[str, Any] | None,
                  json_body: Any, headers: Mapping[str, str] | None, idempotent: bool,
                  force_token: bool) -> requests.Response | BCError:
         token = self._token(force_token)
@@ -196,14 +206,17 @@ class BCClient:
             resp = self.session.request(method, url, params=params, data=data, headers=all_headers,
                                         timeout=self.timeout, verify=self._verify)
         except requests.ConnectionError as exc:
+            call.attempt(None)
             return BCError(f"connection failed: {type(exc).__name__}", retryable=True,
                            ambiguous=_may_have_arrived(exc) and not idempotent,
                            method=method, path=shown)
         except requests.Timeout:
+            call.attempt(None)
             return BCError(f"no response within {self.timeout:g}s", retryable=True,
                            ambiguous=not idempotent, method=method, path=shown)
         finally:
             self.budget.release(ticket)
+        call.attempt(resp.status_code)
         log.debug("bc %s: %s %s -> %d in %.0f ms", self.connection, method, shown,
                   resp.status_code, (time.monotonic() - started) * 1000)
         if resp.status_code < 400:

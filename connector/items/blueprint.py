@@ -13,6 +13,7 @@ from connector.bc.timestamps import iso
 from connector.items.pull import handle_pull_request, pull_all, request_pull
 from connector.runtime import get_runtime
 from connector.settings import QUEUE_ITEM_PULLS, UnknownConnection
+from connector.telemetry import invocation
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ def _json(body: dict, status: int) -> func.HttpResponse:
 
 
 @bp.timer_trigger(schedule="%ITEM_PULL_SCHEDULE%", arg_name="timer")
+@invocation
 def scheduled_item_pull(timer: func.TimerRequest) -> None:
     """Pull items of every configured connection (each run resumes where the last one stopped)."""
     for result in pull_all(get_runtime()):
@@ -31,6 +33,7 @@ def scheduled_item_pull(timer: func.TimerRequest) -> None:
 
 @bp.route(route="connections/{connection}/pulls/items", methods=["POST"],
           auth_level=func.AuthLevel.FUNCTION)
+@invocation
 def pull_items_now(req: func.HttpRequest) -> func.HttpResponse:
     """202 {"status": "queued", "connection", "requestedAt"}; 404 for an unknown connection."""
     try:
@@ -42,6 +45,7 @@ def pull_items_now(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=QUEUE_ITEM_PULLS, connection="AzureWebJobsStorage")
+@invocation
 def requested_item_pull(msg: func.QueueMessage) -> None:
     """Run a requested pull (or its continuation); raises only to have the host retry."""
     handle_pull_request(get_runtime(), msg.get_body().decode("utf-8"), msg.id)

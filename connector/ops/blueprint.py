@@ -15,6 +15,7 @@ _NO_STORE = {"Cache-Control": "no-store", "Vary": "Accept"}
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@invocation
 def health(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(json.dumps({"status": "ok"}), mimetype="application/json")
 

@@ -4,11 +4,13 @@ import azure.functions as func
 from connector.orders.send import OrderDelivery, handle_delivery
 from connector.runtime import get_runtime
 from connector.settings import QUEUE_SALES_ORDERS
+from connector.telemetry import invocation
 
 bp = func.Blueprint()
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=QUEUE_SALES_ORDERS, connection="AzureWebJobsStorage")
+@invocation
 def send_created_sales_order(msg: func.QueueMessage) -> None:
     """One order message → one BC order and one result; raises only to have the host retry."""
     runtime = get_runtime()

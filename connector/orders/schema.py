@@ -18,6 +18,8 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from connector.telemetry import TRACEPARENT_PATTERN
+
 # Field types. Strict: BC refuses "5" for a number and 1 for a boolean, so the connector does too.
 Code10 = Annotated[str, Field(max_length=10)]
 Code20 = Annotated[str, Field(max_length=20)]
@@ -137,6 +139,9 @@ class SalesOrderMessage(_BCBody):
                       "paymentTermsId": "3bb5b4b6-ea4c-43ca-ba1c-3b69e29a6668"}]})
 
     connection: str | None = Field(None, description="Connector: the BC connection (default: `default`).")
+    traceparent: Annotated[str, Field(pattern=TRACEPARENT_PATTERN)] | None = Field(
+        None, description="Connector: W3C trace context; the order, its BC calls and its result join "
+                          "this trace.")
     company: str | None = Field(None,
                                 description="Connector: company id or name (default: the connection's).")
     externalDocumentNumber: Annotated[str, Field(max_length=35)] | None = Field(
@@ -211,6 +216,8 @@ class SalesOrderResult(BaseModel):
                                                  "existing one).")
     number: str | None = Field(description="The BC order number.")
     error: ResultError | None
+    traceparent: str | None = Field(description="W3C trace context of the order's processing (the "
+                                               "message's trace when it named one).")
 
     def to_message(self) -> str:
         return self.model_dump_json()

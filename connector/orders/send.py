@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -64,12 +64,14 @@ from connector.orders.schema import (
 from connector.orders.variants import odata_string, variant_wanted
 from connector.settings import (
     CONTAINER_SALES_ORDER_PAYLOADS,
+    DEFAULT_CONNECTION,
     QUEUE_SALES_ORDER_RESULTS,
     QUEUE_SALES_ORDERS,
     QUEUE_SALES_ORDERS_POISON,
     TABLE_ORDERS,
     UnknownConnection,
 )
+from connector.telemetry import current_traceparent
 
 if TYPE_CHECKING:
     from connector.runtime import Runtime
@@ -131,14 +133,29 @@ def failure_error(exc: BaseException) -> ResultError:
     return ResultError(code="InternalError", message=f"{type(exc).__name__}: {exc}")
 
 
-def key_hint(text: str) -> str | None:
-    """The `externalDocumentNumber` of a message that may be invalid, so a failed result can name it."""
+def message_field(text: str, name: str) -> str | None:
+    """A string field of a message that may be invalid (None when absent or not a string)."""
     try:
         data = json.loads(text)
     except ValueError:
         return None
-    key = data.get("externalDocumentNumber") if isinstance(data, dict) else None
-    return key if isinstance(key, str) and len(key) <= MAX_ECHOED_KEY else None
+    value = data.get(name) if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def key_hint(text: str) -> str | None:
+    """The `externalDocumentNumber` of a message that may be invalid, so a failed result can name it."""
+    key = message_field(text, "externalDocumentNumber")
+    return key if key is not None and len(key) <= MAX_ECHOED_KEY else None
+
+
+def connection_hint(text: str, configured: Iterable[str]) -> str:
+    """The connection a message is for, as a metric and log dimension: a configured name, `default`
+    when none is named, `unknown` otherwise (never free text from the message)."""
+    named = message_field(text, "connection")
+    if named is None:
+        return DEFAULT_CONNECTION
+    return named if named in configured else "unknown"
 
 
 def order_result(status: Status, key: str | None, order: Mapping[str, Any] | None = None,
@@ -147,7 +164,7 @@ def order_result(status: Status, key: str | None, order: Mapping[str, Any] | Non
     return SalesOrderResult(
         externalDocumentNumber=key, status=status,
         salesOrderId=str(order["id"]) if order else None,
-        number=str(order["number"]) if order else None, error=error,
+        number=str(order["number"]) if order else None, error=error, traceparent=None,
     )
 
 
@@ -155,7 +172,7 @@ def deep_insert_body(order: SalesOrderMessage, variant_ids: Mapping[tuple[str, s
     """The body of `POST .../salesOrders`: BC fields only, conveniences resolved, lines inline with no
     `documentId` (and `sequence` only where given, bc-api.md §4)."""
     body = order.model_dump(mode="json", exclude_none=True,
-                            exclude={"connection", "company", "salesOrderLines"})
+                            exclude={"connection", "company", "traceparent", "salesOrderLines"})
     lines = []
     for line in order.salesOrderLines:
         out = line.model_dump(mode="json", exclude_none=True, exclude={"itemNumber", "variantCode"})
@@ -184,8 +201,18 @@ def find_order(bc: BCClient, company_id: str, key: str) -> dict[str, Any] | None
 
 def handle_delivery(runtime: Runtime, delivery: OrderDelivery) -> SalesOrderResult | Deferral:
     """Process one delivery: exactly one result message, a deferral (the copy will answer), or an
-    exception for the host to retry."""
+    exception for the host to retry. It runs in the trace the message names (`traceparent`)."""
     key = key_hint(delivery.text)
+    connection = connection_hint(delivery.text, runtime.settings.connections)
+    fields = {"connection": connection, "order_key": key or "", "message_id": delivery.message_id}
+    traceparent = message_field(delivery.text, "traceparent")
+    with runtime.telemetry.consume(f"process {QUEUE_SALES_ORDERS}", traceparent, **fields,
+                                   **{"messaging.delivery_count": delivery.dequeue_count}):
+        return _handle_delivery(runtime, delivery, key, fields)
+
+
+def _handle_delivery(runtime: Runtime, delivery: OrderDelivery, key: str | None,
+                     fields: dict[str, str]) -> SalesOrderResult | Deferral:
     try:
         payloads = runtime.storage.container(CONTAINER_SALES_ORDER_PAYLOADS, create=False)  # read-only role
         text = order_text(payloads, delivery.text, runtime.settings.sales_order_max_payload_bytes)
@@ -196,33 +223,38 @@ def handle_delivery(runtime: Runtime, delivery: OrderDelivery) -> SalesOrderResu
         error = failure_error(exc)
         if is_permanent(exc):
             log.warning("sales order %r (message %s) failed: %s: %s", key, delivery.message_id,
-                        error.code, error.message)
+                        error.code, error.message, extra=fields | {"error_code": error.code})
             failed = order_result("failed", key, error=error)
             # Keep the message first: if the result send then fails, the retry repeats both
             # (a second poison copy and result) rather than losing the order.
             runtime.storage.queue(QUEUE_SALES_ORDERS_POISON).send_message(delivery.text)
-            publish_result(runtime, failed)
+            publish_result(runtime, failed, fields["connection"])
             return failed
         if delivery.last_attempt:
             error = ResultError(code=error.code, message=f"gave up after {delivery.dequeue_count} "
                                                          f"attempts: {error.message}")
             log.error("sales order %r (message %s) failed for good: %s", key, delivery.message_id,
-                      error.message)
-            publish_result(runtime, order_result("failed", key, error=error))
+                      error.message, extra=fields | {"error_code": error.code})
+            publish_result(runtime, order_result("failed", key, error=error), fields["connection"])
         else:
             log.warning("sales order %r (message %s) attempt %d failed, will retry: %s", key,
-                        delivery.message_id, delivery.dequeue_count, exc)
+                        delivery.message_id, delivery.dequeue_count, exc,
+                        extra=fields | {"error_code": error.code})
         raise
     if isinstance(result, Deferral):
         return result
-    publish_result(runtime, result)
+    publish_result(runtime, result, fields["connection"])
     log.info("sales order %r (message %s): %s %s (%s)", key, delivery.message_id, result.status,
-             result.number, result.salesOrderId)
+             result.number, result.salesOrderId,
+             extra=fields | {"status": result.status, "sales_order_number": result.number or ""})
     return result
 
 
-def publish_result(runtime: Runtime, result: SalesOrderResult) -> None:
+def publish_result(runtime: Runtime, result: SalesOrderResult, connection: str) -> None:
+    """Send the result, in the order's trace (`traceparent`), and count it."""
+    result = result.model_copy(update={"traceparent": current_traceparent()})
     runtime.storage.queue(QUEUE_SALES_ORDER_RESULTS).send_message(result.to_message())
+    runtime.telemetry.order_result(connection, result.status)
 
 
 def send_order(runtime: Runtime, order: SalesOrderMessage,

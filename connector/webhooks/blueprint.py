@@ -10,6 +10,7 @@ from connector.bc.companies import CompanyNotFound
 from connector.bc.errors import BCError, TokenUnavailable
 from connector.runtime import Runtime, get_runtime
 from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
+from connector.telemetry import invocation
 from connector.webhooks import notifications, subscriptions, sweep
 from connector.webhooks.client_state import MissingClientStateKey
 
@@ -21,6 +22,7 @@ def _json(body: dict, status: int) -> func.HttpResponse:
 
 
 @bp.route(route="webhooks/bc", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@invocation
 def bc_webhook(req: func.HttpRequest) -> func.HttpResponse:
     """Handshake (token echoed, 200) or notifications (202 once queued; 503 if storage fails)."""
     reply = notifications.receive(req.params, req.get_body(), get_runtime)
@@ -28,18 +30,21 @@ def bc_webhook(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=QUEUE_NOTIFICATIONS, connection="AzureWebJobsStorage")
+@invocation
 def process_bc_notifications(msg: func.QueueMessage) -> None:
     """Announce what a batch of notifications created; raises only to have the host retry."""
     notifications.process_message(get_runtime(), msg.get_body().decode("utf-8"), owner=msg.id)
 
 
 @bp.timer_trigger(schedule="%SUBSCRIPTION_RENEWAL_SCHEDULE%", arg_name="timer")
+@invocation
 def renew_subscriptions(timer: func.TimerRequest) -> None:
     """Create, renew and recreate the webhook subscriptions of every connection."""
     subscriptions.reconcile_all(get_runtime())
 
 
 @bp.timer_trigger(schedule="%SWEEP_SCHEDULE%", arg_name="timer")
+@invocation
 def sweep_created(timer: func.TimerRequest) -> None:
     """Announce created entities the webhooks missed."""
     sweep.sweep_all(get_runtime())
@@ -65,6 +70,7 @@ def _subscription_call(req: func.HttpRequest, call: Callable[[Runtime, str], dic
 
 @bp.route(route="connections/{connection}/subscriptions", methods=["POST"],
           auth_level=func.AuthLevel.FUNCTION)
+@invocation
 def reconcile_subscriptions_now(req: func.HttpRequest) -> func.HttpResponse:
     """200 with {"created", "renewed", "recreated", "unchanged", "unsupported", "failed", ...}."""
     return _subscription_call(req, lambda rt, conn: subscriptions.reconcile(rt, conn).as_dict())
@@ -72,6 +78,7 @@ def reconcile_subscriptions_now(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="connections/{connection}/subscriptions", methods=["DELETE"],
           auth_level=func.AuthLevel.FUNCTION)
+@invocation
 def delete_subscriptions_now(req: func.HttpRequest) -> func.HttpResponse:
     """200 with {"deleted": [entity sets]}: the connection's subscriptions are gone from BC."""
     return _subscription_call(req, lambda rt, conn: {"deleted": subscriptions.delete_subscriptions(rt, conn)})

@@ -34,6 +34,7 @@ from connector.bc.errors import BCError, BCNotFound, TokenUnavailable
 from connector.bc.timestamps import bc_datetime, parse_iso
 from connector.runtime import Runtime
 from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
+from connector.telemetry import current_traceparent, in_this_trace
 from connector.webhooks import sweep
 from connector.webhooks.dedupe import DedupeScope
 from connector.webhooks.directory import KnownSubscription
@@ -132,22 +133,25 @@ def screen(elements: list[Any], known: Mapping[str, KnownSubscription]) -> Scree
     return result
 
 
-def pack_messages(notes: list[dict[str, Any]], budget: int = QUEUE_MESSAGE_BUDGET) -> list[str]:
-    """Queue message texts `{"notifications": [...]}`, each within `budget` bytes."""
+def pack_messages(notes: list[dict[str, Any]], budget: int = QUEUE_MESSAGE_BUDGET,
+                  traceparent: str | None = None) -> list[str]:
+    """Queue message texts `{"traceparent": ..., "notifications": [...]}`, each within `budget` bytes
+    (`traceparent`: the receiving request's trace, which the processing joins)."""
     messages: list[str] = []
     batch: list[str] = []
     size = 0
-    overhead = len('{"notifications":[]}')
+    head = f'{{"traceparent":"{traceparent}","notifications":[' if traceparent else '{"notifications":['
+    overhead = len(head) + 2
     for note in notes:
         text = json.dumps(note, separators=(",", ":"), ensure_ascii=False)
         length = len(text.encode()) + 1
         if batch and overhead + size + length > budget:
-            messages.append('{"notifications":[' + ",".join(batch) + "]}")
+            messages.append(head + ",".join(batch) + "]}")
             batch, size = [], 0
         batch.append(text)
         size += length
     if batch:
-        messages.append('{"notifications":[' + ",".join(batch) + "]}")
+        messages.append(head + ",".join(batch) + "]}")
     return messages
 
 
@@ -168,7 +172,7 @@ def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Ru
         return ACCEPTED
     try:
         screening = screen(elements, runtime.subscription_directory.find(subscription_ids(elements)))
-        messages = pack_messages(screening.queued)
+        messages = pack_messages(screening.queued, traceparent=current_traceparent())
         queue = runtime.storage.queue(QUEUE_NOTIFICATIONS, retry_total=0)
         list(runtime.enqueue_pool.map(lambda text: queue.send_message(text, retry_total=0), messages))
     except AzureError as exc:
@@ -260,7 +264,7 @@ def announce_created(runtime: Runtime, group: DedupeScope, ids: list[str], owner
         except BCError as exc:
             return exc
 
-    results = list(runtime.fetch_pool.map(fetch, claimed))
+    results = list(runtime.fetch_pool.map(in_this_trace(fetch), claimed))
     entities = [r for r in results if isinstance(r, dict)]
     gone = [k for k, r in zip(claimed, results, strict=True) if isinstance(r, BCNotFound)]
     failures = [r for r in results if isinstance(r, BCError) and not isinstance(r, BCNotFound)]
@@ -294,9 +298,26 @@ def announce_collection(runtime: Runtime, group: DedupeScope, resource: str, own
     return count
 
 
+def queued_traceparent(text: str) -> str | None:
+    """The trace a `bc-notifications` message was queued in (None if it names none)."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    value = message.get("traceparent") if isinstance(message, dict) else None
+    return value if isinstance(value, str) else None
+
+
 def process_message(runtime: Runtime, text: str, owner: str) -> EmitCount:
     """Process one `bc-notifications` message; `owner` (the queue message id) lets a retry reclaim
-    its own claims. Raises the first failure after doing everything else, so the queue retries."""
+    its own claims. Raises the first failure after doing everything else, so the queue retries.
+    It runs in the trace of the webhook request that queued it."""
+    with runtime.telemetry.consume(f"process {QUEUE_NOTIFICATIONS}", queued_traceparent(text),
+                                   message_id=owner):
+        return _process_message(runtime, text, owner)
+
+
+def _process_message(runtime: Runtime, text: str, owner: str) -> EmitCount:
     try:
         notes = parse_queued(text)
     except ValueError:

@@ -177,11 +177,12 @@ def test_result_message_has_exactly_the_contract_fields() -> None:
     result = order_result("created", "WEB-1", {"id": "abc", "number": "S-ORD101005"})
     assert json.loads(result.to_message()) == {"externalDocumentNumber": "WEB-1", "status": "created",
                                                "salesOrderId": "abc", "number": "S-ORD101005",
-                                               "error": None}
+                                               "error": None, "traceparent": None}
     failed = order_result("failed", None, error=failure_error(OrderRejected("MalformedJson", "bad")))
     assert json.loads(failed.to_message()) == {"externalDocumentNumber": None, "status": "failed",
                                                "salesOrderId": None, "number": None,
-                                               "error": {"code": "MalformedJson", "message": "bad"}}
+                                               "error": {"code": "MalformedJson", "message": "bad"},
+                                               "traceparent": None}
     assert set(SalesOrderResult.model_json_schema()["required"]) == set(json.loads(result.to_message()))
 
 
