@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from connector.bc.errors import TokenUnavailable
 from connector.settings import Settings
+from connector.telemetry import per_connection
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def for_each_connection(settings: Settings, fn: Callable[[str], T], *, task: str
     names = list(settings.connections)
     skipped = frozenset(skip_states)
     with ThreadPoolExecutor(max(1, len(names)), thread_name_prefix=f"{task}-connection") as pool:
-        futures = {name: pool.submit(fn, name) for name in names}
+        futures = {name: pool.submit(per_connection(task, fn), name) for name in names}
     outcomes: dict[str, T | Exception] = {}
     for name, future in futures.items():
         error = future.exception()

@@ -266,6 +266,7 @@ class Telemetry:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def in_this_trace(fn: F) -> F:
@@ -281,6 +282,40 @@ def in_this_trace(fn: F) -> F:
             otel_context.detach(token)
 
     return run  # type: ignore[return-value]
+
+
+def per_connection(task: str, fn: Callable[[str], T]) -> Callable[[str], T]:
+    """`fn(connection)` for a pool thread: in the caller's trace, inside a span naming the connection
+    (so its BC calls and log lines carry it)."""
+    captured = otel_context.get_current()
+
+    def run(connection: str) -> T:
+        token = otel_context.attach(captured)
+        try:
+            with get_telemetry().tracer.start_as_current_span(
+                    f"{task} {connection}", attributes={"connection": connection}, record_exception=False):
+                return fn(connection)
+        finally:
+            otel_context.detach(token)
+
+    return run
+
+
+# Span attribute → log field: what a log line made inside the span carries as a custom dimension.
+LOG_FIELDS = {"connection": "connection", "bc.company": "company", "bc.entity_set": "entity_set",
+              "order_key": "order_key", "message_id": "message_id"}
+
+
+class SpanLogFields(logging.Filter):
+    """Adds the current span's connection, company, entity set and order key to a log record as
+    fields (Application Insights custom dimensions), unless the call passed them itself (`extra`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        attributes = getattr(trace.get_current_span(), "attributes", None) or {}
+        for attribute, name in LOG_FIELDS.items():
+            if attribute in attributes and not hasattr(record, name):
+                setattr(record, name, attributes[attribute])
+        return True
 
 
 def invocation(fn: F) -> F:
@@ -351,6 +386,8 @@ def _install(settings: TelemetrySettings) -> None:
 
             options["credential"] = ManagedIdentityCredential(client_id=client_id or None)
         configure_azure_monitor(**options)
+        for handler in logging.getLogger("connector").handlers:  # the distro's log exporter
+            handler.addFilter(SpanLogFields())
         log.info("telemetry: exporting to Azure Monitor")
         return
     from opentelemetry.sdk.metrics import MeterProvider
