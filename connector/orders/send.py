@@ -252,8 +252,9 @@ def _handle_delivery(runtime: Runtime, delivery: OrderDelivery, key: str | None,
 
 def publish_result(runtime: Runtime, result: SalesOrderResult, connection: str) -> None:
     """Send the result, in the order's trace (`traceparent`), and count it."""
-    result = result.model_copy(update={"traceparent": current_traceparent()})
-    runtime.storage.queue(QUEUE_SALES_ORDER_RESULTS).send_message(result.to_message())
+    with runtime.telemetry.produce(QUEUE_SALES_ORDER_RESULTS, 1):
+        result = result.model_copy(update={"traceparent": current_traceparent()})
+        runtime.storage.queue(QUEUE_SALES_ORDER_RESULTS).send_message(result.to_message())
     runtime.telemetry.order_result(connection, result.status)
 
 
