@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -135,12 +135,10 @@ class BCCall:
     connection: str
     retries: int = 0
     waited: float = 0.0
-    statuses: list[str] = field(default_factory=list)
 
     def attempt(self, status: int | None) -> None:
         """An attempt ended with this HTTP status (None: no response)."""
         code = str(status) if status is not None else "none"
-        self.statuses.append(code)
         self.telemetry.bc_requests.add(1, {"connection": self.connection, "status_code": code})
         if status == 429:
             self.telemetry.bc_throttled.add(1, {"connection": self.connection})
