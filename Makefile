@@ -6,17 +6,19 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 AZURITE := node_modules/.bin/azurite
 PYTEST_ARGS ?=
 
-.PHONY: install browser run test demo bench lint settings peek replay-poison clean
+.PHONY: install browser run reset test demo bench lint settings peek replay-poison clean
 
 install: $(STAMP) $(AZURITE)
 
 $(STAMP): requirements.txt requirements-dev.txt
+	@echo "==> Installing Python packages into $(VENV) (the first time takes a minute or two)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 $(AZURITE): package.json
+	@echo "==> Installing Azurite from npm into node_modules (the first time takes about 15 s)"
 	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
@@ -25,9 +27,17 @@ browser:
 	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 
-## Serve the connector on http://127.0.0.1:7071 against Azurite and the bundled BC + Entra emulator.
+## Serve the connector on http://127.0.0.1:7071 against Azurite and the bundled BC + Entra emulator,
+## keeping their state in .devdata/. Options: PORT (7071), EMULATOR_PORT (8443), AZURITE_PORT (10000,
+## and the next two), DEBOUNCE (webhook debounce in seconds, 3; BC's is 30), RESET=1 (start fresh).
 run: install
-	$(BIN)/python -m devtools.run
+	$(BIN)/python -m devtools.run $(if $(PORT),--port $(PORT)) $(if $(EMULATOR_PORT),--emulator-port $(EMULATOR_PORT)) \
+	  $(if $(AZURITE_PORT),--azurite-port $(AZURITE_PORT)) $(if $(DEBOUNCE),--webhook-debounce $(DEBOUNCE)) \
+	  $(if $(RESET),--reset)
+
+## Wipe what `make run` keeps (Azurite's data and the emulator's state, together).
+reset:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m devtools.run --reset-only
 
 ## Start Azurite and the emulator on loopback, run the whole suite, stop what was started.
 test: install browser

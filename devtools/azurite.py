@@ -1,6 +1,8 @@
 """Start and stop Azurite (npm `azurite`, installed by `package.json`) on loopback.
 
-One process per instance (the local binary, not `npx`, so there is one PID to stop). Queues need
+One process per instance (the local binary, not `npx`, so there is one PID to stop), started through
+`devtools.lifeline` so it dies with the process that started it, even a SIGKILLed one. A port given
+explicitly must be free: a leftover Azurite there is an error, never silently used. Queues need
 `--skipApiVersionCheck`: azure-storage-queue sends an API version newer than Azurite knows.
 """
 from __future__ import annotations
@@ -14,18 +16,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devtools import lifeline
+from devtools.ports import PortBusy, free_port, port_is_free
+
 ROOT = Path(__file__).resolve().parent.parent
 DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (racy by nature; good enough for loopback test services)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def azurite_binary() -> Path:
@@ -56,7 +54,17 @@ class Azurite:
             f"TableEndpoint={host}:{self.table_port}/{DEV_ACCOUNT};"
         )
 
-    def start(self, timeout: float = 30.0) -> "Azurite":
+    @property
+    def pid(self) -> int | None:
+        """The Azurite process id while it runs."""
+        return self.process.pid if self.process else None
+
+    def start(self, timeout: float = 60.0) -> "Azurite":
+        """Start Azurite and wait until its three ports answer; `PortBusy` if a given port is taken."""
+        services = {"blob": self.blob_port, "queue": self.queue_port, "table": self.table_port}
+        for service, port in services.items():
+            if port and not port_is_free(port):
+                raise PortBusy(port, f"Azurite {service}", "stop that process or choose other Azurite ports")
         self.blob_port = self.blob_port or free_port()
         self.queue_port = self.queue_port or free_port()
         self.table_port = self.table_port or free_port()
@@ -65,7 +73,7 @@ class Azurite:
             self.location = Path(self._tmp)
         self.location.mkdir(parents=True, exist_ok=True)
         cmd = [
-            str(azurite_binary()), "--silent", "--location", str(self.location),
+            str(azurite_binary()), "--silent", "--disableTelemetry", "--location", str(self.location),
             "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
             "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
             "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port),
@@ -75,30 +83,47 @@ class Azurite:
             # a table batch is not retried on it. Idle connections outlive any test instead.
             *(f"--{service}KeepAliveTimeout=600" for service in ("blob", "queue", "table")),
         ]
-        self.process = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-        )
+        # Its console goes to a file, not a pipe: a pipe breaks when this process dies, and Azurite's
+        # "closing" line then crashes it before it has saved.
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(lifeline.command(cmd), stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
         deadline = time.monotonic() + timeout
         for port in (self.blob_port, self.queue_port, self.table_port):
             while not _port_open(port):
                 if self.process.poll() is not None:
-                    err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-                    raise RuntimeError(f"Azurite exited with {self.process.returncode}: {err}")
+                    raise RuntimeError(f"Azurite exited with {self.process.returncode}: {self._log_tail()}")
                 if time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"Azurite did not open port {port} within {timeout}s")
                 time.sleep(0.1)
         return self
 
-    def stop(self) -> None:
-        """TERM, wait, then KILL (Azurite sometimes ignores TERM)."""
+    @property
+    def log(self) -> Path:
+        """Azurite's console output (start-up lines, errors, shutdown lines)."""
+        assert self.location is not None
+        return self.location / "azurite.log"
+
+    def _log_tail(self, offset: int = 0) -> str:
+        with open(self.log, "rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")[-4000:]
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """TERM; once its three services report closed (their data saved), KILL if it still waits for
+        idle keep-alive clients to hang up; KILL after `timeout` in any case."""
         if self.process and self.process.poll() is None:
+            seen = self.log.stat().st_size
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
+            deadline = time.monotonic() + timeout
+            while self.process.poll() is None and time.monotonic() < deadline:
+                if self._log_tail(seen).count("successfully closed") >= 3:
+                    break
+                time.sleep(0.05)
+            if self.process.poll() is None:
                 self.process.kill()
-                self.process.wait(timeout=5)
+            self.process.wait(timeout=5)
         self.process = None
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)

@@ -1,40 +1,130 @@
-"""`make run` (`python -m devtools.run`): the connector on http://127.0.0.1:7071, locally (dev tooling).
+"""`make run` (`python -m devtools.run`): the connector served locally against Azurite and the BC +
+Entra ID emulator (dev tooling, not deployed).
 
-Not deployed. Starts Azurite (ports 10000-10002, data in `.azurite/`, so `UseDevelopmentStorage=true`
-works), the BC + Entra ID emulator on https://127.0.0.1:8443 (unless `--no-emulator` or the settings
-name a real BC host), then serves `function_app.app` through `devtools.localhost.LocalHost` until
-Ctrl-C / SIGTERM. Settings come from `local.settings.json` (else the example) without overriding the
-environment; with the emulator, `BC_API_HOST`, `ENTRA_AUTHORITY_HOST` and the CA bundle point at it.
-Whatever was started is stopped in reverse order, also when start-up fails.
+It owns what it starts: Azurite is a child that dies with this process (SIGINT, SIGTERM, SIGHUP, and
+through `devtools.lifeline` even SIGKILL); the emulator and the Functions host run in-process. Every
+port is checked first, and a busy one is an error naming it and the option that moves it. The data
+dir (`.devdata/`) holds Azurite's files and the emulator's state, kept across restarts so that BC and
+storage stay in step; `--reset` (`make reset`) wipes both together. Settings come from
+`local.settings.json` (else the example) without overriding the environment; storage, BC, Entra and a
+loopback `PUBLIC_BASE_URL` are pointed at what was started.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import os
 import shutil
+import signal
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlparse
 
 from devtools.azurite import Azurite, provision
-from devtools.localhost import LocalHost
-from devtools.localhost.cli import configure_logging, load_settings, settings_file, stop_signal
+from devtools.ports import PortBusy, port_is_free
 
 ROOT = Path(__file__).resolve().parent.parent
-EMULATOR_PORT = 8443
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+DEV_STORAGE = "UseDevelopmentStorage=true"
+STORAGE_SETTING = "AzureWebJobsStorage"
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The ports of one run; Azurite uses `azurite` (blob), +1 (queue) and +2 (table)."""
+
+    host: int = 7071
+    emulator: int = 8443
+    azurite: int = 10000
+
+    def needed(self, with_emulator: bool) -> list[tuple[int, str, str]]:
+        """(port, what, how to move it) for every port this run will listen on."""
+        ports = [(self.host, "the connector's HTTP host", f"make run PORT=<port> (--port), not {self.host}")]
+        if with_emulator:
+            ports.append((self.emulator, "the BC + Entra emulator",
+                          f"make run EMULATOR_PORT=<port> (--emulator-port), not {self.emulator}"))
+        fix = f"make run AZURITE_PORT=<port> (--azurite-port; uses it and the next two), not {self.azurite}"
+        services = ("blob", "queue", "table")
+        ports += [(self.azurite + i, f"Azurite {service}", fix) for i, service in enumerate(services)]
+        return ports
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """Where a run keeps its state: Azurite's files and the emulator's state, reset together."""
+
+    root: Path
+
+    @property
+    def azurite(self) -> Path:
+        return self.root / "azurite"
+
+    @property
+    def emulator_state(self) -> Path:
+        return self.root / "emulator" / "state.json"
+
+    @property
+    def ca_bundle(self) -> Path:
+        return self.root / "emulator-ca.pem"
+
+    def has_storage(self) -> bool:
+        """Azurite has written data here."""
+        return self.azurite.is_dir() and any(self.azurite.iterdir())
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive use of the data dir for this process; `RuntimeError` if another run has it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "run.lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                raise RuntimeError(
+                    f"another `make run` (pid {handle.read().strip() or '?'}) is using {self.root}: "
+                    "stop it first, or give this one another --data-dir"
+                ) from None
+            handle.truncate(0)
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield
+
+    def wipe(self) -> None:
+        """Remove Azurite's data and the emulator's state (hold the lock)."""
+        shutil.rmtree(self.azurite, ignore_errors=True)
+        shutil.rmtree(self.emulator_state.parent, ignore_errors=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options."""
+    """Command-line options (the Makefile's PORT, EMULATOR_PORT, AZURITE_PORT and DEBOUNCE map here)."""
     parser = argparse.ArgumentParser(prog="python -m devtools.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, default=7071, help="HTTP port of the local host")
+    defaults = Ports()
+    parser.add_argument("--port", type=int, default=defaults.host,
+                        help="HTTP port of the connector; a loopback PUBLIC_BASE_URL follows it")
+    parser.add_argument("--emulator-port", type=int, default=defaults.emulator,
+                        help="https port of the BC + Entra emulator")
+    parser.add_argument("--azurite-port", type=int, default=defaults.azurite,
+                        help="Azurite's blob port; queue and table use the next two")
+    parser.add_argument("--webhook-debounce", type=float, default=3.0, metavar="SECONDS",
+                        help="how long the emulator collects changes before notifying (BC: 30)")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / ".devdata",
+                        help="Azurite data and emulator state (default .devdata/)")
+    parser.add_argument("--reset", action="store_true",
+                        help="wipe Azurite's data and the emulator's state before starting")
+    parser.add_argument("--reset-only", action="store_true", help="wipe them and exit (make reset)")
     parser.add_argument("--no-emulator", action="store_true",
                         help="do not start the BC + Entra emulator (real BC from the settings)")
     return parser.parse_args(argv)
+
+
+# ---- decisions -----------------------------------------------------------------------------------
 
 
 def uses_real_bc(environ: Mapping[str, str]) -> bool:
@@ -43,57 +133,162 @@ def uses_real_bc(environ: Mapping[str, str]) -> bool:
     return bool(host) and host not in LOOPBACK
 
 
-def point_at_emulator(url: str, ca_bundle: str) -> None:
-    """Aim the connector's BC and Entra settings at the emulator and trust its CA (copied to .devdata/)."""
-    ca_copy = ROOT / ".devdata" / "emulator-ca.pem"
-    ca_copy.parent.mkdir(exist_ok=True)
-    shutil.copyfile(ca_bundle, ca_copy)
+def public_base_url(configured: str, port: int) -> str:
+    """Where BC and browsers reach this run: a loopback URL (or none) follows `port`; any other
+    (a tunnel, say) is kept."""
+    configured = configured.strip().rstrip("/")
+    if not configured or urlparse(configured).hostname in LOOPBACK:
+        return f"http://127.0.0.1:{port}"
+    return configured
+
+
+def storage_connection(configured: str, azurite: str) -> str:
+    """Development storage (or none) means the Azurite this run started, on whatever ports."""
+    return azurite if configured.strip() in ("", DEV_STORAGE) else configured
+
+
+def out_of_step(has_storage: bool, has_emulator_state: bool) -> str | None:
+    """A warning when storage and the emulator would not start from the same history."""
+    if has_storage and not has_emulator_state:
+        return ("Azurite has data but the emulator has no saved state, so BC starts fresh while storage "
+                "remembers subscriptions and orders. `make reset` starts both fresh.")
+    if has_emulator_state and not has_storage:
+        return ("the emulator has saved state but Azurite has no data. `make reset` starts both fresh.")
+    return None
+
+
+# ---- I/O -----------------------------------------------------------------------------------------
+
+
+def say(text: str, stream: IO[str] | None = None) -> None:
+    """Print and flush; a closed terminal (SIGHUP) must not stop the shutdown."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=stream or sys.stdout, flush=True)
+
+
+@contextlib.contextmanager
+def step(what: str) -> Iterator[None]:
+    """A progress line before a step that may take a while, and how long it took."""
+    say(f"- {what} ...")
+    started = time.monotonic()
+    yield
+    say(f"  ready in {time.monotonic() - started:.1f} s")
+
+
+def stop_signals() -> threading.Event:
+    """An event set by SIGINT, SIGTERM or SIGHUP (terminal closed); a second signal exits at once
+    (Azurite still stops: it dies with this process)."""
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            os._exit(128 + signum)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handle)
+    return stop
+
+
+def check_ports(ports: Ports, with_emulator: bool) -> None:
+    """`PortBusy` for the first port something else listens on."""
+    for port, what, fix in ports.needed(with_emulator):
+        if not port_is_free(port):
+            raise PortBusy(port, what, fix)
+
+
+def point_at_emulator(url: str, ca_bundle: str, data: DataDir) -> None:
+    """Aim the connector's BC and Entra settings at the emulator and trust its CA (copied to the data dir)."""
+    shutil.copyfile(ca_bundle, data.ca_bundle)
     os.environ.update({
         "BC_API_HOST": url,
         "ENTRA_AUTHORITY_HOST": url,
-        "TLS_CA_BUNDLE": str(ca_copy),
-        "REQUESTS_CA_BUNDLE": str(ca_copy),
+        "TLS_CA_BUNDLE": str(data.ca_bundle),
+        "REQUESTS_CA_BUNDLE": str(data.ca_bundle),
     })
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Start everything, print the banner, serve until a stop signal; stop in reverse order."""
-    args = parse_args(argv)
+def serve(args: argparse.Namespace, data: DataDir, stop: threading.Event) -> None:
+    """Start Azurite, the emulator and the host, print the banner, wait for `stop`; stop them in
+    reverse order (also when a step fails or a signal comes during start-up)."""
+    from devtools.localhost.cli import configure_logging, load_settings, settings_file
+
     configure_logging()
-    stop = stop_signal()
     settings = settings_file(ROOT)
     if settings is not None:
         load_settings(settings)
+    with_emulator = not (args.no_emulator or uses_real_bc(os.environ))
+    ports = Ports(args.port, args.emulator_port, args.azurite_port)
+    check_ports(ports, with_emulator)
+    if with_emulator and (warning := out_of_step(data.has_storage(), data.emulator_state.exists())):
+        say(f"WARNING: {warning}", sys.stderr)
+    os.environ["PUBLIC_BASE_URL"] = public_base_url(os.environ.get("PUBLIC_BASE_URL", ""), args.port)
     with contextlib.ExitStack() as started:
-        azurite = Azurite(blob_port=10000, queue_port=10001, table_port=10002, location=ROOT / ".azurite")
-        started.callback(azurite.stop)
-        azurite.start()
-        provision(azurite.connection_string)
-        emulator_url = ""
-        if args.no_emulator or uses_real_bc(os.environ):
-            print(f"No emulator; BC_API_HOST={os.environ.get('BC_API_HOST', '(not set)')}")
-        else:
+        azurite = Azurite(ports.azurite, ports.azurite + 1, ports.azurite + 2, location=data.azurite)
+        with step(f"Azurite on 127.0.0.1:{ports.azurite}-{ports.azurite + 2} (data in {data.azurite})"):
+            started.callback(azurite.stop)
+            azurite.start()
+            os.environ[STORAGE_SETTING] = storage_connection(
+                os.environ.get(STORAGE_SETTING, ""), azurite.connection_string)
+            provision(os.environ[STORAGE_SETTING])
+        if stop.is_set():
+            return
+        emulator_line = f"none; BC_API_HOST={os.environ.get('BC_API_HOST', '(not set)')}"
+        if with_emulator:
             from devtools.emulator import Emulator, EmulatorConfig
 
-            emulator = Emulator(EmulatorConfig(port=EMULATOR_PORT))
-            started.callback(emulator.stop)
-            emulator.start()
-            emulator_url = emulator.url
-            point_at_emulator(emulator.url, emulator.ca_bundle)
-        sys.path.insert(0, str(ROOT))
-        import function_app
+            restoring = data.emulator_state.exists()
+            with step(f"BC + Entra emulator on port {ports.emulator} "
+                      f"({'restoring' if restoring else 'new'} state in {data.emulator_state})"):
+                emulator = Emulator(EmulatorConfig(port=ports.emulator, state_file=str(data.emulator_state),
+                                                   webhook_debounce_seconds=args.webhook_debounce))
+                started.callback(emulator.stop)
+                emulator.start()
+                point_at_emulator(emulator.url, emulator.ca_bundle, data)
+            origin = "state restored" if restoring else "demo data"
+            emulator_line = f"{emulator.url} (BC + Entra ID; {origin})"
+        if stop.is_set():
+            return
+        with step("loading function_app.py"):
+            sys.path.insert(0, str(ROOT))
+            import function_app
+            from devtools.localhost import LocalHost
 
-        host = LocalHost(function_app.app, host_json=ROOT / "host.json", port=args.port)
-        started.callback(host.stop)
-        host.start()
-        print(f"bc-connector on {host.url}")
-        print(f"  health:   {host.url}/api/health")
-        print(f"  status:   {host.url}/api/status")
-        if emulator_url:
-            print(f"  emulator: {emulator_url} (BC + Entra ID, demo data)")
-        print(f"  storage:  Azurite on 127.0.0.1:10000-10002 (data in {azurite.location})")
-        print("Ctrl-C to stop.", flush=True)
+        host = LocalHost(function_app.app, host_json=ROOT / "host.json", port=ports.host)
+        with step(f"Functions host on port {ports.host}"):
+            started.callback(host.stop)
+            host.start()
+        public = os.environ["PUBLIC_BASE_URL"]
+        say(f"bc-connector on {host.url}")
+        say(f"  health:    {host.url}/api/health")
+        say(f"  status:    {host.url}/api/status")
+        say(f"  webhooks:  BC notifies {public}/api/webhooks/bc"
+            + (f" {args.webhook_debounce:g} s after a change (real BC: about 30 s; make run DEBOUNCE=30)"
+               if with_emulator else ""))
+        say(f"  emulator:  {emulator_line}")
+        say(f"  storage:   Azurite (pid {azurite.pid}) on 127.0.0.1:{ports.azurite}-{ports.azurite + 2}"
+            + ("" if ports.azurite == 10000 else f"; connection string: {azurite.connection_string}"))
+        say(f"  data:      {data.root} (make reset wipes storage and emulator state together)")
+        say("Ctrl-C to stop.")
         stop.wait()
+        say("stopping ...")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run (or reset) and return the exit code; known start-up failures are one clear line."""
+    args = parse_args(argv)
+    stop = stop_signals()
+    data = DataDir(args.data_dir.resolve())
+    try:
+        with data.lock():
+            if args.reset or args.reset_only:
+                data.wipe()
+                say(f"wiped Azurite data and emulator state in {data.root}")
+            if not args.reset_only:
+                serve(args, data, stop)
+    except RuntimeError as exc:  # busy port or data dir, unreadable state, Azurite missing or failing
+        say(f"make run: {exc}", sys.stderr)
+        return 2 if isinstance(exc, PortBusy) else 1
     return 0
 
 

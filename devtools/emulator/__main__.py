@@ -22,6 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--debounce", type=float, default=30.0,
                         help="webhook debounce in seconds")
     parser.add_argument("--page-size", type=int, default=20000, help="server-driven page size")
+    parser.add_argument("--state", metavar="PATH",
+                        help="keep the state in this JSON file across restarts (default: memory only)")
     parser.add_argument("--ca-out", metavar="PATH",
                         help="copy the CA certificate (PEM) here, e.g. for REQUESTS_CA_BUNDLE")
     return parser.parse_args(argv)
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     config = EmulatorConfig(
         host=args.host, port=args.port, seed=None if args.seed.lower() == "none" else args.seed,
-        webhook_debounce_seconds=args.debounce, page_size=args.page_size,
+        webhook_debounce_seconds=args.debounce, page_size=args.page_size, state_file=args.state,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -61,3 +61,5 @@ class EmulatorConfig:
     max_queued: int = 95  # queued beyond this -> 429
     queue_timeout_seconds: float = 480.0  # real seconds in the queue before 503
     latency_seconds: float = 0.0  # added to every BC request
+    # Persistence: a JSON file the state is kept in across restarts (`state.py`); None = memory only
+    state_file: str | None = None

@@ -109,12 +109,7 @@ class Entra:
         self.signin_user: str = config.signin_user
         # When set, the authorize endpoint answers error=access_denied with this description.
         self.deny_consent: str | None = None
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._public_key = self._key.public_key()
-        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self._public_key))
-        self.kid = _b64url(hashlib.sha256(jwk["n"].encode()).digest()[:20])
-        self._jwk = {"kty": "RSA", "use": "sig", "kid": self.kid, "x5t": self.kid,
-                     "n": jwk["n"], "e": jwk["e"], "alg": "RS256"}
+        self.use_signing_key(rsa.generate_private_key(public_exponent=65537, key_size=2048))
         self._lock = threading.Lock()
         self._codes: dict[str, _AuthCode] = {}
         self._refresh_tokens: dict[str, _RefreshToken] = {}
@@ -126,6 +121,15 @@ class Entra:
             Rule("/<tenant>/oauth2/v2.0/authorize", endpoint="authorize"),
             Rule("/<tenant>/oauth2/v2.0/token", endpoint="token"),
         ], strict_slashes=False)
+
+    def use_signing_key(self, key: rsa.RSAPrivateKey) -> None:
+        """Sign with `key` from now on (a restored emulator keeps its key, so issued tokens stay valid)."""
+        self.signing_key = key
+        self._public_key = key.public_key()
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self._public_key))
+        self.kid = _b64url(hashlib.sha256(jwk["n"].encode()).digest()[:20])
+        self._jwk = {"kty": "RSA", "use": "sig", "kid": self.kid, "x5t": self.kid,
+                     "n": jwk["n"], "e": jwk["e"], "alg": "RS256"}
 
     # ---- lookups -------------------------------------------------------------------------
     def tenant_id(self, tenant: str) -> str | None:
@@ -148,7 +152,7 @@ class Entra:
 
     # ---- tokens --------------------------------------------------------------------------
     def _sign(self, claims: dict[str, Any]) -> str:
-        return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid})
+        return jwt.encode(claims, self.signing_key, algorithm="RS256", headers={"kid": self.kid})
 
     def issue_access_token(self, client_id: str, tenant: str, username: str | None = None) -> str:
         """A BC access token: delegated for `username`, app-only (client credentials) without."""

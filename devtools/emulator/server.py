@@ -22,6 +22,7 @@ from .clock import Clock
 from .config import EmulatorConfig
 from .entra import Entra
 from .limits import Faults, LimitsMiddleware, LoggedRequest, RequestLog
+from .state import WRITE_METHODS, StateSaver
 from .tls import make_tls_files
 
 BCFactory = Callable[[EmulatorConfig, Clock, Callable[[str], dict]], Any]
@@ -128,6 +129,7 @@ class Emulator:
         self._limits = (LimitsMiddleware(self.bc, self.config, self.clock, self.entra.validate_token,
                                          self.faults, self._log) if self.bc is not None else None)
         self._admin = AdminApp(self)
+        self.state = StateSaver(self, Path(self.config.state_file)) if self.config.state_file else None
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._tmp: str | None = None
@@ -140,6 +142,8 @@ class Emulator:
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
         self.faults.rearm()
+        if self.state is not None:
+            self.state.load()
         self._tmp = tempfile.mkdtemp(prefix="bc-emulator-")
         tls = make_tls_files(Path(self._tmp))
         self.ca_bundle = str(tls.ca_cert)
@@ -153,10 +157,13 @@ class Emulator:
         self._thread.start()
         if self.bc is not None and hasattr(self.bc, "start"):
             self.bc.start()
+        if self.state is not None:
+            self.state.start()
         return self
 
     def stop(self) -> None:
-        """Stop serving, end pending fault holds and remove the temporary certificate files."""
+        """Stop serving, end pending fault holds, save the state (if kept) and remove the temporary
+        certificate files."""
         self.faults.release()
         if self.bc is not None and hasattr(self.bc, "stop"):
             self.bc.stop()
@@ -167,6 +174,8 @@ class Emulator:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        if self.state is not None:
+            self.state.stop()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
@@ -202,6 +211,18 @@ class Emulator:
 
     # ---- WSGI dispatch -------------------------------------------------------------------
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        answer = self._route(environ, start_response)
+        if self.state is None or environ.get("REQUEST_METHOD") not in WRITE_METHODS:
+            return answer
+        try:
+            body = list(answer)  # the write is complete once the answer is
+        finally:
+            if hasattr(answer, "close"):
+                answer.close()
+        self.state.after_write(environ.get("PATH_INFO", ""))  # on disk before the client hears back
+        return body
+
+    def _route(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_emulator/") or path == "/_emulator":
             return self._admin(environ, start_response)

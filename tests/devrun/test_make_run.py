@@ -1,0 +1,159 @@
+"""`make run` end to end through its own launcher (`python -m devtools.run` in a subprocess, free
+ports, a temp data dir): it owns its processes, keeps BC in step with storage across restarts, moves
+with its port and refuses a busy port before starting anything."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from azure.storage.queue import QueueClient
+
+from connector.settings import QUEUE_SALES_ORDER_RESULTS, QUEUE_SALES_ORDERS
+from devtools.emulator.seed import CRONUS_UK_ID
+from devtools.ports import port_is_free
+from tests.devrun.launcher import Launcher, alive, wait_until
+from tests.queue_drain import drain_texts
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+TENANT = "lmints.io"
+ORDER = {"orderDate": "2023-09-01", "customerNumber": "GL00000008", "currencyCode": "GBP",
+         "paymentTermsId": "3bb5b4b6-ea4c-43ca-ba1c-3b69e29a6668"}
+
+
+@pytest.fixture
+def launchers() -> Iterator[list[Launcher]]:
+    """Every launcher a test starts is stopped at its end."""
+    started: list[Launcher] = []
+    yield started
+    for launcher in started:
+        launcher.stop()
+
+
+def start(launchers: list[Launcher], data_dir: Path, **options: Any) -> Launcher:
+    launcher = Launcher(data_dir, **options)
+    launchers.append(launcher)
+    return launcher.start()
+
+
+def emulator_admin(run: Launcher, path: str) -> Any:
+    response = requests.get(f"{run.emulator_url}/_emulator/{path}", verify=run.ca_bundle, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def subscribe(run: Launcher) -> dict[str, Any]:
+    response = requests.post(f"{run.url}/api/connections/default/subscriptions", timeout=120)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def send_order(run: Launcher, key: str) -> dict[str, Any]:
+    """Put a sales order on the queue; the result the connector answers for it."""
+    QueueClient.from_connection_string(run.storage, QUEUE_SALES_ORDERS).send_message(
+        json.dumps(ORDER | {"externalDocumentNumber": key}))
+    results = QueueClient.from_connection_string(run.storage, QUEUE_SALES_ORDER_RESULTS)
+    seen: list[dict[str, Any]] = []
+
+    def result() -> dict[str, Any] | None:
+        seen.extend(json.loads(text) for text in drain_texts(results))
+        return next((r for r in seen if r["externalDocumentNumber"] == key), None)
+
+    return wait_until(result, timeout=120, what=f"a result for {key}")
+
+
+def test_sighup_stops_every_child_including_azurite_and_reset_wipes_both_states(launchers, tmp_path):
+    run = start(launchers, tmp_path)
+    azurite = run.azurite_pid
+    assert alive(azurite)
+
+    run.signal(signal.SIGHUP)  # the terminal was closed
+
+    assert run.wait() == 0, run.output
+    assert not alive(azurite)
+    assert [p for p in run.ports if not port_is_free(p)] == []
+    assert (tmp_path / "azurite").is_dir() and (tmp_path / "emulator" / "state.json").is_file()
+
+    reset = Launcher(tmp_path, extra=("--reset-only",)).run()
+    assert reset.returncode == 0, reset.stderr
+    assert not (tmp_path / "azurite").exists() and not (tmp_path / "emulator").exists()
+
+
+def test_a_killed_run_takes_azurite_along_and_a_restart_keeps_bc_in_step_with_storage(launchers, tmp_path):
+    first = start(launchers, tmp_path)
+    subscribed = subscribe(first)
+    assert sorted(subscribed["created"]) == ["items", "salesInvoices", "salesShipments"], subscribed
+    before = {s["subscriptionId"] for s in emulator_admin(first, "bc/subscriptions")["value"]}
+    created = send_order(first, "WEB-1")
+    assert created["status"] == "created", created
+
+    first.signal(signal.SIGKILL)  # no cleanup code runs at all
+    first.wait()
+    wait_until(lambda: not alive(first.azurite_pid), timeout=30, what="Azurite gone with its parent")
+
+    second = start(launchers, tmp_path, port=first.port, emulator_port=first.emulator_port,
+                   azurite_port=first.azurite_port)
+    assert "state restored" in second.output
+    # BC still has the subscriptions storage remembers, so /api/status and BC agree ...
+    assert {s["subscriptionId"] for s in emulator_admin(second, "bc/subscriptions")["value"]} == before
+    status = requests.get(f"{second.url}/api/status", timeout=60).json()
+    listed = {s["subscription_id"]: s["status"] for s in status["connections"][0]["subscriptions"]}
+    assert listed == dict.fromkeys(before, "active"), status
+    # ... and webhooks keep delivering with no manual step.
+    item = requests.post(f"{second.emulator_url}/_emulator/bc/{TENANT}/production/{CRONUS_UK_ID}/items",
+                         json={"number": "AFTER-KILL", "displayName": "Created after the restart"},
+                         verify=second.ca_bundle, timeout=30).json()
+    items = QueueClient.from_connection_string(second.storage, "bc-items")
+    seen: list[str] = []
+    wait_until(lambda: seen.extend(drain_texts(items)) or any(item["id"] in text for text in seen),
+               timeout=120, what="a bc.item.created event for the new item")
+
+    # The order the key answers `duplicate` for is still in BC, and numbers go on without repeating.
+    again = send_order(second, "WEB-1")
+    assert (again["status"], again["salesOrderId"]) == ("duplicate", created["salesOrderId"]), again
+    orders = emulator_admin(second, f"bc/{TENANT}/production/{CRONUS_UK_ID}/salesOrders")["value"]
+    assert created["salesOrderId"] in {o["id"] for o in orders}
+    following = send_order(second, "WEB-2")
+    assert following["status"] == "created" and following["number"] > created["number"], following
+
+
+def test_the_port_option_moves_public_base_url_so_the_handshake_works(launchers, tmp_path):
+    run = start(launchers, tmp_path)
+    assert run.port != 7071
+    assert f"BC notifies http://127.0.0.1:{run.port}/api/webhooks/bc" in run.output
+
+    subscribed = subscribe(run)
+
+    assert subscribed["failed"] == [] and len(subscribed["created"]) == 3, subscribed
+    deliveries = emulator_admin(run, "bc/webhooks/deliveries")["value"]
+    handshakes = [d for d in deliveries if d["kind"] == "handshake"]
+    assert handshakes and {d["status"] for d in handshakes} == {200}, handshakes
+    assert all(d["url"].startswith(f"{run.url}/api/webhooks/bc?") for d in handshakes), handshakes
+
+    second = Launcher(tmp_path).run()  # the same data dir, other ports
+    assert second.returncode == 1 and "another `make run`" in second.stderr, second.stderr
+
+
+@pytest.mark.parametrize(("which", "fix"), [
+    ("port", "PORT="), ("emulator_port", "EMULATOR_PORT="), ("azurite_queue", "AZURITE_PORT="),
+])
+def test_a_busy_port_is_a_clear_error_before_anything_starts(tmp_path, which, fix):
+    launcher = Launcher(tmp_path)
+    port = launcher.azurite_port + 1 if which == "azurite_queue" else getattr(launcher, which)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        finished = launcher.run()
+
+    assert finished.returncode == 2, finished.stdout + finished.stderr
+    message = finished.stderr.strip().splitlines()[-1]
+    assert f"port {port} " in message and "already in use" in message and fix in message, message
+    assert f"pid {os.getpid()} " in message  # who holds it
+    assert "Azurite on" not in finished.stdout and not (tmp_path / "azurite").exists()  # nothing started
