@@ -7,6 +7,7 @@ explicitly must be free: a leftover Azurite there is an error, never silently us
 """
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -55,8 +56,8 @@ class Azurite:
         )
 
     @property
-    def pid(self) -> int | None:
-        """The Azurite process id while it runs."""
+    def process_group(self) -> int | None:
+        """The process group of Azurite and its lifeline supervisor while they run."""
         return self.process.pid if self.process else None
 
     def start(self, timeout: float = 60.0) -> "Azurite":
@@ -122,7 +123,7 @@ class Azurite:
                     break
                 time.sleep(0.05)
             if self.process.poll() is None:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)  # the supervisor and Azurite
             self.process.wait(timeout=5)
         self.process = None
         if self._tmp:

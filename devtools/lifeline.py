@@ -1,37 +1,52 @@
 """Run a command that dies with its parent: ``python devtools/lifeline.py <parent pid> <command...>``.
 
-Sets Linux's PR_SET_PDEATHSIG (SIGTERM) and then execs the command, so a child started through it
-gets SIGTERM when the process that started it ends — also by SIGKILL, when no cleanup code runs.
-(Setting it from a `preexec_fn` instead is unsafe with threads running.) The signal comes when the
-*thread* that started the child ends, so start children from a thread that lives as long as they do.
-Elsewhere than Linux it only execs. Standard library only: it runs before anything is imported.
+A small supervisor between the parent and the command. It arms Linux's PR_SET_PDEATHSIG (SIGTERM)
+for itself, so the parent's end — even by SIGKILL, when no cleanup code runs — reaches it, and hands
+the command exactly one SIGTERM however many signals come. (The kernel sends the parent-death signal
+again each time the child is handed to another thread of a dying multi-threaded parent; Azurite
+takes the first TERM to save and close, and a second one kills it before it has saved.) SIGINT and
+SIGHUP are forwarded the same way. Its exit status is the command's. Elsewhere than Linux there is
+no parent-death signal. Standard library only: it runs before anything is imported.
 """
 from __future__ import annotations
 
 import ctypes
 import os
 import signal
+import subprocess
 import sys
+import time
 
 PR_SET_PDEATHSIG = 1
 
 
 def command(argv: list[str]) -> list[str]:
-    """`argv` wrapped so that it dies with this process."""
+    """`argv` wrapped so that it dies with this process (start it in a new session: the supervisor
+    then leads its process group, and killing the group kills both)."""
     return [sys.executable, os.path.abspath(__file__), str(os.getpid()), *argv]
 
 
-def main(argv: list[str]) -> None:
-    """Arm the parent-death signal, check the parent is still there, exec the command."""
+def main(argv: list[str]) -> int:
+    """Arm the parent-death signal, start the command, hand it one SIGTERM after the first signal."""
     parent, cmd = int(argv[0]), argv[1:]
+    stopping: list[int] = []  # signals received; only this loop acts on them, so TERM goes once
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: stopping.append(signum))
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        sys.exit(1)
-    os.execvp(cmd[0], cmd)
-
+    if os.getppid() != parent or stopping:  # the parent died, or asked to stop, before this point
+        return 1
+    child = subprocess.Popen(cmd)
+    sent = False
+    while child.poll() is None:
+        if stopping and not sent:
+            child.send_signal(signal.SIGTERM)
+            sent = True
+        time.sleep(0.1)
+    return child.returncode
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

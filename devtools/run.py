@@ -266,8 +266,9 @@ def serve(args: argparse.Namespace, data: DataDir, stop: threading.Event) -> Non
             + (f" {args.webhook_debounce:g} s after a change (real BC: about 30 s; make run DEBOUNCE=30)"
                if with_emulator else ""))
         say(f"  emulator:  {emulator_line}")
-        say(f"  storage:   Azurite (pid {azurite.pid}) on 127.0.0.1:{ports.azurite}-{ports.azurite + 2}"
-            + ("" if ports.azurite == 10000 else f"; connection string: {azurite.connection_string}"))
+        where = "" if ports.azurite == 10000 else f"; connection string: {azurite.connection_string}"
+        say(f"  storage:   Azurite (process group {azurite.process_group}) on "
+            f"127.0.0.1:{ports.azurite}-{ports.azurite + 2}{where}")
         say(f"  data:      {data.root} (make reset wipes storage and emulator state together)")
         say("Ctrl-C to stop.")
         stop.wait()

@@ -31,13 +31,17 @@ def free_port_run(length: int = 3) -> int:
             return base
 
 
-def alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie waiting to be reaped counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+def running_in_group(pgid: int) -> list[int]:
+    """The running processes of process group `pgid` (zombies waiting to be reaped count as gone)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
+            members.append(int(stat.parent.name))
+    return members
 
 
 def launcher_env() -> dict[str, str]:
@@ -95,8 +99,9 @@ class Launcher:
         return "\n".join(self.lines)
 
     @property
-    def azurite_pid(self) -> int:
-        found = re.search(r"Azurite \(pid (\d+)\)", self.output)
+    def azurite_group(self) -> int:
+        """The process group of Azurite (and its lifeline supervisor), from the banner."""
+        found = re.search(r"Azurite \(process group (\d+)\)", self.output)
         assert found, self.output
         return int(found.group(1))
 

@@ -18,7 +18,7 @@ from azure.storage.queue import QueueClient
 from connector.settings import QUEUE_SALES_ORDER_RESULTS, QUEUE_SALES_ORDERS
 from devtools.emulator.seed import CRONUS_UK_ID
 from devtools.ports import port_is_free
-from tests.devrun.launcher import Launcher, alive, wait_until
+from tests.devrun.launcher import Launcher, running_in_group, wait_until
 from tests.queue_drain import drain_texts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -71,13 +71,13 @@ def send_order(run: Launcher, key: str) -> dict[str, Any]:
 
 def test_sighup_stops_every_child_including_azurite_and_reset_wipes_both_states(launchers, tmp_path):
     run = start(launchers, tmp_path)
-    azurite = run.azurite_pid
-    assert alive(azurite)
+    azurite = run.azurite_group
+    assert running_in_group(azurite)  # the lifeline supervisor and node
 
     run.signal(signal.SIGHUP)  # the terminal was closed
 
     assert run.wait() == 0, run.output
-    assert not alive(azurite)
+    assert running_in_group(azurite) == []
     assert [p for p in run.ports if not port_is_free(p)] == []
     assert (tmp_path / "azurite").is_dir() and (tmp_path / "emulator" / "state.json").is_file()
 
@@ -96,7 +96,8 @@ def test_a_killed_run_takes_azurite_along_and_a_restart_keeps_bc_in_step_with_st
 
     first.signal(signal.SIGKILL)  # no cleanup code runs at all
     first.wait()
-    wait_until(lambda: not alive(first.azurite_pid), timeout=30, what="Azurite gone with its parent")
+    wait_until(lambda: not running_in_group(first.azurite_group), timeout=30,
+               what="Azurite gone with its parent")
 
     second = start(launchers, tmp_path, port=first.port, emulator_port=first.emulator_port,
                    azurite_port=first.azurite_port)
