@@ -174,7 +174,10 @@ SETTINGS: list[Setting] = [
     Setting("SALES_ORDER_MAX_PAYLOAD_BYTES", "4194304",
             "Largest order blob a `sales-orders` message may reference (`dataref`, container "
             "`sales-order-payloads`); a larger one fails with `DataRefTooLarge`."),
-    Setting("WEBHOOK_MAX_BODY_BYTES", "16777216", "Larger notification bodies are rejected (logged)."),
+    Setting("WEBHOOK_MAX_BODY_BYTES", "4194304",
+            "Notification bodies declared larger (`Content-Length`) are acknowledged unread and logged "
+            "as errors (the sweep recovers them). BC sends up to 1,000 notifications per subscription "
+            "(~400 KB) in one POST for all subscriptions of a URL: three trigger subscriptions ~1.2 MB."),
     Setting("AUTH_FLOW_TTL_SECONDS", "600", "How long a started sign-in may take."),
     Setting("TELEMETRY_EXPORTER", "",
             "OpenTelemetry exporter for local runs: `console` or `otlp` (OTEL_EXPORTER_OTLP_ENDPOINT); "

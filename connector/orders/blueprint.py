@@ -1,7 +1,7 @@
 """Queue trigger of Send Created Sales Order: `sales-orders` → BC → `sales-order-results`."""
 import azure.functions as func
 
-from connector.orders.send import OrderDelivery, handle_delivery
+from connector.orders.send import OrderDelivery, handle_delivery, message_text
 from connector.runtime import get_runtime
 from connector.settings import QUEUE_SALES_ORDERS
 from connector.telemetry import invocation
@@ -14,7 +14,7 @@ bp = func.Blueprint()
 def send_created_sales_order(msg: func.QueueMessage) -> None:
     """One order message → one BC order and one result; raises only to have the host retry."""
     runtime = get_runtime()
-    delivery = OrderDelivery(text=msg.get_body().decode("utf-8"), message_id=msg.id,
+    delivery = OrderDelivery(text=message_text(msg.get_body()), message_id=msg.id,
                              dequeue_count=msg.dequeue_count or 1,
                              max_dequeue_count=runtime.max_dequeue_count)
     handle_delivery(runtime, delivery)

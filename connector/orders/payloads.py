@@ -18,7 +18,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
-from connector.orders.schema import OrderRejected
+from connector.orders.schema import OrderRejected, load_json
 
 DATAREF = "dataref"
 MAX_ECHOED_CHARS = 200  # a refused dataref is quoted this far: the result must fit in a queue message
@@ -30,8 +30,8 @@ def claim_check(text: str) -> dict[str, Any] | None:
     if f'"{DATAREF}"' not in text:  # cheap test first: most orders are inline
         return None
     try:
-        fields = json.loads(text)
-    except ValueError:
+        fields = load_json(text)
+    except OrderRejected:
         return None  # malformed: parse_order names the problem
     return fields if isinstance(fields, dict) and DATAREF in fields else None
 
@@ -56,10 +56,7 @@ def merged_order(fields: dict[str, Any], payload: bytes, name: str) -> str:
         text = payload.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise OrderRejected("DataRefUnreadable", f"blob {name!r} is not UTF-8 text ({exc})") from None
-    try:
-        order = json.loads(text)
-    except ValueError as exc:
-        raise OrderRejected("MalformedJson", f"blob {name!r} is not valid JSON: {exc}") from None
+    order = load_json(text, f"blob {name!r}")
     if not isinstance(order, dict):
         raise OrderRejected("InvalidMessage", f"blob {name!r} must hold a JSON object (the order)")
     if DATAREF in order:

@@ -15,7 +15,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from connector.telemetry import TRACEPARENT_PATTERN
@@ -74,13 +74,16 @@ def _field_title(name: str, _: object) -> str:
 
 
 class _BCBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, field_title_generator=_field_title)
+    # allow_inf_nan=False: `1e999` parses as infinity, which BC cannot store
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False,
+                              field_title_generator=_field_title)
 
 
 class SalesOrderLineMessage(_BCBody):
     """One line of the order: BC's writable `salesOrderLine` fields plus `itemNumber`/`variantCode`."""
 
-    sequence: int | None = Field(None, gt=0, description="Line No.; BC numbers by 10000 if omitted.")
+    sequence: int | None = Field(None, gt=0, lt=2**31,
+                                 description="Line No.; BC numbers by 10000 if omitted.")
     lineType: LineType | None = None
     lineObjectNumber: Code20 | None = Field(None, description="Item or G/L account no., per lineType.")
     itemId: UUID | None = None
@@ -203,6 +206,8 @@ class ResultError(BaseModel):
     code: str
     message: str
 
+    _readable = field_validator("message")(lambda text: readable_text(text))
+
 
 class SalesOrderResult(BaseModel):
     """A message on `sales-order-results`: one per order message (null where not applicable)."""
@@ -218,6 +223,9 @@ class SalesOrderResult(BaseModel):
     error: ResultError | None
     traceparent: str | None = Field(description="W3C trace context of the order's processing (the "
                                                "message's trace when it named one).")
+
+    _readable = field_validator("externalDocumentNumber")(
+        lambda key: None if key is None else readable_text(key))
 
     def to_message(self) -> str:
         return self.model_dump_json()
@@ -237,8 +245,34 @@ def _rule(message: str) -> None:
     raise PydanticCustomError("order_rule", message)
 
 
+def readable_text(text: str) -> str:
+    """`text` safe to put in a result: characters UTF-8 cannot carry (lone surrogates) become `?`."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def load_json(text: str, what: str = "the message") -> Any:
+    """`json.loads`, or OrderRejected(`MalformedJson`) also for nesting too deep to parse."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise OrderRejected("MalformedJson", f"{what} is not valid JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise OrderRejected("MalformedJson", f"{what} is not valid JSON: {exc}") from None
+
+
+def check_encoding(text: str) -> None:
+    """OrderRejected(`InvalidEncoding`) unless `text` is valid UTF-8 (bytes the queue message could not
+    decode arrive as lone surrogates, see `message_text`)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise OrderRejected("InvalidEncoding", f"the message is not valid UTF-8 text (byte or character "
+                            f"at position {exc.start})") from None
+
+
 def parse_order(text: str) -> SalesOrderMessage:
     """The order in a message's text, or `OrderRejected` naming every problem found."""
+    check_encoding(text)
     try:
         return SalesOrderMessage.model_validate_json(text)
     except ValidationError as exc:
@@ -272,6 +306,7 @@ def describe_error(error: ErrorDetails) -> str:
 
 
 def _clip(text: str) -> str:
+    text = readable_text(text)
     return text if len(text) <= MAX_PROBLEM_CHARS else text[:MAX_PROBLEM_CHARS - 1] + "…"
 
 

@@ -32,7 +32,6 @@ The claims: `claims.py`; variant lookups: `variants.py`; the message and result 
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -59,6 +58,7 @@ from connector.orders.schema import (
     ResultError,
     SalesOrderMessage,
     SalesOrderResult,
+    load_json,
     parse_order,
 )
 from connector.orders.variants import odata_string, variant_wanted
@@ -122,7 +122,8 @@ def is_permanent(exc: BaseException) -> bool:
 
 
 def failure_error(exc: BaseException) -> ResultError:
-    """The `error` of a failed result: a stable code and a message naming the problem."""
+    """The `error` of a failed result: a stable code and a message naming the problem. An unexpected
+    exception's text stays in the log: the result says only that something internal failed."""
     if isinstance(exc, OrderRejected):
         return ResultError(code=exc.code, message=exc.message)
     if isinstance(exc, BCError):
@@ -130,14 +131,15 @@ def failure_error(exc: BaseException) -> ResultError:
     named = (UnknownConnection, CompanyNotFound, TokenUnavailable, ClaimBusy)
     if isinstance(exc, named):
         return ResultError(code=type(exc).__name__, message=str(exc))
-    return ResultError(code="InternalError", message=f"{type(exc).__name__}: {exc}")
+    return ResultError(code="InternalError", message="the connector failed unexpectedly; its log has "
+                                                     "the details under this message's id")
 
 
 def message_field(text: str, name: str) -> str | None:
     """A string field of a message that may be invalid (None when absent or not a string)."""
     try:
-        data = json.loads(text)
-    except ValueError:
+        data = load_json(text)
+    except OrderRejected:
         return None
     value = data.get(name) if isinstance(data, dict) else None
     return value if isinstance(value, str) else None
@@ -156,6 +158,17 @@ def connection_hint(text: str, configured: Iterable[str]) -> str:
     if named is None:
         return DEFAULT_CONNECTION
     return named if named in configured else "unknown"
+
+
+def message_text(body: bytes) -> str:
+    """A queue message's text; bytes that are not UTF-8 become lone surrogates (`surrogateescape`), so
+    the order fails with `InvalidEncoding` instead of the trigger failing before any result."""
+    return body.decode("utf-8", "surrogateescape")
+
+
+def kept_text(text: str) -> str:
+    """The text kept on the poison queue: the message as it came, undecodable bytes as `\\xNN`."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def order_result(status: Status, key: str | None, order: Mapping[str, Any] | None = None,
@@ -227,14 +240,15 @@ def _handle_delivery(runtime: Runtime, delivery: OrderDelivery, key: str | None,
             failed = order_result("failed", key, error=error)
             # Keep the message first: if the result send then fails, the retry repeats both
             # (a second poison copy and result) rather than losing the order.
-            runtime.storage.queue(QUEUE_SALES_ORDERS_POISON).send_message(delivery.text)
+            runtime.storage.queue(QUEUE_SALES_ORDERS_POISON).send_message(kept_text(delivery.text))
             publish_result(runtime, failed, fields["connection"])
             return failed
         if delivery.last_attempt:
             error = ResultError(code=error.code, message=f"gave up after {delivery.dequeue_count} "
                                                          f"attempts: {error.message}")
             log.error("sales order %r (message %s) failed for good: %s", key, delivery.message_id,
-                      error.message, extra=fields | {"error_code": error.code})
+                      exc if error.code == "InternalError" else error.message,
+                      extra=fields | {"error_code": error.code})
             publish_result(runtime, order_result("failed", key, error=error), fields["connection"])
         else:
             log.warning("sales order %r (message %s) attempt %d failed, will retry: %s", key,

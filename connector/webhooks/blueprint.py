@@ -25,8 +25,9 @@ def _json(body: dict, status: int) -> func.HttpResponse:
 @invocation
 def bc_webhook(req: func.HttpRequest) -> func.HttpResponse:
     """Handshake (token echoed, 200) or notifications (202 once queued; 503 if storage fails)."""
-    reply = notifications.receive(req.params, req.get_body(), get_runtime)
-    return func.HttpResponse(reply.body, status_code=reply.status, mimetype=reply.mimetype)
+    reply = notifications.receive_request(req.params, req.headers, req.get_body, get_runtime)
+    return func.HttpResponse(reply.body, status_code=reply.status, mimetype=reply.mimetype,
+                             headers=dict(reply.headers))
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=QUEUE_NOTIFICATIONS, connection="AzureWebJobsStorage")

@@ -42,6 +42,7 @@ from connector.webhooks.triggers import BY_ENTITY_SET, CreatedTrigger, EmitCount
 
 log = logging.getLogger(__name__)
 
+MAX_VALIDATION_TOKEN_CHARS = 1024  # BC's tokens are far shorter; a longer one is not echoed
 QUEUE_MESSAGE_BUDGET = 48 * 1024  # bytes of JSON per queue message (the service allows 64 KiB)
 PROCESSED_CHANGES = frozenset({"created", "collection"})
 IGNORED_CHANGES = frozenset({"updated", "deleted"})
@@ -58,6 +59,7 @@ class Reply:
     status: int
     body: str = ""
     mimetype: str = "text/plain"
+    headers: Mapping[str, str] = field(default_factory=lambda: {"X-Content-Type-Options": "nosniff"})
 
 
 ACCEPTED = Reply(202)
@@ -75,9 +77,25 @@ class OversizedNotification(GarbledNotification):
 # ---- receiver decisions ---------------------------------------------------------------------------
 
 def handshake(params: Mapping[str, str]) -> Reply | None:
-    """The reply to BC's validation request: exactly the token, 200, text/plain."""
+    """The reply to BC's validation request: exactly the token, 200, text/plain (nosniff). A token
+    longer than BC ever sends is not echoed (202, empty): the endpoint reflects nothing large."""
     token = params.get("validationToken")
-    return None if token is None else Reply(200, token, "text/plain")
+    if token is None:
+        return None
+    if len(token) > MAX_VALIDATION_TOKEN_CHARS:
+        log.warning("webhook: validationToken of %d characters not echoed (more than %d)", len(token),
+                    MAX_VALIDATION_TOKEN_CHARS)
+        return ACCEPTED
+    return Reply(200, token, "text/plain")
+
+
+def declared_length(headers: Mapping[str, str]) -> int | None:
+    """The request's `Content-Length` (None when absent or unreadable)."""
+    value = next((v for k, v in headers.items() if k.lower() == "content-length"), None)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def parse_body(body: bytes, max_bytes: int) -> list[Any]:
@@ -86,7 +104,7 @@ def parse_body(body: bytes, max_bytes: int) -> list[Any]:
         raise OversizedNotification(f"body of {len(body)} bytes exceeds WEBHOOK_MAX_BODY_BYTES ({max_bytes})")
     try:
         parsed = json.loads(body.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise GarbledNotification(f"body of {len(body)} bytes is not JSON") from None
     if not isinstance(parsed, dict) or not isinstance(parsed.get("value"), list):
         raise GarbledNotification('body is not {"value": [...]}')
@@ -115,7 +133,8 @@ def screen(elements: list[Any], known: Mapping[str, KnownSubscription]) -> Scree
         if not isinstance(element, dict) or not isinstance(element.get("resource"), str):
             result.refused["malformed"] += 1
             continue
-        sub = known.get(element.get("subscriptionId"))  # type: ignore[arg-type]
+        sub_id = element.get("subscriptionId")
+        sub = known.get(sub_id) if isinstance(sub_id, str) else None
         if sub is None:
             result.refused["unknown subscription"] += 1
         elif not sub.accepts(element.get("clientState")):
@@ -153,6 +172,32 @@ def pack_messages(notes: list[dict[str, Any]], budget: int = QUEUE_MESSAGE_BUDGE
     if batch:
         messages.append(head + ",".join(batch) + "]}")
     return messages
+
+
+def receive_request(params: Mapping[str, str], headers: Mapping[str, str], read_body: Callable[[], bytes],
+                    get_runtime: Callable[[], Runtime]) -> Reply:
+    """Answer one request to the webhook endpoint, never with a 4xx or 500: a body declared larger
+    than WEBHOOK_MAX_BODY_BYTES is not read (202), anything unexpected is logged and acked (202; the
+    same body would fail again), a runtime that cannot start answers 503 (BC retries)."""
+    reply = handshake(params)
+    if reply is not None:
+        return reply
+    try:
+        runtime = get_runtime()
+    except Exception:
+        log.exception("webhook: the connector cannot start; answered 503 so BC retries")
+        return Reply(503, "not ready")
+    try:
+        declared = declared_length(headers)
+        if declared is not None and declared > runtime.settings.webhook_max_body_bytes:
+            log.error("webhook: Content-Length %d exceeds WEBHOOK_MAX_BODY_BYTES (%d); acknowledged "
+                      "unread (the next sweep announces what it created)", declared,
+                      runtime.settings.webhook_max_body_bytes)
+            return ACCEPTED
+        return receive(params, read_body(), lambda: runtime)
+    except Exception:
+        log.exception("webhook: unexpected failure; acknowledged, nothing processed")
+        return ACCEPTED
 
 
 def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Runtime]) -> Reply:
