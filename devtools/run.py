@@ -258,6 +258,8 @@ def serve(args: argparse.Namespace, data: DataDir, stop: threading.Event) -> Non
         with step(f"Functions host on port {ports.host}"):
             started.callback(host.stop)
             host.start()
+        if with_emulator:  # what BC held back while the host was down goes out now
+            threading.Thread(target=emulator.bc.flush_webhooks, name="flush-webhooks", daemon=True).start()
         public = os.environ["PUBLIC_BASE_URL"]
         say(f"bc-connector on {host.url}")
         say(f"  health:    {host.url}/api/health")

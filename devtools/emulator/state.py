@@ -153,9 +153,12 @@ def _restore_webhooks(engine: WebhookEngine, state: dict[str, Any]) -> None:
                            for sub_id, entity_id, change, at in state["journal"]
                            if sub_id in engine.subscriptions]
         engine._first_pending = now if engine._journal else None  # the debounce starts again
+        # Held back at least one debounce, so the receiver can come up again first (`make run`
+        # starts its host after the emulator, then flushes).
+        grace = engine.config.webhook_debounce_seconds
         engine._outboxes = {
             box["url"]: Outbox(box["url"], [Notification(**note) for note in box["items"]],
-                               int(box["attempt"]), now + float(box["due_in"]))
+                               int(box["attempt"]), now + max(float(box["due_in"]), grace))
             for box in state["outboxes"]
         }
 

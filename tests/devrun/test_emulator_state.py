@@ -16,6 +16,7 @@ from werkzeug.wrappers import Request, Response
 from devtools.emulator import Emulator, EmulatorConfig
 from devtools.emulator.seed import CRONUS_UK_ID
 from devtools.emulator.state import StateError
+from tests.devrun.launcher import wait_until
 
 TENANT = "lmints.io"
 CLIENT = EmulatorConfig().clients[0]
@@ -206,3 +207,24 @@ def test_without_a_state_file_nothing_is_written(tmp_path, monkeypatch):
     with Emulator(EmulatorConfig(port=0)) as emulator:
         BC(emulator).create_order("WEB-MEMORY")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_state_too_large_to_save_per_request_is_saved_in_the_background_and_at_stop(start, hook, tmp_path):
+    emulator = start()
+    emulator.state.sync_budget = -1.0  # as if every save took too long to make a request wait for it
+    emulator.state.interval = 0.2
+    bc = BC(emulator)
+    order = bc.create_order("WEB-LATER")
+
+    def saved_numbers() -> set[str]:
+        state = json.loads((tmp_path / "state.json").read_text())
+        return {row[2].get("number") for company in state["store"]["companies"]
+                for row in company["sets"].get("salesOrders", [])}
+
+    wait_until(lambda: order["number"] in saved_numbers(), timeout=30, what="the background save")
+    subscription = bc.subscribe(hook.url)  # a subscription change is saved before the answer anyway
+    saved = json.loads((tmp_path / "state.json").read_text())["webhooks"]["subscriptions"]
+    assert [s["id"] for s in saved] == [subscription["subscriptionId"]]
+    last = bc.create_order("WEB-LAST")
+    emulator.stop()
+    assert last["number"] in saved_numbers()
