@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import threading
 import time
@@ -27,6 +28,7 @@ from devtools.emulator.webhooks import Notification, Outbox, Subscription, Webho
 if TYPE_CHECKING:
     from devtools.emulator.server import Emulator
 
+LOG = logging.getLogger("devtools.emulator.state")
 FORMAT = 1
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
 
@@ -228,10 +230,19 @@ class StateSaver:
             self.last_cost = time.perf_counter() - started
 
     def after_write(self, path: str) -> None:
-        """A write request was handled: save now, or mark the state for the background save."""
+        """A write request was handled: save now, or mark the state for the background save. A failed
+        save is logged and retried in the background; the request still gets its answer (its write
+        is done)."""
         if "subscriptions" in path or self.last_cost <= self.sync_budget:
-            self.save()
+            self._save_or_log()
         else:
+            self._dirty.set()
+
+    def _save_or_log(self) -> None:
+        try:
+            self.save()
+        except Exception:
+            LOG.exception("could not save the emulator state to %s; retrying in the background", self.path)
             self._dirty.set()
 
     def start(self) -> None:
@@ -252,7 +263,7 @@ class StateSaver:
     def _loop(self) -> None:
         while not self._stopping.wait(max(self.interval, 10 * self.last_cost)):
             if self._dirty.is_set() or self._fingerprint() != self._seen:
-                self.save()
+                self._save_or_log()
 
     def _fingerprint(self) -> tuple[int, ...]:
         """Cheap signs of what the dispatcher changes without a request (deliveries, expiries)."""

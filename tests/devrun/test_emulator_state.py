@@ -228,3 +228,19 @@ def test_a_state_too_large_to_save_per_request_is_saved_in_the_background_and_at
     last = bc.create_order("WEB-LAST")
     emulator.stop()
     assert last["number"] in saved_numbers()
+
+
+def test_a_failed_save_does_not_fail_the_write_and_is_retried(start, tmp_path, caplog):
+    emulator = start()
+    emulator.state.interval = 0.2
+    good = emulator.state.path
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    emulator.state.path = blocker / "state.json"  # cannot be written: its folder is a file
+
+    order = BC(emulator).create_order("WEB-UNSAVED")  # answered 201 all the same
+
+    assert "could not save the emulator state" in caplog.text
+    emulator.state.path = good
+    wait_until(lambda: "WEB-UNSAVED" in good.read_text(), timeout=30, what="the retried save")
+    assert order["number"] in good.read_text()
