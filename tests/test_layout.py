@@ -9,10 +9,12 @@ ROOT = Path(__file__).resolve().parent.parent
 CONTRACT_ROUTES = {
     ("health", ("GET",), "ANONYMOUS"),
     ("status", ("GET",), "FUNCTION"),
-    ("connections/{connection}/login", ("GET",), "FUNCTION"),
+    # ADMIN, not the contract's FUNCTION (issue 11 point 7): signing in re-binds the connection
+    ("connections/{connection}/login", ("GET",), "ADMIN"),
     ("auth/callback", ("GET",), "ANONYMOUS"),
     ("webhooks/bc", ("GET", "POST"), "ANONYMOUS"),
     ("connections/{connection}/subscriptions", ("POST",), "FUNCTION"),
+    ("connections/{connection}/subscriptions", ("DELETE",), "ADMIN"),
     ("connections/{connection}/pulls/items", ("POST",), "FUNCTION"),
 }
 

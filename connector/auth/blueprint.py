@@ -16,7 +16,8 @@ def _html(page: str, status: int) -> func.HttpResponse:
                              headers=_NO_STORE)
 
 
-@bp.route(route="connections/{connection}/login", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+# ADMIN: whoever signs in binds the connection to their BC identity, so it takes the master key
+@bp.route(route="connections/{connection}/login", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 @invocation
 def sign_in_login(req: func.HttpRequest) -> func.HttpResponse:
     try:

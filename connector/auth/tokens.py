@@ -310,5 +310,5 @@ class TokenService:
 
 
 def login_url(settings: Settings, connection: str) -> str:
-    """Where an operator signs a connection in (function key needed in Azure)."""
+    """Where an operator signs a connection in (the master key is needed in Azure: admin level)."""
     return f"{settings.public_base_url}/api/connections/{connection}/login"

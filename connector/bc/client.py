@@ -26,6 +26,7 @@ from urllib3.exceptions import NewConnectionError
 
 from connector.bc.budget import Budget, principal_of
 from connector.bc.errors import BCError, error_from_response
+from connector.bc.keys import checked_guid
 from connector.bc.pager import Page, on_origin, origin_of, read_pages
 from connector.settings import BCLimits
 from connector.telemetry import BCCall, Telemetry, get_telemetry
@@ -132,7 +133,8 @@ class BCClient:
         return f"{self.base_url}/{path.lstrip('/')}"
 
     def company_path(self, company_id: str, path: str) -> str:
-        return f"companies({company_id})/{path.lstrip('/')}"
+        """`companies(<id>)/<path>`; InvalidKey unless `company_id` is a GUID."""
+        return f"companies({checked_guid(company_id, 'companyId')})/{path.lstrip('/')}"
 
     @property
     def environment_root(self) -> str:

@@ -8,7 +8,6 @@ in a message or in `BC_COMPANY` wins over the saved one.
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -18,10 +17,10 @@ from typing import Any
 from azure.data.tables import UpdateMode
 
 from connector.bc.client import BCClient
+from connector.bc.keys import GUID_RE
 from connector.settings import TABLE_CONNECTIONS
 from connector.storage import Storage, read_entity
 
-GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 CACHE_SECONDS = 600.0
 
 class CompanyNotFound(LookupError):

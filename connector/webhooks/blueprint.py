@@ -78,7 +78,7 @@ def reconcile_subscriptions_now(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="connections/{connection}/subscriptions", methods=["DELETE"],
-          auth_level=func.AuthLevel.FUNCTION)
+          auth_level=func.AuthLevel.ADMIN)  # re-binding or unhooking BC takes the master key
 @invocation
 def delete_subscriptions_now(req: func.HttpRequest) -> func.HttpResponse:
     """200 with {"deleted": [entity sets]}: the connection's subscriptions are gone from BC."""

@@ -31,6 +31,7 @@ from urllib.parse import unquote
 from azure.core.exceptions import AzureError
 
 from connector.bc.errors import BCError, BCNotFound, TokenUnavailable
+from connector.bc.keys import is_guid
 from connector.bc.timestamps import bc_datetime, parse_iso
 from connector.runtime import Runtime
 from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
@@ -276,6 +277,8 @@ def plan(notes: list[dict[str, Any]]
                             str(note.get("entitySet")))
         if group.entity_set not in BY_ENTITY_SET:
             skipped["unknown entity set"] += 1
+        elif not is_guid(group.company_id):
+            skipped["companyId not a GUID"] += 1
         elif note.get("changeType") == "created":
             key = entity_id(str(note.get("resource", "")))
             if key is None:

@@ -28,6 +28,7 @@ from azure.data.tables import UpdateMode
 
 from connector.bc.client import BCClient
 from connector.bc.errors import BCError, BCNotFound
+from connector.bc.keys import InvalidKey, subscription_path
 from connector.bc.timestamps import iso, utc_now
 from connector.connections import for_each_connection, results_or_raise
 from connector.leases import Lease
@@ -144,15 +145,15 @@ class SubscriptionRun:
 
     def renew(self, trigger: CreatedTrigger, row: dict[str, Any], remote: dict[str, Any]) -> dict[str, Any]:
         body = {"notificationUrl": self.url, "clientState": client_state(self.key, row["client_state_nonce"])}
-        sub = self.bc.patch(f"subscriptions('{remote['subscriptionId']}')", body, etag=remote["@odata.etag"])
+        sub = self.bc.patch(subscription_path(remote["subscriptionId"]), body, etag=remote["@odata.etag"])
         log.info("subscriptions %s: renewed %s for %s (expires %s)", self.connection, sub["subscriptionId"],
                  trigger.entity_set, sub.get("expirationDateTime"))
         return self.save(trigger, "active", sub=sub, nonce=row["client_state_nonce"], key=self.key_id)
 
     def delete_remote(self, sub: dict[str, Any]) -> None:
         try:
-            self.bc.delete(f"subscriptions('{sub['subscriptionId']}')", sub.get("@odata.etag") or "*")
-        except BCNotFound:
+            self.bc.delete(subscription_path(sub["subscriptionId"]), sub.get("@odata.etag") or "*")
+        except (BCNotFound, InvalidKey):  # an id that is no key cannot exist in BC
             pass
         self.directory.forget(sub["subscriptionId"])
 
@@ -261,8 +262,8 @@ def delete_subscriptions(runtime: Runtime, connection: str | None = None) -> lis
         for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": conn.name}):
             if row.get("subscription_id"):
                 try:
-                    bc.delete(f"subscriptions('{row['subscription_id']}')", "*")
-                except BCNotFound:
+                    bc.delete(subscription_path(row["subscription_id"]), "*")
+                except (BCNotFound, InvalidKey):  # an id that is no key cannot exist in BC
                     pass
                 runtime.subscription_directory.forget(row["subscription_id"])
                 deleted.append(row["entity_set"])

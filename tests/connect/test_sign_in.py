@@ -217,12 +217,15 @@ def test_login_without_encryption_key_explains_the_missing_setting(
     assert "TOKEN_ENCRYPTION_KEY is not set" in status_of(host)["token"]["error"]
 
 
-def test_login_needs_a_function_key_and_the_callback_does_not(code_flow_host: Callable[..., Any],
-                                                              emulator: Any) -> None:
-    host = code_flow_host(LOCAL_HOST_REQUIRE_KEYS="true", LOCAL_HOST_FUNCTION_KEY="fn-key")
+def test_login_needs_the_master_key_and_the_callback_does_not(code_flow_host: Callable[..., Any],
+                                                               emulator: Any) -> None:
+    host = code_flow_host(LOCAL_HOST_REQUIRE_KEYS="true", LOCAL_HOST_FUNCTION_KEY="fn-key",
+                          LOCAL_HOST_MASTER_KEY="master-key")
     login = f"{host.url}/api/connections/default/login"
     assert requests.get(login, allow_redirects=False, timeout=30).status_code == 401
-    keyed = requests.get(login, params={"code": "fn-key"}, allow_redirects=False, timeout=30)
+    function_keyed = requests.get(login, params={"code": "fn-key"}, allow_redirects=False, timeout=30)
+    assert function_keyed.status_code == 401  # a function key cannot re-bind the connection
+    keyed = requests.get(login, params={"code": "master-key"}, allow_redirects=False, timeout=30)
     assert keyed.status_code == 302
     page = requests.get(authorize(emulator, keyed.headers["Location"]), timeout=60)
     assert page.status_code == 200
