@@ -5,7 +5,8 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -116,67 +117,65 @@ def test_app_principals_are_limited_by_app_id(make: Callable[..., Emulator]) -> 
     assert [r.principal == app_oid for r in emu.requests] == [True, True, False]
 
 
+@contextmanager
+def held(emu: Emulator, count: int, until: Callable[[], bool]
+         ) -> Iterator[tuple[list[Future], ThreadPoolExecutor]]:
+    """`count` calls of the admin user held at the stand-in BC's closed gate, once `until()` holds;
+    the gate opens when the block ends, and the calls finish before the `with` does."""
+    emu.bc.gate.clear()
+    with ThreadPoolExecutor(count + 1) as pool:
+        try:
+            calls = [pool.submit(call, emu, timeout=60) for _ in range(count)]
+            wait_for(until)
+            yield calls, pool
+        finally:
+            emu.bc.gate.set()
+
+
+def statuses(calls: list[Future]) -> list[int]:
+    return sorted(c.result().status_code for c in calls)
+
+
 def test_concurrency_is_capped_and_the_rest_queue(make: Callable[..., Emulator]) -> None:
     emu = make(max_concurrent=2)
-    emu.bc.gate.clear()
-    with ThreadPoolExecutor(6) as pool:
-        calls = [pool.submit(call, emu, timeout=60) for _ in range(6)]
-        wait_for(lambda: emu.in_flight() == {"processing": 2, "queued": 4})
+    with held(emu, 6, lambda: emu.in_flight() == {"processing": 2, "queued": 4}) as (calls, _):
         assert emu.bc.active == 2
-        emu.bc.gate.set()
-        assert sorted(c.result().status_code for c in calls) == [200] * 6
-    assert emu.bc.max_active == 2
+    assert statuses(calls) == [200] * 6 and emu.bc.max_active == 2
 
 
 def test_queue_wait_beyond_the_limit_is_503_with_retry_after(make: Callable[..., Emulator]) -> None:
     emu = make(max_concurrent=1, queue_timeout_seconds=0.2)
-    emu.bc.gate.clear()
-    with ThreadPoolExecutor(2) as pool:
-        first = pool.submit(call, emu, timeout=60)
-        wait_for(lambda: emu.bc.active == 1)
+    with held(emu, 1, lambda: emu.bc.active == 1) as (calls, _):
         second = call(emu)
         assert second.status_code == 503 and second.headers["Retry-After"] == "1"
-        emu.bc.gate.set()
-        assert first.result().status_code == 200
+    assert statuses(calls) == [200]
 
 
 def test_full_queue_is_429(make: Callable[..., Emulator]) -> None:
     emu = make(max_concurrent=1, max_queued=0)
-    emu.bc.gate.clear()
-    with ThreadPoolExecutor(1) as pool:
-        first = pool.submit(call, emu, timeout=60)
-        wait_for(lambda: emu.bc.active == 1)
+    with held(emu, 1, lambda: emu.bc.active == 1) as (calls, _):
         assert call(emu).status_code == 429
-        emu.bc.gate.set()
-        assert first.result().status_code == 200
+    assert statuses(calls) == [200]
 
 
 def test_overshoot_setting_answers_429_at_once_beyond_the_fifth_in_flight(
         make: Callable[..., Emulator]) -> None:
     emu = make(reject_over_concurrency=True)
-    emu.bc.gate.clear()
-    with ThreadPoolExecutor(6) as pool:
-        calls = [pool.submit(call, emu, timeout=60) for _ in range(5)]
-        wait_for(lambda: emu.bc.active == 5)
+    with held(emu, 5, lambda: emu.bc.active == 5) as (calls, pool):
         refused = call(emu)  # answered while the five are still held: no queueing
         assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
         calls.append(pool.submit(call, emu, user="other@lmints.io", timeout=60))  # its own budget
         wait_for(lambda: emu.in_flight() == {"processing": 6, "queued": 0})
-        emu.bc.gate.set()
-        assert [c.result().status_code for c in calls] == [200] * 6
-    assert emu.in_flight() == {"processing": 0, "queued": 0}
+    assert statuses(calls) == [200] * 6 and emu.in_flight() == {"processing": 0, "queued": 0}
     overshoot = [r for r in emu.requests if r.in_flight > 5]
     assert [(r.status, r.in_flight) for r in overshoot] == [(429, 6)]
 
 
 def test_request_log_counts_what_was_in_flight_when_queueing(make: Callable[..., Emulator]) -> None:
     emu = make(max_concurrent=2)
-    emu.bc.gate.clear()
-    with ThreadPoolExecutor(4) as pool:
-        calls = [pool.submit(call, emu, timeout=60) for _ in range(4)]
-        wait_for(lambda: emu.in_flight() == {"processing": 2, "queued": 2})
-        emu.bc.gate.set()
-        assert [c.result().status_code for c in calls] == [200] * 4
+    with held(emu, 4, lambda: emu.in_flight() == {"processing": 2, "queued": 2}) as (calls, _):
+        pass
+    assert statuses(calls) == [200] * 4
     assert sorted(r.in_flight for r in emu.requests) == [1, 2, 3, 4]
     assert call(emu).status_code == 200 and emu.requests[-1].in_flight == 1
 
