@@ -10,16 +10,22 @@ else it stays in memory.
 
 A 401 from BC asks for `force_refresh`: a new access token from the refresh token or the secret.
 The connection's `state` row in `bcconnections` records `token_state` (`ok` / `refresh-failed`),
-`token_error`, `signed_in_at` and `signed_in_as` for `/api/status`.
+`token_error`, `token_fix`, `token_retry_at`, `signed_in_at` and `signed_in_as` for `/api/status`.
+
+Entra's refusals are remembered per connection (`TokenFailure`): until the back-off (1 minute,
+doubling to 8) has passed every caller fails fast with the remembered reason and fix, so a wrong
+secret costs one token request a minute at most instead of one per retry of every message.
+`verify` asks Entra for a fresh client-credentials token (at most once a minute), so a changed
+secret shows on the next status call or renewal run, not when the cached token expires.
 """
 from __future__ import annotations
 
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msal
@@ -51,6 +57,9 @@ ENTRA_TIMEOUT_SECONDS = 30.0
 # Entra errors that only a new interactive sign-in cures (RFC 6749 §5.2, OIDC Core §3.1.2.6).
 SIGN_IN_ERRORS = frozenset({"invalid_grant", "interaction_required", "login_required", "consent_required"})
 TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+FIRST_BACKOFF = timedelta(minutes=1)  # after a refusal, the next token request waits this long...
+MAX_BACKOFF = timedelta(minutes=8)  # ...doubling up to this
+VERIFY_INTERVAL = timedelta(minutes=1)  # `verify` asks Entra at most this often per connection
 
 
 class TokenEndpointUnavailable(BCError):
@@ -81,6 +90,35 @@ def token_failure_kind(result: Mapping[str, Any] | None) -> str:
     if error in TRANSIENT_ERRORS:
         return "transient"
     return "config"
+
+
+@dataclass(frozen=True)
+class TokenFailure:
+    """Entra's last refusal for a connection: why, what fixes it, and when to ask again."""
+
+    reason: str
+    fix: str
+    attempts: int
+    retry_at: datetime
+
+    def message(self) -> str:
+        after = self.retry_at.isoformat(timespec="seconds")
+        return f"{self.reason}; {self.fix}; next token request after {after}"
+
+
+def token_fix(conn: ConnectionSettings, kind: str, sign_in_url: str) -> str:
+    """What an operator does about a refused token request."""
+    if kind == "sign-in" and conn.uses_code_flow:
+        return f"sign in again at {sign_in_url}"
+    return (f"check BC_CLIENT_SECRET (and BC_CLIENT_ID, BC_TENANT) of connection {conn.name!r}: Entra "
+            "refused the app's credentials")
+
+
+def next_failure(previous: TokenFailure | None, reason: str, fix: str, now: datetime) -> TokenFailure:
+    """The failure to remember after a refusal: the back-off doubles from FIRST_BACKOFF to MAX_BACKOFF."""
+    attempts = (previous.attempts if previous else 0) + 1
+    wait = min(FIRST_BACKOFF * 2 ** (attempts - 1), MAX_BACKOFF)
+    return TokenFailure(reason, fix, attempts, now + wait)
 
 
 def silent_scopes(granted_targets: Iterable[str]) -> list[str]:
@@ -125,16 +163,20 @@ class _ConnectionTokens:
     app: msal.ConfidentialClientApplication | None = None
     etag: str | None = None  # of the `bctokens` row the cache was loaded from or saved as
     loaded: bool = False
-    reported: tuple[str, str] | None = None  # (token_state, token_error) last written
+    reported: tuple[str, str] | None = None  # (token_state, token_error + retry time) last written
+    failure: TokenFailure | None = None  # Entra's last refusal, remembered until its retry_at
+    verified_at: datetime | None = None  # when `verify` last asked Entra
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class TokenService:
     """Access tokens per connection; the sign-in (`auth/signin.py`) stores its tokens through it."""
 
-    def __init__(self, settings: Settings, storage: Storage):
+    def __init__(self, settings: Settings, storage: Storage,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.settings = settings
         self.storage = storage
+        self.clock = clock
         self._connections: dict[str, _ConnectionTokens] = {}
         self._lock = threading.Lock()
         self._cipher: TokenCipher | None = None
@@ -186,9 +228,12 @@ class TokenService:
 
     def _report(self, conn: ConnectionSettings, tokens: _ConnectionTokens, state: str, error: str) -> None:
         """Record the connection's token state for /api/status when it differs from the last report."""
-        if tokens.reported != (state, error):
-            self._write_state(conn, {"token_state": state, "token_error": error})
-            tokens.reported = (state, error)
+        failure = tokens.failure if state != "ok" else None
+        retry_at = failure.retry_at.isoformat() if failure else ""
+        if tokens.reported != (state, error + retry_at):
+            self._write_state(conn, {"token_state": state, "token_error": error,
+                                     "token_fix": failure.fix if failure else "", "token_retry_at": retry_at})
+            tokens.reported = (state, error + retry_at)
 
     def _signed_out_state(self, conn: ConnectionSettings) -> str:
         row = read_entity(self.storage.table(TABLE_CONNECTIONS), conn.name, "state")
@@ -205,6 +250,9 @@ class TokenService:
         conn = self.settings.connection(connection)
         tokens = self._tokens(conn)
         with tokens.lock:
+            failure = tokens.failure
+            if failure is not None and self.clock() < failure.retry_at:
+                raise TokenUnavailable(conn.name, "refresh-failed", failure.message())
             for _ in range(SAVE_ATTEMPTS):
                 if not tokens.loaded:
                     self._load(conn, tokens)
@@ -254,6 +302,7 @@ class TokenService:
         except requests.RequestException as exc:
             raise TokenEndpointUnavailable(conn.name, type(exc).__name__) from None
         if result and "access_token" in result:
+            tokens.failure = None
             return str(result["access_token"])
         error = describe_token_error(result)
         kind = token_failure_kind(result)
@@ -261,9 +310,31 @@ class TokenService:
             raise TokenEndpointUnavailable(conn.name, error)
         if kind == "sign-in" and conn.uses_code_flow and not self._sign_out(conn, tokens, error):
             return None
+        if result is not None:  # Entra refused: remember it (no refresh token at all is no request)
+            tokens.failure = next_failure(tokens.failure, error,
+                                          token_fix(conn, kind, login_url(self.settings, conn.name)),
+                                          self.clock())
         log.error("tokens %s: Entra refused the token request: %s", conn.name, error)
         self._report(conn, tokens, "refresh-failed", error)
-        raise TokenUnavailable(conn.name, "refresh-failed", error)
+        raise TokenUnavailable(conn.name, "refresh-failed",
+                               tokens.failure.message() if tokens.failure else error)
+
+    def verify(self, connection: str) -> None:
+        """Ask Entra for a fresh client-credentials token (at most once per VERIFY_INTERVAL, else the
+        cached one), so a changed or revoked secret is seen now rather than when the cached token
+        expires. Code-flow
+        connections are left alone (their refresh token is checked on use). Raises like
+        `access_token`."""
+        conn = self.settings.connection(connection)
+        if conn.uses_code_flow:
+            return
+        tokens = self._tokens(conn)
+        now = self.clock()
+        with tokens.lock:
+            due = tokens.verified_at is None or now - tokens.verified_at >= VERIFY_INTERVAL
+            if due:
+                tokens.verified_at = now
+        self.access_token(conn.name, force_refresh=due)
 
     def _sign_out(self, conn: ConnectionSettings, tokens: _ConnectionTokens, error: str) -> bool:
         """Delete tokens Entra refused; False if another instance changed them meanwhile (a new sign-in)."""
@@ -288,6 +359,14 @@ class TokenService:
         tokens.etag = etag
         return True
 
+    def verify_all(self) -> None:
+        """`verify` every connection; refusals are recorded for /api/status, not raised."""
+        for name in self.settings.connections:
+            try:
+                self.verify(name)
+            except (TokenUnavailable, BCError) as exc:
+                log.warning("tokens %s: credentials check failed: %s", name, exc)
+
     # -- for the sign-in --
     def app(self, conn: ConnectionSettings) -> msal.ConfidentialClientApplication:
         """The connection's msal app in this instance (built on first use)."""
@@ -303,8 +382,10 @@ class TokenService:
                 "sign-ins and tokens are stored encrypted")).overwrite(conn.name, serialized)
             tokens.cache.deserialize(serialized)
             tokens.etag, tokens.loaded = etag, True
-            self._write_state(conn, {"token_state": "ok", "token_error": "",
-                                     "signed_in_at": datetime.now(UTC), "signed_in_as": user})
+            tokens.failure = None
+            self._write_state(conn, {"token_state": "ok", "token_error": "", "token_fix": "",
+                                     "token_retry_at": "", "signed_in_at": datetime.now(UTC),
+                                     "signed_in_as": user})
             tokens.reported = ("ok", "")
 
 

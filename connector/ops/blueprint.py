@@ -25,6 +25,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 def status(req: func.HttpRequest) -> func.HttpResponse:
     """JSON for tools; an HTML page when the client prefers `text/html` (a browser)."""
     runtime = get_runtime()
+    runtime.tokens.verify_all()  # a changed client secret shows now, not when the cached token expires
     now = utc_now()
     report = read_status(runtime.settings, runtime.storage, now)
     if wants_html(req.headers.get("Accept")):

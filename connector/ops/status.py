@@ -1,7 +1,9 @@
 """`GET /api/status`: what an operator needs to see per connection, read from storage only.
 
-No BC or Entra call: token state comes from the `bctokens` row's presence and the `token_state`
-recorded in `bcconnections`; companies from the last discovery; subscriptions (without their
+No BC call: token state comes from the `bctokens` row's presence and the `token_state`, `token_fix`
+and `token_retry_at` recorded in `bcconnections` (the route first lets `TokenService.verify_all` ask
+Entra for a fresh client-credentials token, at most once a minute, so a changed secret shows);
+companies from the last discovery; subscriptions (without their
 client-state material) from `bcsubscriptions`; cursors from `bccursors`; dead letters from the
 poison queues' approximate counts; recent throughput from the `bcorders` and `bcdedupe` rows
 written in the last 24 hours. `status_readings` turns the report into the observable gauges.
@@ -81,6 +83,9 @@ def connection_report(conn: ConnectionSettings, *, public_login_url: str, has_to
     token: dict[str, Any] = {"state": state}
     if row.get("token_error") and state != "ok":
         token["error"] = row["token_error"]
+        for name in ("fix", "retry_at"):
+            if row.get(f"token_{name}"):
+                token[name] = row[f"token_{name}"]
     if config_problem:
         token["error"] = config_problem
     if conn.uses_code_flow:

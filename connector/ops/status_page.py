@@ -80,6 +80,8 @@ def _token(token: Mapping[str, Any]) -> str:
     parts.append("</p>")
     if token.get("error"):
         parts.append(f'<p class="bad">{_e(token["error"])}</p>')
+        if token.get("fix"):
+            parts.append(f'<p>Fix: {_e(token["fix"])}</p>')
     if token.get("login_url"):
         parts.append(f'<p><a class="button" href="{_e(token["login_url"])}">Sign in</a></p>')
     return "".join(parts)

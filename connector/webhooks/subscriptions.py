@@ -184,6 +184,7 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
     before each trigger, after each baseline page and before each stray deletion)."""
     conn = runtime.settings.connection(connection)
     signing_key(runtime.settings.token_encryption_keys)
+    runtime.tokens.verify(conn.name)  # a changed client secret shows on this run, not an hour later
     company_id = runtime.company_id(conn.name)
     lease = Lease(runtime.storage, f"subscriptions:{conn.name}", ttl_seconds=LEASE_SECONDS)
     with lease as acquired:
