@@ -73,7 +73,7 @@ def _environment(emulator: Any, azurite: Any, company_id: str, port: int) -> dic
 def naive_receive(runtime: Any, body: dict[str, Any]) -> None:
     """The baseline: validate, then GET each created entity and send its event, inline and in order."""
     from connector.webhooks.notifications import entity_id, screen, subscription_ids
-    from connector.webhooks.triggers import BY_ENTITY_SET, created_event
+    from connector.webhooks.triggers import BY_ENTITY_SET, change_event
 
     elements = body["value"]
     for note in screen(elements, runtime.subscription_directory.find(subscription_ids(elements))).queued:
@@ -82,7 +82,8 @@ def naive_receive(runtime: Any, body: dict[str, Any]) -> None:
         bc = runtime.bc(conn.name)
         path = bc.company_path(note["companyId"], f"{trigger.entity_set}({entity_id(note['resource'])})")
         entity = bc.get(path, trigger.expand(conn))
-        runtime.events.publish(trigger.queue, [created_event(trigger, conn.name, note["companyId"], entity)])
+        event = change_event(trigger, "created", conn.name, note["companyId"], entity)
+        runtime.events.publish(trigger.queue, [event])
 
 
 def wait_for_event(queue: Any, subject: str, timeout: float = 30.0) -> None:

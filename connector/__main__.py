@@ -5,7 +5,7 @@
   `python -m connector peek sales-order-results --wait 30`.
 * `replay-poison <queue>` moves the messages of `<queue>-poison` back to `<queue>` unchanged (after the
   cause was fixed), e.g. `make replay-poison QUEUE=sales-orders`.
-* `schema` writes the message JSON Schemas (`schemas/*.json`) from the models.
+* `schema` writes the message and event-data JSON Schemas (`schemas/*.json`) from the models.
 
 An unknown queue is an error (exit 2). Storage comes from the app settings in the environment
 (`AzureWebJobsStorage`, ...) or, with `--settings`, from the `Values` of a `local.settings.json`-style file.
@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from connector.event_schemas import event_data_schemas
 from connector.ops.queues import (
     RECEIVE_BATCH,
     UnknownQueue,
@@ -37,7 +38,7 @@ def write_schemas(directory: Path) -> list[Path]:
     """Write every published JSON Schema into `directory`; the paths written."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, schema in json_schemas().items():
+    for name, schema in (json_schemas() | event_data_schemas()).items():
         path = directory / name
         path.write_text(schema_text(schema), encoding="utf-8")
         written.append(path)

@@ -1,5 +1,10 @@
 """CloudEvents 1.0 for the out queues: building them with stable ids, and publishing them fast.
 
+One shape per entity, whatever the path that read it: `data` is the BC entity without OData
+annotations (`@odata.*`), children in the same form. Documents that BC posted from a sales order
+also carry the order's key as the extension attributes `bcexternaldocumentnumber` and
+`bcordernumber`, so consumers can filter without parsing `data`.
+
 An event whose JSON would not fit in a queue message carries its `data` in blob storage instead,
 referenced by the CloudEvents `dataref` extension attribute (consumers read the blob). Every event
 carries the distributed-tracing extension `traceparent` of the span that queued it.
@@ -23,6 +28,8 @@ ITEM_CREATED = "bc.item.created"
 ITEM_PULLED = "bc.item.pulled"
 SHIPMENT_CREATED = "bc.salesShipment.created"
 INVOICE_CREATED = "bc.salesInvoice.created"
+# extension attribute -> the entity field it repeats (set only when the field has a value)
+EXTENSIONS = {"bcexternaldocumentnumber": "externalDocumentNumber", "bcordernumber": "orderNumber"}
 
 
 def event_id(*parts: str) -> str:
@@ -32,9 +39,10 @@ def event_id(*parts: str) -> str:
 
 def cloud_event(*, event_type: str, connection: str, company_id: str, entity: dict[str, Any],
                 id_parts: Iterable[str]) -> dict[str, Any]:
-    """A structured-mode CloudEvent for one BC entity (`data` is the entity as BC returned it)."""
-    data = {k: v for k, v in entity.items() if k != "@odata.etag"}
-    return {
+    """A structured-mode CloudEvent for one BC entity (`data` is the entity as BC returned it, less
+    its OData annotations)."""
+    data = plain_entity(entity)
+    event = {
         "specversion": "1.0",
         "id": event_id(event_type, connection, company_id, *id_parts),
         "source": f"bc-connector/{connection}/{company_id}",
@@ -44,6 +52,14 @@ def cloud_event(*, event_type: str, connection: str, company_id: str, entity: di
         "datacontenttype": "application/json",
         "data": data,
     }
+    event.update({name: data[field] for name, field in EXTENSIONS.items() if data.get(field)})
+    return event
+
+
+def plain_entity(entity: dict[str, Any]) -> dict[str, Any]:
+    """The entity without `@odata.*` annotations, its children (lists of entities) likewise."""
+    return {k: [plain_entity(c) if isinstance(c, dict) else c for c in v] if isinstance(v, list) else v
+            for k, v in entity.items() if not k.startswith("@odata.")}
 
 
 def encode(event: dict[str, Any]) -> str:

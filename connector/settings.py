@@ -69,6 +69,8 @@ BLOB_CONTAINERS: tuple[str, ...] = (CONTAINER_EVENT_PAYLOADS, CONTAINER_SALES_OR
 # The containers the connector only reads: its identity gets Storage Blob Data Reader there, not Contributor.
 BLOB_CONTAINERS_READ_ONLY: tuple[str, ...] = (CONTAINER_SALES_ORDER_PAYLOADS,)
 
+CHANGE_TYPES = ("created", "updated", "deleted")  # what a trigger may announce: `bc.<entity>.<change>`
+
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 DEFAULT_CONNECTION = "default"
 
@@ -117,6 +119,15 @@ SETTINGS: list[Setting] = [
     Setting("PULL_SALES_SHIPMENT_LINES", "true", "Shipment events carry `salesShipmentLines`.",
             per_connection=True),
     Setting("PULL_SALES_INVOICE_LINES", "true", "Invoice events carry `salesInvoiceLines`.",
+            per_connection=True),
+    Setting("ITEM_CHANGE_TYPES", "created",
+            "Which item changes are announced on `bc-items`: comma list of `created,updated,deleted`.",
+            per_connection=True),
+    Setting("SALES_SHIPMENT_CHANGE_TYPES", "created",
+            "Which posted-shipment changes are announced: comma list of `created,updated,deleted`.",
+            per_connection=True),
+    Setting("SALES_INVOICE_CHANGE_TYPES", "created",
+            "Which sales-invoice changes are announced: comma list of `created,updated,deleted`.",
             per_connection=True),
     Setting("ENTRA_AUTHORITY_HOST", "https://login.microsoftonline.com",
             "Entra ID host; authority = {host}/{tenant}. Point at the emulator for local runs.",
@@ -200,6 +211,9 @@ class ConnectionSettings:
     pull_item_variants: bool
     pull_sales_shipment_lines: bool
     pull_sales_invoice_lines: bool
+    item_change_types: frozenset[str]
+    sales_shipment_change_types: frozenset[str]
+    sales_invoice_change_types: frozenset[str]
     authority_host: str
     api_host: str
 
@@ -317,6 +331,14 @@ def _parse_bool(name: str, value: str) -> bool:
     raise SettingsError(f"{name} must be true or false, not {value!r}")
 
 
+def _parse_changes(name: str, value: str) -> frozenset[str]:
+    changes = frozenset(c.strip().lower() for c in value.split(",") if c.strip())
+    unknown = sorted(changes - set(CHANGE_TYPES))
+    if unknown:
+        raise SettingsError(f"{name} is a comma list of {','.join(CHANGE_TYPES)}, not {value!r}")
+    return changes
+
+
 class _Reader:
     def __init__(self, env: Mapping[str, str]):
         self.env = env
@@ -374,6 +396,13 @@ def _connection(reader: _Reader, name: str) -> ConnectionSettings:
         ),
         pull_sales_invoice_lines=_parse_bool(
             "PULL_SALES_INVOICE_LINES", reader.get("PULL_SALES_INVOICE_LINES", prefix)
+        ),
+        item_change_types=_parse_changes("ITEM_CHANGE_TYPES", reader.get("ITEM_CHANGE_TYPES", prefix)),
+        sales_shipment_change_types=_parse_changes(
+            "SALES_SHIPMENT_CHANGE_TYPES", reader.get("SALES_SHIPMENT_CHANGE_TYPES", prefix)
+        ),
+        sales_invoice_change_types=_parse_changes(
+            "SALES_INVOICE_CHANGE_TYPES", reader.get("SALES_INVOICE_CHANGE_TYPES", prefix)
         ),
         authority_host=reader.get("ENTRA_AUTHORITY_HOST", prefix).strip(),
         api_host=reader.get("BC_API_HOST", prefix).strip(),

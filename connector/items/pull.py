@@ -108,8 +108,7 @@ def item_event(connection: str, company_id: str, item: Entity, with_variants: bo
     entity = dict(item)
     id_parts = [str(item.get("id", "")), str(item.get("lastModifiedDateTime", ""))]
     if with_variants:
-        variants = [{k: v for k, v in variant.items() if k != "@odata.etag"}
-                    for variant in item.get("itemVariants") or ()]
+        variants = list(item.get("itemVariants") or ())
         entity["itemVariants"] = variants
         id_parts += sorted(f"{v.get('id')}@{v.get('lastModifiedDateTime', '')}" for v in variants)
     else:

@@ -1,23 +1,26 @@
 """What has been announced: one row per connection/company/entity set/entity id in `bcdedupe`.
 
-A row is `claimed` while one runner announces the entity, then `emitted` (event queued), `gone`
-(the entity vanished before it could be read) or `known` (it existed before the trigger started).
-Claiming is an insert, so exactly one runner wins; the claim names its owner (a queue message id
-or a sweep run) so that the owner's retry may carry on, and a claim whose `claimed_until` passed
-(`CLAIM_SECONDS`) is abandoned and can be taken over.
+A row is `claimed` while one runner announces a change of the entity, then `emitted` (event queued),
+`known` (it existed before the trigger started, or its change was not one the trigger announces) or
+`gone` (deleted, or vanished before it could be read). Claiming is an insert (a new entity) or an
+ETag-guarded replace (a newer change of a recorded one), so exactly one runner wins; the claim names
+its owner (a queue message id or a sweep run) so that the owner's retry may carry on, names the
+change (`created`, `updated`, `deleted`), and a claim whose `claimed_until` passed (`CLAIM_SECONDS`)
+is abandoned and can be taken over.
 
-A created-trigger must remember what exists: a read of BC cannot tell created from updated, so a
-forgotten entity would be announced as created the next time it changes. `emitted` and `known` rows
-are therefore kept for good (one small row per entity). Only `gone` markers expire (`expires_at`,
-DEDUPE_TTL_DAYS after the entity vanished) and are purged by the sweep: the entity no longer
-exists, so they only spare re-reads when BC re-sends its notification.
+Each settled row keeps the entity's `lastModifiedDateTime` (`modified`) and `number` as last read: a
+read of BC cannot tell created from updated, so an entity without a row is new, one with an older
+`modified` was updated, one with the same was announced already (BC's repeated notifications, the
+sweep's overlap), and a deletion can name the number the entity had. `emitted` and `known` rows are
+kept for good (one small row per entity). Only `gone` markers expire (`expires_at`, DEDUPE_TTL_DAYS
+after the entity vanished) and are purged by the sweep.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -33,6 +36,7 @@ CLAIM_SECONDS = 600.0  # the functionTimeout: a claim this old belongs to a dead
 BATCH = 100  # entities per table transaction (the service's limit)
 
 State = Literal["claimed", "emitted", "gone", "known"]
+Change = Literal["created", "updated", "deleted"]
 
 
 @dataclass(frozen=True)
@@ -52,28 +56,61 @@ Verdict = Literal["free", "busy", "settled"]
 
 
 @dataclass(frozen=True)
+class Recorded:
+    """What a row knew of the entity before this claim: the change being claimed, and the entity's
+    `lastModifiedDateTime` and number as last recorded ("" when unknown)."""
+
+    change: Change
+    modified: str = ""
+    number: str = ""
+
+
+@dataclass(frozen=True)
 class Claims:
-    """The outcome of a claim: `won` are this owner's to announce now; `busy` are held by another
-    runner's live claim (that runner may still fail, so a sweep must read them again later); the
-    others were settled (emitted, known, gone)."""
+    """The outcome of a claim: `won` are this owner's to announce now (`recorded` says which change
+    and what the row knew); `busy` are held by another runner's live claim (that runner may still
+    fail, so a sweep must read them again later); the others were settled (announced already)."""
 
     won: frozenset[str]
     busy: frozenset[str]
+    recorded: Mapping[str, Recorded] = field(default_factory=dict)
 
 
-def claim_verdict(row: dict[str, Any] | None, owner: str, now: datetime) -> Verdict:
-    """May `owner` announce the entity of `row`? `free` when there is no row, when the row is its
-    own claim (a retry), another runner's abandoned claim or an expired `gone` marker; `busy` while
-    another runner's claim is live; `settled` for good otherwise (emitted and known never expire)."""
+def newer(modified: str | None, recorded: str | None) -> bool:
+    """Is `modified` a later change than the `recorded` one (a row without one: yes)?"""
+    if not modified:
+        return False
+    return not recorded or parse_iso(modified) > parse_iso(recorded)
+
+
+def claim_verdict(row: dict[str, Any] | None, owner: str, now: datetime, modified: str | None = None,
+                  deleting: bool = False) -> Verdict:
+    """May `owner` announce a change of the entity of `row`? `free` when there is no row, when the row
+    is its own claim (a retry), another runner's abandoned claim or an expired `gone` marker, when the
+    entity read (`modified`) is newer than the recorded one, or when it is being deleted; `busy` while
+    another runner's claim is live; `settled` otherwise."""
     if row is None:
         return "free"
     if row.get("state") == "claimed":
         if row.get("owner") == owner or parse_iso(row["claimed_until"]) <= now:
             return "free"
         return "busy"
-    if row.get("state") == "gone" and row.get("expires_at") and parse_iso(row["expires_at"]) <= now:
-        return "free"
-    return "settled"
+    if row.get("state") == "gone":
+        return "free" if row.get("expires_at") and parse_iso(row["expires_at"]) <= now else "settled"
+    return "free" if deleting or newer(modified, row.get("modified")) else "settled"
+
+
+def recorded_of(row: dict[str, Any] | None, deleting: bool) -> Recorded:
+    """The change a won claim announces, and what the row knew before."""
+    if row is None or row.get("state") == "gone":
+        return Recorded("deleted" if deleting else "created")
+    if deleting:
+        change: Change = "deleted"
+    elif row.get("state") == "claimed":
+        change = row.get("change") or "created"
+    else:
+        change = "updated"
+    return Recorded(change, row.get("modified") or "", row.get("number") or "")
 
 
 class DedupeLog:
@@ -88,30 +125,35 @@ class DedupeLog:
     def _table(self) -> TableClient:
         return self._storage.table(TABLE_DEDUPE)
 
-    def _row(self, scope: DedupeScope, entity_id: str, state: State, owner: str,
-             now: datetime) -> dict[str, Any]:
+    def _row(self, scope: DedupeScope, entity_id: str, state: State, owner: str, now: datetime,
+             values: Mapping[str, str] | None = None) -> dict[str, Any]:
         row = {"PartitionKey": scope.partition, "RowKey": table_key(entity_id.lower()), "state": state,
-               "owner": owner}
+               "owner": owner, **(values or {})}
         if state == "claimed":
             row["claimed_until"] = iso(now + timedelta(seconds=CLAIM_SECONDS))
         elif state == "gone":
             row["expires_at"] = iso(now + self.ttl)
         return row
 
-    def claim(self, scope: DedupeScope, entity_ids: list[str], owner: str) -> Claims:
-        """Claim the ids this owner may announce now. Existing rows are read first, 14 per query
-        (the service allows 15 comparisons per filter), since re-reads (sweeps, BC's re-sends)
-        mostly meet entities already announced."""
+    def claim(self, scope: DedupeScope, entity_ids: list[str], owner: str,
+              modified: Mapping[str, str] | None = None, deleting: bool = False) -> Claims:
+        """Claim the ids whose change this owner may announce now: new entities, those read newer
+        than recorded (`modified`: id → `lastModifiedDateTime` as read), or all recorded ones when
+        `deleting`. Existing rows are read first, 14 per query (the service allows 15 comparisons
+        per filter), since re-reads (sweeps, BC's re-sends) mostly meet entities already announced."""
         table = self._table()
+        modified = modified or {}
         chunks = [entity_ids[i:i + 14] for i in range(0, len(entity_ids), 14)]
         existing: dict[str, tuple[dict[str, Any], str]] = {}
         for found in self._map(lambda chunk: self._read_many(table, scope, chunk), chunks):
             existing.update(found)
         outcomes = dict(zip(entity_ids, self._map(
-            lambda i: self._claim_one(table, scope, i, owner, existing.get(table_key(i.lower()))),
+            lambda i: self._claim_one(table, scope, i, owner, existing.get(table_key(i.lower())),
+                                      modified.get(i), deleting),
             entity_ids), strict=True))
-        return Claims(won=frozenset(i for i, o in outcomes.items() if o == "won"),
-                      busy=frozenset(i for i, o in outcomes.items() if o == "busy"))
+        won = {i: o for i, o in outcomes.items() if isinstance(o, Recorded)}
+        return Claims(won=frozenset(won), busy=frozenset(i for i, o in outcomes.items() if o == "busy"),
+                      recorded=won)
 
     def _read_many(self, table: TableClient, scope: DedupeScope,
                    entity_ids: list[str]) -> dict[str, tuple[dict[str, Any], str]]:
@@ -121,29 +163,39 @@ class DedupeLog:
         return {r["RowKey"]: (dict(r), r.metadata["etag"]) for r in rows}
 
     def _claim_one(self, table: TableClient, scope: DedupeScope, entity_id: str, owner: str,
-                   found: tuple[dict[str, Any], str] | None) -> Literal["won", "busy", "settled"]:
+                   found: tuple[dict[str, Any], str] | None, modified: str | None,
+                   deleting: bool) -> Recorded | Literal["busy", "settled"]:
         """Claim one entity; losing a race means another runner claimed it just now (`busy`)."""
         now = utc_now()
-        row = self._row(scope, entity_id, "claimed", owner, now)
         for _ in range(2):  # the row may appear (another runner) or vanish (a purge) meanwhile
             if found is None:
-                if insert_entity(table, row) is not None:
-                    return "won"
-                found = read_entity(table, row["PartitionKey"], row["RowKey"])
+                recorded = recorded_of(None, deleting)
+                if insert_entity(table, self._claim_row(scope, entity_id, owner, now, recorded)) is not None:
+                    return recorded
+                found = read_entity(table, scope.partition, table_key(entity_id.lower()))
                 if found is None:
                     continue
             existing, etag = found
-            verdict = claim_verdict(existing, owner, now)
+            verdict = claim_verdict(existing, owner, now, modified, deleting)
             if verdict != "free":
                 return verdict
-            return "won" if replace_if_match(table, row, etag) is not None else "busy"
+            recorded = recorded_of(existing, deleting)
+            row = self._claim_row(scope, entity_id, owner, now, recorded)
+            return recorded if replace_if_match(table, row, etag) is not None else "busy"
         return "busy"
 
-    def settle(self, scope: DedupeScope, entity_ids: Iterable[str], state: State,
-               owner: str = "") -> None:
-        """Record entities as emitted/gone/known (upserts, in transactions of up to 100)."""
+    def _claim_row(self, scope: DedupeScope, entity_id: str, owner: str, now: datetime,
+                   recorded: Recorded) -> dict[str, Any]:
+        return self._row(scope, entity_id, "claimed", owner, now, {
+            "change": recorded.change, "modified": recorded.modified, "number": recorded.number})
+
+    def settle(self, scope: DedupeScope, entity_ids: Iterable[str], state: State, owner: str = "",
+               values: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        """Record entities as emitted/gone/known (upserts, in transactions of up to 100), each with
+        its `values` (id → {"modified", "number"}) when given."""
         now = utc_now()
-        rows = [self._row(scope, i, state, owner, now) for i in entity_ids]
+        values = values or {}
+        rows = [self._row(scope, i, state, owner, now, values.get(i)) for i in entity_ids]
         if not rows:
             return
         table = self._table()

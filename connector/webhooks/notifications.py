@@ -3,17 +3,20 @@
 Receiver (`/api/webhooks/bc`): a `validationToken` is echoed at once (no storage or BC call, so the
 handshake works before the subscription row exists). A notification body is checked element by
 element (known subscriptionId, clientState compared in constant time); `created` and `collection`
-elements are queued to `bc-notifications` in as few messages as fit, `updated`/`deleted` are counted
-and dropped (the triggers announce creations only). BC deletes a subscription that gets any 4xx, so
-the receiver never answers one: a garbled, oversized or forged body is logged and acked with 202;
-when storage fails it answers 503 at once (no storage retries: BC's 30 s timeout would run out
-first, and BC retries a 503 anyway).
+elements are queued to `bc-notifications` in as few messages as fit, and `updated`/`deleted` ones
+when the trigger announces that change (`*_CHANGE_TYPES`; otherwise they are counted and dropped).
+BC deletes a subscription that gets any 4xx, so the receiver never answers one: a garbled,
+oversized or forged body is logged and acked with 202; when storage fails it answers 503 at once (no
+storage retries: BC's 30 s timeout would run out first, and BC retries a 503 anyway).
 
-Processor (queue trigger): `created` → GET the entity (children expanded per option) and announce it;
-`collection` → read the resource's `lastModifiedDateTime gt` window page by page and announce what
-was never announced (a bare URL, sent when a delete was among the changes, runs the trigger's
-sweep). Only the filter is taken from the resource: the URL that is called is built from the
-subscription's company and entity set, so a notification can never send the BC token elsewhere.
+Processor (queue trigger): `created` → claim, GET the entity (children expanded per option) and
+announce it; `updated` → GET the entity and announce it if its `lastModifiedDateTime` is newer than
+the one recorded (BC merges and repeats notifications); `deleted` → announce the id (the entity is
+gone: BC keeps no tombstones); `collection` → read the resource's `lastModifiedDateTime gt` window
+page by page and announce what was never announced or changed since (a bare URL, sent when a delete
+was among the changes, runs the trigger's sweep). Only the filter is taken from the resource: the
+URL that is called is built from the subscription's company and entity set, so a notification can
+never send the BC token elsewhere.
 """
 from __future__ import annotations
 
@@ -34,19 +37,26 @@ from connector.bc.errors import BCError, BCNotFound, TokenUnavailable
 from connector.bc.keys import is_guid
 from connector.bc.timestamps import bc_datetime, parse_iso
 from connector.runtime import Runtime
-from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
+from connector.settings import QUEUE_NOTIFICATIONS, Settings, UnknownConnection
 from connector.telemetry import current_traceparent, in_this_trace
 from connector.webhooks import sweep
 from connector.webhooks.dedupe import DedupeScope
 from connector.webhooks.directory import KnownSubscription
-from connector.webhooks.triggers import BY_ENTITY_SET, CreatedTrigger, EmitCount, announce, publish_claimed
+from connector.webhooks.triggers import (
+    BY_ENTITY_SET,
+    EmitCount,
+    Trigger,
+    announce,
+    announce_deleted,
+    publish_claimed,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_VALIDATION_TOKEN_CHARS = 1024  # BC's tokens are far shorter; a longer one is not echoed
 QUEUE_MESSAGE_BUDGET = 48 * 1024  # bytes of JSON per queue message (the service allows 64 KiB)
 PROCESSED_CHANGES = frozenset({"created", "collection"})
-IGNORED_CHANGES = frozenset({"updated", "deleted"})
+OPTIONAL_CHANGES = frozenset({"updated", "deleted"})  # queued when the trigger announces them
 _GUID = r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"
 _ENTITY_KEY_RE = re.compile(rf"\(\s*'?({_GUID})'?\s*\)\s*/?\s*$")
 _SINCE_RE = re.compile(  # `lastDateTimeModified` is the docs' typo of the same field
@@ -126,9 +136,10 @@ def subscription_ids(elements: list[Any]) -> set[str]:
             if isinstance(e, dict) and isinstance(e.get("subscriptionId"), str)}
 
 
-def screen(elements: list[Any], known: Mapping[str, KnownSubscription]) -> Screening:
+def screen(elements: list[Any], known: Mapping[str, KnownSubscription],
+           wanted: Callable[[KnownSubscription, str], bool] = lambda sub, change: False) -> Screening:
     """Keep the elements of known subscriptions whose clientState matches and whose change a trigger
-    needs, as queue notes (without the clientState)."""
+    needs (`wanted` says which `updated`/`deleted` ones), as queue notes (without the clientState)."""
     result = Screening()
     for element in elements:
         if not isinstance(element, dict) or not isinstance(element.get("resource"), str):
@@ -140,13 +151,14 @@ def screen(elements: list[Any], known: Mapping[str, KnownSubscription]) -> Scree
             result.refused["unknown subscription"] += 1
         elif not sub.accepts(element.get("clientState")):
             result.refused["clientState mismatch"] += 1
-        elif element.get("changeType") in PROCESSED_CHANGES:
+        elif element.get("changeType") in PROCESSED_CHANGES or (
+                element.get("changeType") in OPTIONAL_CHANGES and wanted(sub, element["changeType"])):
             result.queued.append({
                 "connection": sub.connection, "companyId": sub.company_id, "entitySet": sub.entity_set,
                 "subscriptionId": sub.subscription_id, "changeType": element["changeType"],
                 "resource": element["resource"], "lastModifiedDateTime": element.get("lastModifiedDateTime"),
             })
-        elif element.get("changeType") in IGNORED_CHANGES:
+        elif element.get("changeType") in OPTIONAL_CHANGES:
             result.ignored[element["changeType"]] += 1
         else:
             result.refused["unknown changeType"] += 1
@@ -201,6 +213,13 @@ def receive_request(params: Mapping[str, str], headers: Mapping[str, str], read_
         return ACCEPTED
 
 
+def announced_change(settings: Settings, sub: KnownSubscription, change: str) -> bool:
+    """Does the trigger of `sub` announce `change` for its connection?"""
+    trigger = BY_ENTITY_SET.get(sub.entity_set)
+    conn = settings.connections.get(sub.connection)
+    return trigger is not None and conn is not None and trigger.announces(conn, change)
+
+
 def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Runtime]) -> Reply:
     """Answer one request to the webhook endpoint (handshake or notifications)."""
     reply = handshake(params)
@@ -217,7 +236,8 @@ def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Ru
         log.warning("webhook: %s; acknowledged, nothing processed", exc)
         return ACCEPTED
     try:
-        screening = screen(elements, runtime.subscription_directory.find(subscription_ids(elements)))
+        screening = screen(elements, runtime.subscription_directory.find(subscription_ids(elements)),
+                           partial(announced_change, runtime.settings))
         messages = pack_messages(screening.queued, traceparent=current_traceparent())
         queue = runtime.storage.queue(QUEUE_NOTIFICATIONS, retry_total=0)
         list(runtime.enqueue_pool.map(lambda text: queue.send_message(text, retry_total=0), messages))
@@ -265,46 +285,53 @@ def parse_queued(text: str) -> list[dict[str, Any]]:
     return notes
 
 
-def plan(notes: list[dict[str, Any]]
-         ) -> tuple[dict[DedupeScope, list[str]], list[tuple[DedupeScope, str]], Counter[str]]:
-    """Created entity ids by trigger scope, collection resources with their scope, and what was
-    skipped and why."""
-    created: dict[DedupeScope, list[str]] = {}
-    collections: list[tuple[DedupeScope, str]] = []
-    skipped: Counter[str] = Counter()
+@dataclass
+class Plan:
+    """What a message asks for, by trigger scope: entity ids per change (`deleted`: id → the
+    notification's time, in order), collection resources, and what was skipped and why."""
+
+    created: dict[DedupeScope, list[str]] = field(default_factory=dict)
+    updated: dict[DedupeScope, list[str]] = field(default_factory=dict)
+    deleted: dict[DedupeScope, dict[str, str | None]] = field(default_factory=dict)
+    collections: list[tuple[DedupeScope, str]] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def plan(notes: list[dict[str, Any]]) -> Plan:
+    """Group a message's notes by scope and change; each entity once per change."""
+    result = Plan()
     for note in notes:
         group = DedupeScope(str(note.get("connection")), str(note.get("companyId")),
                             str(note.get("entitySet")))
+        change = note.get("changeType")
         if group.entity_set not in BY_ENTITY_SET:
-            skipped["unknown entity set"] += 1
+            result.skipped["unknown entity set"] += 1
         elif not is_guid(group.company_id):
-            skipped["companyId not a GUID"] += 1
-        elif note.get("changeType") == "created":
+            result.skipped["companyId not a GUID"] += 1
+        elif change == "collection":
+            result.collections.append((group, str(note.get("resource", ""))))
+        elif change in ("created", "updated", "deleted"):
             key = entity_id(str(note.get("resource", "")))
             if key is None:
-                skipped["no entity key"] += 1
-            elif key not in created.setdefault(group, []):
-                created[group].append(key)
-        elif note.get("changeType") == "collection":
-            collections.append((group, str(note.get("resource", ""))))
+                result.skipped["no entity key"] += 1
+            elif change == "deleted":
+                result.deleted.setdefault(group, {})[key] = note.get("lastModifiedDateTime")
+            elif key not in (ids := getattr(result, change).setdefault(group, [])):
+                ids.append(key)
         else:
-            skipped[str(note.get("changeType"))] += 1
-    return created, collections, skipped
+            result.skipped[str(change)] += 1
+    return result
 
 
 # ---- processor edges ------------------------------------------------------------------------------
 
-def announce_created(runtime: Runtime, group: DedupeScope, ids: list[str], owner: str) -> EmitCount:
-    """Claim, GET (children expanded per option) and announce created entities; a 404 is recorded
-    as gone. Entities that were read are announced even when others failed; then the first error
-    is raised so the queue retries (the claims let this owner carry on)."""
-    trigger: CreatedTrigger = BY_ENTITY_SET[group.entity_set]
-    conn = runtime.settings.connection(group.connection)
-    bc = runtime.bc(conn.name)
-    dedupe = runtime.dedupe
-    claims = dedupe.claim(group, ids, owner)
-    claimed = [i for i in ids if i in claims.won]
-    params = trigger.expand(conn)
+def fetch_entities(runtime: Runtime, group: DedupeScope, ids: list[str]
+                   ) -> tuple[list[dict[str, Any]], list[str], list[BCError]]:
+    """GET each entity (children expanded per option) in parallel: those read, the ids that are
+    gone (404) and the other failures."""
+    trigger = BY_ENTITY_SET[group.entity_set]
+    bc = runtime.bc(group.connection)
+    params = trigger.expand(runtime.settings.connection(group.connection))
 
     def fetch(key: str) -> dict[str, Any] | BCError:
         try:
@@ -312,15 +339,49 @@ def announce_created(runtime: Runtime, group: DedupeScope, ids: list[str], owner
         except BCError as exc:
             return exc
 
-    results = list(runtime.fetch_pool.map(in_this_trace(fetch), claimed))
-    entities = [r for r in results if isinstance(r, dict)]
-    gone = [k for k, r in zip(claimed, results, strict=True) if isinstance(r, BCNotFound)]
-    failures = [r for r in results if isinstance(r, BCError) and not isinstance(r, BCNotFound)]
-    count = publish_claimed(dedupe, runtime.events, group, trigger, entities,
-                            skipped=len(ids) - len(claimed), gone=gone)
+    results = list(runtime.fetch_pool.map(in_this_trace(fetch), ids))
+    return ([r for r in results if isinstance(r, dict)],
+            [k for k, r in zip(ids, results, strict=True) if isinstance(r, BCNotFound)],
+            [r for r in results if isinstance(r, BCError) and not isinstance(r, BCNotFound)])
+
+
+def announce_created(runtime: Runtime, group: DedupeScope, ids: list[str], owner: str) -> EmitCount:
+    """Claim, GET and announce created entities; a 404 is recorded as gone. Entities that were read
+    are announced even when others failed; then the first error is raised so the queue retries (the
+    claims let this owner carry on)."""
+    trigger: Trigger = BY_ENTITY_SET[group.entity_set]
+    conn = runtime.settings.connection(group.connection)
+    dedupe = runtime.dedupe
+    claims = dedupe.claim(group, ids, owner)
+    entities, gone, failures = fetch_entities(runtime, group, [i for i in ids if i in claims.won])
+    count = publish_claimed(dedupe, runtime.events, group, trigger, conn, claims, entities, gone=gone)
+    count.skipped += len(ids) - len(claims.won)
     if failures:
         raise failures[0]
     return count
+
+
+def announce_updated(runtime: Runtime, group: DedupeScope, ids: list[str], owner: str) -> EmitCount:
+    """GET updated entities and announce those whose `lastModifiedDateTime` is newer than recorded
+    (BC's merged and repeated notifications, a change already seen by the sweep, give nothing new).
+    A 404 is left to the `deleted` notification that follows it."""
+    conn = runtime.settings.connection(group.connection)
+    entities, gone, failures = fetch_entities(runtime, group, ids)
+    dedupe = runtime.dedupe
+    count = announce(dedupe, runtime.events, group, BY_ENTITY_SET[group.entity_set], conn, entities, owner)
+    count.skipped += len(gone)
+    if failures:
+        raise failures[0]
+    return count
+
+
+def announce_gone(runtime: Runtime, group: DedupeScope, deleted: dict[str, str | None],
+                  owner: str) -> EmitCount:
+    """Announce deleted entities (no BC call: the entity no longer exists)."""
+    conn = runtime.settings.connection(group.connection)
+    dedupe = runtime.dedupe
+    return announce_deleted(dedupe, runtime.events, group, BY_ENTITY_SET[group.entity_set], conn,
+                            deleted, owner)
 
 
 def announce_collection(runtime: Runtime, group: DedupeScope, resource: str, owner: str) -> EmitCount:
@@ -342,7 +403,7 @@ def announce_collection(runtime: Runtime, group: DedupeScope, resource: str, own
     params = {**trigger.expand(conn), "$filter": f"lastModifiedDateTime gt {bc_datetime(since)}"}
     count = EmitCount()
     for page in bc.iter_pages(bc.company_path(group.company_id, trigger.entity_set), params, sweep.PAGE_SIZE):
-        count.add(announce(dedupe, runtime.events, group, trigger, page, owner))
+        count.add(announce(dedupe, runtime.events, group, trigger, conn, page, owner))
     return count
 
 
@@ -371,13 +432,16 @@ def _process_message(runtime: Runtime, text: str, owner: str) -> EmitCount:
     except ValueError:
         log.error("notifications: message %s is not a bc-notifications message; dropped", owner)
         return EmitCount()
-    created, collections, skipped = plan(notes)
-    if skipped:
-        log.warning("notifications: skipped %s", dict(skipped))
+    asked = plan(notes)
+    if asked.skipped:
+        log.warning("notifications: skipped %s", dict(asked.skipped))
     total = EmitCount()
     errors: list[Exception] = []
-    steps = [partial(announce_created, runtime, g, ids, owner) for g, ids in created.items()]
-    steps += [partial(announce_collection, runtime, g, r, owner) for g, r in collections]
+    # created before updated before deleted: an entity never announced is not announced as deleted
+    steps = [partial(announce_created, runtime, g, ids, owner) for g, ids in asked.created.items()]
+    steps += [partial(announce_updated, runtime, g, ids, owner) for g, ids in asked.updated.items()]
+    steps += [partial(announce_gone, runtime, g, ids, owner) for g, ids in asked.deleted.items()]
+    steps += [partial(announce_collection, runtime, g, r, owner) for g, r in asked.collections]
     for step in steps:
         try:
             total.add(step())

@@ -45,7 +45,7 @@ from connector.webhooks.subscription_plan import (
     stray_subscriptions,
 )
 from connector.webhooks.sweep import start_trigger
-from connector.webhooks.triggers import TRIGGERS, CreatedTrigger
+from connector.webhooks.triggers import TRIGGERS, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +110,14 @@ class SubscriptionRun:
         self.key_id = key_id(self.key)
         self.directory = runtime.subscription_directory
 
-    def row_key(self, trigger: CreatedTrigger) -> str:
+    def row_key(self, trigger: Trigger) -> str:
         return f"{self.company_id}:{trigger.entity_set}"
 
-    def load_row(self, trigger: CreatedTrigger) -> dict[str, Any] | None:
+    def load_row(self, trigger: Trigger) -> dict[str, Any] | None:
         found = read_entity(self.table, self.connection, self.row_key(trigger))
         return found[0] if found else None
 
-    def save(self, trigger: CreatedTrigger, status: str, *, sub: dict[str, Any] | None = None,
+    def save(self, trigger: Trigger, status: str, *, sub: dict[str, Any] | None = None,
              nonce: str = "", key: str = "", error: str = "") -> dict[str, Any]:
         """Write the row (`key`: the id of the key the clientState was derived from)."""
         sub = sub or {}
@@ -134,7 +134,7 @@ class SubscriptionRun:
         self.directory.remember(row)
         return row
 
-    def create(self, trigger: CreatedTrigger) -> dict[str, Any]:
+    def create(self, trigger: Trigger) -> dict[str, Any]:
         nonce = secrets.token_urlsafe(32)
         body = {"notificationUrl": self.url, "resource": resource_path(self.company_id, trigger.entity_set),
                 "clientState": client_state(self.key, nonce)}
@@ -143,7 +143,7 @@ class SubscriptionRun:
                  trigger.entity_set, sub.get("expirationDateTime"))
         return self.save(trigger, "active", sub=sub, nonce=nonce, key=self.key_id)
 
-    def renew(self, trigger: CreatedTrigger, row: dict[str, Any], remote: dict[str, Any]) -> dict[str, Any]:
+    def renew(self, trigger: Trigger, row: dict[str, Any], remote: dict[str, Any]) -> dict[str, Any]:
         body = {"notificationUrl": self.url, "clientState": client_state(self.key, row["client_state_nonce"])}
         sub = self.bc.patch(subscription_path(remote["subscriptionId"]), body, etag=remote["@odata.etag"])
         log.info("subscriptions %s: renewed %s for %s (expires %s)", self.connection, sub["subscriptionId"],
@@ -157,7 +157,7 @@ class SubscriptionRun:
             pass
         self.directory.forget(sub["subscriptionId"])
 
-    def apply(self, trigger: CreatedTrigger, action: Action, row: dict[str, Any] | None,
+    def apply(self, trigger: Trigger, action: Action, row: dict[str, Any] | None,
               remote: dict[str, Any] | None) -> tuple[Action, dict[str, Any]]:
         """Carry out `action`; a renewal of a subscription BC dropped meanwhile becomes a recreate."""
         if action is Action.UNSUPPORTED:

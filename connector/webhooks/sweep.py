@@ -1,16 +1,19 @@
-"""The sweep: finds created entities that webhooks did not announce (a subscription BC dropped, a
+"""The sweep: finds created and updated entities that webhooks did not announce (a subscription BC dropped, a
 resource BC cannot watch, a notification lost in BC's queue) by reading
 `$filter=lastModifiedDateTime gt <cursor − CURSOR_OVERLAP_SECONDS>` for each trigger.
 
 A collection read cannot tell created from updated (API v2.0 exposes no creation time), so an
-entity counts as created when it was never announced: the dedupe table keeps every `emitted` and
-`known` entity for good. To keep updates of older entities from being announced as created, a
-trigger starts with a baseline: when it is set up (first subscription run or first sweep), every
-entity last modified before the start (minus the overlap) is recorded as `known`, and the cursor
-starts at that moment, so history is never announced (what changed within the overlap just before
-the start may be: losing a creation would be worse). Only one runner baselines a trigger: it first
-inserts the cursor row marked `baselining` with its cutoff, and only the winner of that insert
-records `known` entities; a marker left by a dead runner is taken over after the function timeout.
+entity counts as created when it was never announced, and as updated when its `lastModifiedDateTime`
+is newer than the one recorded: the dedupe table keeps every `emitted` and `known` entity for good.
+Deletions cannot be seen this way (BC's API keeps no tombstones): they come from webhooks only.
+To keep changes of older entities from being announced as created, a trigger starts with a
+baseline: when it is set up (first subscription run or first sweep), every entity last modified
+before the start (minus the overlap) is recorded as `known` with its `lastModifiedDateTime` and
+number, and the cursor starts at that moment, so history is never announced (what changed within
+the overlap just before the start may be: losing a creation would be worse). Only one runner
+baselines a trigger: it first inserts the cursor row marked `baselining` with its cutoff, and only
+the winner of that insert records `known` entities; a marker left by a dead runner is taken over
+after the function timeout.
 
 The cursor row (a `ReadCursor` in `bccursors`, RK = `sweep:<entitySet>:<companyId>`) also holds a
 pass under way: after each page's events are queued, the page's `next_link`, the newest change read
@@ -40,7 +43,7 @@ from connector.cursors import CursorTable, ReadCursor, ReadInterrupted, newest_m
 from connector.leases import Lease
 from connector.runtime import Runtime
 from connector.webhooks.dedupe import DedupeScope
-from connector.webhooks.triggers import TRIGGERS, CreatedTrigger, EmitCount, announce
+from connector.webhooks.triggers import TRIGGERS, EmitCount, Trigger, announce, seen
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +71,15 @@ def hold_before(page: Iterable[dict[str, Any]], busy: Collection[str]) -> dateti
 
 # ---- storage and BC edges ---------------------------------------------------------------------------
 
-def cursor_key(trigger: CreatedTrigger, company_id: str) -> str:
+def cursor_key(trigger: Trigger, company_id: str) -> str:
     return f"sweep:{trigger.entity_set}:{company_id.lower()}"
 
 
-def scope_of(connection: str, company_id: str, trigger: CreatedTrigger) -> DedupeScope:
+def scope_of(connection: str, company_id: str, trigger: Trigger) -> DedupeScope:
     return DedupeScope(connection, company_id, trigger.entity_set)
 
 
-def start_trigger(runtime: Runtime, connection: str, company_id: str, trigger: CreatedTrigger,
+def start_trigger(runtime: Runtime, connection: str, company_id: str, trigger: Trigger,
                   keep_alive: Callable[[], None] = lambda: None) -> tuple[CursorTable, ReadCursor] | None:
     """The trigger's cursor (and its row, to write it back), set up on first use; None while another
     runner sets it up.
@@ -109,7 +112,7 @@ def start_trigger(runtime: Runtime, connection: str, company_id: str, trigger: C
 class Baseline:
     """One runner's set-up of a trigger whose `baselining` row it holds (by ETag)."""
 
-    def __init__(self, runtime: Runtime, connection: str, company_id: str, trigger: CreatedTrigger,
+    def __init__(self, runtime: Runtime, connection: str, company_id: str, trigger: Trigger,
                  row: CursorTable, keep_alive: Callable[[], None]):
         self.runtime = runtime
         self.connection = connection
@@ -144,11 +147,13 @@ class Baseline:
         bc = self.runtime.bc(self.connection)
         dedupe = self.runtime.dedupe
         scope = scope_of(self.connection, self.company_id, self.trigger)
-        params = {"$filter": f"lastModifiedDateTime le {bc_datetime(cutoff)}", "$select": "id"}
+        params = {"$filter": f"lastModifiedDateTime le {bc_datetime(cutoff)}",
+                  "$select": "id,number,lastModifiedDateTime"}
         known = 0
         for page in bc.iter_pages(bc.company_path(self.company_id, self.trigger.entity_set), params,
                                   BASELINE_PAGE_SIZE):
-            dedupe.settle(scope, [str(e["id"]) for e in page], "known")
+            dedupe.settle(scope, [str(e["id"]).lower() for e in page], "known",
+                          values={str(e["id"]).lower(): seen(e) for e in page})
             known += len(page)
             self.keep_alive()
             if self._write(marker) is None:
@@ -178,7 +183,7 @@ class SweepRun:
     """One sweep of a connection's company: every trigger, within a time budget, under a lease."""
 
     def __init__(self, runtime: Runtime, connection: str, company_id: str, lease: Lease,
-                 max_seconds: float, triggers: tuple[CreatedTrigger, ...] = TRIGGERS):
+                 max_seconds: float, triggers: tuple[Trigger, ...] = TRIGGERS):
         self.runtime = runtime
         self.triggers = triggers
         self.connection = connection
@@ -209,7 +214,7 @@ class SweepRun:
             raise errors[0]
         return results
 
-    def sweep_trigger(self, trigger: CreatedTrigger, share_ends: float) -> SweepResult:
+    def sweep_trigger(self, trigger: Trigger, share_ends: float) -> SweepResult:
         """Announce what changed since the cursor and was never announced, page by page, checkpointing
         after each page; move the cursor once the pass is complete."""
         conn = self.runtime.settings.connection(self.connection)
@@ -229,7 +234,7 @@ class SweepRun:
                               go_on=lambda: time.monotonic() < share_ends)
         for page in pages:
             self.renew_lease()
-            done = announce(self.dedupe, self.runtime.events, scope, trigger, page.entities, self.owner)
+            done = announce(self.dedupe, self.runtime.events, scope, trigger, conn, page.entities, self.owner)
             count.add(done)
             state = state.checkpoint(page.next_link,
                                      newest_modified(e.get("lastModifiedDateTime") for e in page.entities),
@@ -257,7 +262,7 @@ class SweepRun:
 # ---- entry points -----------------------------------------------------------------------------------
 
 def sweep(runtime: Runtime, connection: str | None = None,
-          triggers: tuple[CreatedTrigger, ...] = TRIGGERS) -> list[SweepResult]:
+          triggers: tuple[Trigger, ...] = TRIGGERS) -> list[SweepResult]:
     """Sweep the triggers (all by default) of one connection (one runner at a time per connection;
     [] when another run holds the lease: it covers what changed before it read)."""
     conn = runtime.settings.connection(connection)

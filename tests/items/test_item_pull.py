@@ -22,6 +22,7 @@ from connector.runtime import Runtime, get_runtime
 from connector.settings import TABLE_LEASES
 from connector.storage import read_entity, table_key
 from devtools.emulator.seed import CRONUS_UK_ID, CRONUS_USA_ID
+from tests.event_schemas import checked
 from tests.queue_drain import drain_texts as drain_queue
 
 pytestmark = pytest.mark.e2e
@@ -100,8 +101,8 @@ def pull(host: Any, connection: str = "default") -> dict[str, Any]:
 
 
 def drain(queue_name: str = "bc-items") -> list[dict[str, Any]]:
-    """Take every message off a queue (JSON)."""
-    return [json.loads(text) for text in drain_texts(queue_name)]
+    """Take every message off a queue (JSON), each event checked against its published schema."""
+    return [checked(json.loads(text)) for text in drain_texts(queue_name)]
 
 
 def drain_texts(queue_name: str) -> list[str]:

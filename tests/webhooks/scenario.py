@@ -10,6 +10,7 @@ from typing import Any
 import requests
 from azure.storage.queue import QueueClient
 
+from tests.event_schemas import checked
 from tests.queue_drain import drain_texts
 
 TENANT = "lmints.io"
@@ -79,9 +80,10 @@ class OutQueues:
         self.events: dict[str, list[dict[str, Any]]] = {}
 
     def take(self, queue: str) -> list[dict[str, Any]]:
-        """Every event queued since the last call (also kept in `events`)."""
+        """Every event queued since the last call (also kept in `events`), each checked against its
+        published schema."""
         client = QueueClient.from_connection_string(self._connection_string, queue)
-        got = [json.loads(text) for text in drain_texts(client)]
+        got = [checked(json.loads(text)) for text in drain_texts(client)]
         self.events.setdefault(queue, []).extend(got)
         return got
 

@@ -44,7 +44,7 @@ def write_baselining_marker(company_id: str, cutoff: str, updated_at: str) -> di
     return row
 
 
-def items_trigger() -> sweep.CreatedTrigger:
+def items_trigger() -> sweep.Trigger:
     [trigger] = [t for t in sweep.TRIGGERS if t.entity_set == "items"]
     return trigger
 

@@ -117,6 +117,13 @@ def test_screening_queues_created_and_collection_and_drops_the_client_state():
     assert result.ignored == {"updated": 1, "deleted": 1} and not result.refused
 
 
+def test_screening_queues_updated_and_deleted_only_when_the_trigger_announces_them():
+    elements = [element("created"), element("updated"), element("deleted")]
+    result = screen(elements, {"s1": known()}, lambda sub, change: change == "deleted")
+    assert [n["changeType"] for n in result.queued] == ["created", "deleted"]
+    assert result.ignored == {"updated": 1}
+
+
 def test_forged_unknown_and_malformed_elements_are_refused():
     result = screen([element(state="forged"), element(sub_id="nope"), "x", {"subscriptionId": "s1"},
                      element("renamed")], {"s1": known()})
@@ -192,18 +199,21 @@ def test_a_bare_or_unknown_collection_url_means_a_full_resync(resource):
     assert collection_since(resource) is None
 
 
-def test_plan_groups_created_ids_once_and_keeps_collections():
+def test_plan_groups_ids_once_per_change_and_keeps_collections():
     def note(change: str, resource: str, entity_set: str = "items") -> dict:
         return {"connection": "default", "companyId": COMPANY, "entitySet": entity_set, "changeType": change,
                 "resource": resource}
-    created, collections, skipped = plan([
+    asked = plan([
         note("created", f"x/items({GUID})"), note("created", f"x/items({GUID.upper()})"),
         note("collection", "x/items"), note("created", "x/items"), note("created", f"x({GUID})", "customers"),
+        note("updated", f"x/items({GUID})"), note("updated", f"x/items({GUID})"),
+        note("deleted", f"x/items({GUID})"),
     ])
-    [(group, ids)] = created.items()
+    [(group, ids)] = asked.created.items()
     assert (group.entity_set, ids) == ("items", [GUID])
-    assert [r for _, r in collections] == ["x/items"]
-    assert skipped == {"no entity key": 1, "unknown entity set": 1}
+    assert list(asked.updated.values()) == [[GUID]] and [list(d) for d in asked.deleted.values()] == [[GUID]]
+    assert [r for _, r in asked.collections] == ["x/items"]
+    assert asked.skipped == {"no entity key": 1, "unknown entity set": 1}
 
 
 # ---- subscriptions --------------------------------------------------------------------------------
