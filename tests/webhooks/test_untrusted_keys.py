@@ -50,9 +50,9 @@ def note(company_id: Any, change: str = "created") -> dict[str, Any]:
 
 
 def test_notes_with_a_company_id_that_is_no_guid_are_skipped() -> None:
-    created, collections, skipped = plan([note("../x"), note("../x", "collection"), note(GUID)])
-    assert [g.company_id for g in created] == [GUID] and collections == []
-    assert skipped == {"companyId not a GUID": 2}
+    asked = plan([note("../x"), note("../x", "collection"), note("../x", "deleted"), note(GUID)])
+    assert [g.company_id for g in asked.created] == [GUID] and asked.collections == [] and not asked.deleted
+    assert asked.skipped == {"companyId not a GUID": 3}
 
 
 def test_a_forged_notifications_message_sends_nothing_to_bc(runtime: Any, emulator: Any) -> None:
