@@ -16,6 +16,8 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
 )
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
@@ -153,3 +155,16 @@ def delete_if_match(table: TableClient, pk: str, rk: str, etag: str) -> bool:
     except (ResourceModifiedError, ResourceNotFoundError):
         return False
     return True
+
+
+def submit_upserts(table: TableClient, entities: list[Entity], attempts: int = 3) -> None:
+    """Upsert entities in one transaction, repeated when the connection drops mid-request: the SDK
+    never retries a POST whose answer was lost, and a repeated upsert changes nothing."""
+    operations = [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in entities]
+    for attempt in range(attempts):
+        try:
+            table.submit_transaction(operations)
+            return
+        except (ServiceRequestError, ServiceResponseError):
+            if attempt == attempts - 1:
+                raise

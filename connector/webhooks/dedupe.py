@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient
 
 from connector.bc.timestamps import iso, parse_iso, utc_now
 from connector.settings import TABLE_DEDUPE
-from connector.storage import Storage, insert_entity, read_entity, replace_if_match, table_key
+from connector.storage import Storage, insert_entity, read_entity, replace_if_match, submit_upserts, table_key
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +200,7 @@ class DedupeLog:
             return
         table = self._table()
         chunks = [rows[i:i + BATCH] for i in range(0, len(rows), BATCH)]
-        list(self._map(lambda chunk: table.submit_transaction(
-            [("upsert", r, {"mode": UpdateMode.REPLACE}) for r in chunk]), chunks))
+        list(self._map(lambda chunk: submit_upserts(table, chunk), chunks))
 
     def purge_gone(self, scope: DedupeScope, limit: int = 5000) -> int:
         """Delete a partition's `gone` markers past DEDUPE_TTL_DAYS (Table Storage has no TTL);

@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
+from azure.core.exceptions import ServiceResponseError
+from azure.core.pipeline.transport import RequestsTransport
+from azure.data.tables import TableClient
+
+from connector.settings import TABLE_DEDUPE
 from connector.webhooks.dedupe import DedupeLog, DedupeScope
 
 SCOPE = DedupeScope("default", "8a6b2c1d-3e4f-4a5b-9c6d-7e8f9a0b1c2d", "items")
@@ -50,3 +56,32 @@ def test_gone_markers_past_the_ttl_are_forgotten_and_purged_but_announced_and_kn
     forgetful.settle(SCOPE, gone, "gone")
     assert forgetful.purge_gone(SCOPE) == 30
     assert forgetful.claim(SCOPE, emitted + known + gone, "m2").won == set(gone)
+
+
+class _AnswerLostOnce(RequestsTransport):
+    """A real transport to Azurite that drops the answer of the first table transaction after the
+    service committed it, as a connection reset does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = 0
+
+    def send(self, request, **kwargs):
+        response = super().send(request, **kwargs)
+        if request.url.endswith("$batch") and not self.lost:
+            self.lost += 1
+            raise ServiceResponseError("Connection reset by peer")
+        return response
+
+
+def test_settling_survives_a_transaction_whose_answer_was_lost(azurite, runtime):
+    runtime.storage.table(TABLE_DEDUPE)  # created as the connector does
+    transport = _AnswerLostOnce()
+    table = TableClient.from_connection_string(azurite.connection_string, TABLE_DEDUPE, transport=transport)
+    storage = SimpleNamespace(table=lambda name: table)
+    log = DedupeLog(storage, 14)
+    entities = ids(150)
+    log.claim(SCOPE, entities, "m1")
+    log.settle(SCOPE, entities, "emitted", "m1")
+    assert transport.lost == 1
+    assert log.claim(SCOPE, entities, "m2").won == set()  # every entity recorded as announced
