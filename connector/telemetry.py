@@ -376,8 +376,13 @@ def _install(settings: TelemetrySettings) -> None:
     if settings.connection_string:
         from azure.monitor.opentelemetry import configure_azure_monitor  # heavy: only when used
 
-        options: dict[str, Any] = {"connection_string": settings.connection_string,
-                                   "logger_name": "connector"}  # our logs, with their custom dimensions
+        options: dict[str, Any] = {
+            "connection_string": settings.connection_string,
+            "logger_name": "connector",  # our logs, with their custom dimensions
+            # BC calls have their own spans; generic HTTP spans would carry URLs with query strings.
+            "instrumentation_options": {name: {"enabled": False}
+                                        for name in ("requests", "urllib", "urllib3")},
+        }
         client_id = aad_client_id(settings.authentication_string)
         if client_id is not None:
             from azure.identity import ManagedIdentityCredential
