@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import pytest
+
+from connector.bc.errors import TokenUnavailable
+from connector.runtime import get_runtime
 from connector.telemetry import SpanLogFields, get_telemetry, in_this_trace, per_connection
 from tests.ops.conftest import Recorded
 
@@ -53,3 +58,13 @@ def test_pool_threads_stay_in_the_callers_trace(otel: Recorded) -> None:
     assert {"child 1", "child 2", "sweep emea"} <= set(spans)
     assert all(spans[n].context.trace_id == trace_id for n in ("child 1", "child 2", "sweep emea"))
     assert spans["sweep emea"].attributes["connection"] == "emea"
+
+
+def test_a_bc_call_without_a_token_counts_a_token_failure(connector_env: Any, otel: Recorded) -> None:
+    connector_env(BC_GRANT_TYPE="authorization_code")  # nobody signed in
+    with pytest.raises(TokenUnavailable):
+        get_runtime().bc().get("companies")
+    points = otel.points()
+    assert otel.total(points, "bc_connector.token_failures", connection="default") == 1
+    [span] = [s for s in otel.spans() if s.name == "BC GET companies"]
+    assert span.attributes["error.type"] == "TokenUnavailable" and not span.status.is_ok
