@@ -59,7 +59,7 @@ class Runtime:
     def _gauges(self) -> dict[str, list[tuple[float, dict[str, str]]]]:
         """The observable gauges, read from storage."""
         now = utc_now()
-        return status_readings(read_status(self.settings, self.storage, now), now)
+        return status_readings(read_status(self.settings, self.storage, now, throughput=False), now)
 
     @cached_property
     def budget(self) -> Budget:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import requests
 from opentelemetry.trace import SpanKind
 
 from connector.settings import QUEUE_ITEMS
@@ -81,6 +82,9 @@ def test_an_order_joins_the_senders_trace_and_is_counted(local_host: Any, azurit
     assert otel.total(points, "bc_connector.bc_requests", connection="default", status_code="429") == 1
     assert otel.total(points, "bc_connector.bc_requests", connection="default", status_code="201") == 1
     assert otel.total(points, "bc_connector.backoff_seconds", connection="default") >= 0.2
+    # The status report's recent throughput: the key's one created order.
+    [default] = requests.get(f"{host.url}/api/status", timeout=30).json()["connections"]
+    assert default["throughput_24h"]["orders"] == {"created": 1}
 
 
 def test_a_created_item_event_carries_the_trace_of_the_webhook_that_announced_it(
