@@ -2,9 +2,10 @@
 
 Starts its own Azurite, BC + Entra emulator and local Functions host on free loopback ports (so it
 runs beside `make run`), then walks through: a user sign-in (authorization code, browser-less),
-webhook subscriptions, a created item / shipment / invoice arriving as events, an item pull, a sales
-order pushed, a large one by claim check (blob + reference), and a bad order dead-lettered. Exits 0
-when every step did what it should.
+webhook subscriptions, a created item / shipment / invoice arriving as events, an item updated and
+one deleted (ITEM_CHANGE_TYPES on), an item pull, a sales order pushed and followed by its key through
+its shipment and invoice, a large one by claim check (blob + reference), and a bad order
+dead-lettered. Exits 0 when every step did what it should.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LOG = ROOT / ".devdata" / "demo.log"  # the app's, emulator's and host's log lines: kept out of the tour
 TENANT = "lmints.io"
 COMPANY = "CRONUS UK Ltd."
+BASE = f"{TENANT}/production/{COMPANY.replace(' ', '%20')}"  # the company in the emulator's admin API
 SEED_ORDER = {"orderDate": "2023-09-01", "customerNumber": "GL00000008", "currencyCode": "GBP",
               "paymentTermsId": "3bb5b4b6-ea4c-43ca-ba1c-3b69e29a6668"}
 
@@ -117,7 +119,7 @@ class Tour:
 
     def created_entities(self) -> None:
         print("\n4. Changes in BC arrive as events")
-        base = f"{TENANT}/production/{COMPANY.replace(' ', '%20')}"
+        base = BASE
         item = self.admin("POST", f"{base}/items", {
             "number": "DEMO-1000", "displayName": "Demo bicycle", "unitPrice": 499.0,
             "itemVariants": [{"code": "RED", "description": "Red"}, {"code": "BLUE", "description": "Blue"}]})
@@ -138,8 +140,30 @@ class Tour:
         if self.check(event is not None, "bc.salesInvoice.created arrived"):
             self.check(len(event["data"].get("salesInvoiceLines", [])) == 2, "with its lines")
 
+    def updated_and_deleted(self) -> None:
+        print("\n5. Updates and deletions (ITEM_CHANGE_TYPES=created,updated,deleted)")
+        item = next(i for i in self.admin("GET", f"{BASE}/items")["value"] if i["number"] == "DEMO-1000")
+        self.admin("PATCH", f"{BASE}/items/{item['id']}", {"unitPrice": 549.0})
+        self.admin("PATCH", f"{BASE}/items/{item['id']}", {"displayName": "Demo bicycle, 2027 model"})
+        event = self.wait_for("bc-items", lambda e: e.get("subject") == item["id"]
+                              and e.get("type") == "bc.item.updated")
+        if self.check(event is not None, "bc.item.updated arrived (BC merges changes within its debounce)"):
+            data = event["data"]
+            show({k: event[k] for k in ("id", "type", "time")} | {
+                "data": {k: data[k] for k in ("number", "displayName", "unitPrice", "lastModifiedDateTime")}})
+            self.check((data["unitPrice"], data["displayName"]) == (549.0, "Demo bicycle, 2027 model"),
+                       "carrying the item as it is now")
+        doomed = self.admin("POST", f"{BASE}/items", {"number": "DEMO-GONE", "displayName": "Short-lived"})
+        created = self.wait_for("bc-items", lambda e: e.get("subject") == doomed["id"])
+        self.check(created is not None and created["type"] == "bc.item.created", "another item is created")
+        self.admin("DELETE", f"{BASE}/items/{doomed['id']}")
+        event = self.wait_for("bc-items", lambda e: e.get("subject") == doomed["id"]
+                              and e.get("type") == "bc.item.deleted")
+        if self.check(event is not None, "bc.item.deleted arrived when it was deleted"):
+            show({k: event[k] for k in ("id", "type", "subject", "time", "data")})
+
     def item_pull(self) -> None:
-        print("\n5. Schedule Pull Items (run now through the admin route)")
+        print("\n6. Schedule Pull Items (run now through the admin route)")
         resp = self.api("POST", "connections/default/pulls/items")
         self.check(resp.status_code == 202, "the pull was accepted")
         show(resp.json())
@@ -147,7 +171,7 @@ class Tour:
         self.check(event is not None, "bc.item.pulled events arrive")
 
     def sales_orders(self) -> None:
-        print("\n6. Send Created Sales Order")
+        print("\n7. Send Created Sales Order")
         orders = self.queue("sales-orders")
         orders.send_message(json.dumps(SEED_ORDER | {"externalDocumentNumber": "DEMO-WEB-1",
                                                      "salesOrderLines": [{"itemNumber": "DEMO-1000",
@@ -157,6 +181,7 @@ class Tour:
                                lambda r: r.get("externalDocumentNumber") == "DEMO-WEB-1")
         if self.check(result is not None and result["status"] == "created", "the order was created"):
             print(f"   BC order {result['number']} ({result['salesOrderId']})")
+            self.order_life(result["number"])
         self.large_order(orders)
         orders.send_message(json.dumps(SEED_ORDER | {"customerNumber": "NO-SUCH-CUSTOMER",
                                                      "externalDocumentNumber": "DEMO-BAD-1"}))
@@ -166,6 +191,18 @@ class Tour:
             show(result["error"])
         props = self.queue("sales-orders-poison").get_queue_properties()
         self.check(props.approximate_message_count >= 1, "and is kept on sales-orders-poison")
+
+    def order_life(self, number: str) -> None:
+        """BC ships and invoices the order; both events carry the webshop's key."""
+        print("   BC posts its shipment and invoice; their events carry the webshop's key:")
+        for entity_set, queue in (("salesShipments", "bc-sales-shipments"),
+                                  ("salesInvoices", "bc-sales-invoices")):
+            self.admin("POST", f"{BASE}/{entity_set}", {"orderNumber": number})
+            event = self.wait_for(queue, lambda e: e.get("bcexternaldocumentnumber") == "DEMO-WEB-1")
+            if self.check(event is not None and event.get("bcordernumber") == number,
+                          f"{queue}: an event with bcexternaldocumentnumber DEMO-WEB-1"):
+                show({k: event[k] for k in ("type", "bcexternaldocumentnumber", "bcordernumber")}
+                     | {"data.number": event["data"]["number"]})
 
     def large_order(self, orders: Any) -> None:
         """An order over a queue message's 64 KiB goes by claim check: a blob, and a message naming it."""
@@ -190,7 +227,7 @@ class Tour:
             self.check(len(lines) == 1000, f"BC order {result['number']} has all {len(lines)} lines")
 
     def final_status(self) -> None:
-        print("\n7. Status")
+        print("\n8. Status")
         show(self.api("GET", "status").json())
 
 
@@ -227,6 +264,7 @@ def main() -> int:
             "ENTRA_AUTHORITY_HOST": emulator.url, "BC_API_HOST": emulator.url,
             "TLS_CA_BUNDLE": emulator.ca_bundle, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
             "BC_CONNECTIONS": "default,webshop", "WEBSHOP__BC_GRANT_TYPE": "authorization_code",
+            "ITEM_CHANGE_TYPES": "created,updated,deleted",
         }
         os.environ.update(settings)
         import function_app
@@ -236,7 +274,8 @@ def main() -> int:
                   f"queues on {azurite.queue_port}; log in {LOG.relative_to(ROOT)}")
             tour = Tour(azurite, emulator, host)
             for step in (tour.health_and_status, tour.sign_in, tour.subscriptions,
-                         tour.created_entities, tour.item_pull, tour.sales_orders, tour.final_status):
+                         tour.created_entities, tour.updated_and_deleted, tour.item_pull,
+                         tour.sales_orders, tour.final_status):
                 try:
                     step()
                 except Exception as exc:  # noqa: BLE001 - report and go on with the tour
