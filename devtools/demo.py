@@ -23,6 +23,7 @@ from urllib.parse import urljoin
 import requests
 
 from devtools.azurite import Azurite, free_port, provision
+from devtools.emulator.entra import read_form_post
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG = ROOT / ".devdata" / "demo.log"  # the app's, emulator's and host's log lines: kept out of the tour
@@ -100,10 +101,10 @@ class Tour:
             return
         authorize = requests.get(login.headers["Location"], allow_redirects=False,
                                  verify=self.emulator.ca_bundle, timeout=30)
-        callback = authorize.headers.get("Location", "")
-        self.check(authorize.status_code == 302 and "/api/auth/callback" in callback,
-                   "Entra consents and redirects back to /api/auth/callback")
-        page = requests.get(urljoin(self.host.url, callback), timeout=60)
+        callback, fields = read_form_post(authorize.text) or ("", {})
+        self.check(authorize.status_code == 200 and "/api/auth/callback" in callback,
+                   "Entra consents and posts its answer back to /api/auth/callback (form_post)")
+        page = requests.post(urljoin(self.host.url, callback), data=fields, timeout=60)
         self.check(page.status_code == 200 and COMPANY in page.text,
                    "the callback stores the tokens and discovers the companies")
         states = _token_states(self.api("GET", "status").json())

@@ -11,7 +11,7 @@ CONTRACT_ROUTES = {
     ("status", ("GET",), "FUNCTION"),
     # ADMIN, not the contract's FUNCTION (issue 11 point 7): signing in re-binds the connection
     ("connections/{connection}/login", ("GET",), "ADMIN"),
-    ("auth/callback", ("GET",), "ANONYMOUS"),
+    ("auth/callback", ("GET", "POST"), "ANONYMOUS"),  # POST: Entra's form_post (issue 11 point 6)
     ("webhooks/bc", ("GET", "POST"), "ANONYMOUS"),
     ("connections/{connection}/subscriptions", ("POST",), "FUNCTION"),
     ("connections/{connection}/subscriptions", ("DELETE",), "ADMIN"),

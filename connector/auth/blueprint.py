@@ -1,4 +1,7 @@
-"""Sign-in routes: `GET connections/{connection}/login`, `GET auth/callback`."""
+"""Sign-in routes: `GET connections/{connection}/login`, `POST auth/callback` (Entra's form_post; GET
+kept for links already issued)."""
+from urllib.parse import parse_qs
+
 import azure.functions as func
 
 from connector.auth.pages import sign_in_failed_page, signed_in_page
@@ -27,11 +30,19 @@ def sign_in_login(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(status_code=302, headers={"Location": url, **_NO_STORE})
 
 
-@bp.route(route="auth/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def _callback_params(req: func.HttpRequest) -> dict[str, str]:
+    """Entra's answer: the form fields of a `form_post` POST, else the query of a GET."""
+    if req.method.upper() != "POST":
+        return dict(req.params)
+    form = parse_qs(req.get_body().decode("utf-8", "replace"), max_num_fields=20)
+    return {name: values[0] for name, values in form.items()}
+
+
+@bp.route(route="auth/callback", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @invocation
 def sign_in_callback(req: func.HttpRequest) -> func.HttpResponse:
     try:
-        result = complete_sign_in(get_runtime(), dict(req.params))
+        result = complete_sign_in(get_runtime(), _callback_params(req))
     except SignInRejected as exc:
         return _html(sign_in_failed_page(exc.message), exc.status)
     return _html(signed_in_page(result), 200)

@@ -1,9 +1,11 @@
 """The authorization-code sign-in of a connection, start to finish (Entra ID, msal).
 
 An operator opens `/api/connections/{name}/login`; msal builds the authorize URL with state, nonce
-and PKCE and adds `offline_access` itself, so Entra returns a refresh token. The flow waits
-encrypted in `bcauthflows` until the callback claims it (once), redeems the code and hands the new
-token cache to the `TokenService`; then the connection's companies are discovered with the new tokens.
+and PKCE and adds `offline_access` itself, so Entra returns a refresh token. Entra answers with
+`response_mode=form_post` (a POST to the callback; the GET callback stays for links already issued).
+The flow waits encrypted in `bcauthflows` until the callback claims it (once), redeems the code and
+hands the new token cache to the `TokenService`; then the connection's companies are discovered
+with the new tokens.
 """
 from __future__ import annotations
 
@@ -82,8 +84,9 @@ def start_sign_in(runtime: Runtime, connection: str) -> str:
     except (TokenEndpointUnavailable, TokenUnavailable) as exc:
         raise SignInRejected(f"Entra ID cannot start the sign-in: {exc}", status=502) from None
     state = secrets.token_urlsafe(32)
+    # form_post (msal's advice): the code comes in a POST body, never in a URL that logs or history keep
     flow = app.initiate_auth_code_flow(scopes=[BC_SCOPE], redirect_uri=runtime.settings.redirect_uri,
-                                       state=state)
+                                       state=state, response_mode="form_post")
     expires = datetime.now(UTC) + timedelta(seconds=runtime.settings.auth_flow_ttl_seconds)
     flows.put(state, PendingSignIn(conn.name, flow, expires))
     log.info("sign-in %s: started", conn.name)

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import html
 import json
+import re
 import secrets
 import threading
 import uuid
@@ -546,6 +547,19 @@ def _redirect(redirect_uri: str, params: dict[str, str], state: str | None,
     query = f"{parts.query}&{urlencode(params)}" if parts.query else urlencode(params)
     location = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
     return Response("", status=302, headers={"Location": location})
+
+
+_FORM_ACTION = re.compile(r'<form method="POST" action="([^"]*)"')
+_HIDDEN_FIELD = re.compile(r'<input type="hidden" name="([^"]*)" value="([^"]*)"/>')
+
+
+def read_form_post(page: str) -> tuple[str, dict[str, str]] | None:
+    """The target and fields of a `form_post` answer page (what a browser would POST), or None."""
+    action = _FORM_ACTION.search(page)
+    if action is None:
+        return None
+    fields = {html.unescape(k): html.unescape(v) for k, v in _HIDDEN_FIELD.findall(page)}
+    return html.unescape(action.group(1)), fields
 
 
 def _same_redirect(given: str, registered: str) -> bool:

@@ -7,10 +7,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 from azure.data.tables import TableServiceClient
+
+from devtools.emulator.entra import read_form_post
 
 PAST_TOKEN_LIFETIME = 3700  # seconds of emulator time: its tokens live 3600 s
 NEVER = "0 0 0 1 1 *"  # timers stay quiet: no background BC calls during a test
@@ -39,17 +41,29 @@ def start_login(host: Any, connection: str = "default") -> str:
 
 
 def authorize(emulator: Any, authorize_url: str) -> str:
-    """The emulator's authorize endpoint signs the user in and redirects; the callback URL."""
+    """The emulator's authorize endpoint signs the user in and answers the callback: a self-posting
+    form (`response_mode=form_post`) or a redirect. The callback as a URL whose query holds the
+    answer (`post_callback` sends it as the form a browser would POST)."""
     resp = requests.get(authorize_url, verify=emulator.ca_bundle, allow_redirects=False, timeout=30)
-    assert resp.status_code == 302, resp.text
-    return resp.headers["Location"]
+    if resp.status_code == 302:
+        return resp.headers["Location"]
+    answer = read_form_post(resp.text)
+    assert resp.status_code == 200 and answer is not None, resp.text
+    return f"{answer[0]}?{urlencode(answer[1])}"
+
+
+def post_callback(callback_url: str) -> requests.Response:
+    """What a browser does with Entra's form_post page: POST the fields to the callback."""
+    parts = urlsplit(callback_url)
+    target = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return requests.post(target, data=dict(parse_qsl(parts.query)), allow_redirects=False, timeout=60)
 
 
 def sign_in(host: Any, emulator: Any, connection: str = "default") -> SignIn:
-    """A full browser-less sign-in through the local host."""
+    """A full browser-less sign-in through the local host (Entra's answer POSTed, form_post)."""
     authorize_url = start_login(host, connection)
     callback_url = authorize(emulator, authorize_url)
-    page = requests.get(callback_url, allow_redirects=False, timeout=60)
+    page = post_callback(callback_url)
     return SignIn(authorize_url, callback_url, page)
 
 

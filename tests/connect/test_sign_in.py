@@ -24,6 +24,7 @@ from tests.connect.browser import (
     PAST_TOKEN_LIFETIME,
     QUIET_TIMERS,
     authorize,
+    post_callback,
     sign_in,
     start_login,
     stored_cache,
@@ -67,6 +68,7 @@ def test_authorize_request_carries_state_pkce_and_asks_for_a_refresh_token(
     assert "offline_access" in query["scope"][0].split()
     assert "https://api.businesscentral.dynamics.com/.default" in query["scope"][0].split()
     assert query["redirect_uri"] == [f"{host.url}/api/auth/callback"]
+    assert query["response_mode"] == ["form_post"]  # the code never travels in a URL
 
     rows = table_rows(azurite.connection_string)
     assert TABLE_CONNECTIONS not in rows and TABLE_TOKENS not in rows
@@ -229,3 +231,12 @@ def test_login_needs_the_master_key_and_the_callback_does_not(code_flow_host: Ca
     assert keyed.status_code == 302
     page = requests.get(authorize(emulator, keyed.headers["Location"]), timeout=60)
     assert page.status_code == 200
+
+
+def test_entra_answers_by_form_post_and_the_old_get_callback_still_works(
+        code_flow_host: Callable[..., Any], emulator: Any) -> None:
+    host = code_flow_host()
+    page = requests.get(start_login(host), verify=emulator.ca_bundle, allow_redirects=False, timeout=30)
+    assert page.status_code == 200 and 'method="POST"' in page.text and "/api/auth/callback" in page.text
+    assert post_callback(authorize(emulator, start_login(host))).status_code == 200
+    assert requests.get(authorize(emulator, start_login(host)), timeout=60).status_code == 200
