@@ -12,7 +12,7 @@ from typing import Any
 
 from connector.settings import TABLE_SUBSCRIPTIONS
 from connector.storage import Storage
-from connector.webhooks.client_state import client_state
+from connector.webhooks.client_state import accepted_states
 
 # A receiver reloads the subscription table on an unknown id at most this often, so a flood of
 # forged ids cannot turn into table scans. A new subscription's row is saved right after BC
@@ -60,7 +60,7 @@ class SubscriptionDirectory:
             return None
         return KnownSubscription(
             row["subscription_id"], row["PartitionKey"], row["company_id"], row["entity_set"],
-            tuple(client_state(k, row["client_state_nonce"]) for k in self._keys))
+            accepted_states(self._keys, row["client_state_nonce"], row.get("client_state_key", "")))
 
     def remember(self, row: dict[str, Any]) -> None:
         sub = self.known(row)
