@@ -1,12 +1,9 @@
 """Sign-in routes: `GET connections/{connection}/login`, `POST auth/callback` (Entra's form_post; GET
-kept for links already issued)."""
+kept for links already issued). The core, msal among it, is imported inside the functions (cold start)."""
 from urllib.parse import parse_qs
 
 import azure.functions as func
 
-from connector.auth.pages import sign_in_failed_page, signed_in_page
-from connector.auth.signin import SignInRejected, complete_sign_in, start_sign_in
-from connector.runtime import get_runtime
 from connector.telemetry import invocation
 
 bp = func.Blueprint()
@@ -23,6 +20,10 @@ def _html(page: str, status: int) -> func.HttpResponse:
 @bp.route(route="connections/{connection}/login", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 @invocation
 def sign_in_login(req: func.HttpRequest) -> func.HttpResponse:
+    from connector.auth.pages import sign_in_failed_page
+    from connector.auth.signin import SignInRejected, start_sign_in
+    from connector.runtime import get_runtime
+
     try:
         url = start_sign_in(get_runtime(), req.route_params.get("connection", ""))
     except SignInRejected as exc:
@@ -41,6 +42,10 @@ def _callback_params(req: func.HttpRequest) -> dict[str, str]:
 @bp.route(route="auth/callback", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @invocation
 def sign_in_callback(req: func.HttpRequest) -> func.HttpResponse:
+    from connector.auth.pages import sign_in_failed_page, signed_in_page
+    from connector.auth.signin import SignInRejected, complete_sign_in
+    from connector.runtime import get_runtime
+
     try:
         result = complete_sign_in(get_runtime(), _callback_params(req))
     except SignInRejected as exc:

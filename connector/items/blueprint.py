@@ -2,7 +2,8 @@
 and the `bc-item-pulls` queue trigger that runs what the route asked for.
 
 The route only queues the request and answers 202 at once: a pull may take up to ITEM_PULL_MAX_SECONDS
-(beyond Azure's 230 s limit on HTTP responses) and a long first pull goes on in chunks.
+(beyond Azure's 230 s limit on HTTP responses) and a long first pull goes on in chunks. The core is
+imported inside the functions (cold start).
 """
 import json
 import logging
@@ -10,8 +11,6 @@ import logging
 import azure.functions as func
 
 from connector.bc.timestamps import iso
-from connector.items.pull import handle_pull_request, pull_all, request_pull
-from connector.runtime import get_runtime
 from connector.settings import QUEUE_ITEM_PULLS, UnknownConnection
 from connector.telemetry import invocation
 
@@ -27,6 +26,9 @@ def _json(body: dict, status: int) -> func.HttpResponse:
 @invocation
 def scheduled_item_pull(timer: func.TimerRequest) -> None:
     """Pull items of every configured connection (each run resumes where the last one stopped)."""
+    from connector.items.pull import pull_all
+    from connector.runtime import get_runtime
+
     for result in pull_all(get_runtime()):
         log.info("item pull: %s", result.as_dict())
 
@@ -36,6 +38,9 @@ def scheduled_item_pull(timer: func.TimerRequest) -> None:
 @invocation
 def pull_items_now(req: func.HttpRequest) -> func.HttpResponse:
     """202 {"status": "queued", "connection", "requestedAt"}; 404 for an unknown connection."""
+    from connector.items.pull import request_pull
+    from connector.runtime import get_runtime
+
     try:
         request = request_pull(get_runtime(), req.route_params.get("connection", ""))
     except UnknownConnection as exc:
@@ -48,4 +53,7 @@ def pull_items_now(req: func.HttpRequest) -> func.HttpResponse:
 @invocation
 def requested_item_pull(msg: func.QueueMessage) -> None:
     """Run a requested pull (or its continuation); raises only to have the host retry."""
+    from connector.items.pull import handle_pull_request
+    from connector.runtime import get_runtime
+
     handle_pull_request(get_runtime(), msg.get_body().decode("utf-8"), msg.id)

@@ -1,12 +1,12 @@
-"""Operator routes: `GET /api/health` (liveness, no BC or storage call) and `GET /api/status`."""
+"""Operator routes: `GET /api/health` (liveness, no BC or storage call) and `GET /api/status`.
+
+Like every blueprint, it imports the core inside the functions: the host's indexing (cold start) must
+not wait for the storage, BC and crypto libraries.
+"""
 import json
 
 import azure.functions as func
 
-from connector.bc.timestamps import utc_now
-from connector.ops.status import read_status
-from connector.ops.status_page import render_status_page, wants_html
-from connector.runtime import get_runtime
 from connector.telemetry import invocation
 
 bp = func.Blueprint()
@@ -24,6 +24,11 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 @invocation
 def status(req: func.HttpRequest) -> func.HttpResponse:
     """JSON for tools; an HTML page when the client prefers `text/html` (a browser)."""
+    from connector.bc.timestamps import utc_now
+    from connector.ops.status import read_status
+    from connector.ops.status_page import render_status_page, wants_html
+    from connector.runtime import get_runtime
+
     runtime = get_runtime()
     runtime.tokens.verify_all()  # a changed client secret shows now, not when the cached token expires
     now = utc_now()

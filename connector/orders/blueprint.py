@@ -1,8 +1,7 @@
-"""Queue trigger of Send Created Sales Order: `sales-orders` → BC → `sales-order-results`."""
+"""Queue trigger of Send Created Sales Order: `sales-orders` → BC → `sales-order-results` (the core
+imported on first use: cold start)."""
 import azure.functions as func
 
-from connector.orders.send import OrderDelivery, handle_delivery, message_text
-from connector.runtime import get_runtime
 from connector.settings import QUEUE_SALES_ORDERS
 from connector.telemetry import invocation
 
@@ -13,6 +12,9 @@ bp = func.Blueprint()
 @invocation
 def send_created_sales_order(msg: func.QueueMessage) -> None:
     """One order message → one BC order and one result; raises only to have the host retry."""
+    from connector.orders.send import OrderDelivery, handle_delivery, message_text
+    from connector.runtime import get_runtime
+
     runtime = get_runtime()
     delivery = OrderDelivery(text=message_text(msg.get_body()), message_id=msg.id,
                              dequeue_count=msg.dequeue_count or 1,

@@ -1,18 +1,19 @@
 """Webhook triggers: the BC receiver (`GET|POST webhooks/bc`), the `bc-notifications` processor, the
 subscription renewal timer, the sweep timer, and `POST|DELETE connections/{connection}/subscriptions`.
+The core is imported inside the functions: the host's indexing (cold start) must not wait for it.
 """
 import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from connector.bc.companies import CompanyNotFound
 from connector.bc.errors import BCError, TokenUnavailable
-from connector.runtime import Runtime, get_runtime
 from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
 from connector.telemetry import invocation
-from connector.webhooks import notifications, subscriptions, sweep
-from connector.webhooks.client_state import MissingClientStateKey
+
+if TYPE_CHECKING:
+    from connector.runtime import Runtime
 
 bp = func.Blueprint()
 
@@ -25,6 +26,9 @@ def _json(body: dict, status: int) -> func.HttpResponse:
 @invocation
 def bc_webhook(req: func.HttpRequest) -> func.HttpResponse:
     """Handshake (token echoed, 200) or notifications (202 once queued; 503 if storage fails)."""
+    from connector.runtime import get_runtime
+    from connector.webhooks import notifications
+
     reply = notifications.receive_request(req.params, req.headers, req.get_body, get_runtime)
     return func.HttpResponse(reply.body, status_code=reply.status, mimetype=reply.mimetype,
                              headers=dict(reply.headers))
@@ -34,6 +38,9 @@ def bc_webhook(req: func.HttpRequest) -> func.HttpResponse:
 @invocation
 def process_bc_notifications(msg: func.QueueMessage) -> None:
     """Announce what a batch of notifications created; raises only to have the host retry."""
+    from connector.runtime import get_runtime
+    from connector.webhooks import notifications
+
     notifications.process_message(get_runtime(), msg.get_body().decode("utf-8"), owner=msg.id)
 
 
@@ -41,6 +48,9 @@ def process_bc_notifications(msg: func.QueueMessage) -> None:
 @invocation
 def renew_subscriptions(timer: func.TimerRequest) -> None:
     """Create, renew and recreate the webhook subscriptions of every connection."""
+    from connector.runtime import get_runtime
+    from connector.webhooks import subscriptions
+
     subscriptions.reconcile_all(get_runtime())
 
 
@@ -48,11 +58,19 @@ def renew_subscriptions(timer: func.TimerRequest) -> None:
 @invocation
 def sweep_created(timer: func.TimerRequest) -> None:
     """Announce created entities the webhooks missed."""
+    from connector.runtime import get_runtime
+    from connector.webhooks import sweep
+
     sweep.sweep_all(get_runtime())
 
 
-def _subscription_call(req: func.HttpRequest, call: Callable[[Runtime, str], dict]) -> func.HttpResponse:
+def _subscription_call(req: func.HttpRequest, call: Callable[["Runtime", str], dict]) -> func.HttpResponse:
     """Our admin route (never BC's receiver, so 4xx/5xx are fine): each failure as a JSON error."""
+    from connector.bc.companies import CompanyNotFound
+    from connector.runtime import get_runtime
+    from connector.webhooks import subscriptions
+    from connector.webhooks.client_state import MissingClientStateKey
+
     try:
         return _json(call(get_runtime(), req.route_params.get("connection", "")), 200)
     except MissingClientStateKey as exc:  # the app is misconfigured, not the request
@@ -74,6 +92,8 @@ def _subscription_call(req: func.HttpRequest, call: Callable[[Runtime, str], dic
 @invocation
 def reconcile_subscriptions_now(req: func.HttpRequest) -> func.HttpResponse:
     """200 with {"created", "renewed", "recreated", "unchanged", "unsupported", "failed", ...}."""
+    from connector.webhooks import subscriptions
+
     return _subscription_call(req, lambda rt, conn: subscriptions.reconcile(rt, conn).as_dict())
 
 
@@ -82,4 +102,6 @@ def reconcile_subscriptions_now(req: func.HttpRequest) -> func.HttpResponse:
 @invocation
 def delete_subscriptions_now(req: func.HttpRequest) -> func.HttpResponse:
     """200 with {"deleted": [entity sets]}: the connection's subscriptions are gone from BC."""
+    from connector.webhooks import subscriptions
+
     return _subscription_call(req, lambda rt, conn: {"deleted": subscriptions.delete_subscriptions(rt, conn)})
