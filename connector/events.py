@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from connector.bc.timestamps import utc_now
@@ -97,15 +97,16 @@ class EventPublisher:
     def publish(self, queue_name: str, events: Iterable[dict[str, Any]]) -> int:
         """Send every event; returns how many. Raises if any send failed (after the rest finished),
         so a caller's cursor never moves past an event that was not queued."""
-        queue = self._storage.queue(queue_name)
+        sender = self._storage.sender(queue_name)
 
         def send(event: dict[str, Any]) -> None:
-            queue.send_message(self.prepare(event))
+            sender.send(self.prepare(event))
 
         events = list(events)
         with self._telemetry.produce(queue_name, len(events)):
             stamped = [self._telemetry.stamp(e) for e in events]
             futures = [self._pool.submit(send, e) for e in stamped]
+            wait(futures)  # together, not one by one
             errors = [f.exception() for f in futures if f.exception() is not None]
             self._telemetry.events_queued((e for e, f in zip(stamped, futures, strict=True)
                                            if f.exception() is None), utc_now())

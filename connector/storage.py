@@ -24,6 +24,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient, QueueServiceClient
 
+from connector.queue_sender import QueueSender
 from connector.settings import StorageSettings
 
 Entity = dict[str, Any]
@@ -38,6 +39,7 @@ class Storage:
         self._tables: dict[str, TableClient] = {}
         self._queues: dict[str, QueueClient] = {}
         self._containers: dict[str, ContainerClient] = {}
+        self._senders: dict[str, QueueSender] = {}
         self._services: dict[str, Any] = {}
 
     def _credential(self) -> Any:
@@ -92,6 +94,13 @@ class Storage:
                 pass
             client = self._queues.setdefault(name, client)
         return client
+
+    def sender(self, name: str) -> QueueSender:
+        """A lean sender of plain-text messages to the queue (created on first use), for hot paths."""
+        sender = self._senders.get(name)
+        if sender is None:
+            sender = self._senders.setdefault(name, QueueSender(self.queue(name)))
+        return sender
 
     def container(self, name: str, *, create: bool = True) -> ContainerClient:
         """The container client, creating the container on first use unless `create` is off (a

@@ -155,8 +155,8 @@ class OrderClaims:
         row_key = self.row_key(key, message_id)
         # Insert first: almost every key is new, so one round trip claims it; a row already there
         # (a conflict) is read and decided on below.
-        now = datetime.now(UTC)
-        etag = insert_entity(self.table, self._entity(row_key, Claim(message_id, ClaimState.CREATING, now), key))
+        first = Claim(message_id, ClaimState.CREATING, datetime.now(UTC))
+        etag = insert_entity(self.table, self._entity(row_key, first, key))
         if etag:
             return HeldClaim(row_key, etag, ClaimStep.CLAIM)
         deadline = time.monotonic() + self.wait_seconds

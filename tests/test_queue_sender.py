@@ -1,0 +1,110 @@
+"""The lean queue sender: messages arrive on Azurite exactly as sent, 429/5xx are retried after the
+service's Retry-After, other answers fail at once with their status, and each credential kind
+authorizes the way Storage expects."""
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.storage.queue import QueueClient
+
+from connector.queue_sender import QueueSender, authorizer, retry_after
+from connector.settings import load_storage_settings
+from connector.storage import Storage
+
+
+@pytest.fixture
+def storage(azurite):
+    from tests.conftest import clear_storage
+
+    clear_storage(azurite.connection_string)
+    env = {"AzureWebJobsStorage": azurite.connection_string, "BC_TENANT": "t", "BC_CLIENT_ID": "c",
+           "BC_CLIENT_SECRET": "s"}
+    return Storage(load_storage_settings(env))
+
+
+def test_messages_arrive_as_sent_markup_and_unicode_included(storage):
+    texts = ['{"a": "<b> & </b>"}', "Größe ≥ 5 — ünïcødé", "x" * 60_000, "'quotes' \"double\""]
+    sender = storage.sender("sender-test")
+    threads = [threading.Thread(target=sender.send, args=(t,)) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = [m.content for m in storage.queue("sender-test").receive_messages(messages_per_page=32)]
+    assert sorted(got) == sorted(texts)
+
+
+class _Scripted(BaseHTTPRequestHandler):
+    answers: list[tuple[int, dict[str, str]]] = []
+    seen: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.seen.append(self.path)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        status, headers = self.answers.pop(0)
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": "0"}.items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def scripted():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Scripted.seen = []
+    client = SimpleNamespace(url=f"http://127.0.0.1:{server.server_port}/acct/q", credential=None,
+                             account_name="acct", queue_name="q")
+    yield client
+    server.shutdown()
+
+
+def test_throttled_and_unavailable_answers_are_retried_after_retry_after(scripted):
+    _Scripted.answers = [(429, {"Retry-After": "3"}), (503, {}), (201, {})]
+    pauses: list[float] = []
+    QueueSender(scripted, sleep=pauses.append).send("m")
+    assert pauses == [3.0, 0.4]
+    assert _Scripted.seen == ["/acct/q/messages"] * 3
+
+
+def test_a_rejected_message_fails_at_once_with_its_status(scripted):
+    _Scripted.answers = [(400, {})]
+    with pytest.raises(HttpResponseError) as failed:
+        QueueSender(scripted, sleep=pytest.fail).send("m")
+    assert failed.value.status_code == 400
+
+
+def test_retries_are_bounded(scripted):
+    _Scripted.answers = [(500, {})] * 3
+    with pytest.raises(HttpResponseError):
+        QueueSender(scripted, retries=2, sleep=lambda s: None).send("m")
+    assert len(_Scripted.seen) == 3
+
+
+def test_an_account_key_signs_an_add_only_queue_sas():
+    client = QueueClient.from_connection_string("UseDevelopmentStorage=true", "q")
+    query, headers, until = authorizer(client)(datetime(2026, 1, 1, tzinfo=UTC))
+    assert "sp=a" in query and "sig=" in query and headers == {}
+    assert until == datetime(2026, 1, 1, 1, tzinfo=UTC)
+
+
+def test_a_token_credential_gives_a_bearer_token():
+    token = SimpleNamespace(token="tok", expires_on=datetime(2026, 1, 1, tzinfo=UTC).timestamp())
+    credential = SimpleNamespace(get_token=lambda scope: token)
+    client = SimpleNamespace(credential=credential, account_name="a", queue_name="q")
+    query, headers, until = authorizer(client)(datetime(2025, 12, 31, tzinfo=UTC))
+    assert (query, headers) == ("", {"Authorization": "Bearer tok"})
+    assert until == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_retry_after_is_read_in_seconds():
+    assert retry_after("7", 0.2) == 7.0
+    assert retry_after(None, 0.2) == retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 0.2) == 0.2
