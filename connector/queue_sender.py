@@ -29,6 +29,7 @@ RETRIES = 3  # like the SDK's default: 429/5xx and broken connections, with back
 RETRY_PAUSE_SECONDS = 0.2
 TIMEOUT_SECONDS = 30.0
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 Authorization = tuple[str, dict[str, str], datetime]  # query string, headers, valid until
 
@@ -91,21 +92,25 @@ class QueueSender:
         joined = "&".join(q for q in (self._query, query) if q)
         return (f"{self._path}?{joined}" if joined else self._path), headers
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        """A connection, and whether it was used before (the server may have closed it since)."""
         try:
-            return self._idle.get_nowait()
+            return self._idle.get_nowait(), True
         except idle_queue.Empty:
             cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            return cls(self._netloc, timeout=TIMEOUT_SECONDS)
+            return cls(self._netloc, timeout=TIMEOUT_SECONDS), False
 
-    def send(self, text: str) -> None:
+    def send(self, text: str, *, retries: int | None = None) -> None:
         """Put one message; raises `HttpResponseError` (status) or `ServiceRequestError` (no answer)
-        once the retries are spent."""
+        once `retries` (default: the sender's) are spent. A kept-alive connection the server closed
+        while idle is replaced at once, not counted as an attempt (the request never reached it)."""
         body = message_body(text)
-        for attempt in range(self._retries + 1):
+        retries = self._retries if retries is None else retries
+        attempt = 0
+        while True:
             pause = RETRY_PAUSE_SECONDS * 2 ** attempt
             path, auth_headers = self._target()
-            connection = self._connection()
+            connection, reused = self._connection()
             try:
                 connection.request("POST", path, body=body, headers={
                     "Content-Type": "application/xml; charset=utf-8", "x-ms-version": API_VERSION,
@@ -114,7 +119,9 @@ class QueueSender:
                 detail = response.read()
             except (OSError, http.client.HTTPException) as exc:
                 connection.close()
-                if attempt == self._retries:
+                if reused and isinstance(exc, STALE):
+                    continue
+                if attempt >= retries:
                     raise ServiceRequestError(f"queue send to {self._netloc}{self._path} failed: "
                                               f"{exc}") from exc
             else:
@@ -124,9 +131,10 @@ class QueueSender:
                     self._idle.put(connection)
                 if response.status == 201:
                     return
-                if response.status not in RETRYABLE or attempt == self._retries:
+                if response.status not in RETRYABLE or attempt >= retries:
                     raise _status_error(response, detail)
                 pause = retry_after(response.getheader("Retry-After"), pause)
+            attempt += 1
             self._sleep(pause)
 
     def close(self) -> None:

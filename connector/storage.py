@@ -95,11 +95,12 @@ class Storage:
             client = self._queues.setdefault(name, client)
         return client
 
-    def sender(self, name: str) -> QueueSender:
-        """A lean sender of plain-text messages to the queue (created on first use), for hot paths."""
+    def sender(self, name: str, *, retry_total: int | None = None) -> QueueSender:
+        """A lean sender of plain-text messages to the queue, for hot paths (the queue created on
+        first use, `retry_total` as for `table`)."""
         sender = self._senders.get(name)
         if sender is None:
-            sender = self._senders.setdefault(name, QueueSender(self.queue(name)))
+            sender = self._senders.setdefault(name, QueueSender(self.queue(name, retry_total=retry_total)))
         return sender
 
     def container(self, name: str, *, create: bool = True) -> ContainerClient:

@@ -239,8 +239,8 @@ def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Ru
         screening = screen(elements, runtime.subscription_directory.find(subscription_ids(elements)),
                            partial(announced_change, runtime.settings))
         messages = pack_messages(screening.queued, traceparent=current_traceparent())
-        queue = runtime.storage.queue(QUEUE_NOTIFICATIONS, retry_total=0)
-        list(runtime.enqueue_pool.map(lambda text: queue.send_message(text, retry_total=0), messages))
+        sender = runtime.storage.sender(QUEUE_NOTIFICATIONS, retry_total=0)  # BC retries on a 503
+        list(runtime.enqueue_pool.map(lambda text: sender.send(text, retries=0), messages))
     except AzureError as exc:
         log.error("webhook: storage unavailable (%s); answered 503 so BC retries", type(exc).__name__)
         return Reply(503, "storage unavailable")
