@@ -3,8 +3,8 @@
 Fernet from `cryptography` (AES-128-CBC + HMAC-SHA256, timestamped, versioned) rather than raw AES-GCM:
 authenticated by default and `MultiFernet` gives key rotation for free. `TOKEN_ENCRYPTION_KEY` holds
 one or more keys separated by commas; the first encrypts, any of them decrypts, so an operator puts a
-new key first, waits until every row has been rewritten (token caches are rewritten at each refresh),
-then drops the old key.
+new key first and drops the old one once every row has been rewritten: a token cache opened with an
+old key is re-encrypted with the first key as it is read (`sealed_with_old_key`).
 
 Each sealed value is bound to a purpose (e.g. `tokens:default`), so a row copied under another key
 (another connection's tokens, another sign-in's state) does not open.
@@ -44,6 +44,7 @@ class TokenCipher:
                     f"(32 bytes, url-safe base64); {GENERATE_HINT}"
                 ) from None
         self._fernet = MultiFernet(fernets)
+        self._current = fernets[0]
 
     def seal(self, plaintext: str, purpose: str) -> str:
         """Encrypt `plaintext` with the first key, bound to `purpose`."""
@@ -61,6 +62,14 @@ class TokenCipher:
         if not isinstance(envelope, dict) or envelope.get("for") != purpose:
             raise SealedDataError(f"{purpose}: the stored value belongs to something else")
         return str(envelope.get("data", ""))
+
+    def sealed_with_old_key(self, sealed: str) -> bool:
+        """Whether a value that opens was sealed with a key other than the first (re-seal it)."""
+        try:
+            self._current.decrypt(sealed.encode("ascii"))
+        except (InvalidToken, UnicodeError):
+            return True
+        return False
 
 
 def cipher_for(settings: Settings, why: str) -> TokenCipher:

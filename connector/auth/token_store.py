@@ -4,16 +4,18 @@
   `SerializableTokenCache`, sealed with `TokenCipher`. Writers pass the ETag they loaded, so an
   instance that refreshed from stale state cannot overwrite a newer cache (a new sign-in, a rotated
   refresh token); the loser reloads.
-* `bcauthflows`: one row per started sign-in (PK = OAuth `state`) holding msal's auth-code flow
-  (PKCE verifier, nonce), sealed, with an expiry. `take` deletes the row with its ETag, so a state
-  can be redeemed once even when two callbacks race.
+  A cache sealed with an old key is re-sealed with the first key as it is loaded.
+* `bcauthflows`: one row per started sign-in (PK = OAuth `state`) holding the connection, msal's
+  auth-code flow (PKCE verifier, nonce) and the expiry, all sealed together (only the table's own
+  Timestamp is plain, for purging). `take` deletes the row with its ETag, so a state can be redeemed
+  once even when two callbacks race.
 """
 from __future__ import annotations
 
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -36,6 +38,7 @@ CACHE_ROW = "cache"
 FLOW_ROW = "flow"
 MAX_STATE_LENGTH = 256
 PURGE_BATCH = 50
+PURGE_AFTER = timedelta(days=1)  # far beyond any AUTH_FLOW_TTL_SECONDS a sign-in would be given
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,14 @@ class TokenStore:
         if row is None:
             return None
         entity, etag = row
-        return StoredCache(self._cipher.open(str(entity.get("cache", "")), self._purpose(connection)), etag)
+        sealed = str(entity.get("cache", ""))
+        state = self._cipher.open(sealed, self._purpose(connection))
+        if self._cipher.sealed_with_old_key(sealed):
+            resealed = replace_if_match(self._table, self._entity(connection, state), etag)
+            if resealed is not None:  # else another instance rewrote it meanwhile (with the first key)
+                log.info("tokens %s: re-encrypted with the first TOKEN_ENCRYPTION_KEY", connection)
+                etag = resealed
+        return StoredCache(state, etag)
 
     def _entity(self, connection: str, state: str) -> dict[str, Any]:
         return {
@@ -118,9 +128,10 @@ class PendingSignIn:
 class AuthFlowStore:
     """Pending sign-ins in `bcauthflows`, keyed by OAuth state, encrypted, redeemable once."""
 
-    def __init__(self, storage: Storage, cipher: TokenCipher):
+    def __init__(self, storage: Storage, cipher: TokenCipher, purge_after: timedelta = PURGE_AFTER):
         self._storage = storage
         self._cipher = cipher
+        self._purge_after = purge_after
 
     @property
     def _table(self) -> TableClient:
@@ -131,14 +142,14 @@ class AuthFlowStore:
         return f"flow:{state}"
 
     def put(self, state: str, pending: PendingSignIn) -> None:
-        """Remember a started sign-in (and drop a few long-expired ones)."""
+        """Remember a started sign-in (and drop a few long-abandoned ones)."""
         self._purge_expired()
+        sealed = {"connection": pending.connection, "flow": pending.flow,
+                  "expires_at": pending.expires_at.isoformat()}
         self._table.create_entity({
             "PartitionKey": table_key(state),
             "RowKey": FLOW_ROW,
-            "connection": pending.connection,
-            "expires_at": pending.expires_at,
-            "flow": self._cipher.seal(json.dumps(pending.flow), self._purpose(state)),
+            "sealed": self._cipher.seal(json.dumps(sealed), self._purpose(state)),
         })
 
     def take(self, state: str) -> PendingSignIn | None:
@@ -153,18 +164,20 @@ class AuthFlowStore:
         if not delete_if_match(self._table, table_key(state), FLOW_ROW, etag):
             return None
         try:
-            flow = json.loads(self._cipher.open(str(entity.get("flow", "")), self._purpose(state)))
+            opened = json.loads(self._cipher.open(str(entity.get("sealed", "")), self._purpose(state)))
+            return PendingSignIn(str(opened["connection"]), dict(opened["flow"]),
+                                 datetime.fromisoformat(opened["expires_at"]))
         except SealedDataError:
             log.warning("a pending sign-in could not be decrypted (TOKEN_ENCRYPTION_KEY changed?)")
-            return None
-        expires_at = entity["expires_at"]
-        return PendingSignIn(str(entity.get("connection", "")), flow,
-                             datetime.fromtimestamp(expires_at.timestamp(), UTC))
+        except (ValueError, KeyError, TypeError):
+            log.warning("a pending sign-in is not in the current format (started before an upgrade?)")
+        return None
 
     def _purge_expired(self) -> None:
-        now = datetime.now(UTC)
+        """Delete a batch of rows untouched for `purge_after` (their expiry is sealed, Timestamp is not)."""
+        cutoff = datetime.now(UTC) - self._purge_after
         expired = self._table.query_entities(
-            "expires_at lt @now", parameters={"now": now}, select=["PartitionKey", "RowKey"],
+            "Timestamp lt @cutoff", parameters={"cutoff": cutoff}, select=["PartitionKey", "RowKey"],
             results_per_page=PURGE_BATCH,
         )
         for entity in next(expired.by_page(), []):

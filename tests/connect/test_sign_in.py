@@ -74,7 +74,10 @@ def test_authorize_request_carries_state_pkce_and_asks_for_a_refresh_token(
     assert TABLE_CONNECTIONS not in rows and TABLE_TOKENS not in rows
     [row] = rows[TABLE_AUTH_FLOWS]
     assert row["PartitionKey"] == query["state"][0]
-    flow = json.loads(TokenCipher([TEST_ENCRYPTION_KEY]).open(row["flow"], f"flow:{row['PartitionKey']}"))
+    assert set(row) - {"Timestamp", "etag"} == {"PartitionKey", "RowKey", "sealed"}  # nothing in plaintext
+    sealed = json.loads(TokenCipher([TEST_ENCRYPTION_KEY]).open(row["sealed"], f"flow:{row['PartitionKey']}"))
+    assert sealed["connection"] == "default" and sealed["expires_at"]
+    flow = sealed["flow"]
     assert pkce_challenge(flow["code_verifier"]) == query["code_challenge"][0]
     assert flow["code_verifier"] not in str(row) and flow["nonce"] not in str(row)
 

@@ -5,9 +5,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
 from connector.auth.crypto import SealedDataError, TokenCipher
-from connector.auth.token_store import AuthFlowStore, PendingSignIn, TokenStore, tokens_stored
+from connector.auth.token_store import AuthFlowStore, PendingSignIn, StoredCache, TokenStore, tokens_stored
 from connector.settings import TABLE_AUTH_FLOWS, TABLE_TOKENS
 from tests.conftest import TEST_ENCRYPTION_KEY
 
@@ -62,9 +63,34 @@ def test_pending_sign_in_is_taken_once(runtime: Any) -> None:
     assert flows.take("never-started") is None and flows.take("x" * 1000) is None
 
 
-def test_sign_ins_left_expired_are_purged_when_the_next_one_starts(runtime: Any) -> None:
-    flows = AuthFlowStore(runtime.storage, CIPHER)
+def test_sign_ins_left_long_enough_are_purged_when_the_next_one_starts(runtime: Any) -> None:
+    flows = AuthFlowStore(runtime.storage, CIPHER, purge_after=timedelta(seconds=-60))
     flows.put("abandoned", pending(-5))
     flows.put("current", pending(10))
     keys = {e["PartitionKey"] for e in runtime.storage.table(TABLE_AUTH_FLOWS).list_entities()}
     assert keys == {"current"}
+
+
+def test_a_cache_sealed_with_an_old_key_is_re_encrypted_with_the_first_as_it_is_read(runtime: Any) -> None:
+    old_key, new_key = TEST_ENCRYPTION_KEY, Fernet.generate_key().decode()
+    TokenStore(runtime.storage, TokenCipher([old_key])).save("default", "the-cache", None)
+    rotated = TokenStore(runtime.storage, TokenCipher([new_key, old_key]))  # new key put first
+    loaded = rotated.load("default")
+    assert loaded is not None and loaded.state == "the-cache"
+    only_new = TokenStore(runtime.storage, TokenCipher([new_key]))  # the old key may go now
+    assert only_new.load("default") == loaded  # same cache, and the ETag of the re-sealed row
+    with pytest.raises(SealedDataError):
+        TokenStore(runtime.storage, TokenCipher([old_key])).load("default")
+
+
+def test_a_cache_sealed_with_the_first_key_is_not_rewritten_on_read(runtime: Any) -> None:
+    store = TokenStore(runtime.storage, CIPHER)
+    etag = store.save("default", "the-cache", None)
+    assert store.load("default") == StoredCache("the-cache", str(etag))
+
+
+def test_a_pending_sign_in_keeps_its_connection_and_expiry_sealed(runtime: Any) -> None:
+    AuthFlowStore(runtime.storage, CIPHER).put("state-9", pending(10))
+    [row] = runtime.storage.table(TABLE_AUTH_FLOWS).list_entities()
+    assert set(row) == {"PartitionKey", "RowKey", "sealed"}
+    assert "default" not in row["sealed"]
