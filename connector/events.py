@@ -24,10 +24,7 @@ from connector.telemetry import Telemetry, get_telemetry
 
 log = logging.getLogger(__name__)
 
-ITEM_CREATED = "bc.item.created"
 ITEM_PULLED = "bc.item.pulled"
-SHIPMENT_CREATED = "bc.salesShipment.created"
-INVOICE_CREATED = "bc.salesInvoice.created"
 # extension attribute -> the entity field it repeats (set only when the field has a value)
 EXTENSIONS = {"bcexternaldocumentnumber": "externalDocumentNumber", "bcordernumber": "orderNumber"}
 

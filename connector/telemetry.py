@@ -54,7 +54,6 @@ POISON_DEPTH = "bc_connector.poison_depth"
 SECONDS_SINCE_PULL = "bc_connector.seconds_since_pull"
 SECONDS_SINCE_SWEEP = "bc_connector.seconds_since_sweep"
 CHANGE_TO_EVENT_SECONDS = "bc_connector.change_to_event_seconds"
-GAUGES = (SUBSCRIPTIONS, POISON_DEPTH, SECONDS_SINCE_PULL, SECONDS_SINCE_SWEEP)
 
 Reading = tuple[float, Mapping[str, str]]
 """One observation of a gauge: its value and attributes."""

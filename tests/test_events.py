@@ -3,10 +3,11 @@ import json
 
 import pytest
 
-from connector.events import ITEM_CREATED, EventPublisher, cloud_event, event_id
+from connector.events import EventPublisher, cloud_event, event_id
 from connector.settings import load_storage_settings
 from connector.storage import Storage
 
+ITEM_CREATED = "bc.item.created"  # a type the contract names
 ITEM = {"@odata.etag": 'W/"x"', "id": "0b1c", "number": "1000",
         "lastModifiedDateTime": "2026-01-02T03:04:05.678Z", "itemVariants": [{"id": "v1", "code": "RED"}]}
 

@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 TokenProvider = Callable[[bool], str]
 """Returns a bearer token; `True` asks for a fresh one (the last was refused)."""
 
-SAFE_RETRY_STATUSES = frozenset({429, 503})  # BC did not process the request
-
 
 @dataclass(frozen=True)
 class RetryPolicy:
