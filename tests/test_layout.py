@@ -57,6 +57,36 @@ def test_function_app_only_wires_blueprints():
             "function_app.py must not define functions or classes"
 
 
+
+def test_next_links_are_followed_in_the_one_pager_only():
+    followers = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "connector").rglob("*.py")
+                       if "nextLink" in p.read_text(encoding="utf-8"))
+    assert followers == ["connector/bc/pager.py"]
+
+
+def _map_sections() -> dict[str, str]:
+    """docs/architecture.md's `connector/` map: each `### ` section's text by the folder its title
+    names in backticks (`bc/`, ...; the shared plumbing: `connector/*.py`)."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    sections = {}
+    for part in text.split("\n### ")[1:]:
+        title, _, body = part.partition("\n")
+        folder = title.split("`")[1] if "`" in title else title
+        sections[folder] = body.split("\n## ", 1)[0]
+    return sections
+
+
+def test_the_architecture_map_names_every_connector_module_in_its_folder():
+    sections = _map_sections()
+    missing = []
+    for path in sorted((ROOT / "connector").rglob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        folder = "connector/*.py" if path.parent.name == "connector" else f"{path.parent.name}/"
+        if f"`{path.name}`" not in sections.get(folder, ""):
+            missing.append(str(path.relative_to(ROOT)))
+    assert missing == []
+
 @pytest.fixture(scope="module")
 def functions():
     import function_app
