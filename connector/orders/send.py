@@ -1,34 +1,11 @@
-"""Send Created Sales Order: a `sales-orders` message becomes one BC sales order, header and lines
-created together in one deep-insert `POST companies({id})/salesOrders` (bc-api.md §4), and exactly
-one message on `sales-order-results`. An order too large for a queue message comes as a claim check, a
-reference to a blob (`dataref`, connector/orders/payloads.py), and is read from there first.
+"""Send Created Sales Order: a `sales-orders` message (or its claim check, `payloads.py`) becomes one
+BC sales order, created in one deep-insert POST, and exactly one message on `sales-order-results`.
 
-Idempotency differs with and without a key:
-
-* With `externalDocumentNumber` (the key) no second order is ever created for it. A claim row in
-  `bcorders` (one per connection, company and key; `insert_entity` lets only one worker win) stops
-  two deliveries from creating at once; the others wait and then answer `duplicate` (behind an
-  `uncertain` claim, see below, they are deferred past the owner's window instead). The winner asks
-  BC (`salesOrders?$filter=externalDocumentNumber eq '…'`) before it creates, and again after an
-  ambiguous failure (timeout, 500/502/504 after sending), so an order BC committed is found, never
-  created twice. Ambiguous and still not found: BC may still be carrying the POST out (its operation
-  timeout is 8 minutes) and commit it later, so the claim stays `uncertain` and the message is
-  deferred, not retried: a copy of its text goes back on `sales-orders`, invisible until
-  `SALES_ORDER_AMBIGUITY_SECONDS` after the ambiguous POST, and this delivery ends without a result.
-  The copy asks BC again and POSTs only if the order is still not there (after as many ambiguous
-  POSTs as the host has deliveries it fails with `OutcomeUnknown` instead).
-* Without a key there is nothing to ask BC, so the record is only the queue message id (best
-  effort): a redelivered message that already created its order answers `created` again, and a POST
-  whose outcome is unknown is not repeated but failed (`OutcomeUnknown`) and kept on the poison queue
-  for an operator to check BC first.
-
-Failures: permanent ones (invalid message, BC 4xx business errors, unknown connection, company, item
-or variant) fail at once: a `failed` result, the original text on `sales-orders-poison`, and a normal
-return so the host does not retry. Transient ones (429/5xx/timeouts, no token, a busy claim) raise so
-the host retries; on the last delivery the `failed` result is written first and the host moves the
-original to `-poison` itself.
-
-The claims: `claims.py`; variant lookups: `variants.py`; the message and result shapes: `schema.py`.
+With an `externalDocumentNumber` no second order is ever created for it: a claim row (`claims.py`)
+lets one delivery create, BC is asked before the POST and after an ambiguous failure, and an order
+still unknown after one is deferred past the ambiguity window, never retried blind. Without a key a
+POST of unknown outcome fails (`OutcomeUnknown`). Permanent failures end at once (result + poison
+copy); transient ones raise for the host to retry. The whole story: docs/sales-orders.md.
 """
 from __future__ import annotations
 
