@@ -39,10 +39,6 @@ class BCError(Exception):
         self.method = method
         self.path = path
 
-    @property
-    def permanent(self) -> bool:
-        return not self.retryable
-
     def as_dict(self) -> dict[str, Any]:
         return {"code": self.code or (f"HTTP_{self.status}" if self.status else "Transport"),
                 "message": self.message}
