@@ -178,3 +178,14 @@ def submit_upserts(table: TableClient, entities: list[Entity], attempts: int = 3
         except (ServiceRequestError, ServiceResponseError):
             if attempt == attempts - 1:
                 raise
+
+
+def message_text(body: bytes) -> str:
+    """A queue message's text; bytes that are not UTF-8 become lone surrogates (`surrogateescape`), so
+    the message fails with a clear reason instead of the trigger failing before it is read."""
+    return body.decode("utf-8", "surrogateescape")
+
+
+def kept_text(text: str) -> str:
+    """The text kept on the poison queue: the message as it came, undecodable bytes as `\\xNN`."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

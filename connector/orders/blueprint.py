@@ -3,6 +3,7 @@ imported on first use: cold start)."""
 import azure.functions as func
 
 from connector.settings import QUEUE_SALES_ORDERS
+from connector.storage import message_text
 from connector.telemetry import invocation
 
 bp = func.Blueprint()
@@ -12,7 +13,7 @@ bp = func.Blueprint()
 @invocation
 def send_created_sales_order(msg: func.QueueMessage) -> None:
     """One order message → one BC order and one result; raises only to have the host retry."""
-    from connector.orders.send import OrderDelivery, handle_delivery, message_text
+    from connector.orders.send import OrderDelivery, handle_delivery
     from connector.runtime import get_runtime
 
     runtime = get_runtime()

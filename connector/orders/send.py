@@ -48,6 +48,7 @@ from connector.settings import (
     TABLE_ORDERS,
     UnknownConnection,
 )
+from connector.storage import kept_text
 from connector.telemetry import current_traceparent
 
 if TYPE_CHECKING:
@@ -135,17 +136,6 @@ def connection_hint(text: str, configured: Iterable[str]) -> str:
     if named is None:
         return DEFAULT_CONNECTION
     return named if named in configured else "unknown"
-
-
-def message_text(body: bytes) -> str:
-    """A queue message's text; bytes that are not UTF-8 become lone surrogates (`surrogateescape`), so
-    the order fails with `InvalidEncoding` instead of the trigger failing before any result."""
-    return body.decode("utf-8", "surrogateescape")
-
-
-def kept_text(text: str) -> str:
-    """The text kept on the poison queue: the message as it came, undecodable bytes as `\\xNN`."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def order_result(status: Status, key: str | None, order: Mapping[str, Any] | None = None,

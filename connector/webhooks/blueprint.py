@@ -39,9 +39,10 @@ def bc_webhook(req: func.HttpRequest) -> func.HttpResponse:
 def process_bc_notifications(msg: func.QueueMessage) -> None:
     """Announce what a batch of notifications created; raises only to have the host retry."""
     from connector.runtime import get_runtime
+    from connector.storage import message_text
     from connector.webhooks import notifications
 
-    notifications.process_message(get_runtime(), msg.get_body().decode("utf-8"), owner=msg.id)
+    notifications.process_message(get_runtime(), message_text(msg.get_body()), owner=msg.id)
 
 
 @bp.timer_trigger(schedule="%SUBSCRIPTION_RENEWAL_SCHEDULE%", arg_name="timer")

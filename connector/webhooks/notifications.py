@@ -37,7 +37,8 @@ from connector.bc.errors import BCError, BCNotFound, TokenUnavailable
 from connector.bc.keys import is_guid
 from connector.bc.timestamps import bc_datetime, parse_iso
 from connector.runtime import Runtime
-from connector.settings import QUEUE_NOTIFICATIONS, Settings, UnknownConnection
+from connector.settings import QUEUE_NOTIFICATIONS, QUEUE_NOTIFICATIONS_POISON, Settings, UnknownConnection
+from connector.storage import kept_text
 from connector.telemetry import current_traceparent, in_this_trace
 from connector.webhooks import sweep
 from connector.webhooks.dedupe import DedupeScope
@@ -277,8 +278,13 @@ def collection_since(resource: str) -> datetime | None:
 
 
 def parse_queued(text: str) -> list[dict[str, Any]]:
-    """The notes of a `bc-notifications` message; raises ValueError if it is not one."""
-    message = json.loads(text)
+    """The notes of a `bc-notifications` message; raises ValueError if it is not one (also for text
+    that is not UTF-8 or nested too deeply to parse)."""
+    text.encode("utf-8")  # UnicodeEncodeError (a ValueError) for undecodable bytes
+    try:
+        message = json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
     notes = message.get("notifications") if isinstance(message, dict) else None
     if not isinstance(notes, list) or not all(isinstance(n, dict) for n in notes):
         raise ValueError("not a bc-notifications message")
@@ -411,7 +417,7 @@ def queued_traceparent(text: str) -> str | None:
     """The trace a `bc-notifications` message was queued in (None if it names none)."""
     try:
         message = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     value = message.get("traceparent") if isinstance(message, dict) else None
     return value if isinstance(value, str) else None
@@ -430,7 +436,10 @@ def _process_message(runtime: Runtime, text: str, owner: str) -> EmitCount:
     try:
         notes = parse_queued(text)
     except ValueError:
-        log.error("notifications: message %s is not a bc-notifications message; dropped", owner)
+        # kept, not dropped: whatever put it on the queue can be found from the copy
+        runtime.storage.queue(QUEUE_NOTIFICATIONS_POISON).send_message(kept_text(text))
+        log.error("notifications: message %s is not a bc-notifications message; kept on %s", owner,
+                  QUEUE_NOTIFICATIONS_POISON)
         return EmitCount()
     asked = plan(notes)
     if asked.skipped:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector.orders.blueprint import send_created_sales_order
-from connector.orders.send import kept_text, message_text
+from connector.storage import kept_text, message_text
 from tests.orders.support import SEED_EXAMPLE, EmulatorBC, OrderQueues
 
 UNPARSEABLE = {"MalformedJson", "InvalidMessage", "InvalidEncoding"}
