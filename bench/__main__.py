@@ -5,7 +5,7 @@ import importlib
 import sys
 import time
 
-BENCHES = ("emulator", "items_pull", "sales_orders", "webhooks")
+BENCHES = ("emulator", "items_pull", "sales_orders", "scale_out", "webhooks")
 
 
 def main(argv: list[str]) -> int:

@@ -13,6 +13,7 @@ If storage fails, the budget falls back to a per-process one (with a warning) an
 """
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import logging
@@ -197,11 +198,12 @@ class BudgetTuning:
 
     slot_ttl_seconds: float = 30.0  # a dead instance's slots come free after this (≤ 60 s)
     renew_seconds: float = 5.0  # busy slots are renewed this often
-    idle_seconds: float = 1.0  # a slot unused this long goes back
+    idle_seconds: float = 5.0  # a slot unused this long goes back
+    idle_wanted_seconds: float = 0.25  # ... or this long while another instance waits for one
     tick_seconds: float = 0.25  # background thread: idle slots, yields
     fairness_seconds: float = 1.0  # holders look for waiting instances this often
     poll_seconds: float = 0.2  # a waiting instance asks storage again after about this long
-    want_ttl_seconds: float = 5.0  # a want row counts this long after its last refresh
+    want_ttl_seconds: float = 2.0  # a want row counts this long after its last refresh
     tenure_seconds: float = 15.0  # with more instances than slots, a slot changes hands this often
     block: int = 50  # requests charged to a slot's window per storage write
     degraded_seconds: float = 30.0  # after a storage failure, per-process budget this long
@@ -232,6 +234,7 @@ class _Principal:
     slots: list[_Slot] = field(default_factory=list)
     want_written_at: float = 0.0
     judged_at: float = 0.0  # last fairness check by the background thread
+    others_waiting: bool = False  # as of that check
     cooldown_until: float = 0.0  # after yielding, leave freed slots to the instances waiting
 
     def ready(self, now: float) -> _Slot | None:
@@ -341,12 +344,7 @@ class SharedBudget:
             return slot.credit > 0
         if now < state.cooldown_until:
             return False
-        rows, wanting, holders = self._read(state, now)
-        mine = len([s for s in state.slots if not s.dropped])
-        if wanting - {self.instance} and mine >= fair_share(
-                self.max_concurrency, len(holders | wanting | {self.instance})):
-            self._want(state, now)
-            return False
+        rows, _, _ = self._read(state, now)
         candidates = free_slots(rows, self.max_concurrency, now)
         random.shuffle(candidates)
         for index in candidates:
@@ -437,6 +435,8 @@ class SharedBudget:
     def _ensure_thread(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
+                if self._thread is None:  # a process that exits cleanly frees its slots at once
+                    atexit.register(self.close)
                 self._stop.clear()
                 self._thread = threading.Thread(target=self._run, name="bc-budget", daemon=True)
                 self._thread.start()
@@ -462,15 +462,17 @@ class SharedBudget:
         if live and now - state.judged_at >= self.tuning.fairness_seconds:
             state.judged_at = now
             _, wanting, holders = self._read(state, now)
+            state.others_waiting = bool(wanting - {self.instance})
             keep = slots_to_keep([s.leased_at for s in live], now, self.instance, holders, wanting,
                                  self.max_concurrency, self.tuning.tenure_seconds)
-            for slot in sorted(live, key=lambda s: s.leased_at)[:len(live) - keep]:
+            for slot in sorted(live, key=lambda s: (s.busy, s.leased_at))[:len(live) - keep]:
                 slot.yielding = True
                 state.cooldown_until = now + 3 * self.tuning.poll_seconds
+        idle_after = (self.tuning.idle_wanted_seconds if state.others_waiting
+                      else self.tuning.idle_seconds)
         for slot in live:
             with state.cond:
-                idle = not slot.busy and (slot.yielding
-                                          or now - slot.last_used >= self.tuning.idle_seconds)
+                idle = not slot.busy and (slot.yielding or now - slot.last_used >= idle_after)
                 if idle:
                     slot.dropped = True  # no new request takes it while it goes back
             if idle:

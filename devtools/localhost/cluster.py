@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +24,6 @@ import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from devtools.azurite import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
@@ -33,12 +33,12 @@ HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length"
 class HostProcess:
     """One instance: `python -m devtools.localhost` serving `function_app` in its own process."""
 
-    def __init__(self, env: Mapping[str, str], log_path: Path, *, port: int = 0,
-                 queue_lease: int = 10, host_json: Path = ROOT / "host.json"):
-        self.port = port or free_port()
+    def __init__(self, env: Mapping[str, str], log_path: Path, *, queue_lease: int = 10,
+                 host_json: Path = ROOT / "host.json"):
+        self.port = 0  # known once serving (the host picks a free port itself: no race)
         self.log_path = log_path
         self._env = dict(env)
-        self._args = [sys.executable, "-m", "devtools.localhost", "--port", str(self.port),
+        self._args = [sys.executable, "-u", "-m", "devtools.localhost", "--port", "0",
                       "--host-json", str(host_json), "--queue-lease", str(queue_lease)]
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -57,9 +57,12 @@ class HostProcess:
         deadline = time.monotonic() + timeout
         while True:
             if self._process is None or self._process.poll() is not None:
-                raise RuntimeError(f"host on {self.port} exited; log:\n{self.log()[-3000:]}")
+                raise RuntimeError(f"host {self.log_path.name} exited; log:\n{self.log()[-3000:]}")
+            if not self.port:
+                found = re.search(r"Local Functions host on http://127\.0\.0\.1:(\d+)", self.log())
+                self.port = int(found.group(1)) if found else 0
             try:
-                if requests.get(f"{self.url}/api/health", timeout=2).ok:
+                if self.port and requests.get(f"{self.url}/api/health", timeout=2).ok:
                     return
             except requests.RequestException:
                 pass
@@ -96,14 +99,14 @@ class HostProcess:
 class FrontDoor:
     """A round-robin HTTP front door over the instances still alive (Azure's load balancer)."""
 
-    def __init__(self, hosts: list[HostProcess], port: int = 0):
+    def __init__(self, hosts: list[HostProcess]):
         self.hosts = hosts
-        self.port = port or free_port()
         self.forwarded: Counter[int] = Counter()  # requests per instance port
         self._turn = itertools.count()
         self._lock = threading.Lock()
         self._session = requests.Session()
-        self._server = make_server("127.0.0.1", self.port, self._app, threaded=True)
+        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)  # bound now
+        self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -115,8 +118,10 @@ class FrontDoor:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(timeout=10)
+        self._server.server_close()
 
     def _next(self) -> HostProcess:
         alive = [h for h in self.hosts if h.alive]
@@ -149,11 +154,11 @@ class HostCluster:
     def __init__(self, count: int, env: Mapping[str, str], log_dir: Path, *, queue_lease: int = 10,
                  host_json: Path = ROOT / "host.json"):
         log_dir.mkdir(parents=True, exist_ok=True)
-        front_port = free_port()
-        env = {**os.environ, **env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{front_port}"}
-        self.hosts = [HostProcess(env, log_dir / f"host-{n}.log", queue_lease=queue_lease,
-                                  host_json=host_json) for n in range(count)]
-        self.front = FrontDoor(self.hosts, front_port)
+        self.hosts: list[HostProcess] = []
+        self.front = FrontDoor(self.hosts)
+        env = {**os.environ, **env, "PUBLIC_BASE_URL": self.front.url}
+        self.hosts.extend(HostProcess(env, log_dir / f"host-{n}.log", queue_lease=queue_lease,
+                                      host_json=host_json) for n in range(count))
 
     def start(self, timeout: float = 180.0) -> HostCluster:
         for host in self.hosts:
@@ -170,8 +175,7 @@ class HostCluster:
     def stop(self) -> None:
         for host in self.hosts:
             host.stop()
-        if self.front._thread.is_alive():
-            self.front.stop()
+        self.front.stop()
 
     def logs(self) -> str:
         return "\n".join(f"---- {h.log_path.name}\n{h.log()[-4000:]}" for h in self.hosts)
