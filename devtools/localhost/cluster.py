@@ -24,7 +24,6 @@ import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-
 ROOT = Path(__file__).resolve().parents[2]
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
                "host", "date", "server"}
