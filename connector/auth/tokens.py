@@ -226,13 +226,12 @@ class TokenService:
         self.storage.table(TABLE_CONNECTIONS).upsert_entity(
             {"PartitionKey": conn.name, "RowKey": "state", **values}, mode=UpdateMode.MERGE)
 
-    def _report(self, conn: ConnectionSettings, tokens: _ConnectionTokens, state: str, error: str) -> None:
+    def _report(self, conn: ConnectionSettings, tokens: _ConnectionTokens, state: str, error: str,
+                fix: str = "", retry_at: str = "") -> None:
         """Record the connection's token state for /api/status when it differs from the last report."""
-        failure = tokens.failure if state != "ok" else None
-        retry_at = failure.retry_at.isoformat() if failure else ""
         if tokens.reported != (state, error + retry_at):
-            self._write_state(conn, {"token_state": state, "token_error": error,
-                                     "token_fix": failure.fix if failure else "", "token_retry_at": retry_at})
+            self._write_state(conn, {"token_state": state, "token_error": error, "token_fix": fix,
+                                     "token_retry_at": retry_at})
             tokens.reported = (state, error + retry_at)
 
     def _signed_out_state(self, conn: ConnectionSettings) -> str:
@@ -310,14 +309,16 @@ class TokenService:
             raise TokenEndpointUnavailable(conn.name, error)
         if kind == "sign-in" and conn.uses_code_flow and not self._sign_out(conn, tokens, error):
             return None
-        if result is not None:  # Entra refused: remember it (no refresh token at all is no request)
-            tokens.failure = next_failure(tokens.failure, error,
-                                          token_fix(conn, kind, login_url(self.settings, conn.name)),
-                                          self.clock())
+        fix = token_fix(conn, kind, login_url(self.settings, conn.name))
         log.error("tokens %s: Entra refused the token request: %s", conn.name, error)
-        self._report(conn, tokens, "refresh-failed", error)
-        raise TokenUnavailable(conn.name, "refresh-failed",
-                               tokens.failure.message() if tokens.failure else error)
+        if (kind == "sign-in" and conn.uses_code_flow) or result is None:
+            # nothing to remember: the tokens are gone, so no caller asks Entra until a new sign-in
+            # (which another instance may complete at any time)
+            self._report(conn, tokens, "refresh-failed", error, fix)
+            raise TokenUnavailable(conn.name, "refresh-failed", f"{error}; {fix}")
+        tokens.failure = next_failure(tokens.failure, error, fix, self.clock())
+        self._report(conn, tokens, "refresh-failed", error, fix, tokens.failure.retry_at.isoformat())
+        raise TokenUnavailable(conn.name, "refresh-failed", tokens.failure.message())
 
     def verify(self, connection: str) -> None:
         """Ask Entra for a fresh client-credentials token (at most once per VERIFY_INTERVAL, else the
