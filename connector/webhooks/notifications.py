@@ -175,9 +175,10 @@ def pack_messages(notes: list[dict[str, Any]], budget: int = QUEUE_MESSAGE_BUDGE
     size = 0
     head = f'{{"traceparent":"{traceparent}","notifications":[' if traceparent else '{"notifications":['
     overhead = len(head) + 2
+    encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one, not one a note
     for note in notes:
-        text = json.dumps(note, separators=(",", ":"), ensure_ascii=False)
-        length = len(text.encode()) + 1
+        text = encode(note)
+        length = (len(text) if text.isascii() else len(text.encode())) + 1
         if batch and overhead + size + length > budget:
             messages.append(head + ",".join(batch) + "]}")
             batch, size = [], 0
