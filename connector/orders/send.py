@@ -235,7 +235,7 @@ def publish_result(runtime: Runtime, result: SalesOrderResult, connection: str) 
     """Send the result, in the order's trace (`traceparent`), and count it."""
     with runtime.telemetry.produce(QUEUE_SALES_ORDER_RESULTS, 1):
         result = result.model_copy(update={"traceparent": current_traceparent()})
-        runtime.storage.queue(QUEUE_SALES_ORDER_RESULTS).send_message(result.to_message())
+        runtime.storage.sender(QUEUE_SALES_ORDER_RESULTS).send(result.to_message())
     runtime.telemetry.order_result(connection, result.status)
 
 
