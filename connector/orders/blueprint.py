@@ -3,7 +3,6 @@ imported on first use: cold start)."""
 import azure.functions as func
 
 from connector.settings import QUEUE_SALES_ORDERS
-from connector.storage import message_text
 from connector.telemetry import invocation
 
 bp = func.Blueprint()
@@ -15,6 +14,7 @@ def send_created_sales_order(msg: func.QueueMessage) -> None:
     """One order message → one BC order and one result; raises only to have the host retry."""
     from connector.orders.send import OrderDelivery, handle_delivery
     from connector.runtime import get_runtime
+    from connector.storage import message_text
 
     runtime = get_runtime()
     delivery = OrderDelivery(text=message_text(msg.get_body()), message_id=msg.id,
