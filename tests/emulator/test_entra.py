@@ -24,6 +24,8 @@ CLIENT_ID = "5e1c0f2a-7b3d-4c9e-a8f1-0b2c3d4e5f60"
 SECRET = "emulator-secret"
 SCOPES = [f"{BC_RESOURCE}/.default"]
 REDIRECT = "http://localhost:7071/api/oauth/callback"
+# These tests drive the emulator's query response mode on purpose (the connector uses form_post).
+pytestmark = pytest.mark.filterwarnings("ignore:response_mode='form_post' is recommended:UserWarning")
 
 
 @pytest.fixture(scope="module")
