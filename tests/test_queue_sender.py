@@ -1,6 +1,6 @@
-"""The lean queue sender: messages arrive on Azurite exactly as sent, 429/5xx are retried after the
-service's Retry-After, other answers fail at once with their status, and each credential kind
-authorizes the way Storage expects."""
+"""The lean queue sender: 429/5xx are retried after the service's Retry-After, other answers fail at
+once with their status, and each credential kind authorizes the way Storage expects (messages on
+Azurite: tests/test_storage.py)."""
 from __future__ import annotations
 
 import threading
@@ -13,30 +13,6 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.queue import QueueClient
 
 from connector.queue_sender import QueueSender, authorizer, retry_after
-from connector.settings import load_storage_settings
-from connector.storage import Storage
-
-
-@pytest.fixture
-def storage(azurite):
-    from tests.conftest import clear_storage
-
-    clear_storage(azurite.connection_string)
-    env = {"AzureWebJobsStorage": azurite.connection_string, "BC_TENANT": "t", "BC_CLIENT_ID": "c",
-           "BC_CLIENT_SECRET": "s"}
-    return Storage(load_storage_settings(env))
-
-
-def test_messages_arrive_as_sent_markup_and_unicode_included(storage):
-    texts = ['{"a": "<b> & </b>"}', "Größe ≥ 5 — ünïcødé", "x" * 60_000, "'quotes' \"double\""]
-    sender = storage.sender("sender-test")
-    threads = [threading.Thread(target=sender.send, args=(t,)) for t in texts]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    got = [m.content for m in storage.queue("sender-test").receive_messages(messages_per_page=32)]
-    assert sorted(got) == sorted(texts)
 
 
 class _Scripted(BaseHTTPRequestHandler):

@@ -1,4 +1,6 @@
 """Storage layer against real Azurite: created on first use, ETag concurrency, plain-text queues."""
+import threading
+
 import pytest
 
 from connector.settings import load_storage_settings
@@ -70,3 +72,15 @@ def test_no_storage_configured_is_a_clear_error():
 
     with pytest.raises(RuntimeError, match="AzureWebJobsStorage"):
         Storage(StorageSettings(connection_string=""))._service("queue")
+
+
+def test_the_lean_sender_delivers_messages_as_sent_markup_and_unicode_included(storage):
+    texts = ['{"a": "<b> & </b>"}', "Größe ≥ 5 — ünïcødé", "x" * 60_000, "'quotes' \"double\""]
+    sender = storage.sender("sender-test")
+    threads = [threading.Thread(target=sender.send, args=(t,)) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = [m.content for m in storage.queue("sender-test").receive_messages(messages_per_page=32)]
+    assert sorted(got) == sorted(texts)
