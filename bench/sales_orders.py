@@ -5,7 +5,8 @@ externalDocumentNumber, go on `sales-orders`; the real function app, served by t
 own process, host.json's queue semantics), turns them into BC orders. The emulator counts the BC
 requests. The naive way — check the key, POST the header, then POST each line — runs for real on a
 smaller sample through the same BC client (same budget), with as many workers as the host runs
-invocations.
+invocations; so does "BC alone", the connector's two requests with no queue, claims or results (what
+the emulator on this machine allows, beside the theoretical bound).
 
 Bounds: with BC's 5 concurrent requests per user at L seconds each, at most 5/L requests per second
 go through, so an order costing R requests cannot go faster than 5/(L·R) orders per second.
@@ -132,8 +133,10 @@ def run_connector(emulator: Any, orders: int, env: dict[str, str], log_dir: Path
             "max_in_flight": max((r.in_flight for r in logged), default=0)}
 
 
-def run_naive(emulator: Any, orders: int, workers: int) -> dict[str, Any]:
-    """Check the key, POST the header, POST each line: through the same BC client and budget."""
+def run_direct(emulator: Any, orders: int, workers: int, naive: bool) -> dict[str, Any]:
+    """Orders straight through the same BC client and budget, no queue, claims or results: the
+    connector's two requests (key check, deep insert) — what BC alone allows on this machine — or,
+    `naive`, the key check, a header POST and one POST per line."""
     from connector.orders.schema import parse_order
     from connector.orders.send import deep_insert_body, find_order
     from connector.orders.variants import variant_wanted
@@ -145,15 +148,20 @@ def run_naive(emulator: Any, orders: int, workers: int) -> dict[str, Any]:
     sample = parse_order(order_message("sample"))
     variant_ids = runtime.item_variants.resolve(bc, company_id, variant_wanted(sample.salesOrderLines))
     run = uuid.uuid4().hex[:8]
+    orders_path = bc.company_path(company_id, "salesOrders")
 
     def create(n: int) -> None:
-        key = f"N-{run}-{n:05d}"
+        key = f"{'N' if naive else 'D'}-{run}-{n:05d}"
         body = deep_insert_body(parse_order(order_message(key)), variant_ids)
+        if find_order(bc, company_id, key) is not None:
+            return
+        if not naive:
+            bc.post(orders_path, body, {"$expand": "salesOrderLines"})
+            return
         lines = body.pop("salesOrderLines")
-        if find_order(bc, company_id, key) is None:
-            header = bc.post(bc.company_path(company_id, "salesOrders"), body)
-            for line in lines:
-                bc.post(bc.company_path(company_id, f"salesOrders({header['id']})/salesOrderLines"), line)
+        header = bc.post(orders_path, body)
+        for line in lines:
+            bc.post(bc.company_path(company_id, f"salesOrders({header['id']})/salesOrderLines"), line)
 
     emulator.clear_requests()
     started = time.perf_counter()
@@ -193,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
               f"host (own process) runs up to {workers} at once, BC {BC_CONCURRENCY} requests at once",
               flush=True)
         ours = run_connector(emulator, args.orders, dict(os.environ), Path(tmp))
-        naive = run_naive(emulator, naive_orders, workers)
+        naive = run_direct(emulator, naive_orders, workers, naive=True)
+        direct = run_direct(emulator, naive_orders, workers, naive=False)
         reset_runtime()
 
     per_order = ours["requests"] / ours["orders"]
@@ -210,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
           f"most BC requests in flight: {ours['max_in_flight']}")
     print(f"  bound: {BC_CONCURRENCY} concurrent / ({ORDER_REQUESTS} requests x {args.latency_ms:g} ms) = "
           f"{bound:.1f} orders/s; reached {share:.0%} (target >= {RATE_TARGET:.0%})")
+    direct_rate = direct["orders"] / direct["seconds"]
+    print(f"  BC alone (the same 2 requests straight from {workers} threads, no queue, claims or results): "
+          f"{direct_rate:.1f} orders/s = {direct_rate / bound:.0%} of the bound; the connector reached "
+          f"{rate / direct_rate:.0%} of it")
     print(f"naive (key check, header POST, one POST per line): {naive['orders']} orders in "
           f"{naive['seconds']:.1f}s = {naive_rate:.1f} orders/s; BC requests per order "
           f"{naive_per_order:.2f}; 429s: {naive['throttled']}")
