@@ -112,3 +112,26 @@ def test_an_orders_shipment_and_invoice_carry_the_webshops_key(scenario, azurite
         assert event["type"] == kind and event["bcordernumber"] == result["number"]
         assert event["data"]["externalDocumentNumber"] == key
         assert event["data"]["orderNumber"] == result["number"]
+
+
+def test_a_collection_notification_yields_an_update_for_each_entity_that_changed(scenario, make_emulator):
+    s = scenario(bc=make_emulator(collection_threshold=3, webhook_debounce_seconds=3600.0),
+                 ITEM_CHANGE_TYPES="created,updated")
+    s.subscribe()
+    items = [s.bc.create_item() for _ in range(4)]
+    s.bc.flush()
+    s.host.wait_idle(60)
+    for item in items[:3]:
+        s.bc.update("items", item["id"], {"displayName": f"bulk change of {item['number']}"})
+    s.bc.flush()
+    s.host.wait_idle(60)
+    s.queues.take(QUEUE_ITEMS)
+    notes = [n for d in s.bc.deliveries(s.notification_url) if d["kind"] == "notification"
+             for n in d["body"]["value"]]
+    assert [n["changeType"] for n in notes] == ["collection", "collection"]  # BC collapsed both batches
+    for n, item in enumerate(items):
+        events = s.queues.about(QUEUE_ITEMS, item["id"])
+        expected = ["bc.item.created", "bc.item.updated"] if n < 3 else ["bc.item.created"]
+        assert [e["type"] for e in events] == expected
+        assert events[-1]["data"]["displayName"] == (f"bulk change of {item['number']}" if n < 3
+                                                     else item["displayName"])
