@@ -32,6 +32,17 @@ def test_second_connection_takes_prefixed_values_and_falls_back_to_plain_ones():
     assert s.connection("default").pull_item_variants is True
 
 
+def test_change_types_default_to_created_and_are_set_per_connection():
+    s = load_settings(BASE | {"BC_CONNECTIONS": "default,emea",
+                              "SALES_INVOICE_CHANGE_TYPES": "created, updated",
+                              "EMEA__ITEM_CHANGE_TYPES": "Created,updated,deleted"})
+    default, emea = s.connection("default"), s.connection("emea")
+    assert default.item_change_types == {"created"} and default.sales_shipment_change_types == {"created"}
+    assert default.sales_invoice_change_types == emea.sales_invoice_change_types == {"created", "updated"}
+    assert emea.item_change_types == {"created", "updated", "deleted"}
+    assert load_settings(BASE | {"ITEM_CHANGE_TYPES": ""}).connection(None).item_change_types == set()
+
+
 def test_unknown_connection_names_the_configured_ones():
     s = load_settings(BASE)
     with pytest.raises(UnknownConnection, match="configured: default"):
@@ -43,6 +54,7 @@ def test_unknown_connection_names_the_configured_ones():
     ({"BC_GRANT_TYPE": "password"}, "BC_GRANT_TYPE"),
     ({"PULL_ITEM_VARIANTS": "maybe"}, "PULL_ITEM_VARIANTS must be true or false"),
     ({"ITEM_PULL_PAGE_SIZE": "lots"}, "ITEM_PULL_PAGE_SIZE must be a number"),
+    ({"ITEM_CHANGE_TYPES": "created,renamed"}, "ITEM_CHANGE_TYPES is a comma list of created,updated"),
     ({"BC_MAX_CONCURRENCY": "0"}, "BC_MAX_CONCURRENCY must be at least 1"),
     ({"BC_CONNECTIONS": "default,Bad Name"}, "not a valid connection name"),
 ])
