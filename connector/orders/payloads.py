@@ -18,9 +18,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
-from connector.orders.schema import OrderRejected, load_json
+from connector.orders.schema import DATAREF, OrderRejected, load_json
 
-DATAREF = "dataref"
 MAX_ECHOED_CHARS = 200  # a refused dataref is quoted this far: the result must fit in a queue message
 RETRIED_STATUSES = (408, 412, 429)  # 412: the blob changed while it was read; read it again
 

@@ -31,6 +31,8 @@ Text100 = Annotated[str, Field(max_length=100)]
 LineType = Literal["Comment", "Account", "Item", "Resource", "Fixed_x0020_Asset", "Charge",
                    "Allocation_x0020_Account"]
 
+DATAREF = "dataref"  # a message with it carries its order in a blob (claim check, orders/payloads.py)
+
 # A result must fit in a queue message whatever was sent: name this many problems, this long each.
 MAX_PROBLEMS = 20
 MAX_PROBLEM_CHARS = 200
@@ -317,11 +319,28 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def claim_check_schema() -> dict[str, Any]:
+    """The claim-check form of a `sales-orders` message: `dataref` plus, optionally, any order field
+    (added to the blob's order; docs/sales-orders.md)."""
+    order = SalesOrderMessage.model_json_schema()
+    dataref = {"type": "string", "format": "uri", "title": DATAREF,
+               "description": "URL of a blob in container `sales-order-payloads` holding the order's "
+                              "JSON object (a SalesOrderMessage)."}
+    return {"$defs": order["$defs"], "additionalProperties": False,
+            "description": "A `sales-orders` message whose order is in a blob (claim check, for orders "
+                           "over 64 KiB); its other fields are added to the blob's order.",
+            "examples": [{DATAREF: "https://<account>.blob.core.windows.net/sales-order-payloads/"
+                                   "WEB-100234.json", "externalDocumentNumber": "WEB-100234"}],
+            "properties": {DATAREF: dataref} | order["properties"], "required": [DATAREF],
+            "title": "SalesOrderClaimCheck", "type": "object"}
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
     """The published JSON Schemas by file name (`schemas/<name>`)."""
     dialect = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
     return {
         "sales-order.schema.json": dialect | SalesOrderMessage.model_json_schema(),
+        "sales-order-claim-check.schema.json": dialect | claim_check_schema(),
         "sales-order-result.schema.json": dialect | SalesOrderResult.model_json_schema(),
     }
 

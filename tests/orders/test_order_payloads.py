@@ -3,11 +3,13 @@ order and the message's fields combine (pure), and reading the blob from Azurite
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient, ContainerClient
+from jsonschema import Draft202012Validator, FormatChecker
 
 from connector.orders.payloads import blob_name, claim_check, merged_order, order_text, read_payload
 from connector.orders.schema import OrderRejected, parse_order
@@ -15,6 +17,7 @@ from tests.conftest import clear_storage
 from tests.orders.support import SEED_EXAMPLE
 
 HOME = "https://stabc.blob.core.windows.net/sales-order-payloads"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 def rejected(call: Any, *args: Any) -> OrderRejected:
@@ -34,6 +37,30 @@ def test_an_inline_order_is_not_a_claim_check() -> None:
 def test_a_message_with_dataref_is_a_claim_check() -> None:
     fields = {"dataref": f"{HOME}/WEB-1.json", "externalDocumentNumber": "WEB-1"}
     assert claim_check(json.dumps(fields)) == fields
+
+
+def claim_check_validator() -> Draft202012Validator:
+    schema = json.loads((SCHEMAS / "sales-order-claim-check.schema.json").read_text(encoding="utf-8"))
+    return Draft202012Validator(schema, format_checker=FormatChecker())
+
+
+def test_the_published_claim_check_schema_accepts_what_the_connector_reads_as_one() -> None:
+    validator = claim_check_validator()
+    for message in [*validator.schema["examples"],
+                    {"dataref": f"{HOME}/WEB-1.json", "externalDocumentNumber": "WEB-1",
+                     "connection": "default", "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}]:
+        assert not list(validator.iter_errors(message)), message
+        assert claim_check(json.dumps(message)) == message
+
+
+@pytest.mark.parametrize("message", [
+    SEED_EXAMPLE,  # inline: the other schema
+    {"dataref": f"{HOME}/WEB-1.json", "shipToNmae": "typo"},  # unknown field: parse_order refuses it too
+    {"dataref": f"{HOME}/WEB-1.json", "externalDocumentNumber": "K" * 36},
+    {"dataref": 42},
+])
+def test_the_claim_check_schema_refuses_what_the_connector_refuses(message: dict[str, Any]) -> None:
+    assert not claim_check_validator().is_valid(message)
 
 
 # ------------------------------------------------------------------------------ which references

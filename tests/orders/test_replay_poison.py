@@ -88,5 +88,6 @@ def test_replay_poison_needs_only_the_storage_settings(
 def test_schema_command_writes_the_published_schemas(tmp_path: Path) -> None:
     assert main(["schema", "--out", str(tmp_path)]) == 0
 
-    for name in ("sales-order.schema.json", "sales-order-result.schema.json"):
+    for name in ("sales-order.schema.json", "sales-order-claim-check.schema.json",
+                 "sales-order-result.schema.json"):
         assert (tmp_path / name).read_text() == (ROOT / "schemas" / name).read_text()
