@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from connector.settings import QUEUE_SALES_ORDER_RESULTS, QUEUE_SALES_ORDERS
 from devtools.emulator.seed import CRONUS_UK_ID
 from devtools.ports import port_is_free
 from tests.devrun.launcher import Launcher, running_in_group, wait_until
+from tests.event_schemas import checked
 from tests.queue_drain import drain_texts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -123,6 +125,47 @@ def test_a_killed_run_takes_azurite_along_and_a_restart_keeps_bc_in_step_with_st
     assert created["salesOrderId"] in {o["id"] for o in orders}
     following = send_order(second, "WEB-2")
     assert following["status"] == "created" and following["number"] > created["number"], following
+
+
+def item_event(run: Launcher, seen: list[dict[str, Any]], event_type: str, item_id: str) -> dict[str, Any]:
+    """The `event_type` event of item `item_id` from bc-items (waiting for it), schema-checked."""
+    items = QueueClient.from_connection_string(run.storage, "bc-items")
+
+    def found() -> dict[str, Any] | None:
+        seen.extend(json.loads(text) for text in drain_texts(items))
+        return next((e for e in seen if (e["type"], e["subject"]) == (event_type, item_id)), None)
+
+    return checked(wait_until(found, timeout=120, what=f"{event_type} for item {item_id}"))
+
+
+def annotations(value: Any) -> list[str]:
+    """Every `@odata.*` key anywhere in `value`."""
+    if isinstance(value, dict):
+        own = [k for k in value if k.startswith("@odata.")]
+        return own + [a for v in value.values() for a in annotations(v)]
+    return [a for v in value for a in annotations(v)] if isinstance(value, list) else []
+
+
+def test_an_item_arrives_after_the_short_default_debounce_in_the_shape_a_pull_gives_it(launchers, tmp_path):
+    run = start(launchers, tmp_path)  # no DEBOUNCE: make run's default
+    debounce = re.search(r"BC notifies \S+ ([\d.]+) s after a change \(real BC: about 30 s; make run "
+                         r"DEBOUNCE=30\)", run.output)
+    assert debounce and float(debounce.group(1)) <= 5, run.output
+    assert subscribe(run)["failed"] == []
+    item = requests.post(f"{run.emulator_url}/_emulator/bc/{TENANT}/production/{CRONUS_UK_ID}/items",
+                         json={"number": "TWO-SHAPES", "displayName": "One shape",
+                               "itemVariants": [{"code": "RED"}, {"code": "BLUE"}]},
+                         verify=run.ca_bundle, timeout=30).json()
+    seen: list[dict[str, Any]] = []
+    created = item_event(run, seen, "bc.item.created", item["id"])
+
+    pulled_now = requests.post(f"{run.url}/api/connections/default/pulls/items", timeout=60)
+    assert pulled_now.status_code == 202, pulled_now.text
+    pulled = item_event(run, seen, "bc.item.pulled", item["id"])
+
+    assert annotations(created["data"]) == [] and annotations(pulled["data"]) == [], (created, pulled)
+    assert {v["code"] for v in created["data"]["itemVariants"]} == {"RED", "BLUE"}
+    assert created["data"] == pulled["data"]  # the same item, unchanged: one shape whatever the trigger
 
 
 def test_the_port_option_moves_public_base_url_so_the_handshake_works(launchers, tmp_path):
