@@ -7,7 +7,9 @@ Company-scoped routes (`{tenant}` = domain or GUID, `{company}` = id or URL-enco
   POST   /_emulator/bc/{tenant}/{env}/{company}/items/bulk            {"count", "variants", "prefix"}
   POST   /_emulator/bc/{tenant}/{env}/{company}/itemVariants          create a variant (itemId or itemNumber)
   POST   /_emulator/bc/{tenant}/{env}/{company}/customers             create a customer
-  PATCH  /_emulator/bc/{tenant}/{env}/{company}/{set}/{id}            update without If-Match
+  PATCH  /_emulator/bc/{tenant}/{env}/{company}/{set}/{id}            update without If-Match (a posted
+                                                                      shipment's header too, as BC's
+                                                                      Update Document page does)
   DELETE /_emulator/bc/{tenant}/{env}/{company}/{set}/{id}            delete
   POST   /_emulator/bc/{tenant}/{env}/{company}/salesShipments        post a shipment
   POST   /_emulator/bc/{tenant}/{env}/{company}/salesInvoices         post an invoice
@@ -162,12 +164,24 @@ class BCAdmin:
             if method == "GET":
                 return _json(self.entity(company, set_name, row))
             if method == "PATCH":
-                api.update(company, set_name, row, _body(request))
+                if COMPANY_SETS[set_name].writable:
+                    api.update(company, set_name, row, _body(request))
+                else:
+                    self.update_posted(company, set_name, row, _body(request))
                 return _json(self.entity(company, set_name, row))
             if method == "DELETE":
                 api.delete(company, set_name, row)
                 return Response(status=204)
         raise KeyError("/".join(rest))
+
+    def update_posted(self, company: Company, set_name: str, row: Row, body: dict[str, Any]) -> None:
+        """Change header fields of a posted document (e.g. package tracking, as BC's *Update Document*
+        page does): no API client can, but BC notifies `updated`."""
+        refused = sorted(k for k in body if k not in row.data or k in ("id", "lastModifiedDateTime"))
+        if refused:
+            raise ValueError(f"{set_name} header fields that cannot be changed: {', '.join(refused)}")
+        with self.api.store.transaction():
+            self.api.store.modify(company, set_name, row, body)
 
     def post_document(self, company: Company, set_name: str, body: dict[str, Any]) -> Row:
         """Post a shipment or an invoice from an order (`orderId`/`orderNumber`) or ad hoc "

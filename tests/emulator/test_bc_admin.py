@@ -247,3 +247,17 @@ def test_read_only_sets_via_admin(bc: BCClient) -> None:
     assert admin(bc).delete(f"{BASE}/salesShipments/{shipment['id']}").status_code == 204
     lines = bc.get(bc.company(f"salesShipmentLines?$filter=documentId eq {shipment['id']}")).json["value"]
     assert lines == []
+
+
+def test_a_posted_shipments_header_changes_via_admin_as_update_document_does(bc: BCClient) -> None:
+    watch(bc, "salesShipments")
+    shipment = bc.get(bc.company("salesShipments?$top=1")).json["value"][0]
+    changed = admin(bc).patch(f"{BASE}/salesShipments/{shipment['id']}", json={"shipToName": "Dock 4"})
+    assert changed.status_code == 200, changed.json
+    assert changed.json["shipToName"] == "Dock 4"
+    assert changed.json["lastModifiedDateTime"] > shipment["lastModifiedDateTime"]
+    assert journal(bc) == [("salesShipments", "updated")]
+    refused = admin(bc).patch(f"{BASE}/salesShipments/{shipment['id']}", json={"id": "x", "nope": 1})
+    assert refused.status_code == 400 and "id, nope" in refused.json["error"]["message"]
+    through_api = bc.patch(bc.company(f"salesShipments({shipment['id']})"), json={"shipToName": "x"})
+    assert through_api.status_code == 405  # read-only for API clients, as in BC

@@ -135,3 +135,27 @@ def test_a_collection_notification_yields_an_update_for_each_entity_that_changed
         assert [e["type"] for e in events] == expected
         assert events[-1]["data"]["displayName"] == (f"bulk change of {item['number']}" if n < 3
                                                      else item["displayName"])
+
+
+def test_a_shipment_updated_then_deleted_gives_one_event_of_each_with_the_setting_on(scenario, slow_bc):
+    s = scenario(bc=slow_bc, SALES_SHIPMENT_CHANGE_TYPES=ALL_CHANGES)
+    s.subscribe()
+    shipment = s.bc.post_document("salesShipments")
+    s.bc.flush()
+    s.queues.wait_for(QUEUE_SALES_SHIPMENTS, lambda es: any(e["subject"] == shipment["id"] for e in es))
+    s.bc.update("salesShipments", shipment["id"], {"shipToName": "Package tracking updated"})
+    s.bc.flush()
+    s.host.wait_idle(60)
+    s.bc.delete("salesShipments", shipment["id"])
+    s.bc.flush()
+    s.host.wait_idle(60)
+    s.queues.take(QUEUE_SALES_SHIPMENTS)
+    events = s.queues.about(QUEUE_SALES_SHIPMENTS, shipment["id"])
+    assert [e["type"] for e in events] == ["bc.salesShipment.created", "bc.salesShipment.updated",
+                                           "bc.salesShipment.deleted"]
+    created, updated, deleted = events
+    assert updated["data"]["shipToName"] == "Package tracking updated"
+    assert len(updated["data"]["salesShipmentLines"]) == len(created["data"]["salesShipmentLines"]) == 2
+    assert updated["time"] == updated["data"]["lastModifiedDateTime"] > created["time"]
+    assert deleted["data"] == {"id": shipment["id"], "number": shipment["number"]}
+    assert len({e["id"] for e in events}) == 3
