@@ -88,6 +88,18 @@ def test_sighup_stops_every_child_including_azurite_and_reset_wipes_both_states(
     assert not (tmp_path / "azurite").exists() and not (tmp_path / "emulator").exists()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_kill_stop_every_child_including_azurite(launchers, tmp_path, sig):
+    run = start(launchers, tmp_path)
+    azurite = run.azurite_group
+
+    run.signal(sig)
+
+    assert run.wait() == 0, run.output
+    assert running_in_group(azurite) == []
+    assert [p for p in run.ports if not port_is_free(p)] == []
+
+
 def test_a_killed_run_takes_azurite_along_and_a_restart_keeps_bc_in_step_with_storage(launchers, tmp_path):
     first = start(launchers, tmp_path)
     subscribed = subscribe(first)
