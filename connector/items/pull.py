@@ -1,24 +1,9 @@
 """Schedule Pull Items: every item of a company as one `bc.item.pulled` event, incrementally.
 
-A *pass* reads `items` (with `$expand=itemVariants` when PULL_ITEM_VARIANTS is on) page by page —
-one BC request per page — and emits one event per item. The first pass is a full read; later passes
-filter on `lastModifiedDateTime gt <cursor − overlap>` and then read the changed `itemVariants` too,
-re-emitting the items whose variants changed (fetched in `id eq … or …` batches), because a variant
-change does not touch its item.
-
-Where a pass stands is a `ReadCursor` (`connector/cursors.py`; RK `items:<companyId>` of
-`bccursors`), checkpointed after each page's events are queued, so a run that stops (time budget)
-or dies resumes from the last page's next link. The new cursor stays pending until the pass
-completes, and is capped at the time the pass started: an item read early and changed mid-pass must
-not fall behind the cursor. A lease per connection/company keeps overlapping runs (timer + requested
-run, several instances) from pulling twice.
-
-Memory is bounded by the page size: pages stream through (the next one is fetched while the current
-one's events are sent); no list of all items or ids is kept.
-
-Runs come from the timer (every connection) or from a request on `bc-item-pulls` (the route queues
-it, a queue trigger runs it). A requested run that stops on its time budget with work left queues
-one continuation, so a long first pull goes on at once, chunk by chunk, instead of at the next tick.
+Passes read `items` (then the changed `itemVariants`) page by page through the one pager, checkpoint
+a `ReadCursor` in `bccursors` after each page's events are queued, and resume there after a stop or a
+crash; a lease per connection and company keeps runs from overlapping. A requested run that stops on
+its time budget queues one continuation. The whole story: docs/architecture.md, "Resumable reads".
 """
 from __future__ import annotations
 
