@@ -28,20 +28,26 @@ def delivered(s, change: str, entity_id: str) -> list[dict]:
             for n in d["body"]["value"] if n["changeType"] == change and entity_id in n["resource"]]
 
 
+def live(s, queue: str, entity_set: str, entity: dict, *updates: dict) -> dict:
+    """Announce the just created `entity`, apply `updates` within one debounce, delete it; each step
+    delivered and processed."""
+    s.bc.flush()
+    s.queues.wait_for(queue, lambda es: any(e["subject"] == entity["id"] for e in es))
+    for changes in updates:
+        s.bc.update(entity_set, entity["id"], changes)
+    s.bc.flush()
+    s.host.wait_idle(60)
+    s.bc.delete(entity_set, entity["id"])
+    s.bc.flush()
+    s.host.wait_idle(60)
+    s.queues.take(queue)
+    return entity
+
+
 def live_an_item(s) -> dict:
-    """Create an item, update it twice within one debounce, delete it; each step delivered and processed."""
-    item = s.bc.create_item()
-    s.bc.flush()
-    s.queues.wait_for(QUEUE_ITEMS, lambda es: any(e["subject"] == item["id"] for e in es))
-    s.bc.update("items", item["id"], {"displayName": "first change"})
-    s.bc.update("items", item["id"], {"displayName": "second change"})
-    s.bc.flush()
-    s.host.wait_idle(60)
-    s.bc.delete("items", item["id"])
-    s.bc.flush()
-    s.host.wait_idle(60)
-    s.queues.take(QUEUE_ITEMS)
-    return item
+    """Create an item, update it twice within one debounce, delete it."""
+    return live(s, QUEUE_ITEMS, "items", s.bc.create_item(), {"displayName": "first change"},
+                {"displayName": "second change"})
 
 
 def test_created_updated_twice_and_deleted_gives_one_event_of_each_with_the_settings_on(scenario, slow_bc):
@@ -140,16 +146,8 @@ def test_a_collection_notification_yields_an_update_for_each_entity_that_changed
 def test_a_shipment_updated_then_deleted_gives_one_event_of_each_with_the_setting_on(scenario, slow_bc):
     s = scenario(bc=slow_bc, SALES_SHIPMENT_CHANGE_TYPES=ALL_CHANGES)
     s.subscribe()
-    shipment = s.bc.post_document("salesShipments")
-    s.bc.flush()
-    s.queues.wait_for(QUEUE_SALES_SHIPMENTS, lambda es: any(e["subject"] == shipment["id"] for e in es))
-    s.bc.update("salesShipments", shipment["id"], {"shipToName": "Package tracking updated"})
-    s.bc.flush()
-    s.host.wait_idle(60)
-    s.bc.delete("salesShipments", shipment["id"])
-    s.bc.flush()
-    s.host.wait_idle(60)
-    s.queues.take(QUEUE_SALES_SHIPMENTS)
+    shipment = live(s, QUEUE_SALES_SHIPMENTS, "salesShipments", s.bc.post_document("salesShipments"),
+                    {"shipToName": "Package tracking updated"})
     events = s.queues.about(QUEUE_SALES_SHIPMENTS, shipment["id"])
     assert [e["type"] for e in events] == ["bc.salesShipment.created", "bc.salesShipment.updated",
                                            "bc.salesShipment.deleted"]
