@@ -33,7 +33,7 @@ browser:
 run: install
 	$(BIN)/python -m devtools.run $(if $(PORT),--port $(PORT)) $(if $(EMULATOR_PORT),--emulator-port $(EMULATOR_PORT)) \
 	  $(if $(AZURITE_PORT),--azurite-port $(AZURITE_PORT)) $(if $(DEBOUNCE),--webhook-debounce $(DEBOUNCE)) \
-	  $(if $(RESET),--reset)
+	  $(if $(RESET),--reset) $(if $(INSTANCES),--instances $(INSTANCES))
 
 ## Wipe what `make run` keeps (Azurite's data and the emulator's state, together).
 reset:

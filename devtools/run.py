@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urlparse
 
 from devtools.azurite import Azurite, provision
@@ -119,6 +119,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reset", action="store_true",
                         help="wipe Azurite's data and the emulator's state before starting")
     parser.add_argument("--reset-only", action="store_true", help="wipe them and exit (make reset)")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="app instances: host processes behind one round-robin front door on "
+                             "--port, sharing storage and BC (try scale-out locally)")
     parser.add_argument("--no-emulator", action="store_true",
                         help="do not start the BC + Entra emulator (real BC from the settings)")
     return parser.parse_args(argv)
@@ -249,15 +252,7 @@ def serve(args: argparse.Namespace, data: DataDir, stop: threading.Event) -> Non
             emulator_line = f"{emulator.url} (BC + Entra ID; {origin})"
         if stop.is_set():
             return
-        with step("loading function_app.py"):
-            sys.path.insert(0, str(ROOT))
-            import function_app
-            from devtools.localhost import LocalHost
-
-        host = LocalHost(function_app.app, host_json=ROOT / "host.json", port=ports.host)
-        with step(f"Functions host on port {ports.host}"):
-            started.callback(host.stop)
-            host.start()
+        host = start_hosts(args.instances, ports.host, data, started)
         if with_emulator:  # what BC held back while the host was down goes out now
             threading.Thread(target=emulator.bc.flush_webhooks, name="flush-webhooks", daemon=True).start()
         public = os.environ["PUBLIC_BASE_URL"]
@@ -275,6 +270,31 @@ def serve(args: argparse.Namespace, data: DataDir, stop: threading.Event) -> Non
         say("Ctrl-C to stop.")
         stop.wait()
         say("stopping ...")
+
+
+def start_hosts(instances: int, port: int, data: DataDir, started: contextlib.ExitStack) -> Any:
+    """The app on `port`: one local host in this process, or `instances` host processes behind a
+    front door (logs in the data dir); stopped with the rest."""
+    if instances > 1:
+        from devtools.localhost.cluster import HostCluster
+
+        cluster = HostCluster(instances, os.environ, data.root / "hosts", port=port,
+                              public_base_url=os.environ["PUBLIC_BASE_URL"])
+        with step(f"{instances} Functions hosts behind a front door on port {port} "
+                  f"(logs in {data.root / 'hosts'})"):
+            started.callback(cluster.stop)
+            cluster.start()
+        return cluster.front
+    with step("loading function_app.py"):
+        sys.path.insert(0, str(ROOT))
+        import function_app
+        from devtools.localhost import LocalHost
+
+    host = LocalHost(function_app.app, host_json=ROOT / "host.json", port=port)
+    with step(f"Functions host on port {port}"):
+        started.callback(host.stop)
+        host.start()
+    return host
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,13 +24,16 @@ import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from devtools import lifeline
+
 ROOT = Path(__file__).resolve().parents[2]
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
                "host", "date", "server"}
 
 
 class HostProcess:
-    """One instance: `python -m devtools.localhost` serving `function_app` in its own process."""
+    """One instance: `python -m devtools.localhost` serving `function_app` in its own process,
+    which dies with the process that started it (`devtools.lifeline`), even a SIGKILLed one."""
 
     def __init__(self, env: Mapping[str, str], log_path: Path, *, queue_lease: int = 10,
                  host_json: Path = ROOT / "host.json"):
@@ -47,8 +50,9 @@ class HostProcess:
 
     def start(self) -> HostProcess:
         with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(self._args, cwd=ROOT, env=self._env, stdout=log,
-                                             stderr=subprocess.STDOUT, start_new_session=True)
+            self._process = subprocess.Popen(lifeline.command(self._args), cwd=ROOT, env=self._env,
+                                             stdout=log, stderr=subprocess.STDOUT,
+                                             start_new_session=True)
         return self
 
     def wait_ready(self, timeout: float = 120.0) -> None:
@@ -77,7 +81,7 @@ class HostProcess:
         """SIGKILL: the instance vanishes mid-work (no lease given back, no message completed)."""
         if self.alive:
             assert self._process is not None
-            self._process.kill()
+            os.killpg(self._process.pid, signal.SIGKILL)  # the supervisor leads the host's group
             self._process.wait()
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -98,13 +102,13 @@ class HostProcess:
 class FrontDoor:
     """A round-robin HTTP front door over the instances still alive (Azure's load balancer)."""
 
-    def __init__(self, hosts: list[HostProcess]):
+    def __init__(self, hosts: list[HostProcess], port: int = 0):
         self.hosts = hosts
         self.forwarded: Counter[int] = Counter()  # requests per instance port
         self._turn = itertools.count()
         self._lock = threading.Lock()
         self._session = requests.Session()
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)  # bound now
+        self._server = make_server("127.0.0.1", port, self._app, threaded=True)  # bound now
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -147,15 +151,16 @@ class FrontDoor:
 
 
 class HostCluster:
-    """`count` instances with the same settings behind one front door; `PUBLIC_BASE_URL` is the
-    front door, as in Azure (webhooks and sign-in redirects land on any instance)."""
+    """`count` instances with the same settings behind one front door (on `port`, 0 = a free one);
+    `PUBLIC_BASE_URL` is the front door unless given, as in Azure (webhooks and sign-in redirects
+    land on any instance)."""
 
-    def __init__(self, count: int, env: Mapping[str, str], log_dir: Path, *, queue_lease: int = 10,
-                 host_json: Path = ROOT / "host.json"):
+    def __init__(self, count: int, env: Mapping[str, str], log_dir: Path, *, port: int = 0,
+                 public_base_url: str = "", queue_lease: int = 10, host_json: Path = ROOT / "host.json"):
         log_dir.mkdir(parents=True, exist_ok=True)
         self.hosts: list[HostProcess] = []
-        self.front = FrontDoor(self.hosts)
-        env = {**os.environ, **env, "PUBLIC_BASE_URL": self.front.url}
+        self.front = FrontDoor(self.hosts, port)
+        env = {**os.environ, **env, "PUBLIC_BASE_URL": public_base_url or self.front.url}
         self.hosts.extend(HostProcess(env, log_dir / f"host-{n}.log", queue_lease=queue_lease,
                                       host_json=host_json) for n in range(count))
 

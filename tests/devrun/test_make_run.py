@@ -197,6 +197,17 @@ def test_the_port_option_moves_public_base_url_so_the_handshake_works(launchers,
     assert second.returncode == 1 and "another `make run`" in second.stderr, second.stderr
 
 
+def test_several_instances_serve_behind_one_port_and_share_the_work(launchers, tmp_path):
+    run = start(launchers, tmp_path, extra=("--instances", "2"))
+    assert "2 Functions hosts behind a front door" in run.output
+
+    assert send_order(run, "INSTANCES-1")["status"] == "created"
+    subscribed = subscribe(run)
+    assert subscribed["failed"] == [] and len(subscribed["created"]) == 3, subscribed
+    logs = [p.read_text() for p in sorted((tmp_path / "hosts").glob("host-*.log"))]
+    assert len(logs) == 2 and all("Local Functions host on" in log for log in logs)
+
+
 @pytest.mark.parametrize(("which", "fix"), [
     ("port", "PORT="), ("emulator_port", "EMULATOR_PORT="), ("azurite_queue", "AZURITE_PORT="),
 ])
