@@ -14,12 +14,15 @@ The connection's `state` row in `bcconnections` records `token_state` (`ok` / `r
 
 Entra's refusals are remembered per connection (`TokenFailure`): until the back-off (1 minute,
 doubling to 8) has passed every caller fails fast with the remembered reason and fix, so a wrong
-secret costs one token request a minute at most instead of one per retry of every message.
+secret costs one token request a minute at most instead of one per retry of every message. The
+refusal is shared through the `state` row (with a fingerprint of the credentials it was given for),
+and an instance reads it just before it would ask Entra, so N instances do not make N requests.
 `verify` asks Entra for a fresh client-credentials token (at most once a minute), so a changed
 secret shows on the next status call or renewal run, not when the cached token expires.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -114,6 +117,34 @@ def token_fix(conn: ConnectionSettings, kind: str, sign_in_url: str) -> str:
             "refused the app's credentials")
 
 
+def credential_fingerprint(conn: ConnectionSettings) -> str:
+    """Which credentials a remembered refusal was for (a changed secret is asked about at once);
+    a truncated hash, never the secret."""
+    material = f"bc-connector token refusal|{conn.authority}|{conn.client_id}|{conn.client_secret}"
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def shared_failure(row: Mapping[str, Any] | None, fingerprint: str) -> TokenFailure | None:
+    """The refusal another instance recorded in the connection's `state` row, if it was for the
+    same credentials."""
+    if not row or row.get("token_state") != "refresh-failed" or row.get("token_credential") != fingerprint:
+        return None
+    try:
+        retry_at = datetime.fromisoformat(str(row.get("token_retry_at", "")))
+    except ValueError:
+        return None
+    return TokenFailure(str(row.get("token_error", "")), str(row.get("token_fix", "")),
+                        int(row.get("token_attempts", 1) or 1), retry_at)
+
+
+class _RefusedElsewhere(Exception):
+    """Another instance's refusal for these credentials still holds: do not ask Entra."""
+
+    def __init__(self, failure: TokenFailure):
+        super().__init__(failure.reason)
+        self.failure = failure
+
+
 def next_failure(previous: TokenFailure | None, reason: str, fix: str, now: datetime) -> TokenFailure:
     """The failure to remember after a refusal: the back-off doubles from FIRST_BACKOFF to MAX_BACKOFF."""
     attempts = (previous.attempts if previous else 0) + 1
@@ -145,11 +176,14 @@ class _EntraSession(requests.Session):
     REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override `Session.verify` (TLS_CA_BUNDLE would be ignored);
     and no call to Entra waits forever."""
 
-    def __init__(self, verify: bool | str):
+    def __init__(self, verify: bool | str, before_token_request: Callable[[], None] | None = None):
         super().__init__()
         self.verify = verify
+        self._before_token_request = before_token_request
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        if self._before_token_request is not None and str(method).upper() == "POST":
+            self._before_token_request()  # msal's only POSTs go to the token endpoint
         kwargs.setdefault("verify", self.verify)
         kwargs.setdefault("timeout", ENTRA_TIMEOUT_SECONDS)
         return super().request(method, url, *args, **kwargs)
@@ -199,8 +233,8 @@ class TokenService:
         return TokenStore(self.storage, self.cipher(
             f"connection {conn.name!r} keeps its tokens encrypted in table storage"))
 
-    def new_app(self, conn: ConnectionSettings,
-                cache: msal.SerializableTokenCache) -> msal.ConfidentialClientApplication:
+    def new_app(self, conn: ConnectionSettings, cache: msal.SerializableTokenCache,
+                before_token_request: Callable[[], None] | None = None) -> msal.ConfidentialClientApplication:
         """An msal app (its constructor fetches the authority's OpenID configuration)."""
         try:
             return msal.ConfidentialClientApplication(
@@ -209,7 +243,7 @@ class TokenService:
                 authority=conn.authority,
                 instance_discovery=conn.authority_host.rstrip("/") == MICROSOFT_AUTHORITY_HOST,
                 token_cache=cache,
-                http_client=_EntraSession(self.settings.tls_ca_bundle or True),
+                http_client=_EntraSession(self.settings.tls_ca_bundle or True, before_token_request),
             )
         except requests.RequestException as exc:
             raise TokenEndpointUnavailable(conn.name, type(exc).__name__) from None
@@ -219,19 +253,30 @@ class TokenService:
 
     def _app(self, conn: ConnectionSettings, tokens: _ConnectionTokens) -> msal.ConfidentialClientApplication:
         if tokens.app is None:
-            tokens.app = self.new_app(conn, tokens.cache)
+            tokens.app = self.new_app(conn, tokens.cache, lambda: self._raise_if_refused_elsewhere(conn))
         return tokens.app
+
+    def _stored_failure(self, conn: ConnectionSettings) -> TokenFailure | None:
+        row = read_entity(self.storage.table(TABLE_CONNECTIONS), conn.name, "state")
+        return shared_failure(row[0] if row else None, credential_fingerprint(conn))
+
+    def _raise_if_refused_elsewhere(self, conn: ConnectionSettings) -> None:
+        failure = self._stored_failure(conn)
+        if failure is not None and self.clock() < failure.retry_at:
+            raise _RefusedElsewhere(failure)
 
     def _write_state(self, conn: ConnectionSettings, values: dict[str, Any]) -> None:
         self.storage.table(TABLE_CONNECTIONS).upsert_entity(
             {"PartitionKey": conn.name, "RowKey": "state", **values}, mode=UpdateMode.MERGE)
 
     def _report(self, conn: ConnectionSettings, tokens: _ConnectionTokens, state: str, error: str,
-                fix: str = "", retry_at: str = "") -> None:
-        """Record the connection's token state for /api/status when it differs from the last report."""
+                fix: str = "", retry_at: str = "", attempts: int = 0) -> None:
+        """Record the connection's token state for /api/status (and the other instances) when it
+        differs from the last report."""
         if tokens.reported != (state, error + retry_at):
             self._write_state(conn, {"token_state": state, "token_error": error, "token_fix": fix,
-                                     "token_retry_at": retry_at})
+                                     "token_retry_at": retry_at, "token_attempts": attempts,
+                                     "token_credential": credential_fingerprint(conn) if retry_at else ""})
             tokens.reported = (state, error + retry_at)
 
     def _signed_out_state(self, conn: ConnectionSettings) -> str:
@@ -300,6 +345,9 @@ class TokenService:
                 result = app.acquire_token_for_client(scopes=[BC_SCOPE])
         except requests.RequestException as exc:
             raise TokenEndpointUnavailable(conn.name, type(exc).__name__) from None
+        except _RefusedElsewhere as refused:
+            tokens.failure = refused.failure
+            raise TokenUnavailable(conn.name, "refresh-failed", refused.failure.message()) from None
         if result and "access_token" in result:
             tokens.failure = None
             return str(result["access_token"])
@@ -316,8 +364,10 @@ class TokenService:
             # (which another instance may complete at any time)
             self._report(conn, tokens, "refresh-failed", error, fix)
             raise TokenUnavailable(conn.name, "refresh-failed", f"{error}; {fix}")
-        tokens.failure = next_failure(tokens.failure, error, fix, self.clock())
-        self._report(conn, tokens, "refresh-failed", error, fix, tokens.failure.retry_at.isoformat())
+        previous = tokens.failure or self._stored_failure(conn)
+        tokens.failure = next_failure(previous, error, fix, self.clock())
+        self._report(conn, tokens, "refresh-failed", error, fix, tokens.failure.retry_at.isoformat(),
+                     tokens.failure.attempts)
         raise TokenUnavailable(conn.name, "refresh-failed", tokens.failure.message())
 
     def verify(self, connection: str) -> None:

@@ -16,7 +16,10 @@ from connector.auth.tokens import TokenFailure, TokenService, next_failure
 from connector.bc.errors import TokenUnavailable
 from connector.ops.blueprint import status
 from connector.runtime import get_runtime
+from connector.settings import TABLE_CONNECTIONS, load_settings
+from connector.storage import read_entity
 from connector.webhooks import subscriptions
+from tests.conftest import CLIENT_SECRET
 from tests.connect.browser import TokenRequests
 
 START = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -100,3 +103,35 @@ def test_status_asks_entra_at_most_once_a_minute(
     for _ in range(5):
         assert status_of()["state"] == "ok"
     assert token_requests.count("client_credentials") == 1
+
+
+def test_instances_share_a_refusal_so_a_wrong_secret_costs_one_request_a_minute_for_all(
+        connector_env: Callable[..., Any], token_requests: TokenRequests,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    connector_env(**WRONG)
+    settings = get_runtime().settings
+    clock = Clock()
+    first, second, third = (TokenService(settings, get_runtime().storage, clock=clock) for _ in range(3))
+
+    def refused(service: TokenService) -> str:
+        with pytest.raises(TokenUnavailable) as caught:
+            service.access_token("default")
+        return str(caught.value)
+
+    assert "invalid_client" in refused(first) and token_requests.count("client_credentials") == 1
+    assert "invalid_client" in refused(second)  # another instance: told by the shared row
+    assert "BC_CLIENT_SECRET" in refused(third) and token_requests.count("client_credentials") == 1
+
+    clock.now = START + timedelta(seconds=61)  # the first minute is over: one instance asks again
+    refused(second)
+    refused(first)
+    refused(third)
+    assert token_requests.count("client_credentials") == 2
+    row, _ = read_entity(get_runtime().storage.table(TABLE_CONNECTIONS), "default", "state")
+    assert row["token_retry_at"] == (START + timedelta(seconds=61 + 120)).isoformat()  # doubled
+    assert "not-the-secret" not in json.dumps(dict(row), default=str)
+
+    monkeypatch.setenv("BC_CLIENT_SECRET", CLIENT_SECRET)
+    fixed = TokenService(load_settings(), get_runtime().storage, clock=clock)
+    assert fixed.access_token("default")  # a changed secret is asked about at once
+    assert token_requests.count("client_credentials") == 3
