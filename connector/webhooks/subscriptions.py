@@ -28,7 +28,7 @@ from azure.data.tables import UpdateMode
 
 from connector.bc.client import BCClient
 from connector.bc.errors import BCError, BCNotFound
-from connector.bc.keys import InvalidKey, subscription_path
+from connector.bc.keys import InvalidKey, checked_guid, subscription_path
 from connector.bc.timestamps import iso, utc_now
 from connector.connections import for_each_connection, results_or_raise
 from connector.leases import Lease
@@ -60,8 +60,8 @@ class SubscriptionRunBusy(RuntimeError):
 
 def supported_entity_sets(bc: BCClient, company_id: str) -> set[str] | None:
     """The v2.0 entity sets BC can watch in this company; None when BC cannot say."""
-    url = (f"{bc.environment_root}/api/microsoft/runtime/beta/companies({company_id})"
-           "/webhookSupportedResources")
+    company = checked_guid(company_id, "companyId")
+    url = f"{bc.environment_root}/api/microsoft/runtime/beta/companies({company})/webhookSupportedResources"
     try:
         rows = list(bc.iter_entities(url, {"$filter": "resource eq 'v2.0*'"}))
     except BCError as exc:
