@@ -158,10 +158,11 @@ def replace_if_match(table: TableClient, entity: Entity, etag: str, **kw: Any) -
     return meta.get("etag")
 
 
-def delete_if_match(table: TableClient, pk: str, rk: str, etag: str) -> bool:
-    """Delete only if unchanged since `etag` was read; False if it changed or is already gone."""
+def delete_if_match(table: TableClient, pk: str, rk: str, etag: str, **kw: Any) -> bool:
+    """Delete only if unchanged since `etag` was read; False if it changed or is already gone (`kw`:
+    per-call options such as `retry_total`)."""
     try:
-        table.delete_entity(pk, rk, etag=etag, match_condition=MatchConditions.IfNotModified)
+        table.delete_entity(pk, rk, etag=etag, match_condition=MatchConditions.IfNotModified, **kw)
     except (ResourceModifiedError, ResourceNotFoundError):
         return False
     return True

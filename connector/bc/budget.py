@@ -530,5 +530,5 @@ def _refund(ring: Ring, bucket: int, unused: int) -> Ring:
 
 
 def _delete(table: Any, pk: str, rk: str) -> None:
-    delete_if_match(table, pk, rk, "*")
+    delete_if_match(table, pk, rk, "*", retry_total=0)  # no back-off: close() runs at process exit
 

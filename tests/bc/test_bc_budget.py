@@ -229,20 +229,41 @@ def test_the_rate_is_split_across_slots_and_holds_across_instances(
     assert counter.total == 40
 
 
-def test_without_storage_the_budget_falls_back_to_the_instance_with_a_warning(
-        make_budget: Callable[..., SharedBudget], caplog: pytest.LogCaptureFixture) -> None:
+def unreachable_storage() -> str:
+    """A connection string of a table endpoint nobody listens on."""
     from devtools.azurite import free_port
 
-    port = free_port()
-    nowhere = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
-               "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-               f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
-    budget = make_budget(connection_string=nowhere)
+    return ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
+            "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+            f"TableEndpoint=http://127.0.0.1:{free_port()}/devstoreaccount1;")
+
+
+def test_without_storage_the_budget_falls_back_to_the_instance_with_a_warning(
+        make_budget: Callable[..., SharedBudget], caplog: pytest.LogCaptureFixture) -> None:
+    budget = make_budget(connection_string=unreachable_storage())
     counter = InFlight()
     with caplog.at_level(logging.WARNING, logger="connector.bc.budget"):
         hammer(budget, counter, 30, 10)
     assert counter.total == 30 and counter.most <= 5
     assert "storage unavailable" in caplog.text
+
+
+def test_a_process_exiting_after_storage_went_away_does_not_wait_on_retries(
+        make_budget: Callable[..., SharedBudget], monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure.data.tables import TableClient
+
+    from connector.settings import TABLE_LEASES
+
+    budget = make_budget()
+    budget.release(budget.acquire("tenant:app"))  # holds a slot and a want row to give back at exit
+    nowhere = unreachable_storage()
+    monkeypatch.setattr(budget, "_table", lambda: TableClient.from_connection_string(nowhere, TABLE_LEASES))
+    backoffs: list[float] = []
+    monkeypatch.setattr(time, "sleep", backoffs.append)
+
+    budget.close()  # what atexit runs (Azurite stopped, storage account unreachable)
+
+    assert backoffs == []
 
 
 # ---- integration: the BC client through two instances' budgets ------------------------------
