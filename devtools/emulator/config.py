@@ -60,6 +60,6 @@ class EmulatorConfig:
     reject_over_concurrency: bool = False  # True: 429 at once beyond max_concurrent (no queue)
     max_queued: int = 95  # queued beyond this -> 429
     queue_timeout_seconds: float = 480.0  # real seconds in the queue before 503
-    latency_seconds: float = 0.0  # added to every BC request
+    latency_seconds: float = 0.0  # BC response time of every request (time in the queue added)
     # Persistence: a JSON file the state is kept in across restarts (`state.py`); None = memory only
     state_file: str | None = None

@@ -30,6 +30,7 @@ from .entra import InvalidToken
 
 FaultAction = Literal["error_before", "error_after_commit", "timeout_after_commit"]
 WsgiApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
+ARRIVED = "emulator.arrived"  # environ key: `time.monotonic()` when the server had read the request
 
 _REASONS = {408: "Request Timeout", 429: "Too Many Requests", 500: "Internal Server Error",
             502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
@@ -296,24 +297,27 @@ class LimitsMiddleware:
 
     def _process(self, environ: dict, method: str, path: str,
                  principal: str | None) -> tuple[_Result, FaultRule | None]:
+        arrived = environ.get(ARRIVED, time.monotonic())
         if principal is not None:
             retry = self._take_rate(principal)
             if retry is not None:
                 return _error(429, f"Too many requests: the limit is {self.config.rate_limit} "
                               f"requests per {self.config.rate_window_seconds:g} seconds.",
                               retry), None
+            queued = time.monotonic()
             refusal = self._acquire(principal)
             if refusal is not None:
                 return refusal, None
+            arrived += time.monotonic() - queued  # BC's queue adds its wait to the latency
         try:
-            return self._run(environ, method, path)
+            return self._run(environ, method, path, arrived)
         finally:
             if principal is not None:
                 self._release(principal)
 
-    def _run(self, environ: dict, method: str,
-             path: str) -> tuple[_Result, FaultRule | None]:
-        self.faults.sleep(self.faults.latency_seconds)
+    def _run(self, environ: dict, method: str, path: str,
+             arrived: float) -> tuple[_Result, FaultRule | None]:
+        self.faults.sleep(self.faults.latency_seconds - (time.monotonic() - arrived))
         status = self.faults.random_status()
         if status is not None:
             return _error(status, "Injected fault.", self.faults.retry_after, "random"), None

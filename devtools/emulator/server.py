@@ -10,6 +10,7 @@ import json
 import shutil
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -21,7 +22,7 @@ from .admin import AdminApp
 from .clock import Clock
 from .config import EmulatorConfig
 from .entra import Entra
-from .limits import Faults, LimitsMiddleware, LoggedRequest, RequestLog
+from .limits import ARRIVED, Faults, LimitsMiddleware, LoggedRequest, RequestLog
 from .state import WRITE_METHODS, StateSaver
 from .tls import make_tls_files
 
@@ -51,6 +52,7 @@ class _KeepAliveHandler(WSGIRequestHandler):
         pass
 
     def run_wsgi(self) -> None:
+        arrived = time.monotonic()
         if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.environ = environ = self.make_environ()
@@ -61,6 +63,7 @@ class _KeepAliveHandler(WSGIRequestHandler):
             body = self.rfile.read(int(environ.get("CONTENT_LENGTH") or 0))
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
+        environ[ARRIVED] = arrived
         response: list[Any] = []
         chunks: list[bytes] = []
 

@@ -319,3 +319,23 @@ def test_fault_configuration_is_validated() -> None:
     assert faults.take_rule("GET", "/x") is faults.take_rule("GET", "/y")
     assert faults.take_rule("GET", "/z") is None
     assert isinstance(faults.add_rule(FaultRule("error_after_commit")), FaultRule)
+
+
+def test_latency_counts_from_the_requests_arrival_not_on_top_of_the_servers_own_time() -> None:
+    """The injected latency is BC's response time: time the server already spent on a request
+    (reading it, checking its token) is part of it, so a request that arrived a latency ago is
+    answered without a further wait."""
+    from devtools.emulator.clock import Clock
+    from devtools.emulator.limits import ARRIVED, LimitsMiddleware, RequestLog
+
+    faults = Faults(latency_seconds=60)
+    limits = LimitsMiddleware(StandInBC(None, None, lambda token: {}), EmulatorConfig(), Clock(),
+                              lambda token: {}, faults, RequestLog())
+    answered: list[str] = []
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/v2.0/x", ARRIVED: time.monotonic() - 60}
+    worker = threading.Thread(target=lambda: limits(environ, lambda status, headers: answered.append(status)),
+                              daemon=True)
+    worker.start()
+    worker.join(20)  # a request that waited the latency again would still be waiting
+    faults.release()
+    assert answered and answered[0].startswith("401")
