@@ -19,6 +19,7 @@ from connector.webhooks.notifications import (
     handshake,
     pack_messages,
     parse_body,
+    parse_queued,
     plan,
     receive,
     screen,
@@ -133,11 +134,45 @@ def test_forged_unknown_and_malformed_elements_are_refused():
 
 
 def test_notes_are_packed_into_queue_messages_within_the_budget():
-    notes = [{"resource": "x" * 300, "n": i} for i in range(1000)]
-    messages = pack_messages(notes, budget=48 * 1024)
-    assert all(len(m.encode()) <= 48 * 1024 for m in messages) and len(messages) > 1
-    assert [n["n"] for m in messages for n in json.loads(m)["notifications"]] == list(range(1000))
+    subs = [{"connection": "default", "companyId": COMPANY, "entitySet": "items", "subscriptionId": "s1"},
+            {"connection": "other", "companyId": COMPANY, "entitySet": "salesInvoices",
+             "subscriptionId": "s2"}]
+    notes = [subs[i % 2] | {"changeType": "created", "resource": f"api/v2.0/companies({COMPANY})/items({i})",
+                            "lastModifiedDateTime": None if i % 3 else "2026-01-01T00:00:00Z"}
+             for i in range(1000)]
+    messages = pack_messages(notes, budget=16 * 1024, traceparent="00-ab-cd-01")
+    assert all(len(m.encode()) <= 16 * 1024 for m in messages) and len(messages) > 1
+    assert [n for m in messages for n in parse_queued(m)] == notes
+    assert {json.loads(m)["traceparent"] for m in messages} == {"00-ab-cd-01"}
     assert pack_messages([]) == []
+
+
+def test_the_compact_form_stores_less_than_half_the_bytes_of_one_object_per_notification():
+    note = {"connection": "default", "companyId": COMPANY, "entitySet": "items", "subscriptionId": GUID,
+            "changeType": "created", "resource": f"api/v2.0/companies({COMPANY})/items({GUID})",
+            "lastModifiedDateTime": "2026-01-01T00:00:00Z"}
+    [message] = pack_messages([note] * 100)
+    assert len(message) * 2 < len(json.dumps({"notifications": [note] * 100}, separators=(",", ":")))
+
+
+def test_messages_queued_in_the_earlier_form_are_still_read():
+    note = {"connection": "default", "companyId": COMPANY, "entitySet": "items", "subscriptionId": "s1",
+            "changeType": "created", "resource": "r", "lastModifiedDateTime": None}
+    assert parse_queued(json.dumps({"traceparent": "t", "notifications": [note]})) == [note]
+
+
+@pytest.mark.parametrize("text", [
+    '{"subscriptions": [], "changes": [[0, "created", "r", null]]}',
+    '{"subscriptions": [["a", "b", "c"]], "changes": [[0, "created", "r", null]]}',
+    '{"subscriptions": [["a", "b", "c", "d"]], "changes": [[true, "created", "r", null]]}',
+    '{"subscriptions": [["a", "b", "c", "d"]], "changes": [[-1, "created", "r", null]]}',
+    '{"subscriptions": [["a", "b", "c", "d"]], "changes": [[0, "created"]]}',
+    '{"subscriptions": {}, "changes": []}',
+    '{"changes": {}}',
+])
+def test_a_malformed_compact_message_is_not_a_bc_notifications_message(text):
+    with pytest.raises(ValueError):
+        parse_queued(text)
 
 
 # ---- resources --------------------------------------------------------------------------------------
