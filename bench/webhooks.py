@@ -195,9 +195,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--changes", type=int, default=20)
     results = run(parser.parse_args(argv))
     p99 = results["bulk"][1]
+    floor = results["single"][1]  # the host's and the machine's own tail, whatever the body
     if p99 >= BULK_ACK_P99_TARGET_MS:
         print(f"  MISSED: {BULK}-element POST acked at p99 {p99:.0f} ms "
-              f"(target < {BULK_ACK_P99_TARGET_MS} ms)")
+              f"(target < {BULK_ACK_P99_TARGET_MS} ms; a 1-element POST in the same run: p99 {floor:.0f} ms)")
         return 1
     print(f"  {BULK}-element POST acked at p99 {p99:.0f} ms (target < {BULK_ACK_P99_TARGET_MS} ms)")
     return 0
