@@ -30,8 +30,9 @@ from connector.storage import (
 # ReadCursor field -> bccursors column (the columns keep the names older rows were written with)
 COLUMNS = {"cursor": "cursor", "run_started": "run_started", "phase": "phase", "next_link": "next_link",
            "pending": "pending_cursor", "held": "held_before", "state": "state",
-           "started_at": "started_at", "updated_at": "updated_at"}
-TIMES = frozenset({"cursor", "run_started", "pending", "held", "started_at", "updated_at"})
+           "started_at": "started_at", "updated_at": "updated_at", "last_pass_started": "last_pass_started"}
+TIMES = frozenset({"cursor", "run_started", "pending", "held", "started_at", "updated_at",
+                   "last_pass_started"})
 
 
 class ReadInterrupted(RuntimeError):
@@ -70,7 +71,8 @@ class ReadCursor:
     `run_started`, `phase` (which of its reads, when a pass reads several collections), `next_link`
     (where it resumes; None: at the start of the phase), `pending` (the newest change read so far)
     and `held` (the cursor may not reach it). `state` and `started_at` describe the read's set-up
-    (the sweep's baseline); `updated_at` is stamped on every write.
+    (the sweep's baseline); `updated_at` is stamped on every write; `last_pass_started`: when the
+    last completed pass began (a request made before it is covered).
     """
 
     cursor: datetime | None = None
@@ -82,6 +84,7 @@ class ReadCursor:
     state: str = ""
     started_at: datetime | None = None
     updated_at: datetime | None = None
+    last_pass_started: datetime | None = None
 
     @property
     def in_pass(self) -> bool:
@@ -110,7 +113,13 @@ class ReadCursor:
         if self.run_started is None:
             return self
         return ReadCursor(cursor=completed_cursor(self.cursor, self.pending, self.run_started, self.held),
-                          state=self.state, started_at=self.started_at, updated_at=self.updated_at)
+                          state=self.state, started_at=self.started_at, updated_at=self.updated_at,
+                          last_pass_started=self.run_started)
+
+    def covers(self, requested_at: datetime) -> bool:
+        """A pass that began at or after `requested_at` has completed (and none is under way)."""
+        return (not self.in_pass and self.last_pass_started is not None
+                and self.last_pass_started >= requested_at)
 
     def to_row(self) -> dict[str, str]:
         values = {column: getattr(self, name) for name, column in COLUMNS.items()}

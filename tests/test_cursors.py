@@ -8,8 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from connector.cursors import CursorTable, ReadCursor, ReadInterrupted, completed_cursor, newest_modified
-from connector.items.pull import PHASE_VARIANTS, cursor_name, pull_company
-from connector.settings import TABLE_CURSORS
+from connector.items.pull import (
+    PHASE_VARIANTS,
+    ItemPullRequest,
+    cursor_name,
+    handle_pull_request,
+    pull_company,
+)
+from connector.settings import QUEUE_ITEMS, TABLE_CURSORS
 from connector.storage import Storage, table_key
 from connector.webhooks import sweep
 from devtools.emulator.seed import CRONUS_UK_ID
@@ -41,7 +47,7 @@ def test_a_pass_keeps_its_cursor_pending_until_it_completes():
     assert state.in_pass and state.cursor == NOW and state.phase == "items"
     assert state.pending == at(10) and state.next_link == "https://bc/next2"
     done = state.checkpoint(None, None).complete()
-    assert done == ReadCursor(cursor=at(10)) and not done.in_pass
+    assert done == ReadCursor(cursor=at(10), last_pass_started=at(3600)) and not done.in_pass
 
 
 def test_the_cursor_moves_to_the_newest_change_and_never_back():
@@ -75,7 +81,7 @@ def test_a_new_phase_starts_at_its_first_page_and_keeps_the_pass():
 def test_a_cursor_survives_its_row():
     state = ReadCursor(cursor=NOW, run_started=at(1), phase="items", next_link="https://bc/x?$skiptoken=2",
                        pending=at(0.5), held=at(0.25), state="baselining", started_at=at(-1),
-                       updated_at=at(2))
+                       updated_at=at(2), last_pass_started=at(-5))
     row = state.to_row()
     assert row["cursor"] == "2026-03-01T12:00:00.000000Z" and row["pending_cursor"] == \
         "2026-03-01T12:00:00.500000Z" and row["held_before"] == "2026-03-01T12:00:00.250000Z"
@@ -174,3 +180,29 @@ def test_a_sweep_row_written_before_the_cursor_type_resumes_where_it_stopped(sto
     after = dict(table.get_entity("default", key))
     assert "next_link" not in after and after["started_at"] == started["started_at"]
     assert after["cursor"] >= started["cursor"]
+
+
+def test_a_completed_pass_covers_the_requests_made_before_it_began():
+    done = ReadCursor().start_pass(at(10)).complete()
+    assert done.last_pass_started == at(10)
+    assert done.covers(at(9)) and done.covers(at(10)) and not done.covers(at(11))
+    assert not done.start_pass(at(20)).covers(at(9))  # a pass under way covers nothing yet
+    assert not ReadCursor().covers(at(0))
+
+
+def test_pull_requests_made_before_a_completed_pass_began_pull_nothing_more(runtime):
+    from connector.bc.timestamps import utc_now
+    from tests.queue_drain import drain_texts
+
+    requested = utc_now()
+    pull_company(runtime, "default")  # a pass that began after the request, completed
+    items = runtime.storage.queue(QUEUE_ITEMS)
+    assert drain_texts(items)  # the pass emitted the catalogue
+    earlier = ItemPullRequest(connection="default", requestedAt=requested)
+    handle_pull_request(runtime, earlier.model_dump_json(), "m-1")
+    assert drain_texts(items) == []  # covered: no second pass
+    before = CursorTable(runtime.storage, "default", cursor_name(CRONUS_UK_ID)).load().last_pass_started
+    later = ItemPullRequest(connection="default", requestedAt=utc_now())
+    handle_pull_request(runtime, later.model_dump_json(), "m-2")
+    after = CursorTable(runtime.storage, "default", cursor_name(CRONUS_UK_ID)).load().last_pass_started
+    assert after > before  # a later request runs a pass of its own

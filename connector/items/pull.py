@@ -295,12 +295,24 @@ def pull_on_request(runtime: Runtime, connection: str) -> PullResult:
     return result
 
 
+def request_covered(runtime: Runtime, request: ItemPullRequest) -> bool:
+    """Whether a pass that began after the request was made has completed (requests made on every
+    instance at once run once, not once each)."""
+    conn = runtime.settings.connection(request.connection)
+    state = CursorTable(runtime.storage, conn.name, cursor_name(runtime.company_id(conn.name))).load()
+    return state is not None and state.covers(request.requestedAt)
+
+
 def handle_pull_request(runtime: Runtime, text: str, message_id: str) -> None:
     """Run the pull a `bc-item-pulls` message asks for. A request that can never run (`CANNOT_RUN`)
     is copied to `bc-item-pulls-poison` with an error log; any other failure is raised, so the host
     retries it and finally moves it to the poison queue."""
     try:
         request = parse_pull_request(text)
+        if not request.continuation and request_covered(runtime, request):
+            log.info("item pull request %s (%s): a pass begun since then has completed and covers it",
+                     message_id, request.connection)
+            return
         result = pull_on_request(runtime, request.connection)
     except CANNOT_RUN as exc:
         runtime.storage.queue(QUEUE_ITEM_PULLS_POISON).send_message(text)

@@ -65,7 +65,7 @@ def test_page_latest_counts_expanded_variants():
 def test_a_full_pass_completes_after_the_item_read_even_with_variants_on():
     state = ReadCursor().start_pass(NOW, PHASE_ITEMS).checkpoint(None, parse_iso(T0))
     done = items_read(state, with_variants=True)
-    assert done == ReadCursor(cursor=parse_iso(T0)) and not done.in_pass
+    assert done == ReadCursor(cursor=parse_iso(T0), last_pass_started=NOW) and not done.in_pass
 
 
 def test_an_incremental_pass_reads_changed_variants_after_the_items():
