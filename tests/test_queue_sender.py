@@ -4,6 +4,7 @@ Azurite: tests/test_storage.py)."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
@@ -84,3 +85,30 @@ def test_a_token_credential_gives_a_bearer_token():
 def test_retry_after_is_read_in_seconds():
     assert retry_after("7", 0.2) == 7.0
     assert retry_after(None, 0.2) == retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 0.2) == 0.2
+
+
+def test_a_deleting_sender_also_signs_process_permission():
+    client = QueueClient.from_connection_string("UseDevelopmentStorage=true", "q")
+    query, _, _ = authorizer(client, delete=True)(datetime(2026, 1, 1, tzinfo=UTC))
+    assert "sp=ap" in query
+
+
+def test_a_received_message_is_deleted_with_its_pop_receipt_on_azurite(azurite):
+    client = QueueClient.from_connection_string(azurite.connection_string, "lean-delete")
+    client.create_queue()
+    sender = QueueSender(client, deletes=True)
+    sender.send("first")
+    sender.send("second")
+    received = list(client.receive_messages(messages_per_page=2, max_messages=2, visibility_timeout=1))
+    assert sorted(m.content for m in received) == ["first", "second"]
+    sender.delete(received[0].id, received[0].pop_receipt)
+    with pytest.raises(HttpResponseError) as stale:  # a receipt that is no longer current
+        sender.delete(received[0].id, received[0].pop_receipt)
+    assert stale.value.status_code == 404
+    deadline = time.monotonic() + 60
+    left: list[str] = []
+    while not left and time.monotonic() < deadline:  # the other one is back after its visibility timeout
+        left = [m.content for m in client.receive_messages(max_messages=5)]
+        time.sleep(0.1)
+    assert left == [received[1].content]
+    sender.close()

@@ -236,6 +236,7 @@ class _Principal:
     judged_at: float = 0.0  # last fairness check by the background thread
     others_waiting: bool = False  # as of that check
     cooldown_until: float = 0.0  # after yielding, leave freed slots to the instances waiting
+    full_until: float = 0.0  # no slot was free: ask storage again after this (poll_seconds)
 
     def ready(self, now: float) -> _Slot | None:
         for slot in self.slots:
@@ -265,6 +266,7 @@ class SharedBudget:
         self._principals: dict[str, _Principal] = {}
         self._degraded_until = 0.0
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a slot runs low on credit: top it up before it runs out
         self._thread: threading.Thread | None = None
 
     # Requests ---------------------------------------------------------------------------------
@@ -280,6 +282,8 @@ class SharedBudget:
                 if slot is not None:
                     slot.busy, slot.credit = True, slot.credit - 1
                     self._count(+1)
+                    if slot.credit == self.low_credit:
+                        self._wake.set()
                     return slot
             if state.io.acquire(blocking=False):
                 try:
@@ -305,7 +309,7 @@ class SharedBudget:
             ticket.busy = False
             ticket.last_used = self._clock()
             self._count(-1)
-            state.cond.notify_all()
+            state.cond.notify()  # one slot, one waiter: waking them all costs the next request time
 
     def _count(self, delta: int) -> None:
         with self._lock:
@@ -342,8 +346,10 @@ class SharedBudget:
             if slot.credit == 0 and not slot.dropped:
                 slot.exhausted_until = self.rate.next_bucket_at(now)
             return slot.credit > 0
-        if now < state.cooldown_until:
-            return False
+        with state.cond:
+            held = sum(1 for s in state.slots if not s.dropped)
+        if held >= self.max_concurrency or now < state.cooldown_until or now < state.full_until:
+            return False  # all of them are ours, or storage said none was free a moment ago
         rows, _, _ = self._read(state, now)
         candidates = free_slots(rows, self.max_concurrency, now)
         random.shuffle(candidates)
@@ -355,6 +361,7 @@ class SharedBudget:
                     state.cond.notify_all()
                 self._ensure_thread()
                 return True
+        state.full_until = now + self.tuning.poll_seconds * random.uniform(0.5, 1.0)
         self._want(state, now)
         return False
 
@@ -442,20 +449,35 @@ class SharedBudget:
                 self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.tuning.tick_seconds):
+        while True:
+            self._wake.wait(self.tuning.tick_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             for state in self._all():
                 try:
                     with state.io:
-                        self._tend(state, self._clock())
+                        wrote = self._tend(state, self._clock())
                 except AzureError as exc:
                     self._degrade(exc)
+                    continue
+                if wrote:
+                    with state.cond:
+                        state.cond.notify_all()  # topped-up credit: waiters look again
 
     def _all(self) -> list[_Principal]:
         with self._lock:
             return list(self._principals.values())
 
-    def _tend(self, state: _Principal, now: float) -> None:
-        """Give back idle and yielded slots, renew busy ones, and yield above the fair share."""
+    @property
+    def low_credit(self) -> int:
+        """Credit left when a slot is topped up ahead of need (requests never wait for storage)."""
+        return self.tuning.block // 5
+
+    def _tend(self, state: _Principal, now: float) -> bool:
+        """Give back idle and yielded slots, renew busy ones and top up those running low, and
+        yield above the fair share; True if a slot was written."""
+        wrote = False
         with state.cond:
             state.slots = [s for s in state.slots if not s.dropped or s.busy]
             live = [s for s in state.slots if not s.dropped]
@@ -478,8 +500,15 @@ class SharedBudget:
             if idle:
                 self._write(state, slot, now, give_back=True)
                 slot.dropped = True
-            elif now - slot.renewed_at >= self.tuning.renew_seconds:
+                wrote = True
+                continue
+            low = slot.credit <= self.low_credit and slot.exhausted_until <= now
+            if low or now - slot.renewed_at >= self.tuning.renew_seconds:
                 self._write(state, slot, now, top_up=slot.credit < self.tuning.block // 2)
+                wrote = True
+                if low and slot.credit <= self.low_credit and not slot.dropped:
+                    slot.exhausted_until = self.rate.next_bucket_at(now)  # the window is spent
+        return wrote
 
     def _degrade(self, exc: Exception) -> None:
         """Storage failed: drop every shared slot and use the per-process budget for a while."""
@@ -498,6 +527,7 @@ class SharedBudget:
     def close(self) -> None:
         """Stop the background thread and give every held slot back (best effort)."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._clock() < self._degraded_until:

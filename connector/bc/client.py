@@ -108,6 +108,7 @@ class BCClient:
         self.telemetry = telemetry or get_telemetry()
         self._verify = verify  # per request: REQUESTS_CA_BUNDLE would override Session.verify
         self._principal = ("", connection)  # (token, whom BC counts it against)
+        self._options: dict[str, dict[str, Any]] = {}  # Session.send options per origin
         self.session = requests.Session()
         pool = max(10, budget.max_concurrency * 2)
         adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
@@ -200,11 +201,13 @@ class BCClient:
         if headers:
             all_headers.update(headers)
         data = None if json_body is None else json.dumps(json_body, separators=(",", ":"))
+        prepared = self.session.prepare_request(  # outside the slot: BC's slots are for BC's time
+            requests.Request(method, url, params=params, data=data, headers=all_headers))
+        send_options = self._send_options(prepared.url)
         started = time.monotonic()
         ticket = self.budget.acquire(self._principal_of(token))
         try:
-            resp = self.session.request(method, url, params=params, data=data, headers=all_headers,
-                                        timeout=self.timeout, verify=self._verify)
+            resp = self.session.send(prepared, **send_options)
         except requests.ConnectionError as exc:
             call.attempt(None)
             return BCError(f"connection failed: {type(exc).__name__}", retryable=True,
@@ -229,6 +232,16 @@ class BCClient:
             resp.status_code, body, method=method, path=shown, idempotent=idempotent,
             retry_after=parse_retry_after(resp.headers.get("Retry-After")),
         )
+
+    def _send_options(self, url: str) -> dict[str, Any]:
+        """`Session.send`'s options for `url`: the environment's proxies and CA bundle (as
+        `Session.request` merges them) with our `verify` and timeout, worked out once per origin."""
+        origin = origin_of(url)
+        options = self._options.get(origin)
+        if options is None:
+            options = self.session.merge_environment_settings(url, {}, None, self._verify, None)
+            options = self._options[origin] = options | {"timeout": self.timeout}
+        return options
 
     def _principal_of(self, token: str) -> str:
         """The principal BC counts this token's requests against (else the connection's name)."""

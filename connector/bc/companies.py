@@ -21,7 +21,8 @@ from connector.bc.keys import GUID_RE
 from connector.settings import TABLE_CONNECTIONS
 from connector.storage import Storage, read_entity
 
-CACHE_SECONDS = 600.0
+CACHE_SECONDS = 600.0  # the environment's company list
+SAVED_SECONDS = 30.0  # a connection's saved company (another instance's sign-in shows after this)
 
 class CompanyNotFound(LookupError):
     """The company named does not exist in the connection's environment."""
@@ -54,14 +55,17 @@ def saved_company_id(storage: Storage, connection: str) -> str:
 
 class Companies:
     """Company discovery and resolution for every connection; the environment's company list is
-    cached per BC environment for `ttl` seconds (one object per runtime)."""
+    cached per BC environment for `ttl` seconds, a connection's saved company for `saved_ttl`
+    (one object per runtime)."""
 
-    def __init__(self, storage: Storage, *, ttl: float = CACHE_SECONDS,
+    def __init__(self, storage: Storage, *, ttl: float = CACHE_SECONDS, saved_ttl: float = SAVED_SECONDS,
                  clock: Callable[[], float] = time.monotonic):
         self._storage = storage
         self._ttl = ttl
+        self._saved_ttl = saved_ttl
         self._clock = clock
         self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._saved: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
     def list(self, bc: BCClient, *, fresh: bool = False) -> list[dict[str, Any]]:
@@ -78,6 +82,17 @@ class Companies:
         with self._lock:
             self._cache[key] = (self._clock(), companies)
         return companies
+
+    def saved_id(self, connection: str) -> str:
+        """The company saved for `connection` ("" if none yet), read at most every `saved_ttl`."""
+        with self._lock:
+            hit = self._saved.get(connection)
+        if hit and self._clock() - hit[0] < self._saved_ttl:
+            return hit[1]
+        saved = saved_company_id(self._storage, connection)
+        with self._lock:
+            self._saved[connection] = (self._clock(), saved)
+        return saved
 
     def discover(self, bc: BCClient, connection: str,
                  configured: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -96,6 +111,8 @@ class Companies:
             "companies": json.dumps(companies, separators=(",", ":")),
             "discovered_at": datetime.now(UTC),
         }, mode=UpdateMode.MERGE)
+        with self._lock:
+            self._saved[connection] = (self._clock(), chosen["id"] if chosen else "")
         return companies, chosen
 
     def resolve_id(self, bc: BCClient, connection: str, configured: str, wanted: str | None = None) -> str:
@@ -105,7 +122,7 @@ class Companies:
         if choice and GUID_RE.match(choice) and not wanted:
             return choice.lower()
         if not choice:
-            saved = saved_company_id(self._storage, connection)
+            saved = self.saved_id(connection)
             if saved:
                 return saved
             chosen = self.discover(bc, connection, "")[1]

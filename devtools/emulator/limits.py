@@ -317,14 +317,15 @@ class LimitsMiddleware:
 
     def _run(self, environ: dict, method: str, path: str,
              arrived: float) -> tuple[_Result, FaultRule | None]:
-        self.faults.sleep(self.faults.latency_seconds - (time.monotonic() - arrived))
         status = self.faults.random_status()
+        rule = None if status is not None else self.faults.take_rule(method, path)
+        if status is None and (rule is None or rule.action != "error_before"):
+            result = self._call_app(environ)  # BC's own work is part of its response time
+        self.faults.sleep(self.faults.latency_seconds - (time.monotonic() - arrived))
         if status is not None:
             return _error(status, "Injected fault.", self.faults.retry_after, "random"), None
-        rule = self.faults.take_rule(method, path)
         if rule is not None and rule.action == "error_before":
             return _error(rule.status, "Injected fault.", rule.retry_after, rule.action), None
-        result = self._call_app(environ)
         if rule is None:
             return result, None
         if rule.action == "error_after_commit":

@@ -51,8 +51,12 @@ class _KeepAliveHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
 
+    def parse_request(self) -> bool:
+        self._arrived = time.monotonic()  # the request line is in: BC's response time starts here
+        return super().parse_request()
+
     def run_wsgi(self) -> None:
-        arrived = time.monotonic()
+        arrived = getattr(self, "_arrived", None) or time.monotonic()
         if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.environ = environ = self.make_environ()

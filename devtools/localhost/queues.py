@@ -23,6 +23,8 @@ from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueClient
 from azure.storage.queue import QueueMessage as StorageMessage
 
+from connector.queue_sender import QueueSender
+
 from .config import ConfigError, QueueOptions, resolve_settings
 from .functions import FunctionSpec, Invoker
 
@@ -73,6 +75,9 @@ class QueueListener:
             spec.trigger["queueName"], env, f"function {spec.name!r} queueName"
         )
         self._client = queue_client(spec, self.queue_name, env)
+        # deletes over lean HTTP: Azure's host settles messages outside the Python worker, so the
+        # SDK's pipeline here would take the worker's CPU (and GIL) that Azure leaves to the app
+        self._settler = QueueSender(self._client, deletes=True)
         self._poison = queue_client(spec, f"{self.queue_name}-poison", env)
         self._poison_ready = False
         self._invoker = invoker
@@ -103,6 +108,7 @@ class QueueListener:
         self._draining.set()
         if self._renewer.is_alive():
             self._renewer.join()
+        self._settler.close()
 
     @property
     def running(self) -> int:
@@ -205,7 +211,7 @@ class QueueListener:
                     message.dequeue_count,
                 )
             if poison or not failed:
-                self._client.delete_message(message.id, lease.pop_receipt)
+                self._settler.delete(message.id, lease.pop_receipt)
             else:
                 self._client.update_message(
                     message.id, lease.pop_receipt, visibility_timeout=int(self._options.visibility_timeout)

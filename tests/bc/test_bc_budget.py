@@ -293,3 +293,43 @@ def test_two_instances_calling_bc_together_are_never_refused_for_concurrency(
     assert len(logged) == 80
     assert {r.status for r in logged} == {200}
     assert max(r.in_flight for r in logged) <= 5
+
+
+def _slots(budget: SharedBudget, principal: str) -> list[Any]:
+    return budget._principals[principal].slots
+
+
+def test_an_instance_holding_every_slot_waits_for_one_without_asking_storage(
+        make_budget: Callable[..., SharedBudget]) -> None:
+    budget = make_budget(tuning=BudgetTuning(**{**FAST.__dict__, "fairness_seconds": 3600.0}))
+    held = [budget.acquire("t:app") for _ in range(5)]
+    wait_for(lambda: budget._principals["t:app"].judged_at > 0)  # the first (and, here, last) check
+    reads: list[object] = []
+    read = budget._read
+    budget._read = lambda *a: reads.append(a) or read(*a)  # type: ignore[method-assign]
+    got: list[object] = []
+    waiter = threading.Thread(target=lambda: got.append(budget.acquire("t:app")))
+    waiter.start()
+    time.sleep(20 * FAST.poll_seconds)  # long enough to have asked storage ~20 times
+    assert not got
+    assert reads == []  # every slot is this instance's: nothing to lease (fairness checks aside)
+    wants = list(budget._table().query_entities("RowKey ge 'want-'"))
+    assert wants == []  # nor does it tell other instances it wants one
+    budget.release(held.pop())
+    waiter.join(timeout=60)
+    assert len(got) == 1
+    for ticket in held + got:
+        budget.release(ticket)
+
+
+def test_a_slot_running_low_on_credit_is_topped_up_before_a_request_needs_it(
+        make_budget: Callable[..., SharedBudget]) -> None:
+    tuning = BudgetTuning(**{**FAST.__dict__, "block": 10, "renew_seconds": 3600.0,
+                             "idle_seconds": 3600.0, "fairness_seconds": 3600.0})
+    budget = make_budget(tuning=tuning)
+    budget.release(budget.acquire("t:app"))
+    [slot] = _slots(budget, "t:app")
+    while slot.credit > budget.low_credit:
+        budget.release(budget.acquire("t:app"))
+    wait_for(lambda: slot.credit > budget.low_credit)  # no request asked: the background did
+    assert len(_slots(budget, "t:app")) == 1
