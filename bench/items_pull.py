@@ -206,7 +206,8 @@ def _measure(size: int, latency: float, page_size: int, sample: int) -> dict[str
     from devtools.emulator import Emulator, EmulatorConfig
     from devtools.emulator.seed import bulk_create_items
 
-    with Emulator(EmulatorConfig(seed=None, latency_seconds=latency)) as emulator, Azurite() as azurite:
+    with Emulator(EmulatorConfig(seed=None, latency_seconds=latency)) as emulator, \
+            Azurite(in_memory=True) as azurite:
         tenant = emulator.config.tenants["lmints.io"]
         company = emulator.bc.store.add_company(tenant, "production", "Bench Ltd.")
         created = time.perf_counter()

@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     queue_options = HostConfig.load(ROOT / "host.json").queues
     workers = queue_options.batch_size + queue_options.new_batch_threshold
     with tempfile.TemporaryDirectory(prefix="bench-orders-") as tmp, \
-            Azurite(location=Path(tmp)) as azurite, \
+            Azurite(in_memory=True) as azurite, \
             Emulator(EmulatorConfig(latency_seconds=latency, webhook_debounce_seconds=0.2)) as emulator:
         env = connector_environment(azurite, emulator)
         os.environ.update(env)

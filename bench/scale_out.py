@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.orders} orders x 1-5 lines, BC latency {args.latency_ms:g} ms, BC answers 429 at once "
           f"beyond {BC_CONCURRENCY} in flight per principal", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp, \
-            Azurite(location=Path(tmp) / "azurite") as azurite, \
+            Azurite(in_memory=True) as azurite, \
             Emulator(EmulatorConfig(latency_seconds=latency, reject_over_concurrency=True,
                                     webhook_debounce_seconds=0.2)) as emulator:
         os.environ.pop("BC_SHARED_BUDGET", None)

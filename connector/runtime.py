@@ -7,6 +7,7 @@ attributes. `reset_runtime()` closes and drops it (tests, settings change).
 """
 from __future__ import annotations
 
+import gc
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
@@ -116,7 +117,16 @@ def get_runtime() -> Runtime:
     with _runtime_lock:
         if _runtime is None:
             _runtime = Runtime(load_settings())
+            freeze_long_lived()
         return _runtime
+
+
+def freeze_long_lived() -> None:
+    """Once per process, move every object there is now (modules, classes, the runtime) out of the
+    collector's generations: they live as long as the worker, and a full collection walking them
+    paused a 1,000-element webhook ack by ~40 ms (`gc.freeze`; later objects are collected as ever)."""
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
 
 
 def reset_runtime(runtime: Runtime | None = None) -> None:

@@ -42,6 +42,8 @@ class Azurite:
     queue_port: int = 0
     table_port: int = 0
     location: Path | None = None
+    # nothing on disk: no periodic save of its whole database stalling requests (benchmarks)
+    in_memory: bool = False
     process: subprocess.Popen | None = field(default=None, repr=False)
     _tmp: str | None = field(default=None, repr=False)
 
@@ -74,7 +76,8 @@ class Azurite:
             self.location = Path(self._tmp)
         self.location.mkdir(parents=True, exist_ok=True)
         cmd = [
-            str(azurite_binary()), "--silent", "--disableTelemetry", "--location", str(self.location),
+            str(azurite_binary()), "--silent", "--disableTelemetry",
+            *(["--inMemoryPersistence"] if self.in_memory else ["--location", str(self.location)]),
             "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
             "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
             "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port),

@@ -36,11 +36,11 @@ class HostProcess:
     which dies with the process that started it (`devtools.lifeline`), even a SIGKILLed one."""
 
     def __init__(self, env: Mapping[str, str], log_path: Path, *, queue_lease: int = 10,
-                 host_json: Path = ROOT / "host.json"):
-        self.port = 0  # known once serving (the host picks a free port itself: no race)
+                 host_json: Path = ROOT / "host.json", port: int = 0):
+        self.port = port  # 0: known once serving (the host picks a free port itself: no race)
         self.log_path = log_path
         self._env = dict(env)
-        self._args = [sys.executable, "-u", "-m", "devtools.localhost", "--port", "0",
+        self._args = [sys.executable, "-u", "-m", "devtools.localhost", "--port", str(port),
                       "--host-json", str(host_json), "--queue-lease", str(queue_lease)]
         self._process: subprocess.Popen[bytes] | None = None
 
