@@ -27,6 +27,7 @@ from connector.bc.client import BCClient
 from connector.settings import BCLimits, StorageSettings
 from connector.storage import Storage
 from devtools.emulator.seed import CRONUS_UK_ID
+from tests.waiting import wait_until
 
 FAST = BudgetTuning(slot_ttl_seconds=2.0, renew_seconds=0.5, idle_seconds=0.3, tick_seconds=0.05,
                     fairness_seconds=0.2, poll_seconds=0.05, want_ttl_seconds=1.0,
@@ -37,14 +38,6 @@ def limits(concurrency: int = 5, per_window: int = 6000, window: float = 300.0) 
     return BCLimits(max_concurrency=concurrency, max_requests_per_window=per_window,
                     window_seconds=window, max_retries=2, backoff_seconds=0.05,
                     backoff_max_seconds=0.2, timeout_seconds=30.0)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 # ---- unit: pure decisions -------------------------------------------------------------------
@@ -186,7 +179,7 @@ def test_a_waiting_instance_gets_slots_from_a_busy_one(
     worker = threading.Thread(target=keep_busy)
     worker.start()
     try:
-        wait_for(lambda: busy.max_in_flight == 5)
+        wait_until(lambda: busy.max_in_flight == 5)
         late_counter = InFlight()
         hammer(late, late_counter, 20, 5)  # would wait forever if the busy instance never yielded
         assert late_counter.total == 20
@@ -220,7 +213,7 @@ def test_the_rate_is_split_across_slots_and_holds_across_instances(
     threads = [threading.Thread(target=hammer, args=(x, counter, 20, 4), daemon=True) for x in (a, b)]
     for t in threads:
         t.start()
-    wait_for(lambda: counter.total >= 20)
+    wait_until(lambda: counter.total >= 20)
     time.sleep(1.0)  # every waiter has asked storage again by now
     assert counter.total == 20  # the window is full for both instances together
     offset[0] = 400.0  # the window has passed
@@ -303,7 +296,7 @@ def test_an_instance_holding_every_slot_waits_for_one_without_asking_storage(
         make_budget: Callable[..., SharedBudget]) -> None:
     budget = make_budget(tuning=BudgetTuning(**{**FAST.__dict__, "fairness_seconds": 3600.0}))
     held = [budget.acquire("t:app") for _ in range(5)]
-    wait_for(lambda: budget._principals["t:app"].judged_at > 0)  # the first (and, here, last) check
+    wait_until(lambda: budget._principals["t:app"].judged_at > 0)  # the first (and, here, last) check
     reads: list[object] = []
     read = budget._read
     budget._read = lambda *a: reads.append(a) or read(*a)  # type: ignore[method-assign]
@@ -331,5 +324,5 @@ def test_a_slot_running_low_on_credit_is_topped_up_before_a_request_needs_it(
     [slot] = _slots(budget, "t:app")
     while slot.credit > budget.low_credit:
         budget.release(budget.acquire("t:app"))
-    wait_for(lambda: slot.credit > budget.low_credit)  # no request asked: the background did
+    wait_until(lambda: slot.credit > budget.low_credit)  # no request asked: the background did
     assert len(_slots(budget, "t:app")) == 1

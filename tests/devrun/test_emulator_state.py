@@ -16,7 +16,7 @@ from werkzeug.wrappers import Request, Response
 from devtools.emulator import Emulator, EmulatorConfig
 from devtools.emulator.seed import CRONUS_UK_ID
 from devtools.emulator.state import StateError
-from tests.devrun.launcher import wait_until
+from tests.waiting import wait_until
 
 TENANT = "lmints.io"
 CLIENT = EmulatorConfig().clients[0]

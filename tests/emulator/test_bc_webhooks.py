@@ -19,6 +19,7 @@ from devtools.emulator.bc_api import BCApi
 from devtools.emulator.bc_testing import BCClient, make_api
 from devtools.emulator.odata import format_datetime, parse_datetime
 from devtools.emulator.seed import CRONUS_UK_ID, CRONUS_USA_ID, bulk_create_items
+from tests.waiting import wait_until
 
 TENANT_ID = "4a7e3c2b-9d1f-4e6a-8b5c-2f0e1d3c4b5a"
 
@@ -110,11 +111,7 @@ def new_item(bc: BCClient, number: str) -> dict:
     return response.json
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
+
 
 
 # ---- subscriptions -------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import requests
 
 from devtools.emulator import Emulator, EmulatorConfig
 from devtools.emulator.limits import FaultRule, Faults
+from tests.waiting import wait_until
 
 CLIENT_ID = "5e1c0f2a-7b3d-4c9e-a8f1-0b2c3d4e5f60"
 
@@ -87,12 +88,7 @@ def call(emu: Emulator, user: str | None = "admin@lmints.io", method: str = "GET
                             **kwargs)
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll until `check()` holds (a generous deadline for an outcome, not a speed claim)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
+
 
 
 def test_rate_limit_is_per_principal_with_retry_after(make: Callable[..., Emulator]) -> None:
@@ -126,7 +122,7 @@ def held(emu: Emulator, count: int, until: Callable[[], bool]
     with ThreadPoolExecutor(count + 1) as pool:
         try:
             calls = [pool.submit(call, emu, timeout=60) for _ in range(count)]
-            wait_for(until)
+            wait_until(until)
             yield calls, pool
         finally:
             emu.bc.gate.set()
@@ -165,7 +161,7 @@ def test_overshoot_setting_answers_429_at_once_beyond_the_fifth_in_flight(
         refused = call(emu)  # answered while the five are still held: no queueing
         assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
         calls.append(pool.submit(call, emu, user="other@lmints.io", timeout=60))  # its own budget
-        wait_for(lambda: emu.in_flight() == {"processing": 6, "queued": 0})
+        wait_until(lambda: emu.in_flight() == {"processing": 6, "queued": 0})
     assert statuses(calls) == [200] * 6 and emu.in_flight() == {"processing": 0, "queued": 0}
     overshoot = [r for r in emu.requests if r.in_flight > 5]
     assert [(r.status, r.in_flight) for r in overshoot] == [(429, 6)]
@@ -248,7 +244,7 @@ def test_timeout_after_commit_drops_the_connection(make: Callable[..., Emulator]
                         hold_seconds=1.0)
     with pytest.raises(requests.exceptions.ReadTimeout):
         call(emu, method="POST", path="/companies(1)/salesOrders", json={}, timeout=0.4)
-    wait_for(lambda: bool(emu.requests))  # logged once the hold ends
+    wait_until(lambda: bool(emu.requests))  # logged once the hold ends
     assert len(emu.bc.committed) == 1  # the write happened although the client saw a timeout
     entry = emu.requests[-1]
     assert entry.status is None and entry.fault == "timeout_after_commit"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import unquote_plus
@@ -24,6 +23,7 @@ from connector.storage import read_entity, table_key
 from devtools.emulator.seed import CRONUS_UK_ID, CRONUS_USA_ID
 from tests.event_schemas import checked
 from tests.queue_drain import drain_texts as drain_queue
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -117,12 +117,7 @@ def requested_runs(host: Any) -> list[Any]:
     return [i for i in host.invocations if i.function == "requested_item_pull"]
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-    return value
+
 
 
 # ------------------------------------------------------------------------------ route, queue, timer

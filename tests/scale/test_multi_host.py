@@ -20,7 +20,8 @@ from connector.settings import QUEUE_ITEM_PULLS, QUEUE_ITEMS
 from devtools.emulator.seed import CRONUS_UK_ID
 from tests.orders.support import SEED_EXAMPLE, EmulatorBC, OrderQueues, new_key
 from tests.queue_drain import drain_texts
-from tests.webhooks.scenario import EmulatedBC, OutQueues, wait_until
+from tests.waiting import wait_until
+from tests.webhooks.scenario import EmulatedBC, OutQueues
 
 EVERY_3_SECONDS = "*/3 * * * * *"
 

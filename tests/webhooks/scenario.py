@@ -102,14 +102,3 @@ class OutQueues:
 
     def about(self, queue: str, subject: str) -> list[dict[str, Any]]:
         return [e for e in self.events.get(queue, []) if e["subject"] == subject]
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met after {timeout}s")
-        time.sleep(0.1)

@@ -9,7 +9,7 @@ import pytest
 
 from connector.settings import QUEUE_ITEMS, QUEUE_SALES_INVOICES, QUEUE_SALES_SHIPMENTS
 from tests.orders.support import SEED_EXAMPLE, OrderQueues
-from tests.webhooks.scenario import wait_until
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
