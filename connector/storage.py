@@ -181,6 +181,17 @@ def submit_upserts(table: TableClient, entities: list[Entity], attempts: int = 3
                 raise
 
 
+def submit_deletes(table: TableClient, partition: str, row_keys: list[str]) -> None:
+    """Delete rows of one partition in one transaction. When its answer is lost the transaction may
+    have happened, and repeating it would fail on the first row already gone, so the rows are then
+    deleted one by one (a row already gone is no error, and each delete is retried as usual)."""
+    try:
+        table.submit_transaction([("delete", {"PartitionKey": partition, "RowKey": k}) for k in row_keys])
+    except (ServiceRequestError, ServiceResponseError):
+        for key in row_keys:
+            table.delete_entity(partition, key)
+
+
 def message_text(body: bytes) -> str:
     """A queue message's text; bytes that are not UTF-8 become lone surrogates (`surrogateescape`), so
     the message fails with a clear reason instead of the trigger failing before it is read."""

@@ -28,7 +28,15 @@ from azure.data.tables import TableClient
 
 from connector.bc.timestamps import iso, parse_iso, utc_now
 from connector.settings import TABLE_DEDUPE
-from connector.storage import Storage, insert_entity, read_entity, replace_if_match, submit_upserts, table_key
+from connector.storage import (
+    Storage,
+    insert_entity,
+    read_entity,
+    replace_if_match,
+    submit_deletes,
+    submit_upserts,
+    table_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +223,7 @@ class DedupeLog:
             if len(keys) >= limit:
                 break
         chunks = [keys[i:i + BATCH] for i in range(0, len(keys), BATCH)]
-        list(self._map(lambda chunk: table.submit_transaction(
-            [("delete", {"PartitionKey": scope.partition, "RowKey": k}) for k in chunk]), chunks))
+        list(self._map(lambda chunk: submit_deletes(table, scope.partition, chunk), chunks))
         if keys:
             log.info("dedupe %s: purged %d expired gone marker(s)", scope.partition, len(keys))
         return len(keys)

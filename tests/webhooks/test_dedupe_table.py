@@ -10,6 +10,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient
 
 from connector.settings import TABLE_DEDUPE
+from connector.storage import table_key
 from connector.webhooks.dedupe import DedupeLog, DedupeScope
 
 SCOPE = DedupeScope("default", "8a6b2c1d-3e4f-4a5b-9c6d-7e8f9a0b1c2d", "items")
@@ -85,3 +86,18 @@ def test_settling_survives_a_transaction_whose_answer_was_lost(azurite, runtime)
     log.settle(SCOPE, entities, "emitted", "m1")
     assert transport.lost == 1
     assert log.claim(SCOPE, entities, "m2").won == set()  # every entity recorded as announced
+
+
+def test_purging_survives_a_delete_transaction_whose_answer_was_lost(azurite, runtime):
+    runtime.storage.table(TABLE_DEDUPE)
+    forgetful = DedupeLog(runtime.storage, -1)  # every gone marker is born expired
+    gone, emitted = ids(30), ids(5)
+    forgetful.settle(SCOPE, gone, "gone")
+    forgetful.settle(SCOPE, emitted, "emitted")
+    transport = _AnswerLostOnce()
+    table = TableClient.from_connection_string(azurite.connection_string, TABLE_DEDUPE, transport=transport)
+    purger = DedupeLog(SimpleNamespace(table=lambda name: table), -1)
+    assert purger.purge_gone(SCOPE) == 30  # the lost transaction had deleted them: no error either way
+    assert transport.lost == 1
+    rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": SCOPE.partition})
+    assert {r["RowKey"] for r in rows} == {table_key(e.lower()) for e in emitted}  # the rest kept
