@@ -75,7 +75,8 @@ def _environment(emulator: Any, azurite: Any, company_id: str, port: int) -> dic
 
 def naive_receive(runtime: Any, body: dict[str, Any]) -> None:
     """The baseline: validate, then GET each created entity and send its event, inline and in order."""
-    from connector.webhooks.notifications import entity_id, screen, subscription_ids
+    from connector.webhooks.processor import entity_id
+    from connector.webhooks.receiver import screen, subscription_ids
     from connector.webhooks.triggers import BY_ENTITY_SET, change_event
 
     elements = body["value"]

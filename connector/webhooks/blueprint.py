@@ -27,9 +27,9 @@ def _json(body: dict, status: int) -> func.HttpResponse:
 def bc_webhook(req: func.HttpRequest) -> func.HttpResponse:
     """Handshake (token echoed, 200) or notifications (202 once queued; 503 if storage fails)."""
     from connector.runtime import get_runtime
-    from connector.webhooks import notifications
+    from connector.webhooks import receiver
 
-    reply = notifications.receive_request(req.params, req.headers, req.get_body, get_runtime)
+    reply = receiver.receive_request(req.params, req.headers, req.get_body, get_runtime)
     return func.HttpResponse(reply.body, status_code=reply.status, mimetype=reply.mimetype,
                              headers=dict(reply.headers))
 
@@ -40,9 +40,9 @@ def process_bc_notifications(msg: func.QueueMessage) -> None:
     """Announce what a batch of notifications created; raises only to have the host retry."""
     from connector.runtime import get_runtime
     from connector.storage import message_text
-    from connector.webhooks import notifications
+    from connector.webhooks import processor
 
-    notifications.process_message(get_runtime(), message_text(msg.get_body()), owner=msg.id)
+    processor.process_message(get_runtime(), message_text(msg.get_body()), owner=msg.id)
 
 
 @bp.timer_trigger(schedule="%SUBSCRIPTION_RENEWAL_SCHEDULE%", arg_name="timer")

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from connector.settings import QUEUE_NOTIFICATIONS, SETTINGS
 from connector.webhooks.blueprint import bc_webhook
 from connector.webhooks.client_state import client_state
-from connector.webhooks.notifications import MAX_VALIDATION_TOKEN_CHARS, receive_request
+from connector.webhooks.receiver import MAX_VALIDATION_TOKEN_CHARS, receive_request
 from tests.queue_drain import drain_texts
 
 GUID = "26814998-936a-401c-81c1-0e848a64971d"

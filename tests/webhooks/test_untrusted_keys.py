@@ -9,7 +9,7 @@ import pytest
 
 from connector.bc.keys import InvalidKey, subscription_path
 from connector.orders.send import failure_error, is_permanent
-from connector.webhooks.notifications import plan, process_message
+from connector.webhooks.processor import plan, process_message
 
 GUID = "26814998-936a-401c-81c1-0e848a64971d"
 SUB = "c670ea73cacb459bb51dc1740da2f1db"  # BC's form: 32 hex digits

@@ -12,18 +12,9 @@ from connector.bc.timestamps import bc_datetime, iso
 from connector.webhooks.client_state import client_state, key_id, signing_key
 from connector.webhooks.dedupe import claim_verdict
 from connector.webhooks.directory import KnownSubscription
-from connector.webhooks.notifications import (
-    GarbledNotification,
-    collection_since,
-    entity_id,
-    handshake,
-    pack_messages,
-    parse_body,
-    parse_queued,
-    plan,
-    receive,
-    screen,
-)
+from connector.webhooks.notifications import pack_messages, parse_queued
+from connector.webhooks.processor import collection_since, entity_id, plan
+from connector.webhooks.receiver import GarbledNotification, handshake, parse_body, receive, screen
 from connector.webhooks.subscription_plan import (
     Action,
     notification_url,
@@ -66,7 +57,7 @@ def test_an_oversized_body_is_refused_before_parsing():
 
 def test_an_oversized_body_is_acknowledged_and_logged_as_an_error_naming_its_size_and_the_sweep(caplog):
     runtime = SimpleNamespace(settings=SimpleNamespace(webhook_max_body_bytes=1024))
-    with caplog.at_level(logging.ERROR, logger="connector.webhooks.notifications"):
+    with caplog.at_level(logging.ERROR, logger="connector.webhooks.receiver"):
         assert receive({}, b'{"value": []}' + b" " * 2000, lambda: runtime).status == 202
     [record] = caplog.records
     assert record.levelno == logging.ERROR

@@ -1,0 +1,231 @@
+"""The `bc-notifications` processor (queue trigger): announce what the notifications say changed.
+
+`created` → claim, GET the entity (children expanded per option) and announce it; `updated` → GET the
+entity and announce it if its `lastModifiedDateTime` is newer than the one recorded (BC merges and
+repeats notifications); `deleted` → announce the id (the entity is gone: BC keeps no tombstones);
+`collection` → read the resource's `lastModifiedDateTime gt` window page by page and announce what was
+never announced or changed since (a bare URL, sent when a delete was among the changes, runs the
+trigger's sweep). Only the filter is taken from the resource: the URL that is called is built from the
+subscription's company and entity set, so a notification can never send the BC token elsewhere.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any
+from urllib.parse import unquote
+
+from azure.core.exceptions import AzureError
+
+from connector.bc.errors import BCError, BCNotFound, TokenUnavailable
+from connector.bc.keys import is_guid
+from connector.bc.timestamps import bc_datetime, parse_iso
+from connector.runtime import Runtime
+from connector.settings import QUEUE_NOTIFICATIONS, QUEUE_NOTIFICATIONS_POISON, UnknownConnection
+from connector.storage import kept_text
+from connector.telemetry import in_this_trace
+from connector.webhooks import sweep
+from connector.webhooks.dedupe import DedupeScope
+from connector.webhooks.notifications import parse_queued, queued_traceparent
+from connector.webhooks.triggers import (
+    BY_ENTITY_SET,
+    EmitCount,
+    Trigger,
+    announce,
+    announce_deleted,
+    publish_claimed,
+)
+
+log = logging.getLogger(__name__)
+
+_GUID = r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"
+_ENTITY_KEY_RE = re.compile(rf"\(\s*'?({_GUID})'?\s*\)\s*/?\s*$")
+_SINCE_RE = re.compile(  # `lastDateTimeModified` is the docs' typo of the same field
+    r"^\s*(?:lastModifiedDateTime|lastDateTimeModified)\s+gt\s+'?([0-9][0-9T:.+\-Z]*)'?\s*$", re.IGNORECASE)
+
+
+def entity_id(resource: str) -> str | None:
+    """The GUID key at the end of a single-entity resource (`.../items(<guid>)`, leading slash or
+    not, absolute or relative), lower-case; None if there is none."""
+    match = _ENTITY_KEY_RE.search(unquote(resource.split("?", 1)[0]))
+    return match.group(1).lower() if match else None
+
+
+def collection_since(resource: str) -> datetime | None:
+    """The `lastModifiedDateTime gt <t>` of a collection resource; None (a bare URL, or a filter
+    this code does not understand) means the sweep must cover it."""
+    _, _, query = resource.partition("?")
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if unquote(name) == "$filter":
+            match = _SINCE_RE.match(unquote(value))
+            if match:
+                try:
+                    return parse_iso(match.group(1))
+                except ValueError:
+                    return None
+    return None
+
+
+@dataclass
+class Plan:
+    """What a message asks for, by trigger scope: entity ids per change (`deleted`: id → the
+    notification's time, in order), collection resources, and what was skipped and why."""
+
+    created: dict[DedupeScope, list[str]] = field(default_factory=dict)
+    updated: dict[DedupeScope, list[str]] = field(default_factory=dict)
+    deleted: dict[DedupeScope, dict[str, str | None]] = field(default_factory=dict)
+    collections: list[tuple[DedupeScope, str]] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def plan(notes: list[dict[str, Any]]) -> Plan:
+    """Group a message's notes by scope and change; each entity once per change."""
+    result = Plan()
+    for note in notes:
+        group = DedupeScope(str(note.get("connection")), str(note.get("companyId")),
+                            str(note.get("entitySet")))
+        change = note.get("changeType")
+        if group.entity_set not in BY_ENTITY_SET:
+            result.skipped["unknown entity set"] += 1
+        elif not is_guid(group.company_id):
+            result.skipped["companyId not a GUID"] += 1
+        elif change == "collection":
+            result.collections.append((group, str(note.get("resource", ""))))
+        elif change in ("created", "updated", "deleted"):
+            key = entity_id(str(note.get("resource", "")))
+            if key is None:
+                result.skipped["no entity key"] += 1
+            elif change == "deleted":
+                result.deleted.setdefault(group, {})[key] = note.get("lastModifiedDateTime")
+            elif key not in (ids := getattr(result, change).setdefault(group, [])):
+                ids.append(key)
+        else:
+            result.skipped[str(change)] += 1
+    return result
+
+
+def fetch_entities(runtime: Runtime, group: DedupeScope, ids: list[str]
+                   ) -> tuple[list[dict[str, Any]], list[str], list[BCError]]:
+    """GET each entity (children expanded per option) in parallel: those read, the ids that are
+    gone (404) and the other failures."""
+    trigger = BY_ENTITY_SET[group.entity_set]
+    bc = runtime.bc(group.connection)
+    params = trigger.expand(runtime.settings.connection(group.connection))
+
+    def fetch(key: str) -> dict[str, Any] | BCError:
+        try:
+            return bc.get(bc.company_path(group.company_id, f"{trigger.entity_set}({key})"), params)
+        except BCError as exc:
+            return exc
+
+    results = list(runtime.fetch_pool.map(in_this_trace(fetch), ids))
+    return ([r for r in results if isinstance(r, dict)],
+            [k for k, r in zip(ids, results, strict=True) if isinstance(r, BCNotFound)],
+            [r for r in results if isinstance(r, BCError) and not isinstance(r, BCNotFound)])
+
+
+def announce_created(runtime: Runtime, group: DedupeScope, ids: list[str], owner: str) -> EmitCount:
+    """Claim, GET and announce created entities; a 404 is recorded as gone. Entities that were read
+    are announced even when others failed; then the first error is raised so the queue retries (the
+    claims let this owner carry on)."""
+    trigger: Trigger = BY_ENTITY_SET[group.entity_set]
+    conn = runtime.settings.connection(group.connection)
+    dedupe = runtime.dedupe
+    claims = dedupe.claim(group, ids, owner)
+    entities, gone, failures = fetch_entities(runtime, group, [i for i in ids if i in claims.won])
+    count = publish_claimed(dedupe, runtime.events, group, trigger, conn, claims, entities, gone=gone)
+    count.skipped += len(ids) - len(claims.won)
+    if failures:
+        raise failures[0]
+    return count
+
+
+def announce_updated(runtime: Runtime, group: DedupeScope, ids: list[str], owner: str) -> EmitCount:
+    """GET updated entities and announce those whose `lastModifiedDateTime` is newer than recorded
+    (BC's merged and repeated notifications, a change already seen by the sweep, give nothing new).
+    A 404 is left to the `deleted` notification that follows it."""
+    conn = runtime.settings.connection(group.connection)
+    entities, gone, failures = fetch_entities(runtime, group, ids)
+    dedupe = runtime.dedupe
+    count = announce(dedupe, runtime.events, group, BY_ENTITY_SET[group.entity_set], conn, entities, owner)
+    count.skipped += len(gone)
+    if failures:
+        raise failures[0]
+    return count
+
+
+def announce_gone(runtime: Runtime, group: DedupeScope, deleted: dict[str, str | None],
+                  owner: str) -> EmitCount:
+    """Announce deleted entities (no BC call: the entity no longer exists)."""
+    conn = runtime.settings.connection(group.connection)
+    dedupe = runtime.dedupe
+    return announce_deleted(dedupe, runtime.events, group, BY_ENTITY_SET[group.entity_set], conn,
+                            deleted, owner)
+
+
+def announce_collection(runtime: Runtime, group: DedupeScope, resource: str, owner: str) -> EmitCount:
+    """Read a filtered `collection` window page by page and announce the unannounced. A bare URL
+    (BC sends one when a delete was among the changes) runs the trigger's sweep instead of a full
+    re-read, which could outlast the functionTimeout and restart from page 1 on every retry: what
+    was created still carries a `lastModifiedDateTime` past the sweep's cursor, and the sweep reads
+    within its time budget and checkpoints. If a sweep of the connection is running, it covers it."""
+    trigger = BY_ENTITY_SET[group.entity_set]
+    since = collection_since(resource)
+    if since is None:
+        log.info("notifications %s: sweeping %s (collection without a filter)", group.connection,
+                 trigger.entity_set)
+        results = sweep.sweep(runtime, group.connection, (trigger,))
+        return EmitCount(emitted=sum(r.emitted for r in results), skipped=sum(r.skipped for r in results))
+    conn = runtime.settings.connection(group.connection)
+    bc = runtime.bc(conn.name)
+    dedupe = runtime.dedupe
+    params = {**trigger.expand(conn), "$filter": f"lastModifiedDateTime gt {bc_datetime(since)}"}
+    count = EmitCount()
+    for page in bc.iter_pages(bc.company_path(group.company_id, trigger.entity_set), params, sweep.PAGE_SIZE):
+        count.add(announce(dedupe, runtime.events, group, trigger, conn, page, owner))
+    return count
+
+
+def process_message(runtime: Runtime, text: str, owner: str) -> EmitCount:
+    """Process one `bc-notifications` message; `owner` (the queue message id) lets a retry reclaim
+    its own claims. Raises the first failure after doing everything else, so the queue retries.
+    It runs in the trace of the webhook request that queued it."""
+    with runtime.telemetry.consume(f"process {QUEUE_NOTIFICATIONS}", queued_traceparent(text),
+                                   message_id=owner):
+        return _process_message(runtime, text, owner)
+
+
+def _process_message(runtime: Runtime, text: str, owner: str) -> EmitCount:
+    try:
+        notes = parse_queued(text)
+    except ValueError:
+        # kept, not dropped: whatever put it on the queue can be found from the copy
+        runtime.storage.queue(QUEUE_NOTIFICATIONS_POISON).send_message(kept_text(text))
+        log.error("notifications: message %s is not a bc-notifications message; kept on %s", owner,
+                  QUEUE_NOTIFICATIONS_POISON)
+        return EmitCount()
+    asked = plan(notes)
+    if asked.skipped:
+        log.warning("notifications: skipped %s", dict(asked.skipped))
+    total = EmitCount()
+    errors: list[Exception] = []
+    # created before updated before deleted: an entity never announced is not announced as deleted
+    steps = [partial(announce_created, runtime, g, ids, owner) for g, ids in asked.created.items()]
+    steps += [partial(announce_updated, runtime, g, ids, owner) for g, ids in asked.updated.items()]
+    steps += [partial(announce_gone, runtime, g, ids, owner) for g, ids in asked.deleted.items()]
+    steps += [partial(announce_collection, runtime, g, r, owner) for g, r in asked.collections]
+    for step in steps:
+        try:
+            total.add(step())
+        except UnknownConnection as exc:
+            log.error("notifications: %s; dropped", exc)
+        except (BCError, AzureError, TokenUnavailable) as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+    return total
