@@ -1,24 +1,8 @@
 """Access tokens for BC per connection, with msal: the token plumbing behind every BC call.
 
-Per connection (`BC_GRANT_TYPE`): `authorization_code` uses the refresh token an operator's sign-in
-(`auth/signin.py`) stored; msal's token cache lives encrypted in `bctokens` (`token_store`), so every
-instance uses and refreshes the same tokens. When Entra refuses the refresh token (revoked, expired,
-password reset) the tokens are deleted and the connection stops: every call raises
-`TokenUnavailable(refresh-failed)` until someone signs in again. `client_credentials`: msal asks for
-a new token near expiry; with TOKEN_ENCRYPTION_KEY set the cache is shared through `bctokens` too,
-else it stays in memory.
-
-A 401 from BC asks for `force_refresh`: a new access token from the refresh token or the secret.
-The connection's `state` row in `bcconnections` records `token_state` (`ok` / `refresh-failed`),
-`token_error`, `token_fix`, `token_retry_at`, `signed_in_at` and `signed_in_as` for `/api/status`.
-
-Entra's refusals are remembered per connection (`TokenFailure`): until the back-off (1 minute,
-doubling to 8) has passed every caller fails fast with the remembered reason and fix, so a wrong
-secret costs one token request a minute at most instead of one per retry of every message. The
-refusal is shared through the `state` row (with a fingerprint of the credentials it was given for),
-and an instance reads it just before it would ask Entra, so N instances do not make N requests.
-`verify` asks Entra for a fresh client-credentials token (at most once a minute), so a changed
-secret shows on the next status call or renewal run, not when the cached token expires.
+The shared encrypted token cache, what a refused refresh token does, the `state` row and the
+remembered Entra refusals (one token request a minute, across instances): docs/architecture.md
+("Tokens").
 """
 from __future__ import annotations
 

@@ -1,19 +1,6 @@
-"""What has been announced: one row per connection/company/entity set/entity id in `bcdedupe`.
-
-A row is `claimed` while one runner announces a change of the entity, then `emitted` (event queued),
-`known` (it existed before the trigger started, or its change was not one the trigger announces) or
-`gone` (deleted, or vanished before it could be read). Claiming is an insert (a new entity) or an
-ETag-guarded replace (a newer change of a recorded one), so exactly one runner wins; the claim names
-its owner (a queue message id or a sweep run) so that the owner's retry may carry on, names the
-change (`created`, `updated`, `deleted`), and a claim whose `claimed_until` passed (`CLAIM_SECONDS`)
-is abandoned and can be taken over.
-
-Each settled row keeps the entity's `lastModifiedDateTime` (`modified`) and `number` as last read: a
-read of BC cannot tell created from updated, so an entity without a row is new, one with an older
-`modified` was updated, one with the same was announced already (BC's repeated notifications, the
-sweep's overlap), and a deletion can name the number the entity had. `emitted` and `known` rows are
-kept for good (one small row per entity). Only `gone` markers expire (`expires_at`, DEDUPE_TTL_DAYS
-after the entity vanished) and are purged by the sweep.
+"""What has been announced: one row per connection/company/entity set/entity id in `bcdedupe`,
+claimed by exactly one runner per change, then settled with the entity's `lastModifiedDateTime`.
+States, claims and what expires: docs/architecture.md ("What has been announced").
 """
 from __future__ import annotations
 

@@ -1,19 +1,8 @@
 """Webhook subscriptions that never silently die: create, renew, recreate and delete them in BC.
 
-One row per connection and watched resource in `bcsubscriptions` (PK = connection, RK =
-`<companyId>:<entitySet>`). Each run lists BC's subscriptions, then per trigger creates a missing
-one, recreates one BC dropped or let expire, renews one with less than
-SUBSCRIPTION_RENEW_BEFORE_HOURS left (judged by BC's clock, from its `Date` header, since BC expires
-them by its own), and deletes strays of this connection that no row owns. Resources BC cannot watch
-(`webhookSupportedResources`) are marked `unsupported`; the sweep covers them.
-
-Each connection's notificationUrl names it (`.../api/webhooks/bc?connection=<name>`; the receiver
-ignores the query). BC lists every subscription of the environment with its notificationUrl, so
-two connections on the same environment and company tell their own subscriptions (and strays)
-from each other's.
-
-clientStates: `client_state.py`; the decisions: `subscription_plan.py`; the receiver's view of
-the rows: `directory.py`.
+How a run decides and how connections tell their subscriptions apart: docs/architecture.md
+("Webhook subscriptions"). clientStates: `client_state.py`; the decisions: `subscription_plan.py`;
+the receiver's view of the rows: `directory.py`.
 """
 from __future__ import annotations
 

@@ -1,29 +1,7 @@
-"""The sweep: finds created and updated entities that webhooks did not announce (a subscription BC dropped, a
-resource BC cannot watch, a notification lost in BC's queue) by reading
-`$filter=lastModifiedDateTime gt <cursor − CURSOR_OVERLAP_SECONDS>` for each trigger.
-
-A collection read cannot tell created from updated (API v2.0 exposes no creation time), so an
-entity counts as created when it was never announced, and as updated when its `lastModifiedDateTime`
-is newer than the one recorded: the dedupe table keeps every `emitted` and `known` entity for good.
-Deletions cannot be seen this way (BC's API keeps no tombstones): they come from webhooks only.
-To keep changes of older entities from being announced as created, a trigger starts with a
-baseline: when it is set up (first subscription run or first sweep), every entity last modified
-before the start (minus the overlap) is recorded as `known` with its `lastModifiedDateTime` and
-number, and the cursor starts at that moment, so history is never announced (what changed within
-the overlap just before the start may be: losing a creation would be worse). Only one runner
-baselines a trigger: it first inserts the cursor row marked `baselining` with its cutoff, and only
-the winner of that insert records `known` entities; a marker left by a dead runner is taken over
-after the function timeout.
-
-The cursor row (a `ReadCursor` in `bccursors`, RK = `sweep:<entitySet>:<companyId>`) also holds a
-pass under way: after each page's events are queued, the page's `next_link`, the newest change read
-so far and the hold (see below) are written there. A run stops after SWEEP_MAX_SECONDS (shared out
-among the triggers still to sweep; each reads at least one page) and renews its lease after every
-page; the next run resumes at the `next_link`. When a pass completes, the cursor moves to the newest
-change read, but never back, never past the pass's start (a change made during the read may sit
-behind the read position), and never to or past an entity skipped because another runner's claim on
-it was live: that runner may still die (its message ending in poison), so the next pass must read it
-again.
+"""The sweep: creations and updates the webhooks did not announce (a subscription BC dropped, a
+resource BC cannot watch, a notification lost in BC's queue), read per trigger through the resumable
+read since its cursor. Deletions cannot be seen this way. The baseline, the cursor's rules and the
+hold: docs/architecture.md ("Resumable reads").
 """
 from __future__ import annotations
 
