@@ -3,65 +3,27 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 from devtools.emulator import Emulator, EmulatorConfig
 from devtools.emulator.seed import CRONUS_UK_ID
 from devtools.emulator.state import StateError
 from tests.waiting import wait_until
+from tests.webhook_receiver import Receiver
 
 TENANT = "lmints.io"
 CLIENT = EmulatorConfig().clients[0]
 ORDER = {"orderDate": "2023-09-01", "customerNumber": "GL00000008", "currencyCode": "GBP"}
 
 
-class Hook:
-    """A notificationUrl: echoes validation tokens and records notifications."""
-
-    def __init__(self) -> None:
-        self.notifications: list[dict[str, Any]] = []
-        self.arrived = threading.Condition()
-        self._server = make_server("127.0.0.1", 0, self, threaded=True)
-        self.url = f"http://127.0.0.1:{self._server.server_port}/hook"
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-
-    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Any:
-        request = Request(environ)
-        if "validationToken" in request.args:
-            echo = Response(request.args["validationToken"], content_type="text/plain")
-            return echo(environ, start_response)
-        with self.arrived:
-            self.notifications.extend(json.loads(request.get_data())["value"])
-            self.arrived.notify_all()
-        return Response("", status=202)(environ, start_response)
-
-    def wait_for(self, resource_part: str, timeout: float = 30.0) -> dict[str, Any]:
-        """The first notification whose resource contains `resource_part`."""
-        def found() -> dict[str, Any] | None:
-            return next((n for n in self.notifications if resource_part in n["resource"]), None)
-
-        with self.arrived:
-            self.arrived.wait_for(found, timeout)
-            assert found(), self.notifications
-            return found()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 @pytest.fixture
-def hook() -> Iterator[Hook]:
-    h = Hook()
+def hook() -> Iterator[Receiver]:
+    h = Receiver()
     yield h
     h.close()
 
@@ -148,7 +110,7 @@ def test_a_restarted_emulator_keeps_orders_number_series_subscriptions_tokens_an
 
     item = admin(second, "POST", f"bc/{TENANT}/production/{CRONUS_UK_ID}/items",
                  {"number": "AFTER-RESTART", "displayName": "Made after the restart"}).json()
-    note = hook.wait_for(item["id"])
+    note = hook.element(item["id"])
     assert (note["subscriptionId"], note["changeType"]) == (subscription["subscriptionId"], "created")
 
 
@@ -175,7 +137,7 @@ def test_notifications_pending_at_shutdown_are_delivered_after_the_restart(start
     assert hook.notifications == []
 
     start(webhook_debounce_seconds=0.1)
-    assert hook.wait_for(item["id"])["changeType"] == "created"
+    assert hook.element(item["id"])["changeType"] == "created"
 
 
 def test_a_refresh_token_issued_before_the_restart_still_redeems(start):
