@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -108,7 +109,6 @@ class BCClient:
         self.telemetry = telemetry or get_telemetry()
         self._verify = verify  # per request: REQUESTS_CA_BUNDLE would override Session.verify
         self._principal = ("", connection)  # (token, whom BC counts it against)
-        self._options: dict[str, dict[str, Any]] = {}  # Session.send options per origin
         self.session = requests.Session()
         pool = max(10, budget.max_concurrency * 2)
         adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
@@ -203,11 +203,10 @@ class BCClient:
         data = None if json_body is None else json.dumps(json_body, separators=(",", ":"))
         prepared = self.session.prepare_request(  # outside the slot: BC's slots are for BC's time
             requests.Request(method, url, params=params, data=data, headers=all_headers))
-        send_options = self._send_options(prepared.url)
         started = time.monotonic()
         ticket = self.budget.acquire(self._principal_of(token))
         try:
-            resp = self.session.send(prepared, **send_options)
+            resp = self.session.send(prepared, **self._send_options)
         except requests.ConnectionError as exc:
             call.attempt(None)
             return BCError(f"connection failed: {type(exc).__name__}", retryable=True,
@@ -233,15 +232,13 @@ class BCClient:
             retry_after=parse_retry_after(resp.headers.get("Retry-After")),
         )
 
-    def _send_options(self, url: str) -> dict[str, Any]:
-        """`Session.send`'s options for `url`: the environment's proxies and CA bundle (as
-        `Session.request` merges them) with our `verify` and timeout, worked out once per origin."""
-        origin = origin_of(url)
-        options = self._options.get(origin)
-        if options is None:
-            options = self.session.merge_environment_settings(url, {}, None, self._verify, None)
-            options = self._options[origin] = options | {"timeout": self.timeout}
-        return options
+    @cached_property
+    def _send_options(self) -> dict[str, Any]:
+        """`Session.send`'s options: the environment's proxies and CA bundle (as `Session.request`
+        merges them) with our `verify` and timeout, worked out once (every request goes to the BC
+        host: `url` refuses any other)."""
+        options = self.session.merge_environment_settings(self.base_url, {}, None, self._verify, None)
+        return options | {"timeout": self.timeout}
 
     def _principal_of(self, token: str) -> str:
         """The principal BC counts this token's requests against (else the connection's name)."""

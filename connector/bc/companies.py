@@ -70,29 +70,27 @@ class Companies:
 
     def list(self, bc: BCClient, *, fresh: bool = False) -> list[dict[str, Any]]:
         """The environment's companies (id, name, displayName)."""
-        key = bc.base_url
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit and not fresh and self._clock() - hit[0] < self._ttl:
-            return hit[1]
-        companies = [
+        return self._cached(self._cache, bc.base_url, self._ttl, lambda: [
             {"id": c["id"], "name": c.get("name", ""), "displayName": c.get("displayName", "")}
             for c in bc.iter_entities("companies")
-        ]
-        with self._lock:
-            self._cache[key] = (self._clock(), companies)
-        return companies
+        ], fresh=fresh)
 
     def saved_id(self, connection: str) -> str:
         """The company saved for `connection` ("" if none yet), read at most every `saved_ttl`."""
+        return self._cached(self._saved, connection, self._saved_ttl,
+                            lambda: saved_company_id(self._storage, connection))
+
+    def _cached(self, cache: dict[str, tuple[float, Any]], key: str, ttl: float,
+                load: Callable[[], Any], *, fresh: bool = False) -> Any:
+        """`cache[key]` while younger than `ttl` (and not `fresh`), else `load()`, remembered."""
         with self._lock:
-            hit = self._saved.get(connection)
-        if hit and self._clock() - hit[0] < self._saved_ttl:
+            hit = cache.get(key)
+        if hit and not fresh and self._clock() - hit[0] < ttl:
             return hit[1]
-        saved = saved_company_id(self._storage, connection)
+        value = load()
         with self._lock:
-            self._saved[connection] = (self._clock(), saved)
-        return saved
+            cache[key] = (self._clock(), value)
+        return value
 
     def discover(self, bc: BCClient, connection: str,
                  configured: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:

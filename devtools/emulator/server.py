@@ -47,6 +47,7 @@ class _KeepAliveHandler(WSGIRequestHandler):
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out in separate writes
+    _arrived = 0.0  # when the current request's line came in (parse_request)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
@@ -56,7 +57,7 @@ class _KeepAliveHandler(WSGIRequestHandler):
         return super().parse_request()
 
     def run_wsgi(self) -> None:
-        arrived = getattr(self, "_arrived", None) or time.monotonic()
+        arrived = self._arrived  # parse_request ran just before
         if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.environ = environ = self.make_environ()
