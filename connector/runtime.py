@@ -16,6 +16,7 @@ from connector.auth.tokens import TokenService
 from connector.bc.budget import Budget, LocalBudgets, SharedBudget
 from connector.bc.client import BCClient
 from connector.bc.companies import Companies
+from connector.bc.lookups import KeyLookups
 from connector.bc.timestamps import utc_now
 from connector.events import EventPublisher
 from connector.ops.status import read_status, status_readings
@@ -47,6 +48,7 @@ class Runtime:
         self.companies = Companies(self.storage)
         self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)
         self.item_variants = ItemVariants()
+        self.key_lookups = KeyLookups()  # batched key checks (sales orders by externalDocumentNumber)
         # Threads start on first use. Entity GETs of one notification batch: each connection's BC
         # budget caps what reaches BC. Receiver enqueues: the acknowledgement waits for them.
         self.fetch_pool = ThreadPoolExecutor(8, thread_name_prefix="bc-fetch")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from connector.bc.client import BCClient
 from connector.bc.companies import CompanyNotFound
 from connector.bc.errors import BCError, TokenUnavailable
+from connector.bc.lookups import KeyLookup, Ticket, odata_string
 from connector.orders.claims import (
     MAX_DEFER_SECONDS,
     Claim,
@@ -38,7 +39,7 @@ from connector.orders.schema import (
     load_json,
     parse_order,
 )
-from connector.orders.variants import odata_string, variant_wanted
+from connector.orders.variants import variant_wanted
 from connector.settings import (
     CONTAINER_SALES_ORDER_PAYLOADS,
     DEFAULT_CONNECTION,
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ORDER_SET, ORDER_KEY = "salesOrders", "externalDocumentNumber"  # what a key check asks for
+ORDER_SELECT = "id,number,externalDocumentNumber"
 MAX_ECHOED_KEY = 1000  # a longer (invalid) key is not echoed: the result must fit in a queue message
 DEFER_MARGIN_SECONDS = 5  # a message deferred behind an uncertain claim returns this long after its window
 
@@ -169,10 +172,10 @@ def deep_insert_body(order: SalesOrderMessage, variant_ids: Mapping[tuple[str, s
 # ------------------------------------------------------------------------------------ BC lookups
 
 def find_order(bc: BCClient, company_id: str, key: str) -> dict[str, Any] | None:
-    """The order BC already has for an external document number, or None (one GET)."""
-    found = bc.get(bc.company_path(company_id, "salesOrders"),
-                   {"$filter": f"externalDocumentNumber eq {odata_string(key)}",
-                    "$select": "id,number,externalDocumentNumber"})
+    """The order BC already has for an external document number, or None (one GET of its own; the
+    flow shares batched GETs instead, `KeyLookup`)."""
+    found = bc.get(bc.company_path(company_id, ORDER_SET),
+                   {"$filter": f"{ORDER_KEY} eq {odata_string(key)}", "$select": ORDER_SELECT})
     orders = found.get("value", [])
     return orders[0] if orders else None
 
@@ -241,18 +244,26 @@ def publish_result(runtime: Runtime, result: SalesOrderResult, connection: str) 
 
 def send_order(runtime: Runtime, order: SalesOrderMessage,
                delivery: OrderDelivery) -> SalesOrderResult | Deferral:
-    """Resolve where and what to create, claim the key (or message), then create at most once."""
+    """Resolve where and what to create, claim the key (or message), then create at most once. With a
+    key, the look-up that follows the claim is announced first, so that it shares a batched GET with
+    the other deliveries of this process claiming at the same moment."""
     connection = runtime.settings.connection(order.connection).name
     bc = runtime.bc(connection)
     company_id = runtime.company_id(connection, order.company)
-    variant_ids = runtime.item_variants.resolve(bc, company_id, variant_wanted(order.salesOrderLines))
-    body = deep_insert_body(order, variant_ids)
     key = order.idempotency_key
-    claims = OrderClaims(runtime.storage.table(TABLE_ORDERS), connection, company_id)
-    held = claims.acquire(key, delivery.message_id)
-    if isinstance(held, Claim):
-        return answer_from_claim(runtime, held, key, delivery)
-    return OrderAttempt(runtime, bc, company_id, key, delivery, claims, held).run(body)
+    lookup = runtime.key_lookups.get(bc, company_id, ORDER_SET, ORDER_KEY, ORDER_SELECT)
+    ticket = lookup.coming() if key is not None else None
+    try:
+        variant_ids = runtime.item_variants.resolve(bc, company_id, variant_wanted(order.salesOrderLines))
+        body = deep_insert_body(order, variant_ids)
+        claims = OrderClaims(runtime.storage.table(TABLE_ORDERS), connection, company_id)
+        held = claims.acquire(key, delivery.message_id)
+        if isinstance(held, Claim):
+            return answer_from_claim(runtime, held, key, delivery)
+        return OrderAttempt(runtime, bc, company_id, key, delivery, claims, held, lookup, ticket).run(body)
+    finally:
+        if ticket is not None:
+            ticket.cancel()
 
 
 def answer_from_claim(runtime: Runtime, claim: Claim, key: str | None,
@@ -270,9 +281,11 @@ class OrderAttempt:
     claim settled, UNCERTAIN (an ambiguous POST may still be committed) or released."""
 
     def __init__(self, runtime: Runtime, bc: BCClient, company_id: str, key: str | None,
-                 delivery: OrderDelivery, claims: OrderClaims, held: HeldClaim):
+                 delivery: OrderDelivery, claims: OrderClaims, held: HeldClaim,
+                 lookup: KeyLookup, ticket: Ticket | None = None):
         self.runtime, self.bc, self.company_id, self.key = runtime, bc, company_id, key
         self.delivery, self.claims, self.held = delivery, claims, held
+        self.lookup, self.ticket = lookup, ticket
         self.window = runtime.settings.sales_order_ambiguity_seconds
         self.uncertain_since = held.ambiguous_since if key is not None else None
         self.ambiguous_posts = held.ambiguous_posts
@@ -295,7 +308,7 @@ class OrderAttempt:
                                     "the order, and without an externalDocumentNumber BC cannot be asked; "
                                     "check BC before replaying it")
             return None
-        existing = find_order(self.bc, self.company_id, self.key)
+        existing = self.lookup.find(self.key, self.ticket)
         if existing is not None:
             # Our own unfinished attempt may have created it; otherwise it was there already.
             return self.settle(ClaimState.CREATED if self.held.step is ClaimStep.RESUME
@@ -330,7 +343,7 @@ class OrderAttempt:
             raise OrderRejected("OutcomeUnknown", f"BC may or may not have created the order ({exc}); "
                                 "without an externalDocumentNumber it cannot be asked: check BC "
                                 "before replaying it") from exc
-        created = find_order(self.bc, self.company_id, self.key)
+        created = self.lookup.find(self.key)
         if created is None:
             if self.ambiguous_posts >= self.delivery.max_dequeue_count:
                 raise OrderRejected("OutcomeUnknown", f"{self.ambiguous_posts} POSTs had an unknown outcome "
