@@ -17,6 +17,7 @@ from connector.bc.budget import Budget, LocalBudgets, SharedBudget
 from connector.bc.client import BCClient
 from connector.bc.companies import Companies
 from connector.bc.lookups import KeyLookups
+from connector.bc.principals import Principals
 from connector.bc.timestamps import utc_now
 from connector.events import EventPublisher
 from connector.ops.status import read_status, status_readings
@@ -81,9 +82,12 @@ class Runtime:
         with self._lock:
             client = self._clients.get(conn.name)
             if client is None:
+                principals = Principals(
+                    [(p.name, lambda force, name=p.name: self.tokens.access_token(name, force_refresh=force))
+                     for p in conn.principals], self.settings.bc_limits.max_concurrency)
                 client = BCClient.from_limits(
                     conn.api_base,
-                    lambda force, name=conn.name: self.tokens.access_token(name, force_refresh=force),
+                    principals,
                     self.settings.bc_limits,
                     self.budget,
                     verify=self.settings.tls_ca_bundle or True,

@@ -12,6 +12,7 @@ unset one falls back to the plain setting (so options and the tenant can be shar
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -109,6 +110,17 @@ SETTINGS: list[Setting] = [
     Setting("BC_CLIENT_SECRET", None,
             "Entra client secret (Key Vault reference in Azure; never stored in tables).",
             secret=True, per_connection=True, local="emulator-secret"),
+    Setting("BC_EXTRA_CLIENT_IDS", "",
+            "More app registrations (client ids, comma list) BC counts as principals of their own, "
+            "each with its own limits: requests spread over them by free capacity "
+            "(`client_credentials` only; each registered in BC like BC_CLIENT_ID).",
+            per_connection=True),
+    Setting("BC_EXTRA_CLIENT_SECRETS", "",
+            "The secrets of BC_EXTRA_CLIENT_IDS, comma list in the same order (Key Vault reference).",
+            secret=True, per_connection=True),
+    Setting("BC_READ_ONLY_INTENT", "true",
+            "Item pulls and sweeps read from BC's read-only replica (`Data-Access-Intent: ReadOnly`); "
+            "reads after a notification and key checks always read the primary.", per_connection=True),
     Setting("BC_GRANT_TYPE", "authorization_code",
             "`authorization_code` (a user signs in at /api/connections/{name}/login) or "
             "`client_credentials` (service-to-service, unattended).", per_connection=True,
@@ -216,6 +228,17 @@ class ConnectionSettings:
     sales_invoice_change_types: frozenset[str]
     authority_host: str
     api_host: str
+    extra_clients: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (client id, secret)
+    read_only_intent: bool = True
+
+    @property
+    def principals(self) -> tuple[ConnectionSettings, ...]:
+        """One settings object per app registration BC counts as a principal: this connection, then
+        one per extra client named `<name>.2`, `<name>.3`, … (its own tokens and token state)."""
+        extra = tuple(dataclasses.replace(self, name=f"{self.name}.{n}", client_id=client_id,
+                                          client_secret=secret, extra_clients=())
+                      for n, (client_id, secret) in enumerate(self.extra_clients, start=2))
+        return (self, *extra)
 
     @property
     def authority(self) -> str:
@@ -303,6 +326,13 @@ class Settings:
             return self.connections[key]
         except KeyError:
             raise UnknownConnection(key, tuple(self.connections)) from None
+
+    def principal(self, name: str) -> ConnectionSettings:
+        """A connection's principal by name: `default`, or an extra one such as `default.2`."""
+        for principal in self.connection(name.partition(".")[0]).principals:
+            if principal.name == name:
+                return principal
+        raise UnknownConnection(name, tuple(self.connections))
 
 
 class SettingsError(ValueError):
@@ -406,7 +436,21 @@ def _connection(reader: _Reader, name: str) -> ConnectionSettings:
         ),
         authority_host=reader.get("ENTRA_AUTHORITY_HOST", prefix).strip(),
         api_host=reader.get("BC_API_HOST", prefix).strip(),
+        extra_clients=_extra_clients(reader, prefix, name, grant),
+        read_only_intent=_parse_bool("BC_READ_ONLY_INTENT", reader.get("BC_READ_ONLY_INTENT", prefix)),
     )
+
+
+def _extra_clients(reader: _Reader, prefix: str, name: str, grant: str) -> tuple[tuple[str, str], ...]:
+    ids = [v.strip() for v in reader.get("BC_EXTRA_CLIENT_IDS", prefix).split(",") if v.strip()]
+    secrets = [v.strip() for v in reader.get("BC_EXTRA_CLIENT_SECRETS", prefix).split(",") if v.strip()]
+    if len(ids) != len(secrets):
+        raise SettingsError(f"connection {name!r}: BC_EXTRA_CLIENT_IDS names {len(ids)} client(s) but "
+                            f"BC_EXTRA_CLIENT_SECRETS has {len(secrets)} secret(s)")
+    if ids and grant != "client_credentials":
+        raise SettingsError(f"connection {name!r}: BC_EXTRA_CLIENT_IDS needs BC_GRANT_TYPE="
+                            "client_credentials (each extra principal signs in on its own)")
+    return tuple(zip(ids, secrets, strict=True))
 
 
 def load_storage_settings(env: Mapping[str, str] | None = None) -> StorageSettings:

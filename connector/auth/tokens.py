@@ -97,6 +97,10 @@ def token_fix(conn: ConnectionSettings, kind: str, sign_in_url: str) -> str:
     """What an operator does about a refused token request."""
     if kind == "sign-in" and conn.uses_code_flow:
         return f"sign in again at {sign_in_url}"
+    if "." in conn.name:  # an extra principal of a connection
+        base, number = conn.name.split(".", 1)
+        return (f"check entry {int(number) - 1} of BC_EXTRA_CLIENT_SECRETS (and BC_EXTRA_CLIENT_IDS, "
+                f"BC_TENANT) of connection {base!r}: Entra refused client {conn.client_id}'s credentials")
     return (f"check BC_CLIENT_SECRET (and BC_CLIENT_ID, BC_TENANT) of connection {conn.name!r}: Entra "
             "refused the app's credentials")
 
@@ -275,7 +279,7 @@ class TokenService:
         Raises TokenUnavailable (not signed in, refresh token refused, app misconfigured) or
         TokenEndpointUnavailable (Entra unreachable; retryable).
         """
-        conn = self.settings.connection(connection)
+        conn = self.settings.principal(connection)
         tokens = self._tokens(conn)
         with tokens.lock:
             failure = tokens.failure
@@ -360,7 +364,7 @@ class TokenService:
         expires. Code-flow
         connections are left alone (their refresh token is checked on use). Raises like
         `access_token`."""
-        conn = self.settings.connection(connection)
+        conn = self.settings.principal(connection)
         if conn.uses_code_flow:
             return
         tokens = self._tokens(conn)
@@ -395,8 +399,9 @@ class TokenService:
         return True
 
     def verify_all(self) -> None:
-        """`verify` every connection; refusals are recorded for /api/status, not raised."""
-        for name in self.settings.connections:
+        """`verify` every connection and each of its principals; refusals are recorded for
+        /api/status, not raised."""
+        for name in [p.name for c in self.settings.connections.values() for p in c.principals]:
             try:
                 self.verify(name)
             except (TokenUnavailable, BCError) as exc:
