@@ -303,18 +303,19 @@ class BCClient:
 
     def pages(self, path: str, params: Mapping[str, Any] | None = None, *,
               page_size: int | None = None, resume_from: str | None = None, prefetch: bool = False,
-              go_on: Callable[[], bool] = lambda: True) -> Iterator[Page]:
-        """The pages of a collection, one request each (see `pager.read_pages`)."""
+              go_on: Callable[[], bool] = lambda: True, read_only: bool = False) -> Iterator[Page]:
+        """The pages of a collection, one request each (see `pager.read_pages`; `read_only`: from
+        BC's lagging read-only replica, for bulk reads only)."""
         return read_pages(self, path, params, page_size=page_size, resume_from=resume_from,
-                          prefetch=prefetch, go_on=go_on)
+                          prefetch=prefetch, go_on=go_on, read_only=read_only)
 
-    def iter_pages(self, path: str, params: Mapping[str, Any] | None = None,
-                   page_size: int | None = None) -> Iterator[list[dict[str, Any]]]:
+    def iter_pages(self, path: str, params: Mapping[str, Any] | None = None, page_size: int | None = None,
+                   *, read_only: bool = False) -> Iterator[list[dict[str, Any]]]:
         """Each page's entities, to the end of the collection."""
-        for page in self.pages(path, params, page_size=page_size):
+        for page in self.pages(path, params, page_size=page_size, read_only=read_only):
             yield page.entities
 
     def iter_entities(self, path: str, params: Mapping[str, Any] | None = None,
-                      page_size: int | None = None) -> Iterator[dict[str, Any]]:
-        for page in self.pages(path, params, page_size=page_size):
+                      page_size: int | None = None, *, read_only: bool = False) -> Iterator[dict[str, Any]]:
+        for page in self.pages(path, params, page_size=page_size, read_only=read_only):
             yield from page.entities

@@ -4,9 +4,10 @@ allows), sealed before its query outgrows a safe URL length.
 
 A `KeyLookup` serves one entity set and key field of one company through one BC client (e.g.
 `salesOrders` by `externalDocumentNumber`); `KeyLookups` (owned by the runtime) hands them out.
-A delivery that will soon look a key up says so first (`coming()`, a `Ticket`): the first key of a
-batch waits until every delivery said to be coming has joined (or given up), at most `linger`
-seconds, so a burst of deliveries costs one GET while a lone one waits for nobody. Every waiter
+A delivery that may soon look a key up says so when it starts (`KeyLookups.coming()`, a `Ticket`):
+the first key of a batch waits until every delivery said to be coming has joined a batch (or given
+up), at most `linger` seconds, so a burst of deliveries (the host hands them out by the dozen)
+costs one GET while a lone one waits for nobody. Every waiter
 of a batch gets its result, or the batch's error raised in its own thread, as a single GET would.
 Matching is by the key upper-cased (BC stores Code fields upper-cased).
 """
@@ -65,15 +66,15 @@ class _Batch:
 
 
 class Ticket:
-    """A delivery that will look a key up soon: batches wait for it (see `KeyLookup.coming`)."""
+    """A delivery that may look a key up soon: batches wait for it (see `KeyLookups.coming`)."""
 
-    def __init__(self, lookup: KeyLookup):
-        self._lookup = lookup
+    def __init__(self, lookups: KeyLookups):
+        self._lookups = lookups
         self.open = True
 
     def cancel(self) -> None:
         """No look-up after all (or it is done): batches stop waiting for this one. Idempotent."""
-        self._lookup._leave(self)
+        self._lookups._leave(self)
 
     def __enter__(self) -> Ticket:
         return self
@@ -85,34 +86,24 @@ class Ticket:
 class KeyLookup:
     """Look-ups of one entity set by one key field, batched across this process's threads."""
 
-    def __init__(self, bc: BCClient, path: str, key_field: str, select: str = "", *,
-                 linger: float = LINGER_SECONDS, max_chars: int = MAX_FILTER_CHARS):
+    def __init__(self, lookups: KeyLookups, bc: BCClient, path: str, key_field: str, select: str = ""):
         self.bc, self.path, self.key_field, self.select = bc, path, key_field, select
-        self.linger, self.max_chars = linger, max_chars
-        self._cond = threading.Condition()
-        self._coming = 0
+        self.linger, self.max_chars = lookups.linger, lookups.max_chars
+        self._lookups = lookups
+        self._cond = lookups._cond
         self._open: _Batch | None = None
         self.gets = 0  # batched GETs sent (for tests and figures)
 
     def coming(self) -> Ticket:
-        """Announce a look-up: a batch being formed waits for it (up to `linger`)."""
-        with self._cond:
-            self._coming += 1
-        return Ticket(self)
-
-    def _leave(self, ticket: Ticket) -> None:
-        with self._cond:
-            if ticket.open:
-                ticket.open = False
-                self._coming -= 1
-                self._cond.notify_all()
+        """Announce a look-up (as `KeyLookups.coming`)."""
+        return self._lookups.coming()
 
     def find(self, key: str, ticket: Ticket | None = None) -> Entity | None:
         """The entity whose key field equals `key` (upper-cased), or None; raises what the GET raised."""
         with self._cond:
             if ticket is not None and ticket.open:
                 ticket.open = False
-                self._coming -= 1
+                self._lookups._coming -= 1
             batch = self._open
             lead = batch is None or not batch.add(key)
             if lead:
@@ -122,7 +113,7 @@ class KeyLookup:
             assert batch is not None
             if lead:
                 deadline = time.monotonic() + self.linger
-                while self._open is batch and self._coming > 0:
+                while self._open is batch and self._lookups._coming > 0:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -160,6 +151,22 @@ class KeyLookups:
         self.linger, self.max_chars = linger, max_chars
         self._lookups: dict[tuple[int, str, str, str, str], KeyLookup] = {}
         self._lock = threading.Lock()
+        self._cond = threading.Condition()  # shared by every lookup: one count of deliveries coming
+        self._coming = 0
+
+    def coming(self) -> Ticket:
+        """Announce a delivery that may look a key up soon (in any lookup of this process): a batch
+        being formed waits for it, up to `linger`, until it looks up or cancels its ticket."""
+        with self._cond:
+            self._coming += 1
+        return Ticket(self)
+
+    def _leave(self, ticket: Ticket) -> None:
+        with self._cond:
+            if ticket.open:
+                ticket.open = False
+                self._coming -= 1
+                self._cond.notify_all()
 
     def get(self, bc: BCClient, company_id: str, entity_set: str, key_field: str,
             select: str = "") -> KeyLookup:
@@ -169,6 +176,5 @@ class KeyLookups:
             lookup = self._lookups.get(ident)
             if lookup is None or lookup.bc is not bc:
                 lookup = self._lookups[ident] = KeyLookup(
-                    bc, bc.company_path(company_id, entity_set), key_field, select,
-                    linger=self.linger, max_chars=self.max_chars)
+                    self, bc, bc.company_path(company_id, entity_set), key_field, select)
             return lookup

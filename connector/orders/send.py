@@ -196,13 +196,16 @@ def handle_delivery(runtime: Runtime, delivery: OrderDelivery) -> SalesOrderResu
 
 def _handle_delivery(runtime: Runtime, delivery: OrderDelivery, key: str | None,
                      fields: dict[str, str]) -> SalesOrderResult | Deferral:
+    # Announced at once, so that a key check forming meanwhile waits for this delivery's key.
+    ticket = runtime.key_lookups.coming()
     try:
         payloads = runtime.storage.container(CONTAINER_SALES_ORDER_PAYLOADS, create=False)  # read-only role
         text = order_text(payloads, delivery.text, runtime.settings.sales_order_max_payload_bytes)
         key = key_hint(text) or key
         order = parse_order(text)
-        result = send_order(runtime, order, delivery)
+        result = send_order(runtime, order, delivery, ticket)
     except Exception as exc:
+        ticket.cancel()
         error = failure_error(exc)
         if is_permanent(exc):
             log.warning("sales order %r (message %s) failed: %s: %s", key, delivery.message_id,
@@ -225,6 +228,7 @@ def _handle_delivery(runtime: Runtime, delivery: OrderDelivery, key: str | None,
                         delivery.message_id, delivery.dequeue_count, exc,
                         extra=fields | {"error_code": error.code})
         raise
+    ticket.cancel()
     if isinstance(result, Deferral):
         return result
     publish_result(runtime, result, fields["connection"])
@@ -242,17 +246,20 @@ def publish_result(runtime: Runtime, result: SalesOrderResult, connection: str) 
     runtime.telemetry.order_result(connection, result.status)
 
 
-def send_order(runtime: Runtime, order: SalesOrderMessage,
-               delivery: OrderDelivery) -> SalesOrderResult | Deferral:
+def send_order(runtime: Runtime, order: SalesOrderMessage, delivery: OrderDelivery,
+               ticket: Ticket | None = None) -> SalesOrderResult | Deferral:
     """Resolve where and what to create, claim the key (or message), then create at most once. With a
-    key, the look-up that follows the claim is announced first, so that it shares a batched GET with
-    the other deliveries of this process claiming at the same moment."""
+    key, the look-up that follows the claim is announced (`ticket`, else now), so that it shares a
+    batched GET with the other deliveries of this process claiming at the same moment."""
     connection = runtime.settings.connection(order.connection).name
     bc = runtime.bc(connection)
     company_id = runtime.company_id(connection, order.company)
     key = order.idempotency_key
     lookup = runtime.key_lookups.get(bc, company_id, ORDER_SET, ORDER_KEY, ORDER_SELECT)
-    ticket = lookup.coming() if key is not None else None
+    if ticket is None:
+        ticket = lookup.coming()
+    if key is None:
+        ticket.cancel()
     try:
         variant_ids = runtime.item_variants.resolve(bc, company_id, variant_wanted(order.salesOrderLines))
         body = deep_insert_body(order, variant_ids)
@@ -262,8 +269,7 @@ def send_order(runtime: Runtime, order: SalesOrderMessage,
             return answer_from_claim(runtime, held, key, delivery)
         return OrderAttempt(runtime, bc, company_id, key, delivery, claims, held, lookup, ticket).run(body)
     finally:
-        if ticket is not None:
-            ticket.cancel()
+        ticket.cancel()
 
 
 def answer_from_claim(runtime: Runtime, claim: Claim, key: str | None,

@@ -128,8 +128,9 @@ class Baseline:
         params = {"$filter": f"lastModifiedDateTime le {bc_datetime(cutoff)}",
                   "$select": "id,number,lastModifiedDateTime"}
         known = 0
+        read_only = self.runtime.settings.connection(self.connection).read_only_intent
         for page in bc.iter_pages(bc.company_path(self.company_id, self.trigger.entity_set), params,
-                                  BASELINE_PAGE_SIZE):
+                                  BASELINE_PAGE_SIZE, read_only=read_only):
             dedupe.settle(scope, [str(e["id"]).lower() for e in page], "known",
                           values={str(e["id"]).lower(): seen(e) for e in page})
             known += len(page)
@@ -209,7 +210,7 @@ class SweepRun:
         count = EmitCount()
         pages = self.bc.pages(self.bc.company_path(self.company_id, trigger.entity_set), params,
                               page_size=PAGE_SIZE, resume_from=state.next_link,
-                              go_on=lambda: time.monotonic() < share_ends)
+                              go_on=lambda: time.monotonic() < share_ends, read_only=conn.read_only_intent)
         for page in pages:
             self.renew_lease()
             done = announce(self.dedupe, self.runtime.events, scope, trigger, conn, page.entities, self.owner)
