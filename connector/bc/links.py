@@ -1,6 +1,6 @@
 """BC-provided URLs to safe request targets: the bearer token goes to BC's origin and nowhere else.
 
-A URL that comes from BC (`@odata.nextLink`, a business event's `Url`) or from storage (a saved next
+A URL that comes from BC (a next link, a business event's `Url`) or from storage (a saved next
 link) is never fetched as given. `ApiRoot.resolve` checks it strictly (no backslash, whitespace,
 control or non-ASCII character; no userinfo; the configured scheme, host and port; a path with no dot
 segments under the environment's API root `/v2.0/{tenant}/{environment}/api/`) and rebuilds it from the
