@@ -35,6 +35,7 @@ QUEUE_NOTIFICATIONS = "bc-notifications"
 QUEUE_NOTIFICATIONS_POISON = "bc-notifications-poison"
 QUEUE_ITEM_PULLS = "bc-item-pulls"  # internal: pull requests from the route, and continuations
 QUEUE_ITEM_PULLS_POISON = "bc-item-pulls-poison"
+QUEUE_HEALTH = "bc-connector-health"  # out: `bc.connector.*` health events for operators
 QUEUE_NAMES: tuple[str, ...] = (
     QUEUE_SALES_ORDERS,
     QUEUE_SALES_ORDERS_POISON,
@@ -46,6 +47,7 @@ QUEUE_NAMES: tuple[str, ...] = (
     QUEUE_NOTIFICATIONS_POISON,
     QUEUE_ITEM_PULLS,
     QUEUE_ITEM_PULLS_POISON,
+    QUEUE_HEALTH,
 )
 
 TABLE_TOKENS = "bctokens"  # encrypted msal token caches, one row per connection
@@ -56,6 +58,7 @@ TABLE_CURSORS = "bccursors"  # pull/sweep cursors and checkpoints
 TABLE_DEDUPE = "bcdedupe"  # what each created-trigger has announced, per entity
 TABLE_ORDERS = "bcorders"  # sales-order idempotency records (queue message id -> order)
 TABLE_LEASES = "bcleases"  # single-runner leases (item pull, renewal, sweep)
+TABLE_HEALTH = "bchealth"  # health events sent, one row per occurrence (once-only, recent list)
 TABLE_NAMES: tuple[str, ...] = (
     TABLE_TOKENS,
     TABLE_AUTH_FLOWS,
@@ -65,6 +68,7 @@ TABLE_NAMES: tuple[str, ...] = (
     TABLE_DEDUPE,
     TABLE_ORDERS,
     TABLE_LEASES,
+    TABLE_HEALTH,
 )
 
 CONTAINER_EVENT_PAYLOADS = "bc-event-payloads"  # events too large for a queue message
