@@ -21,7 +21,7 @@ from connector.bc.keys import InvalidKey, checked_guid, subscription_path
 from connector.bc.timestamps import iso, utc_now
 from connector.connections import for_each_connection, results_or_raise
 from connector.health.events import SUBSCRIPTION_FAILING, SUBSCRIPTION_RECREATED
-from connector.leases import Lease
+from connector.leases import LEASE_SECONDS, Lease
 from connector.runtime import Runtime
 from connector.settings import TABLE_SUBSCRIPTIONS
 from connector.storage import read_entity
@@ -40,7 +40,6 @@ from connector.webhooks.triggers import TRIGGERS, Trigger
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 300.0
 _UNREAD = object()  # BC's webhook log, read at most once per run
 
 
