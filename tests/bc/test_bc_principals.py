@@ -64,10 +64,10 @@ def test_extra_clients_need_as_many_secrets_and_client_credentials() -> None:
     base = {"BC_TENANT": "t", "BC_CLIENT_ID": MAIN, "BC_CLIENT_SECRET": "s",
             "BC_GRANT_TYPE": "client_credentials"}
     conn = load_settings(base | {"BC_EXTRA_CLIENT_IDS": ",".join(EXTRA),
-                                 "BC_EXTRA_CLIENT_SECRETS": "x,y"}).connection("default")
+                                 "BC_EXTRA_CLIENT_SECRETS": "sx-2,sy-3"}).connection("default")
     assert [(p.name, p.client_id, p.client_secret) for p in conn.principals] == [
-        ("default", MAIN, "s"), ("default.2", EXTRA[0], "x"), ("default.3", EXTRA[1], "y")]
-    assert "x" not in repr(conn)
+        ("default", MAIN, "s"), ("default.2", EXTRA[0], "sx-2"), ("default.3", EXTRA[1], "sy-3")]
+    assert "sx-2" not in repr(conn)
     with pytest.raises(SettingsError, match="BC_EXTRA_CLIENT_SECRETS"):
         load_settings(base | {"BC_EXTRA_CLIENT_IDS": ",".join(EXTRA), "BC_EXTRA_CLIENT_SECRETS": "x"})
     with pytest.raises(SettingsError, match="client_credentials"):
