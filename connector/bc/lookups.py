@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 Entity = dict[str, Any]
 
 MAX_FILTER_CHARS = 1800  # the `$filter` parameter URL-encoded: with the path, well under 2,048
-LINGER_SECONDS = 0.1  # the first key of a batch waits at most this long for announced ones
+LINGER_SECONDS = 0.25  # the first key of a batch waits at most this long for announced ones
 
 
 def odata_string(value: str) -> str:

@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from connector.bc.errors import TokenUnavailable
 from connector.bc.principals import FIRST_DROP_SECONDS, Principals
+from connector.ops.status import read_status
+from connector.ops.status_page import render_status_page
 from connector.runtime import get_runtime
 from connector.settings import SettingsError, load_settings
 from devtools.emulator.config import ClientApp
@@ -124,4 +127,11 @@ def test_a_principal_whose_secret_is_refused_drops_out_and_the_others_carry_on(
     dropped = next(p for p in bc.principals.all if p.name == "default.2")
     assert dropped.down_until > 0 and dropped.error
     with pytest.raises(TokenUnavailable):
-        runtime.tokens.access_token("default.2")  # its refusal is remembered (and shown on the status)
+        runtime.tokens.access_token("default.2")  # its refusal is remembered...
+    report = read_status(runtime.settings, runtime.storage, throughput=False)  # ...and shown, a line each
+    principals = {p["name"]: p for p in report["connections"][0]["principals"]}
+    assert [principals[n]["token"]["state"] for n in ("default", "default.2", "default.3")] == [
+        "ok", "refresh-failed", "ok"]
+    assert "BC_EXTRA_CLIENT_SECRETS" in principals["default.2"]["token"]["fix"]
+    page = render_status_page(report, datetime.now(UTC))
+    assert "<h3>Principals</h3>" in page and EXTRA[0] in page
