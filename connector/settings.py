@@ -16,8 +16,10 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from connector.declarations import DeclarationError, Trigger, parse_changes, parse_triggers
 
 # Queue, table and blob container names are part of the public contract (see CONTRACT/README).
 QUEUE_SALES_ORDERS = "sales-orders"
@@ -69,7 +71,6 @@ BLOB_CONTAINERS: tuple[str, ...] = (CONTAINER_EVENT_PAYLOADS, CONTAINER_SALES_OR
 # The containers the connector only reads: its identity gets Storage Blob Data Reader there, not Contributor.
 BLOB_CONTAINERS_READ_ONLY: tuple[str, ...] = (CONTAINER_SALES_ORDER_PAYLOADS,)
 
-CHANGE_TYPES = ("created", "updated", "deleted")  # what a trigger may announce: `bc.<entity>.<change>`
 
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 DEFAULT_CONNECTION = "default"
@@ -128,6 +129,11 @@ SETTINGS: list[Setting] = [
             per_connection=True),
     Setting("SALES_INVOICE_CHANGE_TYPES", "created",
             "Which sales-invoice changes are announced: comma list of `created,updated,deleted`.",
+            per_connection=True),
+    Setting("TRIGGERS", "",
+            "More triggers, as a JSON list of declarations (entity set, standard or custom API, queue, "
+            "change types, children, `$select`, watched fields): see docs/entities.md. A declaration "
+            "of `items`, `salesShipments` or `salesInvoices` replaces that seed trigger.",
             per_connection=True),
     Setting("ENTRA_AUTHORITY_HOST", "https://login.microsoftonline.com",
             "Entra ID host; authority = {host}/{tenant}. Point at the emulator for local runs.",
@@ -216,6 +222,11 @@ class ConnectionSettings:
     sales_invoice_change_types: frozenset[str]
     authority_host: str
     api_host: str
+    triggers: tuple[Trigger, ...] = ()
+
+    def trigger(self, key: str) -> Trigger | None:
+        """The trigger with this key (entity set, or `publisher/group/version/entitySet`), if declared."""
+        return next((t for t in self.triggers if t.key == key), None)
 
     @property
     def authority(self) -> str:
@@ -332,11 +343,27 @@ def _parse_bool(name: str, value: str) -> bool:
 
 
 def _parse_changes(name: str, value: str) -> frozenset[str]:
-    changes = frozenset(c.strip().lower() for c in value.split(",") if c.strip())
-    unknown = sorted(changes - set(CHANGE_TYPES))
-    if unknown:
-        raise SettingsError(f"{name} is a comma list of {','.join(CHANGE_TYPES)}, not {value!r}")
-    return changes
+    try:
+        return parse_changes(name, value)
+    except DeclarationError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def seed_triggers(conn: ConnectionSettings) -> tuple[Trigger, ...]:
+    """The seed's webhook triggers with the connection's options (`PULL_*`, `*_CHANGE_TYPES`)."""
+    def children(on: bool, name: str) -> tuple[str, ...]:
+        return (name,) if on else ()
+
+    return (
+        Trigger("items", QUEUE_ITEMS, "item", changes=conn.item_change_types,
+                expand=children(conn.pull_item_variants, "itemVariants")),
+        Trigger("salesShipments", QUEUE_SALES_SHIPMENTS, "salesShipment",
+                changes=conn.sales_shipment_change_types,
+                expand=children(conn.pull_sales_shipment_lines, "salesShipmentLines")),
+        Trigger("salesInvoices", QUEUE_SALES_INVOICES, "salesInvoice",
+                changes=conn.sales_invoice_change_types,
+                expand=children(conn.pull_sales_invoice_lines, "salesInvoiceLines")),
+    )
 
 
 class _Reader:
@@ -382,7 +409,7 @@ def _connection(reader: _Reader, name: str) -> ConnectionSettings:
         raise SettingsError(
             f"connection {name!r}: BC_GRANT_TYPE must be authorization_code or client_credentials"
         )
-    return ConnectionSettings(
+    conn = ConnectionSettings(
         name=name,
         tenant=reader.required("BC_TENANT", prefix, name),
         environment=reader.required("BC_ENVIRONMENT", prefix, name),
@@ -407,6 +434,12 @@ def _connection(reader: _Reader, name: str) -> ConnectionSettings:
         authority_host=reader.get("ENTRA_AUTHORITY_HOST", prefix).strip(),
         api_host=reader.get("BC_API_HOST", prefix).strip(),
     )
+    setting = f"{prefix}__TRIGGERS" if prefix and f"{prefix}__TRIGGERS" in reader.env else "TRIGGERS"
+    try:
+        triggers = parse_triggers(setting, reader.get("TRIGGERS", prefix), seed_triggers(conn))
+    except DeclarationError as exc:
+        raise SettingsError(f"connection {name!r}: {exc}") from None
+    return replace(conn, triggers=triggers)
 
 
 def load_storage_settings(env: Mapping[str, str] | None = None) -> StorageSettings:

@@ -20,21 +20,21 @@ from connector.bc.errors import BCError, BCNotFound
 from connector.bc.keys import InvalidKey, checked_guid, subscription_path
 from connector.bc.timestamps import iso, utc_now
 from connector.connections import for_each_connection, results_or_raise
+from connector.declarations import STANDARD_API, Trigger
 from connector.leases import Lease
 from connector.runtime import Runtime
 from connector.settings import TABLE_SUBSCRIPTIONS
-from connector.storage import read_entity
+from connector.storage import read_entity, table_key
 from connector.webhooks.client_state import client_state, key_id, signing_key
 from connector.webhooks.subscription_plan import (
     Action,
     notification_url,
     plan_subscription,
-    resource_path,
     server_now,
     stray_subscriptions,
+    watched_resource,
 )
 from connector.webhooks.sweep import start_trigger
-from connector.webhooks.triggers import TRIGGERS, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -47,25 +47,46 @@ class SubscriptionRunBusy(RuntimeError):
 
 # ---- BC and storage edges ------------------------------------------------------------------------
 
-def supported_entity_sets(bc: BCClient, company_id: str) -> set[str] | None:
-    """The v2.0 entity sets BC can watch in this company; None when BC cannot say."""
+def runtime_api(bc: BCClient, company_id: str, entity_set: str) -> str:
+    """A company's entity set of BC's `microsoft/runtime/beta` API (webhookSupportedResources, apiRoutes)."""
     company = checked_guid(company_id, "companyId")
-    url = f"{bc.environment_root}/api/microsoft/runtime/beta/companies({company})/webhookSupportedResources"
+    return f"{bc.environment_root}/api/microsoft/runtime/beta/companies({company})/{entity_set}"
+
+
+def supported_resources(bc: BCClient, company_id: str) -> set[str] | None:
+    """The resources BC can watch in this company (`v2.0/items`, `contoso/shop/v1.0/webOrders`);
+    None when BC cannot say."""
     try:
-        rows = list(bc.iter_entities(url, {"$filter": "resource eq 'v2.0*'"}))
+        rows = list(bc.iter_entities(runtime_api(bc, company_id, "webhookSupportedResources")))
     except BCError as exc:
         if exc.retryable:
             raise
         log.warning("subscriptions: webhookSupportedResources unavailable (%s); trying every resource", exc)
         return None
-    return {str(r.get("resource", "")).split("/", 1)[-1] for r in rows}
+    return {str(r.get("resource", "")) for r in rows}
 
 
-def list_remote(bc: BCClient) -> tuple[datetime, dict[str, dict[str, Any]]]:
-    """BC's time and its subscriptions of this environment by id."""
+def subscriptions_path(bc: BCClient, api: str, subscription_id: str | None = None) -> str:
+    """BC's subscriptions of an API route (a custom API's subscriptions live under its own route,
+    bc-api.md §7.1), or one of them."""
+    path = "subscriptions" if subscription_id is None else subscription_path(subscription_id)
+    return path if api == STANDARD_API else f"{bc.environment_root}/api/{api}/{path}"
+
+
+def api_of(resource: str) -> str:
+    """The API route a subscription's resource belongs to (`v2.0` when it cannot tell)."""
+    where = watched_resource(resource)
+    return where[1].rsplit("/", 1)[0] if where and "/" in where[1] else STANDARD_API
+
+
+def list_remote(bc: BCClient, apis: set[str] = frozenset()) -> tuple[datetime, dict[str, dict[str, Any]]]:
+    """BC's time and its subscriptions of this environment by id (those of the standard API's route
+    and of every custom API route in `apis`)."""
     pages = bc.pages("subscriptions")
     first = next(pages)
     subs = [*first.entities, *(s for page in pages for s in page.entities)]
+    for api in sorted(apis - {STANDARD_API}):
+        subs += bc.iter_entities(subscriptions_path(bc, api))
     return server_now(first.headers.get("Date")), {s["subscriptionId"]: s for s in subs}
 
 
@@ -100,7 +121,7 @@ class SubscriptionRun:
         self.directory = runtime.subscription_directory
 
     def row_key(self, trigger: Trigger) -> str:
-        return f"{self.company_id}:{trigger.entity_set}"
+        return table_key(f"{self.company_id}:{trigger.key}")
 
     def load_row(self, trigger: Trigger) -> dict[str, Any] | None:
         found = read_entity(self.table, self.connection, self.row_key(trigger))
@@ -112,7 +133,7 @@ class SubscriptionRun:
         sub = sub or {}
         row = {
             "PartitionKey": self.connection, "RowKey": self.row_key(trigger), "company_id": self.company_id,
-            "entity_set": trigger.entity_set, "resource": resource_path(self.company_id, trigger.entity_set),
+            "entity_set": trigger.key, "resource": trigger.resource_path(self.company_id),
             "subscription_id": sub.get("subscriptionId", ""), "etag": sub.get("@odata.etag", ""),
             "expires_at": sub.get("expirationDateTime", ""), "status": status, "last_error": error,
             "client_state_nonce": nonce, "client_state_key": key,
@@ -125,23 +146,25 @@ class SubscriptionRun:
 
     def create(self, trigger: Trigger) -> dict[str, Any]:
         nonce = secrets.token_urlsafe(32)
-        body = {"notificationUrl": self.url, "resource": resource_path(self.company_id, trigger.entity_set),
+        body = {"notificationUrl": self.url, "resource": trigger.resource_path(self.company_id),
                 "clientState": client_state(self.key, nonce)}
-        sub = self.bc.post("subscriptions", body)
+        sub = self.bc.post(subscriptions_path(self.bc, trigger.api), body)
         log.info("subscriptions %s: created %s for %s (expires %s)", self.connection, sub["subscriptionId"],
-                 trigger.entity_set, sub.get("expirationDateTime"))
+                 trigger.key, sub.get("expirationDateTime"))
         return self.save(trigger, "active", sub=sub, nonce=nonce, key=self.key_id)
 
     def renew(self, trigger: Trigger, row: dict[str, Any], remote: dict[str, Any]) -> dict[str, Any]:
         body = {"notificationUrl": self.url, "clientState": client_state(self.key, row["client_state_nonce"])}
-        sub = self.bc.patch(subscription_path(remote["subscriptionId"]), body, etag=remote["@odata.etag"])
+        sub = self.bc.patch(subscriptions_path(self.bc, trigger.api, remote["subscriptionId"]), body,
+                            etag=remote["@odata.etag"])
         log.info("subscriptions %s: renewed %s for %s (expires %s)", self.connection, sub["subscriptionId"],
-                 trigger.entity_set, sub.get("expirationDateTime"))
+                 trigger.key, sub.get("expirationDateTime"))
         return self.save(trigger, "active", sub=sub, nonce=row["client_state_nonce"], key=self.key_id)
 
     def delete_remote(self, sub: dict[str, Any]) -> None:
         try:
-            self.bc.delete(subscription_path(sub["subscriptionId"]), sub.get("@odata.etag") or "*")
+            path = subscriptions_path(self.bc, api_of(str(sub.get("resource", ""))), sub["subscriptionId"])
+            self.bc.delete(path, sub.get("@odata.etag") or "*")
         except (BCNotFound, InvalidKey):  # an id that is no key cannot exist in BC
             pass
         self.directory.forget(sub["subscriptionId"])
@@ -186,32 +209,33 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
                                           "to another runner; stopped")
 
         run = SubscriptionRun(runtime, conn.name, company_id)
-        now, remote = list_remote(run.bc)
-        supported = supported_entity_sets(run.bc, company_id)
+        now, remote = list_remote(run.bc, {t.api for t in conn.triggers})
+        supported = supported_resources(run.bc, company_id)
         renew_before = timedelta(hours=runtime.settings.subscription_renew_before_hours)
         summary = ReconcileSummary(conn.name, company_id)
         owned: set[str] = set()
-        for trigger in TRIGGERS:
+        for trigger in conn.triggers:
             keep_lease()
             start_trigger(runtime, conn.name, company_id, trigger, keep_lease)
             row = run.load_row(trigger)
             current = remote.get(row["subscription_id"]) if row and row.get("subscription_id") else None
-            can_watch = None if supported is None else trigger.entity_set in supported
+            can_watch = None if supported is None else trigger.resource in supported
             action = plan_subscription(row, current, can_watch, now, renew_before, run.url, run.key_id)
             try:
                 done, row = run.apply(trigger, action, row, current)
             except BCError as exc:
                 log.warning("subscriptions %s: %s of %s failed: %s", conn.name, action.name.lower(),
-                            trigger.entity_set, exc)
-                summary.failed.append({"entitySet": trigger.entity_set, "error": str(exc)})
+                            trigger.key, exc)
+                summary.failed.append({"entitySet": trigger.key, "error": str(exc)})
                 if row is not None:
                     owned.add(row.get("subscription_id", ""))
                 run.save(trigger, "failed", sub=current, nonce=(row or {}).get("client_state_nonce", ""),
                          key=(row or {}).get("client_state_key", ""), error=str(exc))
                 continue
-            summary.done[done].append(trigger.entity_set)
+            summary.done[done].append(trigger.key)
             owned.add(row["subscription_id"])
-        for stray in stray_subscriptions(remote.values(), owned, company_id, run.url):
+        for stray in stray_subscriptions(remote.values(), owned, company_id, run.url,
+                                         [t.key for t in conn.triggers]):
             keep_lease()
             try:
                 run.delete_remote(stray)
@@ -252,7 +276,8 @@ def delete_subscriptions(runtime: Runtime, connection: str | None = None) -> lis
         for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": conn.name}):
             if row.get("subscription_id"):
                 try:
-                    bc.delete(subscription_path(row["subscription_id"]), "*")
+                    api = api_of(row.get("resource", ""))
+                    bc.delete(subscriptions_path(bc, api, row["subscription_id"]), "*")
                 except (BCNotFound, InvalidKey):  # an id that is no key cannot exist in BC
                     pass
                 runtime.subscription_directory.forget(row["subscription_id"])
