@@ -19,6 +19,7 @@ from connector.bc.timestamps import bc_datetime, iso, parse_iso, utc_now
 from connector.connections import for_each_connection, results_or_raise
 from connector.cursors import CursorTable, ReadCursor, ReadInterrupted, newest_modified
 from connector.declarations import Trigger
+from connector.health.events import GAP_FILLED
 from connector.leases import Lease
 from connector.runtime import Runtime
 from connector.webhooks.dedupe import DedupeScope
@@ -190,6 +191,7 @@ class SweepRun:
                 log.warning("sweep %s: stopped: %s", self.connection, exc)
                 break
         log.info("sweep %s: %s", self.connection, [r.as_dict() for r in results])
+        self.report_gaps(results)
         if errors:
             raise errors[0]
         return results
@@ -232,6 +234,17 @@ class SweepRun:
         assert moved is not None
         self.dedupe.purge_gone(scope)
         return SweepResult(trigger.key, count.emitted, count.skipped, iso(moved))
+
+    def report_gaps(self, results: list[SweepResult]) -> None:
+        """One `bc.connector.gap.filled` per trigger that announced changes the webhooks missed."""
+        for result in results:
+            if result.emitted:
+                self.runtime.health.emit(
+                    GAP_FILLED, connection=self.connection, company_id=self.company_id,
+                    occurrence=f"{self.owner}:{result.entity_set}",
+                    summary=f"the sweep announced {result.emitted} {result.entity_set} change(s) the "
+                            "webhooks missed", details={"entitySet": result.entity_set,
+                                                        "missed": result.emitted})
 
     def renew_lease(self) -> None:
         if not self.lease.renew():
