@@ -17,7 +17,7 @@ from azure.data.tables import UpdateMode
 
 from connector.bc.client import BCClient
 from connector.bc.errors import BCError, BCNotFound
-from connector.bc.keys import InvalidKey, checked_guid, subscription_path
+from connector.bc.keys import InvalidKey, subscription_path
 from connector.bc.timestamps import iso, utc_now
 from connector.connections import for_each_connection, results_or_raise
 from connector.declarations import STANDARD_API, Trigger
@@ -28,6 +28,7 @@ from connector.settings import TABLE_SUBSCRIPTIONS
 from connector.storage import read_entity, table_key
 from connector.webhooks.bc_logs import describe, failed_notifications, read_webhook_logs, removal_reason
 from connector.webhooks.client_state import client_state, key_id, signing_key
+from connector.webhooks.discovery import supported_resources
 from connector.webhooks.subscription_plan import (
     Action,
     notification_url,
@@ -49,25 +50,6 @@ class SubscriptionRunBusy(RuntimeError):
 
 
 # ---- BC and storage edges ------------------------------------------------------------------------
-
-def runtime_api(bc: BCClient, company_id: str, entity_set: str) -> str:
-    """A company's entity set of BC's `microsoft/runtime/beta` API (webhookSupportedResources, apiRoutes)."""
-    company = checked_guid(company_id, "companyId")
-    return f"{bc.environment_root}/api/microsoft/runtime/beta/companies({company})/{entity_set}"
-
-
-def supported_resources(bc: BCClient, company_id: str) -> set[str] | None:
-    """The resources BC can watch in this company (`v2.0/items`, `contoso/shop/v1.0/webOrders`);
-    None when BC cannot say."""
-    try:
-        rows = list(bc.iter_entities(runtime_api(bc, company_id, "webhookSupportedResources")))
-    except BCError as exc:
-        if exc.retryable:
-            raise
-        log.warning("subscriptions: webhookSupportedResources unavailable (%s); trying every resource", exc)
-        return None
-    return {str(r.get("resource", "")) for r in rows}
-
 
 def subscriptions_path(bc: BCClient, api: str, subscription_id: str | None = None) -> str:
     """BC's subscriptions of an API route (a custom API's subscriptions live under its own route,

@@ -231,9 +231,7 @@ class MasterRules:
             self._variant(company, data, values, parent)
         elif set_name == "vendors":
             data.update(blocked="_x0020_", currencyCode=company.lcy_code)
-            data.update(values)
-            if not data["displayName"].strip():
-                raise dialog('A "displayName" must be provided.')
+            data.update(values)  # unlike customers, page 30010 does not require a name
             data["number"] = data["number"] or self.store.next_number(company, "V", 1, 5)
             data.update(resolve_currency(company, values, data))
         elif set_name == "webOrders":  # the partner page's own number series
