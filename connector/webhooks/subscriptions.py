@@ -22,7 +22,7 @@ from connector.bc.timestamps import iso, utc_now
 from connector.connections import for_each_connection, results_or_raise
 from connector.declarations import STANDARD_API, Trigger
 from connector.health.events import SUBSCRIPTION_FAILING, SUBSCRIPTION_RECREATED
-from connector.leases import Lease
+from connector.leases import LEASE_SECONDS, Lease
 from connector.runtime import Runtime
 from connector.settings import TABLE_SUBSCRIPTIONS
 from connector.storage import read_entity, table_key
@@ -41,7 +41,6 @@ from connector.webhooks.sweep import start_trigger
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 300.0
 _UNREAD = object()  # BC's webhook log, read at most once per run
 
 
