@@ -15,6 +15,7 @@ from typing import Any
 
 from azure.data.tables import TableClient
 
+from connector.errors import ConnectorError
 from connector.storage import delete_if_match, insert_entity, read_entity, replace_if_match, table_key
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,10 @@ CLAIM_WAIT_SECONDS = 20.0  # how long a second delivery of a key waits for the f
 MAX_DEFER_SECONDS = 7 * 24 * 3600  # longest queue message visibility timeout
 
 
-class ClaimBusy(Exception):
+class ClaimBusy(ConnectorError):
     """Another delivery with the same key is still creating its order; try again later."""
+
+    http_status = 409
 
 
 class ClaimState(enum.StrEnum):

@@ -20,6 +20,7 @@ from connector.bc.errors import BCError, BCNotFound
 from connector.bc.keys import InvalidKey, checked_guid, subscription_path
 from connector.bc.timestamps import iso, utc_now
 from connector.connections import for_each_connection, results_or_raise
+from connector.errors import ConnectorError
 from connector.leases import Lease
 from connector.runtime import Runtime
 from connector.settings import TABLE_SUBSCRIPTIONS
@@ -41,8 +42,11 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 300.0
 
 
-class SubscriptionRunBusy(RuntimeError):
+class SubscriptionRunBusy(ConnectorError, RuntimeError):
     """Another runner is reconciling this connection's subscriptions right now."""
+
+    code = "AlreadyRunning"
+    http_status = 409
 
 
 # ---- BC and storage edges ------------------------------------------------------------------------
