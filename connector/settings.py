@@ -101,8 +101,9 @@ class Setting:
     global secret: empty until used) and meaning.
 
     `per_connection`: it may be prefixed per connection (every field of `ConnectionSettings` is).
-    `host_binding`: the Functions host resolves it itself (`%NAME%` in a trigger), so it must exist as
-    an app setting and Bicep deploys it with its default; the code's default covers every other one.
+    `host_binding`: the Functions host resolves it itself (`%NAME%` in a trigger, or a host setting
+    such as FUNCTIONS_REQUEST_BODY_SIZE_LIMIT), so it must exist as an app setting and Bicep deploys it
+    with its default; the code's default covers every other one.
     `local`: its value in `local.settings.example.json` (the bundled emulator) where that differs.
     `minimum`/`choices`: validation of a number / of a value or each item of a comma list.
     """
@@ -389,6 +390,11 @@ class Settings:
         "as errors (the sweep recovers them). BC sends up to 1,000 notifications per subscription "
         "(~400 KB) in one POST for all subscriptions of a URL: three trigger subscriptions ~1.2 MB.",
         minimum=1024)
+    functions_request_body_size_limit: int = setting(
+        "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT", "8388608",
+        "Read by the Functions host (and the local host): a request body larger than this gets 413 "
+        "before any function sees it (Azure's default is 100 MB). Twice WEBHOOK_MAX_BODY_BYTES, so "
+        "the receiver still acknowledges a genuine oversized BC bundle.", host_binding=True, minimum=1024)
     auth_flow_ttl_seconds: int = setting("AUTH_FLOW_TTL_SECONDS", "600",
                                          "How long a started sign-in may take.", minimum=1)
     telemetry: TelemetrySettings = _nested(TelemetrySettings)

@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 500  # entities per BC page (documents come with their lines)
 BASELINE_PAGE_SIZE = 20000  # ids only
-LEASE_MARGIN_SECONDS = 120.0  # lease TTL beyond the time budget (a slow last page, retries)
 BC_TICK = timedelta(milliseconds=1)  # the resolution of BC's lastModifiedDateTime
 BASELINING = "baselining"  # the state of a cursor row whose trigger is being set up
 BASELINE_STALE_SECONDS = 600.0  # the functionTimeout: a set-up not refreshed this long has died
@@ -259,7 +258,7 @@ def sweep(runtime: Runtime, connection: str | None = None,
     conn = runtime.settings.connection(connection)
     company_id = runtime.company_id(conn.name)
     max_seconds = runtime.settings.sweep_max_seconds
-    lease = Lease(runtime.storage, f"sweep:{conn.name}", ttl_seconds=max_seconds + LEASE_MARGIN_SECONDS)
+    lease = Lease(runtime.storage, f"sweep:{conn.name}")
     with lease as acquired:
         if not acquired:
             log.info("sweep %s: another run is in progress; skipped", conn.name)
