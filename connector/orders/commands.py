@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from connector.bc.client import BCClient
 from connector.bc.errors import BCError
 from connector.declarations import Command
+from connector.errors import is_permanent
 from connector.orders.claims import Claim, ClaimBusy, OrderClaims
 from connector.orders.schema import OrderRejected, ResultError, SalesOrderResult, load_json
 from connector.orders.send import (
@@ -28,7 +29,6 @@ from connector.orders.send import (
     answer_from_claim,
     connection_hint,
     failure_error,
-    is_permanent,
     message_field,
 )
 from connector.orders.variants import odata_string
