@@ -19,6 +19,7 @@ from typing import Any
 from azure.data.tables import TableClient
 
 from connector.bc.timestamps import bc_datetime, iso, parse_iso, utc_now
+from connector.errors import ConnectorError
 from connector.rows import RowWarnings, Warn, read_datetime, read_text, where
 from connector.settings import TABLE_CURSORS
 from connector.storage import (
@@ -40,8 +41,10 @@ CURSOR_SKEW = timedelta(minutes=15)  # a time further ahead of our clock than th
 LONGEST_TEXT = 16384  # a next link, a phase or a state longer than this is not believed
 
 
-class ReadInterrupted(RuntimeError):
+class ReadInterrupted(ConnectorError, RuntimeError):
     """Another runner took this read over (its lease was lost, or its cursor row written underneath)."""
+
+    internal = True
 
 
 def earliest(*moments: datetime | None) -> datetime | None:
