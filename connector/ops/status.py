@@ -154,8 +154,9 @@ def throughput(order_rows: Iterable[Mapping[str, Any]],
 
 def _recent_throughput(storage: Storage, now: datetime) -> dict[str, dict[str, dict[str, int]]]:
     since = now - THROUGHPUT_WINDOW
-    orders = storage.table(TABLE_ORDERS).query_entities(
-        "claimedAt ge @since", parameters={"since": since}, select=["PartitionKey", "state"])
+    orders = storage.table(TABLE_ORDERS).query_entities(  # rows before snake_case: `claimedAt`
+        "claimed_at ge @since_text or claimedAt ge @since",
+        parameters={"since": since, "since_text": iso(since)}, select=["PartitionKey", "state"])
     announced = storage.table(TABLE_DEDUPE).query_entities(
         "state eq 'emitted' and Timestamp ge @since", parameters={"since": since}, select=["PartitionKey"])
     return throughput(orders, announced)
