@@ -149,7 +149,7 @@ class KeyLookups:
 
     def __init__(self, linger: float = LINGER_SECONDS, max_chars: int = MAX_FILTER_CHARS):
         self.linger, self.max_chars = linger, max_chars
-        self._lookups: dict[tuple[int, str, str, str, str], KeyLookup] = {}
+        self._lookups: dict[tuple[int, str, str, str, str, str], KeyLookup] = {}
         self._lock = threading.Lock()
         self._cond = threading.Condition()  # shared by every lookup: one count of deliveries coming
         self._coming = 0
@@ -169,12 +169,13 @@ class KeyLookups:
                 self._cond.notify_all()
 
     def get(self, bc: BCClient, company_id: str, entity_set: str, key_field: str,
-            select: str = "") -> KeyLookup:
-        """The lookup of `entity_set` by `key_field` in a company (InvalidKey unless a GUID)."""
-        ident = (id(bc), company_id.lower(), entity_set, key_field, select)
+            select: str = "", *, api: str = "v2.0") -> KeyLookup:
+        """The lookup of `entity_set` (of the standard API, or of a custom API's route) by `key_field`
+        in a company (InvalidKey unless a GUID)."""
+        ident = (id(bc), company_id.lower(), api, entity_set, key_field, select)
         with self._lock:
             lookup = self._lookups.get(ident)
             if lookup is None or lookup.bc is not bc:
                 lookup = self._lookups[ident] = KeyLookup(
-                    self, bc, bc.company_path(company_id, entity_set), key_field, select)
+                    self, bc, bc.api_path(api, company_id, entity_set), key_field, select)
             return lookup

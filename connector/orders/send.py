@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from connector.bc.client import BCClient
 from connector.bc.errors import BCError
 from connector.bc.lookups import KeyLookup, Ticket, odata_string
+from connector.declarations import SALES_ORDERS, Command
 from connector.errors import describe, is_permanent
 from connector.orders.claims import (
     MAX_DEFER_SECONDS,
@@ -55,8 +56,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ORDER_SET, ORDER_KEY = "salesOrders", "externalDocumentNumber"  # what a key check asks for
-ORDER_SELECT = "id,number,externalDocumentNumber"
 MAX_ECHOED_KEY = 1000  # a longer (invalid) key is not echoed: the result must fit in a queue message
 DEFER_MARGIN_SECONDS = 5  # a message deferred behind an uncertain claim returns this long after its window
 
@@ -73,6 +72,7 @@ class OrderDelivery:
     message_id: str
     dequeue_count: int
     max_dequeue_count: int
+    queue: str = QUEUE_SALES_ORDERS  # where it came from (a deferred copy goes back there)
 
     @property
     def last_attempt(self) -> bool:
@@ -156,11 +156,22 @@ def deep_insert_body(order: SalesOrderMessage, variant_ids: Mapping[tuple[str, s
 
 # ------------------------------------------------------------------------------------ BC lookups
 
-def find_order(bc: BCClient, company_id: str, key: str) -> dict[str, Any] | None:
-    """The order BC already has for an external document number, or None (one GET of its own; the
-    flow shares batched GETs instead, `KeyLookup`)."""
-    found = bc.get(bc.company_path(company_id, ORDER_SET),
-                   {"$filter": f"{ORDER_KEY} eq {odata_string(key)}", "$select": ORDER_SELECT})
+def key_select(command: Command) -> str:
+    return f"id,number,{command.key_field}"
+
+
+def key_lookup(runtime: Runtime, bc: BCClient, company_id: str, command: Command) -> KeyLookup:
+    """The batched key check of a command's entity set in a company (`connector/bc/lookups.py`)."""
+    return runtime.key_lookups.get(bc, company_id, command.entity_set, command.key_field,
+                                   key_select(command), api=command.api)
+
+def find_order(bc: BCClient, company_id: str, key: str, command: Command = SALES_ORDERS
+               ) -> dict[str, Any] | None:
+    """The order (or a command's document) BC already has for its key, or None (one GET of its own;
+    the flow shares batched GETs instead, `KeyLookup`)."""
+    found = bc.get(bc.api_path(command.api, company_id, command.entity_set),
+                   {"$filter": f"{command.key_field} eq {odata_string(key)}",
+                    "$select": key_select(command)})
     orders = found.get("value", [])
     return orders[0] if orders else None
 
@@ -240,7 +251,7 @@ def send_order(runtime: Runtime, order: SalesOrderMessage, delivery: OrderDelive
     bc = runtime.bc(connection)
     company_id = runtime.company_id(connection, order.company)
     key = order.idempotency_key
-    lookup = runtime.key_lookups.get(bc, company_id, ORDER_SET, ORDER_KEY, ORDER_SELECT)
+    lookup = key_lookup(runtime, bc, company_id, SALES_ORDERS)
     if ticket is None:
         ticket = lookup.coming()
     if key is None:
@@ -252,7 +263,8 @@ def send_order(runtime: Runtime, order: SalesOrderMessage, delivery: OrderDelive
         held = claims.acquire(key, delivery.message_id)
         if isinstance(held, Claim):
             return answer_from_claim(runtime, held, key, delivery)
-        return OrderAttempt(runtime, bc, company_id, key, delivery, claims, held, lookup, ticket).run(body)
+        return OrderAttempt(runtime, bc, company_id, key, delivery, claims, held, SALES_ORDERS, lookup,
+                            ticket).run(body)
     finally:
         ticket.cancel()
 
@@ -273,10 +285,14 @@ class OrderAttempt:
 
     def __init__(self, runtime: Runtime, bc: BCClient, company_id: str, key: str | None,
                  delivery: OrderDelivery, claims: OrderClaims, held: HeldClaim,
-                 lookup: KeyLookup, ticket: Ticket | None = None):
+                 command: Command = SALES_ORDERS, lookup: KeyLookup | None = None,
+                 ticket: Ticket | None = None):
         self.runtime, self.bc, self.company_id, self.key = runtime, bc, company_id, key
         self.delivery, self.claims, self.held = delivery, claims, held
-        self.lookup, self.ticket = lookup, ticket
+        self.command = command  # what is created where: sales orders, or a declared document command
+        # the key check, batched with other deliveries' (`ticket`: this one was announced)
+        self.lookup = lookup or key_lookup(runtime, bc, company_id, command)
+        self.ticket = ticket
         self.window = runtime.settings.sales_order_ambiguity_seconds
         self.uncertain_since = held.ambiguous_since if key is not None else None
         self.ambiguous_posts = held.ambiguous_posts
@@ -312,10 +328,11 @@ class OrderAttempt:
     def post(self, body: dict[str, Any]) -> SalesOrderResult | Deferral:
         """The one POST; after an ambiguous failure, the order BC committed anyway, or a deferral."""
         try:
-            created = self.bc.post(self.bc.company_path(self.company_id, "salesOrders"), body,
-                                   {"$expand": "salesOrderLines"})
-            log.info("sales order %r: BC order %s created with %d line(s)", self.key, created.get("number"),
-                     len(created.get("salesOrderLines", [])))
+            command = self.command
+            created = self.bc.post(self.bc.api_path(command.api, self.company_id, command.entity_set), body,
+                                   {"$expand": command.lines} if command.lines else None)
+            log.info("%s %r: BC %s %s created with %d line(s)", command.name, self.key, command.entity_set,
+                     created.get("number"), len(created.get(command.lines, [])))
         except BCError as exc:
             if not exc.ambiguous:
                 raise
@@ -390,8 +407,8 @@ def defer_behind(runtime: Runtime, claim: Claim, key: str, delivery: OrderDelive
 
 
 def send_copy(runtime: Runtime, delivery: OrderDelivery, delay: int) -> str:
-    """Put a copy of the message text back on `sales-orders`, invisible for `delay` seconds; its id."""
+    """Put a copy of the message text back on its queue, invisible for `delay` seconds; its id."""
     # time_to_live=-1: the copy must not expire while it waits (up to 7 days).
-    copy = runtime.storage.queue(QUEUE_SALES_ORDERS).send_message(delivery.text, visibility_timeout=delay,
-                                                                  time_to_live=-1)
+    copy = runtime.storage.queue(delivery.queue).send_message(delivery.text, visibility_timeout=delay,
+                                                              time_to_live=-1)
     return str(copy.id)
