@@ -98,6 +98,7 @@ class BCClient:
         connection: str = "",
         sleep: Callable[[float], None] = time.sleep,
         telemetry: Telemetry | None = None,
+        on_throttled_out: Callable[[str], None] | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.api_root = ApiRoot.of(self.base_url)  # the only origin the token is sent to
@@ -109,6 +110,7 @@ class BCClient:
         self.connection = connection
         self._sleep = sleep
         self.telemetry = telemetry or get_telemetry()
+        self._on_throttled_out = on_throttled_out  # BC kept answering 429 through every retry
         self._verify = verify  # per request: REQUESTS_CA_BUNDLE would override Session.verify
         self._principal = ("", connection)  # (token, whom BC counts it against)
         self.session = requests.Session()
@@ -186,10 +188,12 @@ class BCClient:
                 if isinstance(error, requests.Response):
                     return error
             can_retry = error.retryable and (idempotent or not error.ambiguous)
-            if not can_retry or attempt >= self.retry.max_retries:
-                raise error
             delay = self.retry.delay(attempt, error.retry_after)
-            if slept + delay > self.retry.total_sleep_max_seconds:
+            out_of_time = slept + delay > self.retry.total_sleep_max_seconds
+            if not can_retry or attempt >= self.retry.max_retries or out_of_time:
+                if error.status == 429 and attempt and self._on_throttled_out is not None:
+                    self._on_throttled_out(f"{method} {shown} still throttled after {attempt} retries "
+                                           f"({slept:.0f} s of back-off)")
                 raise error
             log.warning("bc %s: %s %s failed (%s); retry %d in %.1fs", self.connection, method,
                         shown, error.status or "no response", attempt + 1, delay)
@@ -202,7 +206,7 @@ class BCClient:
                  json_body: Any, headers: Mapping[str, str] | None, idempotent: bool,
                  force_token: bool) -> requests.Response | BCError:
         token = self._token(force_token)
-        all_headers = {"Authorization": f"Bearer {token}"}
+        all_headers = {"Authorization": f"Bearer {token}", "client-request-id": call.request_id}
         if json_body is not None:
             all_headers["Content-Type"] = "application/json"
         if headers:
