@@ -25,6 +25,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from connector.declarations import CHANGE_TYPES, DeclarationError, Trigger, parse_triggers
+
 # Queue, table and blob container names are part of the public contract (see CONTRACT/README).
 QUEUE_SALES_ORDERS = "sales-orders"
 QUEUE_SALES_ORDERS_POISON = "sales-orders-poison"
@@ -79,7 +81,6 @@ BLOB_CONTAINERS: tuple[str, ...] = (CONTAINER_EVENT_PAYLOADS, CONTAINER_SALES_OR
 # The containers the connector only reads: its identity gets Storage Blob Data Reader there, not Contributor.
 BLOB_CONTAINERS_READ_ONLY: tuple[str, ...] = (CONTAINER_SALES_ORDER_PAYLOADS,)
 
-CHANGE_TYPES = ("created", "updated", "deleted")  # what a trigger may announce: `bc.<entity>.<change>`
 GRANT_TYPES = ("authorization_code", "client_credentials")
 CLIENT_CREDENTIALS = ("secret", "managed-identity")
 TELEMETRY_EXPORTERS = ("", "none", "console", "otlp")
@@ -98,8 +99,9 @@ class Setting:
     global secret: empty until used) and meaning.
 
     `per_connection`: it may be prefixed per connection (every field of `ConnectionSettings` is).
-    `host_binding`: the Functions host resolves it itself (`%NAME%` in a trigger), so it must exist as
-    an app setting and Bicep deploys it with its default; the code's default covers every other one.
+    `host_binding`: the Functions host resolves it itself (`%NAME%` in a trigger, or a host setting
+    such as FUNCTIONS_REQUEST_BODY_SIZE_LIMIT), so it must exist as an app setting and Bicep deploys it
+    with its default; the code's default covers every other one.
     `local`: its value in `local.settings.example.json` (the bundled emulator) where that differs.
     `minimum`/`choices`: validation of a number / of a value or each item of a comma list.
     """
@@ -257,6 +259,16 @@ class ConnectionSettings:
     api_host: str = setting("BC_API_HOST", "https://api.businesscentral.dynamics.com",
                             "BC API host; base URL = {host}/v2.0/{tenant}/{environment}/api/v2.0.",
                             local="https://127.0.0.1:8443")
+    trigger_declarations: str = setting(
+        "TRIGGERS", "",
+        "More triggers, as a JSON list of declarations (entity set, standard or custom API, queue, "
+        "change types, children, `$select`, watched fields): see docs/entities.md. A declaration "
+        "of `items`, `salesShipments` or `salesInvoices` replaces that seed trigger.")
+    triggers: tuple[Trigger, ...] = ()  # the seed's and the declared ones (`_connection`)
+
+    def trigger(self, key: str) -> Trigger | None:
+        """The trigger with this key (entity set, or `publisher/group/version/entitySet`), if declared."""
+        return next((t for t in self.triggers if t.key == key), None)
 
     @property
     def authority(self) -> str:
@@ -401,6 +413,11 @@ class Settings:
         "as errors (the sweep recovers them). BC sends up to 1,000 notifications per subscription "
         "(~400 KB) in one POST for all subscriptions of a URL: three trigger subscriptions ~1.2 MB.",
         minimum=1024)
+    functions_request_body_size_limit: int = setting(
+        "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT", "8388608",
+        "Read by the Functions host (and the local host): a request body larger than this gets 413 "
+        "before any function sees it (Azure's default is 100 MB). Twice WEBHOOK_MAX_BODY_BYTES, so "
+        "the receiver still acknowledges a genuine oversized BC bundle.", host_binding=True, minimum=1024)
     auth_flow_ttl_seconds: int = setting("AUTH_FLOW_TTL_SECONDS", "600",
                                          "How long a started sign-in may take.", minimum=1)
     telemetry: TelemetrySettings = _nested(TelemetrySettings)
@@ -474,13 +491,32 @@ def read(cls: type, env: Mapping[str, str], *, prefix: str = "", connection: str
     return cls(**values)
 
 
+def seed_triggers(conn: ConnectionSettings) -> tuple[Trigger, ...]:
+    """The seed's webhook triggers with the connection's options (`PULL_*`, `*_CHANGE_TYPES`)."""
+    def children(on: bool, name: str) -> tuple[str, ...]:
+        return (name,) if on else ()
+
+    return (
+        Trigger("items", QUEUE_ITEMS, "item", changes=conn.item_change_types,
+                expand=children(conn.pull_item_variants, "itemVariants")),
+        Trigger("salesShipments", QUEUE_SALES_SHIPMENTS, "salesShipment",
+                changes=conn.sales_shipment_change_types,
+                expand=children(conn.pull_sales_shipment_lines, "salesShipmentLines")),
+        Trigger("salesInvoices", QUEUE_SALES_INVOICES, "salesInvoice",
+                changes=conn.sales_invoice_change_types,
+                expand=children(conn.pull_sales_invoice_lines, "salesInvoiceLines")),
+    )
+
+
 def _connection(env: Mapping[str, str], name: str) -> ConnectionSettings:
     prefix = "" if name == DEFAULT_CONNECTION else name.upper().replace("-", "_")
     try:
         conn = read(ConnectionSettings, env, prefix=prefix, connection=name, name=name)
         _check_credential(conn, prefix)
-        return conn
-    except SettingsError as e:
+        setting_name = f"{prefix}__TRIGGERS" if prefix and f"{prefix}__TRIGGERS" in env else "TRIGGERS"
+        triggers = parse_triggers(setting_name, conn.trigger_declarations, seed_triggers(conn))
+        return dataclasses.replace(conn, triggers=triggers)
+    except (SettingsError, DeclarationError) as e:
         if str(e).startswith("connection "):
             raise
         raise SettingsError(f"connection {name!r}: {e}") from None

@@ -128,7 +128,17 @@ def test_every_binding_expression_is_a_host_binding_setting():
     """`%NAME%` in a trigger is resolved by the Functions host from app settings, so Bicep must deploy it."""
     used = {name for p in (ROOT / "connector").rglob("*.py")
             for name in re.findall(r'"%([A-Z_]+)%"', p.read_text())}
-    assert used == {s.name for s in SETTINGS if s.host_binding}
+    assert used == {s.name for s in SETTINGS if s.host_binding} - HOST_SETTINGS
+
+
+HOST_SETTINGS = {"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"}  # read by the Functions host itself, not by a %NAME%
+
+
+def test_the_host_request_body_limit_is_deployed_and_leaves_room_over_the_receivers_cap():
+    [limit] = [s for s in SETTINGS if s.name == "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"]
+    [receiver] = [s for s in SETTINGS if s.name == "WEBHOOK_MAX_BODY_BYTES"]
+    assert limit.host_binding  # so Bicep deploys it as an app setting
+    assert int(receiver.default) < int(limit.default) <= 16 * 1024 * 1024  # far under Azure's 100 MB
 
 
 def test_readme_documents_every_setting():

@@ -326,12 +326,23 @@ def claim_check_schema() -> dict[str, Any]:
     dataref = {"type": "string", "format": "uri", "title": DATAREF,
                "description": "URL of a blob in container `sales-order-payloads` holding the order's "
                               "JSON object (a SalesOrderMessage)."}
+    integrity = {
+        "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$", "title": "sha256",
+                   "description": "SHA-256 of the blob's bytes, hex: a blob that differs fails with "
+                                  "DataRefMismatch."},
+        "size": {"type": "integer", "minimum": 0, "title": "size",
+                 "description": "The blob's length in bytes: a blob of another size fails with "
+                                "DataRefMismatch before it is downloaded."}}
     return {"$defs": order["$defs"], "additionalProperties": False,
             "description": "A `sales-orders` message whose order is in a blob (claim check, for orders "
-                           "over 64 KiB); its other fields are added to the blob's order.",
+                           "over 64 KiB), with the blob's SHA-256 and size; its other fields are added to "
+                           "the blob's order.",
             "examples": [{DATAREF: "https://<account>.blob.core.windows.net/sales-order-payloads/"
-                                   "WEB-100234.json", "externalDocumentNumber": "WEB-100234"}],
-            "properties": {DATAREF: dataref} | order["properties"], "required": [DATAREF],
+                                   "shop-eu/WEB-100234.json",
+                          "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                          "size": 48213, "externalDocumentNumber": "WEB-100234"}],
+            "properties": {DATAREF: dataref} | integrity | order["properties"],
+            "required": [DATAREF, "sha256", "size"],
             "title": "SalesOrderClaimCheck", "type": "object"}
 
 

@@ -26,11 +26,19 @@ from connector.settings import QUEUE_NOTIFICATIONS, Settings
 from connector.telemetry import current_traceparent
 from connector.webhooks.directory import KnownSubscription
 from connector.webhooks.notifications import pack_messages
-from connector.webhooks.triggers import BY_ENTITY_SET
 
 log = logging.getLogger(__name__)
 
 MAX_VALIDATION_TOKEN_CHARS = 1024  # BC's tokens are far shorter; a longer one is not echoed
+# Elements per POST. BC replaces a subscription's notifications by one `collection` once it has 1,000
+# in a run (bc-api.md §7.5), so one subscription contributes at most 999; one POST carries every
+# subscription of our URL (three triggers per company and connection). 10,000 leaves room for ten full
+# batches at once, and costs a few MB to parse; BC's own bodies stay far under it.
+MAX_ELEMENTS = 10_000
+# A BC element has 6 members, so its JSON has fewer than 12 commas (its strings are GUIDs, dates,
+# URLs and clientState, none with more than a few): a body with more commas than this holds more
+# values than MAX_ELEMENTS elements can, and is refused before parsing (4 MiB of `{},` is 1.4 M objects).
+MAX_COMMAS = MAX_ELEMENTS * 16
 PROCESSED_CHANGES = frozenset({"created", "collection"})
 OPTIONAL_CHANGES = frozenset({"updated", "deleted"})  # queued when the trigger announces them
 
@@ -53,8 +61,8 @@ class GarbledNotification(ValueError):
 
 
 class OversizedNotification(GarbledNotification):
-    """A body over WEBHOOK_MAX_BODY_BYTES: possibly a genuine bundle whose created entities are lost
-    unless the sweep finds them, so it is logged as an error."""
+    """A body over WEBHOOK_MAX_BODY_BYTES or MAX_ELEMENTS: possibly a genuine bundle whose created
+    entities are lost unless the sweep finds them, so it is logged as an error."""
 
 
 def handshake(params: Mapping[str, str]) -> Reply | None:
@@ -83,12 +91,18 @@ def parse_body(body: bytes, max_bytes: int) -> list[Any]:
     """The elements of `{"value": [...]}`; raises GarbledNotification."""
     if len(body) > max_bytes:
         raise OversizedNotification(f"body of {len(body)} bytes exceeds WEBHOOK_MAX_BODY_BYTES ({max_bytes})")
+    if body.count(b",") > MAX_COMMAS:  # priced before parsing: bytes.count is one pass in C
+        raise OversizedNotification(f"body of {len(body)} bytes holds more JSON values than "
+                                    f"{MAX_ELEMENTS} notifications can; not parsed")
     try:
         parsed = json.loads(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise GarbledNotification(f"body of {len(body)} bytes is not JSON") from None
     if not isinstance(parsed, dict) or not isinstance(parsed.get("value"), list):
         raise GarbledNotification('body is not {"value": [...]}')
+    if len(parsed["value"]) > MAX_ELEMENTS:
+        raise OversizedNotification(f"{len(parsed['value'])} notifications in one body, more than "
+                                    f"{MAX_ELEMENTS}")
     return parsed["value"]
 
 
@@ -163,9 +177,9 @@ def receive_request(params: Mapping[str, str], headers: Mapping[str, str], read_
 
 def announced_change(settings: Settings, sub: KnownSubscription, change: str) -> bool:
     """Does the trigger of `sub` announce `change` for its connection?"""
-    trigger = BY_ENTITY_SET.get(sub.entity_set)
     conn = settings.connections.get(sub.connection)
-    return trigger is not None and conn is not None and trigger.announces(conn, change)
+    trigger = conn.trigger(sub.entity_set) if conn is not None else None
+    return trigger is not None and trigger.announces(change)
 
 
 def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Runtime]) -> Reply:

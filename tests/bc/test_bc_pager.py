@@ -229,7 +229,7 @@ def test_a_sweep_resuming_from_a_foreign_saved_link_refuses_it_and_sends_no_toke
         "PartitionKey": "default", "RowKey": f"sweep:items:{company_id.lower()}", "cursor": now,
         "started_at": now, "updated_at": now, "run_started": now, "pending_cursor": "", "held_before": "",
         "next_link": f"{foreign.url}{API}/companies({company_id})/items?$skiptoken=1"})
-    [items] = [t for t in sweep.TRIGGERS if t.entity_set == "items"]
+    items = runtime.settings.connection("default").trigger("items")
     with pytest.raises(ForeignLink, match="saved link"):
         sweep.sweep(runtime, "default", (items,))
     assert foreign.seen == []

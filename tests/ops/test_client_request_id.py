@@ -21,7 +21,8 @@ def test_every_bc_request_of_a_trace_carries_its_trace_id_as_client_request_id(o
     assert spans and all(s.attributes["bc.client_request_id"] == str(uuid.UUID(TRACE_ID)) for s in spans[-2:])
 
 
-def test_a_bc_request_outside_any_trace_still_carries_a_client_request_id(runtime: Any, emulator: Any) -> None:
+def test_a_bc_request_outside_any_trace_still_carries_a_client_request_id(runtime: Any,
+                                                                          emulator: Any) -> None:
     runtime.bc().get("companies")
     emulator.clear_requests()
     runtime.bc().get("companies")
