@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.declarations import CHANGE_TYPES, DeclarationError, Trigger, parse_triggers
+from connector.errors import ConnectorError
 
 # Queue, table and blob container names are part of the public contract (see CONTRACT/README).
 QUEUE_SALES_ORDERS = "sales-orders"
@@ -89,8 +90,11 @@ BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 DEFAULT_CONNECTION = "default"
 
 
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names it."""
+class SettingsError(ConnectorError, ValueError):
+    """A setting is missing or malformed; the message names it (retryable: a fixed setting cures
+    the work that waits)."""
+
+    internal = True
 
 
 @dataclass(frozen=True)
@@ -438,7 +442,12 @@ class Settings:
             raise UnknownConnection(key, tuple(self.connections)) from None
 
 
-class UnknownConnection(KeyError):
+class UnknownConnection(ConnectorError, KeyError):
+    """A connection name that BC_CONNECTIONS does not declare (a route answers 404)."""
+
+    retryable = False
+    http_status = 404
+
     def __init__(self, name: str, known: tuple[str, ...]):
         super().__init__(name)
         self.name = name

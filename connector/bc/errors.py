@@ -3,19 +3,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from connector.errors import ConnectorError
+
 # BC answers these when the request may succeed later (bc-api.md §6.3, §8).
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # A non-idempotent request that got one of these may have been carried out before the failure.
 AMBIGUOUS_STATUSES = frozenset({408, 500, 502, 504})
 
 
-class BCError(Exception):
-    """A failed BC call.
+class BCError(ConnectorError):
+    """A failed BC call (a route answers 502: the gateway BC failed).
 
     `status` is the HTTP status (None when no response came), `code` BC's error code
     (`Internal_RecordNotFound`, ...), `retryable` whether trying again can help, `ambiguous` whether
     a write may have been carried out although it failed, `retry_after` BC's hint in seconds.
     """
+
+    http_status = 502
 
     def __init__(
         self,
@@ -29,11 +33,8 @@ class BCError(Exception):
         method: str = "",
         path: str = "",
     ):
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, code=code, retryable=retryable)
         self.status = status
-        self.code = code
-        self.retryable = retryable
         self.ambiguous = ambiguous
         self.retry_after = retry_after
         self.method = method
@@ -62,13 +63,17 @@ class BCConflict(BCError):
     """409/412: the record changed since it was read (stale ETag)."""
 
 
-class TokenUnavailable(Exception):
+class TokenUnavailable(ConnectorError):
     """No usable token for a connection: not signed in, or the refresh token was refused.
 
     `state` is `not-signed-in`, `refresh-failed` (a signed-in user's refresh token was refused) or
     `credentials-refused` (Entra refused the app's secret or client assertion); `fix` says what an
-    operator does about it. The message never contains a token.
+    operator does about it. The message never contains a token. Retryable: a sign-in or a fixed
+    registration cures it while the work waits; a route answers 409.
     """
+
+    http_status = 409
+    token_failure = True
 
     def __init__(self, connection: str, state: str, detail: str = "", fix: str = ""):
         text = f"connection {connection!r}: {state}" + (f" ({detail})" if detail else "")
@@ -79,9 +84,9 @@ class TokenUnavailable(Exception):
         self.state = state
         self.fix = fix
 
-    def as_dict(self) -> dict[str, str]:
-        """The refusal as a route's error body: code (the state), message and the fix."""
-        return {"code": self.state, "message": str(self), "fix": self.fix}
+    def as_dict(self) -> dict[str, Any]:
+        """The refusal as a route's error body: code, message, the token state and the fix."""
+        return {**super().as_dict(), "state": self.state, "fix": self.fix}
 
 
 def error_from_response(status: int, body: Any, *, method: str = "", path: str = "",

@@ -18,6 +18,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from connector.errors import ConnectorError
 from connector.telemetry import TRACEPARENT_PATTERN
 
 # Field types. Strict: BC refuses "5" for a number and 1 for a boolean, so the connector does too.
@@ -233,14 +234,15 @@ class SalesOrderResult(BaseModel):
         return self.model_dump_json()
 
 
-class OrderRejected(ValueError):
+class OrderRejected(ConnectorError, ValueError):
     """The order cannot be created as sent (retrying will not help); `code` and `message` say why,
     naming each field at fault."""
 
+    retryable = False
+    http_status = 400
+
     def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
 
 
 def _rule(message: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from azure.core.exceptions import AzureError
 
+from connector.errors import ConnectorError
 from connector.runtime import Runtime
 from connector.settings import QUEUE_NOTIFICATIONS, Settings
 from connector.telemetry import current_traceparent
@@ -56,8 +57,10 @@ class Reply:
 ACCEPTED = Reply(202)
 
 
-class GarbledNotification(ValueError):
+class GarbledNotification(ConnectorError, ValueError):
     """A notification body that cannot be read; the message says why (never the body itself)."""
+
+    retryable = False
 
 
 class OversizedNotification(GarbledNotification):

@@ -21,6 +21,7 @@ from connector.bc.keys import InvalidKey, subscription_path
 from connector.bc.timestamps import iso, utc_now
 from connector.connections import for_each_connection, results_or_raise
 from connector.declarations import STANDARD_API, Trigger
+from connector.errors import ConnectorError
 from connector.health.events import SUBSCRIPTION_FAILING, SUBSCRIPTION_RECREATED
 from connector.leases import LEASE_SECONDS, Lease
 from connector.runtime import Runtime
@@ -44,8 +45,11 @@ log = logging.getLogger(__name__)
 _UNREAD = object()  # BC's webhook log, read at most once per run
 
 
-class SubscriptionRunBusy(RuntimeError):
+class SubscriptionRunBusy(ConnectorError, RuntimeError):
     """Another runner is reconciling this connection's subscriptions right now."""
+
+    code = "AlreadyRunning"
+    http_status = 409
 
 
 # ---- BC and storage edges ------------------------------------------------------------------------

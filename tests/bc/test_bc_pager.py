@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 from connector.bc.budget import RequestBudget
-from connector.bc.client import BCClient, RetryPolicy
+from connector.bc.client import BCClient
 from connector.bc.pager import ForeignLink, RepeatedLink
 from connector.bc.timestamps import iso, utc_now
 from connector.items.pull import handle_pull_request, pull_company
+from connector.retry import RetryPolicy
 from connector.settings import TABLE_CURSORS
 from connector.storage import table_key
 from connector.webhooks import sweep

@@ -34,7 +34,7 @@ def test_an_assertion_the_app_does_not_trust_is_credentials_refused_with_the_fix
     refused = requests.post(f"{host.url}/api/connections/default/subscriptions", timeout=60)
     assert refused.status_code == 409
     error = refused.json()["error"]
-    assert error["code"] == "credentials-refused"
+    assert error["state"] == "credentials-refused"
     assert "federated credential" in error["fix"] and "api://AzureADTokenExchange" in error["fix"]
     token = requests.get(f"{host.url}/api/status", timeout=30).json()["connections"][0]["token"]
     assert token["state"] == "credentials-refused" and "managed identity" in token["error"]
@@ -44,7 +44,7 @@ def test_a_refused_client_secret_is_credentials_refused_and_the_route_carries_th
     host = local_host(BC_GRANT_TYPE="client_credentials", BC_CLIENT_SECRET="wrong-secret")
     refused = requests.post(f"{host.url}/api/connections/default/subscriptions", timeout=60)
     assert refused.status_code == 409
-    assert refused.json()["error"]["code"] == "credentials-refused"
+    assert refused.json()["error"]["state"] == "credentials-refused"
     assert "BC_CLIENT_SECRET" in refused.json()["error"]["fix"]
 
 
@@ -56,5 +56,5 @@ def test_a_connection_switched_from_client_credentials_to_sign_in_is_not_signed_
     token = requests.get(f"{host.url}/api/status", timeout=30).json()["connections"][0]["token"]
     assert token["state"] == "not-signed-in" and token["fix"].startswith("sign in at ")
     refused = requests.post(f"{host.url}/api/connections/default/subscriptions", timeout=60)
-    assert refused.status_code == 409 and refused.json()["error"]["code"] == "not-signed-in"
+    assert refused.status_code == 409 and refused.json()["error"]["state"] == "not-signed-in"
     assert "/api/connections/default/login" in refused.json()["error"]["fix"]
