@@ -113,7 +113,7 @@ def _connection(conn: Mapping[str, Any], now: datetime) -> str:
         + f'<p>Company: {_e(conn.get("company_id") or "—")}'
         + (f' <span class="muted">(of {_e(companies)})</span>' if companies else "") + "</p>"
         + "<h3>Webhook subscriptions</h3>"
-        + _table(("resource", "state", "expires in", "last error", "BC removed the last one because"),
+        + _table(("resource", "state", "expires in", "last error", "BC removed"),
                  subscriptions, "No subscriptions yet.")
         + "<h3>Health events</h3>"
         + _table(("when", "what", "summary", "fix"), health, "No health events in the last 7 days.")
