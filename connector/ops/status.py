@@ -24,6 +24,7 @@ from connector.bc.timestamps import iso, parse_iso, utc_now
 from connector.health.checks import secret_warning
 from connector.health.events import recent_health
 from connector.settings import (
+    QUEUE_COMMANDS_POISON,
     QUEUE_ITEM_PULLS_POISON,
     QUEUE_NOTIFICATIONS_POISON,
     QUEUE_SALES_ORDERS_POISON,
@@ -38,7 +39,8 @@ from connector.settings import (
 )
 from connector.storage import Storage, read_entity
 
-DEAD_LETTER_QUEUES = (QUEUE_SALES_ORDERS_POISON, QUEUE_NOTIFICATIONS_POISON, QUEUE_ITEM_PULLS_POISON)
+DEAD_LETTER_QUEUES = (QUEUE_SALES_ORDERS_POISON, QUEUE_NOTIFICATIONS_POISON, QUEUE_ITEM_PULLS_POISON,
+                      QUEUE_COMMANDS_POISON)
 SUBSCRIPTION_FIELDS = ("resource", "entity_set", "subscription_id", "expires_at", "status", "last_error",
                        "removed_reason", "removed_at")
 THROUGHPUT_WINDOW = timedelta(hours=24)
@@ -161,8 +163,9 @@ def throughput(order_rows: Iterable[Mapping[str, Any]],
 
 def _recent_throughput(storage: Storage, now: datetime) -> dict[str, dict[str, dict[str, int]]]:
     since = now - THROUGHPUT_WINDOW
-    orders = storage.table(TABLE_ORDERS).query_entities(
-        "claimedAt ge @since", parameters={"since": since}, select=["PartitionKey", "state"])
+    orders = storage.table(TABLE_ORDERS).query_entities(  # rows before snake_case: `claimedAt`
+        "claimed_at ge @since_text or claimedAt ge @since",
+        parameters={"since": since, "since_text": iso(since)}, select=["PartitionKey", "state"])
     announced = storage.table(TABLE_DEDUPE).query_entities(
         "state eq 'emitted' and Timestamp ge @since", parameters={"since": since}, select=["PartitionKey"])
     return throughput(orders, announced)
