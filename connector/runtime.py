@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from functools import cached_property
+from functools import cached_property, partial
 
 from connector.auth.tokens import TokenService
 from connector.bc.budget import Budget, LocalBudgets, SharedBudget
@@ -20,6 +20,7 @@ from connector.bc.lookups import KeyLookups
 from connector.bc.principals import Principals
 from connector.bc.timestamps import utc_now
 from connector.events import EventPublisher
+from connector.health.checks import budget_exhausted
 from connector.health.events import HealthEvents
 from connector.ops.status import read_status, status_readings
 from connector.orders.variants import ItemVariants
@@ -47,7 +48,7 @@ class Runtime:
             telemetry=self.telemetry,
         )
         self.health = HealthEvents(self.storage, self.events)
-        self.tokens = TokenService(settings, self.storage)
+        self.tokens = TokenService(settings, self.storage, health=self.health)
         self.companies = Companies(self.storage)
         self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)
         self.item_variants = ItemVariants()
@@ -95,6 +96,7 @@ class Runtime:
                     verify=self.settings.tls_ca_bundle or True,
                     connection=conn.name,
                     telemetry=self.telemetry,
+                    on_throttled_out=partial(budget_exhausted, self.health, conn.name),
                 )
                 self._clients[conn.name] = client
             return client

@@ -63,6 +63,7 @@ class BCClient:
         connection: str = "",
         sleep: Callable[[float], None] = time.sleep,
         telemetry: Telemetry | None = None,
+        on_throttled_out: Callable[[str], None] | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.api_root = ApiRoot.of(self.base_url)  # the only origin the token is sent to
@@ -76,6 +77,7 @@ class BCClient:
         self.connection = connection
         self._sleep = sleep
         self.telemetry = telemetry or get_telemetry()
+        self._on_throttled_out = on_throttled_out  # BC kept answering 429 through every retry
         self._verify = verify  # per request: REQUESTS_CA_BUNDLE would override Session.verify
         self._budget_keys: dict[str, tuple[str, str]] = {}  # principal -> (token, whom BC counts it against)
         self.session = requests.Session()
@@ -164,6 +166,9 @@ class BCClient:
             can_retry = error.retryable and (idempotent or not error.ambiguous)
             delay = retrying.next_delay(error.retry_after) if can_retry else None
             if delay is None:
+                if error.status == 429 and retrying.retries and self._on_throttled_out is not None:
+                    self._on_throttled_out(f"{method} {shown} still throttled after {retrying.retries} "
+                                           "retries")
                 raise error
             log.warning("bc %s: %s %s failed (%s); retry %d in %.1fs", self.connection, method,
                         shown, error.status or "no response", retrying.retries, delay)
@@ -203,7 +208,7 @@ class BCClient:
     def _attempt(self, call: BCCall, method: str, url: str, shown: str, params: Mapping[str, Any] | None,
                  json_body: Any, headers: Mapping[str, str] | None, idempotent: bool,
                  token: str, principal: Principal) -> requests.Response | BCError:
-        all_headers = {"Authorization": f"Bearer {token}"}
+        all_headers = {"Authorization": f"Bearer {token}", "client-request-id": call.request_id}
         if json_body is not None:
             all_headers["Content-Type"] = "application/json"
         if headers:
