@@ -131,7 +131,7 @@ def test_a_principal_whose_secret_is_refused_drops_out_and_the_others_carry_on(
     report = read_status(runtime.settings, runtime.storage, throughput=False)  # ...and shown, a line each
     principals = {p["name"]: p for p in report["connections"][0]["principals"]}
     assert [principals[n]["token"]["state"] for n in ("default", "default.2", "default.3")] == [
-        "ok", "refresh-failed", "ok"]
+        "ok", "credentials-refused", "ok"]
     assert "BC_EXTRA_CLIENT_SECRETS" in principals["default.2"]["token"]["fix"]
     page = render_status_page(report, datetime.now(UTC))
     assert "<h3>Principals</h3>" in page and EXTRA[0] in page
