@@ -14,6 +14,8 @@ import pytest
 from connector.items.pull import pull_company
 from connector.orders.send import OrderDelivery, handle_delivery
 from connector.runtime import get_runtime
+from connector.settings import QUEUE_NOTIFICATIONS
+from connector.signing import queue_signer, seal_json
 from connector.webhooks.notifications import pack_messages
 from connector.webhooks.processor import process_message
 from devtools.emulator.seed import CRONUS_UK_ID
@@ -62,6 +64,7 @@ def test_the_read_after_a_notification_never_uses_the_replica(connector_env, emu
             "resource": f"api/v2.0/companies({CRONUS_UK_ID})/items({row.id})",
             "lastModifiedDateTime": row.data["lastModifiedDateTime"]}
     [text] = pack_messages([note])
+    text = seal_json(queue_signer(runtime.settings.token_encryption_keys, QUEUE_NOTIFICATIONS), text)
     assert process_message(runtime, text, "message-1").emitted == 1
     [event] = [json.loads(t) for t in drain_texts(runtime.storage.queue("bc-items"))]
     assert event["data"]["id"] == row.id and event["data"]["number"] == row.data["number"]
