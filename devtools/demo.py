@@ -199,10 +199,10 @@ class Tour:
         for entity_set, queue in (("salesShipments", "bc-sales-shipments"),
                                   ("salesInvoices", "bc-sales-invoices")):
             self.admin("POST", f"{BASE}/{entity_set}", {"orderNumber": number})
-            event = self.wait_for(queue, lambda e: e.get("bcexternaldocumentnumber") == "DEMO-WEB-1")
+            event = self.wait_for(queue, lambda e: e.get("bcexternaldocno") == "DEMO-WEB-1")
             if self.check(event is not None and event.get("bcordernumber") == number,
-                          f"{queue}: an event with bcexternaldocumentnumber DEMO-WEB-1"):
-                show({k: event[k] for k in ("type", "bcexternaldocumentnumber", "bcordernumber")}
+                          f"{queue}: an event with bcexternaldocno DEMO-WEB-1"):
+                show({k: event[k] for k in ("type", "bcexternaldocno", "bcordernumber")}
                      | {"data.number": event["data"]["number"]})
 
     def large_order(self, orders: Any) -> None:
