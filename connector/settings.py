@@ -69,7 +69,8 @@ BLOB_CONTAINERS: tuple[str, ...] = (CONTAINER_EVENT_PAYLOADS, CONTAINER_SALES_OR
 # The containers the connector only reads: its identity gets Storage Blob Data Reader there, not Contributor.
 BLOB_CONTAINERS_READ_ONLY: tuple[str, ...] = (CONTAINER_SALES_ORDER_PAYLOADS,)
 
-CHANGE_TYPES = ("created", "updated", "deleted")  # what a trigger may announce: `bc.<entity>.<change>`
+# what a trigger may announce: `bc.<entity>.<change>` (`drafted`: sets where BC keeps drafts, e.g. invoices)
+CHANGE_TYPES = ("created", "updated", "deleted", "drafted")
 
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 DEFAULT_CONNECTION = "default"
@@ -127,7 +128,9 @@ SETTINGS: list[Setting] = [
             "Which posted-shipment changes are announced: comma list of `created,updated,deleted`.",
             per_connection=True),
     Setting("SALES_INVOICE_CHANGE_TYPES", "created",
-            "Which sales-invoice changes are announced: comma list of `created,updated,deleted`.",
+            "Which sales-invoice changes are announced: comma list of `created,updated,deleted,drafted`; "
+            "`created` = BC posted the invoice (once, under the draft's id when it had one), `drafted` = "
+            "a new draft (`bc.salesInvoice.drafted`; off by default: a draft may never be posted).",
             per_connection=True),
     Setting("ENTRA_AUTHORITY_HOST", "https://login.microsoftonline.com",
             "Entra ID host; authority = {host}/{tenant}. Point at the emulator for local runs.",

@@ -147,12 +147,14 @@ def announce_created(runtime: Runtime, group: DedupeScope, ids: list[str], owner
 
 def announce_updated(runtime: Runtime, group: DedupeScope, ids: list[str], owner: str) -> EmitCount:
     """GET updated entities and announce those whose `lastModifiedDateTime` is newer than recorded
-    (BC's merged and repeated notifications, a change already seen by the sweep, give nothing new).
+    (BC's merged and repeated notifications, a change already seen by the sweep, give nothing new);
+    one the connector has no row for existed before it watched: `updated`, as BC says.
     A 404 is left to the `deleted` notification that follows it."""
     conn = runtime.settings.connection(group.connection)
     entities, gone, failures = fetch_entities(runtime, group, ids)
     dedupe = runtime.dedupe
-    count = announce(dedupe, runtime.events, group, BY_ENTITY_SET[group.entity_set], conn, entities, owner)
+    count = announce(dedupe, runtime.events, group, BY_ENTITY_SET[group.entity_set], conn, entities, owner,
+                     absent="updated")
     count.skipped += len(gone)
     if failures:
         raise failures[0]

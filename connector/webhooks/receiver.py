@@ -162,10 +162,11 @@ def receive_request(params: Mapping[str, str], headers: Mapping[str, str], read_
 
 
 def announced_change(settings: Settings, sub: KnownSubscription, change: str) -> bool:
-    """Does the trigger of `sub` announce `change` for its connection?"""
+    """Must the trigger of `sub` read a notification of `change` for its connection (it announces
+    it, or it may be a posting of a draft)?"""
     trigger = BY_ENTITY_SET.get(sub.entity_set)
     conn = settings.connections.get(sub.connection)
-    return trigger is not None and conn is not None and trigger.announces(conn, change)
+    return trigger is not None and conn is not None and trigger.needs(conn, change)
 
 
 def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Runtime]) -> Reply:

@@ -121,17 +121,18 @@ class Baseline:
 
     def _record_known(self, marker: ReadCursor) -> tuple[CursorTable, ReadCursor] | None:
         assert marker.cursor is not None
-        cutoff = marker.cursor - timedelta(seconds=self.runtime.settings.cursor_overlap_seconds)
+        cutoff = marker.cursor
         bc = self.runtime.bc(self.connection)
         dedupe = self.runtime.dedupe
         scope = scope_of(self.connection, self.company_id, self.trigger)
-        params = {"$filter": f"lastModifiedDateTime le {bc_datetime(cutoff)}",
-                  "$select": "id,number,lastModifiedDateTime"}
+        draft_field = [self.trigger.draft[0]] if self.trigger.draft else []
+        fields = ["id", "number", "lastModifiedDateTime", *draft_field]
+        params = {"$filter": f"lastModifiedDateTime le {bc_datetime(cutoff)}", "$select": ",".join(fields)}
         known = 0
         for page in bc.iter_pages(bc.company_path(self.company_id, self.trigger.entity_set), params,
                                   BASELINE_PAGE_SIZE):
             dedupe.settle(scope, [str(e["id"]).lower() for e in page], "known",
-                          values={str(e["id"]).lower(): seen(e) for e in page})
+                          values={str(e["id"]).lower(): seen(e, self.trigger) for e in page})
             known += len(page)
             self.keep_alive()
             if self._write(marker) is None:

@@ -3,7 +3,9 @@ entity is announced exactly once, whichever path saw it (webhook `created`/`upda
 `collection`, sweep): claim the change in the dedupe table, queue its CloudEvent, then record it.
 
 Which changes a trigger announces is the connection's `*_CHANGE_TYPES`; a change it does not
-announce is still recorded, so that a later change is judged against it.
+announce is still recorded, so that a later change is judged against it. A set where BC keeps drafts
+beside posted documents (`draft`: sales invoices) announces a document as `created` when it is first
+seen posted, whatever BC's change type said, and its drafts only as `drafted` (docs/architecture.md).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from connector.settings import (
     QUEUE_SALES_SHIPMENTS,
     ConnectionSettings,
 )
-from connector.webhooks.dedupe import Claims, DedupeLog, DedupeScope, Recorded
+from connector.webhooks.dedupe import Change, Claims, DedupeLog, DedupeScope, Recorded
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,15 @@ class Trigger:
     children: str
     option: str  # the ConnectionSettings flag that turns the children on
     changes: str  # the ConnectionSettings field of the change types announced
+    draft: tuple[str, str] | None = None  # (field, value) of a draft where BC mixes drafts and posted
+
+    def is_draft(self, entity: Mapping[str, Any]) -> bool:
+        return self.draft is not None and entity.get(self.draft[0]) == self.draft[1]
+
+    def needs(self, conn: ConnectionSettings, change: str) -> bool:
+        """Must a notification of `change` be read? Yes when it is announced, and for a set with
+        drafts an `updated` one always (posting a draft is an update under the same id)."""
+        return self.announces(conn, change) or (self.draft is not None and change == "updated")
 
     def expand(self, conn: ConnectionSettings) -> dict[str, str]:
         """The `$expand` query parameter for this connection (empty when the option is off)."""
@@ -53,7 +64,7 @@ TRIGGERS: tuple[Trigger, ...] = (
     Trigger("salesShipments", "salesShipment", QUEUE_SALES_SHIPMENTS, "salesShipmentLines",
             "pull_sales_shipment_lines", "sales_shipment_change_types"),
     Trigger("salesInvoices", "salesInvoice", QUEUE_SALES_INVOICES, "salesInvoiceLines",
-            "pull_sales_invoice_lines", "sales_invoice_change_types"),
+            "pull_sales_invoice_lines", "sales_invoice_change_types", draft=("status", "Draft")),
 )
 BY_ENTITY_SET: dict[str, Trigger] = {t.entity_set: t for t in TRIGGERS}
 
@@ -79,12 +90,14 @@ class EmitCount:
 
 def change_event(trigger: Trigger, change: str, connection: str, company_id: str,
                  entity: dict[str, Any]) -> dict[str, Any]:
-    """The CloudEvent of a created or updated entity. A creation's id depends only on the entity, an
-    update's on the entity and its `lastModifiedDateTime`, so every path that announces the same
-    change produces the same event id."""
+    """The CloudEvent of a created, updated or drafted entity. A creation's id depends only on the
+    entity, an update's on the entity and its `lastModifiedDateTime`, so every path that announces
+    the same change (webhook, sweep, business event) produces the same event id."""
     parts = [trigger.entity_set, str(entity["id"]).lower()]
     if change == "updated":
         parts.append(str(entity.get("lastModifiedDateTime", "")))
+    elif change == "drafted":
+        parts.append(change)
     return cloud_event(event_type=trigger.event_type(change), connection=connection,
                        company_id=company_id, entity=entity, id_parts=parts)
 
@@ -98,19 +111,35 @@ def deleted_event(trigger: Trigger, connection: str, company_id: str, entity_id:
     return event | {"time": time}
 
 
-def seen(entity: dict[str, Any]) -> dict[str, str]:
-    """What the dedupe row keeps of an entity read."""
-    return {"modified": str(entity.get("lastModifiedDateTime") or ""),
-            "number": str(entity.get("number") or "")}
+def seen(entity: dict[str, Any], trigger: Trigger | None = None) -> dict[str, str]:
+    """What the dedupe row keeps of an entity read (and whether it was a draft)."""
+    values = {"modified": str(entity.get("lastModifiedDateTime") or ""),
+              "number": str(entity.get("number") or "")}
+    if trigger is not None and trigger.draft is not None:
+        values["draft"] = "1" if trigger.is_draft(entity) else ""
+    return values
+
+
+def change_of(trigger: Trigger, recorded: Recorded, entity: Mapping[str, Any]) -> str | None:
+    """The change an entity read announces, given what its row recorded (None: nothing to announce).
+    Where BC mixes drafts and posted documents, a document first seen posted (no row, or a draft's
+    row) is `created`, a new draft `drafted`, a draft's later changes nothing."""
+    if trigger.draft is None:
+        return recorded.change
+    if trigger.is_draft(entity):
+        return "drafted" if recorded.new else None
+    return "created" if recorded.new or recorded.draft else recorded.change
 
 
 def announce(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: Trigger,
-             conn: ConnectionSettings, entities: Iterable[dict[str, Any]], owner: str) -> EmitCount:
-    """Announce every entity read whose change was not announced yet (new: created; newer than
-    recorded: updated), then record them."""
+             conn: ConnectionSettings, entities: Iterable[dict[str, Any]], owner: str,
+             absent: Change = "created") -> EmitCount:
+    """Announce every entity read whose change was not announced yet (without a row: `absent`, BC's
+    change type when a notification said it, else created; newer than recorded: updated), then
+    record them."""
     by_id = {str(e["id"]).lower(): e for e in entities if e.get("id")}
     modified = {i: str(e.get("lastModifiedDateTime") or "") for i, e in by_id.items()}
-    claims = dedupe.claim(scope, list(by_id), owner, modified)
+    claims = dedupe.claim(scope, list(by_id), owner, modified, absent=absent)
     count = publish_claimed(dedupe, events, scope, trigger, conn, claims,
                             [by_id[i] for i in by_id if i in claims.won])
     count.skipped += len(by_id) - len(claims.won)
@@ -125,12 +154,13 @@ def publish_claimed(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScop
     (and the vanished ones) afterwards, so a crash in between re-emits (same event id) rather than
     loses an event."""
     by_id = {str(e["id"]).lower(): e for e in entities}
-    announced = [i for i in by_id if trigger.announces(conn, claims.recorded[i].change)]
+    changes = {i: change_of(trigger, claims.recorded[i], e) for i, e in by_id.items()}
+    announced = [i for i in by_id if changes[i] and trigger.announces(conn, changes[i])]
     quiet = [i for i in by_id if i not in announced]
-    events.publish(trigger.queue, [change_event(trigger, claims.recorded[i].change, scope.connection,
+    events.publish(trigger.queue, [change_event(trigger, changes[i] or "", scope.connection,
                                                 scope.company_id, by_id[i]) for i in announced])
-    dedupe.settle(scope, announced, "emitted", values={i: seen(by_id[i]) for i in announced})
-    dedupe.settle(scope, quiet, "known", values={i: seen(by_id[i]) for i in quiet})
+    dedupe.settle(scope, announced, "emitted", values={i: seen(by_id[i], trigger) for i in announced})
+    dedupe.settle(scope, quiet, "known", values={i: seen(by_id[i], trigger) for i in quiet})
     gone = list(gone)
     dedupe.settle(scope, gone, "gone")
     if by_id or gone:
@@ -146,7 +176,8 @@ def announce_deleted(dedupe: DedupeLog, events: EventPublisher, scope: DedupeSco
     claims = dedupe.claim(scope, list(deleted), owner, deleting=True)
     won = [i for i in deleted if i in claims.won]
     queued = [deleted_event(trigger, scope.connection, scope.company_id, i, claims.recorded[i], deleted[i])
-              for i in won if trigger.announces(conn, "deleted")]
+              for i in won if trigger.announces(conn, "deleted")
+              and (not claims.recorded[i].draft or trigger.announces(conn, "drafted"))]
     events.publish(trigger.queue, queued)
     dedupe.settle(scope, won, "gone", values={i: {"number": claims.recorded[i].number} for i in won})
     if won:
