@@ -238,6 +238,12 @@ class ConnectionSettings:
         "`created` = BC posted the invoice (once, under the draft's id when it had one), `drafted` = a "
         "new draft (`bc.salesInvoice.drafted`; off by default: a draft may never be posted).",
         choices=DRAFTED_CHANGE_TYPES)
+    business_events: bool = setting(
+        "BUSINESS_EVENTS", "false",
+        "Also receive BC's external business events (SalesInvoicePosted, SalesShipmentPosted) for the "
+        "posting triggers: sent after the posting commits, so faster than the table webhook; the "
+        "webhook and the sweep stay as the fallback. Needs BC's permission set `Ext. Events - Subscr` "
+        "(off by default for that reason; a 403 shows on /api/status).", local="true")
     authority_host: str = setting("ENTRA_AUTHORITY_HOST", "https://login.microsoftonline.com",
                                   "Entra ID host; authority = {host}/{tenant}. Point at the emulator for "
                                   "local runs.", local="https://127.0.0.1:8443")
@@ -404,6 +410,11 @@ class Settings:
     @property
     def notification_url(self) -> str:
         return f"{self.public_base_url}/api/webhooks/bc"
+
+    @property
+    def business_event_url(self) -> str:
+        """Where BC sends business events (`?connection=<name>` is added per connection)."""
+        return f"{self.public_base_url}/api/webhooks/bc/events"
 
     def connection(self, name: str | None) -> ConnectionSettings:
         key = name or DEFAULT_CONNECTION

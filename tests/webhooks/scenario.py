@@ -74,6 +74,23 @@ class EmulatedBC:
     def list(self, entity_set: str) -> list[dict[str, Any]]:
         return self._company("GET", entity_set)["value"]
 
+    def event_subscriptions(self) -> list[dict[str, Any]]:
+        """BC's business-event subscriptions (externaleventsubscriptions)."""
+        return self._admin("GET", "businessevents/subscriptions")["value"]
+
+    def switch_off_event_subscription(self, subscription_id: str) -> None:
+        """What BC does to a business-event subscription after repeated failed deliveries."""
+        self._admin("POST", f"businessevents/subscriptions/{subscription_id}/disable")
+
+    def event_deliveries(self) -> list[dict[str, Any]]:
+        return self._admin("GET", "businessevents/deliveries")["value"]
+
+    def flush_events(self) -> None:
+        self._admin("POST", "businessevents/flush")
+
+    def grant_event_permission(self, granted: bool) -> None:
+        self._admin("PUT", "businessevents/permission", {"granted": granted})
+
     def update(self, entity_set: str, entity_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         return self._company("PATCH", f"{entity_set}/{entity_id}", changes)
 
