@@ -17,6 +17,7 @@ from typing import Any
 from azure.data.tables import TableClient
 
 from connector.bc.timestamps import bc_datetime, iso, parse_iso, utc_now
+from connector.errors import ConnectorError
 from connector.settings import TABLE_CURSORS
 from connector.storage import (
     Storage,
@@ -36,8 +37,10 @@ TIMES = frozenset({"cursor", "run_started", "pending", "held", "started_at", "up
                    "last_pass_started"})
 
 
-class ReadInterrupted(RuntimeError):
+class ReadInterrupted(ConnectorError, RuntimeError):
     """Another runner took this read over (its lease was lost, or its cursor row written underneath)."""
+
+    internal = True
 
 
 def earliest(*moments: datetime | None) -> datetime | None:

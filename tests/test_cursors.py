@@ -160,7 +160,7 @@ def test_a_sweep_row_written_before_the_cursor_type_resumes_where_it_stopped(sto
 
     runtime = get_runtime()
     company_id = runtime.company_id()
-    [items] = [t for t in sweep.TRIGGERS if t.entity_set == "items"]
+    items = runtime.settings.connection("default").trigger("items")
     sweep.sweep(runtime, "default", (items,))  # the trigger starts
     table = storage.table(TABLE_CURSORS)
     key = f"sweep:items:{company_id.lower()}"

@@ -12,7 +12,6 @@ from urllib.parse import unquote, urlsplit
 from connector.bc.keys import is_guid
 from connector.settings import ConnectionSettings
 from connector.webhooks.client_state import accepted_states, client_state, key_id
-from connector.webhooks.triggers import BY_ENTITY_SET, Trigger
 
 # Microsoft's "Business Events" app (BCApps src/Apps/W1/ExternalEvents/app/app.json)
 EVENTS_APP_ID = "6f2c034f-5ebe-4eae-b34c-90a0d4e87687"
@@ -28,10 +27,6 @@ class BusinessEvent:
     entity_set: str
     id_parameter: str
 
-    @property
-    def trigger(self) -> Trigger:
-        return BY_ENTITY_SET[self.entity_set]
-
 
 EVENTS: tuple[BusinessEvent, ...] = (
     BusinessEvent("SalesInvoicePosted", "salesInvoices", "SalesInvoiceAPIId"),  # the draft's id if any
@@ -45,7 +40,8 @@ def wanted_events(conn: ConnectionSettings) -> list[BusinessEvent]:
     (`created`), when BUSINESS_EVENTS is on."""
     if not conn.business_events:
         return []
-    return [e for e in EVENTS if e.trigger.announces(conn, "created")]
+    return [e for e in EVENTS
+            if (trigger := conn.trigger(e.entity_set)) is not None and trigger.announces("created")]
 
 
 def event_nonce(connection: str, company_id: str, event: str) -> str:

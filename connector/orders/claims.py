@@ -15,6 +15,8 @@ from typing import Any
 
 from azure.data.tables import TableClient
 
+from connector.errors import ConnectorError
+from connector.retry import RetryPolicy
 from connector.storage import delete_if_match, insert_entity, read_entity, replace_if_match, table_key
 
 log = logging.getLogger(__name__)
@@ -24,8 +26,10 @@ CLAIM_WAIT_SECONDS = 20.0  # how long a second delivery of a key waits for the f
 MAX_DEFER_SECONDS = 7 * 24 * 3600  # longest queue message visibility timeout
 
 
-class ClaimBusy(Exception):
+class ClaimBusy(ConnectorError):
     """Another delivery with the same key is still creating its order; try again later."""
+
+    http_status = 409
 
 
 class ClaimState(enum.StrEnum):
@@ -159,8 +163,8 @@ class OrderClaims:
         etag = insert_entity(self.table, self._entity(row_key, first, key))
         if etag:
             return HeldClaim(row_key, etag, ClaimStep.CLAIM)
-        deadline = time.monotonic() + self.wait_seconds
-        pause = 0.05
+        waiting = RetryPolicy(max_retries=1_000, backoff_seconds=0.1, backoff_max_seconds=1.0,
+                              total_sleep_max_seconds=self.wait_seconds).start()
         while True:
             found = self.read(row_key)
             claim = found[0] if found else None
@@ -170,11 +174,11 @@ class OrderClaims:
                        "ambiguous_posts": claim.ambiguous_posts} if claim else {}
             mine = self._entity(row_key, Claim(message_id, ClaimState.CREATING, now, **carried), key)
             if step is ClaimStep.WAIT:
-                if time.monotonic() + pause > deadline:
+                pause = waiting.next_delay()
+                if pause is None:
                     raise ClaimBusy(f"another message with externalDocumentNumber {key!r} is still "
                                     "being created")
                 time.sleep(pause)
-                pause = min(pause * 2, 1.0)
                 continue
             if claim is not None and step in (ClaimStep.REPEAT, ClaimStep.DUPLICATE, ClaimStep.DEFER):
                 return claim

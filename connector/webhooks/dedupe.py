@@ -53,11 +53,12 @@ Verdict = Literal["free", "busy", "settled"]
 @dataclass(frozen=True)
 class Recorded:
     """What a row knew of the entity before this claim: the change being claimed, and the entity's
-    `lastModifiedDateTime` and number as last recorded ("" when unknown)."""
+    `lastModifiedDateTime`, number and digest of watched fields as last recorded ("" when unknown)."""
 
     change: Change
     modified: str = ""
     number: str = ""
+    digest: str = ""
     new: bool = False  # no row (or an expired `gone` marker) before this claim
     draft: bool = False  # the row recorded a draft (sets where BC mixes drafts and posted documents)
 
@@ -109,7 +110,7 @@ def recorded_of(row: dict[str, Any] | None, deleting: bool, absent: Change = "cr
         change = row.get("change") or "created"
     else:
         change = "updated"
-    return Recorded(change, row.get("modified") or "", row.get("number") or "",
+    return Recorded(change, row.get("modified") or "", row.get("number") or "", row.get("digest") or "",
                     new=row.get("state") == "claimed" and bool(row.get("new")),
                     draft=row.get("draft") == "1")
 
@@ -191,12 +192,13 @@ class DedupeLog:
                    recorded: Recorded) -> dict[str, Any]:
         return self._row(scope, entity_id, "claimed", owner, now, {
             "change": recorded.change, "modified": recorded.modified, "number": recorded.number,
-            "new": "1" if recorded.new else "", "draft": "1" if recorded.draft else ""})
+            "digest": recorded.digest, "new": "1" if recorded.new else "",
+            "draft": "1" if recorded.draft else ""})
 
     def settle(self, scope: DedupeScope, entity_ids: Iterable[str], state: State, owner: str = "",
                values: Mapping[str, Mapping[str, str]] | None = None) -> None:
         """Record entities as emitted/gone/known (upserts, in transactions of up to 100), each with
-        its `values` (id → {"modified", "number"}) when given."""
+        its `values` (id → {"modified", "number", "digest"}) when given."""
         now = utc_now()
         values = values or {}
         rows = [self._row(scope, i, state, owner, now, values.get(i)) for i in entity_ids]

@@ -12,7 +12,7 @@ from connector.businessevents.catalog import (
     refusal,
     wanted_events,
 )
-from connector.settings import ConnectionSettings
+from connector.settings import ConnectionSettings, seed_triggers
 
 KEY = "9vojfjfiSnHXn6bFONOibYRAB7MW-UIPY24Iz20cIPs="
 OLD = "u3Zt0kY9mD8C2p8u0V7v3bGq3pQ0oM3fC5wq8Q2s1Xs="
@@ -54,9 +54,12 @@ def test_the_url_must_name_the_payloads_document():
 
 
 def test_events_follow_the_setting_and_the_triggers_that_announce_postings():
-    conn = ConnectionSettings(name="default", tenant="t", client_id="c", client_secret="s")
-    assert wanted_events(conn) == []
-    on = replace(conn, business_events=True)
+    def connection(**values) -> ConnectionSettings:
+        conn = ConnectionSettings(name="default", tenant="t", client_id="c", client_secret="s", **values)
+        return replace(conn, triggers=seed_triggers(conn))
+
+    assert wanted_events(connection()) == []
+    on = connection(business_events=True)
     assert [e.name for e in wanted_events(on)] == ["SalesInvoicePosted", "SalesShipmentPosted"]
-    no_invoices = replace(on, sales_invoice_change_types=frozenset({"updated"}))
+    no_invoices = connection(business_events=True, sales_invoice_change_types=frozenset({"updated"}))
     assert [e.name for e in wanted_events(no_invoices)] == ["SalesShipmentPosted"]

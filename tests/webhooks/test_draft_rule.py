@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from connector.items.pull import recent_keys
-from connector.webhooks.dedupe import Recorded
-from connector.webhooks.triggers import BY_ENTITY_SET, change_of, seen
+import pytest
 
-INVOICES = BY_ENTITY_SET["salesInvoices"]
-ITEMS = BY_ENTITY_SET["items"]
+from connector.declarations import DeclarationError, parse_trigger
+from connector.items.pull import recent_keys
+from connector.settings import QUEUE_ITEMS, QUEUE_SALES_INVOICES
+from connector.webhooks.dedupe import Recorded
+from connector.webhooks.triggers import change_of, seen
+
+INVOICES = parse_trigger("TRIGGERS", 0, {"entitySet": "salesInvoices", "queue": QUEUE_SALES_INVOICES,
+                                          "draft": {"field": "status", "value": "Draft"}})
+ITEMS = parse_trigger("TRIGGERS", 0, {"entitySet": "items", "queue": QUEUE_ITEMS})
 DRAFT = {"id": "a", "status": "Draft"}
 POSTED = {"id": "a", "status": "Open"}
 
@@ -32,9 +37,20 @@ def test_sets_without_drafts_keep_the_change_claimed():
 
 
 def test_the_row_remembers_a_draft_only_where_drafts_exist():
-    assert seen(DRAFT | {"number": "S-INV1"}, INVOICES)["draft"] == "1"
-    assert seen(POSTED, INVOICES)["draft"] == ""
-    assert "draft" not in seen(DRAFT, ITEMS)
+    assert seen(INVOICES, DRAFT | {"number": "S-INV1"})["draft"] == "1"
+    assert seen(INVOICES, POSTED)["draft"] == ""
+    assert "draft" not in seen(ITEMS, DRAFT)
+
+
+def test_any_declared_document_set_may_have_drafts_and_only_it_may_announce_drafted():
+    memos = parse_trigger("TRIGGERS", 0, {"entitySet": "salesCreditMemos", "queue": "bc-credit-memos",
+                                          "draft": {"field": "status", "value": "Draft"},
+                                          "changeTypes": ["created", "drafted"]})
+    assert memos.draft == ("status", "Draft") and memos.needs("updated") and not memos.announces("updated")
+    with pytest.raises(DeclarationError):
+        parse_trigger("TRIGGERS", 0, {"entitySet": "items", "queue": QUEUE_ITEMS, "changeTypes": "drafted"})
+    with pytest.raises(DeclarationError):
+        parse_trigger("TRIGGERS", 0, {"entitySet": "x", "queue": "bc-x", "draft": "Draft"})
 
 
 def test_the_pull_remembers_what_the_next_overlap_reads_again():

@@ -45,8 +45,7 @@ def write_baselining_marker(company_id: str, cutoff: str, updated_at: str) -> di
 
 
 def items_trigger() -> sweep.Trigger:
-    [trigger] = [t for t in sweep.TRIGGERS if t.entity_set == "items"]
-    return trigger
+    return get_runtime().settings.connection("default").trigger("items")
 
 
 def bare_collections(s) -> list[str]:
@@ -145,7 +144,7 @@ def test_two_runners_starting_a_trigger_at_once_lose_no_entity_created_after_the
     runtime = get_runtime()
     company_id = runtime.company_id()
     bc = EmulatedBC(emulator, company_id)
-    [trigger] = [t for t in sweep.TRIGGERS if t.entity_set == "items"]
+    trigger = runtime.settings.connection("default").trigger("items")
     first_has_time, item_created, first_inserted = threading.Event(), threading.Event(), threading.Event()
     real_now, real_insert = sweep.utc_now, cursors.insert_entity
 
