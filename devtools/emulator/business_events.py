@@ -223,6 +223,12 @@ class BusinessEventEngine:
                 self._pending.append(Pending(sub.id, body))
         self._wake.set()
 
+    def take_pending(self) -> list[dict[str, Any]]:
+        """The bodies of every pending notification, removed (for a sender of one's own: the bench)."""
+        with self._lock:
+            taken, self._pending = self._pending, []
+        return [p.body for p in taken]
+
     def pending(self) -> list[dict[str, Any]]:
         with self._lock:
             return [{"subscriptionId": p.subscription_id, "attempt": p.attempt, "body": p.body}
