@@ -30,6 +30,7 @@ from connector.businessevents.catalog import (
 )
 from connector.runtime import Runtime
 from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
+from connector.signing import queue_signer, seal_json
 from connector.telemetry import current_traceparent
 from connector.webhooks.notifications import pack_messages
 from connector.webhooks.receiver import ACCEPTED, Reply, declared_length, handshake
@@ -116,9 +117,10 @@ def receive_request(params: Mapping[str, str], headers: Mapping[str, str], read_
         if refused:
             log.warning("business event: refused %s (not processed)", dict(refused))
         try:
+            signer = queue_signer(runtime.settings.token_encryption_keys, QUEUE_NOTIFICATIONS)
             sender = runtime.storage.sender(QUEUE_NOTIFICATIONS, retry_total=0)  # BC retries a 503
             for text in pack_messages(notes, traceparent=current_traceparent()):
-                sender.send(text, retries=0)
+                sender.send(seal_json(signer, text), retries=0)
         except AzureError as exc:
             log.error("business event: storage unavailable (%s); answered 503 so BC retries",
                       type(exc).__name__)
