@@ -14,6 +14,7 @@ from connector.items.pull import (
     cursor_name,
     handle_pull_request,
     pull_company,
+    request_message,
 )
 from connector.settings import QUEUE_ITEMS, TABLE_CURSORS
 from connector.storage import Storage, table_key
@@ -144,7 +145,7 @@ def test_an_item_pull_row_written_before_the_cursor_type_resumes_where_it_stoppe
     storage.table(TABLE_CURSORS).create_entity({
         "PartitionKey": "default", "RowKey": table_key(f"items:{CRONUS_UK_ID}"), "phase": "items",
         "next_link": first.next_link, "pending_cursor": "2024-05-01T10:00:00.000Z",
-        "run_started": "2099-01-01T00:00:00.000Z", "updated_at": "2099-01-01T00:00:00.000Z"})
+        "run_started": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"})
 
     result = pull_company(runtime, "default", max_seconds=60)
 
@@ -199,10 +200,21 @@ def test_pull_requests_made_before_a_completed_pass_began_pull_nothing_more(runt
     items = runtime.storage.queue(QUEUE_ITEMS)
     assert drain_texts(items)  # the pass emitted the catalogue
     earlier = ItemPullRequest(connection="default", requestedAt=requested)
-    handle_pull_request(runtime, earlier.model_dump_json(), "m-1")
+    handle_pull_request(runtime, request_message(runtime.settings, earlier), "m-1")
     assert drain_texts(items) == []  # covered: no second pass
     before = CursorTable(runtime.storage, "default", cursor_name(CRONUS_UK_ID)).load().last_pass_started
     later = ItemPullRequest(connection="default", requestedAt=utc_now())
-    handle_pull_request(runtime, later.model_dump_json(), "m-2")
+    handle_pull_request(runtime, request_message(runtime.settings, later), "m-2")
     after = CursorTable(runtime.storage, "default", cursor_name(CRONUS_UK_ID)).load().last_pass_started
     assert after > before  # a later request runs a pass of its own
+
+
+def test_a_cursor_row_with_values_that_do_not_validate_loads_without_them(storage, caplog):
+    storage.table(TABLE_CURSORS).create_entity({
+        "PartitionKey": "default", "RowKey": "items:poisoned", "cursor": "9999-12-31T23:59:59.000000Z",
+        "run_started": "not a time", "phase": 12, "next_link": "x" * 20000, "pending_cursor": True,
+        "held_before": "2026-01-01T00:00:00.000Z", "unexpected": "column"})
+    with caplog.at_level("WARNING"):
+        state = CursorTable(storage, "default", "items:poisoned").load()  # today: ValueError
+    assert state == ReadCursor(held=datetime(2026, 1, 1, tzinfo=UTC))
+    assert caplog.text.count("ignored") == 5

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
@@ -21,8 +21,10 @@ from connector.auth.crypto import TokenCipher
 from connector.auth.token_store import tokens_stored
 from connector.auth.tokens import login_url
 from connector.bc.timestamps import iso, parse_iso, utc_now
+from connector.health.checks import secret_warning
 from connector.health.events import recent_health
 from connector.settings import (
+    QUEUE_COMMANDS_POISON,
     QUEUE_ITEM_PULLS_POISON,
     QUEUE_NOTIFICATIONS_POISON,
     QUEUE_SALES_ORDERS_POISON,
@@ -37,7 +39,8 @@ from connector.settings import (
 )
 from connector.storage import Storage, read_entity
 
-DEAD_LETTER_QUEUES = (QUEUE_SALES_ORDERS_POISON, QUEUE_NOTIFICATIONS_POISON, QUEUE_ITEM_PULLS_POISON)
+DEAD_LETTER_QUEUES = (QUEUE_SALES_ORDERS_POISON, QUEUE_NOTIFICATIONS_POISON, QUEUE_ITEM_PULLS_POISON,
+                      QUEUE_COMMANDS_POISON)
 SUBSCRIPTION_FIELDS = ("resource", "entity_set", "subscription_id", "expires_at", "status", "last_error",
                        "removed_reason", "removed_at")
 THROUGHPUT_WINDOW = timedelta(hours=24)
@@ -49,16 +52,20 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, (datetime, date)) else value
 
 
-def token_state(conn: ConnectionSettings, has_tokens: bool, saved_state: str) -> str:
-    """`ok`, `refresh-failed` or `not-signed-in`.
+def token_state(conn: ConnectionSettings, has_tokens: bool, saved_state: str, saved_grant: str = "") -> str:
+    """`ok`, `not-signed-in`, `refresh-failed` or `credentials-refused`.
 
     Authorization code: without stored tokens the connection is either never signed in or its
-    refresh token was refused (tokens deleted, `refresh-failed` recorded). Client credentials: what
+    refresh token was refused (tokens deleted, `refresh-failed` recorded); a state recorded under
+    the other grant type (the setting changed) means nobody signed in yet. Client credentials: what
     the last token request recorded.
     """
-    if conn.uses_code_flow and not has_tokens:
+    if saved_grant and saved_grant != conn.grant_type:
+        # recorded under the other grant type (its token cache may still be stored): no sign-in yet
+        return "not-signed-in" if conn.uses_code_flow else "ok"
+    if conn.uses_code_flow and (not has_tokens or saved_state == "not-signed-in"):
         return "refresh-failed" if saved_state == "refresh-failed" else "not-signed-in"
-    return "refresh-failed" if saved_state == "refresh-failed" else "ok"
+    return saved_state if saved_state in ("credentials-refused", "refresh-failed") else "ok"
 
 
 def subscription_view(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,13 +88,15 @@ def connection_report(conn: ConnectionSettings, *, public_login_url: str, has_to
                       cursors: Iterable[Mapping[str, Any]], config_problem: str = "") -> dict[str, Any]:
     """One connection's part of the status report, from its rows."""
     row = state_row or {}
-    state = token_state(conn, has_tokens, str(row.get("token_state", "")))
+    state = token_state(conn, has_tokens, str(row.get("token_state", "")), str(row.get("token_grant", "")))
     token: dict[str, Any] = {"state": state}
-    if row.get("token_error") and state != "ok":
+    if row.get("token_error") and state != "ok" and state != "not-signed-in":
         token["error"] = row["token_error"]
         for name in ("fix", "retry_at"):
             if row.get(f"token_{name}"):
                 token[name] = row[f"token_{name}"]
+    if state == "not-signed-in":
+        token["fix"] = f"sign in at {public_login_url}"
     if config_problem:
         token["error"] = config_problem
     if conn.uses_code_flow:
@@ -109,6 +118,8 @@ def connection_report(conn: ConnectionSettings, *, public_login_url: str, has_to
         "company_configured": conn.company,
         "companies": companies,
         "companies_discovered_at": _plain(row.get("discovered_at")),
+        "credential": conn.client_credential,
+        "secret_warning": secret_warning(conn, utc_now().date()),
         "subscriptions": [subscription_view(s) for s in subscriptions],
         "cursors": [cursor_view(c) for c in cursors],
     }
@@ -152,8 +163,9 @@ def throughput(order_rows: Iterable[Mapping[str, Any]],
 
 def _recent_throughput(storage: Storage, now: datetime) -> dict[str, dict[str, dict[str, int]]]:
     since = now - THROUGHPUT_WINDOW
-    orders = storage.table(TABLE_ORDERS).query_entities(
-        "claimedAt ge @since", parameters={"since": since}, select=["PartitionKey", "state"])
+    orders = storage.table(TABLE_ORDERS).query_entities(  # rows before snake_case: `claimedAt`
+        "claimed_at ge @since_text or claimedAt ge @since",
+        parameters={"since": since, "since_text": iso(since)}, select=["PartitionKey", "state"])
     announced = storage.table(TABLE_DEDUPE).query_entities(
         "state eq 'emitted' and Timestamp ge @since", parameters={"since": since}, select=["PartitionKey"])
     return throughput(orders, announced)
@@ -187,17 +199,20 @@ def status_readings(report: Mapping[str, Any], now: datetime) -> Readings:
 
 
 def read_status(settings: Settings, storage: Storage, now: datetime | None = None,
-                throughput: bool = True) -> dict[str, Any]:
+                throughput: bool = True, login_link: Callable[[str], str] | None = None) -> dict[str, Any]:
     """The whole report: every configured connection, and the dead-letter counts. `throughput` scans
-    the order and dedupe tables for the last 24 hours: for people asking, not for the gauges."""
+    the order and dedupe tables for the last 24 hours: for people asking, not for the gauges.
+    `login_link` gives a connection's sign-in link (the status route: a one-time link; else the
+    admin-level login URL)."""
     now = now or utc_now()
+    login_link = login_link or (lambda name: login_url(settings, name))
     recent = _recent_throughput(storage, now) if throughput else {}
     connections = []
     for conn in settings.connections.values():
         found = read_entity(storage.table(TABLE_CONNECTIONS), conn.name, "state")
         connections.append(connection_report(
             conn,
-            public_login_url=login_url(settings, conn.name),
+            public_login_url=login_link(conn.name) if conn.uses_code_flow else "",
             has_tokens=tokens_stored(storage, conn.name),
             state_row=found[0] if found else None,
             subscriptions=_partition(storage, TABLE_SUBSCRIPTIONS, conn.name),

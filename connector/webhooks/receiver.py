@@ -24,6 +24,7 @@ from azure.core.exceptions import AzureError
 from connector.errors import ConnectorError
 from connector.runtime import Runtime
 from connector.settings import QUEUE_NOTIFICATIONS, Settings
+from connector.signing import queue_signer, seal_json
 from connector.telemetry import current_traceparent
 from connector.webhooks.directory import KnownSubscription
 from connector.webhooks.notifications import pack_messages
@@ -179,10 +180,11 @@ def receive_request(params: Mapping[str, str], headers: Mapping[str, str], read_
 
 
 def announced_change(settings: Settings, sub: KnownSubscription, change: str) -> bool:
-    """Does the trigger of `sub` announce `change` for its connection?"""
+    """Must the trigger of `sub` read a notification of `change` for its connection (it announces
+    it, or it may be a posting of a draft)?"""
     conn = settings.connections.get(sub.connection)
     trigger = conn.trigger(sub.entity_set) if conn is not None else None
-    return trigger is not None and trigger.announces(change)
+    return trigger is not None and trigger.needs(change)
 
 
 def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Runtime]) -> Reply:
@@ -203,7 +205,9 @@ def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Ru
     try:
         screening = screen(elements, runtime.subscription_directory.find(subscription_ids(elements)),
                            partial(announced_change, runtime.settings))
-        messages = pack_messages(screening.queued, traceparent=current_traceparent())
+        signer = queue_signer(runtime.settings.token_encryption_keys, QUEUE_NOTIFICATIONS)
+        messages = [seal_json(signer, m) for m in pack_messages(screening.queued,
+                                                                traceparent=current_traceparent())]
         sender = runtime.storage.sender(QUEUE_NOTIFICATIONS, retry_total=0)  # BC retries on a 503
         list(runtime.enqueue_pool.map(lambda text: sender.send(text, retries=0), messages))
     except AzureError as exc:

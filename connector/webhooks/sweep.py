@@ -6,6 +6,7 @@ hold: docs/architecture.md ("Resumable reads").
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable
@@ -20,7 +21,8 @@ from connector.connections import for_each_connection, results_or_raise
 from connector.cursors import CursorTable, ReadCursor, ReadInterrupted, newest_modified
 from connector.declarations import Trigger
 from connector.health.events import GAP_FILLED
-from connector.leases import Lease
+from connector.leases import LEASE_SECONDS, Lease
+from connector.rows import Heartbeat
 from connector.runtime import Runtime
 from connector.webhooks.dedupe import DedupeScope
 from connector.webhooks.triggers import EmitCount, announce, collection_path, seen
@@ -31,7 +33,8 @@ PAGE_SIZE = 500  # entities per BC page (documents come with their lines)
 BASELINE_PAGE_SIZE = 20000  # ids only
 BC_TICK = timedelta(milliseconds=1)  # the resolution of BC's lastModifiedDateTime
 BASELINING = "baselining"  # the state of a cursor row whose trigger is being set up
-BASELINE_STALE_SECONDS = 600.0  # the functionTimeout: a set-up not refreshed this long has died
+BASELINE_STALE_SECONDS = LEASE_SECONDS  # a set-up not refreshed this long has died (a heartbeat
+# refreshes a live one every third of it)
 
 
 # ---- cursor decisions ------------------------------------------------------------------------------
@@ -66,8 +69,10 @@ def start_trigger(runtime: Runtime, connection: str, company_id: str, trigger: T
     Set-up is claimed first: a `baselining` row holding the cutoff is inserted, and only the runner
     whose insert won records the existing entities as `known` (ids only, paged, up to that cutoff),
     then completes the row. A runner that lost could otherwise record as `known` entities created
-    after the winner's cursor, which would never be announced. A `baselining` row not refreshed for
-    BASELINE_STALE_SECONDS belongs to a dead runner and is taken over (same cutoff, ETag-guarded).
+    after the winner's cursor, which would never be announced. The winner's heartbeat refreshes the
+    row while it works; a `baselining` row not refreshed for BASELINE_STALE_SECONDS (or whose
+    `updated_at` does not validate) belongs to a dead runner and is taken over (same cutoff,
+    ETag-guarded).
     `keep_alive` runs after every page (a lease renewal; it raises to stop)."""
     row = CursorTable(runtime.storage, connection, cursor_key(trigger, company_id))
     for _ in range(3):  # the row may appear, complete or vanish (an aborted set-up) meanwhile
@@ -99,22 +104,35 @@ class Baseline:
         self.trigger = trigger
         self.row = row
         self.keep_alive = keep_alive
+        self._writing = threading.RLock()  # the heartbeat and the pages write the row in turn
+        self._completing = False  # the heartbeat writes the marker no more
 
     def run(self, marker: ReadCursor) -> tuple[CursorTable, ReadCursor] | None:
         """Record every entity up to the marker's cutoff as `known`, then complete the row; None if
-        another runner took the row over. When stopped (`keep_alive` or BC raised), the row is
-        removed so the next runner starts afresh."""
+        another runner took the row over. The marker is refreshed by a heartbeat meanwhile. When
+        stopped (`keep_alive` or BC raised), the row is removed so the next runner starts afresh."""
         done: tuple[CursorTable, ReadCursor] | None = None
+        heartbeat = Heartbeat(lambda: self._refresh(marker), BASELINE_STALE_SECONDS / 3,
+                              f"baseline {self.trigger.entity_set}").start()
         try:
             done = self._record_known(marker)
             return done
         finally:
+            heartbeat.stop()
             if done is None:
-                self.row.delete()  # unless another runner took it over
+                with self._writing:
+                    self.row.delete()  # unless another runner took it over
+
+    def _refresh(self, marker: ReadCursor) -> bool:
+        """The heartbeat: the marker written again (its `updated_at` now); False once completing or
+        taken over."""
+        with self._writing:
+            return not self._completing and self._write(marker) is not None
 
     def _write(self, state: ReadCursor) -> ReadCursor | None:
         """Write `state` if this runner still holds the row (the state as written); None when taken over."""
-        written = self.row.write(state)
+        with self._writing:
+            written = self.row.write(state)
         if written is None:
             log.warning("sweep %s: set-up of %s of company %s was taken over by another runner",
                         self.connection, self.trigger.key, self.company_id)
@@ -122,12 +140,13 @@ class Baseline:
 
     def _record_known(self, marker: ReadCursor) -> tuple[CursorTable, ReadCursor] | None:
         assert marker.cursor is not None
-        cutoff = marker.cursor - timedelta(seconds=self.runtime.settings.cursor_overlap_seconds)
+        cutoff = marker.cursor
         bc = self.runtime.bc(self.connection)
         dedupe = self.runtime.dedupe
         scope = scope_of(self.connection, self.company_id, self.trigger)
         trigger = self.trigger
-        fields = ("id", trigger.number_field, "lastModifiedDateTime", *trigger.watch)
+        draft_field = (trigger.draft[0],) if trigger.draft else ()
+        fields = ("id", trigger.number_field, "lastModifiedDateTime", *trigger.watch, *draft_field)
         params = {"$filter": f"lastModifiedDateTime le {bc_datetime(cutoff)}",
                   "$select": ",".join(f for f in dict.fromkeys(fields) if f)}
         known = 0
@@ -138,6 +157,8 @@ class Baseline:
             self.keep_alive()
             if self._write(marker) is None:
                 return None
+        with self._writing:
+            self._completing = True
         written = self._write(replace(marker, state=""))
         if written is None:
             return None

@@ -34,8 +34,10 @@ def test_a_new_entity_is_a_creation_and_a_taken_over_claim_keeps_its_change():
     abandoned = row("claimed", change="updated", claimed_until="2026-02-01T00:00:00Z")
     assert claim_verdict(abandoned, "m2", NOW, T2) == "free"
     assert recorded_of(abandoned, False).change == "updated"
-    live = row("claimed", change="created", claimed_until="2026-04-01T00:00:00Z")
+    live = row("claimed", change="created", claimed_until="2026-03-01T00:05:00Z")
     assert claim_verdict(live, "m2", NOW, T2) == "busy"
+    absurd = row("claimed", change="created", claimed_until="2026-04-01T00:00:00Z")  # > CLAIM_SECONDS ahead
+    assert claim_verdict(absurd, "m2", NOW, T2) == "free"  # not believed: counts as abandoned
 
 
 def test_a_deletion_is_claimed_once_and_remembers_the_number():
@@ -73,7 +75,7 @@ def test_event_data_holds_no_odata_annotations_and_documents_carry_the_orders_ke
                         entity=shipment, id_parts=["x"])
     assert event["data"] == {"id": ID, "number": "102001", "externalDocumentNumber": "WEB-1",
                              "orderNumber": "S-ORD101001", "salesShipmentLines": [{"id": "l1"}]}
-    assert (event["bcexternaldocumentnumber"], event["bcordernumber"]) == ("WEB-1", "S-ORD101001")
+    assert (event["bcexternaldocno"], event["bcordernumber"]) == ("WEB-1", "S-ORD101001")
     adhoc = cloud_event(event_type="bc.salesShipment.created", connection="default", company_id="c1",
                         entity=shipment | {"externalDocumentNumber": "", "orderNumber": ""}, id_parts=["x"])
-    assert "bcexternaldocumentnumber" not in adhoc and "bcordernumber" not in adhoc
+    assert "bcexternaldocno" not in adhoc and "bcordernumber" not in adhoc
