@@ -18,6 +18,7 @@ from connector.bc.client import BCClient
 from connector.bc.companies import Companies
 from connector.bc.timestamps import utc_now
 from connector.events import EventPublisher
+from connector.health.events import HealthEvents
 from connector.ops.status import read_status, status_readings
 from connector.orders.variants import ItemVariants
 from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, host_max_dequeue_count, load_settings
@@ -43,6 +44,7 @@ class Runtime:
             concurrency=settings.event_publish_concurrency,
             telemetry=self.telemetry,
         )
+        self.health = HealthEvents(self.storage, self.events)
         self.tokens = TokenService(settings, self.storage)
         self.companies = Companies(self.storage)
         self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)

@@ -1,9 +1,12 @@
-"""Every setting of the connector, typed, with its default and meaning, read once from the environment.
+"""Every setting of the connector, declared once: name, type, default, validation and meaning.
 
-This is the only module that reads `os.environ`. `SETTINGS` and the resource names below are declared
-once here: `make settings` (devtools/settings_files.py) generates the README settings table,
-`local.settings.example.json` and `infra/connector.json` (what Bicep loads) from them, and a test fails
-when any of those is stale. `load_settings()` turns the environment into frozen, typed objects.
+This is the only module that reads `os.environ`. Each setting is one field of the typed, frozen
+objects below, declared with `setting(NAME, default, meaning, ...)`: the field's type says how its text
+is parsed (str, int, float, bool, comma lists), `minimum`/`choices` validate it, and a field of
+`ConnectionSettings` is read per connection. `SETTINGS` (the catalogue) is derived from those fields;
+`make settings` (devtools/settings_files.py) generates the README settings table,
+`local.settings.example.json` and `infra/connector.json` (what Bicep loads) from it, and a test fails
+when any of those is stale. Adding a setting is adding one field here (then `make settings`).
 
 Connections: the `default` connection comes from the plain `BC_*` settings. More are declared with
 `BC_CONNECTIONS=default,emea` and configured with the connection name (upper-case) and a double
@@ -12,12 +15,14 @@ unset one falls back to the plain setting (so options and the tenant can be shar
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # Queue, table and blob container names are part of the public contract (see CONTRACT/README).
 QUEUE_SALES_ORDERS = "sales-orders"
@@ -30,6 +35,7 @@ QUEUE_NOTIFICATIONS = "bc-notifications"
 QUEUE_NOTIFICATIONS_POISON = "bc-notifications-poison"
 QUEUE_ITEM_PULLS = "bc-item-pulls"  # internal: pull requests from the route, and continuations
 QUEUE_ITEM_PULLS_POISON = "bc-item-pulls-poison"
+QUEUE_HEALTH = "bc-connector-health"  # out: `bc.connector.*` health events for operators
 QUEUE_NAMES: tuple[str, ...] = (
     QUEUE_SALES_ORDERS,
     QUEUE_SALES_ORDERS_POISON,
@@ -41,6 +47,7 @@ QUEUE_NAMES: tuple[str, ...] = (
     QUEUE_NOTIFICATIONS_POISON,
     QUEUE_ITEM_PULLS,
     QUEUE_ITEM_PULLS_POISON,
+    QUEUE_HEALTH,
 )
 
 TABLE_TOKENS = "bctokens"  # encrypted msal token caches, one row per connection
@@ -51,6 +58,7 @@ TABLE_CURSORS = "bccursors"  # pull/sweep cursors and checkpoints
 TABLE_DEDUPE = "bcdedupe"  # what each created-trigger has announced, per entity
 TABLE_ORDERS = "bcorders"  # sales-order idempotency records (queue message id -> order)
 TABLE_LEASES = "bcleases"  # single-runner leases (item pull, renewal, sweep)
+TABLE_HEALTH = "bchealth"  # health events sent, one row per occurrence (once-only, recent list)
 TABLE_NAMES: tuple[str, ...] = (
     TABLE_TOKENS,
     TABLE_AUTH_FLOWS,
@@ -60,6 +68,7 @@ TABLE_NAMES: tuple[str, ...] = (
     TABLE_DEDUPE,
     TABLE_ORDERS,
     TABLE_LEASES,
+    TABLE_HEALTH,
 )
 
 CONTAINER_EVENT_PAYLOADS = "bc-event-payloads"  # events too large for a queue message
@@ -70,18 +79,28 @@ BLOB_CONTAINERS: tuple[str, ...] = (CONTAINER_EVENT_PAYLOADS, CONTAINER_SALES_OR
 BLOB_CONTAINERS_READ_ONLY: tuple[str, ...] = (CONTAINER_SALES_ORDER_PAYLOADS,)
 
 CHANGE_TYPES = ("created", "updated", "deleted")  # what a trigger may announce: `bc.<entity>.<change>`
+GRANT_TYPES = ("authorization_code", "client_credentials")
+TELEMETRY_EXPORTERS = ("", "none", "console", "otlp")
 
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 DEFAULT_CONNECTION = "default"
 
 
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
 @dataclass(frozen=True)
 class Setting:
-    """One app setting: its name, default (None = required or optional-empty) and meaning.
+    """One app setting as the catalogue shows it: name, default (as text; None = required, or for a
+    global secret: empty until used) and meaning.
 
-    `host_binding`: the Functions host resolves it itself (`%NAME%` in a trigger), so it must exist as
-    an app setting and Bicep deploys it with its default; the code's default covers every other one.
+    `per_connection`: it may be prefixed per connection (every field of `ConnectionSettings` is).
+    `host_binding`: the Functions host resolves it itself (`%NAME%` in a trigger, or a host setting
+    such as FUNCTIONS_REQUEST_BODY_SIZE_LIMIT), so it must exist as an app setting and Bicep deploys it
+    with its default; the code's default covers every other one.
     `local`: its value in `local.settings.example.json` (the bundled emulator) where that differs.
+    `minimum`/`choices`: validation of a number / of a value or each item of a comma list.
     """
 
     name: str
@@ -91,131 +110,137 @@ class Setting:
     per_connection: bool = False
     host_binding: bool = False
     local: str | None = None
+    minimum: float | None = None
+    choices: tuple[str, ...] = ()
+
+    @property
+    def required(self) -> bool:
+        """A connection cannot work without it (a missing global secret is reported where it is used)."""
+        return self.default is None and self.per_connection
+
+    def parse(self, text: str, kind: Any) -> Any:
+        """`text` (from the environment, or the default) as a value of the field's type `kind`."""
+        value = text.strip()
+        if kind is bool:
+            return self._bool(value)
+        if kind in (int, float):
+            return self._number(value, kind)
+        if kind in (frozenset[str], tuple[str, ...]):
+            items = [v.strip() for v in value.split(",") if v.strip()]
+            if self.choices:
+                items = [v.lower() for v in items]
+                if set(items) - set(self.choices):
+                    raise SettingsError(f"{self.name} is a comma list of {','.join(self.choices)}, "
+                                        f"not {text!r}")
+            return frozenset(items) if kind == frozenset[str] else tuple(items)
+        if self.choices:
+            value = value.lower()
+            if value not in self.choices:
+                shown = ", ".join(c or "empty" for c in self.choices)
+                raise SettingsError(f"{self.name} must be one of {shown}, not {text!r}")
+        return value
+
+    def _bool(self, value: str) -> bool:
+        v = value.lower()
+        if v in ("1", "true", "yes", "on"):
+            return True
+        if v in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{self.name} must be true or false, not {value!r}")
+
+    def _number(self, value: str, kind: type) -> float | int:
+        try:
+            n = float(value)
+        except ValueError:
+            raise SettingsError(f"{self.name} must be a number, not {value!r}") from None
+        minimum = 0 if self.minimum is None else self.minimum  # no setting counts below zero
+        if n < minimum:
+            raise SettingsError(f"{self.name} must be at least {minimum:g}")
+        if kind is int:
+            if n != int(n):
+                raise SettingsError(f"{self.name} must be a whole number")
+            return int(n)
+        return n
 
 
-SETTINGS: list[Setting] = [
-    Setting("AzureWebJobsStorage", "UseDevelopmentStorage=true",
-            "Storage connection string. In Azure use identity-based `AzureWebJobsStorage__accountName` "
-            "(or `__queueServiceUri`/`__tableServiceUri`/`__blobServiceUri`) instead."),
-    Setting("BC_CONNECTIONS", DEFAULT_CONNECTION,
-            "Comma-separated connection names. Settings of a connection other than `default` are "
-            "prefixed with its upper-case name and `__` (e.g. `EMEA__BC_TENANT`)."),
-    Setting("BC_TENANT", None, "Entra tenant of Business Central: domain (lmints.io) or GUID.",
-            per_connection=True, local="lmints.io"),
-    Setting("BC_ENVIRONMENT", "production", "BC environment name (`production`, `sandbox`, ...).",
-            per_connection=True),
-    Setting("BC_CLIENT_ID", None, "Entra app (client) id.", per_connection=True,
-            local="5e1c0f2a-7b3d-4c9e-a8f1-0b2c3d4e5f60"),
-    Setting("BC_CLIENT_SECRET", None,
-            "Entra client secret (Key Vault reference in Azure; never stored in tables).",
-            secret=True, per_connection=True, local="emulator-secret"),
-    Setting("BC_GRANT_TYPE", "authorization_code",
-            "`authorization_code` (a user signs in at /api/connections/{name}/login) or "
-            "`client_credentials` (service-to-service, unattended).", per_connection=True,
-            local="client_credentials"),
-    Setting("BC_COMPANY", "",
-            "Company id or name; empty = the first company discovered.", per_connection=True),
-    Setting("PULL_ITEM_VARIANTS", "true", "Items events carry `itemVariants`.", per_connection=True),
-    Setting("PULL_SALES_SHIPMENT_LINES", "true", "Shipment events carry `salesShipmentLines`.",
-            per_connection=True),
-    Setting("PULL_SALES_INVOICE_LINES", "true", "Invoice events carry `salesInvoiceLines`.",
-            per_connection=True),
-    Setting("ITEM_CHANGE_TYPES", "created",
-            "Which item changes are announced on `bc-items`: comma list of `created,updated,deleted`.",
-            per_connection=True),
-    Setting("SALES_SHIPMENT_CHANGE_TYPES", "created",
-            "Which posted-shipment changes are announced: comma list of `created,updated,deleted`.",
-            per_connection=True),
-    Setting("SALES_INVOICE_CHANGE_TYPES", "created",
-            "Which sales-invoice changes are announced: comma list of `created,updated,deleted`.",
-            per_connection=True),
-    Setting("ENTRA_AUTHORITY_HOST", "https://login.microsoftonline.com",
-            "Entra ID host; authority = {host}/{tenant}. Point at the emulator for local runs.",
-            local="https://127.0.0.1:8443"),
-    Setting("BC_API_HOST", "https://api.businesscentral.dynamics.com",
-            "BC API host; base URL = {host}/v2.0/{tenant}/{environment}/api/v2.0.",
-            local="https://127.0.0.1:8443"),
-    Setting("TLS_CA_BUNDLE", "",
-            "Optional CA bundle (PEM path) for Entra and BC calls; the emulator's self-signed CA locally.",
-            local=".devdata/emulator-ca.pem"),
-    Setting("PUBLIC_BASE_URL", "",
-            "Public base URL of this app, for the OAuth redirect URI and the webhook notificationUrl. "
-            "Empty = https://$WEBSITE_HOSTNAME in Azure, http://127.0.0.1:7071 locally.",
-            local="http://127.0.0.1:7071"),
-    Setting("TOKEN_ENCRYPTION_KEY", None,
-            "Fernet key (urlsafe base64, 32 bytes) that encrypts token caches at rest. Key Vault "
-            "reference in Azure. Several keys separated by commas rotate (first encrypts).",
-            secret=True, local="9vojfjfiSnHXn6bFONOibYRAB7MW-UIPY24Iz20cIPs="),
-    Setting("ITEM_PULL_SCHEDULE", "0 */15 * * * *", "NCRONTAB schedule of Schedule Pull Items.",
-            host_binding=True),
-    Setting("SUBSCRIPTION_RENEWAL_SCHEDULE", "0 7 * * * *",
-            "NCRONTAB schedule of the webhook renewal/recreation run.", host_binding=True),
-    Setting("SWEEP_SCHEDULE", "0 */30 * * * *",
-            "NCRONTAB schedule of the sweep that emits what webhooks missed.", host_binding=True),
-    Setting("SWEEP_MAX_SECONDS", "480",
-            "A sweep run stops after this long and checkpoints; the next run resumes."),
-    Setting("SUBSCRIPTION_RENEW_BEFORE_HOURS", "36",
-            "Renew a subscription when less than this is left of its 3-day life."),
-    Setting("ITEM_PULL_PAGE_SIZE", "1000", "Items per BC page (`Prefer: odata.maxpagesize`)."),
-    Setting("ITEM_PULL_MAX_SECONDS", "480",
-            "A pull run stops after this long and checkpoints; the next run resumes."),
-    Setting("CURSOR_OVERLAP_SECONDS", "60",
-            "Incremental reads go back this far before the cursor (clock skew, SQL rounding)."),
-    Setting("EVENT_PUBLISH_CONCURRENCY", "16", "Queue sends in flight at once when emitting events."),
-    Setting("EVENT_MAX_INLINE_BYTES", "60000",
-            "Larger events carry their data in blob storage (`dataref`); queue limit is 64 KiB."),
-    Setting("DEDUPE_TTL_DAYS", "14",
-            "How long an entity that vanished before it could be read is remembered as gone "
-            "(announced and pre-existing entities are remembered for good)."),
-    Setting("BC_MAX_CONCURRENCY", "5",
-            "Concurrent BC requests per principal (app registration or signed-in user), all "
-            "instances together."),
-    Setting("BC_MAX_REQUESTS_PER_5_MIN", "6000",
-            "BC requests per principal per 5 minutes, all instances together."),
-    Setting("BC_SHARED_BUDGET", "true",
-            "Share each principal's BC budget across instances through Table Storage (`false`: each "
-            "instance keeps to the limits on its own, so several instances together may exceed them)."),
-    Setting("BC_MAX_RETRIES", "6", "Retries of a throttled/failed BC request (429, 502-504, timeouts)."),
-    Setting("BC_BACKOFF_SECONDS", "1.0", "First back-off delay; doubles each retry, with jitter."),
-    Setting("BC_BACKOFF_MAX_SECONDS", "60", "Longest single back-off delay."),
-    Setting("BC_TIMEOUT_SECONDS", "100", "Timeout of one BC request."),
-    Setting("SALES_ORDER_AMBIGUITY_SECONDS", "600",
-            "After a sales-order POST with an unknown outcome (timeout, 5xx) that BC does not show, wait "
-            "this long before sending it again: BC may still commit it (8-minute operation timeout)."),
-    Setting("SALES_ORDER_MAX_PAYLOAD_BYTES", "4194304",
-            "Largest order blob a `sales-orders` message may reference (`dataref`, container "
-            "`sales-order-payloads`); a larger one fails with `DataRefTooLarge`."),
-    Setting("WEBHOOK_MAX_BODY_BYTES", "4194304",
-            "Notification bodies declared larger (`Content-Length`) are acknowledged unread and logged "
-            "as errors (the sweep recovers them). BC sends up to 1,000 notifications per subscription "
-            "(~400 KB) in one POST for all subscriptions of a URL: three trigger subscriptions ~1.2 MB."),
-    Setting("AUTH_FLOW_TTL_SECONDS", "600", "How long a started sign-in may take."),
-    Setting("TELEMETRY_EXPORTER", "",
-            "OpenTelemetry exporter for local runs: `console` or `otlp` (OTEL_EXPORTER_OTLP_ENDPOINT); "
-            "empty = none. In Azure, APPLICATIONINSIGHTS_CONNECTION_STRING turns on Azure Monitor."),
-]
-_BY_NAME = {s.name: s for s in SETTINGS}
+# The field types a setting may have (annotations are text here: `from __future__ import annotations`).
+_KINDS: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool,
+                          "frozenset[str]": frozenset[str], "tuple[str, ...]": tuple[str, ...]}
 
 
-@dataclass(frozen=True)
+def _kind(annotation: Any) -> Any:
+    return _KINDS[annotation] if isinstance(annotation, str) else annotation
+
+
+def setting(name: str, default: str | None, description: str, *, secret: bool = False,
+            host_binding: bool = False, local: str | None = None, minimum: float | None = None,
+            choices: tuple[str, ...] = ()) -> Any:
+    """Declare a field as the setting `name` (see `Setting`); `@declared` makes `default` (parsed) the
+    field's Python default."""
+    spec = Setting(name, default, description, secret=secret, host_binding=host_binding, local=local,
+                   minimum=minimum, choices=choices)
+    return field(repr=not secret, metadata={"setting": spec})
+
+
+def _nested(of: type) -> Any:
+    """A field holding another declared object (read from the same environment)."""
+    return field(metadata={"nested": of})
+
+
+def declared(cls: type) -> type:
+    """Give each `setting(...)` field of `cls` its parsed default (apply under `@dataclass`)."""
+    for name, annotation in cls.__annotations__.items():
+        f = cls.__dict__.get(name)
+        if isinstance(f, dataclasses.Field) and "setting" in f.metadata:
+            spec: Setting = f.metadata["setting"]
+            f.default = spec.parse(spec.default or "", _kind(annotation))
+    return cls
+
+
+@dataclass(frozen=True, kw_only=True)
+@declared
 class ConnectionSettings:
     """One BC connection: where it points, how it signs in, and its trigger options."""
 
     name: str
-    tenant: str
-    environment: str
-    client_id: str
-    client_secret: str = field(repr=False)
-    grant_type: str
-    company: str
-    pull_item_variants: bool
-    pull_sales_shipment_lines: bool
-    pull_sales_invoice_lines: bool
-    item_change_types: frozenset[str]
-    sales_shipment_change_types: frozenset[str]
-    sales_invoice_change_types: frozenset[str]
-    authority_host: str
-    api_host: str
+    tenant: str = setting("BC_TENANT", None, "Entra tenant of Business Central: domain (lmints.io) or GUID.",
+                          local="lmints.io")
+    environment: str = setting("BC_ENVIRONMENT", "production",
+                               "BC environment name (`production`, `sandbox`, ...).")
+    client_id: str = setting("BC_CLIENT_ID", None, "Entra app (client) id.",
+                             local="5e1c0f2a-7b3d-4c9e-a8f1-0b2c3d4e5f60")
+    client_secret: str = setting(
+        "BC_CLIENT_SECRET", None,
+        "Entra client secret (Key Vault reference in Azure; never stored in tables).",
+        secret=True, local="emulator-secret")
+    grant_type: str = setting("BC_GRANT_TYPE", "authorization_code",
+                              "`authorization_code` (a user signs in at /api/connections/{name}/login) or "
+                              "`client_credentials` (service-to-service, unattended).",
+                              choices=GRANT_TYPES, local="client_credentials")
+    company: str = setting("BC_COMPANY", "", "Company id or name; empty = the first company discovered.")
+    pull_item_variants: bool = setting("PULL_ITEM_VARIANTS", "true", "Items events carry `itemVariants`.")
+    pull_sales_shipment_lines: bool = setting("PULL_SALES_SHIPMENT_LINES", "true",
+                                              "Shipment events carry `salesShipmentLines`.")
+    pull_sales_invoice_lines: bool = setting("PULL_SALES_INVOICE_LINES", "true",
+                                             "Invoice events carry `salesInvoiceLines`.")
+    item_change_types: frozenset[str] = setting(
+        "ITEM_CHANGE_TYPES", "created",
+        "Which item changes are announced on `bc-items`: comma list of `created,updated,deleted`.",
+        choices=CHANGE_TYPES)
+    sales_shipment_change_types: frozenset[str] = setting(
+        "SALES_SHIPMENT_CHANGE_TYPES", "created",
+        "Which posted-shipment changes are announced: comma list of `created,updated,deleted`.",
+        choices=CHANGE_TYPES)
+    sales_invoice_change_types: frozenset[str] = setting(
+        "SALES_INVOICE_CHANGE_TYPES", "created",
+        "Which sales-invoice changes are announced: comma list of `created,updated,deleted`.",
+        choices=CHANGE_TYPES)
+    authority_host: str = setting("ENTRA_AUTHORITY_HOST", "https://login.microsoftonline.com",
+                                  "Entra ID host; authority = {host}/{tenant}. Point at the emulator for "
+                                  "local runs.", local="https://127.0.0.1:8443")
+    api_host: str = setting("BC_API_HOST", "https://api.businesscentral.dynamics.com",
+                            "BC API host; base URL = {host}/v2.0/{tenant}/{environment}/api/v2.0.",
+                            local="https://127.0.0.1:8443")
 
     @property
     def authority(self) -> str:
@@ -231,32 +256,59 @@ class ConnectionSettings:
 
 
 @dataclass(frozen=True)
+@declared
 class StorageSettings:
-    """Where storage lives: a connection string, or an account/service URIs for a managed identity."""
+    """Where storage lives: a connection string, or an account/service URIs for a managed identity.
 
-    connection_string: str
+    Only `AzureWebJobsStorage` is a declared setting; the `AzureWebJobsStorage__*` forms are the
+    Functions host's identity-based connection (read by `load_storage_settings`)."""
+
+    connection_string: str = setting(
+        "AzureWebJobsStorage", "UseDevelopmentStorage=true",
+        "Storage connection string. In Azure use identity-based `AzureWebJobsStorage__accountName` "
+        "(or `__queueServiceUri`/`__tableServiceUri`/`__blobServiceUri`) instead.")
     account: str = ""
     service_uris: Mapping[str, str] = field(default_factory=dict)
     client_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+@declared
 class BCLimits:
-    max_concurrency: int
-    max_requests_per_window: int
-    window_seconds: float
-    max_retries: int
-    backoff_seconds: float
-    backoff_max_seconds: float
-    timeout_seconds: float
-    shared: bool = True
+    """How hard the connector may use BC: the shared budget, retries and timeouts."""
+
+    max_concurrency: int = setting("BC_MAX_CONCURRENCY", "5",
+                                   "Concurrent BC requests per principal (app registration or signed-in "
+                                   "user), all instances together.", minimum=1)
+    max_requests_per_window: int = setting("BC_MAX_REQUESTS_PER_5_MIN", "6000",
+                                           "BC requests per principal per 5 minutes, all instances together.",
+                                           minimum=1)
+    window_seconds: float = 300.0
+    shared: bool = setting("BC_SHARED_BUDGET", "true",
+                           "Share each principal's BC budget across instances through Table Storage "
+                           "(`false`: each instance keeps to the limits on its own, so several instances "
+                           "together may exceed them).")
+    max_retries: int = setting("BC_MAX_RETRIES", "6",
+                               "Retries of a throttled/failed BC request (429, 502-504, timeouts).")
+    backoff_seconds: float = setting("BC_BACKOFF_SECONDS", "1.0",
+                                     "First back-off delay; doubles each retry, with jitter.")
+    backoff_max_seconds: float = setting("BC_BACKOFF_MAX_SECONDS", "60", "Longest single back-off delay.")
+    timeout_seconds: float = setting("BC_TIMEOUT_SECONDS", "100", "Timeout of one BC request.")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+@declared
 class TelemetrySettings:
-    """Where OpenTelemetry goes: Azure Monitor (connection string set), a local exporter, or nowhere."""
+    """Where OpenTelemetry goes: Azure Monitor (connection string set), a local exporter, or nowhere.
 
-    exporter: str = ""  # "", "console" or "otlp"
+    The two `APPLICATIONINSIGHTS_*` values are the host's own settings (read by
+    `load_telemetry_settings`), not declared here."""
+
+    exporter: str = setting("TELEMETRY_EXPORTER", "",
+                            "OpenTelemetry exporter for local runs: `console` or `otlp` "
+                            "(OTEL_EXPORTER_OTLP_ENDPOINT); empty = none. In Azure, "
+                            "APPLICATIONINSIGHTS_CONNECTION_STRING turns on Azure Monitor.",
+                            choices=TELEMETRY_EXPORTERS)
     connection_string: str = field(default="", repr=False)
     authentication_string: str = ""  # `ClientId=<id>;Authorization=AAD`: sign in with the identity
 
@@ -265,29 +317,82 @@ class TelemetrySettings:
         return bool(self.connection_string or self.exporter)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+@declared
 class Settings:
     """The whole configuration, typed."""
 
-    storage: StorageSettings
-    connections: Mapping[str, ConnectionSettings]
-    tls_ca_bundle: str
-    public_base_url: str
-    token_encryption_keys: tuple[str, ...] = field(repr=False)
-    item_pull_page_size: int
-    item_pull_max_seconds: float
-    sweep_max_seconds: float
-    cursor_overlap_seconds: float
-    subscription_renew_before_hours: float
-    event_publish_concurrency: int
-    event_max_inline_bytes: int
-    dedupe_ttl_days: float
-    webhook_max_body_bytes: int
-    auth_flow_ttl_seconds: int
-    sales_order_ambiguity_seconds: float
-    sales_order_max_payload_bytes: int
-    bc_limits: BCLimits
-    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    storage: StorageSettings = _nested(StorageSettings)
+    connection_names: tuple[str, ...] = setting(
+        "BC_CONNECTIONS", DEFAULT_CONNECTION,
+        "Comma-separated connection names. Settings of a connection other than `default` are "
+        "prefixed with its upper-case name and `__` (e.g. `EMEA__BC_TENANT`).")
+    connections: Mapping[str, ConnectionSettings] = _nested(ConnectionSettings)
+    tls_ca_bundle: str = setting("TLS_CA_BUNDLE", "",
+                                 "Optional CA bundle (PEM path) for Entra and BC calls; the emulator's "
+                                 "self-signed CA locally.", local=".devdata/emulator-ca.pem")
+    public_base_url: str = setting("PUBLIC_BASE_URL", "",
+                                   "Public base URL of this app, for the OAuth redirect URI and the webhook "
+                                   "notificationUrl. Empty = https://$WEBSITE_HOSTNAME in Azure, "
+                                   "http://127.0.0.1:7071 locally.", local="http://127.0.0.1:7071")
+    token_encryption_keys: tuple[str, ...] = setting(
+        "TOKEN_ENCRYPTION_KEY", None,
+        "Fernet key (urlsafe base64, 32 bytes) that encrypts token caches at rest. Key Vault "
+        "reference in Azure. Several keys separated by commas rotate (first encrypts).",
+        secret=True, local="9vojfjfiSnHXn6bFONOibYRAB7MW-UIPY24Iz20cIPs=")
+    item_pull_schedule: str = setting("ITEM_PULL_SCHEDULE", "0 */15 * * * *",
+                                      "NCRONTAB schedule of Schedule Pull Items.", host_binding=True)
+    subscription_renewal_schedule: str = setting("SUBSCRIPTION_RENEWAL_SCHEDULE", "0 7 * * * *",
+                                                 "NCRONTAB schedule of the webhook renewal/recreation run.",
+                                                 host_binding=True)
+    sweep_schedule: str = setting("SWEEP_SCHEDULE", "0 */30 * * * *",
+                                  "NCRONTAB schedule of the sweep that emits what webhooks missed.",
+                                  host_binding=True)
+    sweep_max_seconds: float = setting("SWEEP_MAX_SECONDS", "480",
+                                       "A sweep run stops after this long and checkpoints; the next run "
+                                       "resumes.")
+    subscription_renew_before_hours: float = setting(
+        "SUBSCRIPTION_RENEW_BEFORE_HOURS", "36",
+        "Renew a subscription when less than this is left of its 3-day life.")
+    item_pull_page_size: int = setting("ITEM_PULL_PAGE_SIZE", "1000",
+                                       "Items per BC page (`Prefer: odata.maxpagesize`).", minimum=1)
+    item_pull_max_seconds: float = setting("ITEM_PULL_MAX_SECONDS", "480",
+                                           "A pull run stops after this long and checkpoints; the next run "
+                                           "resumes.")
+    cursor_overlap_seconds: float = setting("CURSOR_OVERLAP_SECONDS", "60",
+                                            "Incremental reads go back this far before the cursor (clock "
+                                            "skew, SQL rounding).")
+    event_publish_concurrency: int = setting("EVENT_PUBLISH_CONCURRENCY", "16",
+                                             "Queue sends in flight at once when emitting events.", minimum=1)
+    event_max_inline_bytes: int = setting("EVENT_MAX_INLINE_BYTES", "60000",
+                                          "Larger events carry their data in blob storage (`dataref`); queue "
+                                          "limit is 64 KiB.", minimum=1024)
+    dedupe_ttl_days: float = setting("DEDUPE_TTL_DAYS", "14",
+                                     "How long an entity that vanished before it could be read is remembered "
+                                     "as gone (announced and pre-existing entities are remembered for good).")
+    bc_limits: BCLimits = _nested(BCLimits)
+    sales_order_ambiguity_seconds: float = setting(
+        "SALES_ORDER_AMBIGUITY_SECONDS", "600",
+        "After a sales-order POST with an unknown outcome (timeout, 5xx) that BC does not show, wait "
+        "this long before sending it again: BC may still commit it (8-minute operation timeout).")
+    sales_order_max_payload_bytes: int = setting(
+        "SALES_ORDER_MAX_PAYLOAD_BYTES", "4194304",
+        "Largest order blob a `sales-orders` message may reference (`dataref`, container "
+        "`sales-order-payloads`); a larger one fails with `DataRefTooLarge`.", minimum=1)
+    webhook_max_body_bytes: int = setting(
+        "WEBHOOK_MAX_BODY_BYTES", "4194304",
+        "Notification bodies declared larger (`Content-Length`) are acknowledged unread and logged "
+        "as errors (the sweep recovers them). BC sends up to 1,000 notifications per subscription "
+        "(~400 KB) in one POST for all subscriptions of a URL: three trigger subscriptions ~1.2 MB.",
+        minimum=1024)
+    functions_request_body_size_limit: int = setting(
+        "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT", "8388608",
+        "Read by the Functions host (and the local host): a request body larger than this gets 413 "
+        "before any function sees it (Azure's default is 100 MB). Twice WEBHOOK_MAX_BODY_BYTES, so "
+        "the receiver still acknowledges a genuine oversized BC bundle.", host_binding=True, minimum=1024)
+    auth_flow_ttl_seconds: int = setting("AUTH_FLOW_TTL_SECONDS", "600",
+                                         "How long a started sign-in may take.", minimum=1)
+    telemetry: TelemetrySettings = _nested(TelemetrySettings)
 
     @property
     def redirect_uri(self) -> str:
@@ -305,10 +410,6 @@ class Settings:
             raise UnknownConnection(key, tuple(self.connections)) from None
 
 
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names it."""
-
-
 class UnknownConnection(KeyError):
     def __init__(self, name: str, known: tuple[str, ...]):
         super().__init__(name)
@@ -319,94 +420,60 @@ class UnknownConnection(KeyError):
         return f"unknown connection {self.name!r} (configured: {', '.join(self.known)})"
 
 
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+# ---- the catalogue and the reader, both derived from the fields above -----------------------------
+
+def _declared(cls: type, per_connection: bool = False) -> Iterator[tuple[dataclasses.Field, Setting | None]]:
+    """Each field of `cls` with its Setting (None for a nested object), in declaration order."""
+    for f in dataclasses.fields(cls):
+        spec = f.metadata.get("setting")
+        if spec is not None:
+            yield f, dataclasses.replace(spec, per_connection=per_connection)
+        elif "nested" in f.metadata:
+            yield f, None
 
 
-def _parse_bool(name: str, value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name} must be true or false, not {value!r}")
+def _catalogue(cls: type = Settings, per_connection: bool = False) -> Iterator[Setting]:
+    for f, spec in _declared(cls, per_connection):
+        if spec is not None:
+            yield spec
+        else:
+            nested = f.metadata["nested"]
+            yield from _catalogue(nested, per_connection or nested is ConnectionSettings)
 
 
-def _parse_changes(name: str, value: str) -> frozenset[str]:
-    changes = frozenset(c.strip().lower() for c in value.split(",") if c.strip())
-    unknown = sorted(changes - set(CHANGE_TYPES))
-    if unknown:
-        raise SettingsError(f"{name} is a comma list of {','.join(CHANGE_TYPES)}, not {value!r}")
-    return changes
+SETTINGS: tuple[Setting, ...] = tuple(_catalogue())
+_BY_NAME = {s.name: s for s in SETTINGS}
 
 
-class _Reader:
-    def __init__(self, env: Mapping[str, str]):
-        self.env = env
-
-    def get(self, name: str, prefix: str = "") -> str:
-        if prefix and f"{prefix}__{name}" in self.env:
-            return self.env[f"{prefix}__{name}"]
-        value = self.env.get(name)
-        if value is None:
-            value = _BY_NAME[name].default
-        return "" if value is None else value
-
-    def number(self, name: str, minimum: float = 0) -> float:
-        value = self.get(name)
-        try:
-            n = float(value)
-        except ValueError:
-            raise SettingsError(f"{name} must be a number, not {value!r}") from None
-        if n < minimum:
-            raise SettingsError(f"{name} must be at least {minimum:g}")
-        return n
-
-    def integer(self, name: str, minimum: int = 0) -> int:
-        n = self.number(name, minimum)
-        if n != int(n):
-            raise SettingsError(f"{name} must be a whole number")
-        return int(n)
-
-    def required(self, name: str, prefix: str, connection: str) -> str:
-        value = self.get(name, prefix).strip()
-        if not value:
-            where = f"{prefix}__{name} or {name}" if prefix else name
+def read(cls: type, env: Mapping[str, str], *, prefix: str = "", connection: str = "",
+          **given: Any) -> Any:
+    """An object of `cls` with each declared field read from `env` (the `prefix`ed name first);
+    fields in `given` are taken as they are."""
+    values = dict(given)
+    for f, spec in _declared(cls, per_connection=bool(connection)):
+        if f.name in values or spec is None:
+            continue
+        text = env.get(f"{prefix}__{spec.name}") if prefix else None
+        if text is None:
+            text = env.get(spec.name, spec.default)
+        if spec.required and not (text or "").strip():
+            where = f"{prefix}__{spec.name} or {spec.name}" if prefix else spec.name
             raise SettingsError(f"connection {connection!r}: setting {where} is required")
-        return value
+        values[f.name] = spec.parse(text or "", _kind(f.type))
+    return cls(**values)
 
 
-def _connection(reader: _Reader, name: str) -> ConnectionSettings:
+def _connection(env: Mapping[str, str], name: str) -> ConnectionSettings:
     prefix = "" if name == DEFAULT_CONNECTION else name.upper().replace("-", "_")
-    grant = reader.get("BC_GRANT_TYPE", prefix).strip()
-    if grant not in ("authorization_code", "client_credentials"):
-        raise SettingsError(
-            f"connection {name!r}: BC_GRANT_TYPE must be authorization_code or client_credentials"
-        )
-    return ConnectionSettings(
-        name=name,
-        tenant=reader.required("BC_TENANT", prefix, name),
-        environment=reader.required("BC_ENVIRONMENT", prefix, name),
-        client_id=reader.required("BC_CLIENT_ID", prefix, name),
-        client_secret=reader.required("BC_CLIENT_SECRET", prefix, name),
-        grant_type=grant,
-        company=reader.get("BC_COMPANY", prefix).strip(),
-        pull_item_variants=_parse_bool("PULL_ITEM_VARIANTS", reader.get("PULL_ITEM_VARIANTS", prefix)),
-        pull_sales_shipment_lines=_parse_bool(
-            "PULL_SALES_SHIPMENT_LINES", reader.get("PULL_SALES_SHIPMENT_LINES", prefix)
-        ),
-        pull_sales_invoice_lines=_parse_bool(
-            "PULL_SALES_INVOICE_LINES", reader.get("PULL_SALES_INVOICE_LINES", prefix)
-        ),
-        item_change_types=_parse_changes("ITEM_CHANGE_TYPES", reader.get("ITEM_CHANGE_TYPES", prefix)),
-        sales_shipment_change_types=_parse_changes(
-            "SALES_SHIPMENT_CHANGE_TYPES", reader.get("SALES_SHIPMENT_CHANGE_TYPES", prefix)
-        ),
-        sales_invoice_change_types=_parse_changes(
-            "SALES_INVOICE_CHANGE_TYPES", reader.get("SALES_INVOICE_CHANGE_TYPES", prefix)
-        ),
-        authority_host=reader.get("ENTRA_AUTHORITY_HOST", prefix).strip(),
-        api_host=reader.get("BC_API_HOST", prefix).strip(),
-    )
+    try:
+        return read(ConnectionSettings, env, prefix=prefix, connection=name, name=name)
+    except SettingsError as e:
+        if str(e).startswith("connection "):
+            raise
+        raise SettingsError(f"connection {name!r}: {e}") from None
+
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 
 
 def load_storage_settings(env: Mapping[str, str] | None = None) -> StorageSettings:
@@ -426,64 +493,33 @@ def load_storage_settings(env: Mapping[str, str] | None = None) -> StorageSettin
                            client_id=env.get("AzureWebJobsStorage__clientId", ""))
 
 
-TELEMETRY_EXPORTERS = ("", "none", "console", "otlp")
-
-
 def load_telemetry_settings(env: Mapping[str, str] | None = None) -> TelemetrySettings:
     """Only the telemetry part (the host's APPLICATIONINSIGHTS_* settings and TELEMETRY_EXPORTER)."""
     env = os.environ if env is None else env
-    exporter = _Reader(env).get("TELEMETRY_EXPORTER").strip().lower()
-    if exporter not in TELEMETRY_EXPORTERS:
-        raise SettingsError(f"TELEMETRY_EXPORTER must be console, otlp or empty, not {exporter!r}")
-    return TelemetrySettings(
-        exporter="" if exporter == "none" else exporter,
-        connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip(),
-        authentication_string=env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "").strip(),
-    )
+    telemetry = read(TelemetrySettings, env,
+                      connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip(),
+                      authentication_string=env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "").strip())
+    return dataclasses.replace(telemetry, exporter="") if telemetry.exporter == "none" else telemetry
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raises SettingsError naming the culprit."""
     env = os.environ if env is None else env
-    r = _Reader(env)
-    names = [n.strip() for n in r.get("BC_CONNECTIONS").split(",") if n.strip()]
+    names = _BY_NAME["BC_CONNECTIONS"].parse(env.get("BC_CONNECTIONS", DEFAULT_CONNECTION), tuple[str, ...])
     for n in names:
         if not _NAME_RE.match(n):
             raise SettingsError(f"BC_CONNECTIONS: {n!r} is not a valid connection name (a-z, 0-9, -)")
-    connections = {n: _connection(r, n) for n in names}
-    public = r.get("PUBLIC_BASE_URL").strip().rstrip("/")
+    public = env.get("PUBLIC_BASE_URL", "").strip().rstrip("/")
     if not public:
         host = env.get("WEBSITE_HOSTNAME", "").strip()
         public = f"https://{host}" if host else "http://127.0.0.1:7071"
-    keys = tuple(k.strip() for k in r.get("TOKEN_ENCRYPTION_KEY").split(",") if k.strip())
-    return Settings(
+    return read(
+        Settings, env,
         storage=load_storage_settings(env),
-        connections=connections,
-        tls_ca_bundle=r.get("TLS_CA_BUNDLE").strip(),
+        connection_names=names,
+        connections={n: _connection(env, n) for n in names},
         public_base_url=public,
-        token_encryption_keys=keys,
-        item_pull_page_size=r.integer("ITEM_PULL_PAGE_SIZE", minimum=1),
-        item_pull_max_seconds=r.number("ITEM_PULL_MAX_SECONDS"),
-        sweep_max_seconds=r.number("SWEEP_MAX_SECONDS"),
-        cursor_overlap_seconds=r.number("CURSOR_OVERLAP_SECONDS"),
-        subscription_renew_before_hours=r.number("SUBSCRIPTION_RENEW_BEFORE_HOURS"),
-        event_publish_concurrency=r.integer("EVENT_PUBLISH_CONCURRENCY", minimum=1),
-        event_max_inline_bytes=r.integer("EVENT_MAX_INLINE_BYTES", minimum=1024),
-        dedupe_ttl_days=r.number("DEDUPE_TTL_DAYS"),
-        webhook_max_body_bytes=r.integer("WEBHOOK_MAX_BODY_BYTES", minimum=1024),
-        auth_flow_ttl_seconds=r.integer("AUTH_FLOW_TTL_SECONDS", minimum=1),
-        sales_order_ambiguity_seconds=r.number("SALES_ORDER_AMBIGUITY_SECONDS"),
-        sales_order_max_payload_bytes=r.integer("SALES_ORDER_MAX_PAYLOAD_BYTES", minimum=1),
-        bc_limits=BCLimits(
-            max_concurrency=r.integer("BC_MAX_CONCURRENCY", minimum=1),
-            max_requests_per_window=r.integer("BC_MAX_REQUESTS_PER_5_MIN", minimum=1),
-            window_seconds=300.0,
-            max_retries=r.integer("BC_MAX_RETRIES"),
-            backoff_seconds=r.number("BC_BACKOFF_SECONDS"),
-            backoff_max_seconds=r.number("BC_BACKOFF_MAX_SECONDS"),
-            timeout_seconds=r.number("BC_TIMEOUT_SECONDS"),
-            shared=_parse_bool("BC_SHARED_BUDGET", r.get("BC_SHARED_BUDGET")),
-        ),
+        bc_limits=read(BCLimits, env),
         telemetry=load_telemetry_settings(env),
     )
 

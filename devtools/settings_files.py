@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def longest_gap_seconds(expression: str, days: int = 8) -> int:
     return int(longest.total_seconds())
 
 
-def bicep_json(catalogue: list[declared.Setting] = declared.SETTINGS) -> str:
+def bicep_json(catalogue: Sequence[declared.Setting] = declared.SETTINGS) -> str:
     """`infra/connector.json`: resource names, the settings the host resolves (with the longest gap
     between runs of each default schedule, for the staleness alerts), the secret settings."""
     bindings = [s for s in catalogue if s.host_binding]
@@ -63,7 +64,7 @@ def bicep_json(catalogue: list[declared.Setting] = declared.SETTINGS) -> str:
     })
 
 
-def example_settings(catalogue: list[declared.Setting] = declared.SETTINGS) -> str:
+def example_settings(catalogue: Sequence[declared.Setting] = declared.SETTINGS) -> str:
     """`local.settings.example.json`: every setting, at its local value (the emulator) or default."""
     values = dict(CORE_TOOLS_VALUES)
     for s in catalogue:
@@ -77,7 +78,7 @@ def _default_cell(s: declared.Setting) -> str:
     return f"`{s.default}`" if s.default else "(empty)"
 
 
-def readme_table(catalogue: list[declared.Setting] = declared.SETTINGS) -> str:
+def readme_table(catalogue: Sequence[declared.Setting] = declared.SETTINGS) -> str:
     rows = ["| setting | default | per connection | meaning |", "|---|---|---|---|"]
     rows += [f"| `{s.name}` | {_default_cell(s)} | {'yes' if s.per_connection else ''} | {s.description} |"
              for s in catalogue]

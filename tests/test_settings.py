@@ -1,11 +1,23 @@
 """Settings: typed parsing, per-connection prefixes, clear errors, and the catalogue kept in sync."""
+from __future__ import annotations
+
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from connector.settings import SETTINGS, Setting, SettingsError, UnknownConnection, load_settings
+from connector.settings import (
+    SETTINGS,
+    Setting,
+    SettingsError,
+    UnknownConnection,
+    declared,
+    load_settings,
+    read,
+    setting,
+)
 from devtools import settings_files
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +128,17 @@ def test_every_binding_expression_is_a_host_binding_setting():
     """`%NAME%` in a trigger is resolved by the Functions host from app settings, so Bicep must deploy it."""
     used = {name for p in (ROOT / "connector").rglob("*.py")
             for name in re.findall(r'"%([A-Z_]+)%"', p.read_text())}
-    assert used == {s.name for s in SETTINGS if s.host_binding}
+    assert used == {s.name for s in SETTINGS if s.host_binding} - HOST_SETTINGS
+
+
+HOST_SETTINGS = {"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"}  # read by the Functions host itself, not by a %NAME%
+
+
+def test_the_host_request_body_limit_is_deployed_and_leaves_room_over_the_receivers_cap():
+    [limit] = [s for s in SETTINGS if s.name == "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"]
+    [receiver] = [s for s in SETTINGS if s.name == "WEBHOOK_MAX_BODY_BYTES"]
+    assert limit.host_binding  # so Bicep deploys it as an app setting
+    assert int(receiver.default) < int(limit.default) <= 16 * 1024 * 1024  # far under Azure's 100 MB
 
 
 def test_readme_documents_every_setting():
@@ -131,3 +153,32 @@ def test_only_the_settings_module_reads_the_environment():
         if p.name != "settings.py" and re.search(r"os\.environ|os\.getenv", p.read_text())
     ]
     assert offenders == []
+
+
+def test_one_field_declares_a_setting_with_its_default_validation_and_reader():
+    @dataclass(frozen=True, kw_only=True)
+    @declared
+    class Extra:
+        retries: int = setting("EXTRA_RETRIES", "3", "Retries.", minimum=1)
+        modes: frozenset[str] = setting("EXTRA_MODES", "a", "Modes.", choices=("a", "b"))
+        token: str = setting("EXTRA_TOKEN", "", "A secret.", secret=True)
+
+    assert Extra().retries == 3 and Extra().modes == {"a"}
+    extra = read(Extra, {"EXTRA_RETRIES": "5", "EXTRA_MODES": "B, a", "EXTRA_TOKEN": "hush"})
+    assert (extra.retries, extra.modes, extra.token) == (5, {"a", "b"}, "hush")
+    assert "hush" not in repr(extra)
+    with pytest.raises(SettingsError, match="EXTRA_RETRIES must be at least 1"):
+        read(Extra, {"EXTRA_RETRIES": "0"})
+    with pytest.raises(SettingsError, match="EXTRA_MODES is a comma list of a,b"):
+        read(Extra, {"EXTRA_MODES": "c"})
+
+
+def test_every_declared_setting_is_read_into_the_settings():
+    """Each catalogue entry reaches a field: a non-default value of every number changes what is loaded."""
+    numbers = [s for s in SETTINGS if s.default and s.default.replace(".", "").isdigit()]
+    loaded = load_settings(BASE | {s.name: str(float(s.default or 0) + 1) for s in numbers})
+    default = load_settings(BASE)
+    assert loaded != default
+    for s in numbers:
+        changed = load_settings(BASE | {s.name: str(int(float(s.default or 0)) + 1)})
+        assert changed != default, f"{s.name} is declared but not read"

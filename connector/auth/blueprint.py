@@ -31,11 +31,26 @@ def sign_in_login(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(status_code=302, headers={"Location": url, **_NO_STORE})
 
 
+MAX_FORM_BYTES = 16384  # Entra's form_post: code, state, session_state, maybe an error (a few KB)
+MAX_FORM_FIELDS = 20
+
+
 def _callback_params(req: func.HttpRequest) -> dict[str, str]:
-    """Entra's answer: the form fields of a `form_post` POST, else the query of a GET."""
+    """Entra's answer: the form fields of a `form_post` POST, else the query of a GET. A form larger
+    than Entra ever posts is a 400 (`SignInRejected`), never a 500."""
+    from connector.auth.signin import SignInRejected
+
     if req.method.upper() != "POST":
+        if len(req.params) > MAX_FORM_FIELDS:
+            raise SignInRejected(f"The sign-in answer has more than {MAX_FORM_FIELDS} parameters.")
         return dict(req.params)
-    form = parse_qs(req.get_body().decode("utf-8", "replace"), max_num_fields=20)
+    body = req.get_body()
+    if len(body) > MAX_FORM_BYTES:
+        raise SignInRejected(f"The sign-in answer is larger than {MAX_FORM_BYTES} bytes.", 413)
+    try:
+        form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:  # more than MAX_FORM_FIELDS fields
+        raise SignInRejected(f"The sign-in answer has more than {MAX_FORM_FIELDS} fields.") from None
     return {name: values[0] for name, values in form.items()}
 
 

@@ -9,7 +9,10 @@ busy slots and gives idle ones back. Each slot also carries a fifth of the reque
 keeps request counts per 30-s bucket over the window, charged in blocks before they are used.
 An instance that waits for a slot writes a `want-<instance>` row; holders above their fair share
 (5 / instances that hold or want) give slots back. See docs/architecture.md ("Shared BC budget").
-If storage fails, the budget falls back to a per-process one (with a warning) and retries later.
+Slot and want rows are read through the row layer's checks (`connector/rows.py`): a row that does not
+validate counts as free and is overwritten. If storage fails, or anything else inside the shared
+budget does, or no slot comes within `deadline_seconds`, the budget falls back to a per-process one
+(with a warning) and tries the shared one again later: a BC call never fails because of the budget.
 """
 from __future__ import annotations
 
@@ -27,8 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from azure.core.exceptions import AzureError
-
+from connector.rows import RowWarnings, Warn, holding, read_count, read_expiry, read_json, stamp, where
 from connector.settings import TABLE_LEASES, BCLimits
 from connector.storage import Storage, delete_if_match, insert_entity, replace_if_match, table_key
 
@@ -185,9 +187,49 @@ def slots_to_keep(held_since: list[float], now: float, me: str, holders: set[str
 
 
 def free_slots(rows: dict[int, dict[str, Any]], slots: int, now: float) -> list[int]:
-    """Slot numbers nobody holds: no row yet, given back, or expired."""
+    """Slot numbers nobody holds: no row yet, given back, or expired (rows as `slot_row` reads them)."""
     return [i for i in range(slots)
             if i not in rows or not rows[i].get("holder") or float(rows[i].get("expires", 0)) <= now]
+
+
+def slot_number(row_key: str, slots: int) -> int | None:
+    """The slot a `slot-<n>` RowKey names (n below `slots`); None for any other key."""
+    digits = row_key[5:]
+    if not row_key.startswith("slot-") or not digits.isascii() or not digits.isdigit() or len(digits) > 3:
+        return None
+    number = int(digits)
+    return number if number < slots else None
+
+
+def read_ring(raw: Any, limit: int) -> Ring | None:
+    """A slot row's request counts per bucket (JSON `{"bucket": count}`); None when it is not that
+    (or counts more than `limit` in a bucket): the ring is then taken as empty and rewritten."""
+    if raw in (None, ""):
+        return {}
+    value = read_json(raw, longest=4096)
+    if not isinstance(value, dict) or len(value) > 64:
+        return None
+    ring: Ring = {}
+    for bucket, count in value.items():
+        if not (isinstance(bucket, str) and bucket.isascii() and bucket.isdigit() and len(bucket) < 16):
+            return None
+        checked = read_count(count, limit)
+        if checked is None:
+            return None
+        ring[int(bucket)] = checked
+    return ring
+
+
+def slot_row(entity: dict[str, Any], now: float, ttl: float, limit: int, place: str,
+             warn: Warn) -> dict[str, Any]:
+    """A slot row as believed: holder and expiry validated (an invalid one: free), its ring (an
+    invalid one: empty); unexpected columns dropped (the next write replaces the row)."""
+    held = holding(entity, now, ttl, place, warn)
+    ring = read_ring(entity.get("ring"), limit)
+    if ring is None:
+        warn(place, f"ring {str(entity.get('ring'))[:40]!r} is not a request count per bucket")
+        ring = {}
+    return {"holder": held.holder, "expires": held.expires, "ring": ring}
 
 
 # ---- the shared budget -----------------------------------------------------------------------
@@ -207,6 +249,7 @@ class BudgetTuning:
     tenure_seconds: float = 15.0  # with more instances than slots, a slot changes hands this often
     block: int = 50  # requests charged to a slot's window per storage write
     degraded_seconds: float = 30.0  # after a storage failure, per-process budget this long
+    deadline_seconds: float = 60.0  # a request waiting this long for a slot: per-process budget
 
 
 @dataclass(eq=False)
@@ -268,6 +311,7 @@ class SharedBudget:
         self._stop = threading.Event()
         self._wake = threading.Event()  # a slot runs low on credit: top it up before it runs out
         self._thread: threading.Thread | None = None
+        self._warn = RowWarnings()  # rows that did not validate, logged once each
 
     # Requests ---------------------------------------------------------------------------------
     def acquire(self, principal: str = "") -> object:
@@ -276,6 +320,7 @@ class SharedBudget:
         if self._clock() < self._degraded_until:
             return self._fallback.acquire(principal)
         state = self._state(principal)
+        deadline = time.monotonic() + self.tuning.deadline_seconds
         while True:
             with state.cond:
                 slot = state.ready(self._clock())
@@ -288,13 +333,16 @@ class SharedBudget:
             if state.io.acquire(blocking=False):
                 try:
                     grew = self._grow(state)
-                except AzureError as exc:
+                except Exception as exc:  # storage, or a row nobody foresaw: never into the BC call
                     self._degrade(exc)
                     return self._fallback.acquire(principal)
                 finally:
                     state.io.release()
                 if grew:
                     continue
+            if time.monotonic() > deadline:
+                self._degrade(TimeoutError(f"no slot within {self.tuning.deadline_seconds:.0f}s"))
+                return self._fallback.acquire(principal)
             with state.cond:
                 if state.ready(self._clock()) is None:
                     state.cond.wait(self.tuning.poll_seconds * random.uniform(0.5, 1.5))
@@ -372,19 +420,27 @@ class SharedBudget:
         for entity in self._table().query_entities(
                 "PartitionKey eq @pk", parameters={"pk": state.key}, retry_total=0):
             rk = entity["RowKey"]
-            if rk.startswith("slot-"):
-                row = dict(entity)
+            place = where(TABLE_LEASES, state.key, rk)
+            index = slot_number(rk, self.max_concurrency)
+            if index is not None:
+                row = slot_row(entity, now, self.tuning.slot_ttl_seconds, self.rate.limit, place,
+                               self._warn)
                 row["etag"] = entity.metadata["etag"]
-                rows[int(rk[5:])] = row
-            elif rk.startswith("want-") and float(entity.get("expires", 0)) > now:
-                wanting.add(rk[5:])
-        holders = {r["holder"] for r in rows.values()
-                   if r.get("holder") and float(r.get("expires", 0)) > now}
+                rows[index] = row
+            elif rk.startswith("want-"):
+                expires = read_expiry(entity.get("expires"), now, self.tuning.want_ttl_seconds)
+                if expires is None:
+                    self._warn(place, f"expires {str(entity.get('expires'))[:40]!r}")
+                elif expires > now:
+                    wanting.add(rk[5:])
+            else:
+                self._warn(place, "not a slot or want row of the budget")
+        holders = {r["holder"] for r in rows.values() if r["holder"] and r["expires"] > now}
         return rows, wanting, holders
 
     def _take(self, state: _Principal, index: int, row: dict[str, Any] | None,
               now: float) -> _Slot | None:
-        ring = _ring(row.get("ring") if row else None)
+        ring = row["ring"] if row else {}
         ring, granted = self.rate.charge(ring, now, self.tuning.block)
         entity = self._entity(state, index, ring, now)
         table = self._table()
@@ -427,7 +483,7 @@ class SharedBudget:
                 holder: str | None = None) -> dict[str, Any]:
         holder = self.instance if holder is None else holder
         return {"PartitionKey": state.key, "RowKey": f"slot-{index}", "holder": holder,
-                "expires": now + self.tuning.slot_ttl_seconds if holder else 0.0,
+                "expires": stamp(now + self.tuning.slot_ttl_seconds if holder else now),
                 "ring": json.dumps(ring, separators=(",", ":"))}
 
     def _want(self, state: _Principal, now: float) -> None:
@@ -435,7 +491,7 @@ class SharedBudget:
             return
         self._table().upsert_entity(
             {"PartitionKey": state.key, "RowKey": f"want-{self.instance}",
-             "expires": now + self.tuning.want_ttl_seconds}, retry_total=0)
+             "expires": stamp(now + self.tuning.want_ttl_seconds)}, retry_total=0)
         state.want_written_at = now
 
     # Background: renew, give back, yield --------------------------------------------------------
@@ -458,7 +514,7 @@ class SharedBudget:
                 try:
                     with state.io:
                         wrote = self._tend(state, self._clock())
-                except AzureError as exc:
+                except Exception as exc:  # storage, or a row nobody foresaw
                     self._degrade(exc)
                     continue
                 if wrote:
@@ -520,9 +576,10 @@ class SharedBudget:
                     slot.dropped = True
                 state.cond.notify_all()
         if first:
-            log.warning("BC budget: storage unavailable (%s); each instance keeps to BC's limits "
-                        "on its own for %.0fs (instances together may exceed them)",
-                        type(exc).__name__, self.tuning.degraded_seconds)
+            log.warning("BC budget: storage unavailable or the shared budget failed (%s: %s); each "
+                        "instance keeps to BC's limits on its own for %.0fs (instances together may "
+                        "exceed them)",
+                        type(exc).__name__, str(exc)[:200], self.tuning.degraded_seconds)
 
     def close(self) -> None:
         """Stop the background thread and give every held slot back (best effort)."""
@@ -537,17 +594,13 @@ class SharedBudget:
                 for slot in [s for s in state.slots if not s.dropped]:
                     try:
                         self._write(state, slot, self._clock(), give_back=True)
-                    except AzureError:
+                    except Exception:  # best effort: the slot expires by itself
                         pass
                     slot.dropped = True
                 try:
                     _delete(self._table(), state.key, f"want-{self.instance}")
-                except AzureError:
+                except Exception:
                     pass
-
-
-def _ring(raw: str | None) -> Ring:
-    return {int(b): int(n) for b, n in json.loads(raw).items()} if raw else {}
 
 
 def _refund(ring: Ring, bucket: int, unused: int) -> Ring:

@@ -28,7 +28,8 @@ from urllib3.exceptions import NewConnectionError
 from connector.bc.budget import Budget, principal_of
 from connector.bc.errors import BCError, error_from_response
 from connector.bc.keys import checked_guid
-from connector.bc.pager import Page, on_origin, origin_of, read_pages
+from connector.bc.links import ApiRoot
+from connector.bc.pager import Page, read_pages
 from connector.settings import BCLimits
 from connector.telemetry import BCCall, Telemetry, get_telemetry
 
@@ -99,7 +100,8 @@ class BCClient:
         telemetry: Telemetry | None = None,
     ):
         self.base_url = base_url.rstrip("/")
-        self.origin = origin_of(self.base_url)  # the only place the token is sent
+        self.api_root = ApiRoot.of(self.base_url)  # the only origin the token is sent to
+        self.origin = self.api_root.origin
         self._token = token
         self.budget = budget
         self.retry = retry
@@ -125,11 +127,16 @@ class BCClient:
 
     # URLs -------------------------------------------------------------------------------------
     def url(self, path: str) -> str:
-        """Absolute URL: full URLs on the BC host pass through (ForeignLink for any other host);
-        others are relative to `.../api/v2.0`."""
-        if path.startswith(("https://", "http://")):
-            return on_origin(path, self.origin, "URL")
+        """Absolute URL: a full URL is rebuilt on the BC origin under the environment's API root
+        (`resolve`; ForeignLink otherwise); others are relative to `.../api/v2.0`."""
+        if "://" in path or path.startswith(("//", "\\")) or ":" in path.split("/", 1)[0]:
+            return self.resolve(path, what="URL")
         return f"{self.base_url}/{path.lstrip('/')}"
+
+    def resolve(self, link: str, relative_to: str | None = None, what: str = "link") -> str:
+        """A URL that BC or storage provided (next link, saved link, business event `Url`) as a safe
+        target on the BC origin (`connector.bc.links`); ForeignLink, with nothing sent, otherwise."""
+        return self.api_root.resolve(link, relative_to, what)
 
     def company_path(self, company_id: str, path: str) -> str:
         """`companies(<id>)/<path>`; InvalidKey unless `company_id` is a GUID."""

@@ -2,10 +2,10 @@
 
 A read yields one `Page` per request, may fetch the next page while the caller handles the current
 one (`prefetch`), stops after a page when `go_on()` says so (the page's `next_link` is where it
-resumes), and can start from a saved link. A link must stay on the BC host (scheme, host and port
-of BC_API_HOST), because the bearer token goes wherever the client sends a request: a link to any
-other origin, from BC's answer or read back from a table, stops the read with `ForeignLink` before
-anything is sent. A link that comes round again stops it with `RepeatedLink` instead of looping.
+resumes), and can start from a saved link. A link, from BC's answer or read back from a table, is
+never fetched as given: the client's `resolve` (`connector.bc.links`) rebuilds it on the BC origin
+under the environment's API root or stops the read with `ForeignLink` before anything is sent. A
+link that comes round again stops it with `RepeatedLink` instead of looping.
 """
 from __future__ import annotations
 
@@ -15,22 +15,15 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
-from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from connector.bc.errors import BCError
+from connector.bc.links import ForeignLink
+
+__all__ = ["ForeignLink", "Page", "PageSource", "RepeatedLink", "read_pages"]
 
 NEXT_LINK = "@odata.nextLink"
-DEFAULT_PORTS = {"https": 443, "http": 80}
-
-
-class ForeignLink(BCError):
-    """A URL (a next link, or one saved from it) outside the BC host: refused, no token sent."""
-
-    def __init__(self, url: str, origin: str, what: str = "link"):
-        super().__init__(f"{what} {url!r} is not on the BC host {origin}; refused (the token is "
-                         "never sent to another host)", code="ForeignLink", method="GET")
 
 
 class RepeatedLink(BCError):
@@ -41,30 +34,12 @@ class RepeatedLink(BCError):
                          method="GET")
 
 
-def origin_of(url: str) -> str:
-    """`scheme://host:port` of an absolute URL (default port filled in, lower case)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port or DEFAULT_PORTS.get(scheme)
-    except ValueError:  # a port that is not a number
-        port = None
-    return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
-
-
-def on_origin(url: str, origin: str, what: str = "link") -> str:
-    """`url` if it is on `origin`; ForeignLink otherwise."""
-    if origin_of(url) != origin:
-        raise ForeignLink(url, origin, what)
-    return url
-
-
 class PageSource(Protocol):
     """What the pager needs of a client (`BCClient` is one; the pager does not import it)."""
 
-    origin: str
-
     def url(self, path: str) -> str: ...
+
+    def resolve(self, link: str, relative_to: str | None = None, what: str = "link") -> str: ...
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response: ...
 
@@ -90,7 +65,7 @@ def read_pages(client: PageSource, path: str, params: Mapping[str, Any] | None =
     headers = {"Prefer": f"odata.maxpagesize={page_size}"} if page_size else None
     seen: set[str] = set()
     if resume_from:
-        url, query = on_origin(resume_from, client.origin, "saved link"), None
+        url, query = client.resolve(resume_from, what="saved link"), None
         seen.add(resume_from)
     else:
         url, query = client.url(path), params
@@ -110,7 +85,7 @@ def read_pages(client: PageSource, path: str, params: Mapping[str, Any] | None =
             body = response.json()
             next_link, ahead = body.get(NEXT_LINK), None
             if next_link:
-                next_link = on_origin(urljoin(response.url or url, next_link), client.origin, "next link")
+                next_link = client.resolve(next_link, response.url or url, "next link")
                 if next_link in seen:
                     raise RepeatedLink(next_link)
                 seen.add(next_link)

@@ -12,7 +12,8 @@ from connector.settings import QUEUE_SALES_ORDER_RESULTS
 
 _COLOURS = {"created": "32", "updated": "33", "deleted": "31", "failed": "31", "poison": "31",
             "pulled": "36", "duplicate": "36"}
-_KEY_FIELDS = ("number", "displayName", "orderNumber", "customerNumber", "externalDocumentNumber")
+_KEY_FIELDS = ("number", "displayName", "orderNumber", "customerNumber", "externalDocumentNumber",
+               "summary", "fix")
 
 
 def use_colour(stream: TextIO) -> bool:

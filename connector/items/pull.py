@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 PHASE_ITEMS = "items"
 PHASE_VARIANTS = "variants"
 ID_BATCH = 40  # ids per `id eq … or …` filter: about 2.5 KB of URL, well inside BC's limits
-LEASE_MARGIN_SECONDS = 120.0  # lease TTL beyond the run's time budget (a slow last page, retries)
 Entity = dict[str, Any]
 
 
@@ -194,8 +193,7 @@ class ItemPull:
         self._max_seconds = max_seconds
         self._now = now
         self._deadline = 0.0
-        self._lease = Lease(storage, f"items:{self._connection}:{company_id}",
-                            max_seconds + LEASE_MARGIN_SECONDS)
+        self._lease = Lease(storage, f"items:{self._connection}:{company_id}")
         self._cursors = CursorTable(storage, self._connection, cursor_name(company_id), now)
         self._emitted = 0
         self._page_count = 0

@@ -21,6 +21,7 @@ from connector.auth.crypto import TokenCipher
 from connector.auth.token_store import tokens_stored
 from connector.auth.tokens import login_url
 from connector.bc.timestamps import iso, parse_iso, utc_now
+from connector.health.events import recent_health
 from connector.settings import (
     QUEUE_ITEM_PULLS_POISON,
     QUEUE_NOTIFICATIONS_POISON,
@@ -38,7 +39,8 @@ from connector.storage import Storage, read_entity
 from connector.webhooks.subscription_plan import notification_url
 
 DEAD_LETTER_QUEUES = (QUEUE_SALES_ORDERS_POISON, QUEUE_NOTIFICATIONS_POISON, QUEUE_ITEM_PULLS_POISON)
-SUBSCRIPTION_FIELDS = ("resource", "subscription_id", "expires_at", "status", "last_error")
+SUBSCRIPTION_FIELDS = ("resource", "entity_set", "subscription_id", "expires_at", "status", "last_error",
+                       "removed_reason", "removed_at")
 THROUGHPUT_WINDOW = timedelta(hours=24)
 ALL_CONNECTIONS = "all"  # the `connection` of app-wide gauges (poison queues are shared)
 
@@ -213,6 +215,8 @@ def read_status(settings: Settings, storage: Storage, now: datetime | None = Non
             notification_url=notification_url(settings, conn.name),
         ))
         connections[-1]["throughput_24h"] = recent.get(conn.name, {"orders": {}, "events": {}})
+        if throughput:
+            connections[-1]["health_events"] = recent_health(storage, conn.name, now)
     dead_letters = {
         name: storage.queue(name).get_queue_properties().approximate_message_count
         for name in DEAD_LETTER_QUEUES

@@ -97,8 +97,12 @@ def _url_flag(subscription: Mapping[str, Any]) -> str:
 
 def _connection(conn: Mapping[str, Any], now: datetime) -> str:
     subscriptions = [[_e(s.get("resource")), _e(s.get("status")) + _url_flag(s),
-                      _e(time_left(str(s.get("expires_at") or ""), now)), _e(s.get("last_error"))]
+                      _e(time_left(str(s.get("expires_at") or ""), now)), _e(s.get("last_error")),
+                      _e(s.get("removed_reason"))]
                      for s in conn.get("subscriptions", [])]
+    health = [[_e(h.get("time")), _e(h.get("type", "").removeprefix("bc.connector.")),
+               f'<span class="{"bad" if h.get("severity") == "action" else "muted"}">'
+               f'{_e(h.get("summary"))}</span>', _e(h.get("fix"))] for h in conn.get("health_events", [])]
     cursors = [[_e(c.get("name")), _e(c.get("cursor")), _e(c.get("updated_at")),
                 "paging" if c.get("next_link") else "done"] for c in conn.get("cursors", [])]
     recent = conn.get("throughput_24h", {})
@@ -114,7 +118,10 @@ def _connection(conn: Mapping[str, Any], now: datetime) -> str:
         + f'<p>Company: {_e(conn.get("company_id") or "—")}'
         + (f' <span class="muted">(of {_e(companies)})</span>' if companies else "") + "</p>"
         + "<h3>Webhook subscriptions</h3>"
-        + _table(("resource", "state", "expires in", "last error"), subscriptions, "No subscriptions yet.")
+        + _table(("resource", "state", "expires in", "last error", "BC removed the last one because"),
+                 subscriptions, "No subscriptions yet.")
+        + "<h3>Health events</h3>"
+        + _table(("when", "what", "summary", "fix"), health, "No health events in the last 7 days.")
         + "<h3>Last pull and sweep</h3>"
         + _table(("cursor", "up to", "moved at", "read"), cursors, "No pull or sweep has run yet.")
         + "<h3>Last 24 hours</h3>"

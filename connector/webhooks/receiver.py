@@ -31,6 +31,15 @@ from connector.webhooks.triggers import BY_ENTITY_SET
 log = logging.getLogger(__name__)
 
 MAX_VALIDATION_TOKEN_CHARS = 1024  # BC's tokens are far shorter; a longer one is not echoed
+# Elements per POST. BC replaces a subscription's notifications by one `collection` once it has 1,000
+# in a run (bc-api.md §7.5), so one subscription contributes at most 999; one POST carries every
+# subscription of our URL (three triggers per company and connection). 10,000 leaves room for ten full
+# batches at once, and costs a few MB to parse; BC's own bodies stay far under it.
+MAX_ELEMENTS = 10_000
+# A BC element has 6 members, so its JSON has fewer than 12 commas (its strings are GUIDs, dates,
+# URLs and clientState, none with more than a few): a body with more commas than this holds more
+# values than MAX_ELEMENTS elements can, and is refused before parsing (4 MiB of `{},` is 1.4 M objects).
+MAX_COMMAS = MAX_ELEMENTS * 16
 PROCESSED_CHANGES = frozenset({"created", "collection"})
 OPTIONAL_CHANGES = frozenset({"updated", "deleted"})  # queued when the trigger announces them
 
@@ -53,8 +62,8 @@ class GarbledNotification(ValueError):
 
 
 class OversizedNotification(GarbledNotification):
-    """A body over WEBHOOK_MAX_BODY_BYTES: possibly a genuine bundle whose created entities are lost
-    unless the sweep finds them, so it is logged as an error."""
+    """A body over WEBHOOK_MAX_BODY_BYTES or MAX_ELEMENTS: possibly a genuine bundle whose created
+    entities are lost unless the sweep finds them, so it is logged as an error."""
 
 
 def handshake(params: Mapping[str, str]) -> Reply | None:
@@ -83,12 +92,18 @@ def parse_body(body: bytes, max_bytes: int) -> list[Any]:
     """The elements of `{"value": [...]}`; raises GarbledNotification."""
     if len(body) > max_bytes:
         raise OversizedNotification(f"body of {len(body)} bytes exceeds WEBHOOK_MAX_BODY_BYTES ({max_bytes})")
+    if body.count(b",") > MAX_COMMAS:  # priced before parsing: bytes.count is one pass in C
+        raise OversizedNotification(f"body of {len(body)} bytes holds more JSON values than "
+                                    f"{MAX_ELEMENTS} notifications can; not parsed")
     try:
         parsed = json.loads(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise GarbledNotification(f"body of {len(body)} bytes is not JSON") from None
     if not isinstance(parsed, dict) or not isinstance(parsed.get("value"), list):
         raise GarbledNotification('body is not {"value": [...]}')
+    if len(parsed["value"]) > MAX_ELEMENTS:
+        raise OversizedNotification(f"{len(parsed['value'])} notifications in one body, more than "
+                                    f"{MAX_ELEMENTS}")
     return parsed["value"]
 
 

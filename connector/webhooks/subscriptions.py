@@ -20,10 +20,12 @@ from connector.bc.errors import BCError, BCNotFound
 from connector.bc.keys import InvalidKey, checked_guid, subscription_path
 from connector.bc.timestamps import iso, utc_now
 from connector.connections import for_each_connection, results_or_raise
-from connector.leases import Lease
+from connector.health.events import SUBSCRIPTION_FAILING, SUBSCRIPTION_RECREATED
+from connector.leases import LEASE_SECONDS, Lease
 from connector.runtime import Runtime
 from connector.settings import TABLE_SUBSCRIPTIONS
 from connector.storage import read_entity
+from connector.webhooks.bc_logs import describe, failed_notifications, read_webhook_logs, removal_reason
 from connector.webhooks.client_state import client_state, key_id, signing_key
 from connector.webhooks.subscription_plan import (
     Action,
@@ -38,7 +40,7 @@ from connector.webhooks.triggers import TRIGGERS, Trigger
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 300.0
+_UNREAD = object()  # BC's webhook log, read at most once per run
 
 
 class SubscriptionRunBusy(RuntimeError):
@@ -119,7 +121,7 @@ class SubscriptionRun:
             "notification_url": sub.get("notificationUrl", "") if sub else "",
             "updated_at": iso(utc_now()),
         }
-        self.table.upsert_entity(row, mode=UpdateMode.REPLACE)
+        self.table.upsert_entity(row, mode=UpdateMode.MERGE)  # keeps `removed_*` (BC's last reason)
         self.directory.remember(row)
         return row
 
@@ -138,6 +140,36 @@ class SubscriptionRun:
         log.info("subscriptions %s: renewed %s for %s (expires %s)", self.connection, sub["subscriptionId"],
                  trigger.entity_set, sub.get("expirationDateTime"))
         return self.save(trigger, "active", sub=sub, nonce=row["client_state_nonce"], key=self.key_id)
+
+    def report_removed(self, trigger: Trigger, removed_id: str, row: dict[str, Any],
+                       logs: list[dict[str, Any]] | None) -> None:
+        """Why BC dropped `removed_id` (its webhook log): on the row for the status page, and one
+        `bc.connector.subscription.recreated` event."""
+        entry = removal_reason(logs or [], removed_id)
+        reason = describe(entry) if logs is not None else "BC's webhook log is not available"
+        self.table.upsert_entity({"PartitionKey": self.connection, "RowKey": self.row_key(trigger),
+                                  "removed_reason": reason, "removed_at": iso(utc_now()),
+                                  "removed_subscription_id": removed_id}, mode=UpdateMode.MERGE)
+        self.runtime.health.emit(
+            SUBSCRIPTION_RECREATED, connection=self.connection, company_id=self.company_id,
+            occurrence=removed_id,
+            summary=f"BC removed the {trigger.entity_set} subscription: {reason}; re-created",
+            details={"entitySet": trigger.entity_set, "removedSubscriptionId": removed_id,
+                     "subscriptionId": row.get("subscription_id", ""), "bcReason": reason,
+                     "bcLog": entry or {}})
+
+    def report_failed_notifications(self, logs: list[dict[str, Any]] | None, now: datetime) -> None:
+        """One `bc.connector.subscription.failing` a day while BC's log shows failed notifications
+        to this connection's URL in the last 24 hours."""
+        recent = [e for e in failed_notifications(logs or [], self.url)
+                  if str(e.get("time", "")) >= iso(now - timedelta(days=1))[:19]]
+        if not recent:
+            return
+        self.runtime.health.emit(
+            SUBSCRIPTION_FAILING, connection=self.connection, company_id=self.company_id,
+            occurrence=f"notifications-failed:{now.date().isoformat()}",
+            summary=f"BC failed to deliver {len(recent)} notification(s) in 24 h: {describe(recent[0])}",
+            details={"failures": len(recent), "bcLog": recent[0]})
 
     def delete_remote(self, sub: dict[str, Any]) -> None:
         try:
@@ -191,6 +223,7 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
         renew_before = timedelta(hours=runtime.settings.subscription_renew_before_hours)
         summary = ReconcileSummary(conn.name, company_id)
         owned: set[str] = set()
+        logs: list[dict[str, Any]] | None | object = _UNREAD
         for trigger in TRIGGERS:
             keep_lease()
             start_trigger(runtime, conn.name, company_id, trigger, keep_lease)
@@ -198,6 +231,7 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
             current = remote.get(row["subscription_id"]) if row and row.get("subscription_id") else None
             can_watch = None if supported is None else trigger.entity_set in supported
             action = plan_subscription(row, current, can_watch, now, renew_before, run.url, run.key_id)
+            previous_id = (row or {}).get("subscription_id", "")
             try:
                 done, row = run.apply(trigger, action, row, current)
             except BCError as exc:
@@ -211,6 +245,10 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
                 continue
             summary.done[done].append(trigger.entity_set)
             owned.add(row["subscription_id"])
+            if done is Action.RECREATE and previous_id:
+                if logs is _UNREAD:
+                    logs = read_webhook_logs(run.bc, company_id)
+                run.report_removed(trigger, previous_id, row, logs)
         for stray in stray_subscriptions(remote.values(), owned, company_id, run.url):
             keep_lease()
             try:
@@ -220,6 +258,9 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
                             stray["subscriptionId"], exc)
                 continue
             summary.strays_deleted += 1
+        if logs is _UNREAD:
+            logs = read_webhook_logs(run.bc, company_id)
+        run.report_failed_notifications(logs, now)
         log.info("subscriptions %s: %s", conn.name, summary.as_dict())
         return summary
 

@@ -18,6 +18,7 @@ from connector.bc.errors import BCError
 from connector.bc.timestamps import bc_datetime, iso, parse_iso, utc_now
 from connector.connections import for_each_connection, results_or_raise
 from connector.cursors import CursorTable, ReadCursor, ReadInterrupted, newest_modified
+from connector.health.events import GAP_FILLED
 from connector.leases import Lease
 from connector.runtime import Runtime
 from connector.webhooks.dedupe import DedupeScope
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 500  # entities per BC page (documents come with their lines)
 BASELINE_PAGE_SIZE = 20000  # ids only
-LEASE_MARGIN_SECONDS = 120.0  # lease TTL beyond the time budget (a slow last page, retries)
 BC_TICK = timedelta(milliseconds=1)  # the resolution of BC's lastModifiedDateTime
 BASELINING = "baselining"  # the state of a cursor row whose trigger is being set up
 BASELINE_STALE_SECONDS = 600.0  # the functionTimeout: a set-up not refreshed this long has died
@@ -188,6 +188,7 @@ class SweepRun:
                 log.warning("sweep %s: stopped: %s", self.connection, exc)
                 break
         log.info("sweep %s: %s", self.connection, [r.as_dict() for r in results])
+        self.report_gaps(results)
         if errors:
             raise errors[0]
         return results
@@ -232,6 +233,17 @@ class SweepRun:
         self.dedupe.purge_gone(scope)
         return SweepResult(trigger.entity_set, count.emitted, count.skipped, iso(moved))
 
+    def report_gaps(self, results: list[SweepResult]) -> None:
+        """One `bc.connector.gap.filled` per trigger that announced changes the webhooks missed."""
+        for result in results:
+            if result.emitted:
+                self.runtime.health.emit(
+                    GAP_FILLED, connection=self.connection, company_id=self.company_id,
+                    occurrence=f"{self.owner}:{result.entity_set}",
+                    summary=f"the sweep announced {result.emitted} {result.entity_set} change(s) the "
+                            "webhooks missed", details={"entitySet": result.entity_set,
+                                                        "missed": result.emitted})
+
     def renew_lease(self) -> None:
         if not self.lease.renew():
             raise ReadInterrupted(f"lease {self.lease.name} was lost")
@@ -246,7 +258,7 @@ def sweep(runtime: Runtime, connection: str | None = None,
     conn = runtime.settings.connection(connection)
     company_id = runtime.company_id(conn.name)
     max_seconds = runtime.settings.sweep_max_seconds
-    lease = Lease(runtime.storage, f"sweep:{conn.name}", ttl_seconds=max_seconds + LEASE_MARGIN_SECONDS)
+    lease = Lease(runtime.storage, f"sweep:{conn.name}")
     with lease as acquired:
         if not acquired:
             log.info("sweep %s: another run is in progress; skipped", conn.name)

@@ -471,6 +471,8 @@ class BCApi:
         return json_response({"@odata.context": f"{context}/$entity", **renewed.to_json()})
 
     def _supported_resources(self, request: Request, env: Environment, rest: list[str]) -> Response:
+        if len(rest) == 2 and parse_segment(rest[1])[0] == "webhookLogs":
+            return self._webhook_logs(request, env, rest)
         if len(rest) != 2 or parse_segment(rest[1])[0] != "webhookSupportedResources":
             raise BCError(
                 404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{rest[-1]}'."
@@ -491,6 +493,20 @@ class BCApi:
             pattern = re.escape(match.group(1)).replace(r"\*", ".*")
             rows = [r for r in rows if re.fullmatch(pattern, r["resource"])]
         return json_response({"value": rows})
+
+
+    def _webhook_logs(self, request: Request, env: Environment, rest: list[str]) -> Response:
+        """`api/microsoft/runtime/beta/companies({id})/webhookLogs` (page 5461, read-only, the
+        company's Activity Log rows of context APIWEBHOOK, newest first)."""
+        name, key = parse_segment(rest[0])
+        with self.store.lock:
+            if name != "companies":
+                raise BCError(
+                    404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{name}'."
+                )
+            company = self._company(env, key)
+        self._only(request, "GET", "webhookLogs", "Collection")
+        return json_response({"value": self.webhooks.webhook_logs(env.tenant, env.name, company.id)})
 
 
 # ---- helpers -------------------------------------------------------------------------------------

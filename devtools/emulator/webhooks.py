@@ -123,6 +123,8 @@ class WebhookEngine:
         )
         self.subscriptions: dict[str, Subscription] = {}
         self.deliveries: list[dict[str, Any]] = []
+        # BC's "Activity Log" rows of context APIWEBHOOK (what `webhookLogs` shows), per company
+        self.activity: list[dict[str, Any]] = []
         self._index: dict[SubKey, list[Subscription]] = {}
         self._journal: list[tuple[Subscription, str, str, str]] = []  # subscription, entity id, change, at
         self._first_pending: float | None = None
@@ -188,6 +190,34 @@ class WebhookEngine:
             sub.version += 1
             self._reindex()
         return sub
+
+    def log_activity(self, sub: Subscription, status: str, message: str, details: str) -> None:
+        """One webhook activity-log entry in the subscription's company, as BC's job writes it (page
+        5461 "API Webhook Logs": id, time, status, message = the title, details = the long text)."""
+        with self._lock:
+            self.activity.append({
+                "tenant": sub.tenant, "environment": sub.environment, "company_id": sub.company_id,
+                "id": str(uuid.uuid4()), "time": format_datetime(self.clock.now()), "status": status,
+                "message": message, "details": details,
+            })
+
+    def webhook_logs(self, tenant: str, environment: str, company_id: str) -> list[dict[str, Any]]:
+        """`webhookLogs` of a company, newest first (the page sorts by Activity Date descending)."""
+        with self._lock:
+            rows = [
+                {k: a[k] for k in ("id", "time", "status", "message", "details")}
+                for a in self.activity
+                if (a["tenant"], a["environment"], a["company_id"]) == (tenant, environment, company_id)
+            ]
+        return sorted(rows, key=lambda r: r["time"], reverse=True)
+
+    def delete_logged(self, subscription_id: str, title: str, details: str) -> bool:
+        """BC deleting a subscription by itself: the activity-log entry, then the deletion."""
+        sub = self.subscriptions.get(subscription_id)
+        if sub is None:
+            return False
+        self.log_activity(sub, "Success", title, f"{title[:-1]}. Subscription: {sub.id}. {details}".strip())
+        return self.delete(subscription_id)
 
     def delete(self, subscription_id: str) -> bool:
         """Remove a subscription and its pending notifications; False if unknown."""
@@ -438,7 +468,8 @@ class WebhookEngine:
     def _expire(self) -> None:
         now = self.clock.now()
         for sub in [s for s in self.subscriptions.values() if s.expiration <= now]:
-            self.delete(sub.id)
+            self.delete_logged(sub.id, "Delete expired subscription.",
+                               f"Expiration time: {format_datetime(sub.expiration)}. Table: {sub.set_name}.")
 
     def _payload(self, items: list[Notification]) -> dict[str, Any]:
         value = []
@@ -486,6 +517,15 @@ class WebhookEngine:
         except requests.RequestException as exc:
             return None, f"{type(exc).__name__}: {exc}"
 
+    def _log_failed(self, url: str, status: int | None, error: str | None) -> None:
+        """`Sending notification failed.` in the company of every subscription of the URL."""
+        code = status if status is not None else 0
+        for sub in [s for s in self.subscriptions.values() if s.notification_url == url]:
+            self.log_activity(
+                sub, "Failed", "Sending notification failed.",
+                f"Sending notification failed for {url}. Response code: {code}. "
+                f"Error message: {error or ''}. Error details: .")
+
     def _settle(
         self,
         box: Outbox,
@@ -511,14 +551,19 @@ class WebhookEngine:
             box.attempt, box.due = 0, 0.0
         elif status is None or status in (408, 429) or status >= 500:
             box.attempt += 1
+            self._log_failed(box.url, status, error)
             if box.attempt > len(self.config.retry_delays_seconds):
                 for sub_id in {n.subscription_id for n in items}:
-                    self.delete(sub_id)
+                    sub = self.subscriptions.get(sub_id)
+                    self.delete_logged(
+                        sub_id, "Delete subscription with too many failures.",
+                        f"Table: {sub.set_name if sub else ''}. Attempt number: {box.attempt}.")
                 box.attempt, box.due = 0, 0.0
             else:
                 box.due = time.monotonic() + self.config.retry_delays_seconds[box.attempt - 1]
         else:
+            self._log_failed(box.url, status, error)
             for sub in [s for s in self.subscriptions.values() if s.notification_url == box.url]:
-                self.delete(sub.id)
+                self.delete_logged(sub.id, "Delete invalid subscription.", "")
             box.items, box.attempt, box.due = [], 0, 0.0
         self._wake.set()

@@ -1,7 +1,8 @@
 """HTTP triggers on a werkzeug server: routing, auth levels, request/response conversion (dev tooling).
 
 Not deployed. Mirrors the Functions host: `/<routePrefix>/<route>`, `{name}` / `{name?}` / `{*rest}`
-route parameters, method filtering (404/405), function keys, and a bare 500 for unhandled errors.
+route parameters, method filtering (404/405), function keys, the request body limit
+(FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: 413 before the function runs), and a bare 500 for unhandled errors.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import azure.functions as func
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
@@ -25,6 +26,8 @@ from .functions import FunctionSpec, Invoker
 log = logging.getLogger("devtools.localhost")
 
 FUNCTION_KEY = "LOCAL_HOST_FUNCTION_KEY"
+BODY_LIMIT = "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"  # the Functions host's own setting (bytes)
+DEFAULT_BODY_LIMIT = 104_857_600  # the host's default: 100 MB
 _PARAM = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(?::[^}?]*)?(\??)\}")
 
 
@@ -70,7 +73,21 @@ class HttpApp:
         spec = self._specs[name]
         if not self._authorized(spec, request):
             return Response("Unauthorized", status=401)(environ, start_response)
+        limit = self._body_limit()
+        request.max_content_length = limit + 1  # a chunked body is read no further than one byte over
+        try:
+            if len(request.get_data()) > limit:
+                return _too_large()(environ, start_response)
+        except RequestEntityTooLarge:  # Content-Length over the limit: not read at all
+            return _too_large()(environ, start_response)
         return self._invoke(spec, request, route_params)(environ, start_response)
+
+    def _body_limit(self) -> int:
+        """FUNCTIONS_REQUEST_BODY_SIZE_LIMIT in bytes, as the Functions host reads it (100 MB unset)."""
+        try:
+            return int(self._env.get(BODY_LIMIT) or DEFAULT_BODY_LIMIT)
+        except ValueError:
+            return DEFAULT_BODY_LIMIT
 
     def _authorized(self, spec: FunctionSpec, request: Request) -> bool:
         level = str(spec.trigger.get("authLevel", "FUNCTION")).upper()
@@ -101,6 +118,10 @@ class HttpApp:
         except TypeError:
             log.exception("%s: unusable HTTP result", spec.name)
             return _internal_error()
+
+
+def _too_large() -> Response:
+    return Response("Request Entity Too Large", status=413, mimetype="text/plain")
 
 
 def _internal_error() -> Response:

@@ -69,3 +69,46 @@ def test_concurrent_acquires_have_exactly_one_winner(storage: Storage):
     for t in threads:
         t.join()
     assert sorted(results) == [False] * 7 + [True]
+
+
+@pytest.mark.parametrize("row", [
+    {"holder": "ghost", "expires": "9999-12-31T23:59:59.000000Z"},  # absurdly far ahead
+    {"holder": "ghost", "expires": 1e300},  # the same in an older row's epoch seconds
+    {"holder": "ghost", "expires": "whenever"},  # not a time
+    {"holder": True, "expires": 0},  # not text
+    {"holder": 7, "expires": "9999-12-31T23:59:59.000000Z", "unexpected": "column"},
+])
+def test_a_lease_row_that_does_not_validate_counts_as_expired_and_is_repaired(
+        storage: Storage, row: dict[str, Any], caplog: pytest.LogCaptureFixture):
+    from azure.data.tables import UpdateMode
+
+    from connector.settings import TABLE_LEASES
+    from connector.storage import read_entity
+
+    table = storage.table(TABLE_LEASES)
+    table.upsert_entity({"PartitionKey": "items:poisoned", "RowKey": "lease", **row}, mode=UpdateMode.REPLACE)
+    lease = Lease(storage, "items:poisoned")
+    with caplog.at_level("WARNING"):
+        assert lease.acquire()
+    assert "ignored" in caplog.text
+    repaired, _ = read_entity(table, "items:poisoned", "lease")
+    assert repaired["holder"] == lease.holder and "unexpected" not in repaired
+    assert not Lease(storage, "items:poisoned").acquire()  # a valid lease again
+
+
+def test_a_lease_held_in_a_with_block_is_renewed_by_its_heartbeat(storage: Storage):
+    with Lease(storage, "items:long-run", ttl_seconds=0.6) as acquired:
+        assert acquired
+        time.sleep(1.5)  # longer than the TTL: only the heartbeat keeps it
+        assert not Lease(storage, "items:long-run", 60).acquire()
+    assert Lease(storage, "items:long-run", 60).acquire()
+
+
+def test_a_dead_owners_lease_is_free_after_its_short_life(storage: Storage):
+    from connector.leases import LEASE_SECONDS
+
+    dead = Lease(storage, "items:dead")
+    assert dead.acquire()  # and then its process is killed: no heartbeat, no release
+    later = Lease(storage, "items:dead", clock=lambda: time.time() + LEASE_SECONDS + 1)
+    assert later.acquire()
+    assert LEASE_SECONDS <= 90

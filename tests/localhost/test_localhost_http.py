@@ -124,3 +124,13 @@ def test_missing_setting_is_named(tmp_path, azurite) -> None:
     env = {"SampleStorage": azurite.connection_string, "SAMPLE_QUEUE": "q"}
     with pytest.raises(ConfigError, match="SAMPLE_SCHEDULE"):
         LocalHost(sample_app.app, host_json=tmp_path / "host.json", env=env).start()
+
+
+def test_a_body_over_the_request_body_size_limit_is_413_before_the_function_runs(make_host) -> None:
+    host = make_host(FUNCTIONS_REQUEST_BODY_SIZE_LIMIT="1024")
+    assert requests.post(f"{host.url}/api/items/1/full", data=b"x" * 1024, timeout=5).status_code == 200
+    too_large = requests.post(f"{host.url}/api/items/1/full", data=b"x" * 1025, timeout=5)
+    chunked = requests.post(f"{host.url}/api/items/1/full", data=iter([b"x" * 1000, b"x" * 1000]),
+                            timeout=5)
+    assert (too_large.status_code, chunked.status_code) == (413, 413)
+    assert len([i for i in host.invocations if i.function == "items"]) == 1  # the first one only

@@ -1,0 +1,1 @@
+"""Connection health: `bc.connector.*` events on `bc-connector-health` for what an operator must act on."""
