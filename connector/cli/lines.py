@@ -3,12 +3,11 @@ terminal (ANSI, off with NO_COLOR or when piped)."""
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime
 from fnmatch import fnmatch
 from typing import Any, TextIO
 
-from connector.settings import QUEUE_SALES_ORDER_RESULTS
+from connector.settings import QUEUE_SALES_ORDER_RESULTS, environment_value
 
 _COLOURS = {"created": "32", "updated": "33", "deleted": "31", "failed": "31", "poison": "31",
             "pulled": "36", "duplicate": "36"}
@@ -17,7 +16,7 @@ _KEY_FIELDS = ("number", "displayName", "orderNumber", "customerNumber", "extern
 
 
 def use_colour(stream: TextIO) -> bool:
-    return stream.isatty() and not os.environ.get("NO_COLOR")
+    return stream.isatty() and not environment_value("NO_COLOR")
 
 
 def message_type(queue: str, body: Any) -> str:

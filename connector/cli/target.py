@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from urllib.parse import urlsplit
 
 from connector.cli.errors import CLIError
 from connector.cli.local_run import LocalRun, read_run, run_file
-from connector.settings import StorageSettings, load_storage_settings
+from connector.settings import StorageSettings, environment_value, load_storage_settings
 from connector.storage import Storage
 
 REACH_SECONDS = 3.0  # how long storage or the app may take to accept a connection
@@ -80,10 +79,9 @@ def settings_values(path: Path) -> dict[str, str]:
     return {key: str(value) for key, value in values.items()}
 
 
-def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Target:
+def resolve(args: argparse.Namespace) -> Target:
     """The target the options name (see the module docstring)."""
-    environ = os.environ if environ is None else environ
-    key = getattr(args, "key", None) or environ.get("FUNCTION_KEY", "")
+    key = getattr(args, "key", None) or environment_value("FUNCTION_KEY")
     url = getattr(args, "url", None)
     if getattr(args, "settings", None) is not None:
         values = settings_values(args.settings)
@@ -101,9 +99,8 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
     source = "environment"
     if run is not None:
         source = f"environment; the `make run` in {run_file(getattr(args, 'data_dir', None))} is gone"
-    return Target(source, load_storage_settings(environ),
-                  (url or environ.get("PUBLIC_BASE_URL") or LOCAL_URL).rstrip("/"), dict(environ),
-                  host_key=key)
+    return Target(source, load_storage_settings(),
+                  (url or environment_value("PUBLIC_BASE_URL") or LOCAL_URL).rstrip("/"), host_key=key)
 
 
 def require_local(target: Target, what: str) -> LocalRun:
