@@ -7,6 +7,9 @@
   cause was fixed), e.g. `make replay-poison QUEUE=sales-orders`.
 * `tail`, `send`, `trigger`, `status`: see `connector/cli/` (`python -m connector tail --help`).
 * `schema` writes the message and event-data JSON Schemas (`schemas/*.json`) from the models.
+* `entities --connection C` lists what BC can watch (`webhookSupportedResources`, custom API pages
+  included) and its API routes, marks what the connection declares, and with `--entity-set X`
+  (`--api publisher/group/version` for a custom page) prints a ready `TRIGGERS` declaration.
 
 An unknown queue is an error (exit 2). Storage comes from the app settings in the environment
 (`AzureWebJobsStorage`, ...) or, with `--settings`, from the `Values` of a `local.settings.json`-style file.
@@ -14,12 +17,13 @@ An unknown queue is an error (exit 2). Storage comes from the app settings in th
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from connector.cli import commands as cli_commands
 from connector.cli.errors import explain
-from connector.cli.target import add_target_options, resolve
+from connector.cli.target import add_target_options, resolve, settings_values
 from connector.event_schemas import event_data_schemas
 from connector.ops.queues import (
     RECEIVE_BATCH,
@@ -47,6 +51,11 @@ def write_schemas(directory: Path) -> list[Path]:
     return written
 
 
+def _settings_values(path: Path) -> dict[str, str]:
+    """The `Values` of a settings file (CLIError, one line, when it is missing or not JSON)."""
+    return settings_values(path)
+
+
 def _storage(args: argparse.Namespace) -> Storage:
     """Storage as `--settings`, the running `make run` or the environment name it; fails fast."""
     return resolve(args).storage()
@@ -72,8 +81,47 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--max", type=int, default=None, help="move at most this many")
     schema = commands.add_parser("schema", help="write the message JSON Schemas")
     schema.add_argument("--out", type=Path, default=SCHEMA_DIR, help=f"directory (default {SCHEMA_DIR})")
+    entities = commands.add_parser("entities", parents=[settings],
+                                   help="what BC can watch, and a ready trigger declaration for one")
+    entities.add_argument("--connection", default=None, help="the connection (default: default)")
+    entities.add_argument("--entity-set", default=None, help="print a declaration for this entity set")
+    entities.add_argument("--api", default="v2.0",
+                          help="its API route (default v2.0), e.g. contoso/shop/v1.0")
     cli_commands.register(commands)
     return parser
+
+
+def _entities(args: argparse.Namespace) -> int:
+    """The `entities` command: BC's answer, read with the connection's own sign-in."""
+    from connector.declarations import STANDARD_API
+    from connector.runtime import Runtime
+    from connector.settings import load_settings
+    from connector.webhooks import discovery
+
+    runtime = Runtime(load_settings(_settings_values(args.settings) if args.settings else None))
+    try:
+        conn = runtime.settings.connection(args.connection)
+        bc = runtime.bc(conn.name)
+        company_id = runtime.company_id(conn.name)
+        watched = {t.resource for t in conn.triggers}
+        if args.entity_set:
+            resource = f"{args.api}/{args.entity_set}"
+            supported = discovery.supported_resources(bc, company_id)
+            if supported is not None and resource not in supported:
+                print(f"BC cannot watch {resource} in company {company_id} (not in "
+                      "webhookSupportedResources)", file=sys.stderr)
+                return 1
+            print(json.dumps(discovery.declaration(args.api, args.entity_set), indent=2))
+            return 0
+        print(f"connection {conn.name}, company {company_id}")
+        print("API routes (apiRoutes): " + ", ".join(discovery.api_routes(bc, company_id)))
+        print("what BC can watch (webhookSupportedResources; * = declared on this connection):")
+        for resource in sorted(discovery.supported_resources(bc, company_id) or (),
+                               key=lambda r: (not r.startswith(STANDARD_API + "/"), r)):
+            print(f"  {'*' if resource in watched else ' '} {resource}")
+        return 0
+    finally:
+        runtime.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +146,8 @@ def _main(argv: list[str] | None = None) -> int:
         for path in write_schemas(args.out):
             print(f"wrote {path}")
         return 0
+    if args.command == "entities":
+        return _entities(args)
     try:
         (check_replayable if args.command == "replay-poison" else check_queue)(args.queue)
     except UnknownQueue as exc:

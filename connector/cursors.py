@@ -6,6 +6,8 @@ next link, the newest change read, an optional hold); a run that stops or dies r
 checkpoint. When the pass completes, the cursor moves to the newest change read, but never back,
 never past the pass's start (a change made during the read may sit behind the read position) and
 never to or past the hold. Rows hold ISO 8601 text; rows written before this type still load.
+Rows are read through the row layer's checks (`connector/rows.py`): a value of the wrong type, or a
+time that does not parse or lies more than CURSOR_SKEW ahead, counts as absent (logged once).
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from typing import Any
 from azure.data.tables import TableClient
 
 from connector.bc.timestamps import bc_datetime, iso, parse_iso, utc_now
+from connector.errors import ConnectorError
+from connector.rows import RowWarnings, Warn, read_datetime, read_text, where
 from connector.settings import TABLE_CURSORS
 from connector.storage import (
     Storage,
@@ -33,10 +37,14 @@ COLUMNS = {"cursor": "cursor", "run_started": "run_started", "phase": "phase", "
            "started_at": "started_at", "updated_at": "updated_at", "last_pass_started": "last_pass_started"}
 TIMES = frozenset({"cursor", "run_started", "pending", "held", "started_at", "updated_at",
                    "last_pass_started"})
+CURSOR_SKEW = timedelta(minutes=15)  # a time further ahead of our clock than this is not believed
+LONGEST_TEXT = 16384  # a next link, a phase or a state longer than this is not believed
 
 
-class ReadInterrupted(RuntimeError):
+class ReadInterrupted(ConnectorError, RuntimeError):
     """Another runner took this read over (its lease was lost, or its cursor row written underneath)."""
+
+    internal = True
 
 
 def earliest(*moments: datetime | None) -> datetime | None:
@@ -127,17 +135,22 @@ class ReadCursor:
                 for column, value in values.items() if value not in (None, "")}
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> ReadCursor:
+    def from_row(cls, row: Mapping[str, Any], now: datetime | None = None,
+                 warn: Warn | None = None, place: str = "bccursors") -> ReadCursor:
         """A row as written by this type or by the item pull and sweep before it (`""` = none;
-        times in ISO 8601 or BC's form)."""
+        times in ISO 8601 or BC's form). A value that does not validate (a time that does not parse
+        or lies more than CURSOR_SKEW ahead of `now`, text that is not text) counts as absent."""
+        latest = (now or utc_now()) + CURSOR_SKEW
         values: dict[str, Any] = {}
         for name, column in COLUMNS.items():
-            value = row.get(column)
-            if value in (None, ""):
+            raw = row.get(column)
+            if raw is None or raw == "":
                 continue
-            if name in TIMES:
-                value = value if isinstance(value, datetime) else parse_iso(str(value))
-            values[name] = value if name in TIMES else str(value)
+            value = read_datetime(raw) if name in TIMES else read_text(raw, LONGEST_TEXT)
+            if value is None or (isinstance(value, datetime) and value > latest):
+                (warn or RowWarnings())(place, f"{column} {str(raw)[:40]!r}")
+                continue
+            values[name] = value
         return cls(**values)
 
 
@@ -151,6 +164,7 @@ class CursorTable:
         self.key = (table_key(connection), table_key(name))
         self._now = now
         self._etag: str | None = None
+        self._warn = RowWarnings()
 
     def _table(self) -> TableClient:
         return self._storage.table(TABLE_CURSORS)
@@ -162,7 +176,7 @@ class CursorTable:
             self._etag = None
             return None
         row, self._etag = found
-        return ReadCursor.from_row(row)
+        return ReadCursor.from_row(row, self._now(), self._warn, where(TABLE_CURSORS, *self.key))
 
     def write(self, state: ReadCursor) -> ReadCursor | None:
         """Insert (no row was read) or replace the row read, stamping `updated_at`; the state as

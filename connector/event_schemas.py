@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from connector.declarations import Trigger
 from connector.events import ITEM_PULLED
-from connector.webhooks.triggers import TRIGGERS, Trigger
+from connector.settings import QUEUE_ITEMS, QUEUE_SALES_INVOICES, QUEUE_SALES_SHIPMENTS
+
+# The seed's triggers with every option on (the schemas cover what any connection may emit).
+SEED_TRIGGERS = (
+    Trigger("items", QUEUE_ITEMS, "item", expand=("itemVariants",)),
+    Trigger("salesShipments", QUEUE_SALES_SHIPMENTS, "salesShipment", expand=("salesShipmentLines",)),
+    Trigger("salesInvoices", QUEUE_SALES_INVOICES, "salesInvoice", expand=("salesInvoiceLines",)),
+)
 
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _NO_ANNOTATIONS = {"not": {"pattern": "^@odata\\."}}
@@ -33,7 +41,7 @@ def entity_schema(trigger: Trigger, title: str, description: str) -> dict[str, A
     return {
         "$schema": _DIALECT, "title": title, "description": description, "type": "object",
         "propertyNames": _NO_ANNOTATIONS, "required": list(fields),
-        "properties": fields | {trigger.children: {"type": "array", "items": child}},
+        "properties": fields | {name: {"type": "array", "items": child} for name in trigger.expand},
     }
 
 
@@ -49,13 +57,13 @@ def deleted_schema(trigger: Trigger, title: str) -> dict[str, Any]:
 def event_data_schemas() -> dict[str, dict[str, Any]]:
     """The published schema of each event type's `data`, by file name (`schemas/<type>.data.schema.json`)."""
     schemas: dict[str, dict[str, Any]] = {}
-    for trigger in TRIGGERS:
+    for trigger in SEED_TRIGGERS:
         for change in ("created", "updated"):
             kind = trigger.event_type(change)
             schemas[kind] = entity_schema(trigger, kind,
                                           f"A {trigger.entity} as BC returns it after the change.")
         schemas[trigger.event_type("deleted")] = deleted_schema(trigger, trigger.event_type("deleted"))
-    items = next(t for t in TRIGGERS if t.entity_set == "items")
+    items = SEED_TRIGGERS[0]
     schemas[ITEM_PULLED] = entity_schema(items, ITEM_PULLED,
                                          "An item as BC returns it, read by the item pull.")
     return {f"{kind}.data.schema.json": schema for kind, schema in schemas.items()}

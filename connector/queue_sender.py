@@ -14,6 +14,7 @@ import queue as idle_queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -22,12 +23,14 @@ from xml.sax.saxutils import escape
 from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.storage.queue import QueueClient, QueueSasPermissions, generate_queue_sas
 
+from connector.retry import RetryPolicy, parse_retry_after
+
 API_VERSION = "2021-02-12"  # Put Message's shape has not changed since; Azurite accepts it
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 AUTH_LIFETIME = timedelta(hours=1)
 AUTH_RENEW_BEFORE = timedelta(minutes=10)
 RETRIES = 3  # like the SDK's default: 429/5xx and broken connections, with back-off
-RETRY_PAUSE_SECONDS = 0.2
+RETRY_PAUSE_SECONDS = 0.4  # the first back-off's ceiling (the connector's one policy: connector/retry.py)
 TIMEOUT_SECONDS = 30.0
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
 STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
@@ -75,6 +78,8 @@ class QueueSender:
         self._query = url.query
         self._authorize = authorize or authorizer(client, delete=deletes)
         self._retries = retries
+        self._policy = RetryPolicy(max_retries=retries, backoff_seconds=RETRY_PAUSE_SECONDS,
+                                   backoff_max_seconds=30.0, total_sleep_max_seconds=TIMEOUT_SECONDS * 4)
         self._sleep = sleep
         self._idle: idle_queue.SimpleQueue[http.client.HTTPConnection] = idle_queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -108,20 +113,20 @@ class QueueSender:
         once `retries` (default: the sender's) are spent. A kept-alive connection the server closed
         while idle is replaced at once, not counted as an attempt (the request never reached it)."""
         self._call("POST", self._path, "", message_body(text), 201,
-                   self._retries if retries is None else retries)
+                   self._policy if retries is None else replace(self._policy, max_retries=retries))
 
     def delete(self, message_id: str, pop_receipt: str) -> None:
         """Delete one received message (a sender made with `deletes=True`); errors as `send`'s."""
         self._call("DELETE", f"{self._path}/{quote(message_id, safe='')}",
-                   f"popreceipt={quote(pop_receipt, safe='')}", None, 204, self._retries)
+                   f"popreceipt={quote(pop_receipt, safe='')}", None, 204, self._policy)
 
-    def _call(self, method: str, path: str, extra: str, body: bytes | None, ok: int, retries: int) -> None:
-        attempt = 0
+    def _call(self, method: str, path: str, extra: str, body: bytes | None, ok: int,
+              policy: RetryPolicy) -> None:
+        retrying = policy.start()
         headers = {"x-ms-version": API_VERSION}
         if body is not None:
             headers["Content-Type"] = "application/xml; charset=utf-8"
         while True:
-            pause = RETRY_PAUSE_SECONDS * 2 ** attempt
             target, auth_headers = self._target(path, extra)
             connection, reused = self._connection()
             try:
@@ -132,7 +137,8 @@ class QueueSender:
                 connection.close()
                 if reused and isinstance(exc, STALE):
                     continue
-                if attempt >= retries:
+                pause = retrying.next_delay()
+                if pause is None:
                     raise ServiceRequestError(f"queue {method} to {self._netloc}{path} failed: "
                                               f"{exc}") from exc
             else:
@@ -142,10 +148,10 @@ class QueueSender:
                     self._idle.put(connection)
                 if response.status == ok:
                     return
-                if response.status not in RETRYABLE or attempt >= retries:
+                pause = (retrying.next_delay(parse_retry_after(response.getheader("Retry-After")))
+                         if response.status in RETRYABLE else None)
+                if pause is None:
                     raise _status_error(method, response, detail)
-                pause = retry_after(response.getheader("Retry-After"), pause)
-            attempt += 1
             self._sleep(pause)
 
     def close(self) -> None:
@@ -154,14 +160,6 @@ class QueueSender:
                 self._idle.get_nowait().close()
             except idle_queue.Empty:
                 return
-
-
-def retry_after(header: str | None, default: float) -> float:
-    """Seconds to wait before the next attempt: the service's `Retry-After` (seconds) when it gave one."""
-    try:
-        return max(0.0, float(header)) if header else default
-    except ValueError:
-        return default
 
 
 def _status_error(method: str, response: Any, detail: bytes) -> HttpResponseError:

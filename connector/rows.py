@@ -73,33 +73,29 @@ def stamp(moment: float | datetime) -> str:
     return iso(moment)
 
 
-def read_time(value: Any) -> float | None:
-    """Epoch seconds of a time read back (ISO text, a typed DateTime, or an older row's epoch
-    number); None when it is none of those or not finite."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.timestamp()
-    if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, str) and 0 < len(value) <= 64:
-        try:
-            return parse_iso(value).timestamp()
-        except (ValueError, OverflowError):
+def read_datetime(value: Any) -> datetime | None:
+    """A tz-aware time read back: ISO text, a typed DateTime, or an older row's epoch seconds; None
+    when it is none of those (or out of range)."""
+    try:
+        if isinstance(value, bool):
             return None
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(value, UTC) if math.isfinite(value) else None
+        if isinstance(value, str) and 0 < len(value) <= 64:
+            return parse_iso(value)
+    except (ValueError, OverflowError, OSError):
+        return None
     return None
 
 
-def read_datetime(value: Any) -> datetime | None:
-    """`read_time` as a tz-aware datetime."""
-    seconds = read_time(value)
-    if seconds is None:
-        return None
-    try:
-        return datetime.fromtimestamp(seconds, UTC)
-    except (ValueError, OverflowError, OSError):
-        return None
+def read_time(value: Any) -> float | None:
+    """`read_datetime` as epoch seconds (epoch numbers of older rows kept as they are)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value) if math.isfinite(value) else None
+    moment = read_datetime(value)
+    return None if moment is None else moment.timestamp()
 
 
 def read_expiry(value: Any, now: float, longest: float) -> float | None:

@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from connector.declarations import CHANGE_TYPES, DeclarationError, Trigger, parse_triggers
+from connector.errors import ConnectorError
+
 # Queue, table and blob container names are part of the public contract (see CONTRACT/README).
 QUEUE_SALES_ORDERS = "sales-orders"
 QUEUE_SALES_ORDERS_POISON = "sales-orders-poison"
@@ -78,7 +81,6 @@ BLOB_CONTAINERS: tuple[str, ...] = (CONTAINER_EVENT_PAYLOADS, CONTAINER_SALES_OR
 # The containers the connector only reads: its identity gets Storage Blob Data Reader there, not Contributor.
 BLOB_CONTAINERS_READ_ONLY: tuple[str, ...] = (CONTAINER_SALES_ORDER_PAYLOADS,)
 
-CHANGE_TYPES = ("created", "updated", "deleted")  # what a trigger may announce: `bc.<entity>.<change>`
 GRANT_TYPES = ("authorization_code", "client_credentials")
 TELEMETRY_EXPORTERS = ("", "none", "console", "otlp")
 
@@ -86,8 +88,11 @@ BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 DEFAULT_CONNECTION = "default"
 
 
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names it."""
+class SettingsError(ConnectorError, ValueError):
+    """A setting is missing or malformed; the message names it (retryable: a fixed setting cures
+    the work that waits)."""
+
+    internal = True
 
 
 @dataclass(frozen=True)
@@ -241,6 +246,16 @@ class ConnectionSettings:
     api_host: str = setting("BC_API_HOST", "https://api.businesscentral.dynamics.com",
                             "BC API host; base URL = {host}/v2.0/{tenant}/{environment}/api/v2.0.",
                             local="https://127.0.0.1:8443")
+    trigger_declarations: str = setting(
+        "TRIGGERS", "",
+        "More triggers, as a JSON list of declarations (entity set, standard or custom API, queue, "
+        "change types, children, `$select`, watched fields): see docs/entities.md. A declaration "
+        "of `items`, `salesShipments` or `salesInvoices` replaces that seed trigger.")
+    triggers: tuple[Trigger, ...] = ()  # the seed's and the declared ones (`_connection`)
+
+    def trigger(self, key: str) -> Trigger | None:
+        """The trigger with this key (entity set, or `publisher/group/version/entitySet`), if declared."""
+        return next((t for t in self.triggers if t.key == key), None)
 
     @property
     def authority(self) -> str:
@@ -410,7 +425,12 @@ class Settings:
             raise UnknownConnection(key, tuple(self.connections)) from None
 
 
-class UnknownConnection(KeyError):
+class UnknownConnection(ConnectorError, KeyError):
+    """A connection name that BC_CONNECTIONS does not declare (a route answers 404)."""
+
+    retryable = False
+    http_status = 404
+
     def __init__(self, name: str, known: tuple[str, ...]):
         super().__init__(name)
         self.name = name
@@ -463,11 +483,31 @@ def read(cls: type, env: Mapping[str, str], *, prefix: str = "", connection: str
     return cls(**values)
 
 
+def seed_triggers(conn: ConnectionSettings) -> tuple[Trigger, ...]:
+    """The seed's webhook triggers with the connection's options (`PULL_*`, `*_CHANGE_TYPES`)."""
+    def children(on: bool, name: str) -> tuple[str, ...]:
+        return (name,) if on else ()
+
+    return (
+        Trigger("items", QUEUE_ITEMS, "item", changes=conn.item_change_types,
+                expand=children(conn.pull_item_variants, "itemVariants")),
+        Trigger("salesShipments", QUEUE_SALES_SHIPMENTS, "salesShipment",
+                changes=conn.sales_shipment_change_types,
+                expand=children(conn.pull_sales_shipment_lines, "salesShipmentLines")),
+        Trigger("salesInvoices", QUEUE_SALES_INVOICES, "salesInvoice",
+                changes=conn.sales_invoice_change_types,
+                expand=children(conn.pull_sales_invoice_lines, "salesInvoiceLines")),
+    )
+
+
 def _connection(env: Mapping[str, str], name: str) -> ConnectionSettings:
     prefix = "" if name == DEFAULT_CONNECTION else name.upper().replace("-", "_")
     try:
-        return read(ConnectionSettings, env, prefix=prefix, connection=name, name=name)
-    except SettingsError as e:
+        conn = read(ConnectionSettings, env, prefix=prefix, connection=name, name=name)
+        setting_name = f"{prefix}__TRIGGERS" if prefix and f"{prefix}__TRIGGERS" in env else "TRIGGERS"
+        triggers = parse_triggers(setting_name, conn.trigger_declarations, seed_triggers(conn))
+        return dataclasses.replace(conn, triggers=triggers)
+    except (SettingsError, DeclarationError) as e:
         if str(e).startswith("connection "):
             raise
         raise SettingsError(f"connection {name!r}: {e}") from None

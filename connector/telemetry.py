@@ -29,8 +29,8 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from connector.bc.errors import BCError, TokenUnavailable
 from connector.bc.timestamps import parse_iso
+from connector.errors import ConnectorError, error_code
 from connector.settings import TelemetrySettings
 
 log = logging.getLogger(__name__)
@@ -211,9 +211,9 @@ class Telemetry:
             try:
                 yield call
             except BaseException as exc:
-                if isinstance(exc, TokenUnavailable) or type(exc).__name__ == "TokenEndpointUnavailable":
+                if isinstance(exc, ConnectorError) and exc.token_failure:
                     self.token_failures.add(1, {"connection": connection})
-                error = exc.code if isinstance(exc, BCError) and exc.code else type(exc).__name__
+                error = error_code(exc)
                 span.set_attribute("error.type", error)
                 span.set_status(Status(StatusCode.ERROR, error))
                 raise

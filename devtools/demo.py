@@ -9,6 +9,7 @@ dead-lettered. Exits 0 when every step did what it should.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -215,7 +216,8 @@ class Tour:
         blob = BlobClient.from_connection_string(self.azurite.connection_string, "sales-order-payloads",
                                                  "DEMO-BIG-1.json")
         blob.upload_blob(body.encode(), overwrite=True)
-        message = {"dataref": blob.url, "externalDocumentNumber": "DEMO-BIG-1"}
+        message = {"dataref": blob.url, "sha256": hashlib.sha256(body.encode()).hexdigest(),
+                   "size": len(body.encode()), "externalDocumentNumber": "DEMO-BIG-1"}
         orders.send_message(json.dumps(message))
         size = len(body.encode()) // 1024
         print(f"   a {size} KiB order (1000 lines) is put in a blob; the message names it:")

@@ -144,7 +144,7 @@ def test_an_item_pull_row_written_before_the_cursor_type_resumes_where_it_stoppe
     storage.table(TABLE_CURSORS).create_entity({
         "PartitionKey": "default", "RowKey": table_key(f"items:{CRONUS_UK_ID}"), "phase": "items",
         "next_link": first.next_link, "pending_cursor": "2024-05-01T10:00:00.000Z",
-        "run_started": "2099-01-01T00:00:00.000Z", "updated_at": "2099-01-01T00:00:00.000Z"})
+        "run_started": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"})
 
     result = pull_company(runtime, "default", max_seconds=60)
 
@@ -160,7 +160,7 @@ def test_a_sweep_row_written_before_the_cursor_type_resumes_where_it_stopped(sto
 
     runtime = get_runtime()
     company_id = runtime.company_id()
-    [items] = [t for t in sweep.TRIGGERS if t.entity_set == "items"]
+    items = runtime.settings.connection("default").trigger("items")
     sweep.sweep(runtime, "default", (items,))  # the trigger starts
     table = storage.table(TABLE_CURSORS)
     key = f"sweep:items:{company_id.lower()}"
@@ -206,3 +206,14 @@ def test_pull_requests_made_before_a_completed_pass_began_pull_nothing_more(runt
     handle_pull_request(runtime, later.model_dump_json(), "m-2")
     after = CursorTable(runtime.storage, "default", cursor_name(CRONUS_UK_ID)).load().last_pass_started
     assert after > before  # a later request runs a pass of its own
+
+
+def test_a_cursor_row_with_values_that_do_not_validate_loads_without_them(storage, caplog):
+    storage.table(TABLE_CURSORS).create_entity({
+        "PartitionKey": "default", "RowKey": "items:poisoned", "cursor": "9999-12-31T23:59:59.000000Z",
+        "run_started": "not a time", "phase": 12, "next_link": "x" * 20000, "pending_cursor": True,
+        "held_before": "2026-01-01T00:00:00.000Z", "unexpected": "column"})
+    with caplog.at_level("WARNING"):
+        state = CursorTable(storage, "default", "items:poisoned").load()  # today: ValueError
+    assert state == ReadCursor(held=datetime(2026, 1, 1, tzinfo=UTC))
+    assert caplog.text.count("ignored") == 5

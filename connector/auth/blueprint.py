@@ -1,5 +1,7 @@
-"""Sign-in routes: `GET connections/{connection}/login`, `POST auth/callback` (Entra's form_post; GET
-kept for links already issued). The core, msal among it, is imported inside the functions (cold start)."""
+"""Sign-in routes: `GET connections/{connection}/login` (admin key), `POST connections/{c}/login-link`
+(admin key in a header: a one-time link) and `GET auth/login?ticket=` (that link), `POST auth/callback`
+(Entra's form_post; GET kept for links already issued). The core, msal among it, is imported inside
+the functions (cold start)."""
 from urllib.parse import parse_qs
 
 import azure.functions as func
@@ -33,6 +35,42 @@ def sign_in_login(req: func.HttpRequest) -> func.HttpResponse:
 
 MAX_FORM_BYTES = 16384  # Entra's form_post: code, state, session_state, maybe an error (a few KB)
 MAX_FORM_FIELDS = 20
+
+
+@bp.route(route="connections/{connection}/login-link", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+@invocation
+def sign_in_link(req: func.HttpRequest) -> func.HttpResponse:
+    """A one-time, short-lived sign-in link (send the key in the `x-functions-key` header)."""
+    import json
+
+    from connector.auth.signin_links import mint_link
+    from connector.bc.timestamps import utc_now
+    from connector.runtime import get_runtime
+    from connector.settings import UnknownConnection
+
+    try:
+        link = mint_link(get_runtime().settings, req.route_params.get("connection", ""), utc_now())
+    except UnknownConnection as exc:
+        return func.HttpResponse(json.dumps({"error": str(exc)}), status_code=404,
+                                 mimetype="application/json")
+    return func.HttpResponse(json.dumps(link.as_dict()), mimetype="application/json", headers=_NO_STORE)
+
+
+# ANONYMOUS: the signed, one-time ticket in the link is the credential (connector/auth/signin_links.py)
+@bp.route(route="auth/login", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@invocation
+def sign_in_with_link(req: func.HttpRequest) -> func.HttpResponse:
+    from connector.auth.pages import sign_in_failed_page
+    from connector.auth.signin import SignInRejected
+    from connector.auth.signin_links import start_from_link
+    from connector.bc.timestamps import utc_now
+    from connector.runtime import get_runtime
+
+    try:
+        url = start_from_link(get_runtime(), req.params.get("ticket", ""), utc_now())
+    except SignInRejected as exc:
+        return _html(sign_in_failed_page(exc.message), exc.status)
+    return func.HttpResponse(status_code=302, headers={"Location": url, **_NO_STORE})
 
 
 def _callback_params(req: func.HttpRequest) -> dict[str, str]:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from connector.errors import ConnectorError
 from connector.settings import Settings, SettingsError
 
 GENERATE_HINT = (
@@ -24,8 +25,10 @@ GENERATE_HINT = (
 )
 
 
-class SealedDataError(Exception):
+class SealedDataError(ConnectorError):
     """A sealed value cannot be opened: wrong or retired key, tampered, or sealed for another purpose."""
+
+    internal = True
 
 
 class TokenCipher:

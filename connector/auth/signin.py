@@ -22,6 +22,7 @@ import requests
 from connector.auth.token_store import AuthFlowStore, PendingSignIn
 from connector.auth.tokens import TokenEndpointUnavailable, compact_cache, describe_token_error
 from connector.bc.errors import BCError, TokenUnavailable
+from connector.errors import ConnectorError
 from connector.settings import BC_SCOPE, ConnectionSettings, SettingsError, UnknownConnection
 
 if TYPE_CHECKING:
@@ -30,12 +31,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class SignInRejected(Exception):
+class SignInRejected(ConnectorError):
     """A sign-in cannot start or complete; the message is safe to show to the person signing in."""
 
+    retryable = False
+
     def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, http_status=status)
         self.status = status
 
 

@@ -22,6 +22,8 @@ from azure.data.tables import UpdateMode
 from connector.auth.crypto import SealedDataError, TokenCipher, cipher_for
 from connector.auth.token_store import TokenStore
 from connector.bc.errors import BCError, TokenUnavailable
+from connector.errors import ConnectorError
+from connector.retry import RetryPolicy
 from connector.settings import BC_SCOPE, TABLE_CONNECTIONS, ConnectionSettings, Settings
 from connector.storage import Storage, read_entity
 
@@ -45,12 +47,16 @@ ENTRA_TIMEOUT_SECONDS = 30.0
 SIGN_IN_ERRORS = frozenset({"invalid_grant", "interaction_required", "login_required", "consent_required"})
 TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 FIRST_BACKOFF = timedelta(minutes=1)  # after a refusal, the next token request waits this long...
-MAX_BACKOFF = timedelta(minutes=8)  # ...doubling up to this
+MAX_BACKOFF = timedelta(minutes=8)  # ...doubling up to this (no jitter: the wait is shown and stored)
+REFUSAL_BACKOFF = RetryPolicy(backoff_seconds=FIRST_BACKOFF.total_seconds(),
+                              backoff_max_seconds=MAX_BACKOFF.total_seconds())
 VERIFY_INTERVAL = timedelta(minutes=1)  # `verify` asks Entra at most this often per connection
 
 
 class TokenEndpointUnavailable(BCError):
     """Entra ID could not be reached or failed temporarily; trying again later can help."""
+
+    token_failure = True
 
     def __init__(self, connection: str, detail: str):
         super().__init__(f"connection {connection!r}: token endpoint unavailable ({detail})",
@@ -121,7 +127,7 @@ def shared_failure(row: Mapping[str, Any] | None, fingerprint: str) -> TokenFail
                         int(row.get("token_attempts", 1) or 1), retry_at)
 
 
-class _RefusedElsewhere(Exception):
+class _RefusedElsewhere(ConnectorError):
     """Another instance's refusal for these credentials still holds: do not ask Entra."""
 
     def __init__(self, failure: TokenFailure):
@@ -132,7 +138,7 @@ class _RefusedElsewhere(Exception):
 def next_failure(previous: TokenFailure | None, reason: str, fix: str, now: datetime) -> TokenFailure:
     """The failure to remember after a refusal: the back-off doubles from FIRST_BACKOFF to MAX_BACKOFF."""
     attempts = (previous.attempts if previous else 0) + 1
-    wait = min(FIRST_BACKOFF * 2 ** (attempts - 1), MAX_BACKOFF)
+    wait = timedelta(seconds=REFUSAL_BACKOFF.ceiling(attempts - 1))
     return TokenFailure(reason, fix, attempts, now + wait)
 
 

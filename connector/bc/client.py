@@ -10,13 +10,10 @@ otherwise the error says `ambiguous` and the caller checks first.
 """
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
-import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +27,7 @@ from connector.bc.errors import BCError, error_from_response
 from connector.bc.keys import checked_guid
 from connector.bc.links import ApiRoot
 from connector.bc.pager import Page, read_pages
+from connector.retry import RetryPolicy, parse_retry_after
 from connector.settings import BCLimits
 from connector.telemetry import BCCall, Telemetry, get_telemetry
 
@@ -37,42 +35,6 @@ log = logging.getLogger(__name__)
 
 TokenProvider = Callable[[bool], str]
 """Returns a bearer token; `True` asks for a fresh one (the last was refused)."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How one call retries. `total_sleep_max_seconds` keeps a call's waiting well inside the
-    function timeout (10 min): past it the error goes to the caller (queue retry, next run)."""
-
-    max_retries: int = 6
-    backoff_seconds: float = 1.0
-    backoff_max_seconds: float = 60.0
-    retry_after_max_seconds: float = 120.0
-    total_sleep_max_seconds: float = 300.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before retry number `attempt` (0-based): BC's hint, else capped
-        exponential back-off with jitter."""
-        if retry_after is not None:
-            return min(retry_after, self.retry_after_max_seconds) + random.uniform(0, 0.1)
-        ceiling = min(self.backoff_max_seconds, self.backoff_seconds * (2 ** attempt))
-        return random.uniform(ceiling / 2, ceiling)
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """`Retry-After` as seconds (delta-seconds or HTTP-date form)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _may_have_arrived(exc: requests.ConnectionError) -> bool:
@@ -171,8 +133,7 @@ class BCClient:
               json_body: Any, headers: Mapping[str, str] | None, idempotent: bool) -> requests.Response:
         """The attempts of one request: token refresh on 401, retries with back-off."""
         refreshed = False
-        attempt = 0
-        slept = 0.0
+        retrying = self.retry.start()
         while True:
             error = self._attempt(call, method, url, shown, params, json_body, headers, idempotent,
                                   force_token=False)
@@ -185,18 +146,15 @@ class BCClient:
                                       force_token=True)
                 if isinstance(error, requests.Response):
                     return error
+            # the ambiguous-POST rule: a write BC may have carried out is never simply sent again
             can_retry = error.retryable and (idempotent or not error.ambiguous)
-            if not can_retry or attempt >= self.retry.max_retries:
-                raise error
-            delay = self.retry.delay(attempt, error.retry_after)
-            if slept + delay > self.retry.total_sleep_max_seconds:
+            delay = retrying.next_delay(error.retry_after) if can_retry else None
+            if delay is None:
                 raise error
             log.warning("bc %s: %s %s failed (%s); retry %d in %.1fs", self.connection, method,
-                        shown, error.status or "no response", attempt + 1, delay)
+                        shown, error.status or "no response", retrying.retries, delay)
             call.backoff(delay)
             self._sleep(delay)
-            slept += delay
-            attempt += 1
 
     def _attempt(self, call: BCCall, method: str, url: str, shown: str, params: Mapping[str, Any] | None,
                  json_body: Any, headers: Mapping[str, str] | None, idempotent: bool,

@@ -18,14 +18,18 @@ from azure.data.tables import UpdateMode
 
 from connector.bc.client import BCClient
 from connector.bc.keys import GUID_RE
+from connector.errors import ConnectorError
 from connector.settings import TABLE_CONNECTIONS
 from connector.storage import Storage, read_entity
 
 CACHE_SECONDS = 600.0  # the environment's company list
 SAVED_SECONDS = 30.0  # a connection's saved company (another instance's sign-in shows after this)
 
-class CompanyNotFound(LookupError):
-    """The company named does not exist in the connection's environment."""
+class CompanyNotFound(ConnectorError, LookupError):
+    """The company named does not exist in the connection's environment (a route answers 409)."""
+
+    retryable = False
+    http_status = 409
 
 
 def match_company(companies: list[dict[str, Any]], wanted: str) -> dict[str, Any]:

@@ -3,19 +3,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from connector.errors import ConnectorError
+
 # BC answers these when the request may succeed later (bc-api.md §6.3, §8).
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # A non-idempotent request that got one of these may have been carried out before the failure.
 AMBIGUOUS_STATUSES = frozenset({408, 500, 502, 504})
 
 
-class BCError(Exception):
-    """A failed BC call.
+class BCError(ConnectorError):
+    """A failed BC call (a route answers 502: the gateway BC failed).
 
     `status` is the HTTP status (None when no response came), `code` BC's error code
     (`Internal_RecordNotFound`, ...), `retryable` whether trying again can help, `ambiguous` whether
     a write may have been carried out although it failed, `retry_after` BC's hint in seconds.
     """
+
+    http_status = 502
 
     def __init__(
         self,
@@ -29,11 +33,8 @@ class BCError(Exception):
         method: str = "",
         path: str = "",
     ):
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, code=code, retryable=retryable)
         self.status = status
-        self.code = code
-        self.retryable = retryable
         self.ambiguous = ambiguous
         self.retry_after = retry_after
         self.method = method
@@ -62,11 +63,15 @@ class BCConflict(BCError):
     """409/412: the record changed since it was read (stale ETag)."""
 
 
-class TokenUnavailable(Exception):
+class TokenUnavailable(ConnectorError):
     """No usable token for a connection: not signed in, or the refresh token was refused.
 
-    `state` is `not-signed-in` or `refresh-failed`; the message never contains a token.
+    `state` is `not-signed-in` or `refresh-failed`; the message never contains a token. Retryable: a
+    sign-in or a fixed registration cures it while the work waits; a route answers 409.
     """
+
+    http_status = 409
+    token_failure = True
 
     def __init__(self, connection: str, state: str, detail: str = ""):
         super().__init__(f"connection {connection!r}: {state}" + (f" ({detail})" if detail else ""))

@@ -11,6 +11,7 @@ import logging
 import azure.functions as func
 
 from connector.bc.timestamps import iso
+from connector.errors import route_answer
 from connector.settings import QUEUE_ITEM_PULLS, UnknownConnection
 from connector.telemetry import invocation
 
@@ -44,7 +45,7 @@ def pull_items_now(req: func.HttpRequest) -> func.HttpResponse:
     try:
         request = request_pull(get_runtime(), req.route_params.get("connection", ""))
     except UnknownConnection as exc:
-        return _json({"error": {"code": "UnknownConnection", "message": str(exc)}}, 404)
+        return _json(*route_answer(exc))
     return _json({"status": "queued", "connection": request.connection,
                   "requestedAt": iso(request.requestedAt)}, 202)
 

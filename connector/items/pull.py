@@ -24,6 +24,7 @@ from connector.bc.pager import ForeignLink
 from connector.bc.timestamps import utc_now
 from connector.connections import for_each_connection, results_or_raise
 from connector.cursors import CursorTable, ReadCursor, ReadInterrupted, newest_modified
+from connector.errors import ConnectorError
 from connector.events import ITEM_PULLED, EventPublisher, cloud_event
 from connector.leases import Lease
 from connector.runtime import Runtime
@@ -134,8 +135,11 @@ class ItemPullRequest(BaseModel):
     continuation: bool = False
 
 
-class BadPullRequest(ValueError):
+class BadPullRequest(ConnectorError, ValueError):
     """A `bc-item-pulls` message that is not an `ItemPullRequest`."""
+
+    retryable = False
+    http_status = 400
 
 
 def parse_pull_request(text: str) -> ItemPullRequest:

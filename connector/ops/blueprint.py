@@ -24,6 +24,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 @invocation
 def status(req: func.HttpRequest) -> func.HttpResponse:
     """JSON for tools; an HTML page when the client prefers `text/html` (a browser)."""
+    from connector.auth.signin_links import page_link
     from connector.bc.timestamps import utc_now
     from connector.ops.status import read_status
     from connector.ops.status_page import render_status_page, wants_html
@@ -32,7 +33,7 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
     runtime = get_runtime()
     runtime.tokens.verify_all()  # a changed client secret shows now, not when the cached token expires
     now = utc_now()
-    report = read_status(runtime.settings, runtime.storage, now)
+    report = read_status(runtime.settings, runtime.storage, now, login_link=page_link(runtime.settings, now))
     if wants_html(req.headers.get("Accept")):
         return func.HttpResponse(render_status_page(report, now), mimetype="text/html", charset="utf-8",
                                  headers=_NO_STORE)

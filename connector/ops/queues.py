@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from connector.errors import ConnectorError
 from connector.settings import QUEUE_NAMES
 from connector.storage import Storage
 
@@ -19,8 +20,11 @@ TAKE_LEASE_SECONDS = 30
 POLL_SECONDS = 0.5
 
 
-class UnknownQueue(ValueError):
+class UnknownQueue(ConnectorError, ValueError):
     """A queue name that is not one of the connector's queues (or has no poison queue)."""
+
+    retryable = False
+    http_status = 404
 
 
 def poisoned_queues() -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
@@ -161,8 +161,9 @@ def throughput(order_rows: Iterable[Mapping[str, Any]],
 
 def _recent_throughput(storage: Storage, now: datetime) -> dict[str, dict[str, dict[str, int]]]:
     since = now - THROUGHPUT_WINDOW
-    orders = storage.table(TABLE_ORDERS).query_entities(
-        "claimedAt ge @since", parameters={"since": since}, select=["PartitionKey", "state"])
+    orders = storage.table(TABLE_ORDERS).query_entities(  # rows before snake_case: `claimedAt`
+        "claimed_at ge @since_text or claimedAt ge @since",
+        parameters={"since": since, "since_text": iso(since)}, select=["PartitionKey", "state"])
     announced = storage.table(TABLE_DEDUPE).query_entities(
         "state eq 'emitted' and Timestamp ge @since", parameters={"since": since}, select=["PartitionKey"])
     return throughput(orders, announced)
@@ -196,17 +197,20 @@ def status_readings(report: Mapping[str, Any], now: datetime) -> Readings:
 
 
 def read_status(settings: Settings, storage: Storage, now: datetime | None = None,
-                throughput: bool = True) -> dict[str, Any]:
+                throughput: bool = True, login_link: Callable[[str], str] | None = None) -> dict[str, Any]:
     """The whole report: every configured connection, and the dead-letter counts. `throughput` scans
-    the order and dedupe tables for the last 24 hours: for people asking, not for the gauges."""
+    the order and dedupe tables for the last 24 hours: for people asking, not for the gauges.
+    `login_link` gives a connection's sign-in link (the status route: a one-time link; else the
+    admin-level login URL)."""
     now = now or utc_now()
+    login_link = login_link or (lambda name: login_url(settings, name))
     recent = _recent_throughput(storage, now) if throughput else {}
     connections = []
     for conn in settings.connections.values():
         found = read_entity(storage.table(TABLE_CONNECTIONS), conn.name, "state")
         connections.append(connection_report(
             conn,
-            public_login_url=login_url(settings, conn.name),
+            public_login_url=login_link(conn.name) if conn.uses_code_flow else "",
             has_tokens=tokens_stored(storage, conn.name),
             state_row=found[0] if found else None,
             subscriptions=_partition(storage, TABLE_SUBSCRIPTIONS, conn.name),

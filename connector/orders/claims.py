@@ -1,6 +1,10 @@
 """The `bcorders` claims table of Send Created Sales Order: one row per connection, company and key
 (or message id) saying which delivery creates the order and how it ended (`insert_entity` lets only
 one delivery win; ETags settle every later change). The decisions over a claim are pure functions.
+Rows are read through the row layer's checks (`connector/rows.py`): snake_case columns and ISO text
+times (rows written before with camelCase columns and typed times are read too); a row whose owner,
+state or claim time does not validate (a time in the future included) counts as a claim abandoned
+long ago, so the next delivery takes it over (asking BC first when there is a key).
 """
 from __future__ import annotations
 
@@ -8,13 +12,25 @@ import enum
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.data.tables import TableClient
 
+from connector.errors import ConnectorError
+from connector.retry import RetryPolicy
+from connector.rows import (
+    CLOCK_SKEW_SECONDS,
+    RowWarnings,
+    column,
+    read_count,
+    read_datetime,
+    read_text,
+    stamp,
+    where,
+)
 from connector.storage import delete_if_match, insert_entity, read_entity, replace_if_match, table_key
 
 log = logging.getLogger(__name__)
@@ -24,8 +40,10 @@ CLAIM_WAIT_SECONDS = 20.0  # how long a second delivery of a key waits for the f
 MAX_DEFER_SECONDS = 7 * 24 * 3600  # longest queue message visibility timeout
 
 
-class ClaimBusy(Exception):
+class ClaimBusy(ConnectorError):
     """Another delivery with the same key is still creating its order; try again later."""
+
+    http_status = 409
 
 
 class ClaimState(enum.StrEnum):
@@ -63,6 +81,32 @@ class ClaimStep(enum.Enum):
     DUPLICATE = "duplicate"  # another message finished it
     WAIT = "wait"  # another message is working on it now
     DEFER = "defer"  # another message's POST may still be committed: come back after its window
+
+
+LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def claim_of(row: Mapping[str, Any], now: datetime, warn: Callable[[str, str], None],
+             place: str = "bcorders") -> Claim:
+    """The claim a `bcorders` row records, as believed. A row whose owner, state or claim time does
+    not validate (or lies in the future) is an UNCERTAIN claim of nobody made long ago: abandoned, so
+    the next delivery takes it over, asking BC first when there is a key."""
+    latest = now + timedelta(seconds=CLOCK_SKEW_SECONDS)
+    owner = read_text(column(row, "owner"))
+    state = column(row, "state")
+    claimed_at = read_datetime(column(row, "claimed_at", "claimedAt"))
+    if (owner is None or state not in set(ClaimState) or claimed_at is None
+            or claimed_at > latest):
+        warn(place, f"owner {str(column(row, 'owner'))[:40]!r}, state {str(state)[:20]!r}, "
+                    f"claimed at {str(column(row, 'claimed_at', 'claimedAt'))[:40]!r}")
+        return Claim(owner="", state=ClaimState.UNCERTAIN, claimed_at=LONG_AGO)
+    uncertain_since = read_datetime(column(row, "uncertain_since", "uncertainSince"))
+    if uncertain_since is not None and uncertain_since > latest:
+        uncertain_since = None
+    return Claim(owner=owner, state=ClaimState(state), claimed_at=claimed_at,
+                 sales_order_id=read_text(column(row, "sales_order_id", "salesOrderId")) or "",
+                 number=read_text(column(row, "number")) or "", uncertain_since=uncertain_since,
+                 ambiguous_posts=read_count(column(row, "ambiguous_posts", "ambiguousPosts"), 1000) or 0)
 
 
 def next_claim_step(claim: Claim | None, message_id: str, now: datetime) -> ClaimStep:
@@ -122,6 +166,7 @@ class OrderClaims:
         self.table = table
         self.wait_seconds = wait_seconds
         self.partition = table_key(f"{connection}|{company_id}")
+        self._warn = RowWarnings()
 
     @staticmethod
     def row_key(key: str | None, message_id: str) -> str:
@@ -133,19 +178,16 @@ class OrderClaims:
         if found is None:
             return None
         entity, etag = found
-        claim = Claim(owner=entity["owner"], state=ClaimState(entity["state"]),
-                      claimed_at=entity["claimedAt"], sales_order_id=entity.get("salesOrderId", ""),
-                      number=entity.get("number", ""), uncertain_since=entity.get("uncertainSince"),
-                      ambiguous_posts=entity.get("ambiguousPosts", 0))
-        return claim, etag
+        place = where(self.table, self.partition, row_key)
+        return claim_of(entity, datetime.now(UTC), self._warn, place), etag
 
     def _entity(self, row_key: str, claim: Claim, key: str | None) -> dict[str, Any]:
         entity = {"PartitionKey": self.partition, "RowKey": row_key, "owner": claim.owner,
-                  "state": claim.state.value, "claimedAt": claim.claimed_at,
-                  "salesOrderId": claim.sales_order_id, "number": claim.number,
-                  "externalDocumentNumber": key or "", "ambiguousPosts": claim.ambiguous_posts}
+                  "state": claim.state.value, "claimed_at": stamp(claim.claimed_at),
+                  "sales_order_id": claim.sales_order_id, "number": claim.number,
+                  "external_document_number": key or "", "ambiguous_posts": claim.ambiguous_posts}
         if claim.uncertain_since is not None:
-            entity["uncertainSince"] = claim.uncertain_since
+            entity["uncertain_since"] = stamp(claim.uncertain_since)
         return entity
 
     def acquire(self, key: str | None, message_id: str) -> HeldClaim | Claim:
@@ -159,8 +201,8 @@ class OrderClaims:
         etag = insert_entity(self.table, self._entity(row_key, first, key))
         if etag:
             return HeldClaim(row_key, etag, ClaimStep.CLAIM)
-        deadline = time.monotonic() + self.wait_seconds
-        pause = 0.05
+        waiting = RetryPolicy(max_retries=1_000, backoff_seconds=0.1, backoff_max_seconds=1.0,
+                              total_sleep_max_seconds=self.wait_seconds).start()
         while True:
             found = self.read(row_key)
             claim = found[0] if found else None
@@ -170,11 +212,11 @@ class OrderClaims:
                        "ambiguous_posts": claim.ambiguous_posts} if claim else {}
             mine = self._entity(row_key, Claim(message_id, ClaimState.CREATING, now, **carried), key)
             if step is ClaimStep.WAIT:
-                if time.monotonic() + pause > deadline:
+                pause = waiting.next_delay()
+                if pause is None:
                     raise ClaimBusy(f"another message with externalDocumentNumber {key!r} is still "
                                     "being created")
                 time.sleep(pause)
-                pause = min(pause * 2, 1.0)
                 continue
             if claim is not None and step in (ClaimStep.REPEAT, ClaimStep.DUPLICATE, ClaimStep.DEFER):
                 return claim

@@ -18,6 +18,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from connector.errors import ConnectorError
 from connector.telemetry import TRACEPARENT_PATTERN
 
 # Field types. Strict: BC refuses "5" for a number and 1 for a boolean, so the connector does too.
@@ -233,14 +234,15 @@ class SalesOrderResult(BaseModel):
         return self.model_dump_json()
 
 
-class OrderRejected(ValueError):
+class OrderRejected(ConnectorError, ValueError):
     """The order cannot be created as sent (retrying will not help); `code` and `message` say why,
     naming each field at fault."""
 
+    retryable = False
+    http_status = 400
+
     def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
 
 
 def _rule(message: str) -> None:
@@ -326,12 +328,23 @@ def claim_check_schema() -> dict[str, Any]:
     dataref = {"type": "string", "format": "uri", "title": DATAREF,
                "description": "URL of a blob in container `sales-order-payloads` holding the order's "
                               "JSON object (a SalesOrderMessage)."}
+    integrity = {
+        "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$", "title": "sha256",
+                   "description": "SHA-256 of the blob's bytes, hex: a blob that differs fails with "
+                                  "DataRefMismatch."},
+        "size": {"type": "integer", "minimum": 0, "title": "size",
+                 "description": "The blob's length in bytes: a blob of another size fails with "
+                                "DataRefMismatch before it is downloaded."}}
     return {"$defs": order["$defs"], "additionalProperties": False,
             "description": "A `sales-orders` message whose order is in a blob (claim check, for orders "
-                           "over 64 KiB); its other fields are added to the blob's order.",
+                           "over 64 KiB), with the blob's SHA-256 and size; its other fields are added to "
+                           "the blob's order.",
             "examples": [{DATAREF: "https://<account>.blob.core.windows.net/sales-order-payloads/"
-                                   "WEB-100234.json", "externalDocumentNumber": "WEB-100234"}],
-            "properties": {DATAREF: dataref} | order["properties"], "required": [DATAREF],
+                                   "shop-eu/WEB-100234.json",
+                          "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                          "size": 48213, "externalDocumentNumber": "WEB-100234"}],
+            "properties": {DATAREF: dataref} | integrity | order["properties"],
+            "required": [DATAREF, "sha256", "size"],
             "title": "SalesOrderClaimCheck", "type": "object"}
 
 

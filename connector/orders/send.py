@@ -16,12 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from connector.bc.client import BCClient
-from connector.bc.companies import CompanyNotFound
-from connector.bc.errors import BCError, TokenUnavailable
+from connector.bc.errors import BCError
+from connector.errors import describe, is_permanent
 from connector.orders.claims import (
     MAX_DEFER_SECONDS,
     Claim,
-    ClaimBusy,
     ClaimState,
     ClaimStep,
     HeldClaim,
@@ -46,7 +45,6 @@ from connector.settings import (
     QUEUE_SALES_ORDERS,
     QUEUE_SALES_ORDERS_POISON,
     TABLE_ORDERS,
-    UnknownConnection,
 )
 from connector.storage import kept_text
 from connector.telemetry import current_traceparent
@@ -90,27 +88,14 @@ class Deferral:
 
 # ------------------------------------------------------------------------------------ pure decisions
 
-def is_permanent(exc: BaseException) -> bool:
-    """True when retrying cannot help: fail the message now instead of letting the host retry."""
-    if isinstance(exc, OrderRejected | UnknownConnection | CompanyNotFound):
-        return True
-    if isinstance(exc, BCError):
-        return not exc.retryable
-    return False
-
-
 def failure_error(exc: BaseException) -> ResultError:
-    """The `error` of a failed result: a stable code and a message naming the problem. An unexpected
-    exception's text stays in the log: the result says only that something internal failed."""
-    if isinstance(exc, OrderRejected):
-        return ResultError(code=exc.code, message=exc.message)
-    if isinstance(exc, BCError):
-        return ResultError(**exc.as_dict())
-    named = (UnknownConnection, CompanyNotFound, TokenUnavailable, ClaimBusy)
-    if isinstance(exc, named):
-        return ResultError(code=type(exc).__name__, message=str(exc))
-    return ResultError(code="InternalError", message="the connector failed unexpectedly; its log has "
-                                                     "the details under this message's id")
+    """The `error` of a failed result: a stable code and a message naming the problem. An internal
+    or unexpected exception's text stays in the log: the result says only that something failed."""
+    described = describe(exc)
+    if described.code == "InternalError":
+        return ResultError(code="InternalError", message="the connector failed unexpectedly; its log "
+                                                         "has the details under this message's id")
+    return ResultError(**described.as_dict())
 
 
 def message_field(text: str, name: str) -> str | None:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from connector.bc.errors import BCError, TokenUnavailable
-from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
+from connector.errors import ConnectorError, route_answer
+from connector.settings import QUEUE_NOTIFICATIONS
 from connector.telemetry import invocation
 
 if TYPE_CHECKING:
@@ -67,25 +67,12 @@ def sweep_created(timer: func.TimerRequest) -> None:
 
 def _subscription_call(req: func.HttpRequest, call: Callable[["Runtime", str], dict]) -> func.HttpResponse:
     """Our admin route (never BC's receiver, so 4xx/5xx are fine): each failure as a JSON error."""
-    from connector.bc.companies import CompanyNotFound
     from connector.runtime import get_runtime
-    from connector.webhooks import subscriptions
-    from connector.webhooks.client_state import MissingClientStateKey
 
     try:
         return _json(call(get_runtime(), req.route_params.get("connection", "")), 200)
-    except MissingClientStateKey as exc:  # the app is misconfigured, not the request
-        return _json({"error": {"code": "MissingClientStateKey", "message": str(exc)}}, 500)
-    except UnknownConnection as exc:
-        return _json({"error": {"code": "UnknownConnection", "message": str(exc)}}, 404)
-    except TokenUnavailable as exc:
-        return _json({"error": {"code": exc.state, "message": str(exc)}}, 409)
-    except subscriptions.SubscriptionRunBusy as exc:
-        return _json({"error": {"code": "AlreadyRunning", "message": str(exc)}}, 409)
-    except CompanyNotFound as exc:
-        return _json({"error": {"code": "CompanyNotFound", "message": str(exc)}}, 409)
-    except BCError as exc:
-        return _json({"error": exc.as_dict()}, 502)
+    except ConnectorError as exc:
+        return _json(*route_answer(exc))
 
 
 @bp.route(route="connections/{connection}/subscriptions", methods=["POST"],

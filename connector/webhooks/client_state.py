@@ -20,11 +20,15 @@ import hmac
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from connector.errors import ConnectorError
+
 _INFO = b"bc-connector webhook clientState v2"
 
 
-class MissingClientStateKey(RuntimeError):
+class MissingClientStateKey(ConnectorError, RuntimeError):
     """TOKEN_ENCRYPTION_KEY is not set, so no clientState can be derived (nor a notification checked)."""
+
+    internal = True  # the app is misconfigured, not the request: a route answers 500
 
 
 def derived_key(key: str) -> bytes:

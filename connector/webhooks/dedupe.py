@@ -1,6 +1,8 @@
 """What has been announced: one row per connection/company/entity set/entity id in `bcdedupe`,
 claimed by exactly one runner per change, then settled with the entity's `lastModifiedDateTime`.
-States, claims and what expires: docs/architecture.md ("What has been announced").
+States, claims and what expires: docs/architecture.md ("What has been announced"). Rows are read
+through the row layer's checks (`connector/rows.py`): a row that does not validate counts as absent,
+a claim whose expiry does not validate as abandoned.
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from typing import Any, Literal
 
 from azure.data.tables import TableClient
 
-from connector.bc.timestamps import iso, parse_iso, utc_now
+from connector.bc.timestamps import iso, utc_now
+from connector.rows import RowWarnings, read_expiry, read_text, read_time, where
 from connector.settings import TABLE_DEDUPE
 from connector.storage import (
     Storage,
@@ -53,11 +56,12 @@ Verdict = Literal["free", "busy", "settled"]
 @dataclass(frozen=True)
 class Recorded:
     """What a row knew of the entity before this claim: the change being claimed, and the entity's
-    `lastModifiedDateTime` and number as last recorded ("" when unknown)."""
+    `lastModifiedDateTime`, number and digest of watched fields as last recorded ("" when unknown)."""
 
     change: Change
     modified: str = ""
     number: str = ""
+    digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -71,11 +75,33 @@ class Claims:
     recorded: Mapping[str, Recorded] = field(default_factory=dict)
 
 
-def newer(modified: str | None, recorded: str | None) -> bool:
-    """Is `modified` a later change than the `recorded` one (a row without one: yes)?"""
-    if not modified:
+STATES = ("claimed", "emitted", "gone", "known")
+CHANGES = ("created", "updated", "deleted")
+
+
+def newer(modified: str | None, recorded: Any) -> bool:
+    """Is `modified` a later change than the `recorded` one (a row without a valid one: yes)?"""
+    read = read_time(modified) if modified else None
+    if read is None:
         return False
-    return not recorded or parse_iso(modified) > parse_iso(recorded)
+    before = read_time(recorded) if recorded else None
+    return before is None or read > before
+
+
+def row_problem(row: Mapping[str, Any], now: datetime) -> str | None:
+    """Why a `bcdedupe` row is not believed (None: it is): an unknown state, an owner that is not
+    text, a claim expiry that does not parse or lies beyond CLAIM_SECONDS ahead, a `gone` marker
+    whose expiry does not parse."""
+    state = row.get("state")
+    if state not in STATES:
+        return f"state {str(state)[:20]!r}"
+    if read_text(row.get("owner", "")) is None:
+        return "owner is not text"
+    if state == "claimed" and read_expiry(row.get("claimed_until"), now.timestamp(), CLAIM_SECONDS) is None:
+        return f"claimed_until {str(row.get('claimed_until'))[:40]!r}"
+    if state == "gone" and read_time(row.get("expires_at")) is None:
+        return f"expires_at {str(row.get('expires_at'))[:40]!r}"
+    return None
 
 
 def claim_verdict(row: dict[str, Any] | None, owner: str, now: datetime, modified: str | None = None,
@@ -84,28 +110,32 @@ def claim_verdict(row: dict[str, Any] | None, owner: str, now: datetime, modifie
     is its own claim (a retry), another runner's abandoned claim or an expired `gone` marker, when the
     entity read (`modified`) is newer than the recorded one, or when it is being deleted; `busy` while
     another runner's claim is live; `settled` otherwise."""
-    if row is None:
-        return "free"
+    if row is None or row_problem(row, now) is not None:
+        return "free"  # a row that does not validate counts as absent (a claim: abandoned)
     if row.get("state") == "claimed":
-        if row.get("owner") == owner or parse_iso(row["claimed_until"]) <= now:
+        until = read_time(row.get("claimed_until")) or 0.0
+        if row.get("owner") == owner or until <= now.timestamp():
             return "free"
         return "busy"
     if row.get("state") == "gone":
-        return "free" if row.get("expires_at") and parse_iso(row["expires_at"]) <= now else "settled"
+        return "free" if (read_time(row.get("expires_at")) or 0.0) <= now.timestamp() else "settled"
     return "free" if deleting or newer(modified, row.get("modified")) else "settled"
 
 
 def recorded_of(row: dict[str, Any] | None, deleting: bool) -> Recorded:
     """The change a won claim announces, and what the row knew before."""
-    if row is None or row.get("state") == "gone":
+    if row is None or row.get("state") == "gone" or row.get("state") not in STATES:
         return Recorded("deleted" if deleting else "created")
     if deleting:
         change: Change = "deleted"
     elif row.get("state") == "claimed":
-        change = row.get("change") or "created"
+        claimed = row.get("change")
+        change = claimed if claimed in CHANGES else "created"
     else:
         change = "updated"
-    return Recorded(change, row.get("modified") or "", row.get("number") or "")
+    modified = read_text(row.get("modified"), 64) or ""
+    return Recorded(change, modified if read_time(modified) is not None else "",
+                    read_text(row.get("number"), 100) or "", read_text(row.get("digest"), 200) or "")
 
 
 class DedupeLog:
@@ -116,6 +146,7 @@ class DedupeLog:
         self._storage = storage
         self.ttl = timedelta(days=ttl_days)
         self._map = pool.map if pool is not None else map
+        self._warn = RowWarnings()
 
     def _table(self) -> TableClient:
         return self._storage.table(TABLE_DEDUPE)
@@ -171,6 +202,9 @@ class DedupeLog:
                 if found is None:
                     continue
             existing, etag = found
+            problem = row_problem(existing, now)
+            if problem:
+                self._warn(where(TABLE_DEDUPE, scope.partition, table_key(entity_id.lower())), problem)
             verdict = claim_verdict(existing, owner, now, modified, deleting)
             if verdict != "free":
                 return verdict
@@ -182,12 +216,13 @@ class DedupeLog:
     def _claim_row(self, scope: DedupeScope, entity_id: str, owner: str, now: datetime,
                    recorded: Recorded) -> dict[str, Any]:
         return self._row(scope, entity_id, "claimed", owner, now, {
-            "change": recorded.change, "modified": recorded.modified, "number": recorded.number})
+            "change": recorded.change, "modified": recorded.modified, "number": recorded.number,
+            "digest": recorded.digest})
 
     def settle(self, scope: DedupeScope, entity_ids: Iterable[str], state: State, owner: str = "",
                values: Mapping[str, Mapping[str, str]] | None = None) -> None:
         """Record entities as emitted/gone/known (upserts, in transactions of up to 100), each with
-        its `values` (id → {"modified", "number"}) when given."""
+        its `values` (id → {"modified", "number", "digest"}) when given."""
         now = utc_now()
         values = values or {}
         rows = [self._row(scope, i, state, owner, now, values.get(i)) for i in entity_ids]

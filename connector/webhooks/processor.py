@@ -24,19 +24,19 @@ from azure.core.exceptions import AzureError
 from connector.bc.errors import BCError, BCNotFound, TokenUnavailable
 from connector.bc.keys import is_guid
 from connector.bc.timestamps import bc_datetime, parse_iso
+from connector.declarations import Trigger
 from connector.runtime import Runtime
-from connector.settings import QUEUE_NOTIFICATIONS, QUEUE_NOTIFICATIONS_POISON, UnknownConnection
+from connector.settings import QUEUE_NOTIFICATIONS, QUEUE_NOTIFICATIONS_POISON, Settings, UnknownConnection
 from connector.storage import kept_text
 from connector.telemetry import in_this_trace
 from connector.webhooks import sweep
 from connector.webhooks.dedupe import DedupeScope
 from connector.webhooks.notifications import parse_queued, queued_traceparent
 from connector.webhooks.triggers import (
-    BY_ENTITY_SET,
     EmitCount,
-    Trigger,
     announce,
     announce_deleted,
+    collection_path,
     publish_claimed,
 )
 
@@ -83,14 +83,22 @@ class Plan:
     skipped: Counter[str] = field(default_factory=Counter)
 
 
-def plan(notes: list[dict[str, Any]]) -> Plan:
+def trigger_of(settings: Settings, group: DedupeScope) -> Trigger | None:
+    """The trigger a note's scope names, if its connection (still) declares it."""
+    conn = settings.connections.get(group.connection)
+    return conn.trigger(group.entity_set) if conn is not None else None
+
+
+def plan(notes: list[dict[str, Any]], settings: Settings) -> Plan:
     """Group a message's notes by scope and change; each entity once per change."""
     result = Plan()
     for note in notes:
         group = DedupeScope(str(note.get("connection")), str(note.get("companyId")),
                             str(note.get("entitySet")))
         change = note.get("changeType")
-        if group.entity_set not in BY_ENTITY_SET:
+        if group.connection not in settings.connections:
+            result.skipped["unknown connection"] += 1
+        elif trigger_of(settings, group) is None:
             result.skipped["unknown entity set"] += 1
         elif not is_guid(group.company_id):
             result.skipped["companyId not a GUID"] += 1
@@ -113,13 +121,13 @@ def fetch_entities(runtime: Runtime, group: DedupeScope, ids: list[str]
                    ) -> tuple[list[dict[str, Any]], list[str], list[BCError]]:
     """GET each entity (children expanded per option) in parallel: those read, the ids that are
     gone (404) and the other failures."""
-    trigger = BY_ENTITY_SET[group.entity_set]
+    trigger = _trigger(runtime, group)
     bc = runtime.bc(group.connection)
-    params = trigger.expand(runtime.settings.connection(group.connection))
+    params = trigger.params()
 
     def fetch(key: str) -> dict[str, Any] | BCError:
         try:
-            return bc.get(bc.company_path(group.company_id, f"{trigger.entity_set}({key})"), params)
+            return bc.get(collection_path(bc, trigger, group.company_id, key), params)
         except BCError as exc:
             return exc
 
@@ -133,12 +141,11 @@ def announce_created(runtime: Runtime, group: DedupeScope, ids: list[str], owner
     """Claim, GET and announce created entities; a 404 is recorded as gone. Entities that were read
     are announced even when others failed; then the first error is raised so the queue retries (the
     claims let this owner carry on)."""
-    trigger: Trigger = BY_ENTITY_SET[group.entity_set]
-    conn = runtime.settings.connection(group.connection)
+    trigger = _trigger(runtime, group)
     dedupe = runtime.dedupe
     claims = dedupe.claim(group, ids, owner)
     entities, gone, failures = fetch_entities(runtime, group, [i for i in ids if i in claims.won])
-    count = publish_claimed(dedupe, runtime.events, group, trigger, conn, claims, entities, gone=gone)
+    count = publish_claimed(dedupe, runtime.events, group, trigger, claims, entities, gone=gone)
     count.skipped += len(ids) - len(claims.won)
     if failures:
         raise failures[0]
@@ -149,10 +156,9 @@ def announce_updated(runtime: Runtime, group: DedupeScope, ids: list[str], owner
     """GET updated entities and announce those whose `lastModifiedDateTime` is newer than recorded
     (BC's merged and repeated notifications, a change already seen by the sweep, give nothing new).
     A 404 is left to the `deleted` notification that follows it."""
-    conn = runtime.settings.connection(group.connection)
     entities, gone, failures = fetch_entities(runtime, group, ids)
     dedupe = runtime.dedupe
-    count = announce(dedupe, runtime.events, group, BY_ENTITY_SET[group.entity_set], conn, entities, owner)
+    count = announce(dedupe, runtime.events, group, _trigger(runtime, group), entities, owner)
     count.skipped += len(gone)
     if failures:
         raise failures[0]
@@ -162,10 +168,7 @@ def announce_updated(runtime: Runtime, group: DedupeScope, ids: list[str], owner
 def announce_gone(runtime: Runtime, group: DedupeScope, deleted: dict[str, str | None],
                   owner: str) -> EmitCount:
     """Announce deleted entities (no BC call: the entity no longer exists)."""
-    conn = runtime.settings.connection(group.connection)
-    dedupe = runtime.dedupe
-    return announce_deleted(dedupe, runtime.events, group, BY_ENTITY_SET[group.entity_set], conn,
-                            deleted, owner)
+    return announce_deleted(runtime.dedupe, runtime.events, group, _trigger(runtime, group), deleted, owner)
 
 
 def announce_collection(runtime: Runtime, group: DedupeScope, resource: str, owner: str) -> EmitCount:
@@ -174,21 +177,27 @@ def announce_collection(runtime: Runtime, group: DedupeScope, resource: str, own
     re-read, which could outlast the functionTimeout and restart from page 1 on every retry: what
     was created still carries a `lastModifiedDateTime` past the sweep's cursor, and the sweep reads
     within its time budget and checkpoints. If a sweep of the connection is running, it covers it."""
-    trigger = BY_ENTITY_SET[group.entity_set]
+    trigger = _trigger(runtime, group)
     since = collection_since(resource)
     if since is None:
         log.info("notifications %s: sweeping %s (collection without a filter)", group.connection,
-                 trigger.entity_set)
+                 trigger.key)
         results = sweep.sweep(runtime, group.connection, (trigger,))
         return EmitCount(emitted=sum(r.emitted for r in results), skipped=sum(r.skipped for r in results))
-    conn = runtime.settings.connection(group.connection)
-    bc = runtime.bc(conn.name)
+    bc = runtime.bc(group.connection)
     dedupe = runtime.dedupe
-    params = {**trigger.expand(conn), "$filter": f"lastModifiedDateTime gt {bc_datetime(since)}"}
+    params = {**trigger.params(), "$filter": f"lastModifiedDateTime gt {bc_datetime(since)}"}
     count = EmitCount()
-    for page in bc.iter_pages(bc.company_path(group.company_id, trigger.entity_set), params, sweep.PAGE_SIZE):
-        count.add(announce(dedupe, runtime.events, group, trigger, conn, page, owner))
+    for page in bc.iter_pages(collection_path(bc, trigger, group.company_id), params, sweep.PAGE_SIZE):
+        count.add(announce(dedupe, runtime.events, group, trigger, page, owner))
     return count
+
+
+def _trigger(runtime: Runtime, group: DedupeScope) -> Trigger:
+    trigger = trigger_of(runtime.settings, group)
+    if trigger is None:  # plan() kept only declared ones
+        raise UnknownConnection(group.connection, tuple(runtime.settings.connections))
+    return trigger
 
 
 def process_message(runtime: Runtime, text: str, owner: str) -> EmitCount:
@@ -209,7 +218,7 @@ def _process_message(runtime: Runtime, text: str, owner: str) -> EmitCount:
         log.error("notifications: message %s is not a bc-notifications message; kept on %s", owner,
                   QUEUE_NOTIFICATIONS_POISON)
         return EmitCount()
-    asked = plan(notes)
+    asked = plan(notes, runtime.settings)
     if asked.skipped:
         log.warning("notifications: skipped %s", dict(asked.skipped))
     total = EmitCount()

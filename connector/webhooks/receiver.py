@@ -21,12 +21,12 @@ from typing import Any
 
 from azure.core.exceptions import AzureError
 
+from connector.errors import ConnectorError
 from connector.runtime import Runtime
 from connector.settings import QUEUE_NOTIFICATIONS, Settings
 from connector.telemetry import current_traceparent
 from connector.webhooks.directory import KnownSubscription
 from connector.webhooks.notifications import pack_messages
-from connector.webhooks.triggers import BY_ENTITY_SET
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,10 @@ class Reply:
 ACCEPTED = Reply(202)
 
 
-class GarbledNotification(ValueError):
+class GarbledNotification(ConnectorError, ValueError):
     """A notification body that cannot be read; the message says why (never the body itself)."""
+
+    retryable = False
 
 
 class OversizedNotification(GarbledNotification):
@@ -178,9 +180,9 @@ def receive_request(params: Mapping[str, str], headers: Mapping[str, str], read_
 
 def announced_change(settings: Settings, sub: KnownSubscription, change: str) -> bool:
     """Does the trigger of `sub` announce `change` for its connection?"""
-    trigger = BY_ENTITY_SET.get(sub.entity_set)
     conn = settings.connections.get(sub.connection)
-    return trigger is not None and conn is not None and trigger.announces(conn, change)
+    trigger = conn.trigger(sub.entity_set) if conn is not None else None
+    return trigger is not None and trigger.announces(change)
 
 
 def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Runtime]) -> Reply:

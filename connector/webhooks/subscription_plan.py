@@ -11,10 +11,11 @@ from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
 from connector.bc.timestamps import parse_iso, utc_now
+from connector.declarations import STANDARD_API
 from connector.settings import Settings
-from connector.webhooks.triggers import TRIGGERS
 
-_RESOURCE_RE = re.compile(r"companies\(\s*'?([0-9a-fA-F-]{36})'?\s*\)/([A-Za-z]+)\s*$")
+_RESOURCE_RE = re.compile(
+    r"(?:api/([^()]+?)/)?companies\(\s*'?([0-9a-fA-F-]{36})'?\s*\)/([A-Za-z][A-Za-z0-9_]*)\s*$")
 
 
 def notification_url(settings: Settings, connection: str) -> str:
@@ -52,20 +53,24 @@ def plan_subscription(row: dict[str, Any] | None, remote: dict[str, Any] | None,
 
 
 def watched_resource(resource: str) -> tuple[str, str] | None:
-    """(company id, entity set) of a subscription resource, absolute or relative; None if it is not
-    a company-scoped collection."""
+    """(company id, trigger key) of a subscription resource, absolute or relative; None if it is not
+    a company-scoped collection. The key is the entity set of the standard API, else
+    `publisher/group/version/entitySet`."""
     path = unquote(urlsplit(resource).path if "://" in resource else resource.split("?", 1)[0])
     match = _RESOURCE_RE.search(path.rstrip("/"))
-    return (match.group(1).lower(), match.group(2)) if match else None
+    if not match:
+        return None
+    api, company, entity_set = match.groups()
+    return company.lower(), entity_set if api in (None, STANDARD_API) else f"{api}/{entity_set}"
 
 
 def stray_subscriptions(remote: Iterable[dict[str, Any]], owned: set[str], company_id: str,
-                        url: str) -> list[dict[str, Any]]:
+                        url: str, keys: Iterable[str]) -> list[dict[str, Any]]:
     """BC subscriptions that notify this connection (`url` names it) about a watched resource of
     this company but that no row owns (a create whose answer was lost, a row deleted by hand): their
     clientState is unknown, so every notification they send would be refused; they are deleted.
-    Another connection's subscriptions carry another URL and are left alone."""
-    sets = {t.entity_set for t in TRIGGERS}
+    Another connection's subscriptions carry another URL and are left alone. `keys`: the triggers'."""
+    sets = set(keys)
     strays = []
     for sub in remote:
         where = watched_resource(str(sub.get("resource", "")))
@@ -86,6 +91,3 @@ def server_now(date_header: str | None) -> datetime:
         return local
     return max(local, remote) if remote.tzinfo else local
 
-
-def resource_path(company_id: str, entity_set: str) -> str:
-    return f"/api/v2.0/companies({company_id})/{entity_set}"

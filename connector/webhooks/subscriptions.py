@@ -17,57 +17,64 @@ from azure.data.tables import UpdateMode
 
 from connector.bc.client import BCClient
 from connector.bc.errors import BCError, BCNotFound
-from connector.bc.keys import InvalidKey, checked_guid, subscription_path
+from connector.bc.keys import InvalidKey, subscription_path
 from connector.bc.timestamps import iso, utc_now
 from connector.connections import for_each_connection, results_or_raise
+from connector.declarations import STANDARD_API, Trigger
+from connector.errors import ConnectorError
 from connector.health.events import SUBSCRIPTION_FAILING, SUBSCRIPTION_RECREATED
 from connector.leases import LEASE_SECONDS, Lease
 from connector.runtime import Runtime
 from connector.settings import TABLE_SUBSCRIPTIONS
-from connector.storage import read_entity
+from connector.storage import read_entity, table_key
 from connector.webhooks.bc_logs import describe, failed_notifications, read_webhook_logs, removal_reason
 from connector.webhooks.client_state import client_state, key_id, signing_key
+from connector.webhooks.discovery import supported_resources
 from connector.webhooks.subscription_plan import (
     Action,
     notification_url,
     plan_subscription,
-    resource_path,
     server_now,
     stray_subscriptions,
+    watched_resource,
 )
 from connector.webhooks.sweep import start_trigger
-from connector.webhooks.triggers import TRIGGERS, Trigger
 
 log = logging.getLogger(__name__)
 
 _UNREAD = object()  # BC's webhook log, read at most once per run
 
 
-class SubscriptionRunBusy(RuntimeError):
+class SubscriptionRunBusy(ConnectorError, RuntimeError):
     """Another runner is reconciling this connection's subscriptions right now."""
+
+    code = "AlreadyRunning"
+    http_status = 409
 
 
 # ---- BC and storage edges ------------------------------------------------------------------------
 
-def supported_entity_sets(bc: BCClient, company_id: str) -> set[str] | None:
-    """The v2.0 entity sets BC can watch in this company; None when BC cannot say."""
-    company = checked_guid(company_id, "companyId")
-    url = f"{bc.environment_root}/api/microsoft/runtime/beta/companies({company})/webhookSupportedResources"
-    try:
-        rows = list(bc.iter_entities(url, {"$filter": "resource eq 'v2.0*'"}))
-    except BCError as exc:
-        if exc.retryable:
-            raise
-        log.warning("subscriptions: webhookSupportedResources unavailable (%s); trying every resource", exc)
-        return None
-    return {str(r.get("resource", "")).split("/", 1)[-1] for r in rows}
+def subscriptions_path(bc: BCClient, api: str, subscription_id: str | None = None) -> str:
+    """BC's subscriptions of an API route (a custom API's subscriptions live under its own route,
+    bc-api.md §7.1), or one of them."""
+    path = "subscriptions" if subscription_id is None else subscription_path(subscription_id)
+    return path if api == STANDARD_API else f"{bc.environment_root}/api/{api}/{path}"
 
 
-def list_remote(bc: BCClient) -> tuple[datetime, dict[str, dict[str, Any]]]:
-    """BC's time and its subscriptions of this environment by id."""
+def api_of(resource: str) -> str:
+    """The API route a subscription's resource belongs to (`v2.0` when it cannot tell)."""
+    where = watched_resource(resource)
+    return where[1].rsplit("/", 1)[0] if where and "/" in where[1] else STANDARD_API
+
+
+def list_remote(bc: BCClient, apis: set[str] = frozenset()) -> tuple[datetime, dict[str, dict[str, Any]]]:
+    """BC's time and its subscriptions of this environment by id (those of the standard API's route
+    and of every custom API route in `apis`)."""
     pages = bc.pages("subscriptions")
     first = next(pages)
     subs = [*first.entities, *(s for page in pages for s in page.entities)]
+    for api in sorted(apis - {STANDARD_API}):
+        subs += bc.iter_entities(subscriptions_path(bc, api))
     return server_now(first.headers.get("Date")), {s["subscriptionId"]: s for s in subs}
 
 
@@ -102,7 +109,7 @@ class SubscriptionRun:
         self.directory = runtime.subscription_directory
 
     def row_key(self, trigger: Trigger) -> str:
-        return f"{self.company_id}:{trigger.entity_set}"
+        return table_key(f"{self.company_id}:{trigger.key}")
 
     def load_row(self, trigger: Trigger) -> dict[str, Any] | None:
         found = read_entity(self.table, self.connection, self.row_key(trigger))
@@ -114,7 +121,7 @@ class SubscriptionRun:
         sub = sub or {}
         row = {
             "PartitionKey": self.connection, "RowKey": self.row_key(trigger), "company_id": self.company_id,
-            "entity_set": trigger.entity_set, "resource": resource_path(self.company_id, trigger.entity_set),
+            "entity_set": trigger.key, "resource": trigger.resource_path(self.company_id),
             "subscription_id": sub.get("subscriptionId", ""), "etag": sub.get("@odata.etag", ""),
             "expires_at": sub.get("expirationDateTime", ""), "status": status, "last_error": error,
             "client_state_nonce": nonce, "client_state_key": key,
@@ -127,18 +134,19 @@ class SubscriptionRun:
 
     def create(self, trigger: Trigger) -> dict[str, Any]:
         nonce = secrets.token_urlsafe(32)
-        body = {"notificationUrl": self.url, "resource": resource_path(self.company_id, trigger.entity_set),
+        body = {"notificationUrl": self.url, "resource": trigger.resource_path(self.company_id),
                 "clientState": client_state(self.key, nonce)}
-        sub = self.bc.post("subscriptions", body)
+        sub = self.bc.post(subscriptions_path(self.bc, trigger.api), body)
         log.info("subscriptions %s: created %s for %s (expires %s)", self.connection, sub["subscriptionId"],
-                 trigger.entity_set, sub.get("expirationDateTime"))
+                 trigger.key, sub.get("expirationDateTime"))
         return self.save(trigger, "active", sub=sub, nonce=nonce, key=self.key_id)
 
     def renew(self, trigger: Trigger, row: dict[str, Any], remote: dict[str, Any]) -> dict[str, Any]:
         body = {"notificationUrl": self.url, "clientState": client_state(self.key, row["client_state_nonce"])}
-        sub = self.bc.patch(subscription_path(remote["subscriptionId"]), body, etag=remote["@odata.etag"])
+        sub = self.bc.patch(subscriptions_path(self.bc, trigger.api, remote["subscriptionId"]), body,
+                            etag=remote["@odata.etag"])
         log.info("subscriptions %s: renewed %s for %s (expires %s)", self.connection, sub["subscriptionId"],
-                 trigger.entity_set, sub.get("expirationDateTime"))
+                 trigger.key, sub.get("expirationDateTime"))
         return self.save(trigger, "active", sub=sub, nonce=row["client_state_nonce"], key=self.key_id)
 
     def report_removed(self, trigger: Trigger, removed_id: str, row: dict[str, Any],
@@ -153,8 +161,8 @@ class SubscriptionRun:
         self.runtime.health.emit(
             SUBSCRIPTION_RECREATED, connection=self.connection, company_id=self.company_id,
             occurrence=removed_id,
-            summary=f"BC removed the {trigger.entity_set} subscription: {reason}; re-created",
-            details={"entitySet": trigger.entity_set, "removedSubscriptionId": removed_id,
+            summary=f"BC removed the {trigger.key} subscription: {reason}; re-created",
+            details={"entitySet": trigger.key, "removedSubscriptionId": removed_id,
                      "subscriptionId": row.get("subscription_id", ""), "bcReason": reason,
                      "bcLog": entry or {}})
 
@@ -173,7 +181,8 @@ class SubscriptionRun:
 
     def delete_remote(self, sub: dict[str, Any]) -> None:
         try:
-            self.bc.delete(subscription_path(sub["subscriptionId"]), sub.get("@odata.etag") or "*")
+            path = subscriptions_path(self.bc, api_of(str(sub.get("resource", ""))), sub["subscriptionId"])
+            self.bc.delete(path, sub.get("@odata.etag") or "*")
         except (BCNotFound, InvalidKey):  # an id that is no key cannot exist in BC
             pass
         self.directory.forget(sub["subscriptionId"])
@@ -218,38 +227,39 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
                                           "to another runner; stopped")
 
         run = SubscriptionRun(runtime, conn.name, company_id)
-        now, remote = list_remote(run.bc)
-        supported = supported_entity_sets(run.bc, company_id)
+        now, remote = list_remote(run.bc, {t.api for t in conn.triggers})
+        supported = supported_resources(run.bc, company_id)
         renew_before = timedelta(hours=runtime.settings.subscription_renew_before_hours)
         summary = ReconcileSummary(conn.name, company_id)
         owned: set[str] = set()
         logs: list[dict[str, Any]] | None | object = _UNREAD
-        for trigger in TRIGGERS:
+        for trigger in conn.triggers:
             keep_lease()
             start_trigger(runtime, conn.name, company_id, trigger, keep_lease)
             row = run.load_row(trigger)
             current = remote.get(row["subscription_id"]) if row and row.get("subscription_id") else None
-            can_watch = None if supported is None else trigger.entity_set in supported
+            can_watch = None if supported is None else trigger.resource in supported
             action = plan_subscription(row, current, can_watch, now, renew_before, run.url, run.key_id)
             previous_id = (row or {}).get("subscription_id", "")
             try:
                 done, row = run.apply(trigger, action, row, current)
             except BCError as exc:
                 log.warning("subscriptions %s: %s of %s failed: %s", conn.name, action.name.lower(),
-                            trigger.entity_set, exc)
-                summary.failed.append({"entitySet": trigger.entity_set, "error": str(exc)})
+                            trigger.key, exc)
+                summary.failed.append({"entitySet": trigger.key, "error": str(exc)})
                 if row is not None:
                     owned.add(row.get("subscription_id", ""))
                 run.save(trigger, "failed", sub=current, nonce=(row or {}).get("client_state_nonce", ""),
                          key=(row or {}).get("client_state_key", ""), error=str(exc))
                 continue
-            summary.done[done].append(trigger.entity_set)
+            summary.done[done].append(trigger.key)
             owned.add(row["subscription_id"])
             if done is Action.RECREATE and previous_id:
                 if logs is _UNREAD:
                     logs = read_webhook_logs(run.bc, company_id)
                 run.report_removed(trigger, previous_id, row, logs)
-        for stray in stray_subscriptions(remote.values(), owned, company_id, run.url):
+        for stray in stray_subscriptions(remote.values(), owned, company_id, run.url,
+                                         [t.key for t in conn.triggers]):
             keep_lease()
             try:
                 run.delete_remote(stray)
@@ -293,7 +303,8 @@ def delete_subscriptions(runtime: Runtime, connection: str | None = None) -> lis
         for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": conn.name}):
             if row.get("subscription_id"):
                 try:
-                    bc.delete(subscription_path(row["subscription_id"]), "*")
+                    api = api_of(row.get("resource", ""))
+                    bc.delete(subscriptions_path(bc, api, row["subscription_id"]), "*")
                 except (BCNotFound, InvalidKey):  # an id that is no key cannot exist in BC
                     pass
                 runtime.subscription_directory.forget(row["subscription_id"])

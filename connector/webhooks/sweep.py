@@ -6,6 +6,7 @@ hold: docs/architecture.md ("Resumable reads").
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable
@@ -18,11 +19,13 @@ from connector.bc.errors import BCError
 from connector.bc.timestamps import bc_datetime, iso, parse_iso, utc_now
 from connector.connections import for_each_connection, results_or_raise
 from connector.cursors import CursorTable, ReadCursor, ReadInterrupted, newest_modified
+from connector.declarations import Trigger
 from connector.health.events import GAP_FILLED
-from connector.leases import Lease
+from connector.leases import LEASE_SECONDS, Lease
+from connector.rows import Heartbeat
 from connector.runtime import Runtime
 from connector.webhooks.dedupe import DedupeScope
-from connector.webhooks.triggers import TRIGGERS, EmitCount, Trigger, announce, seen
+from connector.webhooks.triggers import EmitCount, announce, collection_path, seen
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,8 @@ PAGE_SIZE = 500  # entities per BC page (documents come with their lines)
 BASELINE_PAGE_SIZE = 20000  # ids only
 BC_TICK = timedelta(milliseconds=1)  # the resolution of BC's lastModifiedDateTime
 BASELINING = "baselining"  # the state of a cursor row whose trigger is being set up
-BASELINE_STALE_SECONDS = 600.0  # the functionTimeout: a set-up not refreshed this long has died
+BASELINE_STALE_SECONDS = LEASE_SECONDS  # a set-up not refreshed this long has died (a heartbeat
+# refreshes a live one every third of it)
 
 
 # ---- cursor decisions ------------------------------------------------------------------------------
@@ -50,11 +54,11 @@ def hold_before(page: Iterable[dict[str, Any]], busy: Collection[str]) -> dateti
 # ---- storage and BC edges ---------------------------------------------------------------------------
 
 def cursor_key(trigger: Trigger, company_id: str) -> str:
-    return f"sweep:{trigger.entity_set}:{company_id.lower()}"
+    return f"sweep:{trigger.key}:{company_id.lower()}"
 
 
 def scope_of(connection: str, company_id: str, trigger: Trigger) -> DedupeScope:
-    return DedupeScope(connection, company_id, trigger.entity_set)
+    return DedupeScope(connection, company_id, trigger.key)
 
 
 def start_trigger(runtime: Runtime, connection: str, company_id: str, trigger: Trigger,
@@ -65,8 +69,10 @@ def start_trigger(runtime: Runtime, connection: str, company_id: str, trigger: T
     Set-up is claimed first: a `baselining` row holding the cutoff is inserted, and only the runner
     whose insert won records the existing entities as `known` (ids only, paged, up to that cutoff),
     then completes the row. A runner that lost could otherwise record as `known` entities created
-    after the winner's cursor, which would never be announced. A `baselining` row not refreshed for
-    BASELINE_STALE_SECONDS belongs to a dead runner and is taken over (same cutoff, ETag-guarded).
+    after the winner's cursor, which would never be announced. The winner's heartbeat refreshes the
+    row while it works; a `baselining` row not refreshed for BASELINE_STALE_SECONDS (or whose
+    `updated_at` does not validate) belongs to a dead runner and is taken over (same cutoff,
+    ETag-guarded).
     `keep_alive` runs after every page (a lease renewal; it raises to stop)."""
     row = CursorTable(runtime.storage, connection, cursor_key(trigger, company_id))
     for _ in range(3):  # the row may appear, complete or vanish (an aborted set-up) meanwhile
@@ -78,7 +84,7 @@ def start_trigger(runtime: Runtime, connection: str, company_id: str, trigger: T
             return row, found
         elif found.updated_at and utc_now() - found.updated_at < timedelta(seconds=BASELINE_STALE_SECONDS):
             log.info("sweep %s: %s of company %s is being set up by another runner", connection,
-                     trigger.entity_set, company_id)
+                     trigger.key, company_id)
             return None
         else:
             claimed = row.write(found)
@@ -98,25 +104,38 @@ class Baseline:
         self.trigger = trigger
         self.row = row
         self.keep_alive = keep_alive
+        self._writing = threading.RLock()  # the heartbeat and the pages write the row in turn
+        self._completing = False  # the heartbeat writes the marker no more
 
     def run(self, marker: ReadCursor) -> tuple[CursorTable, ReadCursor] | None:
         """Record every entity up to the marker's cutoff as `known`, then complete the row; None if
-        another runner took the row over. When stopped (`keep_alive` or BC raised), the row is
-        removed so the next runner starts afresh."""
+        another runner took the row over. The marker is refreshed by a heartbeat meanwhile. When
+        stopped (`keep_alive` or BC raised), the row is removed so the next runner starts afresh."""
         done: tuple[CursorTable, ReadCursor] | None = None
+        heartbeat = Heartbeat(lambda: self._refresh(marker), BASELINE_STALE_SECONDS / 3,
+                              f"baseline {self.trigger.entity_set}").start()
         try:
             done = self._record_known(marker)
             return done
         finally:
+            heartbeat.stop()
             if done is None:
-                self.row.delete()  # unless another runner took it over
+                with self._writing:
+                    self.row.delete()  # unless another runner took it over
+
+    def _refresh(self, marker: ReadCursor) -> bool:
+        """The heartbeat: the marker written again (its `updated_at` now); False once completing or
+        taken over."""
+        with self._writing:
+            return not self._completing and self._write(marker) is not None
 
     def _write(self, state: ReadCursor) -> ReadCursor | None:
         """Write `state` if this runner still holds the row (the state as written); None when taken over."""
-        written = self.row.write(state)
+        with self._writing:
+            written = self.row.write(state)
         if written is None:
             log.warning("sweep %s: set-up of %s of company %s was taken over by another runner",
-                        self.connection, self.trigger.entity_set, self.company_id)
+                        self.connection, self.trigger.key, self.company_id)
         return written
 
     def _record_known(self, marker: ReadCursor) -> tuple[CursorTable, ReadCursor] | None:
@@ -125,22 +144,25 @@ class Baseline:
         bc = self.runtime.bc(self.connection)
         dedupe = self.runtime.dedupe
         scope = scope_of(self.connection, self.company_id, self.trigger)
+        trigger = self.trigger
+        fields = ("id", trigger.number_field, "lastModifiedDateTime", *trigger.watch)
         params = {"$filter": f"lastModifiedDateTime le {bc_datetime(cutoff)}",
-                  "$select": "id,number,lastModifiedDateTime"}
+                  "$select": ",".join(f for f in dict.fromkeys(fields) if f)}
         known = 0
-        for page in bc.iter_pages(bc.company_path(self.company_id, self.trigger.entity_set), params,
-                                  BASELINE_PAGE_SIZE):
+        for page in bc.iter_pages(collection_path(bc, trigger, self.company_id), params, BASELINE_PAGE_SIZE):
             dedupe.settle(scope, [str(e["id"]).lower() for e in page], "known",
-                          values={str(e["id"]).lower(): seen(e) for e in page})
+                          values={str(e["id"]).lower(): seen(trigger, e) for e in page})
             known += len(page)
             self.keep_alive()
             if self._write(marker) is None:
                 return None
+        with self._writing:
+            self._completing = True
         written = self._write(replace(marker, state=""))
         if written is None:
             return None
         log.info("sweep %s: %s of company %s starts at %s; %d existing entities recorded as known",
-                 self.connection, self.trigger.entity_set, self.company_id, iso(marker.cursor), known)
+                 self.connection, self.trigger.key, self.company_id, iso(marker.cursor), known)
         return self.row, written
 
 
@@ -161,9 +183,9 @@ class SweepRun:
     """One sweep of a connection's company: every trigger, within a time budget, under a lease."""
 
     def __init__(self, runtime: Runtime, connection: str, company_id: str, lease: Lease,
-                 max_seconds: float, triggers: tuple[Trigger, ...] = TRIGGERS):
+                 max_seconds: float, triggers: tuple[Trigger, ...] | None = None):
         self.runtime = runtime
-        self.triggers = triggers
+        self.triggers = runtime.settings.connection(connection).triggers if triggers is None else triggers
         self.connection = connection
         self.company_id = company_id
         self.lease = lease
@@ -182,7 +204,7 @@ class SweepRun:
             try:
                 results.append(self.sweep_trigger(trigger, share_ends))
             except BCError as exc:
-                log.error("sweep %s: %s failed: %s", self.connection, trigger.entity_set, exc)
+                log.error("sweep %s: %s failed: %s", self.connection, trigger.key, exc)
                 errors.append(exc)
             except ReadInterrupted as exc:
                 log.warning("sweep %s: stopped: %s", self.connection, exc)
@@ -196,24 +218,23 @@ class SweepRun:
     def sweep_trigger(self, trigger: Trigger, share_ends: float) -> SweepResult:
         """Announce what changed since the cursor and was never announced, page by page, checkpointing
         after each page; move the cursor once the pass is complete."""
-        conn = self.runtime.settings.connection(self.connection)
         scope = scope_of(self.connection, self.company_id, trigger)
         started = start_trigger(self.runtime, self.connection, self.company_id, trigger, self.renew_lease)
         if started is None:  # another runner is setting the trigger up; the next run sweeps it
-            return SweepResult(trigger.entity_set, 0, 0, "", finished=False)
+            return SweepResult(trigger.key, 0, 0, "", finished=False)
         row, state = started
         assert state.cursor is not None  # set when the trigger started
         if not state.in_pass:
             state = state.start_pass(utc_now())
         since = state.since(self.runtime.settings.cursor_overlap_seconds)
-        params = {"$filter": f"lastModifiedDateTime gt {since}", **trigger.expand(conn)}
+        params = {"$filter": f"lastModifiedDateTime gt {since}", **trigger.params()}
         count = EmitCount()
-        pages = self.bc.pages(self.bc.company_path(self.company_id, trigger.entity_set), params,
+        pages = self.bc.pages(collection_path(self.bc, trigger, self.company_id), params,
                               page_size=PAGE_SIZE, resume_from=state.next_link,
                               go_on=lambda: time.monotonic() < share_ends)
         for page in pages:
             self.renew_lease()
-            done = announce(self.dedupe, self.runtime.events, scope, trigger, conn, page.entities, self.owner)
+            done = announce(self.dedupe, self.runtime.events, scope, trigger, page.entities, self.owner)
             count.add(done)
             state = state.checkpoint(page.next_link,
                                      newest_modified(e.get("lastModifiedDateTime") for e in page.entities),
@@ -222,16 +243,16 @@ class SweepRun:
                 state = row.save(state)
         if state.next_link:
             log.info("sweep %s: %s paused by SWEEP_MAX_SECONDS; the next run resumes", self.connection,
-                     trigger.entity_set)
-            return SweepResult(trigger.entity_set, count.emitted, count.skipped, iso(state.cursor),
+                     trigger.key)
+            return SweepResult(trigger.key, count.emitted, count.skipped, iso(state.cursor),
                                finished=False)
         if state.held is not None:
             log.info("sweep %s: %s cursor held before %s (entities claimed by another runner)",
-                     self.connection, trigger.entity_set, iso(state.held))
+                     self.connection, trigger.key, iso(state.held))
         moved = row.save(state.complete()).cursor
         assert moved is not None
         self.dedupe.purge_gone(scope)
-        return SweepResult(trigger.entity_set, count.emitted, count.skipped, iso(moved))
+        return SweepResult(trigger.key, count.emitted, count.skipped, iso(moved))
 
     def report_gaps(self, results: list[SweepResult]) -> None:
         """One `bc.connector.gap.filled` per trigger that announced changes the webhooks missed."""
@@ -252,9 +273,9 @@ class SweepRun:
 # ---- entry points -----------------------------------------------------------------------------------
 
 def sweep(runtime: Runtime, connection: str | None = None,
-          triggers: tuple[Trigger, ...] = TRIGGERS) -> list[SweepResult]:
-    """Sweep the triggers (all by default) of one connection (one runner at a time per connection;
-    [] when another run holds the lease: it covers what changed before it read)."""
+          triggers: tuple[Trigger, ...] | None = None) -> list[SweepResult]:
+    """Sweep the triggers (all the connection's by default) of one connection (one runner at a time
+    per connection; [] when another run holds the lease: it covers what changed before it read)."""
     conn = runtime.settings.connection(connection)
     company_id = runtime.company_id(conn.name)
     max_seconds = runtime.settings.sweep_max_seconds

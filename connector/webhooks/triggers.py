@@ -1,9 +1,9 @@
-"""The three webhook triggers (items, posted sales shipments, sales invoices) and how each change of an
-entity is announced exactly once, whichever path saw it (webhook `created`/`updated`/`deleted`,
-`collection`, sweep): claim the change in the dedupe table, queue its CloudEvent, then record it.
+"""How each change of an entity a declared trigger watches (`connector/declarations.py`) is announced
+exactly once, whichever path saw it (webhook `created`/`updated`/`deleted`, `collection`, sweep):
+claim the change in the dedupe table, queue its CloudEvent, then record it.
 
-Which changes a trigger announces is the connection's `*_CHANGE_TYPES`; a change it does not
-announce is still recorded, so that a later change is judged against it.
+A change the trigger does not announce (its change types; an update that left every watched field
+as it was) is still recorded, so that a later change is judged against it.
 """
 from __future__ import annotations
 
@@ -12,50 +12,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from connector.bc.client import BCClient
+from connector.declarations import Trigger
 from connector.events import EventPublisher, cloud_event
-from connector.settings import (
-    QUEUE_ITEMS,
-    QUEUE_SALES_INVOICES,
-    QUEUE_SALES_SHIPMENTS,
-    ConnectionSettings,
-)
 from connector.webhooks.dedupe import Claims, DedupeLog, DedupeScope, Recorded
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Trigger:
-    """What one trigger watches in BC (`entity_set`), the events it emits (`bc.<entity>.<change>`),
-    where, which children ride along (`children`, expanded when the connection's `option` is on) and
-    which connection setting lists the changes it announces (`changes`)."""
-
-    entity_set: str
-    entity: str
-    queue: str
-    children: str
-    option: str  # the ConnectionSettings flag that turns the children on
-    changes: str  # the ConnectionSettings field of the change types announced
-
-    def expand(self, conn: ConnectionSettings) -> dict[str, str]:
-        """The `$expand` query parameter for this connection (empty when the option is off)."""
-        return {"$expand": self.children} if getattr(conn, self.option) else {}
-
-    def announces(self, conn: ConnectionSettings, change: str) -> bool:
-        return change in getattr(conn, self.changes)
-
-    def event_type(self, change: str) -> str:
-        return f"bc.{self.entity}.{change}"
-
-
-TRIGGERS: tuple[Trigger, ...] = (
-    Trigger("items", "item", QUEUE_ITEMS, "itemVariants", "pull_item_variants", "item_change_types"),
-    Trigger("salesShipments", "salesShipment", QUEUE_SALES_SHIPMENTS, "salesShipmentLines",
-            "pull_sales_shipment_lines", "sales_shipment_change_types"),
-    Trigger("salesInvoices", "salesInvoice", QUEUE_SALES_INVOICES, "salesInvoiceLines",
-            "pull_sales_invoice_lines", "sales_invoice_change_types"),
-)
-BY_ENTITY_SET: dict[str, Trigger] = {t.entity_set: t for t in TRIGGERS}
+def collection_path(bc: BCClient, trigger: Trigger, company_id: str, key: str | None = None) -> str:
+    """The URL path of a trigger's entity set in a company (one entity with `key`): relative to the
+    standard API, absolute on BC's host for a custom API page."""
+    path = bc.company_path(company_id, trigger.entity_set + (f"({key})" if key else ""))
+    return f"{bc.environment_root}/api/{trigger.api}/{path}" if trigger.custom else path
 
 
 @dataclass
@@ -82,7 +51,7 @@ def change_event(trigger: Trigger, change: str, connection: str, company_id: str
     """The CloudEvent of a created or updated entity. A creation's id depends only on the entity, an
     update's on the entity and its `lastModifiedDateTime`, so every path that announces the same
     change produces the same event id."""
-    parts = [trigger.entity_set, str(entity["id"]).lower()]
+    parts = [trigger.key, str(entity["id"]).lower()]
     if change == "updated":
         parts.append(str(entity.get("lastModifiedDateTime", "")))
     return cloud_event(event_type=trigger.event_type(change), connection=connection,
@@ -94,24 +63,37 @@ def deleted_event(trigger: Trigger, connection: str, company_id: str, entity_id:
     """The CloudEvent of a deleted entity: its id, and the number last seen when there is one."""
     data = {"id": entity_id} | ({"number": recorded.number} if recorded.number else {})
     event = cloud_event(event_type=trigger.event_type("deleted"), connection=connection,
-                        company_id=company_id, entity=data, id_parts=[trigger.entity_set, entity_id])
+                        company_id=company_id, entity=data, id_parts=[trigger.key, entity_id])
     return event | {"time": time}
 
 
-def seen(entity: dict[str, Any]) -> dict[str, str]:
-    """What the dedupe row keeps of an entity read."""
-    return {"modified": str(entity.get("lastModifiedDateTime") or ""),
-            "number": str(entity.get("number") or "")}
+def seen(trigger: Trigger, entity: dict[str, Any]) -> dict[str, str]:
+    """What the dedupe row keeps of an entity read: its `lastModifiedDateTime`, number, and a digest of
+    the watched fields (when the trigger watches some)."""
+    row = {"modified": str(entity.get("lastModifiedDateTime") or ""),
+           "number": str(entity.get(trigger.number_field) or "") if trigger.number_field else ""}
+    if trigger.watch:
+        row["digest"] = trigger.digest(entity)
+    return row
+
+
+def announced(trigger: Trigger, recorded: Recorded, entity: dict[str, Any]) -> bool:
+    """Does the trigger announce this claimed change? Its change types say; an update of a trigger with
+    watched fields only when their digest differs from the recorded one (none recorded: yes)."""
+    if not trigger.announces(recorded.change):
+        return False
+    return not (recorded.change == "updated" and trigger.watch and recorded.digest
+                and trigger.digest(entity) == recorded.digest)
 
 
 def announce(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: Trigger,
-             conn: ConnectionSettings, entities: Iterable[dict[str, Any]], owner: str) -> EmitCount:
+             entities: Iterable[dict[str, Any]], owner: str) -> EmitCount:
     """Announce every entity read whose change was not announced yet (new: created; newer than
     recorded: updated), then record them."""
     by_id = {str(e["id"]).lower(): e for e in entities if e.get("id")}
     modified = {i: str(e.get("lastModifiedDateTime") or "") for i, e in by_id.items()}
     claims = dedupe.claim(scope, list(by_id), owner, modified)
-    count = publish_claimed(dedupe, events, scope, trigger, conn, claims,
+    count = publish_claimed(dedupe, events, scope, trigger, claims,
                             [by_id[i] for i in by_id if i in claims.won])
     count.skipped += len(by_id) - len(claims.won)
     count.busy = claims.busy
@@ -119,37 +101,37 @@ def announce(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trig
 
 
 def publish_claimed(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: Trigger,
-                    conn: ConnectionSettings, claims: Claims, entities: list[dict[str, Any]],
+                    claims: Claims, entities: list[dict[str, Any]],
                     gone: Iterable[str] = ()) -> EmitCount:
     """Queue the events of claimed entities read (the changes the trigger announces) and record them
     (and the vanished ones) afterwards, so a crash in between re-emits (same event id) rather than
     loses an event."""
     by_id = {str(e["id"]).lower(): e for e in entities}
-    announced = [i for i in by_id if trigger.announces(conn, claims.recorded[i].change)]
-    quiet = [i for i in by_id if i not in announced]
+    loud = [i for i in by_id if announced(trigger, claims.recorded[i], by_id[i])]
+    quiet = [i for i in by_id if i not in loud]
     events.publish(trigger.queue, [change_event(trigger, claims.recorded[i].change, scope.connection,
-                                                scope.company_id, by_id[i]) for i in announced])
-    dedupe.settle(scope, announced, "emitted", values={i: seen(by_id[i]) for i in announced})
-    dedupe.settle(scope, quiet, "known", values={i: seen(by_id[i]) for i in quiet})
+                                                scope.company_id, by_id[i]) for i in loud])
+    dedupe.settle(scope, loud, "emitted", values={i: seen(trigger, by_id[i]) for i in loud})
+    dedupe.settle(scope, quiet, "known", values={i: seen(trigger, by_id[i]) for i in quiet})
     gone = list(gone)
     dedupe.settle(scope, gone, "gone")
     if by_id or gone:
-        log.info("%s %s/%s: %d event(s) queued, %d change(s) not announced, %d gone", trigger.entity_set,
-                 scope.connection, scope.company_id, len(announced), len(quiet), len(gone))
-    return EmitCount(emitted=len(announced), skipped=len(quiet), gone=len(gone))
+        log.info("%s %s/%s: %d event(s) queued, %d change(s) not announced, %d gone", trigger.key,
+                 scope.connection, scope.company_id, len(loud), len(quiet), len(gone))
+    return EmitCount(emitted=len(loud), skipped=len(quiet), gone=len(gone))
 
 
 def announce_deleted(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: Trigger,
-                     conn: ConnectionSettings, deleted: Mapping[str, str | None], owner: str) -> EmitCount:
+                     deleted: Mapping[str, str | None], owner: str) -> EmitCount:
     """Announce deleted entities (id → the notification's time) not announced as deleted yet, then
     record them as gone (the number kept until the marker expires)."""
     claims = dedupe.claim(scope, list(deleted), owner, deleting=True)
     won = [i for i in deleted if i in claims.won]
     queued = [deleted_event(trigger, scope.connection, scope.company_id, i, claims.recorded[i], deleted[i])
-              for i in won if trigger.announces(conn, "deleted")]
+              for i in won if trigger.announces("deleted")]
     events.publish(trigger.queue, queued)
     dedupe.settle(scope, won, "gone", values={i: {"number": claims.recorded[i].number} for i in won})
     if won:
-        log.info("%s %s/%s: %d deleted event(s) queued", trigger.entity_set, scope.connection,
+        log.info("%s %s/%s: %d deleted event(s) queued", trigger.key, scope.connection,
                  scope.company_id, len(queued))
     return EmitCount(emitted=len(queued), skipped=len(deleted) - len(queued), busy=claims.busy)

@@ -1,6 +1,7 @@
 """The BC API v2.0 emulator as a WSGI app (dev tooling, never deployed): routing under
-`/v2.0/{tenant}/{environment}/api/v2.0/...`, bearer-token check, OData reads with paging, writes with
-ETags, subscriptions, and `webhookSupportedResources` (bc-api.md §1, §5, §6, §7, §11)."""
+`/v2.0/{tenant}/{environment}/api/v2.0/...` and the custom API routes (`api/{publisher}/{group}/{version}`),
+bearer-token check, OData reads with paging, writes with ETags, subscriptions, `$metadata`, and the
+runtime's `webhookSupportedResources` and `apiRoutes` (bc-api.md §1, §5, §6, §7, §11, §12.2)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from werkzeug.wrappers import Request, Response
 
 from devtools.emulator.bc_admin import BCAdmin
 from devtools.emulator.bc_documents import LINES, DocumentRules
+from devtools.emulator.bc_metadata import metadata
 from devtools.emulator.bc_rules import MasterRules, check_body, dialog, invalid_body
-from devtools.emulator.bc_schema import COMPANY, COMPANY_SETS, LINE_SETS, EntityType
+from devtools.emulator.bc_schema import COMPANY, COMPANY_SETS, LINE_SETS, ROUTES, EntityType, route_sets
 from devtools.emulator.entra import InvalidToken
 from devtools.emulator.odata import (
     EMPTY_GUID,
@@ -153,33 +155,38 @@ class BCApi:
         env = self.store.find_environment(tenant, env_name)
         if env is None:
             raise BCError(404, "BadRequest_ResourceNotFound", f"The environment '{env_name}' does not exist.")
-        base = (
-            f"{request.host_url}v2.0/{parts[1]}/{env_name}/api/v2.0"
+        api = (
+            f"{request.host_url}v2.0/{parts[1]}/{env_name}/api"
             if parts[2] != "api"
-            else f"{request.host_url}v2.0/{env_name}/api/v2.0"
+            else f"{request.host_url}v2.0/{env_name}/api"
         )
         if rest[:3] == ["microsoft", "runtime", "beta"]:
-            return self._supported_resources(request, env, rest[3:])
-        if not rest or rest[0] != "v2.0":
+            return self._runtime_api(request, env, rest[3:])
+        route = next((r for r in ROUTES if rest[: r.count("/") + 1] == r.split("/")), None)
+        if route is None:
             raise BCError(
                 404,
                 "BadRequest_ResourceNotFound",
                 f"Resource not found for the segment '{rest[0] if rest else 'api'}'.",
             )
-        segments = [s for s in rest[1:] if s]
+        base = f"{api}/{route}"
+        segments = [s for s in rest[route.count("/") + 1 :] if s]
         if not segments:
             return json_response(
                 {
                     "@odata.context": f"{base}/$metadata",
                     "value": [
                         {"name": n, "kind": "EntitySet", "url": n}
-                        for n in ("companies", "subscriptions", *COMPANY_SETS)
+                        for n in ("companies", "subscriptions", *route_sets(route))
                     ],
                 }
             )
+        if segments == ["$metadata"]:
+            self._only(request, "GET", "$metadata", "Collection")
+            return Response(metadata(route), content_type="application/xml")
         if segments[0].startswith("subscriptions"):
-            return self._subscriptions(request, env, segments, base, claims)
-        return self._entities(request, env, segments, base)
+            return self._subscriptions(request, env, segments, base, claims, route)
+        return self._entities(request, env, segments, base, route)
 
     def _authenticate(self, request: Request) -> dict[str, Any]:
         header = request.headers.get("Authorization", "")
@@ -205,7 +212,9 @@ class BCApi:
 
     # ---- entities --------------------------------------------------------------------------------
 
-    def _entities(self, request: Request, env: Environment, segments: list[str], base: str) -> Response:
+    def _entities(
+        self, request: Request, env: Environment, segments: list[str], base: str, route: str
+    ) -> Response:
         with self.store.lock:
             first, key = parse_segment(segments[0])
             if first == "companies":
@@ -220,7 +229,7 @@ class BCApi:
                             **render(company.row, COMPANY, None),
                         }
                     )
-                target = self._target(company, segments[1:], f"companies({company.id})")
+                target = self._target(company, segments[1:], f"companies({company.id})", route)
             else:
                 company_key = request.args.get("company")
                 if not company_key:
@@ -232,7 +241,7 @@ class BCApi:
                         'string in the form of "company=[name]".',
                     )
                 company = self._company(env, company_key)
-                target = self._target(company, segments, f"companies({company.id})")
+                target = self._target(company, segments, f"companies({company.id})", route)
         if request.method == "GET":
             with self.store.lock:
                 return self._get(request, target, base)
@@ -259,9 +268,9 @@ class BCApi:
             raise bad_request("Internal_CompanyNotFound", f"The company '{key}' does not exist.")
         return company
 
-    def _target(self, company: Company, segments: list[str], context: str) -> Target:
+    def _target(self, company: Company, segments: list[str], context: str, route: str) -> Target:
         name, key = parse_segment(segments[0])
-        etype = COMPANY_SETS.get(name)
+        etype = route_sets(route).get(name)
         if etype is None:
             raise BCError(404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{name}'.")
         key = parse_key(key)
@@ -431,7 +440,13 @@ class BCApi:
     # ---- subscriptions ---------------------------------------------------------------------------
 
     def _subscriptions(
-        self, request: Request, env: Environment, segments: list[str], base: str, claims: dict[str, Any]
+        self,
+        request: Request,
+        env: Environment,
+        segments: list[str],
+        base: str,
+        claims: dict[str, Any],
+        route: str,
     ) -> Response:
         name, key = parse_segment(segments[0])
         if name != "subscriptions" or len(segments) > 1:
@@ -451,7 +466,7 @@ class BCApi:
             if request.method != "POST":
                 raise method_not_allowed(request.method, "subscriptions", "Collection")
             sub = engine.create(
-                env.tenant, env.name, read_json(request), str(claims.get("oid") or EMPTY_GUID)
+                env.tenant, env.name, read_json(request), str(claims.get("oid") or EMPTY_GUID), route
             )
             return json_response({"@odata.context": f"{context}/$entity", **sub.to_json()}, 201)
         if not (len(key) > 2 and key[0] == key[-1] == "'"):
@@ -470,10 +485,12 @@ class BCApi:
         renewed = engine.renew(sub, read_json(request))
         return json_response({"@odata.context": f"{context}/$entity", **renewed.to_json()})
 
-    def _supported_resources(self, request: Request, env: Environment, rest: list[str]) -> Response:
+    def _runtime_api(self, request: Request, env: Environment, rest: list[str]) -> Response:
+        """`microsoft/runtime/beta`: `webhookSupportedResources` (page 5460), `webhookLogs` (page 5461)
+        and `apiRoutes` (page 5462)."""
         if len(rest) == 2 and parse_segment(rest[1])[0] == "webhookLogs":
             return self._webhook_logs(request, env, rest)
-        if len(rest) != 2 or parse_segment(rest[1])[0] != "webhookSupportedResources":
+        if len(rest) != 2 or parse_segment(rest[1])[0] not in ("webhookSupportedResources", "apiRoutes"):
             raise BCError(
                 404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{rest[-1]}'."
             )
@@ -484,14 +501,24 @@ class BCApi:
                     404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{name}'."
                 )
             self._company(env, key)
-        self._only(request, "GET", "webhookSupportedResources", "Collection")
-        rows = [{"resource": f"v2.0/{name}"} for name in sorted(self.webhooks.supported)]
+        page = parse_segment(rest[1])[0]
+        self._only(request, "GET", page, "Collection")
+        if page == "apiRoutes":
+            rows = [{"route": route} for route in ROUTES]
+            field_name = "route"
+        else:
+            rows = [
+                {"resource": f"{COMPANY_SETS[name].route}/{name}"}
+                for name in sorted(self.webhooks.supported)
+                if name in COMPANY_SETS
+            ]
+            field_name = "resource"
         if "$filter" in request.args:
-            match = re.fullmatch(r"\s*resource\s+eq\s+'([^']*)'\s*", request.args["$filter"])
+            match = re.fullmatch(rf"\s*{field_name}\s+eq\s+'([^']*)'\s*", request.args["$filter"])
             if not match:
                 raise bad_request("BadRequest_NotFound", SYNTAX_ERROR)
             pattern = re.escape(match.group(1)).replace(r"\*", ".*")
-            rows = [r for r in rows if re.fullmatch(pattern, r["resource"])]
+            rows = [r for r in rows if re.fullmatch(pattern, r[field_name])]
         return json_response({"value": rows})
 
 

@@ -1,5 +1,6 @@
 """Sales document rules of the BC API emulator (dev tooling, never deployed): sales orders and draft
-sales invoices with deep insert and lines (bc-api.md §3.5-3.10, §4), and posting shipments/invoices."""
+sales invoices and sales quotes with deep insert and lines (bc-api.md §3.5-3.10, §4), and posting
+shipments (with their item ledger entries) and invoices."""
 
 from __future__ import annotations
 
@@ -14,13 +15,17 @@ from devtools.emulator.bc_rules import (
     resolve_currency,
     resolve_payment_terms,
 )
-from devtools.emulator.bc_schema import COMPANY_SETS, SALES_SHIPMENT, SALES_SHIPMENT_LINE
+from devtools.emulator.bc_schema import COMPANY_SETS, ITEM_LEDGER_ENTRY, SALES_SHIPMENT, SALES_SHIPMENT_LINE
 from devtools.emulator.odata import EMPTY_GUID, bad_request
 from devtools.emulator.store import Company, Row, Store
 
-LINES = {"salesOrders": "salesOrderLines", "salesInvoices": "salesInvoiceLines"}
+LINES = {"salesOrders": "salesOrderLines", "salesInvoices": "salesInvoiceLines",
+         "salesQuotes": "salesQuoteLines"}
 HEADERS = {line: header for header, line in LINES.items()}
-SERIES = {"salesOrders": ("S-ORD", 101001), "salesInvoices": ("S-INV", 102001)}
+SERIES = {"salesOrders": ("S-ORD", 101001), "salesInvoices": ("S-INV", 102001),
+          "salesQuotes": ("S-QUO", 1001)}
+DATES = {"salesOrders": ("orderDate", "postingDate"), "salesInvoices": ("invoiceDate", "postingDate"),
+         "salesQuotes": ("documentDate", "postingDate")}
 _ADDRESS = ("AddressLine1", "AddressLine2", "City", "Country", "State", "PostCode")
 _CUSTOMER_ADDRESS = ("addressLine1", "addressLine2", "city", "country", "state", "postalCode")
 _CUSTOMER_FIELDS = ("customerId", "customerNumber")
@@ -61,8 +66,7 @@ class DocumentRules:
         check_new_id(company, set_name, values)
         data = COMPANY_SETS[set_name].blank()
         today = self._today()
-        dates = ("orderDate", "postingDate") if set_name == "salesOrders" else ("invoiceDate", "postingDate")
-        data.update({d: today for d in dates}, status="Draft")
+        data.update({d: today for d in DATES[set_name]}, status="Draft")
         if set_name == "salesOrders":
             data["partialShipping"] = True
         data.update(values)
@@ -340,7 +344,7 @@ class DocumentRules:
             totals["fullyShipped"] = bool(goods) and all(d["shippedQuantity"] >= d["quantity"] for d in goods)
         elif header.data["status"] != "Draft":
             totals["remainingAmount"] = totals["totalAmountIncludingTax"]
-        changes = {k: v for k, v in totals.items() if header.data[k] != v}
+        changes = {k: v for k, v in totals.items() if k in header.data and header.data[k] != v}
         if report:
             self.store.modify(company, set_name, header, changes)
         else:
@@ -531,6 +535,29 @@ class DocumentRules:
         )
         if item is not None:
             item.data["inventory"] -= quantity  # a FlowField: the Item record itself does not change
+            self._item_ledger_entry(company, shipment, item, data, -quantity)
+
+    def _item_ledger_entry(
+        self, company: Company, shipment: Row, item: Row, line: dict[str, Any], quantity: float
+    ) -> None:
+        """The Item Ledger Entry a posted shipment line writes (codeunit 22 "Item Jnl.-Post Line"): a
+        negative `Sale` entry per item line, numbered in one series per company."""
+        entries = company.sets["itemLedgerEntries"]
+        data = ITEM_LEDGER_ENTRY.blank()
+        data.update(
+            entryNumber=len(entries) + 1,
+            itemNumber=item.data["number"],
+            postingDate=shipment.data["postingDate"],
+            entryType="Sale",
+            sourceType="Customer",
+            sourceNumber=shipment.data["customerNumber"],
+            documentType="Sales_x0020_Shipment",
+            documentNumber=shipment.data["number"],
+            description=line["description"],
+            quantity=quantity,
+            costAmountActual=money(quantity * item.data["unitCost"]),
+        )
+        self.store.insert(company, "itemLedgerEntries", data)
 
     def _advance_order(
         self,

@@ -205,7 +205,8 @@ def resolve_payment_terms(company: Company, values: dict[str, Any]) -> dict[str,
 
 
 class MasterRules:
-    """Create/update/delete of customers, items, item variants, currencies and payment terms."""
+    """Create/update/delete of customers, vendors, items, item variants, currencies, payment terms and
+    the partner page's web orders."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -228,6 +229,13 @@ class MasterRules:
         elif set_name == "itemVariants":
             data.update(values)
             self._variant(company, data, values, parent)
+        elif set_name == "vendors":
+            data.update(blocked="_x0020_", currencyCode=company.lcy_code)
+            data.update(values)  # unlike customers, page 30010 does not require a name
+            data["number"] = data["number"] or self.store.next_number(company, "V", 1, 5)
+            data.update(resolve_currency(company, values, data))
+        elif set_name == "webOrders":  # the partner page's own number series
+            data.update(values, number=self.store.next_number(company, "WEB", 1, 6))
         else:
             data.update(values)
             if not data["code"]:

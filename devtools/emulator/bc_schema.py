@@ -34,6 +34,7 @@ class EntityType:
     parent_field: str | None = None  # on child sets: the field linking to the parent
     writable: bool = True  # False: read-only page (GET only)
     temporary: bool = False  # the page's source table is temporary (lines of orders and invoices)
+    route: str = "v2.0"  # the API route serving the page: `v2.0` or `publisher/group/version`
 
     def blank(self) -> dict[str, Any]:
         """A new entity dict with every field at its BC default."""
@@ -258,6 +259,68 @@ SALES_INVOICE_LINE = EntityType(
     parent_field="documentId",
     temporary=True,
 )
+VENDOR = EntityType(  # page 30010 "APIV2 - Vendors", source table Vendor
+    "vendors",
+    "vendor",
+    "Vendor",
+    _fields(
+        "id:guid number displayName addressLine1 addressLine2 city state country postalCode phoneNumber "
+        "email website taxRegistrationNumber currencyId:guid currencyCode irs1099Code paymentTermsId:guid "
+        "paymentMethodId:guid taxLiable:bool blocked balance:decimal lastModifiedDateTime:datetime"
+    ),
+    read_only=frozenset({"id", "balance", "lastModifiedDateTime"}),
+    enums={"blocked": ("_x0020_", "Payment", "All")},
+)
+ITEM_LEDGER_ENTRY = EntityType(  # page 30069 "APIV2 - Item Ledger Entries": read-only, written by postings
+    "itemLedgerEntries",
+    "itemLedgerEntry",
+    "Item Ledger Entry",
+    _fields(
+        "id:guid entryNumber:int itemNumber postingDate:date entryType sourceNumber sourceType "
+        "documentNumber documentType description quantity:decimal salesAmountActual:decimal "
+        "costAmountActual:decimal lastModifiedDateTime:datetime"
+    ),
+    writable=False,
+)
+SALES_QUOTE = EntityType(  # page 30037 "APIV2 - Sales Quotes", source "Sales Quote Entity Buffer"
+    "salesQuotes",
+    "salesQuote",
+    "Sales Header",
+    _fields(
+        f"id:guid number externalDocumentNumber documentDate:date postingDate:date dueDate:date "
+        f"customerId:guid customerNumber customerName billToName billToCustomerId:guid billToCustomerNumber "
+        f"shipToName shipToContact {SELL_TO} {BILL_TO} {SHIP_TO} currencyId:guid currencyCode "
+        f"paymentTermsId:guid shipmentMethodId:guid salesperson discountAmount:decimal {TOTALS} status "
+        f"sentDate:datetime validUntilDate:date acceptedDate:date lastModifiedDateTime:datetime "
+        f"phoneNumber email"
+    ),
+    read_only=names(
+        "id number customerName billToName totalAmountExcludingTax totalTaxAmount totalAmountIncludingTax "
+        "status lastModifiedDateTime"
+    ),
+    parts={"salesQuoteLines": "salesQuoteLines"},
+)
+SALES_QUOTE_LINE = EntityType(  # page 30045 "APIV2 - Sales Quote Lines" (temporary source)
+    "salesQuoteLines",
+    "salesQuoteLine",
+    "Sales Line",
+    _fields(LINE_FIELDS.format(extra="")),
+    read_only=LINE_RO,
+    create_only=LINE_CREATE_ONLY,
+    enums={"lineType": LINE_TYPES},
+    parent_field="documentId",
+    temporary=True,
+)
+# A custom API page of a fictitious partner: `api/contoso/shop/v1.0/companies({id})/webOrders`, a
+# normal table with SystemId as its key (so BC's webhooks accept it, WebhookSupportedResources.Page.al).
+WEB_ORDER = EntityType(
+    "webOrders",
+    "webOrder",
+    "Contoso Web Order",
+    _fields("id:guid number customerNumber channel status amount:decimal lastModifiedDateTime:datetime"),
+    read_only=frozenset({"id", "number", "lastModifiedDateTime"}),
+    route="contoso/shop/v1.0",
+)
 
 COMPANY_SETS: dict[str, EntityType] = {
     t.set_name: t
@@ -274,9 +337,20 @@ COMPANY_SETS: dict[str, EntityType] = {
         SALES_SHIPMENT_LINE,
         SALES_INVOICE,
         SALES_INVOICE_LINE,
+        VENDOR,
+        ITEM_LEDGER_ENTRY,
+        SALES_QUOTE,
+        SALES_QUOTE_LINE,
+        WEB_ORDER,
     )
 }
+ROUTES = ("v2.0", *sorted({t.route for t in COMPANY_SETS.values()} - {"v2.0"}))  # the apiRoutes listing
 LINE_SETS = {name for name, t in COMPANY_SETS.items() if t.temporary}  # need a document id, no webhooks
+
+
+def route_sets(route: str) -> dict[str, EntityType]:
+    """The entity sets an API route serves."""
+    return {name: t for name, t in COMPANY_SETS.items() if t.route == route}
 
 
 def webhook_capable() -> set[str]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from devtools.emulator.bc_schema import webhook_capable
+from devtools.emulator.bc_schema import COMPANY_SETS, webhook_capable
 from devtools.emulator.odata import bad_request, format_datetime, parse_datetime
 from devtools.emulator.store import Company, Store
 
@@ -137,10 +137,12 @@ class WebhookEngine:
 
     # ---- subscriptions ---------------------------------------------------------------------------
 
-    def create(self, tenant: str, environment: str, body: dict[str, Any], user_id: str) -> Subscription:
-        """POST /subscriptions: validate, handshake, store."""
+    def create(
+        self, tenant: str, environment: str, body: dict[str, Any], user_id: str, route: str = "v2.0"
+    ) -> Subscription:
+        """POST /subscriptions of an API route: validate, handshake, store."""
         values = self._check_body(body, required=True)
-        company_id, set_name = self._parse_resource(tenant, environment, values["resource"])
+        company_id, set_name = self._parse_resource(tenant, environment, values["resource"], route)
         with self._lock:
             count = sum(
                 1 for s in self.subscriptions.values() if (s.tenant, s.environment) == (tenant, environment)
@@ -305,11 +307,22 @@ class WebhookEngine:
             )
         return values
 
-    def _parse_resource(self, tenant: str, environment: str, resource: str) -> tuple[str, str]:
+    def _parse_resource(
+        self, tenant: str, environment: str, resource: str, route: str | None = None
+    ) -> tuple[str, str]:
+        """(company id, entity set) of a subscription resource; a custom API's resource must name the
+        route the subscription is made on (bc-api.md §7.1)."""
         path = resource.split("?", 1)[0].rstrip("/")
-        if "api/v2.0/" in path:
-            path = path.split("api/v2.0/", 1)[1]
+        named = "v2.0"
+        if "api/" in path:
+            named, _, path = path.split("api/", 1)[1].partition("/companies(")
+            path = "companies(" + path
         path = path.lstrip("/")
+        if route is not None and named != route:
+            raise bad_request(
+                "BadRequest",
+                f"The resource '{resource}' must be on the API route of the subscription (api/{route}/).",
+            )
         head, _, set_name = path.partition("/")
         if not (head.startswith("companies(") and head.endswith(")")) or not set_name or "/" in set_name:
             raise bad_request(
@@ -321,7 +334,7 @@ class WebhookEngine:
         env = self.store.find_environment(tenant, environment)
         if env is None or env.company(company_id) is None:
             raise bad_request("Internal_CompanyNotFound", f"The company '{company_id}' does not exist.")
-        if set_name not in self.supported:
+        if set_name not in self.supported or COMPANY_SETS[set_name].route != named:
             raise bad_request("BadRequest", f"The entity set '{set_name}' does not support webhooks.")
         return company_id, set_name
 

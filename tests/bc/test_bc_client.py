@@ -5,6 +5,7 @@ Unit tests for the budget's sliding window and the retry arithmetic; the rest ag
 """
 from __future__ import annotations
 
+import email.utils
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,8 +15,9 @@ from typing import Any
 import pytest
 
 from connector.bc.budget import RequestBudget
-from connector.bc.client import BCClient, RetryPolicy, parse_retry_after
+from connector.bc.client import BCClient
 from connector.bc.errors import BCAuthError, BCConflict, BCError, BCNotFound, error_from_response
+from connector.retry import RetryPolicy, parse_retry_after
 from devtools.emulator.seed import CRONUS_UK_ID, CRONUS_USA_ID
 
 ITEMS = f"companies({CRONUS_UK_ID})/items"
@@ -70,7 +72,10 @@ def test_retry_delay_is_at_least_retry_after_else_capped_exponential() -> None:
 
 def test_retry_after_in_seconds_or_http_date() -> None:
     assert parse_retry_after("5") == 5.0
-    assert parse_retry_after("Wed, 25 Nov 2026 12:00:30 GMT", now=1795608000.0) == pytest.approx(30.0)
+    assert parse_retry_after("0.25") == 0.25  # the emulator's sub-second test settings
+    in_30_s = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert parse_retry_after(in_30_s) == pytest.approx(30.0, abs=2.0)
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
 

@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 from connector.bc.budget import RequestBudget
-from connector.bc.client import BCClient, RetryPolicy
+from connector.bc.client import BCClient
 from connector.bc.pager import ForeignLink, RepeatedLink
 from connector.bc.timestamps import iso, utc_now
 from connector.items.pull import handle_pull_request, pull_company
+from connector.retry import RetryPolicy
 from connector.settings import TABLE_CURSORS
 from connector.storage import table_key
 from connector.webhooks import sweep
@@ -229,7 +230,7 @@ def test_a_sweep_resuming_from_a_foreign_saved_link_refuses_it_and_sends_no_toke
         "PartitionKey": "default", "RowKey": f"sweep:items:{company_id.lower()}", "cursor": now,
         "started_at": now, "updated_at": now, "run_started": now, "pending_cursor": "", "held_before": "",
         "next_link": f"{foreign.url}{API}/companies({company_id})/items?$skiptoken=1"})
-    [items] = [t for t in sweep.TRIGGERS if t.entity_set == "items"]
+    items = runtime.settings.connection("default").trigger("items")
     with pytest.raises(ForeignLink, match="saved link"):
         sweep.sweep(runtime, "default", (items,))
     assert foreign.seen == []

@@ -193,7 +193,7 @@ def test_webhook_admin_routes(bc: BCClient) -> None:
     watch(bc, "items")
     subs = admin(bc).get("/_emulator/bc/subscriptions").json["value"]
     assert len(subs) == 1 and subs[0]["environment"] == "production"
-    supported = admin(bc).put("/_emulator/bc/webhooks/supported", json={"resources": ["items", "vendors"]})
+    supported = admin(bc).put("/_emulator/bc/webhooks/supported", json={"resources": ["items", "noSuchSet"]})
     assert supported.status_code == 400
     supported = admin(bc).put(
         "/_emulator/bc/webhooks/supported", json={"resources": ["items", "salesOrderLines"]}

@@ -2,6 +2,7 @@
 `sales-order-payloads` → local host → emulator → results; a bad reference fails and loses nothing."""
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +35,12 @@ def payload_blob(azurite: Any) -> Callable[[str, str], BlobClient]:
     return upload
 
 
+def claim(blob: BlobClient, **fields: Any) -> dict[str, Any]:
+    """A claim-check message for `blob` as a producer sends it: its URL, SHA-256 and size."""
+    data = blob.download_blob().readall() if blob.exists() else b""
+    return {"dataref": blob.url, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), **fields}
+
+
 def large_order(key: str, lines: int = 500) -> dict[str, Any]:
     return SEED_EXAMPLE | {"externalDocumentNumber": key, "salesOrderLines": [
         {"itemNumber": "1896-S", "quantity": n, "description": f"line {n:04d} " + "x" * 90}
@@ -51,7 +58,7 @@ def test_an_order_too_large_for_a_queue_message_is_created_from_its_blob(
     blob = payload_blob(f"{key}.json", order)
     host = order_host()
 
-    queues.send([{"dataref": blob.url, "externalDocumentNumber": key}])
+    queues.send([claim(blob, externalDocumentNumber=key)])
     host.wait_idle(60)
 
     [result] = queues.results()
@@ -71,9 +78,9 @@ def test_a_bad_reference_fails_with_a_clear_code_and_keeps_the_message(
     foreign = payload_blob("order.json", json.dumps(SEED_EXAMPLE), container="bc-event-payloads")
     big = payload_blob("big.json", json.dumps(large_order("TOO-BIG", lines=20)))
     missing = big.url.replace("big.json", "missing.json")
-    messages = {"FOREIGN-1": {"dataref": foreign.url, "externalDocumentNumber": "FOREIGN-1"},
-                "BIG-1": {"dataref": big.url, "externalDocumentNumber": "BIG-1"},
-                "MISSING-1": {"dataref": missing, "externalDocumentNumber": "MISSING-1"}}
+    messages = {"FOREIGN-1": claim(foreign, externalDocumentNumber="FOREIGN-1"),
+                "BIG-1": claim(big, externalDocumentNumber="BIG-1"),
+                "MISSING-1": claim(big, externalDocumentNumber="MISSING-1") | {"dataref": missing}}
     host = order_host(SALES_ORDER_MAX_PAYLOAD_BYTES="2048")
 
     sent = queues.send(messages.values())
@@ -93,12 +100,14 @@ def test_an_order_whose_blob_came_late_is_created_by_replaying_it(
     early = payload_blob("placeholder.json", "{}")
     dataref = early.url.replace("placeholder.json", f"{key}.json")
     host = order_host()
-    queues.send([{"dataref": dataref, "externalDocumentNumber": key}])
+    body = json.dumps(large_order(key, lines=3)).encode()
+    queues.send([{"dataref": dataref, "sha256": hashlib.sha256(body).hexdigest(), "size": len(body),
+                  "externalDocumentNumber": key}])
     host.wait_idle(30)
     [failed] = queues.results()
     assert (failed["externalDocumentNumber"], failed["error"]["code"]) == (key, "DataRefNotFound")
 
-    payload_blob(f"{key}.json", json.dumps(large_order(key, lines=3)))  # the fix
+    payload_blob(f"{key}.json", body.decode())  # the fix
     assert main(["replay-poison", "sales-orders"]) == 0
     host.wait_idle(30)
 
@@ -107,3 +116,37 @@ def test_an_order_whose_blob_came_late_is_created_by_replaying_it(
     assert (result["status"], result["salesOrderId"]) == ("created", created["id"])
     assert len(created["salesOrderLines"]) == 3
     assert queues.poison() == []
+
+
+def test_a_blob_swapped_after_the_message_was_sent_fails_and_keeps_the_message(
+        order_host: Any, queues: OrderQueues, bc: EmulatorBC,
+        payload_blob: Callable[..., BlobClient]) -> None:
+    """Anyone with write on the container (another producer) replaces the body: same size or not,
+    the SHA-256 the producer sent does not match, so nothing reaches BC."""
+    key, other = new_key("SWAP"), new_key("SWAP")
+    genuine = payload_blob(f"shop-a/{key}.json", json.dumps(large_order(key, lines=3)))
+    same_size = payload_blob(f"shop-a/{other}.json", json.dumps(large_order(other, lines=3)))
+    sent = queues.send([claim(genuine, externalDocumentNumber=key),
+                        claim(same_size, externalDocumentNumber=other)])
+    payload_blob(f"shop-a/{key}.json", json.dumps(large_order(key, lines=4)))  # another size
+    swapped = json.dumps(large_order(other, lines=3)).replace('"quantity": 1,', '"quantity": 9,')
+    payload_blob(f"shop-a/{other}.json", swapped)  # the same size, another body
+    host = order_host()
+    host.wait_idle(30)
+
+    codes = {r["externalDocumentNumber"]: (r["status"], r["error"]["code"]) for r in queues.results()}
+    assert codes == {key: ("failed", "DataRefMismatch"), other: ("failed", "DataRefMismatch")}
+    assert sorted(queues.poison()) == sorted(sent)
+    assert bc.order_posts() == 0
+
+
+def test_a_claim_check_without_its_digest_is_refused(order_host: Any, queues: OrderQueues, bc: EmulatorBC,
+                                                    payload_blob: Callable[..., BlobClient]) -> None:
+    key = new_key("NODIGEST")
+    blob = payload_blob(f"{key}.json", json.dumps(large_order(key, lines=3)))
+    host = order_host()
+    queues.send([{"dataref": blob.url, "externalDocumentNumber": key}])
+    host.wait_idle(30)
+    [failed] = queues.results()
+    assert (failed["status"], failed["error"]["code"]) == ("failed", "InvalidDataRef")
+    assert "sha256" in failed["error"]["message"] and bc.order_posts() == 0

@@ -65,3 +65,45 @@ def test_released_claim_lets_the_next_delivery_try(claims: OrderClaims) -> None:
     claims.release(held)
 
     assert claims.read(OrderClaims.row_key(None, "message-a")) is None
+
+
+def test_a_claim_row_written_before_snake_case_columns_is_still_read(claims: OrderClaims) -> None:
+    row_key = OrderClaims.row_key("WEB-OLD", "first")
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    claims.table.create_entity({"PartitionKey": claims.partition, "RowKey": row_key, "owner": "first",
+                                "state": "created", "claimedAt": at, "salesOrderId": "order-id",
+                                "number": "S-9", "externalDocumentNumber": "WEB-OLD", "ambiguousPosts": 0})
+    found = claims.acquire("WEB-OLD", "second")
+    assert isinstance(found, Claim)
+    assert (found.owner, found.state, found.order) == ("first", ClaimState.CREATED,
+                                                       {"id": "order-id", "number": "S-9"})
+
+
+def test_new_claim_rows_have_snake_case_columns_and_iso_text_times(claims: OrderClaims) -> None:
+    held = claims.acquire("WEB-NEW", "first")
+    assert isinstance(held, HeldClaim)
+    row = claims.table.get_entity(claims.partition, held.row_key)
+    assert {"owner", "state", "claimed_at", "sales_order_id", "external_document_number",
+            "ambiguous_posts"} <= set(row)
+    assert isinstance(row["claimed_at"], str) and row["claimed_at"].endswith("Z")
+    assert not any(c.isupper() for name in row if name not in ("PartitionKey", "RowKey") for c in name)
+
+
+@pytest.mark.parametrize("poison", [
+    {"owner": "ghost", "state": "creating", "claimed_at": "9999-12-31T23:59:59.000000Z"},  # never old
+    {"owner": "ghost", "state": "creating", "claimedAt": datetime(9999, 1, 1, tzinfo=UTC)},
+    {"owner": "ghost", "state": "whatever", "claimed_at": "2026-01-01T00:00:00.000000Z"},
+    {"owner": 17, "state": "creating", "claimed_at": "not a time"},
+    {"unexpected": "keys only"},
+])
+def test_a_claim_row_that_does_not_validate_is_taken_over_not_waited_on(
+        claims: OrderClaims, poison: dict[str, Any]) -> None:
+    row_key = OrderClaims.row_key("WEB-POISON", "x")
+    claims.table.create_entity({"PartitionKey": claims.partition, "RowKey": row_key, **poison})
+    claims.wait_seconds = 0.5
+
+    held = claims.acquire("WEB-POISON", "next")  # today: ClaimBusy (or a KeyError/ValueError)
+
+    assert isinstance(held, HeldClaim) and held.step is ClaimStep.TAKE_OVER
+    claim, _ = claims.read(row_key)
+    assert (claim.owner, claim.state) == ("next", ClaimState.CREATING)

@@ -2,6 +2,7 @@
 order and the message's fields combine (pure), and reading the blob from Azurite."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,14 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from jsonschema import Draft202012Validator, FormatChecker
 
-from connector.orders.payloads import blob_name, claim_check, merged_order, order_text, read_payload
+from connector.orders.payloads import (
+    blob_name,
+    claim_check,
+    expected_blob,
+    merged_order,
+    order_text,
+    read_payload,
+)
 from connector.orders.schema import OrderRejected, parse_order
 from tests.conftest import clear_storage
 from tests.orders.support import SEED_EXAMPLE
@@ -47,15 +55,17 @@ def claim_check_validator() -> Draft202012Validator:
 def test_the_published_claim_check_schema_accepts_what_the_connector_reads_as_one() -> None:
     validator = claim_check_validator()
     for message in [*validator.schema["examples"],
-                    {"dataref": f"{HOME}/WEB-1.json", "externalDocumentNumber": "WEB-1",
-                     "connection": "default", "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}]:
+                    {"dataref": f"{HOME}/WEB-1.json", "sha256": "ab" * 32, "size": 10,
+                     "externalDocumentNumber": "WEB-1", "connection": "default",
+                     "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}]:
         assert not list(validator.iter_errors(message)), message
         assert claim_check(json.dumps(message)) == message
 
 
 @pytest.mark.parametrize("message", [
     SEED_EXAMPLE,  # inline: the other schema
-    {"dataref": f"{HOME}/WEB-1.json", "shipToNmae": "typo"},  # unknown field: parse_order refuses it too
+    {"dataref": f"{HOME}/WEB-1.json", "externalDocumentNumber": "WEB-1"},  # no sha256 and size
+    {"dataref": f"{HOME}/WEB-1.json", "sha256": "ab" * 32, "size": 10, "shipToNmae": "typo"},  # unknown field
     {"dataref": f"{HOME}/WEB-1.json", "externalDocumentNumber": "K" * 36},
     {"dataref": 42},
 ])
@@ -161,7 +171,10 @@ def test_an_order_is_read_from_its_blob(container: ContainerClient) -> None:
     container.upload_blob("in/WEB 1.json", json.dumps(order))
     blob = container.get_blob_client("in/WEB 1.json")
 
-    text = order_text(container, json.dumps({"dataref": blob.url, "externalDocumentNumber": "WEB-1"}), 10_000)
+    data = json.dumps(order).encode()
+    message = {"dataref": blob.url, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+               "externalDocumentNumber": "WEB-1"}
+    text = order_text(container, json.dumps(message), 10_000)
 
     assert json.loads(text) == order | {"externalDocumentNumber": "WEB-1"}
 
@@ -200,3 +213,34 @@ def test_a_blob_the_connector_may_not_read_is_refused(container: ContainerClient
 
     assert error.code == "DataRefUnreadable"
     assert "HTTP 403" in error.message
+
+
+# ------------------------------------------------------------------------------ integrity
+
+@pytest.mark.parametrize("fields", [
+    {"dataref": "x"}, {"dataref": "x", "sha256": "ab" * 32}, {"dataref": "x", "size": 3},
+    {"dataref": "x", "sha256": "zz" * 32, "size": 3}, {"dataref": "x", "sha256": "ab" * 31, "size": 3},
+    {"dataref": "x", "sha256": "ab" * 32, "size": -1}, {"dataref": "x", "sha256": "ab" * 32, "size": "3"},
+    {"dataref": "x", "sha256": "ab" * 32, "size": True}, {"dataref": "x", "sha256": ["ab" * 32], "size": 3},
+])
+def test_a_claim_check_must_carry_the_blobs_sha256_and_size(fields: dict[str, Any]) -> None:
+    error = rejected(expected_blob, fields)
+    assert error.code == "InvalidDataRef" and "sha256" in error.message and "size" in error.message
+
+
+def test_the_digest_and_size_are_not_added_to_the_order() -> None:
+    text = merged_order({"dataref": "x", "sha256": "ab" * 32, "size": 3}, json.dumps(SEED_EXAMPLE).encode(),
+                        "b")
+    assert json.loads(text) == SEED_EXAMPLE
+
+
+def test_a_blob_of_another_size_or_digest_is_a_mismatch(container: ContainerClient) -> None:
+    data = json.dumps(SEED_EXAMPLE).encode()
+    container.upload_blob("shop-a/WEB-1.json", data)
+    digest = hashlib.sha256(data).hexdigest()
+    assert read_payload(container, "shop-a/WEB-1.json", 10_000, (digest, len(data))) == data
+    assert read_payload(container, "shop-a/WEB-1.json", 10_000, (digest.upper().lower(), len(data))) == data
+    other_size = rejected(read_payload, container, "shop-a/WEB-1.json", 10_000, (digest, len(data) + 1))
+    other_body = rejected(read_payload, container, "shop-a/WEB-1.json", 10_000, ("0" * 64, len(data)))
+    assert (other_size.code, other_body.code) == ("DataRefMismatch", "DataRefMismatch")
+    assert "bytes, the message says" in other_size.message and "SHA-256" in other_body.message

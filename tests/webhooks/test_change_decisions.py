@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from connector.declarations import Trigger
 from connector.events import cloud_event
 from connector.webhooks.dedupe import Recorded, claim_verdict, recorded_of
-from connector.webhooks.triggers import BY_ENTITY_SET, change_event, deleted_event
+from connector.webhooks.triggers import change_event, deleted_event
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 T1, T2 = "2026-02-01T10:00:00.123Z", "2026-02-01T10:00:05.456Z"
-ITEMS = BY_ENTITY_SET["items"]
-SHIPMENTS = BY_ENTITY_SET["salesShipments"]
+ITEMS = Trigger("items", "bc-items", "item", expand=("itemVariants",))
+SHIPMENTS = Trigger("salesShipments", "bc-sales-shipments", "salesShipment", expand=("salesShipmentLines",))
 ID = "0b1c7f4e-8a47-4f4b-9e0b-6a0d3b1f2c3d"
 
 
@@ -33,8 +34,10 @@ def test_a_new_entity_is_a_creation_and_a_taken_over_claim_keeps_its_change():
     abandoned = row("claimed", change="updated", claimed_until="2026-02-01T00:00:00Z")
     assert claim_verdict(abandoned, "m2", NOW, T2) == "free"
     assert recorded_of(abandoned, False).change == "updated"
-    live = row("claimed", change="created", claimed_until="2026-04-01T00:00:00Z")
+    live = row("claimed", change="created", claimed_until="2026-03-01T00:05:00Z")
     assert claim_verdict(live, "m2", NOW, T2) == "busy"
+    absurd = row("claimed", change="created", claimed_until="2026-04-01T00:00:00Z")  # > CLAIM_SECONDS ahead
+    assert claim_verdict(absurd, "m2", NOW, T2) == "free"  # not believed: counts as abandoned
 
 
 def test_a_deletion_is_claimed_once_and_remembers_the_number():

@@ -101,3 +101,27 @@ def test_purging_survives_a_delete_transaction_whose_answer_was_lost(azurite, ru
     assert transport.lost == 1
     rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": SCOPE.partition})
     assert {r["RowKey"] for r in rows} == {table_key(e.lower()) for e in emitted}  # the rest kept
+
+
+def test_rows_that_do_not_validate_count_as_absent_or_abandoned_and_are_logged_once(runtime, caplog):
+    from azure.data.tables import UpdateMode
+
+    log = DedupeLog(runtime.storage, 14)
+    table = runtime.storage.table(TABLE_DEDUPE)
+    poisoned = {
+        "forever": {"state": "claimed", "owner": "ghost", "claimed_until": "9999-12-31T23:59:59.000000Z"},
+        "no-time": {"state": "claimed", "owner": "ghost", "claimed_until": "whenever"},
+        "odd-state": {"state": "sleeping", "owner": "ghost"},
+        "bad-modified": {"state": "emitted", "owner": "", "modified": "{not a time"},
+        "gone-badly": {"state": "gone", "owner": "", "expires_at": "soon"},
+    }
+    for entity_id, row in poisoned.items():
+        table.upsert_entity({"PartitionKey": SCOPE.partition, "RowKey": table_key(entity_id), **row},
+                            mode=UpdateMode.REPLACE)
+    modified = dict.fromkeys(poisoned, "2026-01-01T00:00:00Z")
+    with caplog.at_level("WARNING"):
+        claims = log.claim(SCOPE, list(poisoned), "m1", modified)  # today: a ValueError or all busy
+        log.claim(SCOPE, list(poisoned), "m2", modified)
+    assert claims.won == set(poisoned) and not claims.busy
+    warned = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert len(warned) == 4  # every invalid row once (the bad `modified` is only not believed)

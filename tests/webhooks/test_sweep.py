@@ -45,8 +45,7 @@ def write_baselining_marker(company_id: str, cutoff: str, updated_at: str) -> di
 
 
 def items_trigger() -> sweep.Trigger:
-    [trigger] = [t for t in sweep.TRIGGERS if t.entity_set == "items"]
-    return trigger
+    return get_runtime().settings.connection("default").trigger("items")
 
 
 def bare_collections(s) -> list[str]:
@@ -145,7 +144,7 @@ def test_two_runners_starting_a_trigger_at_once_lose_no_entity_created_after_the
     runtime = get_runtime()
     company_id = runtime.company_id()
     bc = EmulatedBC(emulator, company_id)
-    [trigger] = [t for t in sweep.TRIGGERS if t.entity_set == "items"]
+    trigger = runtime.settings.connection("default").trigger("items")
     first_has_time, item_created, first_inserted = threading.Event(), threading.Event(), threading.Event()
     real_now, real_insert = sweep.utc_now, cursors.insert_entity
 
@@ -230,3 +229,36 @@ def test_a_set_up_under_way_by_a_live_runner_is_left_alone(connector_env, emulat
     scope = sweep.scope_of("default", company_id, items_trigger())
     dedupe = runtime.storage.table(TABLE_DEDUPE)
     assert list(dedupe.query_entities("PartitionKey eq @pk", parameters={"pk": scope.partition})) == []
+
+
+@pytest.mark.parametrize("updated_at", ["9999-12-31T23:59:59.000000Z", "not a time"])
+def test_a_set_up_marker_whose_refresh_time_does_not_validate_is_taken_over(
+        connector_env, emulator, azurite, updated_at):
+    connector_env(CURSOR_OVERLAP_SECONDS="0")
+    runtime = get_runtime()
+    company_id = runtime.company_id()
+    cutoff = iso(utc_now())
+    write_baselining_marker(company_id, cutoff, updated_at=updated_at)  # today: blocked for good
+
+    started = sweep.start_trigger(runtime, "default", company_id, items_trigger())
+
+    assert started is not None and started[1].state == "" and iso(started[1].cursor) == cutoff
+
+
+def test_a_live_set_up_keeps_its_marker_fresh_with_a_heartbeat(connector_env, emulator, monkeypatch):
+    connector_env(CURSOR_OVERLAP_SECONDS="0")
+    runtime = get_runtime()
+    company_id = runtime.company_id()
+    monkeypatch.setattr(sweep, "BASELINE_STALE_SECONDS", 0.3)
+    refreshed: list[str] = []
+    real_record = sweep.Baseline._record_known
+
+    def slow_record(self, marker):  # a set-up whose one page takes several stale periods
+        refreshed.append(items_cursor(company_id)["updated_at"])
+        time.sleep(1.2)
+        refreshed.append(items_cursor(company_id)["updated_at"])
+        return real_record(self, marker)
+
+    monkeypatch.setattr(sweep.Baseline, "_record_known", slow_record)
+    assert sweep.start_trigger(runtime, "default", company_id, items_trigger()) is not None
+    assert refreshed[1] > refreshed[0]  # refreshed while the page was read

@@ -9,6 +9,7 @@ import pytest
 
 from connector.bc.keys import InvalidKey, subscription_path
 from connector.orders.send import failure_error, is_permanent
+from connector.settings import load_settings
 from connector.webhooks.processor import plan, process_message
 
 GUID = "26814998-936a-401c-81c1-0e848a64971d"
@@ -50,7 +51,8 @@ def note(company_id: Any, change: str = "created") -> dict[str, Any]:
 
 
 def test_notes_with_a_company_id_that_is_no_guid_are_skipped() -> None:
-    asked = plan([note("../x"), note("../x", "collection"), note("../x", "deleted"), note(GUID)])
+    settings = load_settings({"BC_TENANT": "t", "BC_CLIENT_ID": "c", "BC_CLIENT_SECRET": "s"})
+    asked = plan([note("../x"), note("../x", "collection"), note("../x", "deleted"), note(GUID)], settings)
     assert [g.company_id for g in asked.created] == [GUID] and asked.collections == [] and not asked.deleted
     assert asked.skipped == {"companyId not a GUID": 3}
 

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from connector.bc.timestamps import bc_datetime, iso
+from connector.settings import load_settings
 from connector.webhooks.client_state import client_state, key_id, signing_key
 from connector.webhooks.dedupe import claim_verdict
 from connector.webhooks.directory import KnownSubscription
@@ -29,6 +30,7 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 URL = "https://connector.example/api/webhooks/bc"
 GUID = "26814998-936a-401c-81c1-0e848a64971d"
 COMPANY = "8a6b2c1d-3e4f-4a5b-9c6d-7e8f9a0b1c2d"
+SETTINGS = load_settings({"BC_TENANT": "t", "BC_CLIENT_ID": "c", "BC_CLIENT_SECRET": "s"})
 RENEW_BEFORE = timedelta(hours=36)
 
 
@@ -229,7 +231,7 @@ def test_plan_groups_ids_once_per_change_and_keeps_collections():
     def note(change: str, resource: str, entity_set: str = "items") -> dict:
         return {"connection": "default", "companyId": COMPANY, "entitySet": entity_set, "changeType": change,
                 "resource": resource}
-    asked = plan([
+    asked = plan(settings=SETTINGS, notes=[
         note("created", f"x/items({GUID})"), note("created", f"x/items({GUID.upper()})"),
         note("collection", "x/items"), note("created", "x/items"), note("created", f"x({GUID})", "customers"),
         note("updated", f"x/items({GUID})"), note("updated", f"x/items({GUID})"),
@@ -310,7 +312,8 @@ def test_strays_are_subscriptions_to_us_for_watched_resources_that_no_row_owns()
     subs = [sub("ours"), sub("stray"), sub("other-url", url="https://elsewhere"),
             sub("customers", "customers"), sub("elsewhere", company="1b2c3d4e-5f60-4718-829a-3b4c5d6e7f80"),
             sub("other-connection", url=f"{URL}?connection=emea")]
-    assert [s["subscriptionId"] for s in stray_subscriptions(subs, {"ours"}, COMPANY, URL)] == ["stray"]
+    strays = stray_subscriptions(subs, {"ours"}, COMPANY, URL, ["items"])
+    assert [s["subscriptionId"] for s in strays] == ["stray"]
 
 
 def test_bc_time_comes_from_its_date_header_but_never_runs_behind_ours():
