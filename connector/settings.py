@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connector.declarations import CHANGE_TYPES, DeclarationError, Trigger, parse_triggers
+from connector.declarations import (
+    CHANGE_TYPES,
+    Command,
+    DeclarationError,
+    Trigger,
+    parse_commands,
+    parse_triggers,
+)
 from connector.errors import ConnectorError
 
 # Queue, table and blob container names are part of the public contract (see CONTRACT/README).
@@ -38,6 +45,9 @@ QUEUE_NOTIFICATIONS = "bc-notifications"
 QUEUE_NOTIFICATIONS_POISON = "bc-notifications-poison"
 QUEUE_ITEM_PULLS = "bc-item-pulls"  # internal: pull requests from the route, and continuations
 QUEUE_ITEM_PULLS_POISON = "bc-item-pulls-poison"
+QUEUE_COMMANDS = "bc-commands"  # in: declared commands (`type` names one): a sales quote, a customer upsert
+QUEUE_COMMANDS_POISON = "bc-commands-poison"
+QUEUE_COMMAND_RESULTS = "bc-command-results"
 QUEUE_HEALTH = "bc-connector-health"  # out: `bc.connector.*` health events for operators
 QUEUE_NAMES: tuple[str, ...] = (
     QUEUE_SALES_ORDERS,
@@ -51,6 +61,9 @@ QUEUE_NAMES: tuple[str, ...] = (
     QUEUE_ITEM_PULLS,
     QUEUE_ITEM_PULLS_POISON,
     QUEUE_HEALTH,
+    QUEUE_COMMANDS,
+    QUEUE_COMMANDS_POISON,
+    QUEUE_COMMAND_RESULTS,
 )
 
 TABLE_TOKENS = "bctokens"  # encrypted msal token caches, one row per connection
@@ -252,6 +265,15 @@ class ConnectionSettings:
         "change types, children, `$select`, watched fields): see docs/entities.md. A declaration "
         "of `items`, `salesShipments` or `salesInvoices` replaces that seed trigger.")
     triggers: tuple[Trigger, ...] = ()  # the seed's and the declared ones (`_connection`)
+    command_declarations: str = setting(
+        "COMMANDS", "",
+        "Commands on `bc-commands` beyond sales orders, as a JSON list of declarations (name = the "
+        "messages' `type`, entity set, key field, lines, `create` or `upsert`): see docs/entities.md.")
+    commands: tuple[Command, ...] = ()  # parsed from COMMANDS (`_connection`)
+
+    def command(self, name: str) -> Command | None:
+        """The declared command of this name (a `bc-commands` message's `type`), if any."""
+        return next((c for c in self.commands if c.name == name), None)
 
     def trigger(self, key: str) -> Trigger | None:
         """The trigger with this key (entity set, or `publisher/group/version/entitySet`), if declared."""
@@ -506,7 +528,9 @@ def _connection(env: Mapping[str, str], name: str) -> ConnectionSettings:
         conn = read(ConnectionSettings, env, prefix=prefix, connection=name, name=name)
         setting_name = f"{prefix}__TRIGGERS" if prefix and f"{prefix}__TRIGGERS" in env else "TRIGGERS"
         triggers = parse_triggers(setting_name, conn.trigger_declarations, seed_triggers(conn))
-        return dataclasses.replace(conn, triggers=triggers)
+        setting_name = f"{prefix}__COMMANDS" if prefix and f"{prefix}__COMMANDS" in env else "COMMANDS"
+        commands = parse_commands(setting_name, conn.command_declarations)
+        return dataclasses.replace(conn, triggers=triggers, commands=commands)
     except (SettingsError, DeclarationError) as e:
         if str(e).startswith("connection "):
             raise

@@ -104,6 +104,12 @@ class BCClient:
         """`companies(<id>)/<path>`; InvalidKey unless `company_id` is a GUID."""
         return f"companies({checked_guid(company_id, 'companyId')})/{path.lstrip('/')}"
 
+    def api_path(self, api: str, company_id: str, path: str) -> str:
+        """A company's `path` on an API route: relative for the standard API (`v2.0`), absolute on the
+        BC host for a custom API page's route (`publisher/group/version`)."""
+        relative = self.company_path(company_id, path)
+        return relative if api == "v2.0" else f"{self.environment_root}/api/{api}/{relative}"
+
     @property
     def environment_root(self) -> str:
         """`{host}/v2.0/{tenant}/{environment}` (for `api/microsoft/runtime/beta/...`)."""

@@ -7,7 +7,7 @@ from datetime import datetime
 from fnmatch import fnmatch
 from typing import Any, TextIO
 
-from connector.settings import QUEUE_SALES_ORDER_RESULTS, environment_value
+from connector.settings import QUEUE_COMMAND_RESULTS, QUEUE_SALES_ORDER_RESULTS, environment_value
 
 _COLOURS = {"created": "32", "updated": "33", "deleted": "31", "failed": "31", "poison": "31",
             "pulled": "36", "duplicate": "36"}
@@ -26,6 +26,8 @@ def message_type(queue: str, body: Any) -> str:
         return f"poison.{queue.removesuffix('-poison')}"
     if queue == QUEUE_SALES_ORDER_RESULTS and isinstance(body, dict):
         return f"order.{body.get('status', '?')}"
+    if queue == QUEUE_COMMAND_RESULTS and isinstance(body, dict):
+        return f"command.{body.get('status', '?')}"
     if isinstance(body, dict) and isinstance(body.get("type"), str):
         return body["type"]
     return f"message.{queue}"
@@ -48,10 +50,11 @@ def describe(queue: str, body: Any) -> str:
     if queue.endswith("-poison") or not isinstance(body, dict):
         text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
         return _clip(" ".join(text.split()), 120)
-    if queue == QUEUE_SALES_ORDER_RESULTS:
-        parts = [f"key={body.get('externalDocumentNumber')}"]
+    if queue in (QUEUE_SALES_ORDER_RESULTS, QUEUE_COMMAND_RESULTS):
+        parts = [f"type={body.get('type')}"] if queue == QUEUE_COMMAND_RESULTS else []
+        parts.append(f"key={body.get('externalDocumentNumber', body.get('key'))}")
         if body.get("number"):
-            parts.append(f"order={body['number']}")
+            parts.append(f"{'order' if queue == QUEUE_SALES_ORDER_RESULTS else 'number'}={body['number']}")
         error = body.get("error") or {}
         if error:
             parts.append(f"{error.get('code')}: {_clip(str(error.get('message', '')), 160)}")

@@ -1,7 +1,8 @@
-"""`python -m connector send FILE|-`: a sales order, checked against its schema (the rules the
-connector applies, `connector.orders.schema`) before it is queued on `sales-orders`; then the
-result from `sales-order-results`, found by peeking (left there for its consumer) by the order's
-`externalDocumentNumber` or, without one, by its trace (a `traceparent` is added when the order has
+"""`python -m connector send FILE|-`: a sales order (or, with a `type`, a declared command),
+checked against its schema (the rules the connector applies: `connector.orders.schema`,
+`connector.orders.commands`) before it is queued on `sales-orders` (`bc-commands`); then the result
+from `sales-order-results` (`bc-command-results`), found by peeking (left there for its consumer) by
+the order's `externalDocumentNumber` or by its trace (a `traceparent` is added when the message has
 none: the result carries the same trace id)."""
 from __future__ import annotations
 
@@ -15,8 +16,14 @@ from typing import Any, TextIO
 from connector.cli.errors import CLIError
 from connector.cli.lines import format_line, printable, use_colour
 from connector.ops.queues import RECEIVE_BATCH
-from connector.orders.schema import OrderRejected, parse_order
-from connector.settings import QUEUE_SALES_ORDER_RESULTS, QUEUE_SALES_ORDERS
+from connector.orders.commands import parse_command
+from connector.orders.schema import OrderRejected, load_json, parse_order
+from connector.settings import (
+    QUEUE_COMMAND_RESULTS,
+    QUEUE_COMMANDS,
+    QUEUE_SALES_ORDER_RESULTS,
+    QUEUE_SALES_ORDERS,
+)
 from connector.storage import Storage
 
 MAX_MESSAGE_BYTES = 64 * 1024  # a queue message; a larger order goes by claim check (docs/sales-orders.md)
@@ -36,20 +43,41 @@ def read_order(source: str, stdin: TextIO = sys.stdin) -> str:
         raise CLIError(f"{source} cannot be read: {exc}") from None
 
 
+def is_command(text: str) -> bool:
+    """A message with a `type` is a command (bc-commands); anything else is a sales order."""
+    try:
+        body = load_json(text)
+    except OrderRejected:
+        return False
+    return isinstance(body, dict) and "type" in body
+
+
+def queues_for(text: str) -> tuple[str, str]:
+    """(the queue it goes to, the queue its result comes on)."""
+    return (QUEUE_COMMANDS, QUEUE_COMMAND_RESULTS) if is_command(text) else \
+        (QUEUE_SALES_ORDERS, QUEUE_SALES_ORDER_RESULTS)
+
+
 def checked(text: str) -> tuple[str, str | None, str]:
     """(the message to queue, its key, its trace id) or CLIError naming every problem."""
+    what = "command" if is_command(text) else "order"
     try:
-        order = parse_order(text)
+        if what == "command":
+            command = parse_command(text)
+            key, traceparent = None, command.traceparent
+        else:
+            order = parse_order(text)
+            key, traceparent = order.idempotency_key, order.traceparent
     except OrderRejected as exc:
-        raise CLIError(f"not sent: the order is invalid ({exc.code}): {exc}") from None
+        raise CLIError(f"not sent: the {what} is invalid ({exc.code}): {exc}") from None
     body = json.loads(text)
-    if not order.traceparent:
+    if not traceparent:
         body["traceparent"] = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
     message = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     if len(message.encode()) > MAX_MESSAGE_BYTES:
-        raise CLIError(f"not sent: the order is {len(message.encode())} bytes, over a queue message's "
+        raise CLIError(f"not sent: the {what} is {len(message.encode())} bytes, over a queue message's "
                        "64 KiB; send it by claim check (docs/sales-orders.md)")
-    return message, order.idempotency_key, body["traceparent"].split("-")[1]
+    return message, key, _trace_id(body["traceparent"])
 
 
 def _trace_id(traceparent: Any) -> str:
@@ -78,25 +106,26 @@ def run_send(storage: Storage, text: str, *, wait: float, out: TextIO = sys.stdo
              clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> int:
     """Queue the order and print its result; 0 created/duplicate, 1 failed or no result in `wait`."""
     message, key, trace_id = checked(text)
-    results = storage.queue(QUEUE_SALES_ORDER_RESULTS)
+    queue, results_queue = queues_for(text)
+    results = storage.queue(results_queue)
     before = {m.id for m in results.peek_messages(max_messages=RECEIVE_BATCH)}
-    storage.queue(QUEUE_SALES_ORDERS).send_message(message)
-    shown = printable(key) if key else "(no externalDocumentNumber)"
-    print(f"queued on {QUEUE_SALES_ORDERS}: order {shown}, trace {trace_id}", file=err, flush=True)
+    storage.queue(queue).send_message(message)
+    shown = printable(key) if key else "(no externalDocumentNumber)" if queue == QUEUE_SALES_ORDERS else ""
+    print(f"queued on {queue}: {shown + ', ' if shown else ''}trace {trace_id}", file=err, flush=True)
     if wait <= 0:
         return 0
-    print(f"waiting up to {wait:g} s for its result on {QUEUE_SALES_ORDER_RESULTS} ...", file=err, flush=True)
+    print(f"waiting up to {wait:g} s for its result on {results_queue} ...", file=err, flush=True)
     deadline = clock() + wait
     while clock() < deadline:
         found = find_result(results, key, trace_id, before)
         if found is not None:
             body, inserted = found
-            print(format_line(QUEUE_SALES_ORDER_RESULTS, json.dumps(body), inserted, use_colour(out)),
+            print(format_line(results_queue, json.dumps(body), inserted, use_colour(out)),
                   file=out)
             for line in json.dumps(body, indent=2, ensure_ascii=False).splitlines():
                 print(printable(line), file=out)
             out.flush()
             return 1 if body.get("status") == "failed" else 0
         sleep(POLL_SECONDS)
-    raise CLIError(f"no result on {QUEUE_SALES_ORDER_RESULTS} within {wait:g} s: is the app running and "
-                   f"reading {QUEUE_SALES_ORDERS}? (`python -m connector status`; the order stays queued)")
+    raise CLIError(f"no result on {results_queue} within {wait:g} s: is the app running and reading "
+                   f"{queue}? (`python -m connector status`; the message stays queued)")

@@ -16,6 +16,8 @@ from typing import Any, TextIO
 from connector.cli.lines import format_line, message_type, parse, type_matches, use_colour
 from connector.ops.queues import RECEIVE_BATCH, TAKE_LEASE_SECONDS
 from connector.settings import (
+    QUEUE_COMMAND_RESULTS,
+    QUEUE_COMMANDS_POISON,
     QUEUE_HEALTH,
     QUEUE_ITEM_PULLS_POISON,
     QUEUE_ITEMS,
@@ -28,7 +30,8 @@ from connector.settings import (
 from connector.storage import Storage
 
 OUTPUT_QUEUES = (QUEUE_ITEMS, QUEUE_SALES_SHIPMENTS, QUEUE_SALES_INVOICES, QUEUE_SALES_ORDER_RESULTS,
-                 QUEUE_HEALTH, QUEUE_SALES_ORDERS_POISON, QUEUE_NOTIFICATIONS_POISON, QUEUE_ITEM_PULLS_POISON)
+                 QUEUE_COMMAND_RESULTS, QUEUE_HEALTH, QUEUE_SALES_ORDERS_POISON, QUEUE_COMMANDS_POISON,
+                 QUEUE_NOTIFICATIONS_POISON, QUEUE_ITEM_PULLS_POISON)
 POLL_SECONDS = 0.5
 REMEMBERED = 20_000  # message ids kept to print each message once
 

@@ -23,6 +23,7 @@ from connector.auth.tokens import login_url
 from connector.bc.timestamps import iso, parse_iso, utc_now
 from connector.health.events import recent_health
 from connector.settings import (
+    QUEUE_COMMANDS_POISON,
     QUEUE_ITEM_PULLS_POISON,
     QUEUE_NOTIFICATIONS_POISON,
     QUEUE_SALES_ORDERS_POISON,
@@ -38,7 +39,8 @@ from connector.settings import (
 from connector.storage import Storage, read_entity
 from connector.webhooks.subscription_plan import notification_url
 
-DEAD_LETTER_QUEUES = (QUEUE_SALES_ORDERS_POISON, QUEUE_NOTIFICATIONS_POISON, QUEUE_ITEM_PULLS_POISON)
+DEAD_LETTER_QUEUES = (QUEUE_SALES_ORDERS_POISON, QUEUE_NOTIFICATIONS_POISON, QUEUE_ITEM_PULLS_POISON,
+                      QUEUE_COMMANDS_POISON)
 SUBSCRIPTION_FIELDS = ("resource", "entity_set", "subscription_id", "expires_at", "status", "last_error",
                        "removed_reason", "removed_at")
 THROUGHPUT_WINDOW = timedelta(hours=24)
