@@ -72,9 +72,10 @@ def test_status_shows_subscriptions_cursors_and_dead_letters_but_no_client_state
     resp = requests.get(f"{host.url}/api/status", timeout=30)
     report = resp.json()
     default, emea = report["connections"]
-    assert default["subscriptions"] == [{"resource": "companies(c1)/items", "subscription_id": "sub-1",
-                                         "expires_at": "2026-11-28T12:00:00Z", "status": "active",
-                                         "last_error": ""}]
+    assert default["subscriptions"] == [{"resource": "companies(c1)/items", "entity_set": "",
+                                         "subscription_id": "sub-1", "expires_at": "2026-11-28T12:00:00Z",
+                                         "status": "active", "last_error": "", "removed_reason": "",
+                                         "removed_at": ""}]
     assert emea["subscriptions"][0]["status"] == "failed"
     assert emea["subscriptions"][0]["last_error"] == "handshake timed out"
     assert default["cursors"] == [{"name": "items:c1", "cursor": "2026-11-25T10:00:00Z",
