@@ -12,6 +12,8 @@
 * `entities --connection C` lists what BC can watch (`webhookSupportedResources`, custom API pages
   included) and its API routes, marks what the connection declares, and with `--entity-set X`
   (`--api publisher/group/version` for a custom page) prints a ready `TRIGGERS` declaration.
+* `doctor [--connection C]` runs the go-live checklist against the configured BC (real or emulated) and
+  prints a fix under each failure; exit code 0 only when every check passes.
 
 An unknown queue is an error (exit 2). Storage comes from the app settings in the environment
 (`AzureWebJobsStorage`, ...) or, with `--settings`, from the `Values` of a `local.settings.json`-style file.
@@ -95,8 +97,39 @@ def _parser() -> argparse.ArgumentParser:
     entities.add_argument("--entity-set", default=None, help="print a declaration for this entity set")
     entities.add_argument("--api", default="v2.0",
                           help="its API route (default v2.0), e.g. contoso/shop/v1.0")
+    doctor = commands.add_parser("doctor", parents=[settings],
+                                 help="the go-live checklist (exit 0 only when every check passes)")
+    doctor.add_argument("--connection", default=None, help="check only this connection (default: all)")
     cli_commands.register(commands)
     return parser
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    """The `doctor` command: every check of `connector/ops/doctor.py`, with the app's own objects."""
+    import os
+
+    from connector.ops.doctor import Check, DoctorContext, render, run_checks
+    from connector.runtime import Runtime
+    from connector.settings import SettingsError, load_settings
+
+    values = _settings_values(args.settings) if args.settings else dict(os.environ)
+    try:
+        settings = load_settings(values)
+        settings.connection(args.connection)
+    except (SettingsError, KeyError) as exc:
+        print(render([("app", Check("settings", False, str(exc).strip('"'),
+                                    "set the named setting (README: settings)"))]))
+        return 1
+    runtime = Runtime(settings)
+    try:
+        ctx = DoctorContext(settings, runtime.storage,
+                            lambda name, force: runtime.tokens.access_token(name, force_refresh=force),
+                            runtime.bc, runtime.company_id, values)
+        results = run_checks(ctx, args.connection)
+        print(render(results))
+        return 0 if all(check.ok for _, check in results) else 1
+    finally:
+        runtime.close()
 
 
 def _schemas_from_metadata(args: argparse.Namespace) -> int:
@@ -187,6 +220,8 @@ def _main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "entities":
         return _entities(args)
+    if args.command == "doctor":
+        return _doctor(args)
     try:
         (check_replayable if args.command == "replay-poison" else check_queue)(args.queue)
     except UnknownQueue as exc:

@@ -14,6 +14,7 @@ from connector.items.pull import (
     cursor_name,
     handle_pull_request,
     pull_company,
+    request_message,
 )
 from connector.settings import QUEUE_ITEMS, TABLE_CURSORS
 from connector.storage import Storage, table_key
@@ -199,11 +200,11 @@ def test_pull_requests_made_before_a_completed_pass_began_pull_nothing_more(runt
     items = runtime.storage.queue(QUEUE_ITEMS)
     assert drain_texts(items)  # the pass emitted the catalogue
     earlier = ItemPullRequest(connection="default", requestedAt=requested)
-    handle_pull_request(runtime, earlier.model_dump_json(), "m-1")
+    handle_pull_request(runtime, request_message(runtime.settings, earlier), "m-1")
     assert drain_texts(items) == []  # covered: no second pass
     before = CursorTable(runtime.storage, "default", cursor_name(CRONUS_UK_ID)).load().last_pass_started
     later = ItemPullRequest(connection="default", requestedAt=utc_now())
-    handle_pull_request(runtime, later.model_dump_json(), "m-2")
+    handle_pull_request(runtime, request_message(runtime.settings, later), "m-2")
     after = CursorTable(runtime.storage, "default", cursor_name(CRONUS_UK_ID)).load().last_pass_started
     assert after > before  # a later request runs a pass of its own
 

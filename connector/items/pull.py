@@ -33,8 +33,10 @@ from connector.settings import (
     QUEUE_ITEM_PULLS_POISON,
     QUEUE_ITEMS,
     ConnectionSettings,
+    Settings,
     UnknownConnection,
 )
+from connector.signing import UnsignedMessage, open_json, queue_signer, seal_json
 from connector.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -140,6 +142,20 @@ class BadPullRequest(ConnectorError, ValueError):
 
     retryable = False
     http_status = 400
+
+
+def request_message(settings: Settings, request: ItemPullRequest) -> str:
+    """The `bc-item-pulls` message of a request, signed (`connector.signing`)."""
+    signer = queue_signer(settings.token_encryption_keys, QUEUE_ITEM_PULLS)
+    return seal_json(signer, request.model_dump_json())
+
+
+def opened_request(runtime: Runtime, text: str) -> str:
+    """The request the connector signed (`seal_json`); BadPullRequest when unsigned or forged."""
+    try:
+        return open_json(queue_signer(runtime.settings.token_encryption_keys, QUEUE_ITEM_PULLS), text)
+    except UnsignedMessage as exc:
+        raise BadPullRequest(f"not an item pull request the connector queued: {exc}") from None
 
 
 def parse_pull_request(text: str) -> ItemPullRequest:
@@ -284,7 +300,7 @@ def request_pull(runtime: Runtime, connection: str, *, continuation: bool = Fals
     """Queue a pull of a configured connection on `bc-item-pulls` (UnknownConnection otherwise)."""
     name = runtime.settings.connection(connection).name
     request = ItemPullRequest(connection=name, requestedAt=utc_now(), continuation=continuation)
-    runtime.storage.queue(QUEUE_ITEM_PULLS).send_message(request.model_dump_json())
+    runtime.storage.queue(QUEUE_ITEM_PULLS).send_message(request_message(runtime.settings, request))
     return request
 
 
@@ -310,7 +326,7 @@ def handle_pull_request(runtime: Runtime, text: str, message_id: str) -> None:
     is copied to `bc-item-pulls-poison` with an error log; any other failure is raised, so the host
     retries it and finally moves it to the poison queue."""
     try:
-        request = parse_pull_request(text)
+        request = parse_pull_request(opened_request(runtime, text))
         if not request.continuation and request_covered(runtime, request):
             log.info("item pull request %s (%s): a pass begun since then has completed and covers it",
                      message_id, request.connection)
