@@ -106,13 +106,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _doctor(args: argparse.Namespace) -> int:
     """The `doctor` command: every check of `connector/ops/doctor.py`, with the app's own objects."""
-    import os
-
     from connector.ops.doctor import Check, DoctorContext, render, run_checks
     from connector.runtime import Runtime
-    from connector.settings import SettingsError, load_settings
+    from connector.settings import SettingsError, environment_values, load_settings
 
-    values = _settings_values(args.settings) if args.settings else dict(os.environ)
+    values = _settings_values(args.settings) if args.settings else environment_values()
     try:
         settings = load_settings(values)
         settings.connection(args.connection)

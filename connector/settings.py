@@ -598,6 +598,11 @@ def load_telemetry_settings(env: Mapping[str, str] | None = None) -> TelemetrySe
     return dataclasses.replace(telemetry, exporter="") if telemetry.exporter == "none" else telemetry
 
 
+def environment_values() -> dict[str, str]:
+    """A copy of the process environment (what `doctor` inspects, e.g. unresolved Key Vault references)."""
+    return dict(os.environ)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raises SettingsError naming the culprit."""
     env = os.environ if env is None else env

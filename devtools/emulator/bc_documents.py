@@ -20,12 +20,17 @@ from devtools.emulator.odata import EMPTY_GUID, bad_request
 from devtools.emulator.store import Company, Row, Store
 
 LINES = {"salesOrders": "salesOrderLines", "salesInvoices": "salesInvoiceLines",
-         "salesQuotes": "salesQuoteLines"}
+         "salesQuotes": "salesQuoteLines", "salesCreditMemos": "salesCreditMemoLines",
+         "purchaseOrders": "purchaseOrderLines"}
 HEADERS = {line: header for header, line in LINES.items()}
 SERIES = {"salesOrders": ("S-ORD", 101001), "salesInvoices": ("S-INV", 102001),
-          "salesQuotes": ("S-QUO", 1001)}
+          "salesQuotes": ("S-QUO", 1001), "salesCreditMemos": ("S-CR", 104001),
+          "purchaseOrders": ("P-ORD", 106001)}
 DATES = {"salesOrders": ("orderDate", "postingDate"), "salesInvoices": ("invoiceDate", "postingDate"),
-         "salesQuotes": ("documentDate", "postingDate")}
+         "salesQuotes": ("documentDate", "postingDate"),
+         "salesCreditMemos": ("creditMemoDate", "postingDate"),
+         "purchaseOrders": ("orderDate", "postingDate")}
+_VENDOR_FIELDS = ("vendorId", "vendorNumber")
 _ADDRESS = ("AddressLine1", "AddressLine2", "City", "Country", "State", "PostCode")
 _CUSTOMER_ADDRESS = ("addressLine1", "addressLine2", "city", "country", "state", "postalCode")
 _CUSTOMER_FIELDS = ("customerId", "customerNumber")
@@ -70,10 +75,13 @@ class DocumentRules:
         if set_name == "salesOrders":
             data["partialShipping"] = True
         data.update(values)
-        self._apply_customer(company, data, values)
+        if set_name == "purchaseOrders":
+            self._apply_vendor(company, data, values)
+        else:
+            self._apply_customer(company, data, values)
         data.update(resolve_currency(company, values, data))
         data.update(resolve_payment_terms(company, values))
-        if set_name == "salesInvoices":
+        if set_name in ("salesInvoices", "salesCreditMemos"):
             data["dueDate"] = self._due_date(company, data)
         prefix, start = SERIES[set_name]
         data["number"] = self.store.next_number(company, prefix, start)
@@ -89,7 +97,9 @@ class DocumentRules:
         """PATCH a sales order or draft invoice header."""
         self._check_draft(set_name, row)
         data = row.data | values
-        if any(f in values for f in _CUSTOMER_FIELDS):
+        if set_name == "purchaseOrders" and any(f in values for f in _VENDOR_FIELDS):
+            self._apply_vendor(company, data, values)
+        elif set_name != "purchaseOrders" and any(f in values for f in _CUSTOMER_FIELDS):
             self._apply_customer(company, data, values)
         data.update(resolve_currency(company, values, data))
         data.update(resolve_payment_terms(company, values))
@@ -146,6 +156,34 @@ class DocumentRules:
         data.update({k: v for k, v in defaults.items() if k in data})
         data.update({k: v for k, v in values.items() if k not in _CUSTOMER_FIELDS})
 
+    def _apply_vendor(self, company: Company, data: dict[str, Any], values: dict[str, Any]) -> None:
+        """The buy-from vendor of a purchase order (page 30066's rules and messages) and what it fills."""
+        vendors = company.sets["vendors"]
+        by_id = by_number = None
+        if values.get("vendorId", EMPTY_GUID) != EMPTY_GUID:
+            by_id = vendors.get(values["vendorId"])
+            if by_id is None:
+                raise dialog("The buy-from vendor cannot be found.")
+        if values.get("vendorNumber"):
+            by_number = vendors.by_number(values["vendorNumber"])
+            if by_number is None:
+                raise dialog("The buy-from vendor cannot be found.")
+        if by_id and by_number and by_id is not by_number:
+            raise dialog("The buy-from vendor values do not match to a specific Vendor.")
+        vendor = by_id or by_number
+        if vendor is None:
+            raise dialog('A "vendorNumber" or a "vendorId" must be provided.')
+        v = vendor.data
+        defaults = {"vendorId": vendor.id, "vendorNumber": v["number"], "vendorName": v["displayName"],
+                    "payToVendorId": vendor.id, "payToVendorNumber": v["number"],
+                    "payToName": v["displayName"], "currencyCode": v["currencyCode"],
+                    "paymentTermsId": v["paymentTermsId"]}
+        for suffix, source in zip(_ADDRESS, _CUSTOMER_ADDRESS, strict=True):
+            for prefix in ("buyFrom", "payTo"):
+                defaults[prefix + suffix] = v[source]
+        data.update({k: v for k, v in defaults.items() if k in data})
+        data.update({k: v for k, v in values.items() if k not in _VENDOR_FIELDS})
+
     def _check_draft(self, set_name: str, row: Row) -> None:
         if set_name == "salesInvoices" and row.data["status"] != "Draft":
             raise dialog(f"You cannot change the posted Sales Invoice {row.data['number']}.")
@@ -194,9 +232,10 @@ class DocumentRules:
             data["sequence"] = max((s.data["sequence"] for s in siblings), default=0) + 10000
         self._apply_product(company, data, values, new=True)
         self._amounts(company, data, values)
-        if "shipQuantity" in data:
-            data["shipQuantity"] = values.get("shipQuantity", data["quantity"])
-            data["invoiceQuantity"] = values.get("invoiceQuantity", data["quantity"])
+        for to_handle in ("shipQuantity", "receiveQuantity"):
+            if to_handle in data:
+                data[to_handle] = values.get(to_handle, data["quantity"])
+                data["invoiceQuantity"] = values.get("invoiceQuantity", data["quantity"])
         row = self.store.insert(company, set_name, data)
         if recalc:
             self.recalc(company, header_set, header)
@@ -258,7 +297,10 @@ class DocumentRules:
                 data["unitOfMeasureCode"] = values.get(
                     "unitOfMeasureCode", product.data["baseUnitOfMeasureCode"]
                 )
-                data["unitPrice"] = values.get("unitPrice", product.data["unitPrice"])
+                if "directUnitCost" in data:  # a purchase line: the item's cost, not its price
+                    data["directUnitCost"] = values.get("directUnitCost", product.data["unitCost"])
+                else:
+                    data["unitPrice"] = values.get("unitPrice", product.data["unitPrice"])
         elif line_type == "Account":
             product = self._find(
                 company, "accounts", account_id, number, "Account does not exist.", "G/L Account"
@@ -295,7 +337,7 @@ class DocumentRules:
         return found
 
     def _amounts(self, company: Company, data: dict[str, Any], values: dict[str, Any]) -> None:
-        gross = money(data["quantity"] * data["unitPrice"])
+        gross = money(data["quantity"] * data.get("unitPrice", data.get("directUnitCost", 0)))
         if "discountAmount" in values and "discountPercent" not in values:
             data["discountPercent"] = round(data["discountAmount"] / gross * 100, 5) if gross else 0
         else:
