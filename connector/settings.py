@@ -646,3 +646,9 @@ def host_max_dequeue_count(host_json: Path = HOST_JSON) -> int:
     """`extensions.queues.maxDequeueCount` of host.json (the host's default 5 if absent)."""
     config = json.loads(host_json.read_text(encoding="utf-8"))
     return int(config.get("extensions", {}).get("queues", {}).get("maxDequeueCount", 5))
+
+
+def environment_value(name: str, default: str = "") -> str:
+    """A variable of the environment outside the app settings, for tools (the CLI's `FUNCTION_KEY`,
+    `NO_COLOR`, `PUBLIC_BASE_URL` when no settings file is named)."""
+    return os.environ.get(name, default)
