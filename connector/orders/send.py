@@ -209,7 +209,7 @@ def _handle_delivery(runtime: Runtime, delivery: OrderDelivery, key: str | None,
             failed = order_result("failed", key, error=error)
             # Keep the message first: if the result send then fails, the retry repeats both
             # (a second poison copy and result) rather than losing the order.
-            runtime.storage.queue(QUEUE_SALES_ORDERS_POISON).send_message(kept_text(delivery.text))
+            runtime.storage.sender(QUEUE_SALES_ORDERS_POISON).send(kept_text(delivery.text))
             publish_result(runtime, failed, fields["connection"])
             return failed
         if delivery.last_attempt:
@@ -409,6 +409,5 @@ def defer_behind(runtime: Runtime, claim: Claim, key: str, delivery: OrderDelive
 def send_copy(runtime: Runtime, delivery: OrderDelivery, delay: int) -> str:
     """Put a copy of the message text back on its queue, invisible for `delay` seconds; its id."""
     # time_to_live=-1: the copy must not expire while it waits (up to 7 days).
-    copy = runtime.storage.queue(delivery.queue).send_message(delivery.text, visibility_timeout=delay,
-                                                              time_to_live=-1)
-    return str(copy.id)
+    return runtime.storage.sender(delivery.queue).send(delivery.text, visibility_timeout=delay,
+                                                       time_to_live=-1)
