@@ -26,7 +26,7 @@ from connector.connections import for_each_connection, results_or_raise
 from connector.cursors import CursorTable, ReadCursor, ReadInterrupted, newest_modified
 from connector.errors import ConnectorError
 from connector.events import ITEM_PULLED, EventPublisher, cloud_event
-from connector.leases import Lease
+from connector.leases import LEASE_SECONDS, Lease
 from connector.runtime import Runtime
 from connector.settings import (
     QUEUE_ITEM_PULLS,
@@ -288,9 +288,12 @@ def request_pull(runtime: Runtime, connection: str, *, continuation: bool = Fals
     return request
 
 
+RECHECK_SECONDS = int(LEASE_SECONDS // 3)  # a request waiting behind another run is looked at again
+
+
 def pull_on_request(runtime: Runtime, connection: str) -> PullResult:
-    """A requested run within ITEM_PULL_MAX_SECONDS. If another runner holds the lease, that run
-    covers the request; if this one stops on its budget with work left, one continuation is queued."""
+    """A requested run within ITEM_PULL_MAX_SECONDS (`already-running` if another runner holds the
+    lease); if this one stops on its budget with work left, one continuation is queued."""
     result = pull_company(runtime, connection)
     if result.status == "partial":
         request_pull(runtime, connection, continuation=True)
@@ -298,35 +301,50 @@ def pull_on_request(runtime: Runtime, connection: str) -> PullResult:
 
 
 def request_covered(runtime: Runtime, request: ItemPullRequest) -> bool:
-    """Whether a pass that began after the request was made has completed (requests made on every
-    instance at once run once, not once each)."""
+    """Whether the request's work is done: a pass that began after it was made has completed
+    (requests made on every instance at once run once, not once each); for a continuation, the pass
+    it continues has completed (no pass is under way)."""
     conn = runtime.settings.connection(request.connection)
     state = CursorTable(runtime.storage, conn.name, cursor_name(runtime.company_id(conn.name))).load()
-    return state is not None and state.covers(request.requestedAt)
+    if state is None:
+        return False
+    return not state.in_pass if request.continuation else state.covers(request.requestedAt)
+
+
+def wait_on_queue(runtime: Runtime, text: str, message_id: str, why: str) -> None:
+    """Put the request back on `bc-item-pulls` (the same text), visible again in RECHECK_SECONDS: it
+    is settled only once a run covers it, so a run that dies loses no request."""
+    runtime.storage.queue(QUEUE_ITEM_PULLS).send_message(text, visibility_timeout=RECHECK_SECONDS)
+    log.info("item pull request %s: %s; it waits on %s and is looked at again in %d s", message_id,
+             why, QUEUE_ITEM_PULLS, RECHECK_SECONDS)
 
 
 def handle_pull_request(runtime: Runtime, text: str, message_id: str) -> None:
     """Run the pull a `bc-item-pulls` message asks for. A request that can never run (`CANNOT_RUN`)
     is copied to `bc-item-pulls-poison` with an error log; any other failure is raised, so the host
-    retries it and finally moves it to the poison queue."""
+    retries it and finally moves it to the poison queue. While another run holds the lease, the
+    request waits on the queue (`wait_on_queue`) until a completed pass covers it: if that run dies,
+    its lease runs out within LEASE_SECONDS and the request runs itself."""
     try:
         request = parse_pull_request(text)
-        if not request.continuation and request_covered(runtime, request):
+        if request_covered(runtime, request):
             log.info("item pull request %s (%s): a pass begun since then has completed and covers it",
                      message_id, request.connection)
             return
         result = pull_on_request(runtime, request.connection)
+        if result.finished and not request.continuation and not request_covered(runtime, request):
+            # the pass completed was one resumed from before the request (a run that died): one more
+            result = pull_on_request(runtime, request.connection)
     except CANNOT_RUN as exc:
         runtime.storage.queue(QUEUE_ITEM_PULLS_POISON).send_message(text)
         log.error("item pull request %s cannot run: %s; kept on %s (replay it once fixed)",
                   message_id, exc, QUEUE_ITEM_PULLS_POISON)
         return
     except ReadInterrupted as exc:
-        log.info("item pull request %s: stopped, another runner took over: %s", message_id, exc)
+        wait_on_queue(runtime, text, message_id, f"stopped, another runner took over ({exc})")
         return
     if result.status == "already-running":
-        log.info("item pull request %s (%s): another run is pulling and covers it", message_id,
-                 result.connection)
+        wait_on_queue(runtime, text, message_id, f"another run of {result.connection} is pulling")
     elif result.status == "partial":
         log.info("item pull request %s (%s): time budget spent, continuation queued", message_id,
                  result.connection)
