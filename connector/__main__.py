@@ -5,10 +5,14 @@
   `python -m connector peek sales-order-results --wait 30`.
 * `replay-poison <queue>` moves the messages of `<queue>-poison` back to `<queue>` unchanged (after the
   cause was fixed), e.g. `make replay-poison QUEUE=sales-orders`.
-* `schema` writes the message and event-data JSON Schemas (`schemas/*.json`) from the models.
+* `schema` writes the message and event-data JSON Schemas (`schemas/*.json`) from the models;
+  `--from-metadata --connection C` writes those of the connection's declared triggers from BC's
+  `$metadata` (a file already there is kept unless `--overwrite`: the published ones stay).
 * `entities --connection C` lists what BC can watch (`webhookSupportedResources`, custom API pages
   included) and its API routes, marks what the connection declares, and with `--entity-set X`
   (`--api publisher/group/version` for a custom page) prints a ready `TRIGGERS` declaration.
+* `doctor [--connection C]` runs the go-live checklist against the configured BC (real or emulated) and
+  prints a fix under each failure; exit code 0 only when every check passes.
 
 An unknown queue is an error (exit 2). Storage comes from the app settings in the environment
 (`AzureWebJobsStorage`, ...) or, with `--settings`, from the `Values` of a `local.settings.json`-style file.
@@ -30,6 +34,7 @@ from connector.ops.queues import (
     read_messages,
     replay_poison,
 )
+from connector.orders import commands
 from connector.orders.schema import json_schemas, schema_text
 from connector.settings import load_storage_settings
 from connector.storage import Storage
@@ -41,7 +46,7 @@ def write_schemas(directory: Path) -> list[Path]:
     """Write every published JSON Schema into `directory`; the paths written."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, schema in (json_schemas() | event_data_schemas()).items():
+    for name, schema in (json_schemas() | commands.json_schemas() | event_data_schemas()).items():
         path = directory / name
         path.write_text(schema_text(schema), encoding="utf-8")
         written.append(path)
@@ -76,15 +81,80 @@ def _parser() -> argparse.ArgumentParser:
                                  help="move <queue>-poison messages back to <queue>")
     replay.add_argument("queue", help="the queue to refill, e.g. sales-orders")
     replay.add_argument("--max", type=int, default=None, help="move at most this many")
-    schema = commands.add_parser("schema", help="write the message JSON Schemas")
+    schema = commands.add_parser("schema", parents=[settings], help="write the message JSON Schemas")
     schema.add_argument("--out", type=Path, default=SCHEMA_DIR, help=f"directory (default {SCHEMA_DIR})")
+    schema.add_argument("--from-metadata", action="store_true",
+                        help="write the event schemas of the connection's declared triggers from BC's "
+                             "$metadata (a schema already in --out is kept unless --overwrite)")
+    schema.add_argument("--connection", default=None, help="with --from-metadata: the connection")
+    schema.add_argument("--overwrite", action="store_true", help="with --from-metadata: replace files")
     entities = commands.add_parser("entities", parents=[settings],
                                    help="what BC can watch, and a ready trigger declaration for one")
     entities.add_argument("--connection", default=None, help="the connection (default: default)")
     entities.add_argument("--entity-set", default=None, help="print a declaration for this entity set")
     entities.add_argument("--api", default="v2.0",
                           help="its API route (default v2.0), e.g. contoso/shop/v1.0")
+    doctor = commands.add_parser("doctor", parents=[settings],
+                                 help="the go-live checklist (exit 0 only when every check passes)")
+    doctor.add_argument("--connection", default=None, help="check only this connection (default: all)")
     return parser
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    """The `doctor` command: every check of `connector/ops/doctor.py`, with the app's own objects."""
+    import os
+
+    from connector.ops.doctor import Check, DoctorContext, render, run_checks
+    from connector.runtime import Runtime
+    from connector.settings import SettingsError, load_settings
+
+    values = _settings_values(args.settings) if args.settings else dict(os.environ)
+    try:
+        settings = load_settings(values)
+        settings.connection(args.connection)
+    except (SettingsError, KeyError) as exc:
+        print(render([("app", Check("settings", False, str(exc).strip('"'),
+                                    "set the named setting (README: settings)"))]))
+        return 1
+    runtime = Runtime(settings)
+    try:
+        ctx = DoctorContext(settings, runtime.storage,
+                            lambda name, force: runtime.tokens.access_token(name, force_refresh=force),
+                            runtime.bc, runtime.company_id, values)
+        results = run_checks(ctx, args.connection)
+        print(render(results))
+        return 0 if all(check.ok for _, check in results) else 1
+    finally:
+        runtime.close()
+
+
+def _schemas_from_metadata(args: argparse.Namespace) -> int:
+    """`schema --from-metadata`: each declared trigger's event-data schemas from its API's $metadata."""
+    from connector.event_schemas import metadata_schemas, parse_csdl
+    from connector.runtime import Runtime
+    from connector.settings import load_settings
+
+    runtime = Runtime(load_settings(_settings_values(args.settings) if args.settings else None))
+    try:
+        conn = runtime.settings.connection(args.connection)
+        bc = runtime.bc(conn.name)
+        documents: dict[str, tuple] = {}
+        args.out.mkdir(parents=True, exist_ok=True)
+        for trigger in conn.triggers:
+            if trigger.api not in documents:
+                metadata = bc.request("GET", f"{bc.environment_root}/api/{trigger.api}/$metadata",
+                                      headers={"Accept": "application/xml"})
+                documents[trigger.api] = parse_csdl(metadata.text)
+            for name, schema in metadata_schemas(trigger, *documents[trigger.api]).items():
+                target = args.out / name
+                if target.exists() and not args.overwrite:
+                    print(f"kept {target}")
+                    continue
+                target.write_text(schema_text(schema), encoding="utf-8")
+                print(f"wrote {target}")
+        return 0
+    finally:
+        runtime.close()
 
 
 def _entities(args: argparse.Namespace) -> int:
@@ -123,12 +193,16 @@ def _entities(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "schema" and args.from_metadata:
+        return _schemas_from_metadata(args)
     if args.command == "schema":
         for path in write_schemas(args.out):
             print(f"wrote {path}")
         return 0
     if args.command == "entities":
         return _entities(args)
+    if args.command == "doctor":
+        return _doctor(args)
     try:
         (check_replayable if args.command == "replay-poison" else check_queue)(args.queue)
     except UnknownQueue as exc:

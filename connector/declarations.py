@@ -181,3 +181,77 @@ def parse_triggers(setting: str, text: str, seed: tuple[Trigger, ...]) -> tuple[
         raise DeclarationError(f"{setting}: {', '.join(twice)} declared more than once")
     by_key = {t.key: t for t in seed} | {t.key: t for t in declared}
     return tuple(by_key.values())
+
+
+@dataclass(frozen=True)
+class Command:
+    """A declared command (`COMMANDS` setting): a `bc-commands` message whose `type` is `name`
+    becomes one entity of `entity_set` (deep insert with its `lines` navigation), exactly once per
+    value of `key_field` (once per message without one: `purchaseOrders` has no field for a key) —
+    or, as an `upsert`, creates the entity the key does not find and updates the one it finds (master
+    data: customers by `number` or `email`)."""
+
+    name: str
+    entity_set: str
+    key_field: str
+    lines: str = ""
+    api: str = STANDARD_API
+    upsert: bool = False
+
+
+# The seed's action, as a command: what `sales-orders` messages create (their own queue and contract).
+SALES_ORDERS = Command("salesOrder", "salesOrders", "externalDocumentNumber", "salesOrderLines")
+COMMAND_FIELDS = ("name", "entitySet", "key", "lines", "api", "mode")
+COMMAND_MODES = ("create", "upsert")
+
+
+def parse_command(setting: str, index: int, raw: Any) -> Command:
+    """One declaration of a COMMANDS list."""
+    where = f"{setting}[{index}]"
+    if not isinstance(raw, dict):
+        raise DeclarationError(f"{where} must be an object with name, entitySet and key")
+    unknown = sorted(set(raw) - set(COMMAND_FIELDS))
+    if unknown:
+        raise DeclarationError(f"{where}: unknown field(s) {unknown}; known: {', '.join(COMMAND_FIELDS)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise DeclarationError(f"{where}: name must be a command name such as salesQuote (the "
+                               "messages' type)")
+    where = f"{setting}[{index}] ({name})"
+    values = {}
+    for field_name in ("entitySet", "key", "lines"):
+        value = raw.get(field_name, None if field_name == "entitySet" else "")
+        if not isinstance(value, str) or (value or field_name == "entitySet") and not _NAME_RE.match(value):
+            raise DeclarationError(f"{where}: {field_name} must be a field or entity set name")
+        values[field_name] = value
+    api = raw.get("api", STANDARD_API)
+    if api != STANDARD_API and (not isinstance(api, str) or not _API_RE.match(api)):
+        raise DeclarationError(f"{where}: api must be v2.0 or publisher/group/version, not {api!r}")
+    mode = raw.get("mode", "create")
+    if mode not in COMMAND_MODES:
+        raise DeclarationError(f"{where}: mode must be create or upsert, not {mode!r}")
+    if mode == "upsert" and values["lines"]:
+        raise DeclarationError(f"{where}: an upsert has no lines (master data)")
+    if mode == "upsert" and not values["key"]:
+        raise DeclarationError(f"{where}: key must name the field an upsert finds the entity by")
+    return Command(name=name, entity_set=values["entitySet"], key_field=values["key"],
+                   lines=values["lines"], api=api, upsert=mode == "upsert")
+
+
+def parse_commands(setting: str, text: str) -> tuple[Command, ...]:
+    """The declared commands; two of one name are an error (`salesOrder` is the `sales-orders` queue's)."""
+    if not text.strip():
+        return ()
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise DeclarationError(f"{setting} is not valid JSON ({exc})") from None
+    if not isinstance(raw, list):
+        raise DeclarationError(f"{setting} must be a JSON list of command declarations")
+    commands = [parse_command(setting, n, item) for n, item in enumerate(raw)]
+    names = [c.name for c in commands]
+    taken = sorted({n for n in names if names.count(n) > 1 or n == SALES_ORDERS.name})
+    if taken:
+        raise DeclarationError(f"{setting}: {', '.join(taken)} declared more than once (salesOrder is "
+                               "the sales-orders queue's)")
+    return tuple(commands)

@@ -6,7 +6,9 @@ the same form. Only what the connector guarantees is required; BC may add fields
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+from xml.etree import ElementTree
 
 from connector.declarations import Trigger
 from connector.events import ITEM_PULLED
@@ -66,4 +68,80 @@ def event_data_schemas() -> dict[str, dict[str, Any]]:
     items = SEED_TRIGGERS[0]
     schemas[ITEM_PULLED] = entity_schema(items, ITEM_PULLED,
                                          "An item as BC returns it, read by the item pull.")
+    return {f"{kind}.data.schema.json": schema for kind, schema in schemas.items()}
+
+
+# ---- schemas from BC's $metadata (`python -m connector schema --from-metadata`) --------------------
+
+_EDM_NS = "{http://docs.oasis-open.org/odata/ns/edm}"
+_EDM: dict[str, dict[str, Any]] = {
+    "Edm.Guid": _GUID, "Edm.String": _TEXT, "Edm.Date": {"type": "string", "format": "date"},
+    "Edm.DateTimeOffset": _TIME, "Edm.Decimal": {"type": "number"}, "Edm.Double": {"type": "number"},
+    "Edm.Single": {"type": "number"}, "Edm.Int16": {"type": "integer"}, "Edm.Int32": {"type": "integer"},
+    "Edm.Int64": {"type": "integer"}, "Edm.Byte": {"type": "integer"}, "Edm.Boolean": {"type": "boolean"},
+}
+
+
+@dataclass(frozen=True)
+class CsdlEntity:
+    """One `EntityType` of a `$metadata` document: its properties' types and its navigations' targets."""
+
+    properties: dict[str, str]
+    navigations: dict[str, str]
+
+
+def parse_csdl(text: str) -> tuple[dict[str, CsdlEntity], dict[str, str]]:
+    """The entity types (by unqualified name) and entity sets (name → type name) of a CSDL document."""
+    root = ElementTree.fromstring(text)
+    types: dict[str, CsdlEntity] = {}
+    for node in root.iter(f"{_EDM_NS}EntityType"):
+        props = {p.get("Name", ""): p.get("Type", "") for p in node.iter(f"{_EDM_NS}Property")}
+        navs = {n.get("Name", ""): _unqualified(n.get("Type", ""))
+                for n in node.iter(f"{_EDM_NS}NavigationProperty")}
+        types[node.get("Name", "")] = CsdlEntity(props, navs)
+    sets = {s.get("Name", ""): _unqualified(s.get("EntityType", ""))
+            for s in root.iter(f"{_EDM_NS}EntitySet")}
+    return types, sets
+
+
+def _unqualified(type_name: str) -> str:
+    """`Collection(Microsoft.NAV.itemVariant)` → `itemVariant`."""
+    inner = type_name.removeprefix("Collection(").removesuffix(")")
+    return inner.rsplit(".", 1)[-1]
+
+
+def _object(entity: CsdlEntity, only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """An entity's properties as JSON Schema (enums and other non-Edm types as strings)."""
+    names = [n for n in entity.properties if not only or n in only]
+    return {n: _EDM.get(entity.properties[n], _TEXT) for n in names}
+
+
+def metadata_schemas(trigger: Trigger, types: dict[str, CsdlEntity],
+                     sets: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The `data` schemas of a trigger's event types from its API's `$metadata`, by file name:
+    the entity's fields (its `$select` when it has one), expanded children as arrays of theirs."""
+    type_name = sets.get(trigger.entity_set)
+    if type_name not in types:
+        raise KeyError(f"{trigger.resource}: not an entity set of the API's $metadata")
+    entity = types[type_name]
+    properties = _object(entity, trigger.select)
+    for nav in trigger.expand:
+        child = types.get(entity.navigations.get(nav, ""))
+        item: dict[str, Any] = {"type": "object", "propertyNames": _NO_ANNOTATIONS}
+        if child is not None:
+            item["properties"] = _object(child)
+        properties[nav] = {"type": "array", "items": item}
+    required = [n for n in ("id", "lastModifiedDateTime") if n in properties]
+    schemas = {}
+    for change in sorted(trigger.changes - {"deleted"}):
+        kind = trigger.event_type(change)
+        schemas[kind] = {"$schema": _DIALECT, "title": kind, "type": "object",
+                         "description": f"A {trigger.entity} as BC returns it after the change (from "
+                                        f"$metadata of api/{trigger.api}).",
+                         "propertyNames": _NO_ANNOTATIONS, "required": required, "properties": properties}
+    if "deleted" in trigger.changes:
+        kind = trigger.event_type("deleted")
+        schemas[kind] = {"$schema": _DIALECT, "title": kind, "type": "object", "additionalProperties": False,
+                         "description": f"A {trigger.entity} deleted in BC (announced from webhooks only).",
+                         "required": ["id"], "properties": {"id": _GUID, "number": _TEXT}}
     return {f"{kind}.data.schema.json": schema for kind, schema in schemas.items()}

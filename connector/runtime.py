@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from functools import cached_property
+from functools import cached_property, partial
 
 from connector.auth.tokens import TokenService
 from connector.bc.budget import Budget, LocalBudgets, SharedBudget
@@ -18,6 +18,7 @@ from connector.bc.client import BCClient
 from connector.bc.companies import Companies
 from connector.bc.timestamps import utc_now
 from connector.events import EventPublisher
+from connector.health.checks import budget_exhausted
 from connector.health.events import HealthEvents
 from connector.ops.status import read_status, status_readings
 from connector.orders.variants import ItemVariants
@@ -45,7 +46,7 @@ class Runtime:
             telemetry=self.telemetry,
         )
         self.health = HealthEvents(self.storage, self.events)
-        self.tokens = TokenService(settings, self.storage)
+        self.tokens = TokenService(settings, self.storage, health=self.health)
         self.companies = Companies(self.storage)
         self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)
         self.item_variants = ItemVariants()
@@ -89,6 +90,7 @@ class Runtime:
                     verify=self.settings.tls_ca_bundle or True,
                     connection=conn.name,
                     telemetry=self.telemetry,
+                    on_throttled_out=partial(budget_exhausted, self.health, conn.name),
                 )
                 self._clients[conn.name] = client
             return client

@@ -21,10 +21,18 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from connector.declarations import CHANGE_TYPES, DeclarationError, Trigger, parse_triggers
+from connector.declarations import (
+    CHANGE_TYPES,
+    Command,
+    DeclarationError,
+    Trigger,
+    parse_commands,
+    parse_triggers,
+)
 from connector.errors import ConnectorError
 
 # Queue, table and blob container names are part of the public contract (see CONTRACT/README).
@@ -38,6 +46,9 @@ QUEUE_NOTIFICATIONS = "bc-notifications"
 QUEUE_NOTIFICATIONS_POISON = "bc-notifications-poison"
 QUEUE_ITEM_PULLS = "bc-item-pulls"  # internal: pull requests from the route, and continuations
 QUEUE_ITEM_PULLS_POISON = "bc-item-pulls-poison"
+QUEUE_COMMANDS = "bc-commands"  # in: declared commands (`type` names one): a sales quote, a customer upsert
+QUEUE_COMMANDS_POISON = "bc-commands-poison"
+QUEUE_COMMAND_RESULTS = "bc-command-results"
 QUEUE_HEALTH = "bc-connector-health"  # out: `bc.connector.*` health events for operators
 QUEUE_NAMES: tuple[str, ...] = (
     QUEUE_SALES_ORDERS,
@@ -51,6 +62,9 @@ QUEUE_NAMES: tuple[str, ...] = (
     QUEUE_ITEM_PULLS,
     QUEUE_ITEM_PULLS_POISON,
     QUEUE_HEALTH,
+    QUEUE_COMMANDS,
+    QUEUE_COMMANDS_POISON,
+    QUEUE_COMMAND_RESULTS,
 )
 
 TABLE_TOKENS = "bctokens"  # encrypted msal token caches, one row per connection
@@ -82,6 +96,7 @@ BLOB_CONTAINERS: tuple[str, ...] = (CONTAINER_EVENT_PAYLOADS, CONTAINER_SALES_OR
 BLOB_CONTAINERS_READ_ONLY: tuple[str, ...] = (CONTAINER_SALES_ORDER_PAYLOADS,)
 
 GRANT_TYPES = ("authorization_code", "client_credentials")
+CLIENT_CREDENTIALS = ("secret", "managed-identity")
 TELEMETRY_EXPORTERS = ("", "none", "console", "otlp")
 
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
@@ -215,9 +230,24 @@ class ConnectionSettings:
     client_id: str = setting("BC_CLIENT_ID", None, "Entra app (client) id.",
                              local="5e1c0f2a-7b3d-4c9e-a8f1-0b2c3d4e5f60")
     client_secret: str = setting(
-        "BC_CLIENT_SECRET", None,
-        "Entra client secret (Key Vault reference in Azure; never stored in tables).",
+        "BC_CLIENT_SECRET", "",
+        "Entra client secret (Key Vault reference in Azure; never stored in tables). Required unless "
+        "BC_CLIENT_CREDENTIAL is `managed-identity`.",
         secret=True, local="emulator-secret")
+    client_credential: str = setting(
+        "BC_CLIENT_CREDENTIAL", "secret",
+        "How the app proves itself to Entra: `secret` (BC_CLIENT_SECRET) or `managed-identity` (a client "
+        "assertion: a token of this Function App's managed identity, which the app registration trusts "
+        "as a federated credential; no secret to rotate).", choices=CLIENT_CREDENTIALS)
+    managed_identity_client_id: str = setting(
+        "BC_MANAGED_IDENTITY_CLIENT_ID", "",
+        "Client id of the user-assigned managed identity whose token is the client assertion; empty = "
+        "the identity storage uses (`AzureWebJobsStorage__clientId`, as Bicep deploys it), else the "
+        "system-assigned one.")
+    client_secret_expires: str = setting(
+        "BC_CLIENT_SECRET_EXPIRES", "",
+        "The day BC_CLIENT_SECRET expires (YYYY-MM-DD, from the app registration): the status page warns "
+        "and a `bc.connector.secret.expiring` event is sent 30 days ahead. Empty = not tracked.")
     grant_type: str = setting("BC_GRANT_TYPE", "authorization_code",
                               "`authorization_code` (a user signs in at /api/connections/{name}/login) or "
                               "`client_credentials` (service-to-service, unattended).",
@@ -252,6 +282,15 @@ class ConnectionSettings:
         "change types, children, `$select`, watched fields): see docs/entities.md. A declaration "
         "of `items`, `salesShipments` or `salesInvoices` replaces that seed trigger.")
     triggers: tuple[Trigger, ...] = ()  # the seed's and the declared ones (`_connection`)
+    command_declarations: str = setting(
+        "COMMANDS", "",
+        "Commands on `bc-commands` beyond sales orders, as a JSON list of declarations (name = the "
+        "messages' `type`, entity set, key field, lines, `create` or `upsert`): see docs/entities.md.")
+    commands: tuple[Command, ...] = ()  # parsed from COMMANDS (`_connection`)
+
+    def command(self, name: str) -> Command | None:
+        """The declared command of this name (a `bc-commands` message's `type`), if any."""
+        return next((c for c in self.commands if c.name == name), None)
 
     def trigger(self, key: str) -> Trigger | None:
         """The trigger with this key (entity set, or `publisher/group/version/entitySet`), if declared."""
@@ -504,13 +543,30 @@ def _connection(env: Mapping[str, str], name: str) -> ConnectionSettings:
     prefix = "" if name == DEFAULT_CONNECTION else name.upper().replace("-", "_")
     try:
         conn = read(ConnectionSettings, env, prefix=prefix, connection=name, name=name)
+        _check_credential(conn, prefix)
         setting_name = f"{prefix}__TRIGGERS" if prefix and f"{prefix}__TRIGGERS" in env else "TRIGGERS"
         triggers = parse_triggers(setting_name, conn.trigger_declarations, seed_triggers(conn))
-        return dataclasses.replace(conn, triggers=triggers)
+        setting_name = f"{prefix}__COMMANDS" if prefix and f"{prefix}__COMMANDS" in env else "COMMANDS"
+        commands = parse_commands(setting_name, conn.command_declarations)
+        return dataclasses.replace(conn, triggers=triggers, commands=commands)
     except (SettingsError, DeclarationError) as e:
         if str(e).startswith("connection "):
             raise
         raise SettingsError(f"connection {name!r}: {e}") from None
+
+
+def _check_credential(conn: ConnectionSettings, prefix: str) -> None:
+    """A secret is needed unless the managed identity signs; an expiry date must be a date."""
+    where = f"{prefix}__BC_CLIENT_SECRET or BC_CLIENT_SECRET" if prefix else "BC_CLIENT_SECRET"
+    if conn.client_credential == "secret" and not conn.client_secret.strip():
+        raise SettingsError(f"connection {conn.name!r}: setting {where} is required (or set "
+                            "BC_CLIENT_CREDENTIAL=managed-identity and trust the app's managed identity)")
+    if conn.client_secret_expires:
+        try:
+            date.fromisoformat(conn.client_secret_expires)
+        except ValueError:
+            raise SettingsError(f"connection {conn.name!r}: BC_CLIENT_SECRET_EXPIRES must be a date "
+                                f"(YYYY-MM-DD), not {conn.client_secret_expires!r}") from None
 
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")

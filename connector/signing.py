@@ -1,14 +1,17 @@
-"""HMAC signatures the connector gives itself (sign-in links, its own queue messages).
+"""HMAC signatures the connector gives itself (sign-in links, the messages of its own queues).
 
 Each purpose has its own key, derived from TOKEN_ENCRYPTION_KEY with HKDF (as the webhook clientState
 is), so the Fernet key itself is never an HMAC key and a signature for one purpose is worthless for
-another. Every configured key verifies; the first signs (rotation: `new,old`).
+another. Every configured key verifies; the first signs (rotation: `new,old`). A message the connector
+queues for itself (`bc-notifications`, `bc-item-pulls`) ends with `"sig"`, the HMAC of the JSON before
+it (`seal_json` / `open_json`), so anyone else with write on the queue cannot inject work.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 
 from cryptography.hazmat.primitives import hashes
@@ -43,6 +46,11 @@ class Signer:
         self._keys = [purpose_key(s, purpose) for s in secrets if s]
         self.purpose = purpose
 
+    @property
+    def keys(self) -> int:
+        """How many keys verify (0: nothing can be signed)."""
+        return len(self._keys)
+
     def sign(self, payload: bytes) -> str:
         if not self._keys:
             raise MissingSigningKey(f"TOKEN_ENCRYPTION_KEY is not set: cannot sign {self.purpose}")
@@ -55,3 +63,44 @@ class Signer:
         given = signature.encode()
         return any(hmac.compare_digest(b64(hmac.new(k, payload, hashlib.sha256).digest()).encode(), given)
                    for k in self._keys)
+
+
+SIGNATURE_FIELD = "sig"
+_SIGNED_TAIL = re.compile(r',"sig":"([A-Za-z0-9_-]{43})"\}$')
+
+
+class UnsignedMessage(ValueError):
+    """A message on an internal queue that is unsigned or whose signature does not hold."""
+
+
+def queue_signer(keys: Sequence[str], queue: str) -> Signer:
+    """The signer of the messages the connector writes to its own queue `queue`."""
+    return Signer(keys, f"internal queue {queue}")
+
+
+def seal_json(signer: Signer, text: str) -> str:
+    """`text` (a non-empty JSON object) with `"sig"` last: the HMAC of `text` as it was. Without a
+    key (no TOKEN_ENCRYPTION_KEY) the text goes unsigned, and `open_json` accepts it."""
+    if not signer.keys:
+        return text
+    if not text.endswith("}") or text[:-1].rstrip().endswith("{"):
+        raise ValueError("only a non-empty JSON object can be sealed")
+    return f'{text[:-1]},"{SIGNATURE_FIELD}":"{signer.sign(text.encode())}"}}'
+
+
+def open_json(signer: Signer, text: str) -> str:
+    """The text `seal_json` signed, or UnsignedMessage naming why not (unsigned; forged or altered)."""
+    if not signer.keys:
+        return text
+    found = _SIGNED_TAIL.search(text)
+    if found is None:
+        raise UnsignedMessage(f"unsigned: a message on this queue must carry the connector's "
+                              f"signature ({signer.purpose})")
+    original = text[:found.start()] + "}"
+    try:
+        payload = original.encode()
+    except UnicodeEncodeError:
+        payload = b""
+    if not payload or not signer.verify(payload, found.group(1)):
+        raise UnsignedMessage(f"forged or altered: its signature does not match ({signer.purpose})")
+    return original

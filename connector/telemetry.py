@@ -16,6 +16,7 @@ import re
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,6 +84,12 @@ def current_traceparent() -> str:
     return carrier.get("traceparent") or new_traceparent()
 
 
+def client_request_id(trace_id: int) -> str:
+    """BC's `client-request-id` for a request of this trace: the trace id as a GUID (BC files it as
+    the operation id of its own telemetry, so both sides join on it); a fresh GUID without a trace."""
+    return str(uuid.UUID(int=trace_id)) if trace_id else str(uuid.uuid4())
+
+
 def context_from(traceparent: str | None) -> Context | None:
     """The remote parent a `traceparent` names (None when absent or malformed)."""
     if not is_traceparent(traceparent):
@@ -134,6 +141,14 @@ class BCCall:
     connection: str
     retries: int = 0
     waited: float = 0.0
+
+    @functools.cached_property
+    def request_id(self) -> str:
+        """The `client-request-id` of every attempt: this trace's id as a GUID (span attribute
+        `bc.client_request_id`)."""
+        request_id = client_request_id(self.span.get_span_context().trace_id)
+        self.span.set_attribute("bc.client_request_id", request_id)
+        return request_id
 
     def attempt(self, status: int | None) -> None:
         """An attempt ended with this HTTP status (None: no response)."""

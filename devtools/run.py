@@ -202,12 +202,18 @@ def check_ports(ports: Ports, with_emulator: bool) -> None:
 
 def point_at_emulator(url: str, ca_bundle: str, data: DataDir) -> None:
     """Aim the connector's BC and Entra settings at the emulator and trust its CA (copied to the data dir)."""
+    from devtools.emulator.config import IDENTITY_HEADER
+
     shutil.copyfile(ca_bundle, data.ca_bundle)
     os.environ.update({
         "BC_API_HOST": url,
         "ENTRA_AUTHORITY_HOST": url,
         "TLS_CA_BUNDLE": str(data.ca_bundle),
         "REQUESTS_CA_BUNDLE": str(data.ca_bundle),
+        # the local Function App's managed identity, as App Service exposes it: what
+        # BC_CLIENT_CREDENTIAL=managed-identity signs in with (a client assertion instead of a secret)
+        "IDENTITY_ENDPOINT": f"{url}/msi/token",
+        "IDENTITY_HEADER": IDENTITY_HEADER,
     })
 
 

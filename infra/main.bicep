@@ -38,6 +38,17 @@ param bcGrantType string = ''
 @description('BC_COMPANY: company id or name; empty = the first company discovered.')
 param bcCompany string = ''
 
+@description('BC_CLIENT_CREDENTIAL: secret (bcClientSecret) or managed-identity (the app registration trusts this app\'s user-assigned identity as a federated credential, see the FEDERATED_CREDENTIAL_* outputs: no secret to rotate); empty = the connector\'s default (secret).')
+@allowed([
+  ''
+  'secret'
+  'managed-identity'
+])
+param bcClientCredential string = ''
+
+@description('BC_CLIENT_SECRET_EXPIRES: the day the client secret expires (YYYY-MM-DD); the status page, a bc.connector.secret.expiring health event and the health-events alert warn 30 days ahead. Empty = not tracked.')
+param bcClientSecretExpires string = ''
+
 @secure()
 @description('BC_CLIENT_SECRET, stored in Key Vault. Empty = keep the secret already in the vault (or set it later with az keyvault secret set).')
 param bcClientSecret string = ''
@@ -140,6 +151,8 @@ var optionalBcSettings = {
   BC_ENVIRONMENT: bcEnvironment
   BC_GRANT_TYPE: bcGrantType
   BC_COMPANY: bcCompany
+  BC_CLIENT_CREDENTIAL: bcClientCredential
+  BC_CLIENT_SECRET_EXPIRES: bcClientSecretExpires
 }
 
 var connectorAppSettings = union(
@@ -304,3 +317,12 @@ output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 
 @description('Name of the storage account.')
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+
+@description('Federated credential for BC_CLIENT_CREDENTIAL=managed-identity: the issuer to enter on the app registration (Certificates & secrets > Federated credentials > Managed identity).')
+output FEDERATED_CREDENTIAL_ISSUER string = '${environment().authentication.loginEndpoint}${subscription().tenantId}/v2.0'
+
+@description('Federated credential: the subject, the principal (object) id of the function app\'s user-assigned identity.')
+output FEDERATED_CREDENTIAL_SUBJECT string = identity.outputs.principalId
+
+@description('Federated credential: the audience Entra expects in the identity\'s token.')
+output FEDERATED_CREDENTIAL_AUDIENCE string = 'api://AzureADTokenExchange'

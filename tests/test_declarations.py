@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from connector.declarations import Trigger
+from connector.declarations import Command, Trigger
 from connector.settings import SettingsError, load_settings
 from connector.webhooks.dedupe import Recorded
 from connector.webhooks.triggers import announced, seen
@@ -103,3 +103,37 @@ def test_without_watched_fields_every_update_is_announced_and_no_digest_is_kept(
     assert "digest" not in seen(items, BEFORE)
     assert announced(items, Recorded("updated", "", "", ""), BEFORE)
     assert not announced(items, Recorded("created"), BEFORE)
+
+
+def commands(value: str) -> dict[str, Command]:
+    conn = load_settings(BASE | {"COMMANDS": value}).connection("default")
+    return {c.name: c for c in conn.commands}
+
+
+def test_commands_are_declared_with_entity_set_key_lines_and_mode():
+    declared = commands(json.dumps([
+        {"name": "salesQuote", "entitySet": "salesQuotes", "key": "externalDocumentNumber",
+         "lines": "salesQuoteLines"},
+        {"name": "customer", "entitySet": "customers", "key": "email", "mode": "upsert"},
+        {"name": "webOrder", "entitySet": "webOrders", "key": "number", "api": "contoso/shop/v1.0"},
+    ]))
+    assert declared["salesQuote"] == Command("salesQuote", "salesQuotes", "externalDocumentNumber",
+                                             "salesQuoteLines")
+    assert declared["customer"].upsert and declared["webOrder"].api == "contoso/shop/v1.0"
+    assert load_settings(BASE).connection("default").commands == ()  # sales orders keep their queue
+
+
+@pytest.mark.parametrize(("value", "named"), [
+    ('[{"entitySet": "salesQuotes", "key": "externalDocumentNumber"}]', "COMMANDS[0]: name"),
+    ('[{"name": "q", "entitySet": "salesQuotes", "key": 7}]', "COMMANDS[0] (q): key"),
+    ('[{"name": "c", "entitySet": "customers", "mode": "upsert"}]', "key must name the field"),
+    ('[{"name": "q", "entitySet": "salesQuotes", "key": "k", "mode": "merge"}]', "mode must be"),
+    ('[{"name": "c", "entitySet": "customers", "key": "email", "mode": "upsert", "lines": "x"}]',
+     "an upsert has no lines"),
+    ('[{"name": "salesOrder", "entitySet": "salesOrders", "key": "externalDocumentNumber"}]',
+     "salesOrder declared more than once"),
+])
+def test_a_malformed_command_stops_the_start_naming_it(value, named):
+    with pytest.raises(SettingsError, match="connection 'default'") as error:
+        load_settings(BASE | {"COMMANDS": value})
+    assert named in str(error.value)

@@ -19,10 +19,12 @@ import msal
 import requests
 from azure.data.tables import UpdateMode
 
+from connector.auth.assertion import AssertionUnavailable, ManagedIdentityAssertion
 from connector.auth.crypto import SealedDataError, TokenCipher, cipher_for
 from connector.auth.token_store import TokenStore
 from connector.bc.errors import BCError, TokenUnavailable
 from connector.errors import ConnectorError
+from connector.health.events import SIGN_IN_NEEDED, TOKEN_FAILING, HealthEvents
 from connector.retry import RetryPolicy
 from connector.settings import BC_SCOPE, TABLE_CONNECTIONS, ConnectionSettings, Settings
 from connector.storage import Storage, read_entity
@@ -51,6 +53,12 @@ MAX_BACKOFF = timedelta(minutes=8)  # ...doubling up to this (no jitter: the wai
 REFUSAL_BACKOFF = RetryPolicy(backoff_seconds=FIRST_BACKOFF.total_seconds(),
                               backoff_max_seconds=MAX_BACKOFF.total_seconds())
 VERIFY_INTERVAL = timedelta(minutes=1)  # `verify` asks Entra at most this often per connection
+# Token states (`token_state` in the connection's `state` row, `token.state` in /api/status)
+OK = "ok"
+NOT_SIGNED_IN = "not-signed-in"  # authorization code: nobody signed in (under this grant type)
+REFRESH_FAILED = "refresh-failed"  # authorization code: Entra refused the signed-in user's refresh token
+CREDENTIALS_REFUSED = "credentials-refused"  # Entra refused the app's secret or client assertion
+FAILED_STATES = frozenset({REFRESH_FAILED, CREDENTIALS_REFUSED})
 
 
 class TokenEndpointUnavailable(BCError):
@@ -103,21 +111,34 @@ def token_fix(conn: ConnectionSettings, kind: str, sign_in_url: str) -> str:
     """What an operator does about a refused token request."""
     if kind == "sign-in" and conn.uses_code_flow:
         return f"sign in again at {sign_in_url}"
+    if conn.client_credential == "managed-identity":
+        return (f"check the app registration {conn.client_id} trusts this Function App's managed identity "
+                "(federated credential: issuer https://login.microsoftonline.com/<tenant>/v2.0, subject the "
+                "identity's principal id, audience api://AzureADTokenExchange) and BC_TENANT of connection "
+                f"{conn.name!r}")
     return (f"check BC_CLIENT_SECRET (and BC_CLIENT_ID, BC_TENANT) of connection {conn.name!r}: Entra "
-            "refused the app's credentials")
+            "refused the app's credentials; a new secret is made under the app registration's "
+            "Certificates & secrets")
+
+
+def failed_state(conn: ConnectionSettings) -> str:
+    """The state a refused token request leaves: a user's refresh token, or the app's credentials."""
+    return REFRESH_FAILED if conn.uses_code_flow else CREDENTIALS_REFUSED
 
 
 def credential_fingerprint(conn: ConnectionSettings) -> str:
     """Which credentials a remembered refusal was for (a changed secret is asked about at once);
     a truncated hash, never the secret."""
-    material = f"bc-connector token refusal|{conn.authority}|{conn.client_id}|{conn.client_secret}"
+    credential = conn.client_secret if conn.client_credential == "secret" else (
+        f"managed-identity:{conn.managed_identity_client_id}")
+    material = f"bc-connector token refusal|{conn.authority}|{conn.client_id}|{credential}"
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
 def shared_failure(row: Mapping[str, Any] | None, fingerprint: str) -> TokenFailure | None:
     """The refusal another instance recorded in the connection's `state` row, if it was for the
     same credentials."""
-    if not row or row.get("token_state") != "refresh-failed" or row.get("token_credential") != fingerprint:
+    if not row or row.get("token_state") not in FAILED_STATES or row.get("token_credential") != fingerprint:
         return None
     try:
         retry_at = datetime.fromisoformat(str(row.get("token_retry_at", "")))
@@ -197,10 +218,15 @@ class TokenService:
     """Access tokens per connection; the sign-in (`auth/signin.py`) stores its tokens through it."""
 
     def __init__(self, settings: Settings, storage: Storage,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 health: HealthEvents | None = None,
+                 assertion: Callable[[ConnectionSettings], Callable[[], str]] | None = None):
         self.settings = settings
         self.storage = storage
         self.clock = clock
+        self.health = health
+        self._assertion = assertion or (lambda conn: ManagedIdentityAssertion(
+            conn.managed_identity_client_id or settings.storage.client_id, settings.tls_ca_bundle or True))
         self._connections: dict[str, _ConnectionTokens] = {}
         self._lock = threading.Lock()
         self._cipher: TokenCipher | None = None
@@ -227,9 +253,12 @@ class TokenService:
                 before_token_request: Callable[[], None] | None = None) -> msal.ConfidentialClientApplication:
         """An msal app (its constructor fetches the authority's OpenID configuration)."""
         try:
+            credential: str | dict[str, Any] = conn.client_secret
+            if conn.client_credential == "managed-identity":
+                credential = {"client_assertion": self._assertion(conn)}  # msal calls it per request
             return msal.ConfidentialClientApplication(
                 conn.client_id,
-                client_credential=conn.client_secret,
+                client_credential=credential,
                 authority=conn.authority,
                 instance_discovery=conn.authority_host.rstrip("/") == MICROSOFT_AUTHORITY_HOST,
                 token_cache=cache,
@@ -262,17 +291,34 @@ class TokenService:
     def _report(self, conn: ConnectionSettings, tokens: _ConnectionTokens, state: str, error: str,
                 fix: str = "", retry_at: str = "", attempts: int = 0) -> None:
         """Record the connection's token state for /api/status (and the other instances) when it
-        differs from the last report."""
+        differs from the last report; a new failure is also a health event."""
         if tokens.reported != (state, error + retry_at):
             self._write_state(conn, {"token_state": state, "token_error": error, "token_fix": fix,
                                      "token_retry_at": retry_at, "token_attempts": attempts,
+                                     "token_grant": conn.grant_type,
                                      "token_credential": credential_fingerprint(conn) if retry_at else ""})
             tokens.reported = (state, error + retry_at)
+            if state != OK:
+                self._report_health(conn, state, error, fix)
+
+    def _report_health(self, conn: ConnectionSettings, state: str, error: str, fix: str) -> None:
+        """One health event per failure (state, credentials and cause) a day."""
+        if self.health is None:
+            return
+        kind = SIGN_IN_NEEDED if state in (NOT_SIGNED_IN, REFRESH_FAILED) else TOKEN_FAILING
+        day = self.clock().date().isoformat()
+        self.health.emit(kind, connection=conn.name, company_id=conn.company,
+                         occurrence=f"{state}:{credential_fingerprint(conn)}:{error}:{day}",
+                         summary=f"no token for BC: {state} ({error or 'nobody signed in'})", fix=fix,
+                         details={"tokenState": state, "error": error})
 
     def _signed_out_state(self, conn: ConnectionSettings) -> str:
+        """`refresh-failed` when this grant's sign-in was lost to a refused refresh token, else
+        `not-signed-in` (also when the recorded state belongs to another grant type)."""
         row = read_entity(self.storage.table(TABLE_CONNECTIONS), conn.name, "state")
-        saved = str(row[0].get("token_state", "")) if row else ""
-        return "refresh-failed" if saved == "refresh-failed" else "not-signed-in"
+        saved = row[0] if row else {}
+        same_grant = saved.get("token_grant", conn.grant_type) == conn.grant_type
+        return REFRESH_FAILED if same_grant and saved.get("token_state") == REFRESH_FAILED else NOT_SIGNED_IN
 
     # -- tokens --
     def access_token(self, connection: str, force_refresh: bool = False) -> str:
@@ -286,13 +332,13 @@ class TokenService:
         with tokens.lock:
             failure = tokens.failure
             if failure is not None and self.clock() < failure.retry_at:
-                raise TokenUnavailable(conn.name, "refresh-failed", failure.message())
+                raise TokenUnavailable(conn.name, failed_state(conn), failure.message(), failure.fix)
             for _ in range(SAVE_ATTEMPTS):
                 if not tokens.loaded:
                     self._load(conn, tokens)
                 token = self._acquire(conn, tokens, force_refresh)
                 if token is not None and self._persist(conn, tokens):
-                    self._report(conn, tokens, "ok", "")
+                    self._report(conn, tokens, OK, "")
                     return token
                 log.info("tokens %s: another instance changed the token cache first; reloading", conn.name)
                 tokens.loaded = False
@@ -307,11 +353,13 @@ class TokenService:
                 stored = store.load(conn.name)
             except SealedDataError as exc:
                 if conn.uses_code_flow:
-                    raise TokenUnavailable(conn.name, "not-signed-in", f"{exc}; sign in again") from None
+                    fix = f"sign in again at {login_url(self.settings, conn.name)}"
+                    raise TokenUnavailable(conn.name, NOT_SIGNED_IN, str(exc), fix) from None
                 log.warning("tokens %s: %s; starting with an empty cache", conn.name, exc)
                 etag = store.overwrite(conn.name, "")
         if stored is None and conn.uses_code_flow:
-            raise TokenUnavailable(conn.name, self._signed_out_state(conn))
+            state = self._signed_out_state(conn)
+            raise TokenUnavailable(conn.name, state, fix=f"sign in at {login_url(self.settings, conn.name)}")
         tokens.cache.deserialize(stored.state if stored else None)
         tokens.etag = stored.etag if stored else etag
         tokens.loaded = True
@@ -326,9 +374,13 @@ class TokenService:
                 # list(): msal's search() holds the cache lock until its generator is exhausted
                 refresh_tokens = list(tokens.cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN,
                                                           query={"client_id": conn.client_id}))
+                if not accounts:  # a cache from another grant type (client credentials): no sign-in yet
+                    fix = f"sign in at {login_url(self.settings, conn.name)}"
+                    self._report(conn, tokens, NOT_SIGNED_IN, "", fix)
+                    raise TokenUnavailable(conn.name, NOT_SIGNED_IN, fix=fix)
                 scopes = silent_scopes(rt.get("target", "") for rt in refresh_tokens)
                 result = app.acquire_token_silent_with_error(
-                    scopes, account=accounts[0], force_refresh=force_refresh) if accounts else None
+                    scopes, account=accounts[0], force_refresh=force_refresh)
             else:
                 if force_refresh:
                     app.remove_tokens_for_client()
@@ -337,11 +389,16 @@ class TokenService:
             raise TokenEndpointUnavailable(conn.name, type(exc).__name__) from None
         except _RefusedElsewhere as refused:
             tokens.failure = refused.failure
-            raise TokenUnavailable(conn.name, "refresh-failed", refused.failure.message()) from None
+            raise TokenUnavailable(conn.name, failed_state(conn), refused.failure.message(),
+                                   refused.failure.fix) from None
+        except AssertionUnavailable as exc:  # the managed identity gave no client assertion
+            result = {"error": "managed_identity_unavailable", "error_description": str(exc)}
         if result and "access_token" in result:
             tokens.failure = None
             return str(result["access_token"])
         error = describe_token_error(result)
+        if result and result.get("error") == "managed_identity_unavailable":
+            error += f" ({result.get('error_description', '')})"
         kind = token_failure_kind(result)
         if kind == "transient":
             raise TokenEndpointUnavailable(conn.name, error)
@@ -352,13 +409,13 @@ class TokenService:
         if (kind == "sign-in" and conn.uses_code_flow) or result is None:
             # nothing to remember: the tokens are gone, so no caller asks Entra until a new sign-in
             # (which another instance may complete at any time)
-            self._report(conn, tokens, "refresh-failed", error, fix)
-            raise TokenUnavailable(conn.name, "refresh-failed", f"{error}; {fix}")
+            self._report(conn, tokens, REFRESH_FAILED, error, fix)
+            raise TokenUnavailable(conn.name, REFRESH_FAILED, error, fix)
         previous = tokens.failure or self._stored_failure(conn)
         tokens.failure = next_failure(previous, error, fix, self.clock())
-        self._report(conn, tokens, "refresh-failed", error, fix, tokens.failure.retry_at.isoformat(),
+        self._report(conn, tokens, failed_state(conn), error, fix, tokens.failure.retry_at.isoformat(),
                      tokens.failure.attempts)
-        raise TokenUnavailable(conn.name, "refresh-failed", tokens.failure.message())
+        raise TokenUnavailable(conn.name, failed_state(conn), tokens.failure.message(), fix)
 
     def verify(self, connection: str) -> None:
         """Ask Entra for a fresh client-credentials token (at most once per VERIFY_INTERVAL, else the
@@ -424,9 +481,9 @@ class TokenService:
             tokens.cache.deserialize(serialized)
             tokens.etag, tokens.loaded = etag, True
             tokens.failure = None
-            self._write_state(conn, {"token_state": "ok", "token_error": "", "token_fix": "",
+            self._write_state(conn, {"token_state": OK, "token_error": "", "token_fix": "",
                                      "token_retry_at": "", "signed_in_at": datetime.now(UTC),
-                                     "signed_in_as": user})
+                                     "signed_in_as": user, "token_grant": conn.grant_type})
             tokens.reported = ("ok", "")
 
 

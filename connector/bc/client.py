@@ -60,6 +60,7 @@ class BCClient:
         connection: str = "",
         sleep: Callable[[float], None] = time.sleep,
         telemetry: Telemetry | None = None,
+        on_throttled_out: Callable[[str], None] | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.api_root = ApiRoot.of(self.base_url)  # the only origin the token is sent to
@@ -71,6 +72,7 @@ class BCClient:
         self.connection = connection
         self._sleep = sleep
         self.telemetry = telemetry or get_telemetry()
+        self._on_throttled_out = on_throttled_out  # BC kept answering 429 through every retry
         self._verify = verify  # per request: REQUESTS_CA_BUNDLE would override Session.verify
         self._principal = ("", connection)  # (token, whom BC counts it against)
         self.session = requests.Session()
@@ -103,6 +105,12 @@ class BCClient:
     def company_path(self, company_id: str, path: str) -> str:
         """`companies(<id>)/<path>`; InvalidKey unless `company_id` is a GUID."""
         return f"companies({checked_guid(company_id, 'companyId')})/{path.lstrip('/')}"
+
+    def api_path(self, api: str, company_id: str, path: str) -> str:
+        """A company's `path` on an API route: relative for the standard API (`v2.0`), absolute on the
+        BC host for a custom API page's route (`publisher/group/version`)."""
+        relative = self.company_path(company_id, path)
+        return relative if api == "v2.0" else f"{self.environment_root}/api/{api}/{relative}"
 
     @property
     def environment_root(self) -> str:
@@ -150,6 +158,9 @@ class BCClient:
             can_retry = error.retryable and (idempotent or not error.ambiguous)
             delay = retrying.next_delay(error.retry_after) if can_retry else None
             if delay is None:
+                if error.status == 429 and retrying.retries and self._on_throttled_out is not None:
+                    self._on_throttled_out(f"{method} {shown} still throttled after {retrying.retries} "
+                                           "retries")
                 raise error
             log.warning("bc %s: %s %s failed (%s); retry %d in %.1fs", self.connection, method,
                         shown, error.status or "no response", retrying.retries, delay)
@@ -160,7 +171,7 @@ class BCClient:
                  json_body: Any, headers: Mapping[str, str] | None, idempotent: bool,
                  force_token: bool) -> requests.Response | BCError:
         token = self._token(force_token)
-        all_headers = {"Authorization": f"Bearer {token}"}
+        all_headers = {"Authorization": f"Bearer {token}", "client-request-id": call.request_id}
         if json_body is not None:
             all_headers["Content-Type"] = "application/json"
         if headers:

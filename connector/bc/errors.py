@@ -66,17 +66,27 @@ class BCConflict(BCError):
 class TokenUnavailable(ConnectorError):
     """No usable token for a connection: not signed in, or the refresh token was refused.
 
-    `state` is `not-signed-in` or `refresh-failed`; the message never contains a token. Retryable: a
-    sign-in or a fixed registration cures it while the work waits; a route answers 409.
+    `state` is `not-signed-in`, `refresh-failed` (a signed-in user's refresh token was refused) or
+    `credentials-refused` (Entra refused the app's secret or client assertion); `fix` says what an
+    operator does about it. The message never contains a token. Retryable: a sign-in or a fixed
+    registration cures it while the work waits; a route answers 409.
     """
 
     http_status = 409
     token_failure = True
 
-    def __init__(self, connection: str, state: str, detail: str = ""):
-        super().__init__(f"connection {connection!r}: {state}" + (f" ({detail})" if detail else ""))
+    def __init__(self, connection: str, state: str, detail: str = "", fix: str = ""):
+        text = f"connection {connection!r}: {state}" + (f" ({detail})" if detail else "")
+        if fix and fix not in detail:
+            text += f"; fix: {fix}"
+        super().__init__(text)
         self.connection = connection
         self.state = state
+        self.fix = fix
+
+    def as_dict(self) -> dict[str, Any]:
+        """The refusal as a route's error body: code, message, the token state and the fix."""
+        return {**super().as_dict(), "state": self.state, "fix": self.fix}
 
 
 def error_from_response(status: int, body: Any, *, method: str = "", path: str = "",

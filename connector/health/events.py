@@ -131,6 +131,9 @@ class HealthEvents:
         log.warning("health %s: %s — %s", connection, kind.type, summary)
         return True
 
+    def now(self) -> datetime:
+        return self._clock()
+
     def recent(self, connection: str, limit: int = 10) -> list[dict[str, Any]]:
         """The connection's latest health events (newest first), from the last 7 days."""
         return recent_health(self._storage, connection, self._clock(), limit)

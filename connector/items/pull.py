@@ -33,8 +33,10 @@ from connector.settings import (
     QUEUE_ITEM_PULLS_POISON,
     QUEUE_ITEMS,
     ConnectionSettings,
+    Settings,
     UnknownConnection,
 )
+from connector.signing import UnsignedMessage, open_json, queue_signer, seal_json
 from connector.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -133,6 +135,8 @@ class ItemPullRequest(BaseModel):
     connection: str = Field(min_length=1)
     requestedAt: AwareDatetime
     continuation: bool = False
+    # put back behind another run whose pass began then: settled when that pass has completed
+    awaiting: AwareDatetime | None = None
 
 
 class BadPullRequest(ConnectorError, ValueError):
@@ -140,6 +144,20 @@ class BadPullRequest(ConnectorError, ValueError):
 
     retryable = False
     http_status = 400
+
+
+def request_message(settings: Settings, request: ItemPullRequest) -> str:
+    """The `bc-item-pulls` message of a request, signed (`connector.signing`)."""
+    signer = queue_signer(settings.token_encryption_keys, QUEUE_ITEM_PULLS)
+    return seal_json(signer, request.model_dump_json())
+
+
+def opened_request(runtime: Runtime, text: str) -> str:
+    """The request the connector signed (`seal_json`); BadPullRequest when unsigned or forged."""
+    try:
+        return open_json(queue_signer(runtime.settings.token_encryption_keys, QUEUE_ITEM_PULLS), text)
+    except UnsignedMessage as exc:
+        raise BadPullRequest(f"not an item pull request the connector queued: {exc}") from None
 
 
 def parse_pull_request(text: str) -> ItemPullRequest:
@@ -284,7 +302,7 @@ def request_pull(runtime: Runtime, connection: str, *, continuation: bool = Fals
     """Queue a pull of a configured connection on `bc-item-pulls` (UnknownConnection otherwise)."""
     name = runtime.settings.connection(connection).name
     request = ItemPullRequest(connection=name, requestedAt=utc_now(), continuation=continuation)
-    runtime.storage.queue(QUEUE_ITEM_PULLS).send_message(request.model_dump_json())
+    runtime.storage.queue(QUEUE_ITEM_PULLS).send_message(request_message(runtime.settings, request))
     return request
 
 
@@ -300,23 +318,36 @@ def pull_on_request(runtime: Runtime, connection: str) -> PullResult:
     return result
 
 
-def request_covered(runtime: Runtime, request: ItemPullRequest) -> bool:
+def pull_state(runtime: Runtime, connection: str) -> ReadCursor | None:
+    """Where the item pull of a connection's company stands (None: it never ran)."""
+    conn = runtime.settings.connection(connection)
+    return CursorTable(runtime.storage, conn.name, cursor_name(runtime.company_id(conn.name))).load()
+
+
+def request_covered(state: ReadCursor | None, request: ItemPullRequest) -> bool:
     """Whether the request's work is done: a pass that began after it was made has completed
-    (requests made on every instance at once run once, not once each); for a continuation, the pass
-    it continues has completed (no pass is under way)."""
-    conn = runtime.settings.connection(request.connection)
-    state = CursorTable(runtime.storage, conn.name, cursor_name(runtime.company_id(conn.name))).load()
+    (requests made on every instance at once run once, not once each), or the pass of the run it
+    waited behind (`awaiting`); for a continuation, the pass it continues (no pass under way)."""
     if state is None:
         return False
-    return not state.in_pass if request.continuation else state.covers(request.requestedAt)
+    if request.continuation:
+        return not state.in_pass
+    return state.covers(request.requestedAt) or (
+        request.awaiting is not None and state.last_pass_started is not None
+        and state.last_pass_started >= request.awaiting)
 
 
-def wait_on_queue(runtime: Runtime, text: str, message_id: str, why: str) -> None:
-    """Put the request back on `bc-item-pulls` (the same text), visible again in RECHECK_SECONDS: it
-    is settled only once a run covers it, so a run that dies loses no request."""
-    runtime.storage.queue(QUEUE_ITEM_PULLS).send_message(text, visibility_timeout=RECHECK_SECONDS)
-    log.info("item pull request %s: %s; it waits on %s and is looked at again in %d s", message_id,
-             why, QUEUE_ITEM_PULLS, RECHECK_SECONDS)
+def wait_on_queue(runtime: Runtime, request: ItemPullRequest, message_id: str, why: str) -> None:
+    """Put the request back on `bc-item-pulls`, visible again in RECHECK_SECONDS and awaiting the
+    pass under way: it is settled only once that pass has completed (or a later one), so a run
+    that dies loses no request; its lease runs out within LEASE_SECONDS and the request runs."""
+    state = pull_state(runtime, request.connection)
+    awaiting = state.run_started if state is not None and state.in_pass else None
+    waiting = request.model_copy(update={"awaiting": awaiting})
+    runtime.storage.queue(QUEUE_ITEM_PULLS).send_message(request_message(runtime.settings, waiting),
+                                                         visibility_timeout=RECHECK_SECONDS)
+    log.info("item pull request %s (%s): %s; it waits on %s and is looked at again in %d s",
+             message_id, request.connection, why, QUEUE_ITEM_PULLS, RECHECK_SECONDS)
 
 
 def handle_pull_request(runtime: Runtime, text: str, message_id: str) -> None:
@@ -326,13 +357,13 @@ def handle_pull_request(runtime: Runtime, text: str, message_id: str) -> None:
     request waits on the queue (`wait_on_queue`) until a completed pass covers it: if that run dies,
     its lease runs out within LEASE_SECONDS and the request runs itself."""
     try:
-        request = parse_pull_request(text)
-        if request_covered(runtime, request):
+        request = parse_pull_request(opened_request(runtime, text))
+        if request_covered(pull_state(runtime, request.connection), request):
             log.info("item pull request %s (%s): a pass begun since then has completed and covers it",
                      message_id, request.connection)
             return
         result = pull_on_request(runtime, request.connection)
-        if result.finished and not request.continuation and not request_covered(runtime, request):
+        if result.finished and not request_covered(pull_state(runtime, request.connection), request):
             # the pass completed was one resumed from before the request (a run that died): one more
             result = pull_on_request(runtime, request.connection)
     except CANNOT_RUN as exc:
@@ -341,10 +372,10 @@ def handle_pull_request(runtime: Runtime, text: str, message_id: str) -> None:
                   message_id, exc, QUEUE_ITEM_PULLS_POISON)
         return
     except ReadInterrupted as exc:
-        wait_on_queue(runtime, text, message_id, f"stopped, another runner took over ({exc})")
+        wait_on_queue(runtime, request, message_id, f"stopped, another runner took over ({exc})")
         return
     if result.status == "already-running":
-        wait_on_queue(runtime, text, message_id, f"another run of {result.connection} is pulling")
+        wait_on_queue(runtime, request, message_id, "another run is pulling")
     elif result.status == "partial":
         log.info("item pull request %s (%s): time budget spent, continuation queued", message_id,
                  result.connection)

@@ -21,8 +21,10 @@ from connector.auth.crypto import TokenCipher
 from connector.auth.token_store import tokens_stored
 from connector.auth.tokens import login_url
 from connector.bc.timestamps import iso, parse_iso, utc_now
+from connector.health.checks import secret_warning
 from connector.health.events import recent_health
 from connector.settings import (
+    QUEUE_COMMANDS_POISON,
     QUEUE_ITEM_PULLS_POISON,
     QUEUE_NOTIFICATIONS_POISON,
     QUEUE_SALES_ORDERS_POISON,
@@ -37,7 +39,8 @@ from connector.settings import (
 )
 from connector.storage import Storage, read_entity
 
-DEAD_LETTER_QUEUES = (QUEUE_SALES_ORDERS_POISON, QUEUE_NOTIFICATIONS_POISON, QUEUE_ITEM_PULLS_POISON)
+DEAD_LETTER_QUEUES = (QUEUE_SALES_ORDERS_POISON, QUEUE_NOTIFICATIONS_POISON, QUEUE_ITEM_PULLS_POISON,
+                      QUEUE_COMMANDS_POISON)
 SUBSCRIPTION_FIELDS = ("resource", "entity_set", "subscription_id", "expires_at", "status", "last_error",
                        "removed_reason", "removed_at")
 THROUGHPUT_WINDOW = timedelta(hours=24)
@@ -49,16 +52,20 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, (datetime, date)) else value
 
 
-def token_state(conn: ConnectionSettings, has_tokens: bool, saved_state: str) -> str:
-    """`ok`, `refresh-failed` or `not-signed-in`.
+def token_state(conn: ConnectionSettings, has_tokens: bool, saved_state: str, saved_grant: str = "") -> str:
+    """`ok`, `not-signed-in`, `refresh-failed` or `credentials-refused`.
 
     Authorization code: without stored tokens the connection is either never signed in or its
-    refresh token was refused (tokens deleted, `refresh-failed` recorded). Client credentials: what
+    refresh token was refused (tokens deleted, `refresh-failed` recorded); a state recorded under
+    the other grant type (the setting changed) means nobody signed in yet. Client credentials: what
     the last token request recorded.
     """
-    if conn.uses_code_flow and not has_tokens:
+    if saved_grant and saved_grant != conn.grant_type:
+        # recorded under the other grant type (its token cache may still be stored): no sign-in yet
+        return "not-signed-in" if conn.uses_code_flow else "ok"
+    if conn.uses_code_flow and (not has_tokens or saved_state == "not-signed-in"):
         return "refresh-failed" if saved_state == "refresh-failed" else "not-signed-in"
-    return "refresh-failed" if saved_state == "refresh-failed" else "ok"
+    return saved_state if saved_state in ("credentials-refused", "refresh-failed") else "ok"
 
 
 def subscription_view(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,13 +88,15 @@ def connection_report(conn: ConnectionSettings, *, public_login_url: str, has_to
                       cursors: Iterable[Mapping[str, Any]], config_problem: str = "") -> dict[str, Any]:
     """One connection's part of the status report, from its rows."""
     row = state_row or {}
-    state = token_state(conn, has_tokens, str(row.get("token_state", "")))
+    state = token_state(conn, has_tokens, str(row.get("token_state", "")), str(row.get("token_grant", "")))
     token: dict[str, Any] = {"state": state}
-    if row.get("token_error") and state != "ok":
+    if row.get("token_error") and state != "ok" and state != "not-signed-in":
         token["error"] = row["token_error"]
         for name in ("fix", "retry_at"):
             if row.get(f"token_{name}"):
                 token[name] = row[f"token_{name}"]
+    if state == "not-signed-in":
+        token["fix"] = f"sign in at {public_login_url}"
     if config_problem:
         token["error"] = config_problem
     if conn.uses_code_flow:
@@ -109,6 +118,8 @@ def connection_report(conn: ConnectionSettings, *, public_login_url: str, has_to
         "company_configured": conn.company,
         "companies": companies,
         "companies_discovered_at": _plain(row.get("discovered_at")),
+        "credential": conn.client_credential,
+        "secret_warning": secret_warning(conn, utc_now().date()),
         "subscriptions": [subscription_view(s) for s in subscriptions],
         "cursors": [cursor_view(c) for c in cursors],
     }

@@ -107,10 +107,13 @@ def _connection(conn: Mapping[str, Any], now: datetime) -> str:
         f'<p class="muted">{_e(conn.get("grant_type"))} · tenant {_e(conn.get("tenant"))} · '
         f'environment {_e(conn.get("environment"))}</p>'
         + _token(conn.get("token", {}))
+        + (f'<p class="warn" data-secret-warning>{_e(conn["secret_warning"])}: add a new secret to the '
+           "app registration and update BC_CLIENT_SECRET, or switch to BC_CLIENT_CREDENTIAL=managed-identity"
+           "</p>" if conn.get("secret_warning") else "")
         + f'<p>Company: {_e(conn.get("company_id") or "—")}'
         + (f' <span class="muted">(of {_e(companies)})</span>' if companies else "") + "</p>"
         + "<h3>Webhook subscriptions</h3>"
-        + _table(("resource", "state", "expires in", "last error", "BC removed the last one because"),
+        + _table(("resource", "state", "expires in", "last error", "BC removed"),
                  subscriptions, "No subscriptions yet.")
         + "<h3>Health events</h3>"
         + _table(("when", "what", "summary", "fix"), health, "No health events in the last 7 days.")

@@ -1,8 +1,9 @@
-"""Queue trigger of Send Created Sales Order: `sales-orders` → BC → `sales-order-results` (the core
-imported on first use: cold start)."""
+"""Queue triggers of Send Created Sales Order (`sales-orders` → BC → `sales-order-results`) and of
+the declared commands (`bc-commands` → BC → `bc-command-results`); the core imported on first use
+(cold start)."""
 import azure.functions as func
 
-from connector.settings import QUEUE_SALES_ORDERS
+from connector.settings import QUEUE_COMMANDS, QUEUE_SALES_ORDERS
 from connector.telemetry import invocation
 
 bp = func.Blueprint()
@@ -21,3 +22,19 @@ def send_created_sales_order(msg: func.QueueMessage) -> None:
                              dequeue_count=msg.dequeue_count or 1,
                              max_dequeue_count=runtime.max_dequeue_count)
     handle_delivery(runtime, delivery)
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=QUEUE_COMMANDS, connection="AzureWebJobsStorage")
+@invocation
+def send_declared_command(msg: func.QueueMessage) -> None:
+    """One `bc-commands` message → one BC entity (created, or upserted) and one result."""
+    from connector.orders.commands import handle_command
+    from connector.orders.send import OrderDelivery
+    from connector.runtime import get_runtime
+    from connector.storage import message_text
+
+    runtime = get_runtime()
+    delivery = OrderDelivery(text=message_text(msg.get_body()), message_id=msg.id,
+                             dequeue_count=msg.dequeue_count or 1,
+                             max_dequeue_count=runtime.max_dequeue_count, queue=QUEUE_COMMANDS)
+    handle_command(runtime, delivery)

@@ -162,10 +162,11 @@ class OrderClaims:
     """The `bcorders` rows of one connection and company (partition)."""
 
     def __init__(self, table: TableClient, connection: str, company_id: str, *,
-                 wait_seconds: float = CLAIM_WAIT_SECONDS):
+                 wait_seconds: float = CLAIM_WAIT_SECONDS, scope: str = ""):
         self.table = table
         self.wait_seconds = wait_seconds
-        self.partition = table_key(f"{connection}|{company_id}")
+        # `scope`: a declared command's own keys (sales orders have none, as before commands existed)
+        self.partition = table_key(f"{connection}|{company_id}" + (f"|{scope}" if scope else ""))
         self._warn = RowWarnings()
 
     @staticmethod

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from connector.bc.client import BCClient
 from connector.bc.errors import BCError
+from connector.declarations import SALES_ORDERS, Command
 from connector.errors import describe, is_permanent
 from connector.orders.claims import (
     MAX_DEFER_SECONDS,
@@ -70,6 +71,7 @@ class OrderDelivery:
     message_id: str
     dequeue_count: int
     max_dequeue_count: int
+    queue: str = QUEUE_SALES_ORDERS  # where it came from (a deferred copy goes back there)
 
     @property
     def last_attempt(self) -> bool:
@@ -153,11 +155,12 @@ def deep_insert_body(order: SalesOrderMessage, variant_ids: Mapping[tuple[str, s
 
 # ------------------------------------------------------------------------------------ BC lookups
 
-def find_order(bc: BCClient, company_id: str, key: str) -> dict[str, Any] | None:
-    """The order BC already has for an external document number, or None (one GET)."""
-    found = bc.get(bc.company_path(company_id, "salesOrders"),
-                   {"$filter": f"externalDocumentNumber eq {odata_string(key)}",
-                    "$select": "id,number,externalDocumentNumber"})
+def find_order(bc: BCClient, company_id: str, key: str, command: Command = SALES_ORDERS
+               ) -> dict[str, Any] | None:
+    """The order (or a command's document) BC already has for its key, or None (one GET)."""
+    found = bc.get(bc.api_path(command.api, company_id, command.entity_set),
+                   {"$filter": f"{command.key_field} eq {odata_string(key)}",
+                    "$select": f"id,number,{command.key_field}"})
     orders = found.get("value", [])
     return orders[0] if orders else None
 
@@ -255,9 +258,11 @@ class OrderAttempt:
     claim settled, UNCERTAIN (an ambiguous POST may still be committed) or released."""
 
     def __init__(self, runtime: Runtime, bc: BCClient, company_id: str, key: str | None,
-                 delivery: OrderDelivery, claims: OrderClaims, held: HeldClaim):
+                 delivery: OrderDelivery, claims: OrderClaims, held: HeldClaim,
+                 command: Command = SALES_ORDERS):
         self.runtime, self.bc, self.company_id, self.key = runtime, bc, company_id, key
         self.delivery, self.claims, self.held = delivery, claims, held
+        self.command = command  # what is created where: sales orders, or a declared document command
         self.window = runtime.settings.sales_order_ambiguity_seconds
         self.uncertain_since = held.ambiguous_since if key is not None else None
         self.ambiguous_posts = held.ambiguous_posts
@@ -280,7 +285,7 @@ class OrderAttempt:
                                     "the order, and without an externalDocumentNumber BC cannot be asked; "
                                     "check BC before replaying it")
             return None
-        existing = find_order(self.bc, self.company_id, self.key)
+        existing = find_order(self.bc, self.company_id, self.key, self.command)
         if existing is not None:
             # Our own unfinished attempt may have created it; otherwise it was there already.
             return self.settle(ClaimState.CREATED if self.held.step is ClaimStep.RESUME
@@ -293,10 +298,11 @@ class OrderAttempt:
     def post(self, body: dict[str, Any]) -> SalesOrderResult | Deferral:
         """The one POST; after an ambiguous failure, the order BC committed anyway, or a deferral."""
         try:
-            created = self.bc.post(self.bc.company_path(self.company_id, "salesOrders"), body,
-                                   {"$expand": "salesOrderLines"})
-            log.info("sales order %r: BC order %s created with %d line(s)", self.key, created.get("number"),
-                     len(created.get("salesOrderLines", [])))
+            command = self.command
+            created = self.bc.post(self.bc.api_path(command.api, self.company_id, command.entity_set), body,
+                                   {"$expand": command.lines} if command.lines else None)
+            log.info("%s %r: BC %s %s created with %d line(s)", command.name, self.key, command.entity_set,
+                     created.get("number"), len(created.get(command.lines, [])))
         except BCError as exc:
             if not exc.ambiguous:
                 raise
@@ -315,7 +321,7 @@ class OrderAttempt:
             raise OrderRejected("OutcomeUnknown", f"BC may or may not have created the order ({exc}); "
                                 "without an externalDocumentNumber it cannot be asked: check BC "
                                 "before replaying it") from exc
-        created = find_order(self.bc, self.company_id, self.key)
+        created = find_order(self.bc, self.company_id, self.key, self.command)
         if created is None:
             if self.ambiguous_posts >= self.delivery.max_dequeue_count:
                 raise OrderRejected("OutcomeUnknown", f"{self.ambiguous_posts} POSTs had an unknown outcome "
@@ -371,8 +377,8 @@ def defer_behind(runtime: Runtime, claim: Claim, key: str, delivery: OrderDelive
 
 
 def send_copy(runtime: Runtime, delivery: OrderDelivery, delay: int) -> str:
-    """Put a copy of the message text back on `sales-orders`, invisible for `delay` seconds; its id."""
+    """Put a copy of the message text back on its queue, invisible for `delay` seconds; its id."""
     # time_to_live=-1: the copy must not expire while it waits (up to 7 days).
-    copy = runtime.storage.queue(QUEUE_SALES_ORDERS).send_message(delivery.text, visibility_timeout=delay,
-                                                                  time_to_live=-1)
+    copy = runtime.storage.queue(delivery.queue).send_message(delivery.text, visibility_timeout=delay,
+                                                              time_to_live=-1)
     return str(copy.id)

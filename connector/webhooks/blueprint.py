@@ -49,10 +49,15 @@ def process_bc_notifications(msg: func.QueueMessage) -> None:
 @invocation
 def renew_subscriptions(timer: func.TimerRequest) -> None:
     """Create, renew and recreate the webhook subscriptions of every connection."""
+    from connector.health.checks import check_all
     from connector.runtime import get_runtime
     from connector.webhooks import subscriptions
 
-    subscriptions.reconcile_all(get_runtime())
+    runtime = get_runtime()
+    try:
+        subscriptions.reconcile_all(runtime)
+    finally:
+        check_all(runtime.settings, runtime.storage, runtime.health, runtime.health.now())
 
 
 @bp.timer_trigger(schedule="%SWEEP_SCHEDULE%", arg_name="timer")

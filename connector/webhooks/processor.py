@@ -27,6 +27,7 @@ from connector.bc.timestamps import bc_datetime, parse_iso
 from connector.declarations import Trigger
 from connector.runtime import Runtime
 from connector.settings import QUEUE_NOTIFICATIONS, QUEUE_NOTIFICATIONS_POISON, Settings, UnknownConnection
+from connector.signing import UnsignedMessage, open_json, queue_signer
 from connector.storage import kept_text
 from connector.telemetry import in_this_trace
 from connector.webhooks import sweep
@@ -167,8 +168,19 @@ def announce_updated(runtime: Runtime, group: DedupeScope, ids: list[str], owner
 
 def announce_gone(runtime: Runtime, group: DedupeScope, deleted: dict[str, str | None],
                   owner: str) -> EmitCount:
-    """Announce deleted entities (no BC call: the entity no longer exists)."""
-    return announce_deleted(runtime.dedupe, runtime.events, group, _trigger(runtime, group), deleted, owner)
+    """Announce deleted entities once BC answers 404 for each: a `deleted` that BC contradicts (the
+    entity is still there: a forged or stale message) is not announced. Other failures raise after
+    the confirmed ones are announced (the queue retries)."""
+    entities, gone, failures = fetch_entities(runtime, group, list(deleted))
+    if entities:
+        log.warning("notifications %s: %d `deleted` change(s) not announced: BC still has the entity",
+                    group.connection, len(entities))
+    count = announce_deleted(runtime.dedupe, runtime.events, group, _trigger(runtime, group),
+                             {key: deleted[key] for key in gone}, owner)
+    count.skipped += len(entities)
+    if failures:
+        raise failures[0]
+    return count
 
 
 def announce_collection(runtime: Runtime, group: DedupeScope, resource: str, owner: str) -> EmitCount:
@@ -211,12 +223,13 @@ def process_message(runtime: Runtime, text: str, owner: str) -> EmitCount:
 
 def _process_message(runtime: Runtime, text: str, owner: str) -> EmitCount:
     try:
-        notes = parse_queued(text)
-    except ValueError:
+        notes = parse_queued(open_json(queue_signer(runtime.settings.token_encryption_keys,
+                                                    QUEUE_NOTIFICATIONS), text))
+    except ValueError as exc:
         # kept, not dropped: whatever put it on the queue can be found from the copy
         runtime.storage.queue(QUEUE_NOTIFICATIONS_POISON).send_message(kept_text(text))
-        log.error("notifications: message %s is not a bc-notifications message; kept on %s", owner,
-                  QUEUE_NOTIFICATIONS_POISON)
+        why = str(exc) if isinstance(exc, UnsignedMessage) else "not a bc-notifications message"
+        log.error("notifications: message %s refused: %s; kept on %s", owner, why, QUEUE_NOTIFICATIONS_POISON)
         return EmitCount()
     asked = plan(notes, runtime.settings)
     if asked.skipped:

@@ -24,6 +24,7 @@ from azure.core.exceptions import AzureError
 from connector.errors import ConnectorError
 from connector.runtime import Runtime
 from connector.settings import QUEUE_NOTIFICATIONS, Settings
+from connector.signing import queue_signer, seal_json
 from connector.telemetry import current_traceparent
 from connector.webhooks.directory import KnownSubscription
 from connector.webhooks.notifications import pack_messages
@@ -203,7 +204,9 @@ def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Ru
     try:
         screening = screen(elements, runtime.subscription_directory.find(subscription_ids(elements)),
                            partial(announced_change, runtime.settings))
-        messages = pack_messages(screening.queued, traceparent=current_traceparent())
+        signer = queue_signer(runtime.settings.token_encryption_keys, QUEUE_NOTIFICATIONS)
+        messages = [seal_json(signer, m) for m in pack_messages(screening.queued,
+                                                                traceparent=current_traceparent())]
         sender = runtime.storage.sender(QUEUE_NOTIFICATIONS, retry_total=0)  # BC retries on a 503
         list(runtime.enqueue_pool.map(lambda text: sender.send(text, retries=0), messages))
     except AzureError as exc:

@@ -23,8 +23,7 @@ log = logging.getLogger(__name__)
 def collection_path(bc: BCClient, trigger: Trigger, company_id: str, key: str | None = None) -> str:
     """The URL path of a trigger's entity set in a company (one entity with `key`): relative to the
     standard API, absolute on BC's host for a custom API page."""
-    path = bc.company_path(company_id, trigger.entity_set + (f"({key})" if key else ""))
-    return f"{bc.environment_root}/api/{trigger.api}/{path}" if trigger.custom else path
+    return bc.api_path(trigger.api, company_id, trigger.entity_set + (f"({key})" if key else ""))
 
 
 @dataclass

@@ -15,6 +15,15 @@ class ClientApp:
     tenant: str  # tenant domain or GUID the app lives in
     # Registered redirect URIs; empty = any https URL or any http loopback URL (port ignored).
     redirect_uris: tuple[str, ...] = ()
+    # Federated identity credentials: principal ids of managed identities (of this emulator's tenant,
+    # issuer `{base}/{tenant GUID}/v2.0`, audience api://AzureADTokenExchange) the app trusts.
+    federated_subjects: tuple[str, ...] = ()
+
+
+# The managed identity of the local Function App (the emulator's `/msi/token`, App Service style).
+MANAGED_IDENTITY_CLIENT_ID = "0f3a9c1e-2b4d-4e6f-8a1b-3c5d7e9f1a2b"
+MANAGED_IDENTITY_PRINCIPAL_ID = "6b2e4d8a-1c3f-4a5b-9d7e-8f0a2c4e6b1d"
+IDENTITY_HEADER = "emulator-identity-header"  # the `X-IDENTITY-HEADER` App Service hands its apps
 
 
 def _default_tenants() -> dict[str, str]:
@@ -22,7 +31,8 @@ def _default_tenants() -> dict[str, str]:
 
 
 def _default_clients() -> list[ClientApp]:
-    return [ClientApp("5e1c0f2a-7b3d-4c9e-a8f1-0b2c3d4e5f60", "emulator-secret", "lmints.io")]
+    return [ClientApp("5e1c0f2a-7b3d-4c9e-a8f1-0b2c3d4e5f60", "emulator-secret", "lmints.io",
+                      federated_subjects=(MANAGED_IDENTITY_PRINCIPAL_ID,))]
 
 
 @dataclass

@@ -28,7 +28,14 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from .clock import Clock
-from .config import BC_RESOURCE, ClientApp, EmulatorConfig
+from .config import (
+    BC_RESOURCE,
+    IDENTITY_HEADER,
+    MANAGED_IDENTITY_CLIENT_ID,
+    MANAGED_IDENTITY_PRINCIPAL_ID,
+    ClientApp,
+    EmulatorConfig,
+)
 
 DELEGATED_SCOPE = "Financials.ReadWrite.All"
 APP_ROLE = "API.ReadWrite.All"
@@ -37,6 +44,10 @@ _DELEGATED_RESOURCE_SCOPES = frozenset(
     f"{BC_RESOURCE}/{s}" for s in (".default", DELEGATED_SCOPE, "user_impersonation")
 )
 _NS = uuid.UUID("6f1d8e0a-3c2b-4a5d-9e8f-7a6b5c4d3e2f")  # namespace for stable emulator object ids
+
+
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 
 
 class InvalidToken(Exception):
@@ -274,7 +285,8 @@ class Entra:
             "token_endpoint": f"{base}/{tid}/oauth2/v2.0/token",
             "jwks_uri": f"{base}/{tid}/discovery/v2.0/keys",
             "end_session_endpoint": f"{base}/{tid}/oauth2/v2.0/logout",
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt",
+                                                      "client_secret_basic"],
             "response_types_supported": ["code"],
             "response_modes_supported": ["query", "form_post"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
@@ -386,13 +398,15 @@ class Entra:
             client_id = client_id or request.authorization.username
             secret = secret or request.authorization.password
         app = self._client(client_id, tid)
-        if not secret:
+        if form.get("client_assertion") or form.get("client_assertion_type"):
+            self._check_assertion(form, app, tid, self._base(request))
+        elif not secret:
             raise EntraError(
                 "invalid_client", 7000218,
                 "The request body must contain the following parameter: 'client_assertion' or "
                 "'client_secret'.", 401,
             )
-        if not hmac.compare_digest(secret, app.client_secret):
+        elif not hmac.compare_digest(secret, app.client_secret):
             raise EntraError(
                 "invalid_client", 7000215,
                 f"Invalid client secret provided. Ensure the secret being sent in the request is "
@@ -427,6 +441,62 @@ class Entra:
             info = {"uid": user_oid(username, tid), "utid": tid}
             body["client_info"] = _b64url(json.dumps(info).encode())
         return self._token_response(body)
+
+    def _check_assertion(self, form: Any, app: ClientApp, tid: str, base: str) -> None:
+        """A federated client assertion (workload identity federation): a JWT of an issuer, subject
+        and audience one of the app's federated identity credentials names, signed by the issuer,
+        within its lifetime. The emulator trusts only its own issuer (its managed identities)."""
+        if form.get("client_assertion_type") != JWT_BEARER:
+            raise EntraError("invalid_client", 700027, "Client assertion type is not supported; "
+                             f"expected '{JWT_BEARER}'.", 401)
+        assertion = form.get("client_assertion") or ""
+        try:
+            claims = jwt.decode(assertion, self._public_key, algorithms=["RS256"],
+                                options={"verify_aud": False, "verify_exp": False, "verify_nbf": False,
+                                         "verify_iat": False, "require": ["iss", "sub", "aud", "exp"]})
+        except jwt.PyJWTError as exc:
+            raise EntraError("invalid_client", 700027,
+                             f"Client assertion failed signature validation: {exc}.", 401) from None
+        issuer = f"{base}/{tid}/v2.0"
+        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        if claims["iss"] != issuer:
+            raise EntraError("invalid_client", 700211, "No matching federated identity record found "
+                             f"for presented assertion issuer '{claims['iss']}'.", 401)
+        if TOKEN_EXCHANGE_AUDIENCE not in audiences:
+            raise EntraError("invalid_client", 700212, "No matching federated identity record found "
+                             f"for presented assertion audience '{claims['aud']}'.", 401)
+        if claims["sub"] not in app.federated_subjects:
+            raise EntraError("invalid_client", 70021, "No matching federated identity record found for "
+                             f"presented assertion. Assertion Issuer: '{claims['iss']}'. Assertion "
+                             f"Subject: '{claims['sub']}'. Assertion Audience: '{TOKEN_EXCHANGE_AUDIENCE}'.",
+                             401)
+        if claims["exp"] <= self.clock.timestamp():
+            raise EntraError("invalid_client", 700024, "Client assertion is not within its valid time "
+                             "range.", 401)
+
+    def managed_identity(self, environ: dict, start_response: Any) -> Any:
+        """`GET /msi/token?api-version=2019-08-01&resource=...` with `X-IDENTITY-HEADER`: the local
+        Function App's managed identity token, as App Service's identity endpoint answers it."""
+        request = Request(environ)
+        if request.headers.get("X-IDENTITY-HEADER") != IDENTITY_HEADER:
+            return _json({"statusCode": 401, "message": "Unauthorized: the identity header is "
+                          "missing or wrong."}, 401)(environ, start_response)
+        resource = request.args.get("resource", "")
+        wanted = request.args.get("client_id") or request.args.get("mi_res_id")
+        if wanted and wanted != MANAGED_IDENTITY_CLIENT_ID:
+            return _json({"statusCode": 400, "message": f"No managed identity with client id {wanted} "
+                          "is assigned to this app."}, 400)(environ, start_response)
+        tid = next(iter(self.config.tenants.values()))
+        now = int(self.clock.timestamp())
+        lifetime = 24 * 3600
+        token = self._sign({
+            "aud": resource, "iss": f"{self._base(request)}/{tid}/v2.0", "sub": MANAGED_IDENTITY_PRINCIPAL_ID,
+            "oid": MANAGED_IDENTITY_PRINCIPAL_ID, "tid": tid, "azp": MANAGED_IDENTITY_CLIENT_ID,
+            "iat": now, "nbf": now, "exp": now + lifetime, "ver": "2.0",
+        })
+        body = {"access_token": token, "expires_on": str(now + lifetime), "resource": resource,
+                "token_type": "Bearer", "client_id": MANAGED_IDENTITY_CLIENT_ID}
+        return _json(body)(environ, start_response)
 
     def _token_response(self, body: dict[str, Any]) -> Response:
         lifetime = self.config.access_token_lifetime

@@ -54,6 +54,7 @@ class LoggedRequest:
     time: datetime
     fault: str | None = None
     in_flight: int = 1
+    client_request_id: str | None = None  # the caller's `client-request-id` (BC's operation id)
 
 
 class RequestLog:
@@ -267,7 +268,8 @@ class LimitsMiddleware:
             with self._cond:
                 self._inside[principal] -= 1
         self.log.append(LoggedRequest(method, path, environ.get("QUERY_STRING", ""),
-                                      result.status, principal, started, result.fault, in_flight))
+                                      result.status, principal, started, result.fault, in_flight,
+                                      environ.get("HTTP_CLIENT_REQUEST_ID")))
         if result.status is None:
             sock = environ.get("werkzeug.socket")
             if sock is not None:

@@ -234,6 +234,8 @@ class Emulator:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_emulator/") or path == "/_emulator":
             return self._admin(environ, start_response)
+        if path == "/msi/token":  # the local Function App's managed identity (App Service style)
+            return self.entra.managed_identity(environ, start_response)
         if path.startswith("/v2.0/"):
             if self._limits is None:
                 body = json.dumps({"error": {"code": "BadRequest_ResourceNotFound",

@@ -68,6 +68,21 @@ customMetrics
 '''
   }
   {
+    name: 'health-events'
+    displayName: 'bc-connector: a health event asks for a person'
+    description: 'The connector sent a bc.connector.* health event that needs action (sign-in needed, credentials refused, client secret expiring within 30 days, environment copied or restored, an order gone after a restore, BC budget exhausted, poison growing). The event on the bc-connector-health queue and /api/status say what happened and what to do.'
+    severity: 2
+    windowSize: 'PT1H'
+    dimension: 'type'
+    query: '''
+traces
+| where message startswith "health " and message has "bc.connector."
+| extend type = extract(@"(bc\.connector\.[a-z.]+)", 1, message)
+| where type in ("bc.connector.signin.needed", "bc.connector.token.failing", "bc.connector.secret.expiring", "bc.connector.environment.copied", "bc.connector.environment.restored", "bc.connector.order.vanished", "bc.connector.budget.exhausted", "bc.connector.poison.growing", "bc.connector.subscription.failing")
+| summarize events = count() by type
+'''
+  }
+  {
     name: 'subscriptions'
     displayName: 'bc-connector: webhook subscription missing or failing'
     description: 'A connection has no active BC webhook subscription, or one whose creation or renewal failed: created events arrive only through the sweep. Check /api/status, then POST /api/connections/<connection>/subscriptions.'

@@ -9,6 +9,7 @@ from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from connector.settings import (
+    QUEUE_COMMANDS_POISON,
     QUEUE_ITEM_PULLS_POISON,
     QUEUE_NOTIFICATIONS_POISON,
     QUEUE_SALES_ORDERS_POISON,
@@ -39,7 +40,7 @@ def test_status_on_empty_storage_reports_every_connection_without_calling_bc(
     for conn in (default, emea):
         assert conn["companies"] == [] and conn["subscriptions"] == [] and conn["cursors"] == []
     assert report["dead_letters"] == {QUEUE_SALES_ORDERS_POISON: 0, QUEUE_NOTIFICATIONS_POISON: 0,
-                                      QUEUE_ITEM_PULLS_POISON: 0}
+                                      QUEUE_ITEM_PULLS_POISON: 0, QUEUE_COMMANDS_POISON: 0}
     assert emulator.requests == []
 
 
@@ -71,16 +72,17 @@ def test_status_shows_subscriptions_cursors_and_dead_letters_but_no_client_state
     resp = requests.get(f"{host.url}/api/status", timeout=30)
     report = resp.json()
     default, emea = report["connections"]
-    assert default["subscriptions"] == [{"resource": "companies(c1)/items", "subscription_id": "sub-1",
-                                         "expires_at": "2026-11-28T12:00:00Z", "status": "active",
-                                         "last_error": ""}]
+    assert default["subscriptions"] == [{"resource": "companies(c1)/items", "entity_set": "",
+                                         "subscription_id": "sub-1", "expires_at": "2026-11-28T12:00:00Z",
+                                         "status": "active", "last_error": "", "removed_reason": "",
+                                         "removed_at": ""}]
     assert emea["subscriptions"][0]["status"] == "failed"
     assert emea["subscriptions"][0]["last_error"] == "handshake timed out"
     assert default["cursors"] == [{"name": "items:c1", "cursor": "2026-11-25T10:00:00Z",
                                    "updated_at": "2026-11-25T10:05:00Z", "next_link": True}]
     assert emea["cursors"] == []
     assert report["dead_letters"] == {QUEUE_SALES_ORDERS_POISON: 2, QUEUE_NOTIFICATIONS_POISON: 1,
-                                      QUEUE_ITEM_PULLS_POISON: 3}
+                                      QUEUE_ITEM_PULLS_POISON: 3, QUEUE_COMMANDS_POISON: 0}
     assert "nonce-must-not-show" not in resp.text and "client_state" not in resp.text
     assert emulator.requests == []
 

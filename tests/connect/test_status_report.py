@@ -21,9 +21,17 @@ S2S = load_settings({**ENV, "BC_GRANT_TYPE": "client_credentials"}).connection("
     (CODE, True, "", "ok"),
     (S2S, False, "", "ok"),
     (S2S, True, "refresh-failed", "refresh-failed"),
+    (S2S, False, "credentials-refused", "credentials-refused"),
 ])
 def test_token_state(conn, has_tokens: bool, saved: str, expected: str) -> None:
     assert token_state(conn, has_tokens, saved) == expected
+
+
+@pytest.mark.parametrize("saved", ["ok", "credentials-refused"])
+def test_a_connection_switched_to_sign_in_is_not_signed_in_whatever_client_credentials_recorded(saved):
+    # the client-credentials token cache is still stored (has_tokens), its state row says `saved`
+    assert token_state(CODE, True, saved, "client_credentials") == "not-signed-in"
+    assert token_state(S2S, True, "refresh-failed", "authorization_code") == "ok"
 
 
 def test_subscription_shows_its_state_but_never_client_state_material() -> None:
@@ -31,8 +39,9 @@ def test_subscription_shows_its_state_but_never_client_state_material() -> None:
            "subscription_id": "abc", "expires_at": "2026-11-28T12:00:00Z", "status": "active",
            "last_error": "", "client_state_nonce": "n0nce", "client_state": "s3cret"}
     view = subscription_view(row)
-    assert view == {"resource": "companies(c1)/items", "subscription_id": "abc",
-                    "expires_at": "2026-11-28T12:00:00Z", "status": "active", "last_error": ""}
+    assert view == {"resource": "companies(c1)/items", "entity_set": "", "subscription_id": "abc",
+                    "expires_at": "2026-11-28T12:00:00Z", "status": "active", "last_error": "",
+                    "removed_reason": "", "removed_at": ""}
 
 
 def test_cursor_shows_whether_a_paged_read_is_under_way() -> None:
@@ -48,7 +57,8 @@ def test_not_signed_in_connection_shows_its_login_url() -> None:
     report = connection_report(CODE, public_login_url="https://app/api/connections/default/login",
                                has_tokens=False, state_row=None, subscriptions=[], cursors=[])
     assert report["token"] == {"state": "not-signed-in", "signed_in_at": None, "signed_in_as": "",
-                               "login_url": "https://app/api/connections/default/login"}
+                               "login_url": "https://app/api/connections/default/login",
+                               "fix": "sign in at https://app/api/connections/default/login"}
     assert report["companies"] == [] and report["company_id"] == ""
 
 

@@ -71,7 +71,7 @@ def test_a_wrong_secret_asks_entra_at_most_once_a_minute_over_five_minutes_of_tr
     assert all(sum(a <= b < a + 60 for b in asked_at) == 1 for a in asked_at)
     assert all("invalid_client" in m and "BC_CLIENT_SECRET" in m for m in messages)
     token = status_of()
-    assert token["state"] == "refresh-failed" and token["error"].startswith("invalid_client")
+    assert token["state"] == "credentials-refused" and token["error"].startswith("invalid_client")
     assert "BC_CLIENT_SECRET" in token["fix"]
     assert token["retry_at"] == (START + timedelta(seconds=180 + 240)).isoformat()
 
@@ -83,7 +83,7 @@ def test_a_changed_secret_shows_on_the_next_status_call(
     assert status_of()["state"] == "ok"
     connector_env(**WRONG)  # the secret changed; the cached token is still valid
     token = status_of()
-    assert token["state"] == "refresh-failed" and "BC_CLIENT_SECRET" in token["fix"]
+    assert token["state"] == "credentials-refused" and "BC_CLIENT_SECRET" in token["fix"]
 
 
 def test_a_changed_secret_shows_on_the_next_renewal_run(
@@ -94,7 +94,7 @@ def test_a_changed_secret_shows_on_the_next_renewal_run(
     with pytest.raises(TokenUnavailable):
         subscriptions.reconcile(get_runtime(), "default")
     connector_env(**WRONG)
-    assert status_of()["state"] == "refresh-failed"
+    assert status_of()["state"] == "credentials-refused"
 
 
 def test_status_asks_entra_at_most_once_a_minute(

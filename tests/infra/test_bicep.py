@@ -579,7 +579,8 @@ def test_only_the_settings_the_host_resolves_are_deployed_at_their_defaults() ->
 def test_optional_bc_parameters_are_deployed_only_when_set() -> None:
     main = parse(MAIN)
     given = merged_object(main, "optionalBcSettings")
-    assert set(given) == {"BC_ENVIRONMENT", "BC_GRANT_TYPE", "BC_COMPANY"}
+    assert set(given) == {"BC_ENVIRONMENT", "BC_GRANT_TYPE", "BC_COMPANY", "BC_CLIENT_CREDENTIAL",
+                          "BC_CLIENT_SECRET_EXPIRES"}
     for name, parameter in given.items():
         spec = main["parameters"][parameter]
         assert spec["default"] == "", f"{parameter} repeats a default the code has"
@@ -768,6 +769,7 @@ METRIC_NAMES = {
 ALERT_QUERIES = {  # alert -> (what its query reads, the dimension it fires per)
     "poison-messages": ({"bc_connector.poison_depth"}, "queue"),
     "token-failures": ({"bc_connector.token_failures"}, "connection"),
+    "health-events": ({"traces"}, "type"),
     "subscriptions": ({"bc_connector.subscriptions", "bc_connector.seconds_since_pull",
                        "bc_connector.seconds_since_sweep"}, "connection"),
     "function-failures": ({"requests"}, "name"),

@@ -229,7 +229,9 @@ def test_a_held_lease_means_the_requested_run_and_the_timer_pull_nothing_and_the
     assert len(drain()) == SEED_ITEMS
 
 
-def test_a_request_while_the_timer_is_pulling_is_covered_by_that_run(host, emulator, bc_gate):
+def test_a_request_while_the_timer_is_pulling_is_covered_by_that_run(host, emulator, bc_gate, monkeypatch):
+    """The request waits on its queue behind the timer's run and is settled when that run completes."""
+    monkeypatch.setattr(pull_module, "RECHECK_SECONDS", 1)  # the host runs in this process
     h = host(CURSOR_OVERLAP_SECONDS="86400")  # a second run after the first would re-emit everything
     runtime = get_runtime()
     runtime.company_id("default")  # discovered and saved now: the timer's first BC call is its page read

@@ -38,3 +38,39 @@ def test_printed_declarations_are_valid_settings():
                               "TRIGGERS": declared})
     trigger = settings.connection("default").trigger("itemLedgerEntries")
     assert trigger is not None and trigger.event_type("created") == "bc.itemLedgerEntry.created"
+
+
+def test_schemas_from_metadata_cover_every_declared_event_type_and_keep_published_files(
+        connector_env, tmp_path, capsys):
+    from jsonschema import Draft202012Validator
+
+    from connector.runtime import get_runtime
+
+    connector_env(TRIGGERS=json.dumps([
+        {"entitySet": "customers", "queue": "bc-customers", "changeTypes": ["created", "updated"]},
+        {"entitySet": "itemLedgerEntries", "queue": "bc-stock-movements", "numberField": "entryNumber"},
+        {"api": "contoso/shop/v1.0", "entitySet": "webOrders", "queue": "contoso-web-orders",
+         "changeTypes": "created,deleted"}]))
+    (tmp_path / "bc.item.created.data.schema.json").write_text("{}", encoding="utf-8")
+    assert main(["schema", "--from-metadata", "--out", str(tmp_path)]) == 0
+    written = {p.name for p in tmp_path.iterdir()}
+    assert {"bc.customer.created.data.schema.json", "bc.customer.updated.data.schema.json",
+            "bc.itemLedgerEntry.created.data.schema.json", "bc.webOrder.created.data.schema.json",
+            "bc.webOrder.deleted.data.schema.json", "bc.salesShipment.created.data.schema.json",
+            "bc.salesInvoice.created.data.schema.json"} <= written
+    assert (tmp_path / "bc.item.created.data.schema.json").read_text(encoding="utf-8") == "{}"  # kept
+    assert "kept" in capsys.readouterr().out
+    runtime = get_runtime()
+    bc = runtime.bc()
+    company = runtime.company_id()
+    for entity_set, kind in (("customers", "bc.customer.created"), ("itemLedgerEntries",
+                                                                    "bc.itemLedgerEntry.created")):
+        schema = json.loads((tmp_path / f"{kind}.data.schema.json").read_text(encoding="utf-8"))
+        entity = {k: v for k, v in next(bc.iter_entities(bc.company_path(company, entity_set))).items()
+                  if not k.startswith("@odata.")}
+        assert not list(Draft202012Validator(schema).iter_errors(entity))
+        assert schema["properties"]["id"] == {"type": "string", "format": "uuid"}
+    ledger_file = tmp_path / "bc.itemLedgerEntry.created.data.schema.json"
+    ledger = json.loads(ledger_file.read_text(encoding="utf-8"))
+    assert ledger["properties"]["quantity"] == {"type": "number"}
+    assert ledger["properties"]["entryNumber"] == {"type": "integer"}

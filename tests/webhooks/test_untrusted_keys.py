@@ -9,7 +9,8 @@ import pytest
 
 from connector.bc.keys import InvalidKey, subscription_path
 from connector.orders.send import failure_error, is_permanent
-from connector.settings import load_settings
+from connector.settings import QUEUE_NOTIFICATIONS, load_settings
+from connector.signing import queue_signer, seal_json
 from connector.webhooks.processor import plan, process_message
 
 GUID = "26814998-936a-401c-81c1-0e848a64971d"
@@ -60,6 +61,7 @@ def test_notes_with_a_company_id_that_is_no_guid_are_skipped() -> None:
 def test_a_forged_notifications_message_sends_nothing_to_bc(runtime: Any, emulator: Any) -> None:
     emulator.clear_requests()
     notes = [note(h) for h in HOSTILE] + [note(h, "collection") for h in HOSTILE]
-    text = json.dumps({"notifications": notes})
+    signer = queue_signer(runtime.settings.token_encryption_keys, QUEUE_NOTIFICATIONS)
+    text = seal_json(signer, json.dumps({"notifications": notes}))  # signed: the screening is what is tested
     assert process_message(runtime, text, owner="m-1").emitted == 0
     assert [r for r in emulator.requests if "/companies(" in r.path] == []
