@@ -27,6 +27,7 @@ from typing import Any
 
 from connector.declarations import (
     CHANGE_TYPES,
+    DRAFTED_CHANGE_TYPES,
     Command,
     DeclarationError,
     Trigger,
@@ -268,8 +269,16 @@ class ConnectionSettings:
         choices=CHANGE_TYPES)
     sales_invoice_change_types: frozenset[str] = setting(
         "SALES_INVOICE_CHANGE_TYPES", "created",
-        "Which sales-invoice changes are announced: comma list of `created,updated,deleted`.",
-        choices=CHANGE_TYPES)
+        "Which sales-invoice changes are announced: comma list of `created,updated,deleted,drafted`; "
+        "`created` = BC posted the invoice (once, under the draft's id when it had one), `drafted` = a "
+        "new draft (`bc.salesInvoice.drafted`; off by default: a draft may never be posted).",
+        choices=DRAFTED_CHANGE_TYPES)
+    business_events: bool = setting(
+        "BUSINESS_EVENTS", "false",
+        "Also receive BC's external business events (SalesInvoicePosted, SalesShipmentPosted) for the "
+        "posting triggers: sent after the posting commits, so faster than the table webhook; the "
+        "webhook and the sweep stay as the fallback. Needs BC's permission set `Ext. Events - Subscr` "
+        "(off by default for that reason; a 403 shows on /api/status).", local="true")
     authority_host: str = setting("ENTRA_AUTHORITY_HOST", "https://login.microsoftonline.com",
                                   "Entra ID host; authority = {host}/{tenant}. Point at the emulator for "
                                   "local runs.", local="https://127.0.0.1:8443")
@@ -456,6 +465,11 @@ class Settings:
     def notification_url(self) -> str:
         return f"{self.public_base_url}/api/webhooks/bc"
 
+    @property
+    def business_event_url(self) -> str:
+        """Where BC sends business events (`?connection=<name>` is added per connection)."""
+        return f"{self.public_base_url}/api/webhooks/bc/events"
+
     def connection(self, name: str | None) -> ConnectionSettings:
         key = name or DEFAULT_CONNECTION
         try:
@@ -534,7 +548,7 @@ def seed_triggers(conn: ConnectionSettings) -> tuple[Trigger, ...]:
                 changes=conn.sales_shipment_change_types,
                 expand=children(conn.pull_sales_shipment_lines, "salesShipmentLines")),
         Trigger("salesInvoices", QUEUE_SALES_INVOICES, "salesInvoice",
-                changes=conn.sales_invoice_change_types,
+                changes=conn.sales_invoice_change_types, draft=("status", "Draft"),
                 expand=children(conn.pull_sales_invoice_lines, "salesInvoiceLines")),
     )
 
@@ -598,6 +612,11 @@ def load_telemetry_settings(env: Mapping[str, str] | None = None) -> TelemetrySe
     return dataclasses.replace(telemetry, exporter="") if telemetry.exporter == "none" else telemetry
 
 
+def environment_values() -> dict[str, str]:
+    """A copy of the process environment (what `doctor` inspects, e.g. unresolved Key Vault references)."""
+    return dict(os.environ)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raises SettingsError naming the culprit."""
     env = os.environ if env is None else env
@@ -627,3 +646,9 @@ def host_max_dequeue_count(host_json: Path = HOST_JSON) -> int:
     """`extensions.queues.maxDequeueCount` of host.json (the host's default 5 if absent)."""
     config = json.loads(host_json.read_text(encoding="utf-8"))
     return int(config.get("extensions", {}).get("queues", {}).get("maxDequeueCount", 5))
+
+
+def environment_value(name: str, default: str = "") -> str:
+    """A variable of the environment outside the app settings, for tools (the CLI's `FUNCTION_KEY`,
+    `NO_COLOR`, `PUBLIC_BASE_URL` when no settings file is named)."""
+    return os.environ.get(name, default)

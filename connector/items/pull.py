@@ -7,11 +7,12 @@ its time budget queues one continuation. The whole story: docs/architecture.md, 
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 PHASE_ITEMS = "items"
 PHASE_VARIANTS = "variants"
 ID_BATCH = 40  # ids per `id eq … or …` filter: about 2.5 KB of URL, well inside BC's limits
+MAX_RECENT = 4000  # events remembered for the next overlap (~50 KB in the cursor row); more: re-emitted
 Entity = dict[str, Any]
 
 
@@ -102,6 +104,22 @@ def item_event(connection: str, company_id: str, item: Entity, with_variants: bo
         entity.pop("itemVariants", None)
     return cloud_event(event_type=ITEM_PULLED, connection=connection, company_id=company_id,
                        entity=entity, id_parts=id_parts)
+
+
+def event_key(event_id: str) -> str:
+    """A short key of an event id, as remembered in the cursor row."""
+    return hashlib.blake2s(event_id.encode(), digest_size=6).hexdigest()
+
+
+def recent_keys(seen: Iterable[tuple[str, datetime | None]], cursor: datetime | None,
+                overlap_seconds: float) -> str:
+    """The keys of the events the next pass's overlap (`gt cursor − overlap`) reads again, comma
+    separated; empty when there are more than MAX_RECENT (those are then emitted again)."""
+    if cursor is None:
+        return ""
+    start = cursor - timedelta(seconds=overlap_seconds)
+    keys = sorted({key for key, latest in seen if latest is not None and latest > start})
+    return ",".join(keys) if len(keys) <= MAX_RECENT else ""
 
 
 class RecentItemIds:
@@ -219,6 +237,8 @@ class ItemPull:
         self._cursors = CursorTable(storage, self._connection, cursor_name(company_id), now)
         self._emitted = 0
         self._page_count = 0
+        self._skip: frozenset[str] = frozenset()  # what the last pass's overlap emitted already
+        self._seen: list[tuple[str, datetime | None]] = []  # this run's events: key, newest change
 
     def run(self) -> PullResult:
         """Pull until the pass completes or the time budget is spent; another runner → already-running."""
@@ -242,13 +262,14 @@ class ItemPull:
         state = self._cursors.load() or ReadCursor()
         if not state.in_pass:
             state = self._cursors.save(state.start_pass(self._now(), PHASE_ITEMS))
+        self._skip = frozenset(filter(None, state.recent.split(",")))
         since = state.since(self._overlap)
         if state.phase == PHASE_ITEMS:
             items = self._bc.company_path(self._company_id, "items")
             read = self._read(state, items, items_query(since, self._variants), lambda page: page)
             if read is None:
                 return False
-            state = self._cursors.save(items_read(read, self._variants))
+            state = self._cursors.save(self._remember(items_read(read, self._variants)))
         if state.phase == PHASE_VARIANTS and since is not None:
             recent = RecentItemIds()
             variants = self._bc.company_path(self._company_id, "itemVariants")
@@ -256,8 +277,15 @@ class ItemPull:
                               lambda page: self._items_by_id(recent.new(page), since))
             if read is None:
                 return False
-            self._cursors.save(read.complete())
+            self._cursors.save(self._remember(read.complete()))
         return True
+
+    def _remember(self, state: ReadCursor) -> ReadCursor:
+        """A completed pass keeps the keys of what it emitted within the next pass's overlap, so a
+        scheduled pull with nothing new emits nothing."""
+        if state.in_pass:
+            return state
+        return replace(state, recent=recent_keys(self._seen, state.cursor, self._overlap))
 
     def _read(self, state: ReadCursor, path: str, params: dict[str, str],
               to_items: Callable[[list[Entity]], Iterable[Entity]]) -> ReadCursor | None:
@@ -280,7 +308,14 @@ class ItemPull:
             yield from self._bc.iter_entities(path, query, self._page_size)
 
     def _emit(self, items: Iterable[Entity]) -> None:
-        events = [item_event(self._connection, self._company_id, item, self._variants) for item in items]
+        """Queue the items' events, except those the last pass emitted in its overlap (same id)."""
+        events = []
+        for item in items:
+            event = item_event(self._connection, self._company_id, item, self._variants)
+            key = event_key(event["id"])
+            self._seen.append((key, page_latest([item])))
+            if key not in self._skip:
+                events.append(event)
         self._emitted += self._events.publish(QUEUE_ITEMS, events)
 
 

@@ -38,6 +38,7 @@ from connector.settings import (
     SettingsError,
 )
 from connector.storage import Storage, read_entity
+from connector.webhooks.subscription_plan import notification_url
 
 DEAD_LETTER_QUEUES = (QUEUE_SALES_ORDERS_POISON, QUEUE_NOTIFICATIONS_POISON, QUEUE_ITEM_PULLS_POISON,
                       QUEUE_COMMANDS_POISON)
@@ -68,9 +69,15 @@ def token_state(conn: ConnectionSettings, has_tokens: bool, saved_state: str, sa
     return saved_state if saved_state in ("credentials-refused", "refresh-failed") else "ok"
 
 
-def subscription_view(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A `bcsubscriptions` row as shown: only the listed fields (never client-state material)."""
-    return {name: _plain(row.get(name, "")) for name in SUBSCRIPTION_FIELDS}
+def subscription_view(row: Mapping[str, Any], current_url: str | None = None) -> dict[str, Any]:
+    """A `bcsubscriptions` row as shown: only the listed fields (never client-state material). With
+    `current_url` (where this deployment is notified now), also the URL the subscription notifies and
+    `url_current`: False until a subscription run recreates one made for another URL."""
+    view = {name: _plain(row.get(name, "")) for name in SUBSCRIPTION_FIELDS}
+    if current_url is not None and row.get("notification_url"):
+        view["notification_url"] = row["notification_url"]
+        view["url_current"] = row["notification_url"] == current_url
+    return view
 
 
 def cursor_view(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -85,8 +92,10 @@ def cursor_view(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def connection_report(conn: ConnectionSettings, *, public_login_url: str, has_tokens: bool,
                       state_row: Mapping[str, Any] | None, subscriptions: Iterable[Mapping[str, Any]],
-                      cursors: Iterable[Mapping[str, Any]], config_problem: str = "") -> dict[str, Any]:
-    """One connection's part of the status report, from its rows."""
+                      cursors: Iterable[Mapping[str, Any]], config_problem: str = "",
+                      notification_url: str | None = None) -> dict[str, Any]:
+    """One connection's part of the status report, from its rows (`notification_url`: where its
+    subscriptions should notify now)."""
     row = state_row or {}
     state = token_state(conn, has_tokens, str(row.get("token_state", "")), str(row.get("token_grant", "")))
     token: dict[str, Any] = {"state": state}
@@ -120,7 +129,7 @@ def connection_report(conn: ConnectionSettings, *, public_login_url: str, has_to
         "companies_discovered_at": _plain(row.get("discovered_at")),
         "credential": conn.client_credential,
         "secret_warning": secret_warning(conn, utc_now().date()),
-        "subscriptions": [subscription_view(s) for s in subscriptions],
+        "subscriptions": [subscription_view(s, notification_url) for s in subscriptions],
         "cursors": [cursor_view(c) for c in cursors],
     }
 
@@ -218,6 +227,7 @@ def read_status(settings: Settings, storage: Storage, now: datetime | None = Non
             subscriptions=_partition(storage, TABLE_SUBSCRIPTIONS, conn.name),
             cursors=_partition(storage, TABLE_CURSORS, conn.name),
             config_problem=_key_problem(settings, conn),
+            notification_url=notification_url(settings, conn.name),
         ))
         connections[-1]["throughput_24h"] = recent.get(conn.name, {"orders": {}, "events": {}})
         if throughput:

@@ -87,8 +87,16 @@ def _token(token: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+def _url_flag(subscription: Mapping[str, Any]) -> str:
+    """A warning when the subscription notifies another URL than this deployment's."""
+    if subscription.get("url_current") is not False:
+        return ""
+    return (f' <span class="bad" data-url-mismatch="1">notifies {_e(subscription.get("notification_url"))}, '
+            "not this app: recreated at the next subscription run (POST …/subscriptions)</span>")
+
+
 def _connection(conn: Mapping[str, Any], now: datetime) -> str:
-    subscriptions = [[_e(s.get("resource")), _e(s.get("status")),
+    subscriptions = [[_e(s.get("resource")), _e(s.get("status")) + _url_flag(s),
                       _e(time_left(str(s.get("expires_at") or ""), now)), _e(s.get("last_error")),
                       _e(s.get("removed_reason"))]
                      for s in conn.get("subscriptions", [])]

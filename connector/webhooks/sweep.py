@@ -140,12 +140,13 @@ class Baseline:
 
     def _record_known(self, marker: ReadCursor) -> tuple[CursorTable, ReadCursor] | None:
         assert marker.cursor is not None
-        cutoff = marker.cursor - timedelta(seconds=self.runtime.settings.cursor_overlap_seconds)
+        cutoff = marker.cursor
         bc = self.runtime.bc(self.connection)
         dedupe = self.runtime.dedupe
         scope = scope_of(self.connection, self.company_id, self.trigger)
         trigger = self.trigger
-        fields = ("id", trigger.number_field, "lastModifiedDateTime", *trigger.watch)
+        draft_field = (trigger.draft[0],) if trigger.draft else ()
+        fields = ("id", trigger.number_field, "lastModifiedDateTime", *trigger.watch, *draft_field)
         params = {"$filter": f"lastModifiedDateTime le {bc_datetime(cutoff)}",
                   "$select": ",".join(f for f in dict.fromkeys(fields) if f)}
         known = 0

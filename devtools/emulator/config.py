@@ -60,6 +60,10 @@ class EmulatorConfig:
     notification_timeout: float = 30.0
     subscription_ttl_seconds: int = 3 * 24 * 3600
     max_subscriptions: int = 200
+    # External business events (business_events.py): retry delays of one notification, and how many
+    # failed deliveries in a row switch a subscription off
+    business_event_retry_seconds: tuple[float, ...] = (5, 30, 300)
+    business_event_failures_to_disable: int = 5
     # Entity sets accepting subscriptions; None = BC's rule (every set whose source table is not
     # temporary, so also currencies, paymentTerms, accounts and salesShipmentLines)
     webhook_supported: tuple[str, ...] | None = None
