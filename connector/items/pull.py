@@ -227,6 +227,7 @@ class ItemPull:
         self._events = events
         self._connection = connection.name
         self._variants = connection.pull_item_variants
+        self._read_only = connection.read_only_intent  # bulk reads: BC's read-only replica
         self._company_id = company_id
         self._page_size = page_size
         self._overlap = overlap_seconds
@@ -292,7 +293,7 @@ class ItemPull:
         """Page through one phase (from its checkpoint), emitting `to_items(page)` for each page;
         the state after the last page, or None when the time budget ran out first."""
         pages = self._bc.pages(path, params, page_size=self._page_size, resume_from=state.next_link,
-                               prefetch=True, go_on=self._time_left)
+                               prefetch=True, go_on=self._time_left, read_only=self._read_only)
         for page in pages:
             self._emit(to_items(page.entities))
             self._page_count += 1
@@ -305,7 +306,7 @@ class ItemPull:
         path = self._bc.company_path(self._company_id, "items")
         for start in range(0, len(item_ids), ID_BATCH):
             query = items_by_id_query(item_ids[start:start + ID_BATCH], since)
-            yield from self._bc.iter_entities(path, query, self._page_size)
+            yield from self._bc.iter_entities(path, query, self._page_size, read_only=self._read_only)
 
     def _emit(self, items: Iterable[Entity]) -> None:
         """Queue the items' events, except those the last pass emitted in its overlap (same id)."""
