@@ -82,9 +82,12 @@ class Runtime:
         with self._lock:
             client = self._clients.get(conn.name)
             if client is None:
+                def token(force: bool, name: str = conn.name) -> str:
+                    return self.tokens.access_token(name, force_refresh=force)
+
                 client = BCClient.from_limits(
                     conn.api_base,
-                    lambda force, name=conn.name: self.tokens.access_token(name, force_refresh=force),
+                    token,
                     self.settings.bc_limits,
                     self.budget,
                     verify=self.settings.tls_ca_bundle or True,
