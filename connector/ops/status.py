@@ -134,6 +134,19 @@ def connection_report(conn: ConnectionSettings, *, public_login_url: str, has_to
     }
 
 
+def principal_report(principal: ConnectionSettings, state_row: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One principal (app registration) of a connection: its client id and token state, as its
+    last token request recorded it (an extra one that never asked yet shows `unknown`)."""
+    row = state_row or {}
+    token: dict[str, Any] = {"state": str(row.get("token_state") or "unknown")}
+    if row.get("token_error") and token["state"] != "ok":
+        token["error"] = row["token_error"]
+        for name in ("fix", "retry_at"):
+            if row.get(f"token_{name}"):
+                token[name] = row[f"token_{name}"]
+    return {"name": principal.name, "client_id": principal.client_id, "token": token}
+
+
 def _key_problem(settings: Settings, conn: ConnectionSettings) -> str:
     if not conn.uses_code_flow:
         return ""
@@ -230,6 +243,10 @@ def read_status(settings: Settings, storage: Storage, now: datetime | None = Non
             notification_url=notification_url(settings, conn.name),
         ))
         connections[-1]["throughput_24h"] = recent.get(conn.name, {"orders": {}, "events": {}})
+        if len(conn.principals) > 1:
+            connections[-1]["principals"] = [
+                principal_report(p, (read_entity(storage.table(TABLE_CONNECTIONS), p.name, "state")
+                                     or ({}, ""))[0]) for p in conn.principals]
         if throughput:
             connections[-1]["health_events"] = recent_health(storage, conn.name, now)
     dead_letters = {
