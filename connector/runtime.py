@@ -85,9 +85,11 @@ class Runtime:
         with self._lock:
             client = self._clients.get(conn.name)
             if client is None:
-                principals = Principals(
-                    [(p.name, lambda force, name=p.name: self.tokens.access_token(name, force_refresh=force))
-                     for p in conn.principals], self.settings.bc_limits.max_concurrency)
+                def token(force: bool, name: str) -> str:
+                    return self.tokens.access_token(name, force_refresh=force)
+
+                principals = Principals([(p.name, partial(token, name=p.name)) for p in conn.principals],
+                                        self.settings.bc_limits.max_concurrency)
                 client = BCClient.from_limits(
                     conn.api_base,
                     principals,
