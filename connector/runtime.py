@@ -20,6 +20,7 @@ from connector.bc.timestamps import utc_now
 from connector.events import EventPublisher
 from connector.health.checks import budget_exhausted
 from connector.health.events import HealthEvents
+from connector.health.pause import PauseSwitch
 from connector.ops.status import read_status, status_readings
 from connector.orders.variants import ItemVariants
 from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, host_max_dequeue_count, load_settings
@@ -46,6 +47,7 @@ class Runtime:
             telemetry=self.telemetry,
         )
         self.health = HealthEvents(self.storage, self.events)
+        self.pauses = PauseSwitch(self.storage)
         self.tokens = TokenService(settings, self.storage, health=self.health)
         self.companies = Companies(self.storage)
         self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)
@@ -84,7 +86,7 @@ class Runtime:
             if client is None:
                 client = BCClient.from_limits(
                     conn.api_base,
-                    lambda force, name=conn.name: self.tokens.access_token(name, force_refresh=force),
+                    partial(self._token, conn.name),
                     self.settings.bc_limits,
                     self.budget,
                     verify=self.settings.tls_ca_bundle or True,
@@ -94,6 +96,11 @@ class Runtime:
                 )
                 self._clients[conn.name] = client
             return client
+
+    def _token(self, connection: str, force: bool) -> str:
+        """A connection's bearer token for BC, unless the connection is paused (`health/pause.py`)."""
+        self.pauses.check(connection)
+        return self.tokens.access_token(connection, force_refresh=force)
 
     def company_id(self, connection: str | None = None, wanted: str | None = None) -> str:
         """The company to use (id), from a message's `company`, BC_COMPANY, sign-in, or the first."""

@@ -71,5 +71,7 @@ class EmulatorConfig:
     max_queued: int = 95  # queued beyond this -> 429
     queue_timeout_seconds: float = 480.0  # real seconds in the queue before 503
     latency_seconds: float = 0.0  # BC response time of every request (time in the queue added)
+    # Admin Center API: whether the app was granted AdminCenter.ReadWrite.All (else 403)
+    admin_center_consented: bool = True
     # Persistence: a JSON file the state is kept in across restarts (`state.py`); None = memory only
     state_file: str | None = None
