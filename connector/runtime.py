@@ -16,6 +16,8 @@ from connector.auth.tokens import TokenService
 from connector.bc.budget import Budget, LocalBudgets, SharedBudget
 from connector.bc.client import BCClient
 from connector.bc.companies import Companies
+from connector.bc.lookups import KeyLookups
+from connector.bc.principals import Principals
 from connector.bc.timestamps import utc_now
 from connector.events import EventPublisher
 from connector.health.checks import budget_exhausted
@@ -52,6 +54,7 @@ class Runtime:
         self.companies = Companies(self.storage)
         self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)
         self.item_variants = ItemVariants()
+        self.key_lookups = KeyLookups()  # batched key checks (sales orders by externalDocumentNumber)
         # Threads start on first use. Entity GETs of one notification batch: each connection's BC
         # budget caps what reaches BC. Receiver enqueues: the acknowledgement waits for them.
         self.fetch_pool = ThreadPoolExecutor(8, thread_name_prefix="bc-fetch")
@@ -84,9 +87,12 @@ class Runtime:
         with self._lock:
             client = self._clients.get(conn.name)
             if client is None:
+                principals = Principals(
+                    [(p.name, partial(self._token, conn.name, p.name)) for p in conn.principals],
+                    self.settings.bc_limits.max_concurrency)
                 client = BCClient.from_limits(
                     conn.api_base,
-                    partial(self._token, conn.name),
+                    principals,
                     self.settings.bc_limits,
                     self.budget,
                     verify=self.settings.tls_ca_bundle or True,
@@ -97,10 +103,10 @@ class Runtime:
                 self._clients[conn.name] = client
             return client
 
-    def _token(self, connection: str, force: bool) -> str:
-        """A connection's bearer token for BC, unless the connection is paused (`health/pause.py`)."""
+    def _token(self, connection: str, principal: str, force: bool) -> str:
+        """A principal's bearer token for BC, unless its connection is paused (`health/pause.py`)."""
         self.pauses.check(connection)
-        return self.tokens.access_token(connection, force_refresh=force)
+        return self.tokens.access_token(principal, force_refresh=force)
 
     def company_id(self, connection: str | None = None, wanted: str | None = None) -> str:
         """The company to use (id), from a message's `company`, BC_COMPANY, sign-in, or the first."""

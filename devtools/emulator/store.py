@@ -167,6 +167,7 @@ class Store:
         # (emulator time, (tenant, environment), undo); the oldest fall off past HISTORY_LIMIT.
         self.history: deque[Written] = deque(maxlen=HISTORY_LIMIT)
         self._tx_history: list[Written] = []
+        self._after_commit: list[Callable[[], None]] = []
 
     # ---- structure -------------------------------------------------------------------------------
 
@@ -307,6 +308,18 @@ class Store:
             self._tx_history = []
             for change in changes:
                 self._report(*change)
+            after, self._after_commit = self._after_commit, []
+            for step in after:
+                step()
+
+    def after_commit(self, step: Callable[[], None]) -> None:
+        """Run `step` once the current transaction commits (at once outside one); a rolled-back
+        transaction drops it, as BC drops the business events a failed posting raised."""
+        if self._tx is None:
+            step()
+            return
+        self._after_commit.append(step)
+        self._undo(lambda: self._after_commit.remove(step) if step in self._after_commit else None)
 
     def _journal(self, company: Company, step: Callable[[], None]) -> None:
         entry = (self.clock.now(), (company.tenant, company.environment), step)
