@@ -5,12 +5,15 @@
   `python -m connector peek sales-order-results --wait 30`.
 * `replay-poison <queue>` moves the messages of `<queue>-poison` back to `<queue>` unchanged (after the
   cause was fixed), e.g. `make replay-poison QUEUE=sales-orders`.
+* `tail`, `send`, `trigger`, `status`: see `connector/cli/` (`python -m connector tail --help`).
 * `schema` writes the message and event-data JSON Schemas (`schemas/*.json`) from the models;
   `--from-metadata --connection C` writes those of the connection's declared triggers from BC's
   `$metadata` (a file already there is kept unless `--overwrite`: the published ones stay).
 * `entities --connection C` lists what BC can watch (`webhookSupportedResources`, custom API pages
   included) and its API routes, marks what the connection declares, and with `--entity-set X`
   (`--api publisher/group/version` for a custom page) prints a ready `TRIGGERS` declaration.
+* `doctor [--connection C]` runs the go-live checklist against the configured BC (real or emulated) and
+  prints a fix under each failure; exit code 0 only when every check passes.
 
 An unknown queue is an error (exit 2). Storage comes from the app settings in the environment
 (`AzureWebJobsStorage`, ...) or, with `--settings`, from the `Values` of a `local.settings.json`-style file.
@@ -22,6 +25,9 @@ import json
 import sys
 from pathlib import Path
 
+from connector.cli import commands as cli_commands
+from connector.cli.errors import explain
+from connector.cli.target import add_target_options, resolve, settings_values
 from connector.event_schemas import event_data_schemas
 from connector.ops.queues import (
     RECEIVE_BATCH,
@@ -34,7 +40,6 @@ from connector.ops.queues import (
 )
 from connector.orders import commands
 from connector.orders.schema import json_schemas, schema_text
-from connector.settings import load_storage_settings
 from connector.storage import Storage
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -52,12 +57,13 @@ def write_schemas(directory: Path) -> list[Path]:
 
 
 def _settings_values(path: Path) -> dict[str, str]:
-    raw = json.loads(path.read_text(encoding="utf-8")).get("Values") or {}
-    return {key: str(value) for key, value in raw.items()}
+    """The `Values` of a settings file (CLIError, one line, when it is missing or not JSON)."""
+    return settings_values(path)
 
 
 def _storage(args: argparse.Namespace) -> Storage:
-    return Storage(load_storage_settings(_settings_values(args.settings) if args.settings else None))
+    """Storage as `--settings`, the running `make run` or the environment name it; fails fast."""
+    return resolve(args).storage()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,8 +71,7 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     settings = argparse.ArgumentParser(add_help=False)
-    settings.add_argument("--settings", type=Path, default=None,
-                          help="read the app settings from this local.settings.json-style file")
+    add_target_options(settings)
     peek = commands.add_parser("peek", parents=[settings],
                                help="print the oldest messages of a queue (left there unless --take)")
     peek.add_argument("queue", help="one of the connector's queues, e.g. sales-order-results")
@@ -92,7 +97,37 @@ def _parser() -> argparse.ArgumentParser:
     entities.add_argument("--entity-set", default=None, help="print a declaration for this entity set")
     entities.add_argument("--api", default="v2.0",
                           help="its API route (default v2.0), e.g. contoso/shop/v1.0")
+    doctor = commands.add_parser("doctor", parents=[settings],
+                                 help="the go-live checklist (exit 0 only when every check passes)")
+    doctor.add_argument("--connection", default=None, help="check only this connection (default: all)")
+    cli_commands.register(commands)
     return parser
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    """The `doctor` command: every check of `connector/ops/doctor.py`, with the app's own objects."""
+    from connector.ops.doctor import Check, DoctorContext, render, run_checks
+    from connector.runtime import Runtime
+    from connector.settings import SettingsError, environment_values, load_settings
+
+    values = _settings_values(args.settings) if args.settings else environment_values()
+    try:
+        settings = load_settings(values)
+        settings.connection(args.connection)
+    except (SettingsError, KeyError) as exc:
+        print(render([("app", Check("settings", False, str(exc).strip('"'),
+                                    "set the named setting (README: settings)"))]))
+        return 1
+    runtime = Runtime(settings)
+    try:
+        ctx = DoctorContext(settings, runtime.storage,
+                            lambda name, force: runtime.tokens.access_token(name, force_refresh=force),
+                            runtime.bc, runtime.company_id, values)
+        results = run_checks(ctx, args.connection)
+        print(render(results))
+        return 0 if all(check.ok for _, check in results) else 1
+    finally:
+        runtime.close()
 
 
 def _schemas_from_metadata(args: argparse.Namespace) -> int:
@@ -158,8 +193,23 @@ def _entities(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; an expected failure (storage or the app down, a bad settings file) is one line."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the expected ones become one line, the rest re-raise
+        message = explain(exc)
+        if message is None:
+            raise
+        return cli_commands.fail(message)
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command in cli_commands.COMMANDS:
+        return cli_commands.run(args)
     if args.command == "schema" and args.from_metadata:
         return _schemas_from_metadata(args)
     if args.command == "schema":
@@ -168,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "entities":
         return _entities(args)
+    if args.command == "doctor":
+        return _doctor(args)
     try:
         (check_replayable if args.command == "replay-poison" else check_queue)(args.queue)
     except UnknownQueue as exc:

@@ -2,7 +2,9 @@
 
 Starts its own Azurite, BC + Entra emulator and local Functions host on free loopback ports (so it
 runs beside `make run`), then walks through: a user sign-in (authorization code, browser-less),
-webhook subscriptions, a created item / shipment / invoice arriving as events, an item updated and
+webhook and business-event subscriptions, a created item / shipment / invoice arriving as events, a
+draft invoice (nothing announced) and its posting (one event, though BC's table webhook and its
+SalesInvoicePosted business event both told the connector), an item updated and
 one deleted (ITEM_CHANGE_TYPES on), an item pull, a sales order pushed and followed by its key through
 its shipment and invoice, a large one by claim check (blob + reference), and a bad order
 dead-lettered. Exits 0 when every step did what it should.
@@ -112,7 +114,7 @@ class Tour:
         self.check(states.get("webshop") == "ok", "status shows the webshop connection signed in")
 
     def subscriptions(self) -> None:
-        print("\n3. Webhook subscriptions (BC checks our handshake on each)")
+        print("\n3. Webhook and business-event subscriptions (BC checks our handshake on each webhook)")
         resp = self.api("POST", "connections/default/subscriptions")
         self.check(resp.status_code == 200, "subscriptions created")
         show(resp.json())
@@ -142,8 +144,37 @@ class Tour:
         if self.check(event is not None, "bc.salesInvoice.created arrived"):
             self.check(len(event["data"].get("salesInvoiceLines", [])) == 2, "with its lines")
 
+    def posted_documents(self) -> None:
+        print("\n5. A draft invoice is not an invoice; posting it is (webhook + business event, one event)")
+        draft = self.admin("POST", f"{BASE}/salesInvoices/drafts", {
+            "customerNumber": "GL00000008",
+            "salesInvoiceLines": [{"lineType": "Item", "lineObjectNumber": "DEMO-1000", "quantity": 1}]})
+        print(f"   a draft invoice {draft['number']} ({draft['status']}) is made through BC's API")
+        self.check(self.wait_for("bc-sales-invoices", lambda e: e.get("subject") == draft["id"],
+                                 timeout=4) is None,
+                   "nothing is announced for the draft (BC's webhook said `created`)")
+        posted = self.admin("POST", f"{BASE}/salesInvoices/{draft['id']}/post")
+        print(f"   BC posts it (Microsoft.NAV.post): {posted['number']}, status {posted['status']}, same id")
+        event = self.wait_for("bc-sales-invoices", lambda e: e.get("subject") == draft["id"])
+        if self.check(event is not None and event["type"] == "bc.salesInvoice.created",
+                      "bc.salesInvoice.created arrived for the posting"):
+            show({k: event[k] for k in ("id", "type", "subject")}
+                 | {"data": {k: event["data"][k] for k in ("number", "status")}})
+        sent = [d for d in self.admin("GET", "businessevents/deliveries")["value"]
+                if d["body"]["payload"].get("SalesInvoiceAPIId") == draft["id"]]
+        self.check(bool(sent) and sent[0]["status"] == 202,
+                   "BC's SalesInvoicePosted business event was delivered (202)")
+        time.sleep(2)  # BC's table webhook (`updated`) follows after its debounce
+        deliveries = self.admin("GET", "webhooks/deliveries")["value"]
+        webhook = [n for d in deliveries if d["kind"] == "notification" for n in d["body"]["value"]
+                   if draft["id"] in n["resource"] and n["changeType"] == "updated"]
+        self.check(bool(webhook), "BC's table webhook said `updated` for the same invoice")
+        self.check(self.wait_for("bc-sales-invoices", lambda e: e.get("subject") == draft["id"],
+                                 timeout=3) is None,
+                   "and the consumer got exactly one event: both channels claim the same change")
+
     def updated_and_deleted(self) -> None:
-        print("\n5. Updates and deletions (ITEM_CHANGE_TYPES=created,updated,deleted)")
+        print("\n6. Updates and deletions (ITEM_CHANGE_TYPES=created,updated,deleted)")
         item = next(i for i in self.admin("GET", f"{BASE}/items")["value"] if i["number"] == "DEMO-1000")
         self.admin("PATCH", f"{BASE}/items/{item['id']}", {"unitPrice": 549.0})
         self.admin("PATCH", f"{BASE}/items/{item['id']}", {"displayName": "Demo bicycle, 2027 model"})
@@ -165,7 +196,7 @@ class Tour:
             show({k: event[k] for k in ("id", "type", "subject", "time", "data")})
 
     def item_pull(self) -> None:
-        print("\n6. Schedule Pull Items (run now through the admin route)")
+        print("\n7. Schedule Pull Items (run now through the admin route)")
         resp = self.api("POST", "connections/default/pulls/items")
         self.check(resp.status_code == 202, "the pull was accepted")
         show(resp.json())
@@ -173,7 +204,7 @@ class Tour:
         self.check(event is not None, "bc.item.pulled events arrive")
 
     def sales_orders(self) -> None:
-        print("\n7. Send Created Sales Order")
+        print("\n8. Send Created Sales Order")
         orders = self.queue("sales-orders")
         orders.send_message(json.dumps(SEED_ORDER | {"externalDocumentNumber": "DEMO-WEB-1",
                                                      "salesOrderLines": [{"itemNumber": "DEMO-1000",
@@ -200,10 +231,10 @@ class Tour:
         for entity_set, queue in (("salesShipments", "bc-sales-shipments"),
                                   ("salesInvoices", "bc-sales-invoices")):
             self.admin("POST", f"{BASE}/{entity_set}", {"orderNumber": number})
-            event = self.wait_for(queue, lambda e: e.get("bcexternaldocumentnumber") == "DEMO-WEB-1")
+            event = self.wait_for(queue, lambda e: e.get("bcexternaldocno") == "DEMO-WEB-1")
             if self.check(event is not None and event.get("bcordernumber") == number,
-                          f"{queue}: an event with bcexternaldocumentnumber DEMO-WEB-1"):
-                show({k: event[k] for k in ("type", "bcexternaldocumentnumber", "bcordernumber")}
+                          f"{queue}: an event with bcexternaldocno DEMO-WEB-1"):
+                show({k: event[k] for k in ("type", "bcexternaldocno", "bcordernumber")}
                      | {"data.number": event["data"]["number"]})
 
     def large_order(self, orders: Any) -> None:
@@ -230,7 +261,7 @@ class Tour:
             self.check(len(lines) == 1000, f"BC order {result['number']} has all {len(lines)} lines")
 
     def final_status(self) -> None:
-        print("\n8. Status")
+        print("\n9. Status")
         show(self.api("GET", "status").json())
 
 
@@ -277,7 +308,8 @@ def main() -> int:
                   f"queues on {azurite.queue_port}; log in {LOG.relative_to(ROOT)}")
             tour = Tour(azurite, emulator, host)
             for step in (tour.health_and_status, tour.sign_in, tour.subscriptions,
-                         tour.created_entities, tour.updated_and_deleted, tour.item_pull,
+                         tour.created_entities, tour.posted_documents, tour.updated_and_deleted,
+                         tour.item_pull,
                          tour.sales_orders, tour.final_status):
                 try:
                     step()

@@ -29,7 +29,7 @@ def test_the_demo_tour_passes_every_step_and_prints_whole_indented_output():
     assert "demo finished: every step did what it should" in run.stdout
     assert "FAIL" not in run.stdout
     for shown in ("bc.item.updated arrived", "bc.item.deleted arrived",
-                  "bc-sales-invoices: an event with bcexternaldocumentnumber DEMO-WEB-1"):
+                  "bc-sales-invoices: an event with bcexternaldocno DEMO-WEB-1"):
         assert shown in run.stdout
 
     status = indented_json_after(r"\d+\. Status", run.stdout)

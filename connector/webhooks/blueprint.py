@@ -42,7 +42,7 @@ def process_bc_notifications(msg: func.QueueMessage) -> None:
     from connector.storage import message_text
     from connector.webhooks import processor
 
-    processor.process_message(get_runtime(), message_text(msg.get_body()), owner=msg.id)
+    processor.process_message(get_runtime(), message_text(msg.get_body()), owner=msg.id or "")
 
 
 @bp.timer_trigger(schedule="%SUBSCRIPTION_RENEWAL_SCHEDULE%", arg_name="timer")

@@ -5,7 +5,7 @@ shipments (with their item ledger entries) and invoices."""
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devtools.emulator.bc_rules import (
     check_body,
@@ -19,13 +19,21 @@ from devtools.emulator.bc_schema import COMPANY_SETS, ITEM_LEDGER_ENTRY, SALES_S
 from devtools.emulator.odata import EMPTY_GUID, bad_request
 from devtools.emulator.store import Company, Row, Store
 
+if TYPE_CHECKING:
+    from devtools.emulator.business_events import BusinessEventEngine
+
 LINES = {"salesOrders": "salesOrderLines", "salesInvoices": "salesInvoiceLines",
-         "salesQuotes": "salesQuoteLines"}
+         "salesQuotes": "salesQuoteLines", "salesCreditMemos": "salesCreditMemoLines",
+         "purchaseOrders": "purchaseOrderLines"}
 HEADERS = {line: header for header, line in LINES.items()}
 SERIES = {"salesOrders": ("S-ORD", 101001), "salesInvoices": ("S-INV", 102001),
-          "salesQuotes": ("S-QUO", 1001)}
+          "salesQuotes": ("S-QUO", 1001), "salesCreditMemos": ("S-CR", 104001),
+          "purchaseOrders": ("P-ORD", 106001)}
 DATES = {"salesOrders": ("orderDate", "postingDate"), "salesInvoices": ("invoiceDate", "postingDate"),
-         "salesQuotes": ("documentDate", "postingDate")}
+         "salesQuotes": ("documentDate", "postingDate"),
+         "salesCreditMemos": ("creditMemoDate", "postingDate"),
+         "purchaseOrders": ("orderDate", "postingDate")}
+_VENDOR_FIELDS = ("vendorId", "vendorNumber")
 _ADDRESS = ("AddressLine1", "AddressLine2", "City", "Country", "State", "PostCode")
 _CUSTOMER_ADDRESS = ("addressLine1", "addressLine2", "city", "country", "state", "postalCode")
 _CUSTOMER_FIELDS = ("customerId", "customerNumber")
@@ -56,8 +64,18 @@ def money(value: float) -> float:
 class DocumentRules:
     """Create/update/delete of salesOrders, salesInvoices and their lines; posting."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, events: BusinessEventEngine | None = None) -> None:
         self.store = store
+        self.events = events
+
+    def _raise_after_commit(self, company: Company, name: str, payload: dict[str, Any],
+                            set_name: str, entity_id: str) -> None:
+        """Raise business event `name` once the posting commits (`Url` = the entity's API URL)."""
+        events = self.events
+        if events is not None:
+            self.store.after_commit(lambda: events.raise_event(
+                company, name, payload | {"Url": events.api_url(company, set_name, entity_id),
+                                          "WebClientUrl": ""}))
 
     # ---- headers ---------------------------------------------------------------------------------
 
@@ -70,10 +88,13 @@ class DocumentRules:
         if set_name == "salesOrders":
             data["partialShipping"] = True
         data.update(values)
-        self._apply_customer(company, data, values)
+        if set_name == "purchaseOrders":
+            self._apply_vendor(company, data, values)
+        else:
+            self._apply_customer(company, data, values)
         data.update(resolve_currency(company, values, data))
         data.update(resolve_payment_terms(company, values))
-        if set_name == "salesInvoices":
+        if set_name in ("salesInvoices", "salesCreditMemos"):
             data["dueDate"] = self._due_date(company, data)
         prefix, start = SERIES[set_name]
         data["number"] = self.store.next_number(company, prefix, start)
@@ -89,7 +110,9 @@ class DocumentRules:
         """PATCH a sales order or draft invoice header."""
         self._check_draft(set_name, row)
         data = row.data | values
-        if any(f in values for f in _CUSTOMER_FIELDS):
+        if set_name == "purchaseOrders" and any(f in values for f in _VENDOR_FIELDS):
+            self._apply_vendor(company, data, values)
+        elif set_name != "purchaseOrders" and any(f in values for f in _CUSTOMER_FIELDS):
             self._apply_customer(company, data, values)
         data.update(resolve_currency(company, values, data))
         data.update(resolve_payment_terms(company, values))
@@ -146,6 +169,34 @@ class DocumentRules:
         data.update({k: v for k, v in defaults.items() if k in data})
         data.update({k: v for k, v in values.items() if k not in _CUSTOMER_FIELDS})
 
+    def _apply_vendor(self, company: Company, data: dict[str, Any], values: dict[str, Any]) -> None:
+        """The buy-from vendor of a purchase order (page 30066's rules and messages) and what it fills."""
+        vendors = company.sets["vendors"]
+        by_id = by_number = None
+        if values.get("vendorId", EMPTY_GUID) != EMPTY_GUID:
+            by_id = vendors.get(values["vendorId"])
+            if by_id is None:
+                raise dialog("The buy-from vendor cannot be found.")
+        if values.get("vendorNumber"):
+            by_number = vendors.by_number(values["vendorNumber"])
+            if by_number is None:
+                raise dialog("The buy-from vendor cannot be found.")
+        if by_id and by_number and by_id is not by_number:
+            raise dialog("The buy-from vendor values do not match to a specific Vendor.")
+        vendor = by_id or by_number
+        if vendor is None:
+            raise dialog('A "vendorNumber" or a "vendorId" must be provided.')
+        v = vendor.data
+        defaults = {"vendorId": vendor.id, "vendorNumber": v["number"], "vendorName": v["displayName"],
+                    "payToVendorId": vendor.id, "payToVendorNumber": v["number"],
+                    "payToName": v["displayName"], "currencyCode": v["currencyCode"],
+                    "paymentTermsId": v["paymentTermsId"]}
+        for suffix, source in zip(_ADDRESS, _CUSTOMER_ADDRESS, strict=True):
+            for prefix in ("buyFrom", "payTo"):
+                defaults[prefix + suffix] = v[source]
+        data.update({k: v for k, v in defaults.items() if k in data})
+        data.update({k: v for k, v in values.items() if k not in _VENDOR_FIELDS})
+
     def _check_draft(self, set_name: str, row: Row) -> None:
         if set_name == "salesInvoices" and row.data["status"] != "Draft":
             raise dialog(f"You cannot change the posted Sales Invoice {row.data['number']}.")
@@ -194,9 +245,10 @@ class DocumentRules:
             data["sequence"] = max((s.data["sequence"] for s in siblings), default=0) + 10000
         self._apply_product(company, data, values, new=True)
         self._amounts(company, data, values)
-        if "shipQuantity" in data:
-            data["shipQuantity"] = values.get("shipQuantity", data["quantity"])
-            data["invoiceQuantity"] = values.get("invoiceQuantity", data["quantity"])
+        for to_handle in ("shipQuantity", "receiveQuantity"):
+            if to_handle in data:
+                data[to_handle] = values.get(to_handle, data["quantity"])
+                data["invoiceQuantity"] = values.get("invoiceQuantity", data["quantity"])
         row = self.store.insert(company, set_name, data)
         if recalc:
             self.recalc(company, header_set, header)
@@ -258,7 +310,10 @@ class DocumentRules:
                 data["unitOfMeasureCode"] = values.get(
                     "unitOfMeasureCode", product.data["baseUnitOfMeasureCode"]
                 )
-                data["unitPrice"] = values.get("unitPrice", product.data["unitPrice"])
+                if "directUnitCost" in data:  # a purchase line: the item's cost, not its price
+                    data["directUnitCost"] = values.get("directUnitCost", product.data["unitCost"])
+                else:
+                    data["unitPrice"] = values.get("unitPrice", product.data["unitPrice"])
         elif line_type == "Account":
             product = self._find(
                 company, "accounts", account_id, number, "Account does not exist.", "G/L Account"
@@ -295,7 +350,7 @@ class DocumentRules:
         return found
 
     def _amounts(self, company: Company, data: dict[str, Any], values: dict[str, Any]) -> None:
-        gross = money(data["quantity"] * data["unitPrice"])
+        gross = money(data["quantity"] * data.get("unitPrice", data.get("directUnitCost", 0)))
         if "discountAmount" in values and "discountPercent" not in values:
             data["discountPercent"] = round(data["discountAmount"] / gross * 100, 5) if gross else 0
         else:
@@ -395,6 +450,8 @@ class DocumentRules:
                 self._ship_line(company, row, line, quantity)
             if order is not None:
                 self._advance_order(company, order, ship, "shippedQuantity", "shipQuantity")
+            self._raise_after_commit(company, "SalesShipmentPosted", {"SalesShipmentId": row.id},
+                                     "salesShipments", row.id)
             return row
 
     def post_invoice(
@@ -447,7 +504,36 @@ class DocumentRules:
                     posted["orderId"] = EMPTY_GUID
             invoice.data.update(posted)
             self.recalc(company, "salesInvoices", invoice, report=False)
+            self._invoice_posted(company, invoice)
         return invoice
+
+    def _invoice_posted(self, company: Company, invoice: Row) -> None:
+        self._raise_after_commit(company, "SalesInvoicePosted",
+                                 {"SalesInvoiceAPIId": invoice.id, "SalesInvoiceSystemId": invoice.id},
+                                 "salesInvoices", invoice.id)
+
+    def post_draft(self, company: Company, invoice: Row) -> None:
+        """`Microsoft.NAV.post` on a draft invoice: the same id (the aggregate keeps the draft's id),
+        a posted number, status `Open`, an `updated` change; then SalesInvoicePosted."""
+        with self.store.transaction():
+            if invoice.data["status"] != "Draft":
+                raise dialog("The action can be applied to a draft invoice only.")
+            lines = company.sets["salesInvoiceLines"].children(invoice.id)
+            if not any(line.data["lineType"] != "Comment" and line.data["quantity"] for line in lines):
+                raise dialog("There is nothing to post because the document does not contain a quantity "
+                             "or amount.")
+            number = self.store.next_number(company, "PS-INV", 103001)
+            self.store.modify(company, "salesInvoices", invoice, {"status": "Open", "number": number})
+            self.recalc(company, "salesInvoices", invoice, report=False)
+            self._invoice_posted(company, invoice)
+
+    def ship_and_invoice(self, company: Company, order: Row) -> None:
+        """`Microsoft.NAV.shipAndInvoice` on a sales order: post the shipment and the invoice of what is
+        left to ship (one transaction, as Sales-Post does with Ship and Invoice set)."""
+        with self.store.transaction():
+            if any(line.data["shipQuantity"] for line in company.sets["salesOrderLines"].children(order.id)):
+                self.post_shipment(company, order, None, [])
+            self.post_invoice(company, order, None, [])
 
     def _customer(self, company: Company, number: str | None) -> Row:
         customer = company.sets["customers"].by_number(number or "")

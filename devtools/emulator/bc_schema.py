@@ -311,6 +311,75 @@ SALES_QUOTE_LINE = EntityType(  # page 30045 "APIV2 - Sales Quote Lines" (tempor
     parent_field="documentId",
     temporary=True,
 )
+SALES_CREDIT_MEMO = EntityType(  # page 30038 "APIV2 - Sales Credit Memos" ("Sales Cr. Memo Entity Buffer")
+    "salesCreditMemos",
+    "salesCreditMemo",
+    "Sales Header",
+    _fields(
+        f"id:guid number externalDocumentNumber creditMemoDate:date postingDate:date dueDate:date "
+        f"customerId:guid customerNumber customerName billToName billToCustomerId:guid billToCustomerNumber "
+        f"{SELL_TO} {BILL_TO} currencyId:guid currencyCode paymentTermsId:guid shipmentMethodId:guid "
+        f"salesperson pricesIncludeTax:bool discountAmount:decimal discountAppliedBeforeTax:bool {TOTALS} "
+        f"status lastModifiedDateTime:datetime invoiceId:guid invoiceNumber phoneNumber email "
+        f"customerReturnReasonId:guid"
+    ),
+    read_only=names(
+        "id number customerName billToName pricesIncludeTax discountAppliedBeforeTax totalAmountExcludingTax "
+        "totalTaxAmount totalAmountIncludingTax status lastModifiedDateTime"
+    ),
+    parts={"salesCreditMemoLines": "salesCreditMemoLines"},
+)
+SALES_CREDIT_MEMO_LINE = EntityType(  # "APIV2 - Sales Credit Mem Lines" (temporary source)
+    "salesCreditMemoLines",
+    "salesCreditMemoLine",
+    "Sales Line",
+    _fields(LINE_FIELDS.format(extra="")),
+    read_only=LINE_RO,
+    create_only=LINE_CREATE_ONLY,
+    enums={"lineType": LINE_TYPES},
+    parent_field="documentId",
+    temporary=True,
+)
+BUY_FROM = " ".join("buyFrom" + a for a in _ADDR.split())
+PAY_TO = " ".join("payTo" + a for a in _ADDR.split())
+PURCHASE_ORDER = EntityType(  # page 30066 "APIV2 - Purchase Orders", source "Purchase Order Entity Buffer"
+    "purchaseOrders",
+    "purchaseOrder",
+    "Purchase Header",
+    _fields(
+        f"id:guid number orderDate:date postingDate:date vendorId:guid vendorNumber vendorName payToName "
+        f"payToVendorId:guid payToVendorNumber shipToName shipToContact {BUY_FROM} {PAY_TO} {SHIP_TO} "
+        f"shortcutDimension1Code shortcutDimension2Code currencyId:guid currencyCode pricesIncludeTax:bool "
+        f"paymentTermsId:guid shipmentMethodId:guid purchaser requestedReceiptDate:date "
+        f"discountAmount:decimal discountAppliedBeforeTax:bool {TOTALS} fullyReceived:bool status "
+        f"lastModifiedDateTime:datetime"
+    ),
+    read_only=names(
+        f"id number vendorName payToName {PAY_TO} discountAppliedBeforeTax totalAmountExcludingTax "
+        "totalTaxAmount totalAmountIncludingTax status lastModifiedDateTime"
+    ),
+    parts={"purchaseOrderLines": "purchaseOrderLines"},
+)
+PURCHASE_ORDER_LINE = EntityType(  # page 30067 "APIV2 - Purchase Order Lines" (temporary source)
+    "purchaseOrderLines",
+    "purchaseOrderLine",
+    "Purchase Line",
+    _fields(
+        "id:guid documentId:guid sequence:int itemId:guid accountId:guid lineType lineObjectNumber "
+        "description unitOfMeasureId:guid unitOfMeasureCode quantity:decimal directUnitCost:decimal "
+        "discountAmount:decimal discountPercent:decimal discountAppliedBeforeTax:bool "
+        "amountExcludingTax:decimal taxCode taxPercent:decimal totalTaxAmount:decimal "
+        "amountIncludingTax:decimal invoiceDiscountAllocation:decimal "
+        "netAmount:decimal netTaxAmount:decimal netAmountIncludingTax:decimal expectedReceiptDate:date "
+        "receivedQuantity:decimal invoicedQuantity:decimal invoiceQuantity:decimal receiveQuantity:decimal "
+        "itemVariantId:guid locationId:guid"
+    ),
+    read_only=LINE_RO,
+    create_only=LINE_CREATE_ONLY,
+    enums={"lineType": LINE_TYPES},
+    parent_field="documentId",
+    temporary=True,
+)
 # A custom API page of a fictitious partner: `api/contoso/shop/v1.0/companies({id})/webOrders`, a
 # normal table with SystemId as its key (so BC's webhooks accept it, WebhookSupportedResources.Page.al).
 WEB_ORDER = EntityType(
@@ -341,6 +410,10 @@ COMPANY_SETS: dict[str, EntityType] = {
         ITEM_LEDGER_ENTRY,
         SALES_QUOTE,
         SALES_QUOTE_LINE,
+        SALES_CREDIT_MEMO,
+        SALES_CREDIT_MEMO_LINE,
+        PURCHASE_ORDER,
+        PURCHASE_ORDER_LINE,
         WEB_ORDER,
     )
 }

@@ -163,6 +163,8 @@ class Emulator:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="bc-emulator", daemon=True)
         self._thread.start()
+        if self.bc is not None and hasattr(self.bc, "business_events"):
+            self.bc.business_events.base_url = self.url  # the origin of a payload's `Url`
         if self.bc is not None and hasattr(self.bc, "start"):
             self.bc.start()
         if self.state is not None:

@@ -159,6 +159,7 @@ class Store:
         self._seq = itertools.count(1)
         self._version = itertools.count(1)
         self._tx: tuple[list[Callable[[], None]], list[tuple[Any, ...]]] | None = None
+        self._after_commit: list[Callable[[], None]] = []
 
     # ---- structure -------------------------------------------------------------------------------
 
@@ -292,6 +293,18 @@ class Store:
             self._tx = None
             for change in changes:
                 self._report(*change)
+            after, self._after_commit = self._after_commit, []
+            for step in after:
+                step()
+
+    def after_commit(self, step: Callable[[], None]) -> None:
+        """Run `step` once the current transaction commits (at once outside one); a rolled-back
+        transaction drops it, as BC drops the business events a failed posting raised."""
+        if self._tx is None:
+            step()
+            return
+        self._after_commit.append(step)
+        self._undo(lambda: self._after_commit.remove(step) if step in self._after_commit else None)
 
     def _undo(self, step: Callable[[], None]) -> None:
         if self._tx is not None:

@@ -106,3 +106,33 @@ def test_metadata_describes_every_entity_set_a_route_serves(bc: BCClient) -> Non
     assert types["lastModifiedDateTime"] == "Edm.DateTimeOffset"
     shop = ET.fromstring(bc.get(SHOP + "$metadata").data)
     assert {s.get("Name") for s in shop.iterfind(".//e:EntitySet", ns)} == {"companies", "webOrders"}
+
+
+def test_a_sales_credit_memo_is_created_with_its_lines(bc: BCClient) -> None:
+    created = bc.post(bc.company("salesCreditMemos"), {
+        "customerNumber": "GL00000008", "externalDocumentNumber": "RMA-1",
+        "salesCreditMemoLines": [{"lineType": "Item", "lineObjectNumber": "1896-S", "quantity": 1}]},
+        query_string={"$expand": "salesCreditMemoLines"})
+    assert created.status_code == 201, created.json
+    memo = created.json
+    assert memo["number"].startswith("S-CR") and memo["creditMemoDate"] and memo["dueDate"]
+    assert [line["quantity"] for line in memo["salesCreditMemoLines"]] == [1]
+    assert "shipToName" not in memo  # page 30038 has no ship-to fields
+
+
+def test_a_purchase_order_needs_a_vendor_and_prices_its_lines_at_the_items_cost(bc: BCClient) -> None:
+    missing = bc.post(bc.company("purchaseOrders"), {"orderDate": "2026-12-01"})
+    assert missing.json["error"]["message"].startswith('A "vendorNumber" or a "vendorId" must be provided.')
+    vendor = bc.post(bc.company("vendors"), {"displayName": "Fabrikam", "city": "Leeds"}).json
+    created = bc.post(bc.company("purchaseOrders"), {
+        "vendorNumber": vendor["number"],
+        "purchaseOrderLines": [{"lineType": "Item", "lineObjectNumber": "1896-S", "quantity": 4}]},
+        query_string={"$expand": "purchaseOrderLines"})
+    assert created.status_code == 201, created.json
+    order = created.json
+    assert order["number"].startswith("P-ORD") and order["vendorName"] == "Fabrikam"
+    assert order["buyFromCity"] == order["payToCity"] == "Leeds"
+    [line] = order["purchaseOrderLines"]
+    item = next(i for i in bc.get(bc.company("items")).json["value"] if i["number"] == "1896-S")
+    assert line["directUnitCost"] == item["unitCost"] and line["receiveQuantity"] == 4
+    assert "unitPrice" not in line

@@ -18,6 +18,7 @@ DECLARED = json.dumps([
     {"name": "salesQuote", "entitySet": "salesQuotes", "key": "externalDocumentNumber",
      "lines": "salesQuoteLines"},
     {"name": "customer", "entitySet": "customers", "key": "email", "mode": "upsert"},
+    {"name": "purchaseOrder", "entitySet": "purchaseOrders", "lines": "purchaseOrderLines"},
 ])
 
 
@@ -74,15 +75,25 @@ def test_a_sales_quote_command_gives_one_quote_and_its_repeat_is_a_duplicate(com
     assert again["status"] == "duplicate" and again["id"] == quotes[0]["id"]
 
 
+def test_a_purchase_order_without_a_key_field_is_created_once_for_its_message(commands, bc):
+    vendor = bc._admin("POST", "vendors", {"displayName": f"Fabrikam {uuid.uuid4().hex[:6]}"})
+    commands.send({"type": "purchaseOrder", "vendorNumber": vendor["number"],
+                   "purchaseOrderLines": [{"lineType": "Item", "lineObjectNumber": "1896-S", "quantity": 5}]})
+    [result] = commands.wait(1, None)
+    orders = [o for o in bc._admin("GET", "purchaseOrders")["value"] if o["vendorNumber"] == vendor["number"]]
+    assert len(orders) == 1 and result["status"] == "created" and result["id"] == orders[0]["id"]
+    assert result["key"] is None and [line["quantity"] for line in orders[0]["purchaseOrderLines"]] == [5]
+
+
 def test_an_undeclared_command_and_a_field_bc_refuses_fail_with_the_reason_and_are_kept(commands, queues):
-    commands.send({"type": "purchaseOrder", "vendorNumber": "V1"},
+    commands.send({"type": "salesInvoice", "customerNumber": "GL00000008"},
                   {"type": "salesQuote", "externalDocumentNumber": "Q-BAD", "customerNumber": "GL00000008",
                    "noSuchField": 1})
     results = commands.wait(2)
     by_type = {r["type"]: r for r in results[-2:]}
-    assert by_type["purchaseOrder"]["status"] == "failed"
-    assert by_type["purchaseOrder"]["error"]["code"] == "UnknownCommand"
+    assert by_type["salesInvoice"]["status"] == "failed"
+    assert by_type["salesInvoice"]["error"]["code"] == "UnknownCommand"
     refused = by_type["salesQuote"]
     assert refused["status"] == "failed" and "noSuchField" in refused["error"]["message"]
     kept = wait_until(lambda: queues._drain(QUEUE_COMMANDS_POISON) or None, what="the poison copies")
-    assert any("purchaseOrder" in text for text in kept)
+    assert any("salesInvoice" in text for text in kept)
