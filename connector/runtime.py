@@ -11,6 +11,7 @@ import gc
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property, partial
+from typing import TYPE_CHECKING
 
 from connector.auth.tokens import TokenService
 from connector.bc.budget import Budget, LocalBudgets, SharedBudget
@@ -22,6 +23,7 @@ from connector.bc.timestamps import utc_now
 from connector.events import EventPublisher
 from connector.health.checks import budget_exhausted
 from connector.health.events import HealthEvents
+from connector.health.pause import PauseSwitch
 from connector.ops.status import read_status, status_readings
 from connector.orders.variants import ItemVariants
 from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, host_max_dequeue_count, load_settings
@@ -29,6 +31,9 @@ from connector.storage import Storage
 from connector.telemetry import Telemetry, configure_telemetry
 from connector.webhooks.dedupe import DedupeLog
 from connector.webhooks.directory import SubscriptionDirectory
+
+if TYPE_CHECKING:
+    from connector.items.pull import ItemPullService
 
 
 class Runtime:
@@ -48,6 +53,7 @@ class Runtime:
             telemetry=self.telemetry,
         )
         self.health = HealthEvents(self.storage, self.events)
+        self.pauses = PauseSwitch(self.storage)
         self.tokens = TokenService(settings, self.storage, health=self.health)
         self.companies = Companies(self.storage)
         self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)
@@ -74,6 +80,15 @@ class Runtime:
         limits = self.settings.bc_limits
         return SharedBudget(self.storage, limits) if limits.shared else LocalBudgets(limits)
 
+    # ---- the feature services, each built once from the collaborators it names -------------------
+    @cached_property
+    def item_pull(self) -> ItemPullService:
+        """Schedule Pull Items (`connector/items`)."""
+        from connector.items.pull import ItemPullService
+
+        return ItemPullService(self.settings, self.storage, self.events, bc=self.bc,
+                               company_id=self.company_id)
+
     @cached_property
     def max_dequeue_count(self) -> int:
         """Deliveries of a queue message before the host moves it to `-poison` (host.json)."""
@@ -86,8 +101,8 @@ class Runtime:
             client = self._clients.get(conn.name)
             if client is None:
                 principals = Principals(
-                    [(p.name, lambda force, name=p.name: self.tokens.access_token(name, force_refresh=force))
-                     for p in conn.principals], self.settings.bc_limits.max_concurrency)
+                    [(p.name, partial(self._token, conn.name, p.name)) for p in conn.principals],
+                    self.settings.bc_limits.max_concurrency)
                 client = BCClient.from_limits(
                     conn.api_base,
                     principals,
@@ -100,6 +115,11 @@ class Runtime:
                 )
                 self._clients[conn.name] = client
             return client
+
+    def _token(self, connection: str, principal: str, force: bool) -> str:
+        """A principal's bearer token for BC, unless its connection is paused (`health/pause.py`)."""
+        self.pauses.check(connection)
+        return self.tokens.access_token(principal, force_refresh=force)
 
     def company_id(self, connection: str | None = None, wanted: str | None = None) -> str:
         """The company to use (id), from a message's `company`, BC_COMPANY, sign-in, or the first."""
