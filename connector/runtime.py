@@ -11,6 +11,7 @@ import gc
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property, partial
+from typing import TYPE_CHECKING
 
 from connector.auth.tokens import TokenService
 from connector.bc.budget import Budget, LocalBudgets, SharedBudget
@@ -31,6 +32,9 @@ from connector.storage import Storage
 from connector.telemetry import Telemetry, configure_telemetry
 from connector.webhooks.dedupe import DedupeLog
 from connector.webhooks.directory import SubscriptionDirectory
+
+if TYPE_CHECKING:
+    from connector.items.pull import ItemPullService
 
 
 class Runtime:
@@ -78,6 +82,15 @@ class Runtime:
         """BC's budget per principal: shared by every instance through storage, unless turned off."""
         limits = self.settings.bc_limits
         return SharedBudget(self.storage, limits) if limits.shared else LocalBudgets(limits)
+
+    # ---- the feature services, each built once from the collaborators it names -------------------
+    @cached_property
+    def item_pull(self) -> ItemPullService:
+        """Schedule Pull Items (`connector/items`)."""
+        from connector.items.pull import ItemPullService
+
+        return ItemPullService(self.settings, self.storage, self.events, bc=self.bc,
+                               company_id=self.company_id)
 
     @cached_property
     def max_dequeue_count(self) -> int:

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from connector.items.pull import pull_company
 from connector.orders.send import OrderDelivery, handle_delivery
 from connector.runtime import get_runtime
 from connector.settings import QUEUE_NOTIFICATIONS
@@ -44,7 +43,7 @@ def new_item(emulator: Any) -> Any:
 def pulled_ids(connector_env: Callable[..., Any], **overrides: str) -> set[str]:
     connector_env(CURSOR_OVERLAP_SECONDS="0", **overrides)
     runtime = get_runtime()
-    pull_company(runtime, "default")
+    runtime.item_pull.pull_company("default")
     return {json.loads(t)["data"]["id"] for t in drain_texts(runtime.storage.queue("bc-items"))}
 
 
