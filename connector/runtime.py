@@ -24,6 +24,7 @@ from connector.events import EventPublisher
 from connector.health.checks import budget_exhausted
 from connector.health.events import HealthEvents
 from connector.health.pause import PauseSwitch
+from connector.ops.activity import ActivityRecorder
 from connector.ops.status import read_status, status_readings
 from connector.orders.variants import ItemVariants
 from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, host_max_dequeue_count, load_settings
@@ -55,6 +56,8 @@ class Runtime:
         )
         self.health = HealthEvents(self.storage, self.events)
         self.pauses = PauseSwitch(self.storage)
+        self.activity = ActivityRecorder(self.storage)
+        self.telemetry.recorder = self.activity
         self.tokens = TokenService(settings, self.storage, health=self.health)
         self.companies = Companies(self.storage)
         self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)
@@ -142,6 +145,7 @@ class Runtime:
         for pool in (self.fetch_pool, self.enqueue_pool, self.dedupe_pool):
             pool.shutdown(wait=False)
         self.events.close()
+        self.activity.close()
 
 
 # The one process-wide root: the Functions host calls each trigger with no object of ours, so the
