@@ -28,7 +28,7 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
     from connector.bc.timestamps import utc_now
     from connector.health.checks import check_all
     from connector.ops.status import read_status
-    from connector.ops.status_page import render_status_page, wants_html
+    from connector.ops.status_page import page_headers, render_status_page, wants_html
     from connector.runtime import get_runtime
 
     runtime = get_runtime()
@@ -38,5 +38,5 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
     report = read_status(runtime.settings, runtime.storage, now, login_link=page_link(runtime.settings, now))
     if wants_html(req.headers.get("Accept")):
         return func.HttpResponse(render_status_page(report, now), mimetype="text/html", charset="utf-8",
-                                 headers=_NO_STORE)
+                                 headers=_NO_STORE | page_headers())
     return func.HttpResponse(json.dumps(report, indent=2), mimetype="application/json", headers=_NO_STORE)
