@@ -24,6 +24,7 @@ from connector.events import EventPublisher
 from connector.health.checks import budget_exhausted
 from connector.health.events import HealthEvents
 from connector.health.pause import PauseSwitch
+from connector.ops.activity import ActivityRecorder
 from connector.ops.status import read_status, status_readings
 from connector.orders.variants import ItemVariants
 from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, host_max_dequeue_count, load_settings
@@ -33,6 +34,7 @@ from connector.webhooks.dedupe import DedupeLog
 from connector.webhooks.directory import SubscriptionDirectory
 
 if TYPE_CHECKING:
+    from connector.auth.service import SignInService
     from connector.items.pull import ItemPullService
 
 
@@ -54,6 +56,8 @@ class Runtime:
         )
         self.health = HealthEvents(self.storage, self.events)
         self.pauses = PauseSwitch(self.storage)
+        self.activity = ActivityRecorder(self.storage)
+        self.telemetry.recorder = self.activity
         self.tokens = TokenService(settings, self.storage, health=self.health)
         self.companies = Companies(self.storage)
         self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)
@@ -88,6 +92,13 @@ class Runtime:
 
         return ItemPullService(self.settings, self.storage, self.events, bc=self.bc,
                                company_id=self.company_id)
+
+    @cached_property
+    def sign_in(self) -> SignInService:
+        """Sign-in of authorization-code connections (`connector/auth`)."""
+        from connector.auth.service import SignInService
+
+        return SignInService(self.settings, self.storage, self.tokens, self.companies, bc=self.bc)
 
     @cached_property
     def max_dequeue_count(self) -> int:
@@ -134,6 +145,7 @@ class Runtime:
         for pool in (self.fetch_pool, self.enqueue_pool, self.dedupe_pool):
             pool.shutdown(wait=False)
         self.events.close()
+        self.activity.close()
 
 
 # The one process-wide root: the Functions host calls each trigger with no object of ours, so the
