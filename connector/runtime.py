@@ -34,6 +34,7 @@ from connector.webhooks.dedupe import DedupeLog
 from connector.webhooks.directory import SubscriptionDirectory
 
 if TYPE_CHECKING:
+    from connector.auth.service import SignInService
     from connector.items.pull import ItemPullService
 
 
@@ -91,6 +92,13 @@ class Runtime:
 
         return ItemPullService(self.settings, self.storage, self.events, bc=self.bc,
                                company_id=self.company_id)
+
+    @cached_property
+    def sign_in(self) -> SignInService:
+        """Sign-in of authorization-code connections (`connector/auth`)."""
+        from connector.auth.service import SignInService
+
+        return SignInService(self.settings, self.storage, self.tokens, self.companies, bc=self.bc)
 
     @cached_property
     def max_dequeue_count(self) -> int:
