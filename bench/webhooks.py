@@ -6,9 +6,14 @@ Azurite and the BC emulator (fixed per-request BC latency, webhook debounce ~0).
   with ack+queue (the connector) and with a naive receiver that processes inline (GET the entity,
   send the event, element by element; run in-process, so without HTTP overhead, which favours it);
 * BC change → event on `bc-items` (item created in the emulator → its event readable), p50/p99; this
-  includes the host's queue polling (host.json `maxPollingInterval`).
+  includes the host's queue polling (host.json `maxPollingInterval`);
+* a posted shipment's notification arriving → its CloudEvent on `bc-sales-shipments`, by channel: the
+  table webhook (`created` element) and BC's business event (`SalesShipmentPosted`, the body BC would
+  send), alternating, each with one BC read of the document at the emulator's latency; the
+  connector's own added time is that minus the read.
 
-Fails (exit 1) when the 1,000-element POST's p99 ack is 100 ms or more (warm).
+Fails (exit 1) when the 1,000-element POST's p99 ack is 100 ms or more (warm), or when the
+business-event path's p50 is more than 1.5x the webhook path's (+10 ms): the same work after the ack.
 
     python -m bench.webhooks [--latency-ms 20] [--handshakes 200] [--bulk-posts 50] [--single-posts 100]
                              [--naive-single 30] [--changes 20]
@@ -32,6 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NEVER = "0 0 0 1 1 *"
 BULK = 1000
 BULK_ACK_P99_TARGET_MS = 100  # warm, on this machine
+CHANNEL_RATIO_TARGET = 1.5  # business-event path p50 vs webhook path p50 (+ CHANNEL_SLACK_MS)
+CHANNEL_SLACK_MS = 10.0
 BENCH_KEY = "q2Vv1ZB7dVHt3K3b8f3mYbTq8Ynq5m4mJc2xw8tqYk0="  # a throw-away Fernet key
 
 
@@ -70,6 +77,7 @@ def _environment(emulator: Any, azurite: Any, company_id: str, port: int) -> dic
         "TLS_CA_BUNDLE": emulator.ca_bundle, "TOKEN_ENCRYPTION_KEY": BENCH_KEY,
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "ITEM_PULL_SCHEDULE": NEVER,
         "SUBSCRIPTION_RENEWAL_SCHEDULE": NEVER, "SWEEP_SCHEDULE": NEVER, "PULL_ITEM_VARIANTS": "true",
+        "BUSINESS_EVENTS": "true",
     }
 
 
@@ -77,15 +85,15 @@ def naive_receive(runtime: Any, body: dict[str, Any]) -> None:
     """The baseline: validate, then GET each created entity and send its event, inline and in order."""
     from connector.webhooks.processor import entity_id
     from connector.webhooks.receiver import screen, subscription_ids
-    from connector.webhooks.triggers import BY_ENTITY_SET, change_event
+    from connector.webhooks.triggers import change_event
 
     elements = body["value"]
     for note in screen(elements, runtime.subscription_directory.find(subscription_ids(elements))).queued:
-        trigger = BY_ENTITY_SET[note["entitySet"]]
         conn = runtime.settings.connection(note["connection"])
+        trigger = conn.trigger(note["entitySet"])
         bc = runtime.bc(conn.name)
         path = bc.company_path(note["companyId"], f"{trigger.entity_set}({entity_id(note['resource'])})")
-        entity = bc.get(path, trigger.expand(conn))
+        entity = bc.get(path, trigger.params())
         event = change_event(trigger, "created", conn.name, note["companyId"], entity)
         runtime.events.publish(trigger.queue, [event])
 
@@ -108,6 +116,66 @@ def wait_drained(queue: Any, timeout: float = 120.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{queue.queue_name} not drained within {timeout}s")
         time.sleep(0.05)
+
+
+def channels(emulator: Any, company: Any, host_url: str, http: requests.Session, runtime: Any,
+             samples: int) -> dict[str, Any]:
+    """A posted shipment's notification arriving → its event on `bc-sales-shipments`, by channel. The
+    emulator's own senders are stopped; the test sends what BC would (webhook element, business-event
+    body), alternating the channels."""
+    from connector.settings import QUEUE_SALES_SHIPMENTS
+    from devtools.emulator.seed import CRONUS_UK_ID
+
+    emulator.bc.webhooks.stop()
+    emulator.bc.business_events.stop()
+    queue = runtime.storage.queue(QUEUE_SALES_SHIPMENTS)
+    queue.clear_messages()
+    webhook_url = f"{host_url}/api/webhooks/bc?connection=default"
+    event_url = f"{host_url}/api/webhooks/bc/events?connection=default"
+    sub = next(s for s in emulator.bc.webhooks.subscriptions.values() if s.set_name == "salesShipments"
+               and s.notification_url == webhook_url)
+
+    def shipment() -> str:
+        row = emulator.bc.documents.post_shipment(company, None, "GL00000008",
+                                                  [{"itemNumber": "1896-S", "quantity": 1}])
+        return row.id
+
+    def by_webhook() -> float:
+        shipment_id = shipment()
+        emulator.bc.business_events.take_pending()  # this sample is the webhook's
+        body = json.dumps({"value": [{
+            "subscriptionId": sub.id, "clientState": sub.client_state, "changeType": "created",
+            "expirationDateTime": "2099-01-01T00:00:00Z", "lastModifiedDateTime": "2026-01-01T00:00:00Z",
+            "resource": f"api/v2.0/companies({CRONUS_UK_ID})/salesShipments({shipment_id})"}]})
+        started = time.perf_counter()
+        http.post(webhook_url, data=body, headers={"Content-Type": "application/json"}, timeout=60)
+        wait_for_event(queue, shipment_id)
+        return time.perf_counter() - started
+
+    def by_business_event() -> float:
+        shipment_id = shipment()
+        [body] = [b for b in emulator.bc.business_events.take_pending()
+                  if b["eventName"] == "SalesShipmentPosted"]
+        started = time.perf_counter()
+        http.post(event_url, data=json.dumps(body), headers={"Content-Type": "application/json"}, timeout=60)
+        wait_for_event(queue, shipment_id)
+        return time.perf_counter() - started
+
+    webhook: list[float] = []
+    business: list[float] = []
+    for _ in range(samples):
+        webhook.append(by_webhook())
+        business.append(by_business_event())
+    read_ms = emulator.config.latency_seconds * 1000
+    print(f"  notification arrival -> event on bc-sales-shipments (one BC read at {read_ms:.0f} ms "
+          "included):", flush=True)
+    out = {"channel_webhook": line("table webhook (created element)", webhook),
+           "channel_business_event": line("business event (SalesShipmentPosted)", business)}
+    for name, label in (("channel_webhook", "webhook"), ("channel_business_event", "business event")):
+        p50, p99 = out[name]
+        print(f"  connector's own added time, {label:<15} p50 {p50 - read_ms:7.1f} ms   "
+              f"p99 {p99 - read_ms:7.1f} ms", flush=True)
+    return out
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -184,6 +252,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
             results["change"] = line("BC change -> event on bc-items (debounce 0.01 s)",
                                      timed(change, args.changes, between=lambda: time.sleep(0.3)))
+            results.update(channels(emulator, company, host.url, http, runtime, args.channel_samples))
         finally:
             host.stop()
             reset_runtime()
@@ -206,9 +275,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--single-posts", type=int, default=100)
     parser.add_argument("--naive-single", type=int, default=30)
     parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--channel-samples", type=int, default=30)
     results = run(parser.parse_args(argv))
     p99 = results["bulk"][1]
     floor = results["single"][1]  # the host's and the machine's own tail, whatever the body
+    webhook_p50, business_p50 = results["channel_webhook"][0], results["channel_business_event"][0]
+    print(f"  business-event path p50 {business_p50:.0f} ms vs webhook path p50 {webhook_p50:.0f} ms "
+          f"(ratio {business_p50 / webhook_p50:.2f}, target <= {CHANNEL_RATIO_TARGET} "
+          f"+ {CHANNEL_SLACK_MS:.0f} ms)")
+    if business_p50 > webhook_p50 * CHANNEL_RATIO_TARGET + CHANNEL_SLACK_MS:
+        print("  MISSED: the business-event path adds more than the webhook path")
+        return 1
     if p99 >= BULK_ACK_P99_TARGET_MS:
         print(f"  MISSED: {BULK}-element POST acked at p99 {p99:.0f} ms "
               f"(target < {BULK_ACK_P99_TARGET_MS} ms; a 1-element POST in the same run: p99 {floor:.0f} ms)")

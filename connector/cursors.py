@@ -34,7 +34,8 @@ from connector.storage import (
 # ReadCursor field -> bccursors column (the columns keep the names older rows were written with)
 COLUMNS = {"cursor": "cursor", "run_started": "run_started", "phase": "phase", "next_link": "next_link",
            "pending": "pending_cursor", "held": "held_before", "state": "state",
-           "started_at": "started_at", "updated_at": "updated_at", "last_pass_started": "last_pass_started"}
+           "started_at": "started_at", "updated_at": "updated_at", "last_pass_started": "last_pass_started",
+           "recent": "recent"}
 TIMES = frozenset({"cursor", "run_started", "pending", "held", "started_at", "updated_at",
                    "last_pass_started"})
 CURSOR_SKEW = timedelta(minutes=15)  # a time further ahead of our clock than this is not believed
@@ -93,6 +94,7 @@ class ReadCursor:
     started_at: datetime | None = None
     updated_at: datetime | None = None
     last_pass_started: datetime | None = None
+    recent: str = ""  # what the last pass emitted that the next one's overlap reads again (item pull)
 
     @property
     def in_pass(self) -> bool:

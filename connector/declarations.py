@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 CHANGE_TYPES = ("created", "updated", "deleted")  # what a trigger may announce: `bc.<entity>.<change>`
+DRAFTED_CHANGE_TYPES = (*CHANGE_TYPES, "drafted")  # sets where BC keeps drafts beside posted documents
 STANDARD_API = "v2.0"
 
 _API_RE = re.compile(r"^[A-Za-z0-9_]{1,64}/[A-Za-z0-9_]{1,64}/v[0-9]+\.[0-9]+$")
@@ -33,7 +34,9 @@ class Trigger:
     """What one trigger watches in BC and how it announces it: `<prefix>.<entity>.<change>` events on
     `queue`, with `expand` children inside `data`, only the fields of `select` (all when empty), and
     updates only when a field of `watch` changed (any change when empty). `number_field` is the
-    entity's human key kept in the dedupe row (the `number` of a deleted event; empty: none)."""
+    entity's human key kept in the dedupe row (the `number` of a deleted event; empty: none).
+    `draft` (field, value) marks a set where BC keeps drafts beside posted documents (sales
+    invoices): a document is `created` when first seen posted, a new draft `drafted`."""
 
     entity_set: str
     queue: str
@@ -45,6 +48,7 @@ class Trigger:
     watch: tuple[str, ...] = ()
     type_prefix: str = "bc"
     number_field: str = "number"
+    draft: tuple[str, str] | None = None
 
     @property
     def key(self) -> str:
@@ -75,6 +79,14 @@ class Trigger:
     def announces(self, change: str) -> bool:
         return change in self.changes
 
+    def is_draft(self, entity: Mapping[str, Any]) -> bool:
+        return self.draft is not None and entity.get(self.draft[0]) == self.draft[1]
+
+    def needs(self, change: str) -> bool:
+        """Must a notification of `change` be read? When it is announced, and for a set with drafts
+        an `updated` one always (posting a draft is an update under the same id)."""
+        return self.announces(change) or (self.draft is not None and change == "updated")
+
     def event_type(self, change: str) -> str:
         return f"{self.type_prefix}.{self.entity}.{change}"
 
@@ -94,12 +106,13 @@ def singular(entity_set: str) -> str:
     return entity_set[:-1] if entity_set.endswith("s") else entity_set
 
 
-def parse_changes(name: str, value: str | Iterable[str]) -> frozenset[str]:
-    """A comma list (or a list) of change types."""
+def parse_changes(name: str, value: str | Iterable[str],
+                  allowed: tuple[str, ...] = CHANGE_TYPES) -> frozenset[str]:
+    """A comma list (or a list) of change types (`drafted` too where the trigger declares drafts)."""
     items = value.split(",") if isinstance(value, str) else list(value)
     changes = frozenset(str(c).strip().lower() for c in items if str(c).strip())
-    if changes - set(CHANGE_TYPES) or not all(isinstance(c, str) for c in items):
-        raise DeclarationError(f"{name} is a comma list of {','.join(CHANGE_TYPES)}, not {value!r}")
+    if changes - set(allowed) or not all(isinstance(c, str) for c in items):
+        raise DeclarationError(f"{name} is a comma list of {','.join(allowed)}, not {value!r}")
     return changes
 
 
@@ -115,7 +128,7 @@ def _names(where: str, key: str, value: Any) -> tuple[str, ...]:
 
 
 TRIGGER_FIELDS = ("entitySet", "api", "entity", "queue", "changeTypes", "expand", "select", "watch",
-                  "typePrefix", "numberField")
+                  "typePrefix", "numberField", "draft")
 
 
 def parse_trigger(setting: str, index: int, raw: Any) -> Trigger:
@@ -147,20 +160,29 @@ def parse_trigger(setting: str, index: int, raw: Any) -> Trigger:
     number_field = raw.get("numberField", "number")
     if not isinstance(number_field, str) or (number_field and not _NAME_RE.match(number_field)):
         raise DeclarationError(f"{where}: numberField must be a field name or empty")
+    draft = raw.get("draft")
+    if draft is not None and not (isinstance(draft, dict) and set(draft) == {"field", "value"}
+                                  and isinstance(draft["field"], str) and _NAME_RE.match(draft["field"])
+                                  and isinstance(draft["value"], str)):
+        raise DeclarationError(f"{where}: draft must be {{\"field\": <field name>, \"value\": <text>}}, "
+                               "e.g. {\"field\": \"status\", \"value\": \"Draft\"}")
+    allowed = DRAFTED_CHANGE_TYPES if draft is not None else CHANGE_TYPES
     changes = raw.get("changeTypes", "created")
     if not isinstance(changes, str | list):
-        raise DeclarationError(f"{where}: changeTypes must be a list of {','.join(CHANGE_TYPES)}")
-    changes = parse_changes(f"{where}: changeTypes", changes)
+        raise DeclarationError(f"{where}: changeTypes must be a list of {','.join(allowed)}")
+    changes = parse_changes(f"{where}: changeTypes", changes, allowed)
     if not changes:
         raise DeclarationError(f"{where}: changeTypes must name at least one of {','.join(CHANGE_TYPES)}")
     expand = _names(where, "expand", raw.get("expand", []))
     select = _names(where, "select", raw.get("select", []))
     watch = _names(where, "watch", raw.get("watch", []))
     if select:  # what the connector itself needs is always read
-        needed = ("id", "lastModifiedDateTime", *((number_field,) if number_field else ()), *watch)
+        needed = ("id", "lastModifiedDateTime", *((number_field,) if number_field else ()), *watch,
+                  *((draft["field"],) if draft is not None else ()))
         select = select + tuple(n for n in dict.fromkeys(needed) if n not in select)
     return Trigger(entity_set=entity_set, queue=queue, entity=entity, api=api, changes=changes,
-                   expand=expand, select=select, watch=watch, type_prefix=prefix, number_field=number_field)
+                   expand=expand, select=select, watch=watch, type_prefix=prefix, number_field=number_field,
+                   draft=(draft["field"], draft["value"]) if draft is not None else None)
 
 
 def parse_triggers(setting: str, text: str, seed: tuple[Trigger, ...]) -> tuple[Trigger, ...]:

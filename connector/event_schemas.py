@@ -65,6 +65,11 @@ def event_data_schemas() -> dict[str, dict[str, Any]]:
             schemas[kind] = entity_schema(trigger, kind,
                                           f"A {trigger.entity} as BC returns it after the change.")
         schemas[trigger.event_type("deleted")] = deleted_schema(trigger, trigger.event_type("deleted"))
+        if trigger.draft is not None:
+            kind = trigger.event_type("drafted")
+            schemas[kind] = entity_schema(trigger, kind, f"A new draft {trigger.entity} (not posted).")
+            schemas[trigger.event_type("created")]["description"] = (
+                f"A {trigger.entity} BC posted, as BC returns it (announced once, when first seen posted).")
     items = SEED_TRIGGERS[0]
     schemas[ITEM_PULLED] = entity_schema(items, ITEM_PULLED,
                                          "An item as BC returns it, read by the item pull.")
@@ -132,7 +137,7 @@ def metadata_schemas(trigger: Trigger, types: dict[str, CsdlEntity],
             item["properties"] = _object(child)
         properties[nav] = {"type": "array", "items": item}
     required = [n for n in ("id", "lastModifiedDateTime") if n in properties]
-    schemas = {}
+    schemas: dict[str, dict[str, Any]] = {}
     for change in sorted(trigger.changes - {"deleted"}):
         kind = trigger.event_type(change)
         schemas[kind] = {"$schema": _DIALECT, "title": kind, "type": "object",

@@ -2,7 +2,7 @@
 
 One shape per entity, whatever the path that read it: `data` is the BC entity without OData
 annotations (`@odata.*`), children in the same form. Documents that BC posted from a sales order
-also carry the order's key as the extension attributes `bcexternaldocumentnumber` and
+also carry the order's key as the extension attributes `bcexternaldocno` and
 `bcordernumber`, so consumers can filter without parsing `data`.
 
 An event whose JSON would not fit in a queue message carries its `data` in blob storage instead,
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 ITEM_PULLED = "bc.item.pulled"
 # extension attribute -> the entity field it repeats (set only when the field has a value)
-EXTENSIONS = {"bcexternaldocumentnumber": "externalDocumentNumber", "bcordernumber": "orderNumber"}
+EXTENSIONS = {"bcexternaldocno": "externalDocumentNumber", "bcordernumber": "orderNumber"}
 
 
 def event_id(*parts: str) -> str:

@@ -11,15 +11,20 @@ import gc
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property, partial
+from typing import TYPE_CHECKING
 
 from connector.auth.tokens import TokenService
 from connector.bc.budget import Budget, LocalBudgets, SharedBudget
 from connector.bc.client import BCClient
 from connector.bc.companies import Companies
+from connector.bc.lookups import KeyLookups
+from connector.bc.principals import Principals
 from connector.bc.timestamps import utc_now
 from connector.events import EventPublisher
 from connector.health.checks import budget_exhausted
 from connector.health.events import HealthEvents
+from connector.health.pause import PauseSwitch
+from connector.ops.activity import ActivityRecorder
 from connector.ops.status import read_status, status_readings
 from connector.orders.variants import ItemVariants
 from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, host_max_dequeue_count, load_settings
@@ -27,6 +32,10 @@ from connector.storage import Storage
 from connector.telemetry import Telemetry, configure_telemetry
 from connector.webhooks.dedupe import DedupeLog
 from connector.webhooks.directory import SubscriptionDirectory
+
+if TYPE_CHECKING:
+    from connector.auth.service import SignInService
+    from connector.items.pull import ItemPullService
 
 
 class Runtime:
@@ -46,10 +55,14 @@ class Runtime:
             telemetry=self.telemetry,
         )
         self.health = HealthEvents(self.storage, self.events)
+        self.pauses = PauseSwitch(self.storage)
+        self.activity = ActivityRecorder(self.storage)
+        self.telemetry.recorder = self.activity
         self.tokens = TokenService(settings, self.storage, health=self.health)
         self.companies = Companies(self.storage)
         self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)
         self.item_variants = ItemVariants()
+        self.key_lookups = KeyLookups()  # batched key checks (sales orders by externalDocumentNumber)
         # Threads start on first use. Entity GETs of one notification batch: each connection's BC
         # budget caps what reaches BC. Receiver enqueues: the acknowledgement waits for them.
         self.fetch_pool = ThreadPoolExecutor(8, thread_name_prefix="bc-fetch")
@@ -71,6 +84,22 @@ class Runtime:
         limits = self.settings.bc_limits
         return SharedBudget(self.storage, limits) if limits.shared else LocalBudgets(limits)
 
+    # ---- the feature services, each built once from the collaborators it names -------------------
+    @cached_property
+    def item_pull(self) -> ItemPullService:
+        """Schedule Pull Items (`connector/items`)."""
+        from connector.items.pull import ItemPullService
+
+        return ItemPullService(self.settings, self.storage, self.events, bc=self.bc,
+                               company_id=self.company_id)
+
+    @cached_property
+    def sign_in(self) -> SignInService:
+        """Sign-in of authorization-code connections (`connector/auth`)."""
+        from connector.auth.service import SignInService
+
+        return SignInService(self.settings, self.storage, self.tokens, self.companies, bc=self.bc)
+
     @cached_property
     def max_dequeue_count(self) -> int:
         """Deliveries of a queue message before the host moves it to `-poison` (host.json)."""
@@ -82,9 +111,12 @@ class Runtime:
         with self._lock:
             client = self._clients.get(conn.name)
             if client is None:
+                principals = Principals(
+                    [(p.name, partial(self._token, conn.name, p.name)) for p in conn.principals],
+                    self.settings.bc_limits.max_concurrency)
                 client = BCClient.from_limits(
                     conn.api_base,
-                    lambda force, name=conn.name: self.tokens.access_token(name, force_refresh=force),
+                    principals,
                     self.settings.bc_limits,
                     self.budget,
                     verify=self.settings.tls_ca_bundle or True,
@@ -94,6 +126,11 @@ class Runtime:
                 )
                 self._clients[conn.name] = client
             return client
+
+    def _token(self, connection: str, principal: str, force: bool) -> str:
+        """A principal's bearer token for BC, unless its connection is paused (`health/pause.py`)."""
+        self.pauses.check(connection)
+        return self.tokens.access_token(principal, force_refresh=force)
 
     def company_id(self, connection: str | None = None, wanted: str | None = None) -> str:
         """The company to use (id), from a message's `company`, BC_COMPANY, sign-in, or the first."""
@@ -108,6 +145,7 @@ class Runtime:
         for pool in (self.fetch_pool, self.enqueue_pool, self.dedupe_pool):
             pool.shutdown(wait=False)
         self.events.close()
+        self.activity.close()
 
 
 # The one process-wide root: the Functions host calls each trigger with no object of ours, so the

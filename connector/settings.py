@@ -24,9 +24,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from connector.declarations import (
     CHANGE_TYPES,
+    DRAFTED_CHANGE_TYPES,
     Command,
     DeclarationError,
     Trigger,
@@ -76,6 +78,7 @@ TABLE_DEDUPE = "bcdedupe"  # what each created-trigger has announced, per entity
 TABLE_ORDERS = "bcorders"  # sales-order idempotency records (queue message id -> order)
 TABLE_LEASES = "bcleases"  # single-runner leases (item pull, renewal, sweep)
 TABLE_HEALTH = "bchealth"  # health events sent, one row per occurrence (once-only, recent list)
+TABLE_STATS = "bcstats"  # per connection, hour and instance: counts for the status page's charts
 TABLE_NAMES: tuple[str, ...] = (
     TABLE_TOKENS,
     TABLE_AUTH_FLOWS,
@@ -86,6 +89,7 @@ TABLE_NAMES: tuple[str, ...] = (
     TABLE_ORDERS,
     TABLE_LEASES,
     TABLE_HEALTH,
+    TABLE_STATS,
 )
 
 CONTAINER_EVENT_PAYLOADS = "bc-event-payloads"  # events too large for a queue message
@@ -244,6 +248,11 @@ class ConnectionSettings:
         "Client id of the user-assigned managed identity whose token is the client assertion; empty = "
         "the identity storage uses (`AzureWebJobsStorage__clientId`, as Bicep deploys it), else the "
         "system-assigned one.")
+    admin_center: bool = setting(
+        "BC_ADMIN_CENTER", "false",
+        "Watch the environment through BC's Admin Center API (copy, point-in-time restore, rename, "
+        "update): needs the app permission AdminCenter.ReadWrite.All, which can also delete environments; "
+        "grant it only if you accept that.")
     client_secret_expires: str = setting(
         "BC_CLIENT_SECRET_EXPIRES", "",
         "The day BC_CLIENT_SECRET expires (YYYY-MM-DD, from the app registration): the status page warns "
@@ -252,6 +261,19 @@ class ConnectionSettings:
                               "`authorization_code` (a user signs in at /api/connections/{name}/login) or "
                               "`client_credentials` (service-to-service, unattended).",
                               choices=GRANT_TYPES, local="client_credentials")
+    extra_client_ids: tuple[str, ...] = setting(
+        "BC_EXTRA_CLIENT_IDS", "",
+        "More app registrations (client ids, comma list) that BC counts as principals of their own, each "
+        "with its own limits: requests spread over them by free capacity (`client_credentials` only; "
+        "each registered in BC like BC_CLIENT_ID).")
+    extra_client_secrets: tuple[str, ...] = setting(
+        "BC_EXTRA_CLIENT_SECRETS", "",
+        "The secrets of BC_EXTRA_CLIENT_IDS, comma list in the same order (Key Vault reference).",
+        secret=True)
+    read_only_intent: bool = setting(
+        "BC_READ_ONLY_INTENT", "true",
+        "Item pulls and sweeps read from BC's read-only replica (`Data-Access-Intent: ReadOnly`); the "
+        "read after a notification and key checks always read the primary.")
     company: str = setting("BC_COMPANY", "", "Company id or name; empty = the first company discovered.")
     pull_item_variants: bool = setting("PULL_ITEM_VARIANTS", "true", "Items events carry `itemVariants`.")
     pull_sales_shipment_lines: bool = setting("PULL_SALES_SHIPMENT_LINES", "true",
@@ -268,8 +290,16 @@ class ConnectionSettings:
         choices=CHANGE_TYPES)
     sales_invoice_change_types: frozenset[str] = setting(
         "SALES_INVOICE_CHANGE_TYPES", "created",
-        "Which sales-invoice changes are announced: comma list of `created,updated,deleted`.",
-        choices=CHANGE_TYPES)
+        "Which sales-invoice changes are announced: comma list of `created,updated,deleted,drafted`; "
+        "`created` = BC posted the invoice (once, under the draft's id when it had one), `drafted` = a "
+        "new draft (`bc.salesInvoice.drafted`; off by default: a draft may never be posted).",
+        choices=DRAFTED_CHANGE_TYPES)
+    business_events: bool = setting(
+        "BUSINESS_EVENTS", "false",
+        "Also receive BC's external business events (SalesInvoicePosted, SalesShipmentPosted) for the "
+        "posting triggers: sent after the posting commits, so faster than the table webhook; the "
+        "webhook and the sweep stay as the fallback. Needs BC's permission set `Ext. Events - Subscr` "
+        "(off by default for that reason; a 403 shows on /api/status).", local="true")
     authority_host: str = setting("ENTRA_AUTHORITY_HOST", "https://login.microsoftonline.com",
                                   "Entra ID host; authority = {host}/{tenant}. Point at the emulator for "
                                   "local runs.", local="https://127.0.0.1:8443")
@@ -295,6 +325,25 @@ class ConnectionSettings:
     def trigger(self, key: str) -> Trigger | None:
         """The trigger with this key (entity set, or `publisher/group/version/entitySet`), if declared."""
         return next((t for t in self.triggers if t.key == key), None)
+
+    def __post_init__(self) -> None:
+        ids, secrets = self.extra_client_ids or (), self.extra_client_secrets or ()
+        if len(ids) != len(secrets):
+            raise SettingsError(f"BC_EXTRA_CLIENT_IDS names {len(ids)} client(s) but "
+                                f"BC_EXTRA_CLIENT_SECRETS has {len(secrets)} secret(s)")
+        if ids and self.grant_type != "client_credentials":
+            raise SettingsError("BC_EXTRA_CLIENT_IDS needs BC_GRANT_TYPE=client_credentials (each extra "
+                                "principal signs in on its own)")
+
+    @property
+    def principals(self) -> tuple[ConnectionSettings, ...]:
+        """One settings object per app registration BC counts as a principal: this connection, then
+        one per extra client named `<name>.2`, `<name>.3`, … (its own tokens and token state)."""
+        pairs = zip(self.extra_client_ids or (), self.extra_client_secrets or (), strict=True)
+        extra = tuple(dataclasses.replace(self, name=f"{self.name}.{n}", client_id=client_id,
+                                          client_secret=secret, extra_client_ids=(), extra_client_secrets=())
+                      for n, (client_id, secret) in enumerate(pairs, start=2))
+        return (self, *extra)
 
     @property
     def authority(self) -> str:
@@ -456,12 +505,24 @@ class Settings:
     def notification_url(self) -> str:
         return f"{self.public_base_url}/api/webhooks/bc"
 
+    @property
+    def business_event_url(self) -> str:
+        """Where BC sends business events (`?connection=<name>` is added per connection)."""
+        return f"{self.public_base_url}/api/webhooks/bc/events"
+
     def connection(self, name: str | None) -> ConnectionSettings:
         key = name or DEFAULT_CONNECTION
         try:
             return self.connections[key]
         except KeyError:
             raise UnknownConnection(key, tuple(self.connections)) from None
+
+    def principal(self, name: str) -> ConnectionSettings:
+        """A connection's principal by name: `default`, or an extra one such as `default.2`."""
+        for principal in self.connection(name.partition(".")[0]).principals:
+            if principal.name == name:
+                return principal
+        raise UnknownConnection(name, tuple(self.connections))
 
 
 class UnknownConnection(ConnectorError, KeyError):
@@ -534,7 +595,7 @@ def seed_triggers(conn: ConnectionSettings) -> tuple[Trigger, ...]:
                 changes=conn.sales_shipment_change_types,
                 expand=children(conn.pull_sales_shipment_lines, "salesShipmentLines")),
         Trigger("salesInvoices", QUEUE_SALES_INVOICES, "salesInvoice",
-                changes=conn.sales_invoice_change_types,
+                changes=conn.sales_invoice_change_types, draft=("status", "Draft"),
                 expand=children(conn.pull_sales_invoice_lines, "salesInvoiceLines")),
     )
 
@@ -598,6 +659,11 @@ def load_telemetry_settings(env: Mapping[str, str] | None = None) -> TelemetrySe
     return dataclasses.replace(telemetry, exporter="") if telemetry.exporter == "none" else telemetry
 
 
+def environment_values() -> dict[str, str]:
+    """A copy of the process environment (what `doctor` inspects, e.g. unresolved Key Vault references)."""
+    return dict(os.environ)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raises SettingsError naming the culprit."""
     env = os.environ if env is None else env
@@ -609,7 +675,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not public:
         host = env.get("WEBSITE_HOSTNAME", "").strip()
         public = f"https://{host}" if host else "http://127.0.0.1:7071"
-    return read(
+    settings = read(
         Settings, env,
         storage=load_storage_settings(env),
         connection_names=names,
@@ -618,6 +684,28 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bc_limits=read(BCLimits, env),
         telemetry=load_telemetry_settings(env),
     )
+    refuse_example_key(settings)
+    return settings
+
+
+def _on_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def refuse_example_key(settings: Settings) -> None:
+    """SettingsError when TOKEN_ENCRYPTION_KEY holds the published example key while a connection
+    talks to a host other than loopback (Microsoft's Entra ID and BC): anyone could open its tokens."""
+    example = _BY_NAME["TOKEN_ENCRYPTION_KEY"].local
+    if example not in settings.token_encryption_keys:
+        return
+    for conn in settings.connections.values():
+        if not (_on_loopback(conn.authority_host) and _on_loopback(conn.api_host)):
+            raise SettingsError(
+                f"TOKEN_ENCRYPTION_KEY: the example key from local.settings.example.json is public and is "
+                f"refused for connection {conn.name!r}, which talks to {conn.authority_host} and "
+                f"{conn.api_host}; generate a key of your own: python -c \"from cryptography.fernet "
+                f"import Fernet; print(Fernet.generate_key().decode())\"")
 
 
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
@@ -627,3 +715,9 @@ def host_max_dequeue_count(host_json: Path = HOST_JSON) -> int:
     """`extensions.queues.maxDequeueCount` of host.json (the host's default 5 if absent)."""
     config = json.loads(host_json.read_text(encoding="utf-8"))
     return int(config.get("extensions", {}).get("queues", {}).get("maxDequeueCount", 5))
+
+
+def environment_value(name: str, default: str = "") -> str:
+    """A variable of the environment outside the app settings, for tools (the CLI's `FUNCTION_KEY`,
+    `NO_COLOR`, `PUBLIC_BASE_URL` when no settings file is named)."""
+    return os.environ.get(name, default)

@@ -2,7 +2,9 @@
 
 Starts its own Azurite, BC + Entra emulator and local Functions host on free loopback ports (so it
 runs beside `make run`), then walks through: a user sign-in (authorization code, browser-less),
-webhook subscriptions, a created item / shipment / invoice arriving as events, an item updated and
+webhook and business-event subscriptions, a created item / shipment / invoice arriving as events, a
+draft invoice (nothing announced) and its posting (one event, though BC's table webhook and its
+SalesInvoicePosted business event both told the connector), an item updated and
 one deleted (ITEM_CHANGE_TYPES on), an item pull, a sales order pushed and followed by its key through
 its shipment and invoice, a large one by claim check (blob + reference), and a bad order
 dead-lettered. Exits 0 when every step did what it should.
@@ -43,14 +45,20 @@ class Tour:
         self.emulator = emulator
         self.host = host
         self.failures: list[str] = []
+        self.checked = 0
 
     # ---- plumbing ----------------------------------------------------------------------------
     def api(self, method: str, path: str, **kw: Any) -> requests.Response:
-        return requests.request(method, f"{self.host.url}/api/{path}", timeout=60, **kw)
+        url = f"{self.host.url}/api/{path}"
+        command(f"curl{'' if method == 'GET' else ' -X ' + method} {url}")
+        return requests.request(method, url, timeout=60, **kw)
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
-        resp = requests.request(method, f"{self.emulator.url}/_emulator/bc/{path}", json=body,
-                                verify=self.emulator.ca_bundle, timeout=30)
+        url = f"{self.emulator.url}/_emulator/bc/{path}"
+        if method != "GET":  # reads are the tour's own checks; changes are what a user in BC does
+            data = f" -d '{_clip(json.dumps(body))}'" if body is not None else ""
+            command(f"curl --cacert .devdata/emulator-ca.pem -X {method} {url}{data}")
+        resp = requests.request(method, url, json=body, verify=self.emulator.ca_bundle, timeout=30)
         resp.raise_for_status()
         return resp.json() if resp.content else None
 
@@ -86,6 +94,7 @@ class Tour:
         print(f"   {'ok ' if ok else 'FAIL'} {what}")
         if not ok:
             self.failures.append(what)
+        self.checked += 1
         return ok
 
     # ---- steps -------------------------------------------------------------------------------
@@ -112,7 +121,7 @@ class Tour:
         self.check(states.get("webshop") == "ok", "status shows the webshop connection signed in")
 
     def subscriptions(self) -> None:
-        print("\n3. Webhook subscriptions (BC checks our handshake on each)")
+        print("\n3. Webhook and business-event subscriptions (BC checks our handshake on each webhook)")
         resp = self.api("POST", "connections/default/subscriptions")
         self.check(resp.status_code == 200, "subscriptions created")
         show(resp.json())
@@ -142,8 +151,37 @@ class Tour:
         if self.check(event is not None, "bc.salesInvoice.created arrived"):
             self.check(len(event["data"].get("salesInvoiceLines", [])) == 2, "with its lines")
 
+    def posted_documents(self) -> None:
+        print("\n5. A draft invoice is not an invoice; posting it is (webhook + business event, one event)")
+        draft = self.admin("POST", f"{BASE}/salesInvoices/drafts", {
+            "customerNumber": "GL00000008",
+            "salesInvoiceLines": [{"lineType": "Item", "lineObjectNumber": "DEMO-1000", "quantity": 1}]})
+        print(f"   a draft invoice {draft['number']} ({draft['status']}) is made through BC's API")
+        self.check(self.wait_for("bc-sales-invoices", lambda e: e.get("subject") == draft["id"],
+                                 timeout=4) is None,
+                   "nothing is announced for the draft (BC's webhook said `created`)")
+        posted = self.admin("POST", f"{BASE}/salesInvoices/{draft['id']}/post")
+        print(f"   BC posts it (Microsoft.NAV.post): {posted['number']}, status {posted['status']}, same id")
+        event = self.wait_for("bc-sales-invoices", lambda e: e.get("subject") == draft["id"])
+        if self.check(event is not None and event["type"] == "bc.salesInvoice.created",
+                      "bc.salesInvoice.created arrived for the posting"):
+            show({k: event[k] for k in ("id", "type", "subject")}
+                 | {"data": {k: event["data"][k] for k in ("number", "status")}})
+        sent = [d for d in self.admin("GET", "businessevents/deliveries")["value"]
+                if d["body"]["payload"].get("SalesInvoiceAPIId") == draft["id"]]
+        self.check(bool(sent) and sent[0]["status"] == 202,
+                   "BC's SalesInvoicePosted business event was delivered (202)")
+        time.sleep(2)  # BC's table webhook (`updated`) follows after its debounce
+        deliveries = self.admin("GET", "webhooks/deliveries")["value"]
+        webhook = [n for d in deliveries if d["kind"] == "notification" for n in d["body"]["value"]
+                   if draft["id"] in n["resource"] and n["changeType"] == "updated"]
+        self.check(bool(webhook), "BC's table webhook said `updated` for the same invoice")
+        self.check(self.wait_for("bc-sales-invoices", lambda e: e.get("subject") == draft["id"],
+                                 timeout=3) is None,
+                   "and the consumer got exactly one event: both channels claim the same change")
+
     def updated_and_deleted(self) -> None:
-        print("\n5. Updates and deletions (ITEM_CHANGE_TYPES=created,updated,deleted)")
+        print("\n6. Updates and deletions (ITEM_CHANGE_TYPES=created,updated,deleted)")
         item = next(i for i in self.admin("GET", f"{BASE}/items")["value"] if i["number"] == "DEMO-1000")
         self.admin("PATCH", f"{BASE}/items/{item['id']}", {"unitPrice": 549.0})
         self.admin("PATCH", f"{BASE}/items/{item['id']}", {"displayName": "Demo bicycle, 2027 model"})
@@ -165,7 +203,7 @@ class Tour:
             show({k: event[k] for k in ("id", "type", "subject", "time", "data")})
 
     def item_pull(self) -> None:
-        print("\n6. Schedule Pull Items (run now through the admin route)")
+        print("\n7. Schedule Pull Items (run now through the admin route)")
         resp = self.api("POST", "connections/default/pulls/items")
         self.check(resp.status_code == 202, "the pull was accepted")
         show(resp.json())
@@ -173,8 +211,9 @@ class Tour:
         self.check(event is not None, "bc.item.pulled events arrive")
 
     def sales_orders(self) -> None:
-        print("\n7. Send Created Sales Order")
+        print("\n8. Send Created Sales Order")
         orders = self.queue("sales-orders")
+        command("python -m connector send order.json   # DEMO-WEB-1: checked, queued, its result printed")
         orders.send_message(json.dumps(SEED_ORDER | {"externalDocumentNumber": "DEMO-WEB-1",
                                                      "salesOrderLines": [{"itemNumber": "DEMO-1000",
                                                                           "variantCode": "RED",
@@ -185,6 +224,7 @@ class Tour:
             print(f"   BC order {result['number']} ({result['salesOrderId']})")
             self.order_life(result["number"])
         self.large_order(orders)
+        command("python -m connector send bad-order.json   # DEMO-BAD-1: a customer BC does not have")
         orders.send_message(json.dumps(SEED_ORDER | {"customerNumber": "NO-SUCH-CUSTOMER",
                                                      "externalDocumentNumber": "DEMO-BAD-1"}))
         result = self.wait_for("sales-order-results",
@@ -200,10 +240,10 @@ class Tour:
         for entity_set, queue in (("salesShipments", "bc-sales-shipments"),
                                   ("salesInvoices", "bc-sales-invoices")):
             self.admin("POST", f"{BASE}/{entity_set}", {"orderNumber": number})
-            event = self.wait_for(queue, lambda e: e.get("bcexternaldocumentnumber") == "DEMO-WEB-1")
+            event = self.wait_for(queue, lambda e: e.get("bcexternaldocno") == "DEMO-WEB-1")
             if self.check(event is not None and event.get("bcordernumber") == number,
-                          f"{queue}: an event with bcexternaldocumentnumber DEMO-WEB-1"):
-                show({k: event[k] for k in ("type", "bcexternaldocumentnumber", "bcordernumber")}
+                          f"{queue}: an event with bcexternaldocno DEMO-WEB-1"):
+                show({k: event[k] for k in ("type", "bcexternaldocno", "bcordernumber")}
                      | {"data.number": event["data"]["number"]})
 
     def large_order(self, orders: Any) -> None:
@@ -230,8 +270,21 @@ class Tour:
             self.check(len(lines) == 1000, f"BC order {result['number']} has all {len(lines)} lines")
 
     def final_status(self) -> None:
-        print("\n8. Status")
-        show(self.api("GET", "status").json())
+        from connector.cli.status import connection_lines
+
+        print("\n9. Status")
+        command("python -m connector status   # or open /api/status in a browser")
+        for line in connection_lines(self.api("GET", "status").json()):
+            print(f"   {line.strip()}")
+
+
+def command(text: str) -> None:
+    """The command behind the step that follows (what a person would type)."""
+    print(f"   $ {text}")
+
+
+def _clip(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def show(value: Any) -> None:
@@ -277,16 +330,22 @@ def main() -> int:
                   f"queues on {azurite.queue_port}; log in {LOG.relative_to(ROOT)}")
             tour = Tour(azurite, emulator, host)
             for step in (tour.health_and_status, tour.sign_in, tour.subscriptions,
-                         tour.created_entities, tour.updated_and_deleted, tour.item_pull,
+                         tour.created_entities, tour.posted_documents, tour.updated_and_deleted,
+                         tour.item_pull,
                          tour.sales_orders, tour.final_status):
                 try:
                     step()
                 except Exception as exc:  # noqa: BLE001 - report and go on with the tour
                     tour.check(False, f"{step.__name__} raised {type(exc).__name__}: {exc}")
     if tour.failures:
-        print(f"\ndemo finished with {len(tour.failures)} failed check(s); see {LOG.relative_to(ROOT)}")
+        print(f"\ndemo finished with {len(tour.failures)} failed check(s) of {tour.checked}; see "
+              f"{LOG.relative_to(ROOT)}")
+        for what in tour.failures:
+            print(f"   FAIL {what}")
         return 1
-    print("\ndemo finished: every step did what it should")
+    print(f"\ndemo finished: every step did what it should ({tour.checked} checks passed). Try it yourself: "
+          "make run, then python -m connector tail / trigger item.created / send "
+          "docs/examples/sales-order.json (README, Quick start)")
     return 0
 
 

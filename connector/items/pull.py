@@ -7,12 +7,12 @@ its time budget queues one continuation. The whole story: docs/architecture.md, 
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
-from functools import partial
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -26,8 +26,7 @@ from connector.connections import for_each_connection, results_or_raise
 from connector.cursors import CursorTable, ReadCursor, ReadInterrupted, newest_modified
 from connector.errors import ConnectorError
 from connector.events import ITEM_PULLED, EventPublisher, cloud_event
-from connector.leases import Lease
-from connector.runtime import Runtime
+from connector.leases import LEASE_SECONDS, Lease
 from connector.settings import (
     QUEUE_ITEM_PULLS,
     QUEUE_ITEM_PULLS_POISON,
@@ -44,6 +43,7 @@ log = logging.getLogger(__name__)
 PHASE_ITEMS = "items"
 PHASE_VARIANTS = "variants"
 ID_BATCH = 40  # ids per `id eq … or …` filter: about 2.5 KB of URL, well inside BC's limits
+MAX_RECENT = 4000  # events remembered for the next overlap (~50 KB in the cursor row); more: re-emitted
 Entity = dict[str, Any]
 
 
@@ -104,6 +104,22 @@ def item_event(connection: str, company_id: str, item: Entity, with_variants: bo
                        entity=entity, id_parts=id_parts)
 
 
+def event_key(event_id: str) -> str:
+    """A short key of an event id, as remembered in the cursor row."""
+    return hashlib.blake2s(event_id.encode(), digest_size=6).hexdigest()
+
+
+def recent_keys(seen: Iterable[tuple[str, datetime | None]], cursor: datetime | None,
+                overlap_seconds: float) -> str:
+    """The keys of the events the next pass's overlap (`gt cursor − overlap`) reads again, comma
+    separated; empty when there are more than MAX_RECENT (those are then emitted again)."""
+    if cursor is None:
+        return ""
+    start = cursor - timedelta(seconds=overlap_seconds)
+    keys = sorted({key for key, latest in seen if latest is not None and latest > start})
+    return ",".join(keys) if len(keys) <= MAX_RECENT else ""
+
+
 class RecentItemIds:
     """The item ids of the last two pages of changed variants: an item's variants come together, so
     this window skips almost every repeat while memory stays bounded by the page size."""
@@ -135,6 +151,8 @@ class ItemPullRequest(BaseModel):
     connection: str = Field(min_length=1)
     requestedAt: AwareDatetime
     continuation: bool = False
+    # put back behind another run whose pass began then: settled when that pass has completed
+    awaiting: AwareDatetime | None = None
 
 
 class BadPullRequest(ConnectorError, ValueError):
@@ -148,14 +166,6 @@ def request_message(settings: Settings, request: ItemPullRequest) -> str:
     """The `bc-item-pulls` message of a request, signed (`connector.signing`)."""
     signer = queue_signer(settings.token_encryption_keys, QUEUE_ITEM_PULLS)
     return seal_json(signer, request.model_dump_json())
-
-
-def opened_request(runtime: Runtime, text: str) -> str:
-    """The request the connector signed (`seal_json`); BadPullRequest when unsigned or forged."""
-    try:
-        return open_json(queue_signer(runtime.settings.token_encryption_keys, QUEUE_ITEM_PULLS), text)
-    except UnsignedMessage as exc:
-        raise BadPullRequest(f"not an item pull request the connector queued: {exc}") from None
 
 
 def parse_pull_request(text: str) -> ItemPullRequest:
@@ -207,6 +217,7 @@ class ItemPull:
         self._events = events
         self._connection = connection.name
         self._variants = connection.pull_item_variants
+        self._read_only = connection.read_only_intent  # bulk reads: BC's read-only replica
         self._company_id = company_id
         self._page_size = page_size
         self._overlap = overlap_seconds
@@ -217,6 +228,8 @@ class ItemPull:
         self._cursors = CursorTable(storage, self._connection, cursor_name(company_id), now)
         self._emitted = 0
         self._page_count = 0
+        self._skip: frozenset[str] = frozenset()  # what the last pass's overlap emitted already
+        self._seen: list[tuple[str, datetime | None]] = []  # this run's events: key, newest change
 
     def run(self) -> PullResult:
         """Pull until the pass completes or the time budget is spent; another runner → already-running."""
@@ -240,13 +253,14 @@ class ItemPull:
         state = self._cursors.load() or ReadCursor()
         if not state.in_pass:
             state = self._cursors.save(state.start_pass(self._now(), PHASE_ITEMS))
+        self._skip = frozenset(filter(None, state.recent.split(",")))
         since = state.since(self._overlap)
         if state.phase == PHASE_ITEMS:
             items = self._bc.company_path(self._company_id, "items")
             read = self._read(state, items, items_query(since, self._variants), lambda page: page)
             if read is None:
                 return False
-            state = self._cursors.save(items_read(read, self._variants))
+            state = self._cursors.save(self._remember(items_read(read, self._variants)))
         if state.phase == PHASE_VARIANTS and since is not None:
             recent = RecentItemIds()
             variants = self._bc.company_path(self._company_id, "itemVariants")
@@ -254,15 +268,22 @@ class ItemPull:
                               lambda page: self._items_by_id(recent.new(page), since))
             if read is None:
                 return False
-            self._cursors.save(read.complete())
+            self._cursors.save(self._remember(read.complete()))
         return True
+
+    def _remember(self, state: ReadCursor) -> ReadCursor:
+        """A completed pass keeps the keys of what it emitted within the next pass's overlap, so a
+        scheduled pull with nothing new emits nothing."""
+        if state.in_pass:
+            return state
+        return replace(state, recent=recent_keys(self._seen, state.cursor, self._overlap))
 
     def _read(self, state: ReadCursor, path: str, params: dict[str, str],
               to_items: Callable[[list[Entity]], Iterable[Entity]]) -> ReadCursor | None:
         """Page through one phase (from its checkpoint), emitting `to_items(page)` for each page;
         the state after the last page, or None when the time budget ran out first."""
         pages = self._bc.pages(path, params, page_size=self._page_size, resume_from=state.next_link,
-                               prefetch=True, go_on=self._time_left)
+                               prefetch=True, go_on=self._time_left, read_only=self._read_only)
         for page in pages:
             self._emit(to_items(page.entities))
             self._page_count += 1
@@ -275,81 +296,133 @@ class ItemPull:
         path = self._bc.company_path(self._company_id, "items")
         for start in range(0, len(item_ids), ID_BATCH):
             query = items_by_id_query(item_ids[start:start + ID_BATCH], since)
-            yield from self._bc.iter_entities(path, query, self._page_size)
+            yield from self._bc.iter_entities(path, query, self._page_size, read_only=self._read_only)
 
     def _emit(self, items: Iterable[Entity]) -> None:
-        events = [item_event(self._connection, self._company_id, item, self._variants) for item in items]
+        """Queue the items' events, except those the last pass emitted in its overlap (same id)."""
+        events = []
+        for item in items:
+            event = item_event(self._connection, self._company_id, item, self._variants)
+            key = event_key(event["id"])
+            self._seen.append((key, page_latest([item])))
+            if key not in self._skip:
+                events.append(event)
         self._emitted += self._events.publish(QUEUE_ITEMS, events)
 
 
 # ----------------------------------------------------------------------------------------- entry points
 
-def pull_company(runtime: Runtime, connection: str, *, max_seconds: float | None = None) -> PullResult:
-    """One run for a connection's company; `max_seconds` overrides ITEM_PULL_MAX_SECONDS."""
-    settings = runtime.settings
-    conn = settings.connection(connection)
-    return ItemPull(
-        bc=runtime.bc(conn.name), storage=runtime.storage, events=runtime.events, connection=conn,
-        company_id=runtime.company_id(conn.name), page_size=settings.item_pull_page_size,
-        overlap_seconds=settings.cursor_overlap_seconds,
-        max_seconds=settings.item_pull_max_seconds if max_seconds is None else max_seconds,
-    ).run()
+RECHECK_SECONDS = int(LEASE_SECONDS // 3)  # a request waiting behind another run is looked at again
 
 
-def request_pull(runtime: Runtime, connection: str, *, continuation: bool = False) -> ItemPullRequest:
-    """Queue a pull of a configured connection on `bc-item-pulls` (UnknownConnection otherwise)."""
-    name = runtime.settings.connection(connection).name
-    request = ItemPullRequest(connection=name, requestedAt=utc_now(), continuation=continuation)
-    runtime.storage.queue(QUEUE_ITEM_PULLS).send_message(request_message(runtime.settings, request))
-    return request
+class ItemPullService:
+    """Schedule Pull Items, built once by the runtime: the timer's run over every connection, the
+    route's request and the `bc-item-pulls` queue. Its collaborators: the settings, storage, the
+    event publisher, and a connection's BC client and company id."""
 
+    def __init__(self, settings: Settings, storage: Storage, events: EventPublisher, *,
+                 bc: Callable[[str], BCClient], company_id: Callable[[str], str]):
+        self._settings = settings
+        self._storage = storage
+        self._events = events
+        self._bc = bc
+        self._company_id = company_id
 
-def pull_on_request(runtime: Runtime, connection: str) -> PullResult:
-    """A requested run within ITEM_PULL_MAX_SECONDS. If another runner holds the lease, that run
-    covers the request; if this one stops on its budget with work left, one continuation is queued."""
-    result = pull_company(runtime, connection)
-    if result.status == "partial":
-        request_pull(runtime, connection, continuation=True)
-    return result
+    def pull_company(self, connection: str, *, max_seconds: float | None = None) -> PullResult:
+        """One run for a connection's company; `max_seconds` overrides ITEM_PULL_MAX_SECONDS."""
+        settings = self._settings
+        conn = settings.connection(connection)
+        return ItemPull(
+            bc=self._bc(conn.name), storage=self._storage, events=self._events, connection=conn,
+            company_id=self._company_id(conn.name), page_size=settings.item_pull_page_size,
+            overlap_seconds=settings.cursor_overlap_seconds,
+            max_seconds=settings.item_pull_max_seconds if max_seconds is None else max_seconds,
+        ).run()
 
+    def pull_all(self) -> list[PullResult]:
+        """The timer's run: every configured connection at once (connections not signed in are
+        skipped); one connection's failure does not stop the others and is raised once all have run."""
+        outcomes = for_each_connection(self._settings, self.pull_company, task="item pull")
+        return results_or_raise(outcomes)
 
-def request_covered(runtime: Runtime, request: ItemPullRequest) -> bool:
-    """Whether a pass that began after the request was made has completed (requests made on every
-    instance at once run once, not once each)."""
-    conn = runtime.settings.connection(request.connection)
-    state = CursorTable(runtime.storage, conn.name, cursor_name(runtime.company_id(conn.name))).load()
-    return state is not None and state.covers(request.requestedAt)
+    def request_pull(self, connection: str, *, continuation: bool = False) -> ItemPullRequest:
+        """Queue a pull of a configured connection on `bc-item-pulls` (UnknownConnection otherwise)."""
+        name = self._settings.connection(connection).name
+        request = ItemPullRequest(connection=name, requestedAt=utc_now(), continuation=continuation)
+        self._storage.sender(QUEUE_ITEM_PULLS).send(request_message(self._settings, request))
+        return request
 
-
-def handle_pull_request(runtime: Runtime, text: str, message_id: str) -> None:
-    """Run the pull a `bc-item-pulls` message asks for. A request that can never run (`CANNOT_RUN`)
-    is copied to `bc-item-pulls-poison` with an error log; any other failure is raised, so the host
-    retries it and finally moves it to the poison queue."""
-    try:
-        request = parse_pull_request(opened_request(runtime, text))
-        if not request.continuation and request_covered(runtime, request):
-            log.info("item pull request %s (%s): a pass begun since then has completed and covers it",
-                     message_id, request.connection)
+    def handle_pull_request(self, text: str, message_id: str) -> None:
+        """Run the pull a `bc-item-pulls` message asks for. A request that can never run
+        (`CANNOT_RUN`) is copied to `bc-item-pulls-poison` with an error log; any other failure is
+        raised, so the host retries it and finally moves it to the poison queue. While another run
+        holds the lease, the request waits on the queue (`_wait_on_queue`) until a completed pass
+        covers it: if that run dies, its lease runs out within LEASE_SECONDS and the request runs."""
+        try:
+            request = parse_pull_request(self._opened(text))
+            if request_covered(self.pull_state(request.connection), request):
+                log.info("item pull request %s (%s): a pass begun since then has completed and covers it",
+                         message_id, request.connection)
+                return
+            result = self._pull_on_request(request.connection)
+            if result.finished and not request_covered(self.pull_state(request.connection), request):
+                # the pass completed was one resumed from before the request (a run that died): one more
+                result = self._pull_on_request(request.connection)
+        except CANNOT_RUN as exc:
+            self._storage.sender(QUEUE_ITEM_PULLS_POISON).send(text)
+            log.error("item pull request %s cannot run: %s; kept on %s (replay it once fixed)",
+                      message_id, exc, QUEUE_ITEM_PULLS_POISON)
             return
-        result = pull_on_request(runtime, request.connection)
-    except CANNOT_RUN as exc:
-        runtime.storage.queue(QUEUE_ITEM_PULLS_POISON).send_message(text)
-        log.error("item pull request %s cannot run: %s; kept on %s (replay it once fixed)",
-                  message_id, exc, QUEUE_ITEM_PULLS_POISON)
-        return
-    except ReadInterrupted as exc:
-        log.info("item pull request %s: stopped, another runner took over: %s", message_id, exc)
-        return
-    if result.status == "already-running":
-        log.info("item pull request %s (%s): another run is pulling and covers it", message_id,
-                 result.connection)
-    elif result.status == "partial":
-        log.info("item pull request %s (%s): time budget spent, continuation queued", message_id,
-                 result.connection)
+        except ReadInterrupted as exc:
+            self._wait_on_queue(request, message_id, f"stopped, another runner took over ({exc})")
+            return
+        if result.status == "already-running":
+            self._wait_on_queue(request, message_id, "another run is pulling")
+        elif result.status == "partial":
+            log.info("item pull request %s (%s): time budget spent, continuation queued", message_id,
+                     result.connection)
+
+    def pull_state(self, connection: str) -> ReadCursor | None:
+        """Where the item pull of a connection's company stands (None: it never ran)."""
+        conn = self._settings.connection(connection)
+        return CursorTable(self._storage, conn.name, cursor_name(self._company_id(conn.name))).load()
+
+    def _opened(self, text: str) -> str:
+        """The request the connector signed (`seal_json`); BadPullRequest when unsigned or forged."""
+        try:
+            return open_json(queue_signer(self._settings.token_encryption_keys, QUEUE_ITEM_PULLS), text)
+        except UnsignedMessage as exc:
+            raise BadPullRequest(f"not an item pull request the connector queued: {exc}") from None
+
+    def _pull_on_request(self, connection: str) -> PullResult:
+        """A requested run within ITEM_PULL_MAX_SECONDS (`already-running` if another runner holds
+        the lease); if this one stops on its budget with work left, one continuation is queued."""
+        result = self.pull_company(connection)
+        if result.status == "partial":
+            self.request_pull(connection, continuation=True)
+        return result
+
+    def _wait_on_queue(self, request: ItemPullRequest, message_id: str, why: str) -> None:
+        """Put the request back on `bc-item-pulls`, visible again in RECHECK_SECONDS and awaiting the
+        pass under way: it is settled only once that pass has completed (or a later one), so a run
+        that dies loses no request; its lease runs out within LEASE_SECONDS and the request runs."""
+        state = self.pull_state(request.connection)
+        awaiting = state.run_started if state is not None and state.in_pass else None
+        waiting = request.model_copy(update={"awaiting": awaiting})
+        self._storage.sender(QUEUE_ITEM_PULLS).send(request_message(self._settings, waiting),
+                                                    visibility_timeout=RECHECK_SECONDS)
+        log.info("item pull request %s (%s): %s; it waits on %s and is looked at again in %d s",
+                 message_id, request.connection, why, QUEUE_ITEM_PULLS, RECHECK_SECONDS)
 
 
-def pull_all(runtime: Runtime) -> list[PullResult]:
-    """The timer's run: every configured connection at once (connections not signed in are skipped);
-    one connection's failure does not stop the others and is raised once all have run."""
-    outcomes = for_each_connection(runtime.settings, partial(pull_company, runtime), task="item pull")
-    return results_or_raise(outcomes)
+def request_covered(state: ReadCursor | None, request: ItemPullRequest) -> bool:
+    """Whether the request's work is done: a pass that began after it was made has completed
+    (requests made on every instance at once run once, not once each), or the pass of the run it
+    waited behind (`awaiting`); for a continuation, the pass it continues (no pass under way)."""
+    if state is None:
+        return False
+    if request.continuation:
+        return not state.in_pass
+    return state.covers(request.requestedAt) or (
+        request.awaiting is not None and state.last_pass_started is not None
+        and state.last_pass_started >= request.awaiting)

@@ -35,6 +35,7 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
     runtime.tokens.verify_all()  # a changed client secret shows now, not when the cached token expires
     now = utc_now()
     check_all(runtime.settings, runtime.storage, runtime.health, now)
+    runtime.activity.flush()  # this instance's latest counts are on the page too
     report = read_status(runtime.settings, runtime.storage, now, login_link=page_link(runtime.settings, now))
     if wants_html(req.headers.get("Accept")):
         return func.HttpResponse(render_status_page(report, now), mimetype="text/html", charset="utf-8",

@@ -62,6 +62,8 @@ class Recorded:
     modified: str = ""
     number: str = ""
     digest: str = ""
+    new: bool = False  # no row (or an expired `gone` marker) before this claim
+    draft: bool = False  # the row recorded a draft (sets where BC mixes drafts and posted documents)
 
 
 @dataclass(frozen=True)
@@ -122,10 +124,12 @@ def claim_verdict(row: dict[str, Any] | None, owner: str, now: datetime, modifie
     return "free" if deleting or newer(modified, row.get("modified")) else "settled"
 
 
-def recorded_of(row: dict[str, Any] | None, deleting: bool) -> Recorded:
-    """The change a won claim announces, and what the row knew before."""
+def recorded_of(row: dict[str, Any] | None, deleting: bool, absent: Change = "created") -> Recorded:
+    """The change a won claim announces, and what the row knew before. An entity without a row is
+    `absent` (BC's own change type: an entity that existed before the connector watched it and
+    changed since is `updated`, not created)."""
     if row is None or row.get("state") == "gone" or row.get("state") not in STATES:
-        return Recorded("deleted" if deleting else "created")
+        return Recorded("deleted" if deleting else absent, new=True)
     if deleting:
         change: Change = "deleted"
     elif row.get("state") == "claimed":
@@ -135,7 +139,9 @@ def recorded_of(row: dict[str, Any] | None, deleting: bool) -> Recorded:
         change = "updated"
     modified = read_text(row.get("modified"), 64) or ""
     return Recorded(change, modified if read_time(modified) is not None else "",
-                    read_text(row.get("number"), 100) or "", read_text(row.get("digest"), 200) or "")
+                    read_text(row.get("number"), 100) or "", read_text(row.get("digest"), 200) or "",
+                    new=row.get("state") == "claimed" and bool(row.get("new")),
+                    draft=row.get("draft") == "1")
 
 
 class DedupeLog:
@@ -162,10 +168,12 @@ class DedupeLog:
         return row
 
     def claim(self, scope: DedupeScope, entity_ids: list[str], owner: str,
-              modified: Mapping[str, str] | None = None, deleting: bool = False) -> Claims:
+              modified: Mapping[str, str] | None = None, deleting: bool = False,
+              absent: Change = "created") -> Claims:
         """Claim the ids whose change this owner may announce now: new entities, those read newer
         than recorded (`modified`: id → `lastModifiedDateTime` as read), or all recorded ones when
-        `deleting`. Existing rows are read first, 14 per query (the service allows 15 comparisons
+        `deleting`; an id without a row claims the change `absent`. Existing rows are read first,
+        14 per query (the service allows 15 comparisons
         per filter), since re-reads (sweeps, BC's re-sends) mostly meet entities already announced."""
         table = self._table()
         modified = modified or {}
@@ -175,7 +183,7 @@ class DedupeLog:
             existing.update(found)
         outcomes = dict(zip(entity_ids, self._map(
             lambda i: self._claim_one(table, scope, i, owner, existing.get(table_key(i.lower())),
-                                      modified.get(i), deleting),
+                                      modified.get(i), deleting, absent),
             entity_ids), strict=True))
         won = {i: o for i, o in outcomes.items() if isinstance(o, Recorded)}
         return Claims(won=frozenset(won), busy=frozenset(i for i, o in outcomes.items() if o == "busy"),
@@ -186,16 +194,16 @@ class DedupeLog:
         keys = {f"k{n}": table_key(i.lower()) for n, i in enumerate(entity_ids)}
         query = "PartitionKey eq @pk and ( " + " or ".join(f"RowKey eq @{k}" for k in keys) + " )"
         rows = table.query_entities(query, parameters={"pk": scope.partition, **keys})
-        return {r["RowKey"]: (dict(r), r.metadata["etag"]) for r in rows}
+        return {r["RowKey"]: (dict(r), str(r.metadata["etag"])) for r in rows}
 
     def _claim_one(self, table: TableClient, scope: DedupeScope, entity_id: str, owner: str,
                    found: tuple[dict[str, Any], str] | None, modified: str | None,
-                   deleting: bool) -> Recorded | Literal["busy", "settled"]:
+                   deleting: bool, absent: Change) -> Recorded | Literal["busy", "settled"]:
         """Claim one entity; losing a race means another runner claimed it just now (`busy`)."""
         now = utc_now()
         for _ in range(2):  # the row may appear (another runner) or vanish (a purge) meanwhile
             if found is None:
-                recorded = recorded_of(None, deleting)
+                recorded = recorded_of(None, deleting, absent)
                 if insert_entity(table, self._claim_row(scope, entity_id, owner, now, recorded)) is not None:
                     return recorded
                 found = read_entity(table, scope.partition, table_key(entity_id.lower()))
@@ -208,7 +216,7 @@ class DedupeLog:
             verdict = claim_verdict(existing, owner, now, modified, deleting)
             if verdict != "free":
                 return verdict
-            recorded = recorded_of(existing, deleting)
+            recorded = recorded_of(existing, deleting, absent)
             row = self._claim_row(scope, entity_id, owner, now, recorded)
             return recorded if replace_if_match(table, row, etag) is not None else "busy"
         return "busy"
@@ -217,7 +225,8 @@ class DedupeLog:
                    recorded: Recorded) -> dict[str, Any]:
         return self._row(scope, entity_id, "claimed", owner, now, {
             "change": recorded.change, "modified": recorded.modified, "number": recorded.number,
-            "digest": recorded.digest})
+            "digest": recorded.digest, "new": "1" if recorded.new else "",
+            "draft": "1" if recorded.draft else ""})
 
     def settle(self, scope: DedupeScope, entity_ids: Iterable[str], state: State, owner: str = "",
                values: Mapping[str, Mapping[str, str]] | None = None) -> None:

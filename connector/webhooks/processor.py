@@ -2,7 +2,8 @@
 
 `created` → claim, GET the entity (children expanded per option) and announce it; `updated` → GET the
 entity and announce it if its `lastModifiedDateTime` is newer than the one recorded (BC merges and
-repeats notifications); `deleted` → announce the id (the entity is gone: BC keeps no tombstones);
+repeats notifications); `posted` (a business event, `connector/businessevents/`) → the same, an entity
+never seen being created; `deleted` → announce the id (the entity is gone: BC keeps no tombstones);
 `collection` → read the resource's `lastModifiedDateTime gt` window page by page and announce what was
 never announced or changed since (a bare URL, sent when a delete was among the changes, runs the
 trigger's sweep). Only the filter is taken from the resource: the URL that is called is built from the
@@ -31,7 +32,7 @@ from connector.signing import UnsignedMessage, open_json, queue_signer
 from connector.storage import kept_text
 from connector.telemetry import in_this_trace
 from connector.webhooks import sweep
-from connector.webhooks.dedupe import DedupeScope
+from connector.webhooks.dedupe import Change, DedupeScope
 from connector.webhooks.notifications import parse_queued, queued_traceparent
 from connector.webhooks.triggers import (
     EmitCount,
@@ -79,6 +80,7 @@ class Plan:
 
     created: dict[DedupeScope, list[str]] = field(default_factory=dict)
     updated: dict[DedupeScope, list[str]] = field(default_factory=dict)
+    posted: dict[DedupeScope, list[str]] = field(default_factory=dict)  # from BC's business events
     deleted: dict[DedupeScope, dict[str, str | None]] = field(default_factory=dict)
     collections: list[tuple[DedupeScope, str]] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
@@ -105,7 +107,7 @@ def plan(notes: list[dict[str, Any]], settings: Settings) -> Plan:
             result.skipped["companyId not a GUID"] += 1
         elif change == "collection":
             result.collections.append((group, str(note.get("resource", ""))))
-        elif change in ("created", "updated", "deleted"):
+        elif change in ("created", "updated", "deleted", "posted"):
             key = entity_id(str(note.get("resource", "")))
             if key is None:
                 result.skipped["no entity key"] += 1
@@ -153,13 +155,15 @@ def announce_created(runtime: Runtime, group: DedupeScope, ids: list[str], owner
     return count
 
 
-def announce_updated(runtime: Runtime, group: DedupeScope, ids: list[str], owner: str) -> EmitCount:
+def announce_updated(runtime: Runtime, group: DedupeScope, ids: list[str], owner: str,
+                     absent: Change = "updated") -> EmitCount:
     """GET updated entities and announce those whose `lastModifiedDateTime` is newer than recorded
-    (BC's merged and repeated notifications, a change already seen by the sweep, give nothing new).
+    (BC's merged and repeated notifications, a change already seen by the sweep, give nothing new);
+    one the connector has no row for existed before it watched: `updated`, as BC says.
     A 404 is left to the `deleted` notification that follows it."""
     entities, gone, failures = fetch_entities(runtime, group, ids)
     dedupe = runtime.dedupe
-    count = announce(dedupe, runtime.events, group, _trigger(runtime, group), entities, owner)
+    count = announce(dedupe, runtime.events, group, _trigger(runtime, group), entities, owner, absent=absent)
     count.skipped += len(gone)
     if failures:
         raise failures[0]
@@ -239,6 +243,8 @@ def _process_message(runtime: Runtime, text: str, owner: str) -> EmitCount:
     # created before updated before deleted: an entity never announced is not announced as deleted
     steps = [partial(announce_created, runtime, g, ids, owner) for g, ids in asked.created.items()]
     steps += [partial(announce_updated, runtime, g, ids, owner) for g, ids in asked.updated.items()]
+    # a business event's posting: read like an update, and new to the connector means created
+    steps += [partial(announce_updated, runtime, g, ids, owner, "created") for g, ids in asked.posted.items()]
     steps += [partial(announce_gone, runtime, g, ids, owner) for g, ids in asked.deleted.items()]
     steps += [partial(announce_collection, runtime, g, r, owner) for g, r in asked.collections]
     for step in steps:

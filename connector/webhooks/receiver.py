@@ -180,10 +180,11 @@ def receive_request(params: Mapping[str, str], headers: Mapping[str, str], read_
 
 
 def announced_change(settings: Settings, sub: KnownSubscription, change: str) -> bool:
-    """Does the trigger of `sub` announce `change` for its connection?"""
+    """Must the trigger of `sub` read a notification of `change` for its connection (it announces
+    it, or it may be a posting of a draft)?"""
     conn = settings.connections.get(sub.connection)
     trigger = conn.trigger(sub.entity_set) if conn is not None else None
-    return trigger is not None and trigger.announces(change)
+    return trigger is not None and trigger.needs(change)
 
 
 def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Runtime]) -> Reply:

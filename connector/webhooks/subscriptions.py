@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -17,8 +18,9 @@ from azure.data.tables import UpdateMode
 
 from connector.bc.client import BCClient
 from connector.bc.errors import BCError, BCNotFound
-from connector.bc.keys import InvalidKey, subscription_path
+from connector.bc.keys import InvalidKey, checked_guid, subscription_path
 from connector.bc.timestamps import iso, utc_now
+from connector.businessevents.subscriptions import reconcile_events, subscriptions_url
 from connector.connections import for_each_connection, results_or_raise
 from connector.declarations import STANDARD_API, Trigger
 from connector.errors import ConnectorError
@@ -67,7 +69,8 @@ def api_of(resource: str) -> str:
     return where[1].rsplit("/", 1)[0] if where and "/" in where[1] else STANDARD_API
 
 
-def list_remote(bc: BCClient, apis: set[str] = frozenset()) -> tuple[datetime, dict[str, dict[str, Any]]]:
+def list_remote(bc: BCClient,
+                apis: AbstractSet[str] = frozenset()) -> tuple[datetime, dict[str, dict[str, Any]]]:
     """BC's time and its subscriptions of this environment by id (those of the standard API's route
     and of every custom API route in `apis`)."""
     pages = bc.pages("subscriptions")
@@ -87,11 +90,13 @@ class ReconcileSummary:
     done: dict[Action, list[str]] = field(default_factory=lambda: {a: [] for a in Action})
     failed: list[dict[str, str]] = field(default_factory=list)
     strays_deleted: int = 0
+    business_events: dict[str, Any] | None = None  # connector/businessevents/subscriptions.py
 
     def as_dict(self) -> dict[str, Any]:
         return {"connection": self.connection, "companyId": self.company_id,
                 **{a.value: names for a, names in self.done.items()},
-                "failed": self.failed, "straysDeleted": self.strays_deleted}
+                "failed": self.failed, "straysDeleted": self.strays_deleted,
+                **({"businessEvents": self.business_events} if self.business_events is not None else {})}
 
 
 class SubscriptionRun:
@@ -232,7 +237,7 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
         renew_before = timedelta(hours=runtime.settings.subscription_renew_before_hours)
         summary = ReconcileSummary(conn.name, company_id)
         owned: set[str] = set()
-        logs: list[dict[str, Any]] | None | object = _UNREAD
+        logs: Any = _UNREAD  # list[dict[str, Any]] | None once read
         for trigger in conn.triggers:
             keep_lease()
             start_trigger(runtime, conn.name, company_id, trigger, keep_lease)
@@ -268,6 +273,13 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
                             stray["subscriptionId"], exc)
                 continue
             summary.strays_deleted += 1
+        keep_lease()
+        try:
+            events = reconcile_events(run.bc, run.table, runtime.settings, conn, company_id)
+            summary.business_events = events.as_dict() if events is not None else None
+        except BCError as exc:  # the webhooks above are done; the next run tries again
+            log.warning("subscriptions %s: business events failed: %s", conn.name, exc)
+            summary.failed.append({"entitySet": "businessEvents", "error": str(exc)})
         if logs is _UNREAD:
             logs = read_webhook_logs(run.bc, company_id)
         run.report_failed_notifications(logs, now)
@@ -303,8 +315,11 @@ def delete_subscriptions(runtime: Runtime, connection: str | None = None) -> lis
         for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": conn.name}):
             if row.get("subscription_id"):
                 try:
-                    api = api_of(row.get("resource", ""))
-                    bc.delete(subscriptions_path(bc, api, row["subscription_id"]), "*")
+                    if str(row.get("entity_set", "")).startswith("event:"):  # a business event's
+                        bc.delete(f"{subscriptions_url(bc)}({checked_guid(row['subscription_id'], 'id')})")
+                    else:
+                        api = api_of(row.get("resource", ""))
+                        bc.delete(subscriptions_path(bc, api, row["subscription_id"]), "*")
                 except (BCNotFound, InvalidKey):  # an id that is no key cannot exist in BC
                     pass
                 runtime.subscription_directory.forget(row["subscription_id"])

@@ -140,16 +140,19 @@ class Baseline:
 
     def _record_known(self, marker: ReadCursor) -> tuple[CursorTable, ReadCursor] | None:
         assert marker.cursor is not None
-        cutoff = marker.cursor - timedelta(seconds=self.runtime.settings.cursor_overlap_seconds)
+        cutoff = marker.cursor
         bc = self.runtime.bc(self.connection)
         dedupe = self.runtime.dedupe
         scope = scope_of(self.connection, self.company_id, self.trigger)
         trigger = self.trigger
-        fields = ("id", trigger.number_field, "lastModifiedDateTime", *trigger.watch)
+        draft_field = (trigger.draft[0],) if trigger.draft else ()
+        fields = ("id", trigger.number_field, "lastModifiedDateTime", *trigger.watch, *draft_field)
         params = {"$filter": f"lastModifiedDateTime le {bc_datetime(cutoff)}",
                   "$select": ",".join(f for f in dict.fromkeys(fields) if f)}
         known = 0
-        for page in bc.iter_pages(collection_path(bc, trigger, self.company_id), params, BASELINE_PAGE_SIZE):
+        read_only = self.runtime.settings.connection(self.connection).read_only_intent
+        for page in bc.iter_pages(collection_path(bc, trigger, self.company_id), params, BASELINE_PAGE_SIZE,
+                                  read_only=read_only):
             dedupe.settle(scope, [str(e["id"]).lower() for e in page], "known",
                           values={str(e["id"]).lower(): seen(trigger, e) for e in page})
             known += len(page)
@@ -231,7 +234,8 @@ class SweepRun:
         count = EmitCount()
         pages = self.bc.pages(collection_path(self.bc, trigger, self.company_id), params,
                               page_size=PAGE_SIZE, resume_from=state.next_link,
-                              go_on=lambda: time.monotonic() < share_ends)
+                              go_on=lambda: time.monotonic() < share_ends,
+                              read_only=self.runtime.settings.connection(self.connection).read_only_intent)
         for page in pages:
             self.renew_lease()
             done = announce(self.dedupe, self.runtime.events, scope, trigger, page.entities, self.owner)
@@ -244,7 +248,8 @@ class SweepRun:
         if state.next_link:
             log.info("sweep %s: %s paused by SWEEP_MAX_SECONDS; the next run resumes", self.connection,
                      trigger.key)
-            return SweepResult(trigger.key, count.emitted, count.skipped, iso(state.cursor),
+            return SweepResult(trigger.key, count.emitted, count.skipped,
+                               iso(state.cursor) if state.cursor else "",
                                finished=False)
         if state.held is not None:
             log.info("sweep %s: %s cursor held before %s (entities claimed by another runner)",

@@ -3,7 +3,10 @@ exactly once, whichever path saw it (webhook `created`/`updated`/`deleted`, `col
 claim the change in the dedupe table, queue its CloudEvent, then record it.
 
 A change the trigger does not announce (its change types; an update that left every watched field
-as it was) is still recorded, so that a later change is judged against it.
+as it was) is still recorded, so that a later change is judged against it. A set where BC keeps drafts
+beside posted documents (the trigger's `draft`: sales invoices) announces a document as `created` when
+it is first seen posted, whatever BC's change type said, and its drafts only as `drafted`
+(docs/architecture.md, "Posted documents").
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from typing import Any
 from connector.bc.client import BCClient
 from connector.declarations import Trigger
 from connector.events import EventPublisher, cloud_event
-from connector.webhooks.dedupe import Claims, DedupeLog, DedupeScope, Recorded
+from connector.webhooks.dedupe import Change, Claims, DedupeLog, DedupeScope, Recorded
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +50,14 @@ class EmitCount:
 
 def change_event(trigger: Trigger, change: str, connection: str, company_id: str,
                  entity: dict[str, Any]) -> dict[str, Any]:
-    """The CloudEvent of a created or updated entity. A creation's id depends only on the entity, an
-    update's on the entity and its `lastModifiedDateTime`, so every path that announces the same
-    change produces the same event id."""
+    """The CloudEvent of a created, updated or drafted entity. A creation's id depends only on the
+    entity, an update's on the entity and its `lastModifiedDateTime`, so every path that announces
+    the same change (webhook, sweep, business event) produces the same event id."""
     parts = [trigger.key, str(entity["id"]).lower()]
     if change == "updated":
         parts.append(str(entity.get("lastModifiedDateTime", "")))
+    elif change == "drafted":
+        parts.append(change)
     return cloud_event(event_type=trigger.event_type(change), connection=connection,
                        company_id=company_id, entity=entity, id_parts=parts)
 
@@ -73,25 +78,43 @@ def seen(trigger: Trigger, entity: dict[str, Any]) -> dict[str, str]:
            "number": str(entity.get(trigger.number_field) or "") if trigger.number_field else ""}
     if trigger.watch:
         row["digest"] = trigger.digest(entity)
+    if trigger.draft is not None:
+        row["draft"] = "1" if trigger.is_draft(entity) else ""
     return row
 
 
-def announced(trigger: Trigger, recorded: Recorded, entity: dict[str, Any]) -> bool:
-    """Does the trigger announce this claimed change? Its change types say; an update of a trigger with
-    watched fields only when their digest differs from the recorded one (none recorded: yes)."""
-    if not trigger.announces(recorded.change):
-        return False
-    return not (recorded.change == "updated" and trigger.watch and recorded.digest
-                and trigger.digest(entity) == recorded.digest)
+def change_of(trigger: Trigger, recorded: Recorded, entity: Mapping[str, Any]) -> str | None:
+    """The change an entity read announces, given what its row recorded (None: nothing to announce).
+    Where BC mixes drafts and posted documents, a document first seen posted (no row, or a draft's
+    row) is `created`, a new draft `drafted`, a draft's later changes nothing."""
+    if trigger.draft is None:
+        return recorded.change
+    if trigger.is_draft(entity):
+        return "drafted" if recorded.new else None
+    return "created" if recorded.new or recorded.draft else recorded.change
+
+
+def announced(trigger: Trigger, recorded: Recorded, entity: dict[str, Any]) -> str | None:
+    """The change the trigger announces for this claim (None: none). Its change types say; an update of
+    a trigger with watched fields only when their digest differs from the recorded one (none
+    recorded: yes); the draft rule first (`change_of`)."""
+    change = change_of(trigger, recorded, entity)
+    if change is None or not trigger.announces(change):
+        return None
+    if change == "updated" and trigger.watch and recorded.digest \
+            and trigger.digest(entity) == recorded.digest:
+        return None
+    return change
 
 
 def announce(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: Trigger,
-             entities: Iterable[dict[str, Any]], owner: str) -> EmitCount:
-    """Announce every entity read whose change was not announced yet (new: created; newer than
-    recorded: updated), then record them."""
+             entities: Iterable[dict[str, Any]], owner: str, absent: Change = "created") -> EmitCount:
+    """Announce every entity read whose change was not announced yet (without a row: `absent`, BC's
+    change type when a notification said it, else created; newer than recorded: updated), then
+    record them."""
     by_id = {str(e["id"]).lower(): e for e in entities if e.get("id")}
     modified = {i: str(e.get("lastModifiedDateTime") or "") for i, e in by_id.items()}
-    claims = dedupe.claim(scope, list(by_id), owner, modified)
+    claims = dedupe.claim(scope, list(by_id), owner, modified, absent=absent)
     count = publish_claimed(dedupe, events, scope, trigger, claims,
                             [by_id[i] for i in by_id if i in claims.won])
     count.skipped += len(by_id) - len(claims.won)
@@ -106,9 +129,10 @@ def publish_claimed(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScop
     (and the vanished ones) afterwards, so a crash in between re-emits (same event id) rather than
     loses an event."""
     by_id = {str(e["id"]).lower(): e for e in entities}
-    loud = [i for i in by_id if announced(trigger, claims.recorded[i], by_id[i])]
+    changes = {i: announced(trigger, claims.recorded[i], e) for i, e in by_id.items()}
+    loud = [i for i in by_id if changes[i]]
     quiet = [i for i in by_id if i not in loud]
-    events.publish(trigger.queue, [change_event(trigger, claims.recorded[i].change, scope.connection,
+    events.publish(trigger.queue, [change_event(trigger, changes[i] or "", scope.connection,
                                                 scope.company_id, by_id[i]) for i in loud])
     dedupe.settle(scope, loud, "emitted", values={i: seen(trigger, by_id[i]) for i in loud})
     dedupe.settle(scope, quiet, "known", values={i: seen(trigger, by_id[i]) for i in quiet})
@@ -127,7 +151,8 @@ def announce_deleted(dedupe: DedupeLog, events: EventPublisher, scope: DedupeSco
     claims = dedupe.claim(scope, list(deleted), owner, deleting=True)
     won = [i for i in deleted if i in claims.won]
     queued = [deleted_event(trigger, scope.connection, scope.company_id, i, claims.recorded[i], deleted[i])
-              for i in won if trigger.announces("deleted")]
+              for i in won if trigger.announces("deleted")
+              and (not claims.recorded[i].draft or trigger.announces("drafted"))]
     events.publish(trigger.queue, queued)
     dedupe.settle(scope, won, "gone", values={i: {"number": claims.recorded[i].number} for i in won})
     if won:

@@ -15,6 +15,19 @@ Company-scoped routes (`{tenant}` = domain or GUID, `{company}` = id or URL-enco
   POST   /_emulator/bc/{tenant}/{env}/{company}/salesInvoices         post an invoice
          posting body: {"orderId"|"orderNumber", "lines": [{"sequence", "quantity"}]} or
                        {"customerNumber", "lines": [{"itemNumber"|"accountNumber", "quantity", "unitPrice"?}]}
+  POST   /_emulator/bc/{tenant}/{env}/{company}/salesInvoices/drafts  a draft invoice, as POST
+                                                                      .../salesInvoices makes it (BC's body)
+  POST   /_emulator/bc/{tenant}/{env}/{company}/salesInvoices/{id}/post         Microsoft.NAV.post (a draft)
+  POST   /_emulator/bc/{tenant}/{env}/{company}/salesOrders/{id}/shipAndInvoice Microsoft.NAV.shipAndInvoice
+Business events (externaleventsubscriptions):
+  GET    /_emulator/bc/businessevents/subscriptions                   every subscription (with failures)
+  POST   /_emulator/bc/businessevents/subscriptions/{id}/disable      switch it off as BC does after failures
+  DELETE /_emulator/bc/businessevents/subscriptions/{id}              delete behind the subscriber's back
+  GET    /_emulator/bc/businessevents/deliveries                      notification POSTs (status, attempt)
+  GET    /_emulator/bc/businessevents/pending                         notifications waiting (retries)
+  POST   /_emulator/bc/businessevents/flush                           send every pending notification now
+  PUT    /_emulator/bc/businessevents/permission                      {"granted": false}: the caller lacks
+                                                                      "Ext. Events - Subscr" (403)
 Webhooks:
   GET    /_emulator/bc/subscriptions                                  every subscription
   DELETE /_emulator/bc/subscriptions/{id}                             delete behind the subscriber's back
@@ -95,6 +108,8 @@ class BCAdmin:
                 return Response(status=204)
         if parts[0] == "webhooks" and len(parts) == 2:
             return self._webhooks(request, parts[1])
+        if parts[0] == "businessevents":
+            return self._business_events(request, parts[1:])
         if len(parts) >= 4:
             company = self.api.store.company(self._tenant(parts[0]), parts[1], parts[2])
             return self._company(request, company, parts[3:])
@@ -135,6 +150,33 @@ class BCAdmin:
             return _json({"value": sorted(engine.supported)})
         raise KeyError(what)
 
+    def _business_events(self, request: Request, rest: list[str]) -> Response:
+        engine, method = self.api.business_events, request.method
+        if rest == ["subscriptions"] and method == "GET":
+            return _json({"value": [s.to_json() | {"tenant": s.tenant, "environment": s.environment,
+                                                   "failures": s.failures}
+                                    for s in list(engine.subscriptions.values())]})
+        if len(rest) == 3 and rest[0] == "subscriptions" and rest[2] == "disable" and method == "POST":
+            return _json(engine.switch_off(rest[1].lower()).to_json())
+        if len(rest) == 2 and rest[0] == "subscriptions" and method == "DELETE":
+            if not engine.delete(rest[1].lower()):
+                raise KeyError(rest[1])
+            return Response(status=204)
+        if rest == ["deliveries"] and method == "GET":
+            return _json({"value": list(engine.deliveries)})
+        if rest == ["pending"] and method == "GET":
+            return _json({"value": engine.pending()})
+        if rest == ["flush"] and method == "POST":
+            engine.run_once(force=True)
+            return _json({"flushed": True})
+        if rest == ["permission"] and method == "PUT":
+            granted = _body(request).get("granted")
+            if not isinstance(granted, bool):
+                raise ValueError("'granted' must be true or false")
+            engine.permitted = granted
+            return _json({"granted": granted})
+        raise KeyError("/".join(rest))
+
     def _company(self, request: Request, company: Company, rest: list[str]) -> Response:
         set_name, method, api = rest[0], request.method, self.api
         if set_name not in COMPANY_SETS:
@@ -151,6 +193,19 @@ class BCAdmin:
                 str(body.get("prefix", "BULK")),
             )
             return _json({"created": len(ids), "first": ids[:1], "last": ids[-1:]}, 201)
+        if rest[1:] == ["drafts"] and set_name == "salesInvoices" and method == "POST":
+            row = api.create(company, set_name, _body(request))
+            return _json(self.entity(company, set_name, row), 201)
+        if len(rest) == 3 and method == "POST" and (set_name, rest[2]) in (
+                ("salesInvoices", "post"), ("salesOrders", "shipAndInvoice")):
+            row = company.sets[set_name].get(rest[1].lower())
+            if row is None:
+                raise KeyError(rest[1])
+            if set_name == "salesInvoices":
+                api.documents.post_draft(company, row)
+                return _json(self.entity(company, set_name, row))
+            api.documents.ship_and_invoice(company, row)
+            return Response(status=204)
         if len(rest) == 1 and method == "POST":
             if set_name in ("salesShipments", "salesInvoices"):
                 row = self.post_document(company, set_name, _body(request))

@@ -9,16 +9,19 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from werkzeug.wrappers import Request, Response
 
+from devtools.emulator.admin_center import AdminCenter
 from devtools.emulator.bc_admin import BCAdmin
 from devtools.emulator.bc_documents import LINES, DocumentRules
 from devtools.emulator.bc_metadata import metadata
 from devtools.emulator.bc_rules import MasterRules, check_body, dialog, invalid_body
 from devtools.emulator.bc_schema import COMPANY, COMPANY_SETS, LINE_SETS, ROUTES, EntityType, route_sets
+from devtools.emulator.business_events import DEFINITIONS, BusinessEventEngine
 from devtools.emulator.entra import InvalidToken
 from devtools.emulator.odata import (
     EMPTY_GUID,
@@ -28,6 +31,7 @@ from devtools.emulator.odata import (
     bad_request,
     is_guid,
     no_property,
+    parse_datetime,
     parse_expand,
     parse_filter,
     parse_max_page_size,
@@ -68,19 +72,23 @@ class BCApi:
         self.validate_token = validate_token
         self.store = Store(clock)
         self.masters = MasterRules(self.store)
-        self.documents = DocumentRules(self.store)
+        self.business_events = BusinessEventEngine(config, clock)
+        self.documents = DocumentRules(self.store, self.business_events)
         self.webhooks = WebhookEngine(config, clock, self.store)
         self.store.listener = self.webhooks.record
         load_seed(self.store, config, config.seed)
         self.admin_app = BCAdmin(self)
+        self.admin_center = AdminCenter(self)
 
     def start(self) -> None:
-        """Start the webhook dispatcher."""
+        """Start the webhook and business-event dispatchers."""
         self.webhooks.start()
+        self.business_events.start()
 
     def stop(self) -> None:
-        """Stop the webhook dispatcher."""
+        """Stop the webhook and business-event dispatchers."""
         self.webhooks.stop()
+        self.business_events.stop()
 
     def flush_webhooks(self) -> None:
         """Deliver all pending notifications now (ignores the debounce)."""
@@ -162,6 +170,8 @@ class BCApi:
         )
         if rest[:3] == ["microsoft", "runtime", "beta"]:
             return self._runtime_api(request, env, rest[3:])
+        if rest[:3] == ["microsoft", "runtime", "v1.0"]:
+            return self._business_events(request, env, [s for s in rest[3:] if s], claims)
         route = next((r for r in ROUTES if rest[: r.count("/") + 1] == r.split("/")), None)
         if route is None:
             raise BCError(
@@ -229,6 +239,8 @@ class BCApi:
                             **render(company.row, COMPANY, None),
                         }
                     )
+                if segments[-1].startswith("Microsoft.NAV."):
+                    return self._action(request, company, segments[1:])
                 target = self._target(company, segments[1:], f"companies({company.id})", route)
             else:
                 company_key = request.args.get("company")
@@ -241,6 +253,8 @@ class BCApi:
                         'string in the form of "company=[name]".',
                     )
                 company = self._company(env, company_key)
+                if segments[-1].startswith("Microsoft.NAV."):
+                    return self._action(request, company, segments)
                 target = self._target(company, segments, f"companies({company.id})", route)
         if request.method == "GET":
             with self.store.lock:
@@ -312,6 +326,10 @@ class BCApi:
         expands = self._expands(etype, args.get("$expand"))
         if target.key is not None:
             row = self._row(target.company, etype, target.key, target.parent)
+            lagging = self._replica_filter(request)
+            if lagging is not None and not lagging(row.data):
+                raise BCError(404, "Internal_RecordNotFound", f"The {etype.label} does not exist. "
+                              f"Identification fields and values: Id='{target.key}'")
             body = {
                 "@odata.context": f"{base}/$metadata#{target.context}/$entity",
                 **render(row, etype, select, expands, target.company),
@@ -319,6 +337,7 @@ class BCApi:
             return json_response(body)
         flt = parse_filter(args["$filter"], etype.fields, etype.type_name) if "$filter" in args else None
         rows = self._source(target, flt.equals if flt else {})
+        lagging = self._replica_filter(request)
         orderby = (
             parse_orderby(args["$orderby"], etype.fields, etype.type_name) if "$orderby" in args else None
         )
@@ -329,6 +348,9 @@ class BCApi:
         token = args.get("$skiptoken")
         skip = 0 if token else parse_top(args.get("$skip")) or 0
         predicate = flt.predicate if flt else None
+        if lagging is not None:
+            predicate = (lagging if predicate is None
+                         else lambda data, p=predicate, lag=lagging: lag(data) and p(data))
         page, more, next_token = self._page(rows, orderby, predicate, token, skip, limit)
         body: dict[str, Any] = {
             "@odata.context": f"{base}/$metadata#{target.context}",
@@ -344,6 +366,21 @@ class BCApi:
         if prefer is not None:
             response.headers["Preference-Applied"] = f"odata.maxpagesize={page_size}"
         return response
+
+    def _replica_filter(self, request: Request) -> Callable[[dict], bool] | None:
+        """For a GET with `Data-Access-Intent: ReadOnly` while the replica lags: what it already has
+        (entities last written before `now - lag`; a newer write is not there yet, and this model
+        shows no older version of it either). None: the primary answers."""
+        lag = self.config.replica_lag_seconds
+        if lag <= 0 or request.headers.get("Data-Access-Intent", "").lower() != "readonly":
+            return None
+        cutoff = self.clock.now() - timedelta(seconds=lag)
+
+        def replicated(data: dict) -> bool:
+            written = data.get("lastModifiedDateTime")
+            return not written or parse_datetime(written) <= cutoff
+
+        return replicated
 
     def _expands(self, etype: EntityType, text: str | None) -> list[tuple[Expand, EntityType]]:
         result = []
@@ -436,6 +473,77 @@ class BCApi:
             return json_response(
                 {"@odata.context": f"{base}/$metadata#{target.context}/$entity", **render(row, etype, None)}
             )
+
+    # ---- bound actions ---------------------------------------------------------------------------
+
+    def _action(self, request: Request, company: Company, segments: list[str]) -> Response:
+        """`POST <set>(<id>)/Microsoft.NAV.<action>`: `post` on a draft sales invoice, `shipAndInvoice`
+        on a sales order; 204 like BC (the action's result code is Deleted/Updated, no body)."""
+        name, key = parse_segment(segments[0])
+        action = segments[-1].removeprefix("Microsoft.NAV.")
+        known = {("salesInvoices", "post"), ("salesOrders", "shipAndInvoice")}
+        if len(segments) != 2 or (name, action) not in known or key is None:
+            raise BCError(404, "BadRequest_ResourceNotFound",
+                          f"Resource not found for the segment '{segments[-1]}'.")
+        if request.method != "POST":
+            raise method_not_allowed(request.method, segments[-1], "Action")
+        row = self._row(company, COMPANY_SETS[name], parse_key(key) or "")
+        if name == "salesInvoices":
+            self.documents.post_draft(company, row)
+        else:
+            self.documents.ship_and_invoice(company, row)
+        return Response(status=204)
+
+    # ---- external business events ----------------------------------------------------------------
+
+    def _business_events(self, request: Request, env: Environment, rest: list[str],
+                         claims: dict[str, Any]) -> Response:
+        """`api/microsoft/runtime/v1.0/`: the catalogue and the subscriptions (environment level, or
+        under `companies(<id>)/`)."""
+        base = f"{request.host_url}v2.0/{env.tenant}/{env.name}/api/microsoft/runtime/v1.0"
+        company = None
+        if rest and rest[0].startswith("companies("):
+            with self.store.lock:
+                company = self._company(env, parse_segment(rest[0])[1])
+            rest = rest[1:]
+        engine = self.business_events
+        if len(rest) != 1:
+            raise BCError(404, "BadRequest_ResourceNotFound", "Resource not found for the segment 'v1.0'.")
+        name, key = parse_segment(rest[0])
+        if name == "externalbusinesseventdefinitions":
+            self._only(request, "GET", name, "Collection")
+            return json_response({"@odata.context": f"{base}/$metadata#{name}",
+                                  "value": [d.to_json() for d in DEFINITIONS.values()]})
+        if name != "externaleventsubscriptions":
+            raise BCError(404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{name}'.")
+        engine.check_permission()
+        context = f"{base}/$metadata#{name}"
+        if key is None:
+            if request.method == "GET":
+                subs = [s for s in engine.in_environment(env.tenant, env.name)
+                        if company is None or s.companyId == company.id]
+                return json_response({"@odata.context": context, "value": [s.to_json() for s in subs]})
+            if request.method != "POST":
+                raise method_not_allowed(request.method, name, "Collection")
+            body = read_json(request)
+            if company is None and isinstance(body, dict) and isinstance(body.get("companyId"), str):
+                with self.store.lock:
+                    company = env.company(body["companyId"].lower())
+            sub = engine.create(env.tenant, env.name, company, body, str(claims.get("oid") or EMPTY_GUID))
+            return json_response({"@odata.context": f"{context}/$entity", **sub.to_json()}, 201)
+        sub = engine.subscriptions.get((parse_key(key) or "").lower())
+        if sub is None or (sub.tenant, sub.environment) != (env.tenant, env.name):
+            raise BCError(404, "BadRequest_NotFound", f"The subscription '{key}' does not exist.")
+        if request.method == "GET":
+            return json_response({"@odata.context": f"{context}/$entity", **sub.to_json()})
+        if request.method not in ("PATCH", "DELETE"):
+            raise method_not_allowed(request.method, name, "Entity")
+        check_if_match(request, sub.etag)
+        if request.method == "DELETE":
+            engine.delete(sub.id)
+            return Response(status=204)
+        updated = engine.update(sub, read_json(request))
+        return json_response({"@odata.context": f"{context}/$entity", **updated.to_json()})
 
     # ---- subscriptions ---------------------------------------------------------------------------
 

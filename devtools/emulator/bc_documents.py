@@ -5,7 +5,7 @@ shipments (with their item ledger entries) and invoices."""
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devtools.emulator.bc_rules import (
     check_body,
@@ -18,6 +18,9 @@ from devtools.emulator.bc_rules import (
 from devtools.emulator.bc_schema import COMPANY_SETS, ITEM_LEDGER_ENTRY, SALES_SHIPMENT, SALES_SHIPMENT_LINE
 from devtools.emulator.odata import EMPTY_GUID, bad_request
 from devtools.emulator.store import Company, Row, Store
+
+if TYPE_CHECKING:
+    from devtools.emulator.business_events import BusinessEventEngine
 
 LINES = {"salesOrders": "salesOrderLines", "salesInvoices": "salesInvoiceLines",
          "salesQuotes": "salesQuoteLines", "salesCreditMemos": "salesCreditMemoLines",
@@ -61,8 +64,18 @@ def money(value: float) -> float:
 class DocumentRules:
     """Create/update/delete of salesOrders, salesInvoices and their lines; posting."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, events: BusinessEventEngine | None = None) -> None:
         self.store = store
+        self.events = events
+
+    def _raise_after_commit(self, company: Company, name: str, payload: dict[str, Any],
+                            set_name: str, entity_id: str) -> None:
+        """Raise business event `name` once the posting commits (`Url` = the entity's API URL)."""
+        events = self.events
+        if events is not None:
+            self.store.after_commit(lambda: events.raise_event(
+                company, name, payload | {"Url": events.api_url(company, set_name, entity_id),
+                                          "WebClientUrl": ""}))
 
     # ---- headers ---------------------------------------------------------------------------------
 
@@ -437,6 +450,8 @@ class DocumentRules:
                 self._ship_line(company, row, line, quantity)
             if order is not None:
                 self._advance_order(company, order, ship, "shippedQuantity", "shipQuantity")
+            self._raise_after_commit(company, "SalesShipmentPosted", {"SalesShipmentId": row.id},
+                                     "salesShipments", row.id)
             return row
 
     def post_invoice(
@@ -489,7 +504,36 @@ class DocumentRules:
                     posted["orderId"] = EMPTY_GUID
             invoice.data.update(posted)
             self.recalc(company, "salesInvoices", invoice, report=False)
+            self._invoice_posted(company, invoice)
         return invoice
+
+    def _invoice_posted(self, company: Company, invoice: Row) -> None:
+        self._raise_after_commit(company, "SalesInvoicePosted",
+                                 {"SalesInvoiceAPIId": invoice.id, "SalesInvoiceSystemId": invoice.id},
+                                 "salesInvoices", invoice.id)
+
+    def post_draft(self, company: Company, invoice: Row) -> None:
+        """`Microsoft.NAV.post` on a draft invoice: the same id (the aggregate keeps the draft's id),
+        a posted number, status `Open`, an `updated` change; then SalesInvoicePosted."""
+        with self.store.transaction():
+            if invoice.data["status"] != "Draft":
+                raise dialog("The action can be applied to a draft invoice only.")
+            lines = company.sets["salesInvoiceLines"].children(invoice.id)
+            if not any(line.data["lineType"] != "Comment" and line.data["quantity"] for line in lines):
+                raise dialog("There is nothing to post because the document does not contain a quantity "
+                             "or amount.")
+            number = self.store.next_number(company, "PS-INV", 103001)
+            self.store.modify(company, "salesInvoices", invoice, {"status": "Open", "number": number})
+            self.recalc(company, "salesInvoices", invoice, report=False)
+            self._invoice_posted(company, invoice)
+
+    def ship_and_invoice(self, company: Company, order: Row) -> None:
+        """`Microsoft.NAV.shipAndInvoice` on a sales order: post the shipment and the invoice of what is
+        left to ship (one transaction, as Sales-Post does with Ship and Invoice set)."""
+        with self.store.transaction():
+            if any(line.data["shipQuantity"] for line in company.sets["salesOrderLines"].children(order.id)):
+                self.post_shipment(company, order, None, [])
+            self.post_invoice(company, order, None, [])
 
     def _customer(self, company: Company, number: str | None) -> Row:
         customer = company.sets["customers"].by_number(number or "")

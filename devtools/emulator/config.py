@@ -60,6 +60,10 @@ class EmulatorConfig:
     notification_timeout: float = 30.0
     subscription_ttl_seconds: int = 3 * 24 * 3600
     max_subscriptions: int = 200
+    # External business events (business_events.py): retry delays of one notification, and how many
+    # failed deliveries in a row switch a subscription off
+    business_event_retry_seconds: tuple[float, ...] = (5, 30, 300)
+    business_event_failures_to_disable: int = 5
     # Entity sets accepting subscriptions; None = BC's rule (every set whose source table is not
     # temporary, so also currencies, paymentTerms, accounts and salesShipmentLines)
     webhook_supported: tuple[str, ...] | None = None
@@ -71,5 +75,10 @@ class EmulatorConfig:
     max_queued: int = 95  # queued beyond this -> 429
     queue_timeout_seconds: float = 480.0  # real seconds in the queue before 503
     latency_seconds: float = 0.0  # BC response time of every request (time in the queue added)
+    # Admin Center API: whether the app was granted AdminCenter.ReadWrite.All (else 403)
+    admin_center_consented: bool = True
+    # Read scale-out: a GET with `Data-Access-Intent: ReadOnly` reads a replica this far behind the
+    # primary (emulator clock): entities written within the lag are not in it yet (bc-api.md §12.3)
+    replica_lag_seconds: float = 0.0
     # Persistence: a JSON file the state is kept in across restarts (`state.py`); None = memory only
     state_file: str | None = None

@@ -163,6 +163,8 @@ class Emulator:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="bc-emulator", daemon=True)
         self._thread.start()
+        if self.bc is not None and hasattr(self.bc, "business_events"):
+            self.bc.business_events.base_url = self.url  # the origin of a payload's `Url`
         if self.bc is not None and hasattr(self.bc, "start"):
             self.bc.start()
         if self.state is not None:
@@ -234,6 +236,8 @@ class Emulator:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_emulator/") or path == "/_emulator":
             return self._admin(environ, start_response)
+        if path.startswith("/admin/") and self.bc is not None and hasattr(self.bc, "admin_center"):
+            return self.bc.admin_center(environ, start_response)  # the Admin Center API
         if path == "/msi/token":  # the local Function App's managed identity (App Service style)
             return self.entra.managed_identity(environ, start_response)
         if path.startswith("/v2.0/"):

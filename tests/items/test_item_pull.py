@@ -15,7 +15,8 @@ from azure.core.exceptions import ServiceRequestError
 
 from connector.bc.errors import BCError
 from connector.cursors import CursorTable
-from connector.items.pull import cursor_name, pull_company
+from connector.items import pull as pull_module
+from connector.items.pull import cursor_name
 from connector.leases import Lease
 from connector.runtime import Runtime, get_runtime
 from connector.settings import TABLE_LEASES
@@ -212,20 +213,25 @@ def test_a_requested_pull_out_of_time_continues_in_chunks_until_every_item_is_em
     assert not CursorTable(get_runtime().storage, "default", cursor_name(CRONUS_UK_ID)).load().in_pass
 
 
-def test_a_held_lease_means_the_requested_run_and_the_timer_pull_nothing(host):
+def test_a_held_lease_means_the_requested_run_and_the_timer_pull_nothing_and_the_request_waits(
+        host, monkeypatch):
+    monkeypatch.setattr(pull_module, "RECHECK_SECONDS", 1)  # the host runs in this process
     h = host(CURSOR_OVERLAP_SECONDS="86400")  # a run, were it allowed, would re-emit everything
     lease = Lease(get_runtime().storage, LEASE_NAME, 60)
     assert lease.acquire()
-    pull(h)
+    assert request_pull(h).status_code == 202
+    wait_until(lambda: len(requested_runs(h)) >= 2, 60)  # looked at, put back, looked at again
     h.fire_timer("scheduled_item_pull")
-    assert drain() == [] and drain("bc-item-pulls") == [] and drain("bc-item-pulls-poison") == []
-    assert [i.outcome for i in requested_runs(h)] == ["succeeded"]  # covered by the holder, no retry
-    lease.release()
-    pull(h)
+    assert drain() == [] and drain("bc-item-pulls-poison") == []
+    assert {i.outcome for i in requested_runs(h)} == {"succeeded"}  # waiting is no failure
+    lease.release()  # the holder is done (or died): the request still on the queue runs itself
+    h.wait_idle(IDLE_SECONDS)
     assert len(drain()) == SEED_ITEMS
 
 
-def test_a_request_while_the_timer_is_pulling_is_covered_by_that_run(host, emulator, bc_gate):
+def test_a_request_while_the_timer_is_pulling_is_covered_by_that_run(host, emulator, bc_gate, monkeypatch):
+    """The request waits on its queue behind the timer's run and is settled when that run completes."""
+    monkeypatch.setattr(pull_module, "RECHECK_SECONDS", 1)  # the host runs in this process
     h = host(CURSOR_OVERLAP_SECONDS="86400")  # a second run after the first would re-emit everything
     runtime = get_runtime()
     runtime.company_id("default")  # discovered and saved now: the timer's first BC call is its page read
@@ -278,12 +284,20 @@ def test_requests_that_can_never_run_are_kept_on_the_poison_queue_at_once(host):
     assert drain() == []
 
 
-def test_a_re_read_inside_the_overlap_gives_the_same_event_ids(host, emulator):
-    h = host(CURSOR_OVERLAP_SECONDS="86400")
+def test_a_scheduled_pull_with_nothing_new_does_not_re_emit_its_overlap(host, emulator):
+    h = host(CURSOR_OVERLAP_SECONDS="86400")  # every item is inside the overlap of the next pass
     pull(h)
-    first = sorted(e["id"] for e in drain())
+    assert len(drain()) == SEED_ITEMS
     pull(h)
-    assert sorted(e["id"] for e in drain()) == first
+    assert drain() == []  # read again, remembered as emitted
+    c = company(emulator)
+    row = c.sets["items"].by_number("1906-S")
+    emulator.bc.update(c, "items", row, {"displayName": "changed inside the overlap"})
+    pull(h)
+    [event] = drain()
+    assert (event["data"]["id"], event["data"]["displayName"]) == (row.id, "changed inside the overlap")
+    pull(h)
+    assert drain() == []
 
 
 def test_unknown_connection_is_404_json_and_nothing_is_queued(host):
@@ -306,14 +320,14 @@ def test_the_route_needs_a_function_key_when_keys_are_enforced(host):
 # --------------------------------------------------------------------------- the pull, run directly
 
 def test_a_run_that_fails_mid_way_resumes_from_its_checkpoint(runtime, emulator):
-    first = pull_company(runtime, "default", max_seconds=0)
+    first = runtime.item_pull.pull_company("default", max_seconds=0)
     assert (first.status, first.emitted) == ("partial", PAGE)
     emulator.faults.add_rule(action="error_before", method="GET", path_regex=r"/items$", status=503, count=1)
     with pytest.raises(BCError):
-        pull_company(runtime, "default", max_seconds=0)
-    runs = [pull_company(runtime, "default", max_seconds=0)]
+        runtime.item_pull.pull_company("default", max_seconds=0)
+    runs = [runtime.item_pull.pull_company("default", max_seconds=0)]
     while not runs[-1].finished:
-        runs.append(pull_company(runtime, "default", max_seconds=0))
+        runs.append(runtime.item_pull.pull_company("default", max_seconds=0))
         assert len(runs) <= 10
     assert sum(r.emitted for r in runs) == SEED_ITEMS - PAGE
     assert sorted(e["data"]["id"] for e in drain()) == sorted(store_items(emulator))
@@ -330,29 +344,30 @@ def test_a_failed_queue_send_keeps_the_checkpoint_before_that_page(runtime, emul
 
     monkeypatch.setattr(runtime.events, "publish", second_page_fails)
     with pytest.raises(ServiceRequestError):
-        pull_company(runtime, "default", max_seconds=60)
+        runtime.item_pull.pull_company("default", max_seconds=60)
     state = CursorTable(runtime.storage, "default", cursor_name(CRONUS_UK_ID)).load()
     assert state.in_pass and state.cursor is None and state.next_link  # resumes at the failed page
     first_page = {e["data"]["id"] for e in drain()}
     assert len(first_page) == PAGE
 
     monkeypatch.setattr(runtime.events, "publish", publish)
-    result = pull_company(runtime, "default", max_seconds=60)
+    result = runtime.item_pull.pull_company("default", max_seconds=60)
     assert result.finished and result.emitted == SEED_ITEMS - PAGE
     rest = [e["data"]["id"] for e in drain()]
     assert sorted(rest) == sorted(set(store_items(emulator)) - first_page)  # the failed page included
 
 
 def test_an_item_changed_behind_the_read_position_is_caught_by_the_next_pass(runtime, emulator):
-    assert pull_company(runtime, "default", max_seconds=0).emitted == PAGE  # the pass spans several runs
+    # the pass spans several runs
+    assert runtime.item_pull.pull_company("default", max_seconds=0).emitted == PAGE
     c = company(emulator)
     early, late = c.sets["items"].order[1], c.sets["items"].order[17]  # already read / not yet read
     for row in (early, late):
         emulator.bc.update(c, "items", row, {"displayName": f"{row.data['number']} renamed"})
-    while not pull_company(runtime, "default", max_seconds=0).finished:
+    while not runtime.item_pull.pull_company("default", max_seconds=0).finished:
         pass
     names = {e["data"]["id"]: e["data"]["displayName"] for e in drain()}
     assert names[late.id] == f"{late.data['number']} renamed" and "renamed" not in names[early.id]
-    assert pull_company(runtime, "default", max_seconds=0).finished
+    assert runtime.item_pull.pull_company("default", max_seconds=0).finished
     names = {e["data"]["id"]: e["data"]["displayName"] for e in drain()}
     assert names[early.id] == f"{early.data['number']} renamed"  # not lost behind the cursor

@@ -52,6 +52,45 @@ class EmulatedBC:
         specs = [{"itemNumber": "1896-S", "quantity": i + 1} for i in range(lines)]
         return self._company("POST", entity_set, {"customerNumber": "GL00000008", "lines": specs})
 
+    def draft_invoice(self) -> dict[str, Any]:
+        """A draft sales invoice, as `POST .../salesInvoices` makes it."""
+        return self._company("POST", "salesInvoices/drafts", {
+            "customerNumber": "GL00000008",
+            "salesInvoiceLines": [{"lineType": "Item", "lineObjectNumber": "1896-S", "quantity": 1}]})
+
+    def post_draft(self, invoice_id: str) -> dict[str, Any]:
+        """`Microsoft.NAV.post` on a draft invoice; the posted invoice."""
+        return self._company("POST", f"salesInvoices/{invoice_id}/post")
+
+    def ship_and_invoice(self, order_id: str) -> None:
+        """`Microsoft.NAV.shipAndInvoice` on a sales order."""
+        self._company("POST", f"salesOrders/{order_id}/shipAndInvoice")
+
+    def create_order(self, external_document_number: str) -> dict[str, Any]:
+        return self._company("POST", "salesOrders", {
+            "customerNumber": "GL00000008", "externalDocumentNumber": external_document_number,
+            "salesOrderLines": [{"lineType": "Item", "lineObjectNumber": "1896-S", "quantity": 1}]})
+
+    def list(self, entity_set: str) -> list[dict[str, Any]]:
+        return self._company("GET", entity_set)["value"]
+
+    def event_subscriptions(self) -> list[dict[str, Any]]:
+        """BC's business-event subscriptions (externaleventsubscriptions)."""
+        return self._admin("GET", "businessevents/subscriptions")["value"]
+
+    def switch_off_event_subscription(self, subscription_id: str) -> None:
+        """What BC does to a business-event subscription after repeated failed deliveries."""
+        self._admin("POST", f"businessevents/subscriptions/{subscription_id}/disable")
+
+    def event_deliveries(self) -> list[dict[str, Any]]:
+        return self._admin("GET", "businessevents/deliveries")["value"]
+
+    def flush_events(self) -> None:
+        self._admin("POST", "businessevents/flush")
+
+    def grant_event_permission(self, granted: bool) -> None:
+        self._admin("PUT", "businessevents/permission", {"granted": granted})
+
     def update(self, entity_set: str, entity_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         return self._company("PATCH", f"{entity_set}/{entity_id}", changes)
 

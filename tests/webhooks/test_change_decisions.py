@@ -75,7 +75,7 @@ def test_event_data_holds_no_odata_annotations_and_documents_carry_the_orders_ke
                         entity=shipment, id_parts=["x"])
     assert event["data"] == {"id": ID, "number": "102001", "externalDocumentNumber": "WEB-1",
                              "orderNumber": "S-ORD101001", "salesShipmentLines": [{"id": "l1"}]}
-    assert (event["bcexternaldocumentnumber"], event["bcordernumber"]) == ("WEB-1", "S-ORD101001")
+    assert (event["bcexternaldocno"], event["bcordernumber"]) == ("WEB-1", "S-ORD101001")
     adhoc = cloud_event(event_type="bc.salesShipment.created", connection="default", company_id="c1",
                         entity=shipment | {"externalDocumentNumber": "", "orderNumber": ""}, id_parts=["x"])
-    assert "bcexternaldocumentnumber" not in adhoc and "bcordernumber" not in adhoc
+    assert "bcexternaldocno" not in adhoc and "bcordernumber" not in adhoc

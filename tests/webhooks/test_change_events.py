@@ -112,7 +112,7 @@ def test_an_orders_shipment_and_invoice_carry_the_webshops_key(scenario, azurite
     for queue, kind in ((QUEUE_SALES_SHIPMENTS, "bc.salesShipment.created"),
                         (QUEUE_SALES_INVOICES, "bc.salesInvoice.created")):
         def keyed(events: list[dict]) -> list[dict]:
-            return [e for e in events if e.get("bcexternaldocumentnumber") == key]
+            return [e for e in events if e.get("bcexternaldocno") == key]
 
         [event] = keyed(s.queues.wait_for(queue, keyed))
         assert event["type"] == kind and event["bcordernumber"] == result["number"]
