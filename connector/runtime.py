@@ -36,6 +36,7 @@ from connector.webhooks.directory import SubscriptionDirectory
 if TYPE_CHECKING:
     from connector.auth.service import SignInService
     from connector.items.pull import ItemPullService
+    from connector.ops.service import StatusService
 
 
 class Runtime:
@@ -99,6 +100,13 @@ class Runtime:
         from connector.auth.service import SignInService
 
         return SignInService(self.settings, self.storage, self.tokens, self.companies, bc=self.bc)
+
+    @cached_property
+    def status(self) -> StatusService:
+        """`GET /api/status` (`connector/ops`)."""
+        from connector.ops.service import StatusService
+
+        return StatusService(self.settings, self.storage, self.tokens, self.health, self.activity)
 
     @cached_property
     def max_dequeue_count(self) -> int:
