@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from connector.auth.service import SignInService
     from connector.items.pull import ItemPullService
     from connector.ops.service import StatusService
+    from connector.orders.service import OrdersService
 
 
 class Runtime:
@@ -107,6 +108,17 @@ class Runtime:
         from connector.ops.service import StatusService
 
         return StatusService(self.settings, self.storage, self.tokens, self.health, self.activity)
+
+    @cached_property
+    def orders(self) -> OrdersService:
+        """Send Created Sales Order and the declared commands (`connector/orders`)."""
+        from connector.orders.context import OrderContext
+        from connector.orders.service import OrdersService
+
+        return OrdersService(OrderContext(
+            settings=self.settings, storage=self.storage, telemetry=self.telemetry,
+            key_lookups=self.key_lookups, item_variants=self.item_variants, bc=self.bc,
+            company_id=self.company_id))
 
     @cached_property
     def max_dequeue_count(self) -> int:

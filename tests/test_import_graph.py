@@ -35,9 +35,8 @@ CACHE_DECORATORS = {"cache", "lru_cache", "cached"}
 FEATURE_FOLDERS = ("auth", "businessevents", "health", "items", "ops", "orders", "webhooks")
 # Not yet a service (issue 21, next steps): these still take the runtime. The list only shrinks.
 STILL_TAKING_THE_RUNTIME = {
-    "connector.businessevents.receiver", "connector.health.environment", "connector.orders.commands",
-    "connector.orders.send", "connector.webhooks.processor", "connector.webhooks.receiver",
-    "connector.webhooks.subscriptions", "connector.webhooks.sweep",
+    "connector.businessevents.receiver", "connector.health.environment", "connector.webhooks.processor",
+    "connector.webhooks.receiver", "connector.webhooks.subscriptions", "connector.webhooks.sweep",
 }
 # The one retry policy (Retry-After, else capped exponential back-off with jitter).
 RETRY_MODULE = "connector.retry"
