@@ -32,7 +32,7 @@ CACHE_DECORATORS = {"cache", "lru_cache", "cached"}
 
 # Feature folders: their blueprint reaches the runtime (`get_runtime().<service>`); no other module in
 # them imports `connector.runtime` (the runtime hands each service its collaborators).
-FEATURE_FOLDERS = ("auth", "businessevents", "health", "items", "ops", "orders", "webhooks")
+FEATURE_FOLDERS = ("auth", "businessevents", "fanout", "health", "items", "ops", "orders", "webhooks")
 # Not yet a service (issue 21, next steps): these still take the runtime. The list only shrinks.
 STILL_TAKING_THE_RUNTIME = {
     "connector.businessevents.receiver", "connector.health.environment", "connector.webhooks.processor",

@@ -57,7 +57,10 @@ def renew_subscriptions(timer: func.TimerRequest) -> None:
     runtime = get_runtime()
     try:
         check_environments(runtime)  # a restore or copy first: it re-subscribes or stops the connection
-        subscriptions.reconcile_all(runtime)
+        if runtime.fanout.enabled:
+            runtime.fanout.enqueue("renewal")
+        else:
+            subscriptions.reconcile_all(runtime)
     finally:
         check_all(runtime.settings, runtime.storage, runtime.health, runtime.health.now())
 
@@ -69,7 +72,11 @@ def sweep_created(timer: func.TimerRequest) -> None:
     from connector.runtime import get_runtime
     from connector.webhooks import sweep
 
-    sweep.sweep_all(get_runtime())
+    runtime = get_runtime()
+    if runtime.fanout.enabled:
+        runtime.fanout.enqueue("sweep")
+    else:
+        sweep.sweep_all(runtime)
 
 
 def _subscription_call(req: func.HttpRequest, call: Callable[["Runtime", str], dict]) -> func.HttpResponse:

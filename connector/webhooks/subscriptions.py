@@ -287,7 +287,8 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
         return summary
 
 
-def _reconcile_unless_busy(runtime: Runtime, connection: str) -> ReconcileSummary | None:
+def reconcile_unless_busy(runtime: Runtime, connection: str) -> ReconcileSummary | None:
+    """`reconcile`, or None (logged) while another run of the connection holds the lease."""
     try:
         return reconcile(runtime, connection)
     except SubscriptionRunBusy as exc:
@@ -298,7 +299,7 @@ def _reconcile_unless_busy(runtime: Runtime, connection: str) -> ReconcileSummar
 def reconcile_all(runtime: Runtime) -> list[ReconcileSummary]:
     """Reconcile every connection; a connection that is not signed in or busy is skipped (logged).
     Raises the first other error after trying every connection."""
-    outcomes = for_each_connection(runtime.settings, partial(_reconcile_unless_busy, runtime),
+    outcomes = for_each_connection(runtime.settings, partial(reconcile_unless_busy, runtime),
                                    task="subscriptions")
     return [summary for summary in results_or_raise(outcomes) if summary is not None]
 
