@@ -14,10 +14,9 @@ def connection_work(msg: func.QueueMessage) -> None:
     """Run one unit a timer queued; raises only to have the host retry."""
     from connector.runtime import get_runtime
     from connector.storage import message_text
-    from connector.webhooks import subscriptions, sweep
 
     runtime = get_runtime()
     runtime.fanout.run(message_text(msg.get_body()), msg.id or "", {
         "pull": runtime.item_pull.pull_company,
-        "sweep": lambda connection: sweep.sweep(runtime, connection),
-        "renewal": lambda connection: subscriptions.reconcile_unless_busy(runtime, connection)})
+        "sweep": runtime.webhooks.sweep,
+        "renewal": runtime.webhooks.reconcile_unless_busy})
