@@ -56,7 +56,8 @@ def test_each_tenant_has_its_own_environments_companies_and_principal(emu):
                                "client_secret": "s-0", "scope": SCOPE})
     assert resp.status_code in (400, 401)
     # the same names in another tenant are other companies
-    assert answer[0]["environments"]["production"][0]["id"] != answer[1]["environments"]["production"][0]["id"]
+    first, second = (t["environments"]["production"][0]["id"] for t in answer[:2])
+    assert first != second
 
 
 def test_a_tenants_own_limits_apply_to_its_principals_only(emu):
