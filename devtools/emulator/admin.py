@@ -136,7 +136,9 @@ class AdminApp:
     def _tenants(self, body: dict) -> Response:
         from .tenants import create_tenants
 
-        return _json(create_tenants(self.emulator, body))
+        if self.emulator.bc is None:
+            return _json({"error": "no BC API emulator"}, 404)
+        return _json(create_tenants(self.emulator.config, self.emulator.bc.store, body))
 
     def _revoke(self, body: dict) -> Response:
         count = self.emulator.entra.revoke_refresh_tokens(body.get("client_id"), body.get("user"))

@@ -22,19 +22,17 @@ documents), else companies are empty. The answer lists every company with its id
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .config import ClientApp
+from .config import ClientApp, EmulatorConfig
 from .seed import seed_company
-
-if TYPE_CHECKING:
-    from .server import Emulator
+from .store import Store
 
 TENANT_LIMITS = {"rate_limit": int, "max_concurrent": int, "max_queued": int, "max_subscriptions": int}
 _NS = uuid.UUID("2f1c9a4e-7d3b-4c8a-9e6f-1a2b3c4d5e6f")
 
 
-def create_tenants(emulator: Emulator, body: dict[str, Any]) -> dict[str, Any]:
+def create_tenants(config: EmulatorConfig, store: Store, body: dict[str, Any]) -> dict[str, Any]:
     """Create what `body` declares (see the module docstring); ValueError naming a bad field."""
     tenants = body.get("tenants")
     if not isinstance(tenants, list) or not tenants:
@@ -43,8 +41,6 @@ def create_tenants(emulator: Emulator, body: dict[str, Any]) -> dict[str, Any]:
     if seed not in ("demo", None):
         raise ValueError(f"unknown seed {seed!r}; known: 'demo' or null")
     checked = [_checked(t, i) for i, t in enumerate(tenants)]
-    config = emulator.config
-    store = emulator.bc.store
     created = []
     for domain, tenant_id, environments, clients, limits in checked:
         config.tenants[domain] = tenant_id
