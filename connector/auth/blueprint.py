@@ -14,8 +14,10 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _html(page: str, status: int) -> func.HttpResponse:
+    from connector.ops.status_page import page_headers
+
     return func.HttpResponse(page, status_code=status, mimetype="text/html", charset="utf-8",
-                             headers=_NO_STORE)
+                             headers=_NO_STORE | page_headers())
 
 
 # ADMIN: whoever signs in binds the connection to their BC identity, so it takes the master key

@@ -9,6 +9,8 @@ itself every minute (`<meta http-equiv="refresh">`) and reads on a phone (one co
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from html import escape
@@ -44,6 +46,17 @@ td[data-label]:not(:empty)::before{content:attr(data-label) ": ";color:#666}}
 """
 
 # ---- small pure helpers ----------------------------------------------------------------------------
+
+
+def page_headers() -> dict[str, str]:
+    """Headers of the connector's HTML pages: no script at all, only this STYLE (by hash), never in a
+    frame (clickjacking), no MIME sniffing, and no Referer: the page's own URL carries the function key
+    (`?code=`), which a followed link would otherwise hand to Entra ID."""
+    digest = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
+    return {"Content-Security-Policy": f"default-src 'none'; style-src 'sha256-{digest}'; base-uri 'none'; "
+                                       "form-action 'none'; frame-ancestors 'none'",
+            "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store"}
 
 
 def wants_html(accept: str | None) -> bool:
