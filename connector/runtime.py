@@ -24,6 +24,7 @@ from connector.events import EventPublisher
 from connector.health.checks import budget_exhausted
 from connector.health.events import HealthEvents
 from connector.health.pause import PauseSwitch
+from connector.ops.activity import ActivityRecorder
 from connector.ops.status import read_status, status_readings
 from connector.orders.variants import ItemVariants
 from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, host_max_dequeue_count, load_settings
@@ -33,7 +34,13 @@ from connector.webhooks.dedupe import DedupeLog
 from connector.webhooks.directory import SubscriptionDirectory
 
 if TYPE_CHECKING:
+    from connector.auth.service import SignInService
+    from connector.health.service import EnvironmentService
     from connector.items.pull import ItemPullService
+    from connector.ops.service import StatusService
+    from connector.orders.service import OrdersService
+    from connector.webhooks.context import WebhookContext
+    from connector.webhooks.service import WebhooksService
 
 
 class Runtime:
@@ -54,6 +61,8 @@ class Runtime:
         )
         self.health = HealthEvents(self.storage, self.events)
         self.pauses = PauseSwitch(self.storage)
+        self.activity = ActivityRecorder(self.storage)
+        self.telemetry.recorder = self.activity
         self.tokens = TokenService(settings, self.storage, health=self.health)
         self.companies = Companies(self.storage)
         self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)
@@ -88,6 +97,56 @@ class Runtime:
 
         return ItemPullService(self.settings, self.storage, self.events, bc=self.bc,
                                company_id=self.company_id)
+
+    @cached_property
+    def sign_in(self) -> SignInService:
+        """Sign-in of authorization-code connections (`connector/auth`)."""
+        from connector.auth.service import SignInService
+
+        return SignInService(self.settings, self.storage, self.tokens, self.companies, bc=self.bc)
+
+    @cached_property
+    def status(self) -> StatusService:
+        """`GET /api/status` (`connector/ops`)."""
+        from connector.ops.service import StatusService
+
+        return StatusService(self.settings, self.storage, self.tokens, self.health, self.activity)
+
+    @cached_property
+    def orders(self) -> OrdersService:
+        """Send Created Sales Order and the declared commands (`connector/orders`)."""
+        from connector.orders.context import OrderContext
+        from connector.orders.service import OrdersService
+
+        return OrdersService(OrderContext(
+            settings=self.settings, storage=self.storage, telemetry=self.telemetry,
+            key_lookups=self.key_lookups, item_variants=self.item_variants, bc=self.bc,
+            company_id=self.company_id))
+
+    @cached_property
+    def webhook_context(self) -> WebhookContext:
+        """The change triggers' collaborators (the webhook and business-event receivers take it)."""
+        from connector.webhooks.context import WebhookContext
+
+        return WebhookContext(
+            settings=self.settings, storage=self.storage, telemetry=self.telemetry, events=self.events,
+            dedupe=self.dedupe, health=self.health, pauses=self.pauses, tokens=self.tokens,
+            subscription_directory=self.subscription_directory, fetch_pool=self.fetch_pool,
+            enqueue_pool=self.enqueue_pool, bc=self.bc, company_id=self.company_id)
+
+    @cached_property
+    def webhooks(self) -> WebhooksService:
+        """Notifications, the sweep and the subscriptions (`connector/webhooks`)."""
+        from connector.webhooks.service import WebhooksService
+
+        return WebhooksService(self.webhook_context)
+
+    @cached_property
+    def environments(self) -> EnvironmentService:
+        """BC's Admin Center operations log acted on (`connector/health`)."""
+        from connector.health.service import EnvironmentService
+
+        return EnvironmentService(self.webhook_context)
 
     @cached_property
     def max_dequeue_count(self) -> int:
@@ -134,6 +193,7 @@ class Runtime:
         for pool in (self.fetch_pool, self.enqueue_pool, self.dedupe_pool):
             pool.shutdown(wait=False)
         self.events.close()
+        self.activity.close()
 
 
 # The one process-wide root: the Functions host calls each trigger with no object of ours, so the

@@ -78,6 +78,7 @@ TABLE_DEDUPE = "bcdedupe"  # what each created-trigger has announced, per entity
 TABLE_ORDERS = "bcorders"  # sales-order idempotency records (queue message id -> order)
 TABLE_LEASES = "bcleases"  # single-runner leases (item pull, renewal, sweep)
 TABLE_HEALTH = "bchealth"  # health events sent, one row per occurrence (once-only, recent list)
+TABLE_STATS = "bcstats"  # per connection, hour and instance: counts for the status page's charts
 TABLE_NAMES: tuple[str, ...] = (
     TABLE_TOKENS,
     TABLE_AUTH_FLOWS,
@@ -88,6 +89,7 @@ TABLE_NAMES: tuple[str, ...] = (
     TABLE_ORDERS,
     TABLE_LEASES,
     TABLE_HEALTH,
+    TABLE_STATS,
 )
 
 CONTAINER_EVENT_PAYLOADS = "bc-event-payloads"  # events too large for a queue message

@@ -24,6 +24,7 @@ from connector.bc.timestamps import iso, parse_iso, utc_now
 from connector.businessevents.subscriptions import event_url
 from connector.health.checks import secret_warning
 from connector.health.events import recent_health
+from connector.ops.activity import read_activity
 from connector.settings import (
     QUEUE_COMMANDS_POISON,
     QUEUE_ITEM_PULLS_POISON,
@@ -251,6 +252,10 @@ def read_status(settings: Settings, storage: Storage, now: datetime | None = Non
                                      or ({}, ""))[0]) for p in conn.principals]
         if throughput:
             connections[-1]["health_events"] = recent_health(storage, conn.name, now)
+            connections[-1]["activity_24h"] = read_activity(storage, conn.name, now)
+            pause = read_entity(storage.table(TABLE_CONNECTIONS), conn.name, "pause")
+            if pause:
+                connections[-1]["paused"] = {k: pause[0].get(k, "") for k in ("reason", "fix", "since")}
     dead_letters = {
         name: storage.queue(name).get_queue_properties().approximate_message_count
         for name in DEAD_LETTER_QUEUES
