@@ -157,6 +157,9 @@ class Emulator:
             with self.bc.store.lock:
                 state["store"] = self.bc.store.snapshot()
                 state["webhooks"] = self.bc.webhooks.snapshot()
+            events = getattr(self.bc, "business_events", None)
+            if events is not None:  # BC keeps its External Event Subscription rows too
+                state["business_events"] = events.snapshot()
         state["entra"] = self.entra.snapshot()
         return state
 
@@ -166,13 +169,20 @@ class Emulator:
         if self.bc is not None and "store" in state:
             self.bc.store.restore(state["store"])
             self.bc.webhooks.restore(state["webhooks"])
+            events = getattr(self.bc, "business_events", None)
+            if events is not None and "business_events" in state:
+                events.restore(state["business_events"])
         self.entra.restore(state["entra"])
 
     def _clock_offset(self) -> float:
         return (self.clock.now() - datetime.now(UTC)).total_seconds()
 
     def _state_fingerprint(self) -> tuple[int, ...]:
-        return self.bc.webhooks.fingerprint() if self.bc is not None else ()
+        """Cheap signs of what changes without a request (deliveries, expiries, subscriptions)."""
+        if self.bc is None:
+            return ()
+        events = getattr(self.bc, "business_events", None)
+        return (*self.bc.webhooks.fingerprint(), len(events.subscriptions) if events is not None else 0)
 
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self) -> Emulator:

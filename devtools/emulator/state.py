@@ -1,11 +1,12 @@
 """The emulator's state on disk, so a restarted emulator behaves like BC that stayed up (dev tooling).
 
 One JSON file, replaced atomically (temp file + rename): BC data with row versions and number series,
-webhook subscriptions with their pending notifications, Entra's signing key and refresh tokens, and
-the clock's offset. `StateSaver` writes it before a write request is answered while a save is cheap,
-at once for subscription changes, in the background for dispatcher activity and large states, and
-at stop; `restore` puts it back before the emulator serves. Logs (requests, deliveries) and faults
-are not kept.
+webhook subscriptions with their pending notifications, business-event subscriptions (their pending
+deliveries are not kept), Entra's signing key and refresh tokens, and the clock's offset. Each part
+gives and takes its own (`snapshot()`/`restore()`); `StateSaver` writes the whole before a write
+request is answered while a save is cheap, at once for subscription changes, in the background for
+dispatcher activity and large states, and at stop, and puts it back before the emulator serves.
+Logs (requests, deliveries) and faults are not kept.
 """
 from __future__ import annotations
 
