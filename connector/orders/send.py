@@ -211,7 +211,7 @@ def _handle_delivery(ctx: OrderContext, delivery: OrderDelivery, key: str | None
         ticket.cancel()
         error = failure_error(exc)
         if is_permanent(exc):
-            log.warning("sales order %s (message %s) failed: %s: %s", shown, delivery.message_id,
+            log.warning("sales order %r (message %s) failed: %s: %s", shown, delivery.message_id,
                         error.code, logged_message(exc, error), extra=fields | {"error_code": error.code})
             failed = order_result("failed", key, error=error)
             # Keep the message first: if the result send then fails, the retry repeats both
@@ -222,12 +222,12 @@ def _handle_delivery(ctx: OrderContext, delivery: OrderDelivery, key: str | None
         if delivery.last_attempt:
             error = ResultError(code=error.code, message=f"gave up after {delivery.dequeue_count} "
                                                          f"attempts: {error.message}")
-            log.error("sales order %s (message %s) failed for good: %s", shown, delivery.message_id,
+            log.error("sales order %r (message %s) failed for good: %s", shown, delivery.message_id,
                       exc if error.code == "InternalError" else logged_message(exc, error),
                       extra=fields | {"error_code": error.code})
             publish_result(ctx, order_result("failed", key, error=error), fields["connection"])
         else:
-            log.warning("sales order %s (message %s) attempt %d failed, will retry: %s", shown,
+            log.warning("sales order %r (message %s) attempt %d failed, will retry: %s", shown,
                         delivery.message_id, delivery.dequeue_count, exc,
                         extra=fields | {"error_code": error.code})
         raise
@@ -235,7 +235,7 @@ def _handle_delivery(ctx: OrderContext, delivery: OrderDelivery, key: str | None
     if isinstance(result, Deferral):
         return result
     publish_result(ctx, result, fields["connection"])
-    log.info("sales order %s (message %s): %s %s (%s)", shown, delivery.message_id, result.status,
+    log.info("sales order %r (message %s): %s %s (%s)", shown, delivery.message_id, result.status,
              result.number, result.salesOrderId,
              extra=fields | {"status": result.status, "sales_order_number": result.number or ""})
     return result
