@@ -83,6 +83,7 @@ class EventSubscriptionRun:
         self.keys = settings.token_encryption_keys
         self.key_id = key_id(self.keys[0])
         self.collection = subscriptions_url(bc)
+        self.listed: dict[str, dict[str, Any]] = {}  # every subscription BC listed, by id (remote())
 
     def row_key(self, event: BusinessEvent) -> str:
         return f"{self.company_id}:event:{event.name}"
@@ -106,7 +107,9 @@ class EventSubscriptionRun:
         """This connection's subscriptions in this company, by event name (extra duplicates listed
         under `<name>#<id>` so they are deleted)."""
         mine: dict[str, dict[str, Any]] = {}
+        self.listed = {}
         for sub in self.bc.iter_entities(self.collection):
+            self.listed[str(sub.get("id", ""))] = sub
             company = str(sub.get("companyId", "")).lower()
             if sub.get("notificationUrl") != self.url or company != self.company_id:
                 continue
@@ -144,6 +147,16 @@ class EventSubscriptionRun:
             raise
         rows = self.rows()
         for event in wanted:
+            moved = self.listed.get(str(rows.get(event.name, {}).get("subscription_id") or ""))
+            if moved is not None and moved.get("notificationUrl") != self.url:
+                # ours (its id is on our row) but made for another URL (another PORT, a moved app)
+                try:
+                    self.delete(moved)
+                except BCError as exc:  # cleanup: the next run tries again
+                    log.warning("business events %s: %s for an old URL not deleted: %s", self.conn.name,
+                                event.name, exc)
+                log.info("business events %s: %s notified %s; deleted, made again for %s", self.conn.name,
+                         event.name, moved.get("notificationUrl"), self.url)
             current = remote.pop(event.name, None)
             action = plan_event(current, rows.get(event.name), self.key_id)
             try:
