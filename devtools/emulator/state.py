@@ -1,7 +1,8 @@
 """The emulator's state on disk, so a restarted emulator behaves like BC that stayed up (dev tooling).
 
 One JSON file, replaced atomically (temp file + rename): BC data with row versions and number series,
-webhook subscriptions with their pending notifications, Entra's signing key and refresh tokens, and
+webhook subscriptions with their pending notifications, business-event subscriptions (their pending
+deliveries are not kept), Entra's signing key and refresh tokens, and
 the clock's offset. `StateSaver` writes it before a write request is answered while a save is cheap,
 at once for subscription changes, in the background for dispatcher activity and large states, and
 at stop; `restore` puts it back before the emulator serves. Logs (requests, deliveries) and faults
@@ -49,6 +50,10 @@ def snapshot(emulator: Emulator) -> dict[str, Any]:
         with bc.store.lock, bc.webhooks._lock:
             state["store"] = _store_state(bc.store)
             state["webhooks"] = _webhook_state(bc.webhooks)
+        events = getattr(bc, "business_events", None)
+        if events is not None:  # BC keeps its External Event Subscription rows too
+            with events._lock:
+                state["business_events"] = [asdict(s) for s in events.subscriptions.values()]
     state["entra"] = _entra_state(emulator)
     return state
 
@@ -115,6 +120,13 @@ def restore(emulator: Emulator, state: dict[str, Any]) -> None:
     if emulator.bc is not None and "store" in state:
         _restore_store(emulator.bc.store, state["store"])
         _restore_webhooks(emulator.bc.webhooks, state["webhooks"])
+        events = getattr(emulator.bc, "business_events", None)
+        if events is not None and "business_events" in state:
+            from devtools.emulator.business_events import EventSubscription
+
+            with events._lock:
+                events.subscriptions = {saved["id"]: EventSubscription(**saved)
+                                        for saved in state["business_events"]}
     _restore_entra(emulator, state["entra"])
 
 
@@ -271,4 +283,6 @@ class StateSaver:
         if bc is None:
             return ()
         engine = bc.webhooks
-        return (len(engine.deliveries), len(engine.subscriptions), len(engine._journal))
+        events = getattr(bc, "business_events", None)
+        return (len(engine.deliveries), len(engine.subscriptions), len(engine._journal),
+                len(events.subscriptions) if events is not None else 0)
