@@ -49,6 +49,9 @@ def snapshot(emulator: Emulator) -> dict[str, Any]:
         with bc.store.lock, bc.webhooks._lock:
             state["store"] = _store_state(bc.store)
             state["webhooks"] = _webhook_state(bc.webhooks)
+        if hasattr(bc, "business_events"):
+            with bc.business_events._lock:
+                state["business_events"] = [asdict(sub) for sub in bc.business_events.subscriptions.values()]
     state["entra"] = _entra_state(emulator)
     return state
 
@@ -115,6 +118,13 @@ def restore(emulator: Emulator, state: dict[str, Any]) -> None:
     if emulator.bc is not None and "store" in state:
         _restore_store(emulator.bc.store, state["store"])
         _restore_webhooks(emulator.bc.webhooks, state["webhooks"])
+    if emulator.bc is not None and hasattr(emulator.bc, "business_events"):
+        from devtools.emulator.business_events import EventSubscription
+
+        engine = emulator.bc.business_events
+        with engine._lock:  # pending notifications are not kept (BC's queue would retry them)
+            engine.subscriptions = {saved["id"]: EventSubscription(**saved)
+                                    for saved in state.get("business_events", [])}
     _restore_entra(emulator, state["entra"])
 
 
@@ -271,4 +281,7 @@ class StateSaver:
         if bc is None:
             return ()
         engine = bc.webhooks
-        return (len(engine.deliveries), len(engine.subscriptions), len(engine._journal))
+        events = getattr(bc, "business_events", None)
+        return (len(engine.deliveries), len(engine.subscriptions), len(engine._journal),
+                *((len(events.subscriptions), sum(s.version for s in events.subscriptions.values()))
+                  if events is not None else ()))
