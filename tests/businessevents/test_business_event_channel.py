@@ -110,6 +110,9 @@ def test_a_missing_permission_set_is_a_clear_status_not_a_crash_loop(scenario, s
                 if str(x.get("entity_set", "")).startswith("event:")]
         assert rows and all(r["status"] == "forbidden" and "Ext. Events - Subscr" in r["last_error"]
                             for r in rows)
+        page = requests.get(f"{s.host.url}/api/status", headers={"Accept": "text/html"}, timeout=30).text
+        assert "businessEvent SalesInvoicePosted" in page and "Ext. Events - Subscr" in page
+        assert s.subscribe()["businessEvents"]["forbidden"]  # the next run says the same, nothing breaks
     finally:
         s.bc.grant_event_permission(True)
 
