@@ -55,6 +55,7 @@ class EventsSummary:
     deleted: list[str] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
     forbidden: bool = False
+    lost: list[dict[str, str]] = field(default_factory=list)  # BC switched off or removed; re-made
 
     def as_dict(self) -> dict[str, Any]:
         return {"created": self.created, "recreated": self.recreated, "unchanged": self.unchanged,
@@ -127,6 +128,10 @@ class EventSubscriptionRun:
         except BCNotFound:
             pass
 
+    @staticmethod
+    def _lost(summary: EventsSummary, event: BusinessEvent, subscription_id: str, why: str) -> None:
+        summary.lost.append({"eventName": event.name, "subscriptionId": subscription_id, "why": why})
+
     def run(self) -> EventsSummary:
         summary = EventsSummary()
         wanted = wanted_events(self.conn)
@@ -145,7 +150,13 @@ class EventSubscriptionRun:
         rows = self.rows()
         for event in wanted:
             current = remote.pop(event.name, None)
-            action = plan_event(current, rows.get(event.name), self.key_id)
+            row = rows.get(event.name) or {}
+            action = plan_event(current, row, self.key_id)
+            if current is not None and current.get("subscriptionState") != ACTIVE:
+                self._lost(summary, event, str(current.get("id", "")),
+                           f"BC switched it off (subscriptionState {current.get('subscriptionState')!r})")
+            elif current is None and row.get("subscription_id"):
+                self._lost(summary, event, str(row["subscription_id"]), "it is gone from BC")
             try:
                 if action == "keep":
                     summary.unchanged.append(event.name)

@@ -80,6 +80,9 @@ def test_a_subscription_bc_switched_off_is_recreated_by_the_next_renewal_run(sce
     s.host.wait_idle(60)
     [now] = [x for x in s.bc.event_subscriptions() if x["eventName"] == "SalesShipmentPosted"]
     assert now["subscriptionState"] == "Active" and now["id"] != off["id"]
+    health = wait_until(lambda: [e for e in raw_events(s, "bc-connector-health")
+                                 if e["type"] == "bc.connector.subscription.recreated"], 30, "a health event")
+    assert "SalesShipmentPosted" in health[0]["data"]["summary"]
 
 
 def test_a_forged_or_foreign_business_event_is_acknowledged_and_dropped(scenario, slow_bc):
