@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 AZURITE := node_modules/.bin/azurite
 PYTEST_ARGS ?=
 
-.PHONY: install browser run reset test demo bench lint settings peek replay-poison clean
+.PHONY: install browser run reset test demo bench lint settings peek replay-poison tail send trigger status clean
 
 install: $(STAMP) $(AZURITE)
 
@@ -29,15 +29,16 @@ browser:
 
 ## Serve the connector on http://127.0.0.1:7071 against Azurite and the bundled BC + Entra emulator,
 ## keeping their state in .devdata/. Options: PORT (7071), EMULATOR_PORT (8443), AZURITE_PORT (10000,
-## and the next two), DEBOUNCE (webhook debounce in seconds, 3; BC's is 30), RESET=1 (start fresh).
+## and the next two), DEBOUNCE (webhook debounce in seconds, 3; BC's is 30), RESET=1 (start fresh),
+## INSTANCES=N (N host processes behind one port). Settings: local.settings.json, or NAME=value make run.
 run: install
-	$(BIN)/python -m devtools.run $(if $(PORT),--port $(PORT)) $(if $(EMULATOR_PORT),--emulator-port $(EMULATOR_PORT)) \
+	@$(BIN)/python -m devtools.run $(if $(PORT),--port $(PORT)) $(if $(EMULATOR_PORT),--emulator-port $(EMULATOR_PORT)) \
 	  $(if $(AZURITE_PORT),--azurite-port $(AZURITE_PORT)) $(if $(DEBOUNCE),--webhook-debounce $(DEBOUNCE)) \
 	  $(if $(RESET),--reset) $(if $(INSTANCES),--instances $(INSTANCES))
 
 ## Wipe what `make run` keeps (Azurite's data and the emulator's state, together).
 reset:
-	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m devtools.run --reset-only
+	@$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m devtools.run --reset-only
 
 ## Start Azurite and the emulator on loopback, run the whole suite, stop what was started.
 test: install browser
@@ -64,11 +65,27 @@ settings: install
 ## Print the oldest messages of a queue, left there (QUEUE=sales-order-results by default; ARGS="--wait 30",
 ## "--take" consumes them).
 peek: install
-	$(BIN)/python -m connector peek $(or $(QUEUE),sales-order-results) $(ARGS)
+	@$(BIN)/python -m connector peek $(or $(QUEUE),sales-order-results) $(ARGS)
 
 ## Move messages from <queue>-poison back to <queue> after a fix (QUEUE=sales-orders by default).
 replay-poison: install
-	$(BIN)/python -m connector replay-poison $(or $(QUEUE),sales-orders)
+	@$(BIN)/python -m connector replay-poison $(or $(QUEUE),sales-orders)
+
+## Every output queue live, one line per event (peeks; ARGS="--type item.* --json").
+tail: install
+	@$(BIN)/python -m connector tail $(ARGS)
+
+## Check an order against its schema, queue it and print its result (FILE=docs/examples/sales-order.json).
+send: install
+	@$(BIN)/python -m connector send $(or $(FILE),docs/examples/sales-order.json) $(ARGS)
+
+## Make a change in the local BC emulator (EVENT=item.created | item.updated | shipment.posted | ...).
+trigger: install
+	@$(BIN)/python -m connector trigger $(or $(EVENT),item.created) $(ARGS)
+
+## The banner of the running `make run` again, and the connections now.
+status: install
+	@$(BIN)/python -m connector status $(ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .azurite .devdata .pytest_cache

@@ -5,6 +5,7 @@
   `python -m connector peek sales-order-results --wait 30`.
 * `replay-poison <queue>` moves the messages of `<queue>-poison` back to `<queue>` unchanged (after the
   cause was fixed), e.g. `make replay-poison QUEUE=sales-orders`.
+* `tail`, `send`, `trigger`, `status`: see `connector/cli/` (`python -m connector tail --help`).
 * `schema` writes the message and event-data JSON Schemas (`schemas/*.json`) from the models;
   `--from-metadata --connection C` writes those of the connection's declared triggers from BC's
   `$metadata` (a file already there is kept unless `--overwrite`: the published ones stay).
@@ -24,6 +25,9 @@ import json
 import sys
 from pathlib import Path
 
+from connector.cli import commands as cli_commands
+from connector.cli.errors import explain
+from connector.cli.target import add_target_options, resolve, settings_values
 from connector.event_schemas import event_data_schemas
 from connector.ops.queues import (
     RECEIVE_BATCH,
@@ -36,7 +40,6 @@ from connector.ops.queues import (
 )
 from connector.orders import commands
 from connector.orders.schema import json_schemas, schema_text
-from connector.settings import load_storage_settings
 from connector.storage import Storage
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -54,12 +57,13 @@ def write_schemas(directory: Path) -> list[Path]:
 
 
 def _settings_values(path: Path) -> dict[str, str]:
-    raw = json.loads(path.read_text(encoding="utf-8")).get("Values") or {}
-    return {key: str(value) for key, value in raw.items()}
+    """The `Values` of a settings file (CLIError, one line, when it is missing or not JSON)."""
+    return settings_values(path)
 
 
 def _storage(args: argparse.Namespace) -> Storage:
-    return Storage(load_storage_settings(_settings_values(args.settings) if args.settings else None))
+    """Storage as `--settings`, the running `make run` or the environment name it; fails fast."""
+    return resolve(args).storage()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,8 +71,7 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     settings = argparse.ArgumentParser(add_help=False)
-    settings.add_argument("--settings", type=Path, default=None,
-                          help="read the app settings from this local.settings.json-style file")
+    add_target_options(settings)
     peek = commands.add_parser("peek", parents=[settings],
                                help="print the oldest messages of a queue (left there unless --take)")
     peek.add_argument("queue", help="one of the connector's queues, e.g. sales-order-results")
@@ -97,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", parents=[settings],
                                  help="the go-live checklist (exit 0 only when every check passes)")
     doctor.add_argument("--connection", default=None, help="check only this connection (default: all)")
+    cli_commands.register(commands)
     return parser
 
 
@@ -189,8 +193,23 @@ def _entities(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; an expected failure (storage or the app down, a bad settings file) is one line."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the expected ones become one line, the rest re-raise
+        message = explain(exc)
+        if message is None:
+            raise
+        return cli_commands.fail(message)
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command in cli_commands.COMMANDS:
+        return cli_commands.run(args)
     if args.command == "schema" and args.from_metadata:
         return _schemas_from_metadata(args)
     if args.command == "schema":

@@ -108,12 +108,19 @@ class QueueSender:
             cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
             return cls(self._netloc, timeout=TIMEOUT_SECONDS), False
 
-    def send(self, text: str, *, retries: int | None = None) -> None:
-        """Put one message; raises `HttpResponseError` (status) or `ServiceRequestError` (no answer)
-        once `retries` (default: the sender's) are spent. A kept-alive connection the server closed
-        while idle is replaced at once, not counted as an attempt (the request never reached it)."""
-        self._call("POST", self._path, "", message_body(text), 201,
-                   self._policy if retries is None else replace(self._policy, max_retries=retries))
+    def send(self, text: str, *, visibility_timeout: int | None = None, time_to_live: int | None = None,
+             retries: int | None = None) -> str:
+        """Put one message and return its id; `visibility_timeout` (seconds) keeps it invisible that
+        long, `time_to_live` (seconds, -1: never expires) as Put Message's `messagettl`. Raises
+        `HttpResponseError` (status) or `ServiceRequestError` (no answer) once `retries` (default: the
+        sender's) are spent. A kept-alive connection the server closed while idle is replaced at once,
+        not counted as an attempt (the request never reached it)."""
+        extra = "&".join(f"{name}={value}" for name, value in (("visibilitytimeout", visibility_timeout),
+                                                                ("messagettl", time_to_live))
+                         if value is not None)
+        answer = self._call("POST", self._path, extra, message_body(text), 201,
+                            self._policy if retries is None else replace(self._policy, max_retries=retries))
+        return message_id(answer)
 
     def delete(self, message_id: str, pop_receipt: str) -> None:
         """Delete one received message (a sender made with `deletes=True`); errors as `send`'s."""
@@ -121,7 +128,7 @@ class QueueSender:
                    f"popreceipt={quote(pop_receipt, safe='')}", None, 204, self._policy)
 
     def _call(self, method: str, path: str, extra: str, body: bytes | None, ok: int,
-              policy: RetryPolicy) -> None:
+              policy: RetryPolicy) -> bytes:
         retrying = policy.start()
         headers = {"x-ms-version": API_VERSION}
         if body is not None:
@@ -147,7 +154,7 @@ class QueueSender:
                 else:
                     self._idle.put(connection)
                 if response.status == ok:
-                    return
+                    return detail
                 pause = (retrying.next_delay(parse_retry_after(response.getheader("Retry-After")))
                          if response.status in RETRYABLE else None)
                 if pause is None:
@@ -160,6 +167,13 @@ class QueueSender:
                 self._idle.get_nowait().close()
             except idle_queue.Empty:
                 return
+
+
+def message_id(answer: bytes) -> str:
+    """The `MessageId` of Put Message's answer (`<QueueMessagesList><QueueMessage><MessageId>`)."""
+    start = answer.find(b"<MessageId>")
+    end = answer.find(b"</MessageId>", start)
+    return answer[start + 11:end].decode() if start >= 0 and end > start else ""
 
 
 def _status_error(method: str, response: Any, detail: bytes) -> HttpResponseError:

@@ -16,6 +16,8 @@ from connector.auth.tokens import TokenService
 from connector.bc.budget import Budget, LocalBudgets, SharedBudget
 from connector.bc.client import BCClient
 from connector.bc.companies import Companies
+from connector.bc.lookups import KeyLookups
+from connector.bc.principals import Principals
 from connector.bc.timestamps import utc_now
 from connector.events import EventPublisher
 from connector.health.checks import budget_exhausted
@@ -50,6 +52,7 @@ class Runtime:
         self.companies = Companies(self.storage)
         self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)
         self.item_variants = ItemVariants()
+        self.key_lookups = KeyLookups()  # batched key checks (sales orders by externalDocumentNumber)
         # Threads start on first use. Entity GETs of one notification batch: each connection's BC
         # budget caps what reaches BC. Receiver enqueues: the acknowledgement waits for them.
         self.fetch_pool = ThreadPoolExecutor(8, thread_name_prefix="bc-fetch")
@@ -82,9 +85,12 @@ class Runtime:
         with self._lock:
             client = self._clients.get(conn.name)
             if client is None:
+                principals = Principals(
+                    [(p.name, lambda force, name=p.name: self.tokens.access_token(name, force_refresh=force))
+                     for p in conn.principals], self.settings.bc_limits.max_concurrency)
                 client = BCClient.from_limits(
                     conn.api_base,
-                    lambda force, name=conn.name: self.tokens.access_token(name, force_refresh=force),
+                    principals,
                     self.settings.bc_limits,
                     self.budget,
                     verify=self.settings.tls_ca_bundle or True,

@@ -253,6 +253,19 @@ class ConnectionSettings:
                               "`authorization_code` (a user signs in at /api/connections/{name}/login) or "
                               "`client_credentials` (service-to-service, unattended).",
                               choices=GRANT_TYPES, local="client_credentials")
+    extra_client_ids: tuple[str, ...] = setting(
+        "BC_EXTRA_CLIENT_IDS", "",
+        "More app registrations (client ids, comma list) that BC counts as principals of their own, each "
+        "with its own limits: requests spread over them by free capacity (`client_credentials` only; "
+        "each registered in BC like BC_CLIENT_ID).")
+    extra_client_secrets: tuple[str, ...] = setting(
+        "BC_EXTRA_CLIENT_SECRETS", "",
+        "The secrets of BC_EXTRA_CLIENT_IDS, comma list in the same order (Key Vault reference).",
+        secret=True)
+    read_only_intent: bool = setting(
+        "BC_READ_ONLY_INTENT", "true",
+        "Item pulls and sweeps read from BC's read-only replica (`Data-Access-Intent: ReadOnly`); the "
+        "read after a notification and key checks always read the primary.")
     company: str = setting("BC_COMPANY", "", "Company id or name; empty = the first company discovered.")
     pull_item_variants: bool = setting("PULL_ITEM_VARIANTS", "true", "Items events carry `itemVariants`.")
     pull_sales_shipment_lines: bool = setting("PULL_SALES_SHIPMENT_LINES", "true",
@@ -304,6 +317,25 @@ class ConnectionSettings:
     def trigger(self, key: str) -> Trigger | None:
         """The trigger with this key (entity set, or `publisher/group/version/entitySet`), if declared."""
         return next((t for t in self.triggers if t.key == key), None)
+
+    def __post_init__(self) -> None:
+        ids, secrets = self.extra_client_ids or (), self.extra_client_secrets or ()
+        if len(ids) != len(secrets):
+            raise SettingsError(f"BC_EXTRA_CLIENT_IDS names {len(ids)} client(s) but "
+                                f"BC_EXTRA_CLIENT_SECRETS has {len(secrets)} secret(s)")
+        if ids and self.grant_type != "client_credentials":
+            raise SettingsError("BC_EXTRA_CLIENT_IDS needs BC_GRANT_TYPE=client_credentials (each extra "
+                                "principal signs in on its own)")
+
+    @property
+    def principals(self) -> tuple[ConnectionSettings, ...]:
+        """One settings object per app registration BC counts as a principal: this connection, then
+        one per extra client named `<name>.2`, `<name>.3`, … (its own tokens and token state)."""
+        pairs = zip(self.extra_client_ids or (), self.extra_client_secrets or (), strict=True)
+        extra = tuple(dataclasses.replace(self, name=f"{self.name}.{n}", client_id=client_id,
+                                          client_secret=secret, extra_client_ids=(), extra_client_secrets=())
+                      for n, (client_id, secret) in enumerate(pairs, start=2))
+        return (self, *extra)
 
     @property
     def authority(self) -> str:
@@ -477,6 +509,13 @@ class Settings:
         except KeyError:
             raise UnknownConnection(key, tuple(self.connections)) from None
 
+    def principal(self, name: str) -> ConnectionSettings:
+        """A connection's principal by name: `default`, or an extra one such as `default.2`."""
+        for principal in self.connection(name.partition(".")[0]).principals:
+            if principal.name == name:
+                return principal
+        raise UnknownConnection(name, tuple(self.connections))
+
 
 class UnknownConnection(ConnectorError, KeyError):
     """A connection name that BC_CONNECTIONS does not declare (a route answers 404)."""
@@ -646,3 +685,9 @@ def host_max_dequeue_count(host_json: Path = HOST_JSON) -> int:
     """`extensions.queues.maxDequeueCount` of host.json (the host's default 5 if absent)."""
     config = json.loads(host_json.read_text(encoding="utf-8"))
     return int(config.get("extensions", {}).get("queues", {}).get("maxDequeueCount", 5))
+
+
+def environment_value(name: str, default: str = "") -> str:
+    """A variable of the environment outside the app settings, for tools (the CLI's `FUNCTION_KEY`,
+    `NO_COLOR`, `PUBLIC_BASE_URL` when no settings file is named)."""
+    return os.environ.get(name, default)

@@ -28,13 +28,17 @@ from connector.queue_sender import QueueSender
 from connector.settings import StorageSettings
 
 Entity = dict[str, Any]
+_TRANSPORT_OPTIONS = ("connection_timeout", "read_timeout")
 
 
 class Storage:
     """Cached, lazily created storage clients for one account."""
 
-    def __init__(self, settings: StorageSettings):
+    def __init__(self, settings: StorageSettings, client_options: dict[str, Any] | None = None):
+        """`client_options`: Azure SDK client options (e.g. `retry_total`, `connection_timeout` for a
+        command that must fail fast)."""
         self._settings = settings
+        self._options = dict(client_options or {})
         self._lock = threading.Lock()
         self._tables: dict[str, TableClient] = {}
         self._queues: dict[str, QueueClient] = {}
@@ -64,13 +68,17 @@ class Storage:
                 conn = self._settings.connection_string
                 # Reading proxy/CA settings from the environment on every request costs ~15 % of an
                 # event send's CPU; storage endpoints need neither.
-                transport = RequestsTransport(use_env_settings=False)
+                transport = RequestsTransport(use_env_settings=False, **self._transport_options())
+                options = {k: v for k, v in self._options.items() if k not in _TRANSPORT_OPTIONS}
                 if conn:
-                    self._services[kind] = cls.from_connection_string(conn, transport=transport)
+                    self._services[kind] = cls.from_connection_string(conn, transport=transport, **options)
                 else:
                     self._services[kind] = cls(self._endpoint(kind), credential=self._credential(),
-                                               transport=transport)
+                                               transport=transport, **options)
             return self._services[kind]
+
+    def _transport_options(self) -> dict[str, Any]:
+        return {k: v for k, v in self._options.items() if k in _TRANSPORT_OPTIONS}
 
     def table(self, name: str, *, retry_total: int | None = None) -> TableClient:
         """The table client, creating the table the first time this process asks for it

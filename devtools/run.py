@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlparse
 
+from connector.cli.local_run import LocalRun, remove_run, write_run
 from devtools.azurite import Azurite, provision
+from devtools.banner import function_lines, overrides, settings_lines
 from devtools.ports import PortBusy, port_is_free
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -224,8 +226,8 @@ def serve(args: argparse.Namespace, data: DataDir, stop: threading.Event) -> Non
 
     configure_logging()
     settings = settings_file(ROOT)
-    if settings is not None:
-        load_settings(settings)
+    environ_before = dict(os.environ)
+    file_values = load_settings(settings) if settings is not None else {}
     with_emulator = not (args.no_emulator or uses_real_bc(os.environ))
     ports = Ports(args.port, args.emulator_port, args.azurite_port)
     check_ports(ports, with_emulator)
@@ -262,20 +264,72 @@ def serve(args: argparse.Namespace, data: DataDir, stop: threading.Event) -> Non
         if with_emulator:  # what BC held back while the host was down goes out now
             threading.Thread(target=emulator.bc.flush_webhooks, name="flush-webhooks", daemon=True).start()
         public = os.environ["PUBLIC_BASE_URL"]
-        say(f"bc-connector on {host.url}")
-        say(f"  health:    {host.url}/api/health")
-        say(f"  status:    {host.url}/api/status")
-        say(f"  webhooks:  BC notifies {public}/api/webhooks/bc"
-            + (f" {args.webhook_debounce:g} s after a change (real BC: about 30 s; make run DEBOUNCE=30)"
-               if with_emulator else ""))
-        say(f"  emulator:  {emulator_line}")
         where = "" if ports.azurite == 10000 else f"; connection string: {azurite.connection_string}"
-        say(f"  storage:   Azurite (process group {azurite.process_group}) on "
-            f"127.0.0.1:{ports.azurite}-{ports.azurite + 2}{where}")
-        say(f"  data:      {data.root} (make reset wipes storage and emulator state together)")
+        found = overrides(file_values, environ_before, os.environ)
+        banner = [
+            f"bc-connector on {host.url}",
+            f"  health:    {host.url}/api/health",
+            f"  status:    {host.url}/api/status   (python -m connector status)",
+            f"  webhooks:  BC notifies {public}/api/webhooks/bc"
+            + (f" {args.webhook_debounce:g} s after a change (real BC: about 30 s; make run DEBOUNCE=30)"
+               if with_emulator else ""),
+            f"  emulator:  {emulator_line}",
+            f"  storage:   Azurite (process group {azurite.process_group}) on "
+            f"127.0.0.1:{ports.azurite}-{ports.azurite + 2}{where}",
+            f"  data:      {data.root} (make reset wipes storage and emulator state together)",
+            "  functions:",
+            *function_lines(app_functions(), host.url, environ=os.environ),
+            *settings_lines(settings, found),
+            "  try:       python -m connector tail   (and in another terminal: python -m connector trigger "
+            "item.created)",
+        ]
+        for line in banner:
+            say(line)
+        write_run(data.root, LocalRun(
+            pid=os.getpid(), host_url=host.url, public_url=public, storage=os.environ[STORAGE_SETTING],
+            emulator_url=emulator.url if with_emulator else "", ca_bundle=str(data.ca_bundle) if with_emulator
+            else "", settings_file=str(settings or ""), overrides=found, banner=banner))
+        started.callback(remove_run, data.root, os.getpid())
+        threading.Thread(target=follow_public_url, args=(host.url, public), name="follow-public-url",
+                         daemon=True).start()
         say("Ctrl-C to stop.")
         stop.wait()
         say("stopping ...")
+
+
+def app_functions() -> list[Any]:
+    """The app's functions, as the host indexes them."""
+    sys.path.insert(0, str(ROOT))
+    import function_app
+    from devtools.localhost.functions import index
+
+    return index(function_app.app)
+
+
+def follow_public_url(host_url: str, public: str) -> None:
+    """Connections that have webhook subscriptions get a subscription run now, so that subscriptions
+    made for another URL (an earlier run on another PORT) are recreated for this one (the renewal
+    timer does the same every run, in Azure too). Connections without any are left alone."""
+    import requests
+
+    try:
+        report = requests.get(f"{host_url}/api/status", headers={"Accept": "application/json"},
+                              timeout=60).json()
+        for conn in report.get("connections", []):
+            if not conn.get("subscriptions"):
+                continue
+            name = conn["name"]
+            done = requests.post(f"{host_url}/api/connections/{name}/subscriptions", timeout=120)
+            if done.status_code == 200:
+                summary = done.json()
+                changed = {k: v for k, v in summary.items() if k in ("created", "recreated") and v}
+                if changed:
+                    say(f"subscriptions of {name}: {changed} (notifying {public} now)")
+            else:
+                say(f"subscriptions of {name}: not checked ({done.status_code} {done.text[:200]})",
+                    sys.stderr)
+    except (requests.RequestException, ValueError) as exc:
+        say(f"subscriptions: not checked at start ({exc})", sys.stderr)
 
 
 def start_hosts(instances: int, port: int, data: DataDir, started: contextlib.ExitStack) -> Any:
@@ -287,9 +341,14 @@ def start_hosts(instances: int, port: int, data: DataDir, started: contextlib.Ex
         cluster = HostCluster(instances, os.environ, data.root / "hosts", port=port,
                               public_base_url=os.environ["PUBLIC_BASE_URL"])
         with step(f"{instances} Functions hosts behind a front door on port {port} "
-                  f"(logs in {data.root / 'hosts'})"):
+                  f"(logs in {data.root / 'hosts'}, and here prefixed [host-N])"):
             started.callback(cluster.stop)
+            offsets = {h.log_path: h.log_path.stat().st_size if h.log_path.exists() else 0
+                       for h in cluster.hosts}
             cluster.start()
+        for path, offset in offsets.items():
+            threading.Thread(target=follow_log, args=(path, offset, f"[{path.stem}] "), daemon=True,
+                             name=f"log-{path.stem}").start()
         return cluster.front
     with step("loading function_app.py"):
         sys.path.insert(0, str(ROOT))
@@ -301,6 +360,22 @@ def start_hosts(instances: int, port: int, data: DataDir, started: contextlib.Ex
         started.callback(host.stop)
         host.start()
     return host
+
+
+def follow_log(path: Path, offset: int, prefix: str, poll: float = 0.2) -> None:
+    """Print the lines a host process appends to its log, each with `prefix` (runs until exit)."""
+    with open(path, encoding="utf-8", errors="replace") as log:
+        log.seek(offset)
+        pending = ""
+        while True:
+            chunk = log.read()
+            if not chunk:
+                time.sleep(poll)
+                continue
+            pending += chunk
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                say(prefix + line)
 
 
 def main(argv: list[str] | None = None) -> int:

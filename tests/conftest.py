@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from devtools.azurite import Azurite, free_port
+from tests import reaper
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "lmints.io"
@@ -21,6 +22,17 @@ CLIENT_SECRET = "emulator-secret"
 # A fixed Fernet key for tests only.
 TEST_ENCRYPTION_KEY = "q2Vv1ZB7dVHt3K3b8f3mYbTq8Ynq5m4mJc2xw8tqYk0="
 NEVER = "0 0 0 1 1 *"  # NCRONTAB: midnight on 1 January
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Whatever the signal disposition `make test` started with, a signal ends the run with its
+    fixtures' teardown (tests/reaper.py)."""
+    reaper.install()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Nothing the run started outlives it (tests/reaper.py)."""
+    reaper.reap()
 
 
 @pytest.fixture(scope="session")

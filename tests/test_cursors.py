@@ -218,3 +218,29 @@ def test_a_cursor_row_with_values_that_do_not_validate_loads_without_them(storag
         state = CursorTable(storage, "default", "items:poisoned").load()  # today: ValueError
     assert state == ReadCursor(held=datetime(2026, 1, 1, tzinfo=UTC))
     assert caplog.text.count("ignored") == 5
+
+
+def test_a_request_behind_a_run_that_died_waits_on_its_queue_and_runs_once_the_lease_runs_out(
+        runtime, monkeypatch):
+    import time
+
+    from connector.bc.timestamps import utc_now
+    from connector.items import pull as pull_module
+    from connector.leases import Lease
+    from connector.settings import QUEUE_ITEM_PULLS
+    from tests.queue_drain import drain_texts
+
+    monkeypatch.setattr(pull_module, "RECHECK_SECONDS", 0)
+    dead = Lease(runtime.storage, f"items:default:{CRONUS_UK_ID}", ttl_seconds=1.0)
+    assert dead.acquire()  # a run that was killed: no heartbeat, no release; its lease runs out
+    items, pulls = runtime.storage.queue(QUEUE_ITEMS), runtime.storage.queue(QUEUE_ITEM_PULLS)
+    request = ItemPullRequest(connection="default", requestedAt=utc_now())
+
+    handle_pull_request(runtime, request_message(runtime.settings, request), "m-1")
+
+    assert drain_texts(items) == []
+    [waiting] = drain_texts(pulls)  # today: none, the request was settled as "covered"
+    time.sleep(1.5)  # the dead run's lease runs out
+    handle_pull_request(runtime, waiting, "m-2")
+    assert drain_texts(items)  # the catalogue, pulled by the request itself
+    assert drain_texts(pulls) == []

@@ -107,3 +107,15 @@ def test_a_received_message_is_deleted_with_its_pop_receipt_on_azurite(azurite):
         time.sleep(0.1)
     assert left == [received[1].content]
     sender.close()
+
+
+def test_a_sent_message_has_its_id_and_waits_out_its_visibility_timeout_on_azurite(azurite):
+    client = QueueClient.from_connection_string(azurite.connection_string, "lean-ids")
+    client.create_queue()
+    sender = QueueSender(client)
+    now_id = sender.send("now")
+    later_id = sender.send("later", visibility_timeout=3600, time_to_live=-1)
+    assert now_id and later_id and now_id != later_id
+    visible = list(client.peek_messages(max_messages=5))
+    assert [(m.id, m.content) for m in visible] == [(now_id, "now")]  # the other one is hidden for an hour
+    sender.close()

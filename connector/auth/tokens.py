@@ -111,6 +111,10 @@ def token_fix(conn: ConnectionSettings, kind: str, sign_in_url: str) -> str:
     """What an operator does about a refused token request."""
     if kind == "sign-in" and conn.uses_code_flow:
         return f"sign in again at {sign_in_url}"
+    if "." in conn.name:  # an extra principal of a connection
+        base, number = conn.name.split(".", 1)
+        return (f"check entry {int(number) - 1} of BC_EXTRA_CLIENT_SECRETS (and BC_EXTRA_CLIENT_IDS, "
+                f"BC_TENANT) of connection {base!r}: Entra refused client {conn.client_id}'s credentials")
     if conn.client_credential == "managed-identity":
         return (f"check the app registration {conn.client_id} trusts this Function App's managed identity "
                 "(federated credential: issuer https://login.microsoftonline.com/<tenant>/v2.0, subject the "
@@ -327,7 +331,7 @@ class TokenService:
         Raises TokenUnavailable (not signed in, refresh token refused, app misconfigured) or
         TokenEndpointUnavailable (Entra unreachable; retryable).
         """
-        conn = self.settings.connection(connection)
+        conn = self.settings.principal(connection)
         tokens = self._tokens(conn)
         with tokens.lock:
             failure = tokens.failure
@@ -423,7 +427,7 @@ class TokenService:
         expires. Code-flow
         connections are left alone (their refresh token is checked on use). Raises like
         `access_token`."""
-        conn = self.settings.connection(connection)
+        conn = self.settings.principal(connection)
         if conn.uses_code_flow:
             return
         tokens = self._tokens(conn)
@@ -458,8 +462,9 @@ class TokenService:
         return True
 
     def verify_all(self) -> None:
-        """`verify` every connection; refusals are recorded for /api/status, not raised."""
-        for name in self.settings.connections:
+        """`verify` every connection and each of its principals; refusals are recorded for
+        /api/status, not raised."""
+        for name in [p.name for c in self.settings.connections.values() for p in c.principals]:
             try:
                 self.verify(name)
             except (TokenUnavailable, BCError) as exc:

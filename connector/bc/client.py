@@ -23,10 +23,11 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from connector.bc.budget import Budget, principal_of
-from connector.bc.errors import BCError, error_from_response
+from connector.bc.errors import BCError, TokenUnavailable, error_from_response
 from connector.bc.keys import checked_guid
 from connector.bc.links import ApiRoot
 from connector.bc.pager import Page, read_pages
+from connector.bc.principals import Principal, Principals
 from connector.retry import RetryPolicy, parse_retry_after
 from connector.settings import BCLimits
 from connector.telemetry import BCCall, Telemetry, get_telemetry
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 TokenProvider = Callable[[bool], str]
 """Returns a bearer token; `True` asks for a fresh one (the last was refused)."""
+
+_DROPPED = object()  # the principal's token failed and it dropped out: go on with another
 
 
 def _may_have_arrived(exc: requests.ConnectionError) -> bool:
@@ -51,7 +54,7 @@ class BCClient:
     def __init__(
         self,
         base_url: str,
-        token: TokenProvider,
+        token: TokenProvider | Principals,
         *,
         budget: Budget,
         retry: RetryPolicy = RetryPolicy(),
@@ -65,7 +68,9 @@ class BCClient:
         self.base_url = base_url.rstrip("/")
         self.api_root = ApiRoot.of(self.base_url)  # the only origin the token is sent to
         self.origin = self.api_root.origin
-        self._token = token
+        # One token provider is one principal named after the connection.
+        self.principals = token if isinstance(token, Principals) else Principals(
+            [(connection, token)], budget.max_concurrency)
         self.budget = budget
         self.retry = retry
         self.timeout = timeout
@@ -74,16 +79,16 @@ class BCClient:
         self.telemetry = telemetry or get_telemetry()
         self._on_throttled_out = on_throttled_out  # BC kept answering 429 through every retry
         self._verify = verify  # per request: REQUESTS_CA_BUNDLE would override Session.verify
-        self._principal = ("", connection)  # (token, whom BC counts it against)
+        self._budget_keys: dict[str, tuple[str, str]] = {}  # principal -> (token, whom BC counts it against)
         self.session = requests.Session()
-        pool = max(10, budget.max_concurrency * 2)
+        pool = max(10, budget.max_concurrency * 2 * len(self.principals))  # a slot's connection kept
         adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.session.headers.update({"Accept": "application/json", "Data-Access-Intent": "ReadWrite"})
 
     @classmethod
-    def from_limits(cls, base_url: str, token: TokenProvider, limits: BCLimits,
+    def from_limits(cls, base_url: str, token: TokenProvider | Principals, limits: BCLimits,
                     budget: Budget, **kw: Any) -> "BCClient":
         return cls(base_url, token, budget=budget, timeout=limits.timeout_seconds,
                    retry=RetryPolicy(limits.max_retries, limits.backoff_seconds,
@@ -139,21 +144,24 @@ class BCClient:
 
     def _send(self, call: BCCall, method: str, url: str, shown: str, params: Mapping[str, Any] | None,
               json_body: Any, headers: Mapping[str, str] | None, idempotent: bool) -> requests.Response:
-        """The attempts of one request: token refresh on 401, retries with back-off."""
-        refreshed = False
+        """The attempts of one request, each on the principal with the most free capacity: a token
+        refresh on 401, retries with back-off, a principal whose token fails left for another."""
         retrying = self.retry.start()
+        dropped: list[Principal] = []
         while True:
-            error = self._attempt(call, method, url, shown, params, json_body, headers, idempotent,
-                                  force_token=False)
+            principal = self.principals.take(dropped)
+            try:
+                error = self._on(principal, call, method, url, shown, params, json_body, headers,
+                                 idempotent)
+            finally:
+                self.principals.give_back(principal)
+            if error is _DROPPED:
+                dropped.append(principal)
+                continue
             if isinstance(error, requests.Response):
+                self.principals.recovered(principal)
                 return error
-            if error.status == 401 and not refreshed:
-                refreshed = True
-                log.info("bc %s: token refused on %s %s; refreshing", self.connection, method, shown)
-                error = self._attempt(call, method, url, shown, params, json_body, headers, idempotent,
-                                      force_token=True)
-                if isinstance(error, requests.Response):
-                    return error
+            assert isinstance(error, BCError)
             # the ambiguous-POST rule: a write BC may have carried out is never simply sent again
             can_retry = error.retryable and (idempotent or not error.ambiguous)
             delay = retrying.next_delay(error.retry_after) if can_retry else None
@@ -167,10 +175,39 @@ class BCClient:
             call.backoff(delay)
             self._sleep(delay)
 
+    def _on(self, principal: Principal, call: BCCall, method: str, url: str, shown: str,
+            params: Mapping[str, Any] | None, json_body: Any, headers: Mapping[str, str] | None,
+            idempotent: bool) -> requests.Response | BCError | object:
+        """One attempt on `principal` (and one more with a fresh token after a 401); `_DROPPED` when
+        its token failed and another principal can take over (nothing was sent that BC accepted)."""
+        for force_token in (False, True):
+            try:
+                token = principal.token(force_token)
+            except (TokenUnavailable, BCError) as exc:
+                if not self.principals.can_drop(principal):
+                    raise
+                self._drop(principal, str(exc))
+                return _DROPPED
+            error = self._attempt(call, method, url, shown, params, json_body, headers, idempotent,
+                                  token, principal)
+            if isinstance(error, requests.Response) or error.status != 401:
+                return error
+            if force_token:
+                if self.principals.can_drop(principal):
+                    self._drop(principal, f"BC refused a fresh token: {error}")
+                    return _DROPPED
+                return error
+            log.info("bc %s: token refused on %s %s; refreshing", principal.name, method, shown)
+        raise AssertionError("unreachable")
+
+    def _drop(self, principal: Principal, why: str) -> None:
+        self.principals.drop(principal, why)
+        log.warning("bc %s: principal %s drops out for a while, the others carry on: %s",
+                    self.connection, principal.name, why)
+
     def _attempt(self, call: BCCall, method: str, url: str, shown: str, params: Mapping[str, Any] | None,
                  json_body: Any, headers: Mapping[str, str] | None, idempotent: bool,
-                 force_token: bool) -> requests.Response | BCError:
-        token = self._token(force_token)
+                 token: str, principal: Principal) -> requests.Response | BCError:
         all_headers = {"Authorization": f"Bearer {token}", "client-request-id": call.request_id}
         if json_body is not None:
             all_headers["Content-Type"] = "application/json"
@@ -180,7 +217,7 @@ class BCClient:
         prepared = self.session.prepare_request(  # outside the slot: BC's slots are for BC's time
             requests.Request(method, url, params=params, data=data, headers=all_headers))
         started = time.monotonic()
-        ticket = self.budget.acquire(self._principal_of(token))
+        ticket = self.budget.acquire(self._budget_key(principal, token))
         try:
             resp = self.session.send(prepared, **self._send_options)
         except requests.ConnectionError as exc:
@@ -216,13 +253,13 @@ class BCClient:
         options = self.session.merge_environment_settings(self.base_url, {}, None, self._verify, None)
         return options | {"timeout": self.timeout}
 
-    def _principal_of(self, token: str) -> str:
-        """The principal BC counts this token's requests against (else the connection's name)."""
-        seen, principal = self._principal
+    def _budget_key(self, principal: Principal, token: str) -> str:
+        """Whom BC counts this token's requests against (else the principal's name)."""
+        seen, key = self._budget_keys.get(principal.name, ("", ""))
         if token != seen:
-            principal = principal_of(token) or f"connection:{self.connection}"
-            self._principal = (token, principal)
-        return principal
+            key = principal_of(token) or f"connection:{principal.name}"
+            self._budget_keys[principal.name] = (token, key)
+        return key
 
     # JSON helpers -----------------------------------------------------------------------------
     def get(self, path: str, params: Mapping[str, Any] | None = None,
@@ -242,18 +279,19 @@ class BCClient:
 
     def pages(self, path: str, params: Mapping[str, Any] | None = None, *,
               page_size: int | None = None, resume_from: str | None = None, prefetch: bool = False,
-              go_on: Callable[[], bool] = lambda: True) -> Iterator[Page]:
-        """The pages of a collection, one request each (see `pager.read_pages`)."""
+              go_on: Callable[[], bool] = lambda: True, read_only: bool = False) -> Iterator[Page]:
+        """The pages of a collection, one request each (see `pager.read_pages`; `read_only`: from
+        BC's lagging read-only replica, for bulk reads only)."""
         return read_pages(self, path, params, page_size=page_size, resume_from=resume_from,
-                          prefetch=prefetch, go_on=go_on)
+                          prefetch=prefetch, go_on=go_on, read_only=read_only)
 
-    def iter_pages(self, path: str, params: Mapping[str, Any] | None = None,
-                   page_size: int | None = None) -> Iterator[list[dict[str, Any]]]:
+    def iter_pages(self, path: str, params: Mapping[str, Any] | None = None, page_size: int | None = None,
+                   *, read_only: bool = False) -> Iterator[list[dict[str, Any]]]:
         """Each page's entities, to the end of the collection."""
-        for page in self.pages(path, params, page_size=page_size):
+        for page in self.pages(path, params, page_size=page_size, read_only=read_only):
             yield page.entities
 
     def iter_entities(self, path: str, params: Mapping[str, Any] | None = None,
-                      page_size: int | None = None) -> Iterator[dict[str, Any]]:
-        for page in self.pages(path, params, page_size=page_size):
+                      page_size: int | None = None, *, read_only: bool = False) -> Iterator[dict[str, Any]]:
+        for page in self.pages(path, params, page_size=page_size, read_only=read_only):
             yield from page.entities

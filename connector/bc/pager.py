@@ -54,15 +54,22 @@ class Page:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+READ_ONLY_HEADER = "Data-Access-Intent"
+
+
 def read_pages(client: PageSource, path: str, params: Mapping[str, Any] | None = None, *,
                page_size: int | None = None, resume_from: str | None = None,
-               prefetch: bool = False, go_on: Callable[[], bool] = lambda: True) -> Iterator[Page]:
+               prefetch: bool = False, go_on: Callable[[], bool] = lambda: True,
+               read_only: bool = False) -> Iterator[Page]:
     """The pages of `path` (or of the read that stopped at `resume_from`), one request each.
 
     After a page with a next link, `go_on()` decides whether the read goes on; if not, that page is
     the last one yielded and its `next_link` is where to resume. With `prefetch` the next page is
-    requested while the caller handles this one."""
-    headers = {"Prefer": f"odata.maxpagesize={page_size}"} if page_size else None
+    requested while the caller handles this one. `read_only` reads BC's read-only replica
+    (`Data-Access-Intent: ReadOnly`, bc-api.md §12.3), which lags a little: for bulk reads only."""
+    headers = {"Prefer": f"odata.maxpagesize={page_size}"} if page_size else {}
+    if read_only:
+        headers[READ_ONLY_HEADER] = "ReadOnly"
     seen: set[str] = set()
     if resume_from:
         url, query = client.resolve(resume_from, what="saved link"), None

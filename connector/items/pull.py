@@ -27,7 +27,7 @@ from connector.connections import for_each_connection, results_or_raise
 from connector.cursors import CursorTable, ReadCursor, ReadInterrupted, newest_modified
 from connector.errors import ConnectorError
 from connector.events import ITEM_PULLED, EventPublisher, cloud_event
-from connector.leases import Lease
+from connector.leases import LEASE_SECONDS, Lease
 from connector.runtime import Runtime
 from connector.settings import (
     QUEUE_ITEM_PULLS,
@@ -153,6 +153,8 @@ class ItemPullRequest(BaseModel):
     connection: str = Field(min_length=1)
     requestedAt: AwareDatetime
     continuation: bool = False
+    # put back behind another run whose pass began then: settled when that pass has completed
+    awaiting: AwareDatetime | None = None
 
 
 class BadPullRequest(ConnectorError, ValueError):
@@ -225,6 +227,7 @@ class ItemPull:
         self._events = events
         self._connection = connection.name
         self._variants = connection.pull_item_variants
+        self._read_only = connection.read_only_intent  # bulk reads: BC's read-only replica
         self._company_id = company_id
         self._page_size = page_size
         self._overlap = overlap_seconds
@@ -290,7 +293,7 @@ class ItemPull:
         """Page through one phase (from its checkpoint), emitting `to_items(page)` for each page;
         the state after the last page, or None when the time budget ran out first."""
         pages = self._bc.pages(path, params, page_size=self._page_size, resume_from=state.next_link,
-                               prefetch=True, go_on=self._time_left)
+                               prefetch=True, go_on=self._time_left, read_only=self._read_only)
         for page in pages:
             self._emit(to_items(page.entities))
             self._page_count += 1
@@ -303,7 +306,7 @@ class ItemPull:
         path = self._bc.company_path(self._company_id, "items")
         for start in range(0, len(item_ids), ID_BATCH):
             query = items_by_id_query(item_ids[start:start + ID_BATCH], since)
-            yield from self._bc.iter_entities(path, query, self._page_size)
+            yield from self._bc.iter_entities(path, query, self._page_size, read_only=self._read_only)
 
     def _emit(self, items: Iterable[Entity]) -> None:
         """Queue the items' events, except those the last pass emitted in its overlap (same id)."""
@@ -339,45 +342,76 @@ def request_pull(runtime: Runtime, connection: str, *, continuation: bool = Fals
     return request
 
 
+RECHECK_SECONDS = int(LEASE_SECONDS // 3)  # a request waiting behind another run is looked at again
+
+
 def pull_on_request(runtime: Runtime, connection: str) -> PullResult:
-    """A requested run within ITEM_PULL_MAX_SECONDS. If another runner holds the lease, that run
-    covers the request; if this one stops on its budget with work left, one continuation is queued."""
+    """A requested run within ITEM_PULL_MAX_SECONDS (`already-running` if another runner holds the
+    lease); if this one stops on its budget with work left, one continuation is queued."""
     result = pull_company(runtime, connection)
     if result.status == "partial":
         request_pull(runtime, connection, continuation=True)
     return result
 
 
-def request_covered(runtime: Runtime, request: ItemPullRequest) -> bool:
-    """Whether a pass that began after the request was made has completed (requests made on every
-    instance at once run once, not once each)."""
-    conn = runtime.settings.connection(request.connection)
-    state = CursorTable(runtime.storage, conn.name, cursor_name(runtime.company_id(conn.name))).load()
-    return state is not None and state.covers(request.requestedAt)
+def pull_state(runtime: Runtime, connection: str) -> ReadCursor | None:
+    """Where the item pull of a connection's company stands (None: it never ran)."""
+    conn = runtime.settings.connection(connection)
+    return CursorTable(runtime.storage, conn.name, cursor_name(runtime.company_id(conn.name))).load()
+
+
+def request_covered(state: ReadCursor | None, request: ItemPullRequest) -> bool:
+    """Whether the request's work is done: a pass that began after it was made has completed
+    (requests made on every instance at once run once, not once each), or the pass of the run it
+    waited behind (`awaiting`); for a continuation, the pass it continues (no pass under way)."""
+    if state is None:
+        return False
+    if request.continuation:
+        return not state.in_pass
+    return state.covers(request.requestedAt) or (
+        request.awaiting is not None and state.last_pass_started is not None
+        and state.last_pass_started >= request.awaiting)
+
+
+def wait_on_queue(runtime: Runtime, request: ItemPullRequest, message_id: str, why: str) -> None:
+    """Put the request back on `bc-item-pulls`, visible again in RECHECK_SECONDS and awaiting the
+    pass under way: it is settled only once that pass has completed (or a later one), so a run
+    that dies loses no request; its lease runs out within LEASE_SECONDS and the request runs."""
+    state = pull_state(runtime, request.connection)
+    awaiting = state.run_started if state is not None and state.in_pass else None
+    waiting = request.model_copy(update={"awaiting": awaiting})
+    runtime.storage.queue(QUEUE_ITEM_PULLS).send_message(request_message(runtime.settings, waiting),
+                                                         visibility_timeout=RECHECK_SECONDS)
+    log.info("item pull request %s (%s): %s; it waits on %s and is looked at again in %d s",
+             message_id, request.connection, why, QUEUE_ITEM_PULLS, RECHECK_SECONDS)
 
 
 def handle_pull_request(runtime: Runtime, text: str, message_id: str) -> None:
     """Run the pull a `bc-item-pulls` message asks for. A request that can never run (`CANNOT_RUN`)
     is copied to `bc-item-pulls-poison` with an error log; any other failure is raised, so the host
-    retries it and finally moves it to the poison queue."""
+    retries it and finally moves it to the poison queue. While another run holds the lease, the
+    request waits on the queue (`wait_on_queue`) until a completed pass covers it: if that run dies,
+    its lease runs out within LEASE_SECONDS and the request runs itself."""
     try:
         request = parse_pull_request(opened_request(runtime, text))
-        if not request.continuation and request_covered(runtime, request):
+        if request_covered(pull_state(runtime, request.connection), request):
             log.info("item pull request %s (%s): a pass begun since then has completed and covers it",
                      message_id, request.connection)
             return
         result = pull_on_request(runtime, request.connection)
+        if result.finished and not request_covered(pull_state(runtime, request.connection), request):
+            # the pass completed was one resumed from before the request (a run that died): one more
+            result = pull_on_request(runtime, request.connection)
     except CANNOT_RUN as exc:
         runtime.storage.queue(QUEUE_ITEM_PULLS_POISON).send_message(text)
         log.error("item pull request %s cannot run: %s; kept on %s (replay it once fixed)",
                   message_id, exc, QUEUE_ITEM_PULLS_POISON)
         return
     except ReadInterrupted as exc:
-        log.info("item pull request %s: stopped, another runner took over: %s", message_id, exc)
+        wait_on_queue(runtime, request, message_id, f"stopped, another runner took over ({exc})")
         return
     if result.status == "already-running":
-        log.info("item pull request %s (%s): another run is pulling and covers it", message_id,
-                 result.connection)
+        wait_on_queue(runtime, request, message_id, "another run is pulling")
     elif result.status == "partial":
         log.info("item pull request %s (%s): time budget spent, continuation queued", message_id,
                  result.connection)

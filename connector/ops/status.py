@@ -38,6 +38,7 @@ from connector.settings import (
     SettingsError,
 )
 from connector.storage import Storage, read_entity
+from connector.webhooks.subscription_plan import notification_url
 
 DEAD_LETTER_QUEUES = (QUEUE_SALES_ORDERS_POISON, QUEUE_NOTIFICATIONS_POISON, QUEUE_ITEM_PULLS_POISON,
                       QUEUE_COMMANDS_POISON)
@@ -68,9 +69,15 @@ def token_state(conn: ConnectionSettings, has_tokens: bool, saved_state: str, sa
     return saved_state if saved_state in ("credentials-refused", "refresh-failed") else "ok"
 
 
-def subscription_view(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A `bcsubscriptions` row as shown: only the listed fields (never client-state material)."""
-    return {name: _plain(row.get(name, "")) for name in SUBSCRIPTION_FIELDS}
+def subscription_view(row: Mapping[str, Any], current_url: str | None = None) -> dict[str, Any]:
+    """A `bcsubscriptions` row as shown: only the listed fields (never client-state material). With
+    `current_url` (where this deployment is notified now), also the URL the subscription notifies and
+    `url_current`: False until a subscription run recreates one made for another URL."""
+    view = {name: _plain(row.get(name, "")) for name in SUBSCRIPTION_FIELDS}
+    if current_url is not None and row.get("notification_url"):
+        view["notification_url"] = row["notification_url"]
+        view["url_current"] = row["notification_url"] == current_url
+    return view
 
 
 def cursor_view(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -85,8 +92,10 @@ def cursor_view(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def connection_report(conn: ConnectionSettings, *, public_login_url: str, has_tokens: bool,
                       state_row: Mapping[str, Any] | None, subscriptions: Iterable[Mapping[str, Any]],
-                      cursors: Iterable[Mapping[str, Any]], config_problem: str = "") -> dict[str, Any]:
-    """One connection's part of the status report, from its rows."""
+                      cursors: Iterable[Mapping[str, Any]], config_problem: str = "",
+                      notification_url: str | None = None) -> dict[str, Any]:
+    """One connection's part of the status report, from its rows (`notification_url`: where its
+    subscriptions should notify now)."""
     row = state_row or {}
     state = token_state(conn, has_tokens, str(row.get("token_state", "")), str(row.get("token_grant", "")))
     token: dict[str, Any] = {"state": state}
@@ -120,9 +129,22 @@ def connection_report(conn: ConnectionSettings, *, public_login_url: str, has_to
         "companies_discovered_at": _plain(row.get("discovered_at")),
         "credential": conn.client_credential,
         "secret_warning": secret_warning(conn, utc_now().date()),
-        "subscriptions": [subscription_view(s) for s in subscriptions],
+        "subscriptions": [subscription_view(s, notification_url) for s in subscriptions],
         "cursors": [cursor_view(c) for c in cursors],
     }
+
+
+def principal_report(principal: ConnectionSettings, state_row: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One principal (app registration) of a connection: its client id and token state, as its
+    last token request recorded it (an extra one that never asked yet shows `unknown`)."""
+    row = state_row or {}
+    token: dict[str, Any] = {"state": str(row.get("token_state") or "unknown")}
+    if row.get("token_error") and token["state"] != "ok":
+        token["error"] = row["token_error"]
+        for name in ("fix", "retry_at"):
+            if row.get(f"token_{name}"):
+                token[name] = row[f"token_{name}"]
+    return {"name": principal.name, "client_id": principal.client_id, "token": token}
 
 
 def _key_problem(settings: Settings, conn: ConnectionSettings) -> str:
@@ -218,8 +240,13 @@ def read_status(settings: Settings, storage: Storage, now: datetime | None = Non
             subscriptions=_partition(storage, TABLE_SUBSCRIPTIONS, conn.name),
             cursors=_partition(storage, TABLE_CURSORS, conn.name),
             config_problem=_key_problem(settings, conn),
+            notification_url=notification_url(settings, conn.name),
         ))
         connections[-1]["throughput_24h"] = recent.get(conn.name, {"orders": {}, "events": {}})
+        if len(conn.principals) > 1:
+            connections[-1]["principals"] = [
+                principal_report(p, (read_entity(storage.table(TABLE_CONNECTIONS), p.name, "state")
+                                     or ({}, ""))[0]) for p in conn.principals]
         if throughput:
             connections[-1]["health_events"] = recent_health(storage, conn.name, now)
     dead_letters = {

@@ -87,8 +87,16 @@ def _token(token: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+def _url_flag(subscription: Mapping[str, Any]) -> str:
+    """A warning when the subscription notifies another URL than this deployment's."""
+    if subscription.get("url_current") is not False:
+        return ""
+    return (f' <span class="bad" data-url-mismatch="1">notifies {_e(subscription.get("notification_url"))}, '
+            "not this app: recreated at the next subscription run (POST …/subscriptions)</span>")
+
+
 def _connection(conn: Mapping[str, Any], now: datetime) -> str:
-    subscriptions = [[_e(s.get("resource")), _e(s.get("status")),
+    subscriptions = [[_e(s.get("resource")), _e(s.get("status")) + _url_flag(s),
                       _e(time_left(str(s.get("expires_at") or ""), now)), _e(s.get("last_error")),
                       _e(s.get("removed_reason"))]
                      for s in conn.get("subscriptions", [])]
@@ -100,6 +108,9 @@ def _connection(conn: Mapping[str, Any], now: datetime) -> str:
     recent = conn.get("throughput_24h", {})
     throughput = [[_e(kind), _e(name), _e(n)] for kind in ("orders", "events")
                   for name, n in sorted(recent.get(kind, {}).items())]
+    principals = [[_e(p.get("name")), _e(p.get("client_id")), _e(p.get("token", {}).get("state")),
+                   _e(p.get("token", {}).get("error")), _e(p.get("token", {}).get("fix"))]
+                  for p in conn.get("principals", [])]
     companies = ", ".join(str(c.get("name", c.get("id", ""))) if isinstance(c, Mapping) else str(c)
                           for c in conn.get("companies", []))
     return (
@@ -112,6 +123,8 @@ def _connection(conn: Mapping[str, Any], now: datetime) -> str:
            "</p>" if conn.get("secret_warning") else "")
         + f'<p>Company: {_e(conn.get("company_id") or "—")}'
         + (f' <span class="muted">(of {_e(companies)})</span>' if companies else "") + "</p>"
+        + ("<h3>Principals</h3>" + _table(("principal", "client id", "token", "error", "fix"), principals, "")
+           if principals else "")
         + "<h3>Webhook subscriptions</h3>"
         + _table(("resource", "state", "expires in", "last error", "BC removed"),
                  subscriptions, "No subscriptions yet.")

@@ -160,7 +160,7 @@ def fail(runtime: Runtime, delivery: OrderDelivery, exc: Exception, kind: str | 
     if is_permanent(exc):
         log.warning("command %s %r (message %s) failed: %s: %s", kind, key, delivery.message_id, error.code,
                     error.message, extra=fields | {"error_code": error.code})
-        runtime.storage.queue(QUEUE_COMMANDS_POISON).send_message(kept_text(delivery.text))
+        runtime.storage.sender(QUEUE_COMMANDS_POISON).send(kept_text(delivery.text))
         publish(runtime, failed)
         return failed
     if delivery.last_attempt:

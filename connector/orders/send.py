@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from connector.bc.client import BCClient
 from connector.bc.errors import BCError
+from connector.bc.lookups import KeyLookup, Ticket, odata_string
 from connector.declarations import SALES_ORDERS, Command
 from connector.errors import describe, is_permanent
 from connector.orders.claims import (
@@ -38,7 +39,7 @@ from connector.orders.schema import (
     load_json,
     parse_order,
 )
-from connector.orders.variants import odata_string, variant_wanted
+from connector.orders.variants import variant_wanted
 from connector.settings import (
     CONTAINER_SALES_ORDER_PAYLOADS,
     DEFAULT_CONNECTION,
@@ -155,12 +156,22 @@ def deep_insert_body(order: SalesOrderMessage, variant_ids: Mapping[tuple[str, s
 
 # ------------------------------------------------------------------------------------ BC lookups
 
+def key_select(command: Command) -> str:
+    return f"id,number,{command.key_field}"
+
+
+def key_lookup(runtime: Runtime, bc: BCClient, company_id: str, command: Command) -> KeyLookup:
+    """The batched key check of a command's entity set in a company (`connector/bc/lookups.py`)."""
+    return runtime.key_lookups.get(bc, company_id, command.entity_set, command.key_field,
+                                   key_select(command), api=command.api)
+
 def find_order(bc: BCClient, company_id: str, key: str, command: Command = SALES_ORDERS
                ) -> dict[str, Any] | None:
-    """The order (or a command's document) BC already has for its key, or None (one GET)."""
+    """The order (or a command's document) BC already has for its key, or None (one GET of its own;
+    the flow shares batched GETs instead, `KeyLookup`)."""
     found = bc.get(bc.api_path(command.api, company_id, command.entity_set),
                    {"$filter": f"{command.key_field} eq {odata_string(key)}",
-                    "$select": f"id,number,{command.key_field}"})
+                    "$select": key_select(command)})
     orders = found.get("value", [])
     return orders[0] if orders else None
 
@@ -181,13 +192,16 @@ def handle_delivery(runtime: Runtime, delivery: OrderDelivery) -> SalesOrderResu
 
 def _handle_delivery(runtime: Runtime, delivery: OrderDelivery, key: str | None,
                      fields: dict[str, str]) -> SalesOrderResult | Deferral:
+    # Announced at once, so that a key check forming meanwhile waits for this delivery's key.
+    ticket = runtime.key_lookups.coming()
     try:
         payloads = runtime.storage.container(CONTAINER_SALES_ORDER_PAYLOADS, create=False)  # read-only role
         text = order_text(payloads, delivery.text, runtime.settings.sales_order_max_payload_bytes)
         key = key_hint(text) or key
         order = parse_order(text)
-        result = send_order(runtime, order, delivery)
+        result = send_order(runtime, order, delivery, ticket)
     except Exception as exc:
+        ticket.cancel()
         error = failure_error(exc)
         if is_permanent(exc):
             log.warning("sales order %r (message %s) failed: %s: %s", key, delivery.message_id,
@@ -195,7 +209,7 @@ def _handle_delivery(runtime: Runtime, delivery: OrderDelivery, key: str | None,
             failed = order_result("failed", key, error=error)
             # Keep the message first: if the result send then fails, the retry repeats both
             # (a second poison copy and result) rather than losing the order.
-            runtime.storage.queue(QUEUE_SALES_ORDERS_POISON).send_message(kept_text(delivery.text))
+            runtime.storage.sender(QUEUE_SALES_ORDERS_POISON).send(kept_text(delivery.text))
             publish_result(runtime, failed, fields["connection"])
             return failed
         if delivery.last_attempt:
@@ -210,6 +224,7 @@ def _handle_delivery(runtime: Runtime, delivery: OrderDelivery, key: str | None,
                         delivery.message_id, delivery.dequeue_count, exc,
                         extra=fields | {"error_code": error.code})
         raise
+    ticket.cancel()
     if isinstance(result, Deferral):
         return result
     publish_result(runtime, result, fields["connection"])
@@ -227,20 +242,31 @@ def publish_result(runtime: Runtime, result: SalesOrderResult, connection: str) 
     runtime.telemetry.order_result(connection, result.status)
 
 
-def send_order(runtime: Runtime, order: SalesOrderMessage,
-               delivery: OrderDelivery) -> SalesOrderResult | Deferral:
-    """Resolve where and what to create, claim the key (or message), then create at most once."""
+def send_order(runtime: Runtime, order: SalesOrderMessage, delivery: OrderDelivery,
+               ticket: Ticket | None = None) -> SalesOrderResult | Deferral:
+    """Resolve where and what to create, claim the key (or message), then create at most once. With a
+    key, the look-up that follows the claim is announced (`ticket`, else now), so that it shares a
+    batched GET with the other deliveries of this process claiming at the same moment."""
     connection = runtime.settings.connection(order.connection).name
     bc = runtime.bc(connection)
     company_id = runtime.company_id(connection, order.company)
-    variant_ids = runtime.item_variants.resolve(bc, company_id, variant_wanted(order.salesOrderLines))
-    body = deep_insert_body(order, variant_ids)
     key = order.idempotency_key
-    claims = OrderClaims(runtime.storage.table(TABLE_ORDERS), connection, company_id)
-    held = claims.acquire(key, delivery.message_id)
-    if isinstance(held, Claim):
-        return answer_from_claim(runtime, held, key, delivery)
-    return OrderAttempt(runtime, bc, company_id, key, delivery, claims, held).run(body)
+    lookup = key_lookup(runtime, bc, company_id, SALES_ORDERS)
+    if ticket is None:
+        ticket = lookup.coming()
+    if key is None:
+        ticket.cancel()
+    try:
+        variant_ids = runtime.item_variants.resolve(bc, company_id, variant_wanted(order.salesOrderLines))
+        body = deep_insert_body(order, variant_ids)
+        claims = OrderClaims(runtime.storage.table(TABLE_ORDERS), connection, company_id)
+        held = claims.acquire(key, delivery.message_id)
+        if isinstance(held, Claim):
+            return answer_from_claim(runtime, held, key, delivery)
+        return OrderAttempt(runtime, bc, company_id, key, delivery, claims, held, SALES_ORDERS, lookup,
+                            ticket).run(body)
+    finally:
+        ticket.cancel()
 
 
 def answer_from_claim(runtime: Runtime, claim: Claim, key: str | None,
@@ -259,10 +285,14 @@ class OrderAttempt:
 
     def __init__(self, runtime: Runtime, bc: BCClient, company_id: str, key: str | None,
                  delivery: OrderDelivery, claims: OrderClaims, held: HeldClaim,
-                 command: Command = SALES_ORDERS):
+                 command: Command = SALES_ORDERS, lookup: KeyLookup | None = None,
+                 ticket: Ticket | None = None):
         self.runtime, self.bc, self.company_id, self.key = runtime, bc, company_id, key
         self.delivery, self.claims, self.held = delivery, claims, held
         self.command = command  # what is created where: sales orders, or a declared document command
+        # the key check, batched with other deliveries' (`ticket`: this one was announced)
+        self.lookup = lookup or key_lookup(runtime, bc, company_id, command)
+        self.ticket = ticket
         self.window = runtime.settings.sales_order_ambiguity_seconds
         self.uncertain_since = held.ambiguous_since if key is not None else None
         self.ambiguous_posts = held.ambiguous_posts
@@ -285,7 +315,7 @@ class OrderAttempt:
                                     "the order, and without an externalDocumentNumber BC cannot be asked; "
                                     "check BC before replaying it")
             return None
-        existing = find_order(self.bc, self.company_id, self.key, self.command)
+        existing = self.lookup.find(self.key, self.ticket)
         if existing is not None:
             # Our own unfinished attempt may have created it; otherwise it was there already.
             return self.settle(ClaimState.CREATED if self.held.step is ClaimStep.RESUME
@@ -321,7 +351,7 @@ class OrderAttempt:
             raise OrderRejected("OutcomeUnknown", f"BC may or may not have created the order ({exc}); "
                                 "without an externalDocumentNumber it cannot be asked: check BC "
                                 "before replaying it") from exc
-        created = find_order(self.bc, self.company_id, self.key, self.command)
+        created = self.lookup.find(self.key)
         if created is None:
             if self.ambiguous_posts >= self.delivery.max_dequeue_count:
                 raise OrderRejected("OutcomeUnknown", f"{self.ambiguous_posts} POSTs had an unknown outcome "
@@ -379,6 +409,5 @@ def defer_behind(runtime: Runtime, claim: Claim, key: str, delivery: OrderDelive
 def send_copy(runtime: Runtime, delivery: OrderDelivery, delay: int) -> str:
     """Put a copy of the message text back on its queue, invisible for `delay` seconds; its id."""
     # time_to_live=-1: the copy must not expire while it waits (up to 7 days).
-    copy = runtime.storage.queue(delivery.queue).send_message(delivery.text, visibility_timeout=delay,
-                                                              time_to_live=-1)
-    return str(copy.id)
+    return runtime.storage.sender(delivery.queue).send(delivery.text, visibility_timeout=delay,
+                                                       time_to_live=-1)

@@ -7,14 +7,10 @@ import time
 from collections.abc import Iterable
 
 from connector.bc.client import BCClient
+from connector.bc.lookups import odata_string
 from connector.orders.schema import OrderRejected, SalesOrderLineMessage
 
 ITEM_CACHE_SECONDS = 600.0
-
-
-def odata_string(value: str) -> str:
-    """An OData string literal: quoted, with single quotes doubled."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def variant_wanted(lines: Iterable[SalesOrderLineMessage]) -> set[tuple[str, str]]:

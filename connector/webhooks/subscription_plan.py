@@ -43,10 +43,11 @@ def plan_subscription(row: dict[str, Any] | None, remote: dict[str, Any] | None,
     if remote is None:
         return Action.RECREATE
     expires = parse_iso(remote["expirationDateTime"])
-    if expires <= now:
+    if expires <= now or remote.get("notificationUrl") != url:
+        # Another URL (a new PORT, a moved app): a new subscription, the old one deleted. BC's docs
+        # let a renewal repeat notificationUrl, not move it; a new one also runs the handshake there.
         return Action.RECREATE
-    if (expires - now < renew_before or remote.get("notificationUrl") != url
-            or row.get("client_state_key") != signing_key_id):
+    if expires - now < renew_before or row.get("client_state_key") != signing_key_id:
         return Action.RENEW
     return Action.KEEP
 

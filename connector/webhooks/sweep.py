@@ -150,7 +150,9 @@ class Baseline:
         params = {"$filter": f"lastModifiedDateTime le {bc_datetime(cutoff)}",
                   "$select": ",".join(f for f in dict.fromkeys(fields) if f)}
         known = 0
-        for page in bc.iter_pages(collection_path(bc, trigger, self.company_id), params, BASELINE_PAGE_SIZE):
+        read_only = self.runtime.settings.connection(self.connection).read_only_intent
+        for page in bc.iter_pages(collection_path(bc, trigger, self.company_id), params, BASELINE_PAGE_SIZE,
+                                  read_only=read_only):
             dedupe.settle(scope, [str(e["id"]).lower() for e in page], "known",
                           values={str(e["id"]).lower(): seen(trigger, e) for e in page})
             known += len(page)
@@ -232,7 +234,8 @@ class SweepRun:
         count = EmitCount()
         pages = self.bc.pages(collection_path(self.bc, trigger, self.company_id), params,
                               page_size=PAGE_SIZE, resume_from=state.next_link,
-                              go_on=lambda: time.monotonic() < share_ends)
+                              go_on=lambda: time.monotonic() < share_ends,
+                              read_only=self.runtime.settings.connection(self.connection).read_only_intent)
         for page in pages:
             self.renew_lease()
             done = announce(self.dedupe, self.runtime.events, scope, trigger, page.entities, self.owner)

@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
         webhook_debounce_seconds=args.debounce, page_size=args.page_size, state_file=args.state,
     )
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for sig in (signal.SIGINT, signal.SIGTERM):  # SIGINT too when it came in ignored (a background job)
+        signal.signal(sig, lambda *_: stop.set())
     emulator = Emulator(config).start()
     try:
         if args.ca_out:

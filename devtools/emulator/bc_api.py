@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -29,6 +30,7 @@ from devtools.emulator.odata import (
     bad_request,
     is_guid,
     no_property,
+    parse_datetime,
     parse_expand,
     parse_filter,
     parse_max_page_size,
@@ -327,6 +329,10 @@ class BCApi:
         expands = self._expands(etype, args.get("$expand"))
         if target.key is not None:
             row = self._row(target.company, etype, target.key, target.parent)
+            lagging = self._replica_filter(request)
+            if lagging is not None and not lagging(row.data):
+                raise BCError(404, "Internal_RecordNotFound", f"The {etype.label} does not exist. "
+                              f"Identification fields and values: Id='{target.key}'")
             body = {
                 "@odata.context": f"{base}/$metadata#{target.context}/$entity",
                 **render(row, etype, select, expands, target.company),
@@ -334,6 +340,7 @@ class BCApi:
             return json_response(body)
         flt = parse_filter(args["$filter"], etype.fields, etype.type_name) if "$filter" in args else None
         rows = self._source(target, flt.equals if flt else {})
+        lagging = self._replica_filter(request)
         orderby = (
             parse_orderby(args["$orderby"], etype.fields, etype.type_name) if "$orderby" in args else None
         )
@@ -344,6 +351,9 @@ class BCApi:
         token = args.get("$skiptoken")
         skip = 0 if token else parse_top(args.get("$skip")) or 0
         predicate = flt.predicate if flt else None
+        if lagging is not None:
+            predicate = (lagging if predicate is None
+                         else lambda data, p=predicate, lag=lagging: lag(data) and p(data))
         page, more, next_token = self._page(rows, orderby, predicate, token, skip, limit)
         body: dict[str, Any] = {
             "@odata.context": f"{base}/$metadata#{target.context}",
@@ -359,6 +369,21 @@ class BCApi:
         if prefer is not None:
             response.headers["Preference-Applied"] = f"odata.maxpagesize={page_size}"
         return response
+
+    def _replica_filter(self, request: Request) -> Callable[[dict], bool] | None:
+        """For a GET with `Data-Access-Intent: ReadOnly` while the replica lags: what it already has
+        (entities last written before `now - lag`; a newer write is not there yet, and this model
+        shows no older version of it either). None: the primary answers."""
+        lag = self.config.replica_lag_seconds
+        if lag <= 0 or request.headers.get("Data-Access-Intent", "").lower() != "readonly":
+            return None
+        cutoff = self.clock.now() - timedelta(seconds=lag)
+
+        def replicated(data: dict) -> bool:
+            written = data.get("lastModifiedDateTime")
+            return not written or parse_datetime(written) <= cutoff
+
+        return replicated
 
     def _expands(self, etype: EntityType, text: str | None) -> list[tuple[Expand, EntityType]]:
         result = []

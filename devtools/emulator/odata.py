@@ -114,8 +114,10 @@ class Filter:
 
 
 class _Node:
-    def __init__(self, fn: Predicate, fields: set[str], equals: dict[str, Any]) -> None:
+    def __init__(self, fn: Predicate, fields: set[str], equals: dict[str, Any],
+                 any_of: frozenset[Any] | None = None) -> None:
         self.fn, self.fields, self.equals = fn, fields, equals
+        self.any_of = any_of  # `f eq a or f eq b …` on one non-datetime field: the values
 
 
 def parse_filter(text: str, types: FieldTypes, type_name: str) -> Filter:
@@ -171,6 +173,12 @@ class _FilterParser:
                     "BadRequest_NotSupported",
                     "The 'OR' operator is not supported on distinct fields on an OData filter.",
                 )
+            if node.any_of is not None and right.any_of is not None:
+                # a chain of `eq`s (a batched key check): one set look-up instead of n comparisons
+                values = node.any_of | right.any_of
+                (prop,) = fields
+                node = _Node(lambda e, p=prop, v=values: _normal(e.get(p)) in v, fields, {}, values)
+                continue
             left_fn, right_fn = node.fn, right.fn
             node = _Node(lambda e, a=left_fn, b=right_fn: a(e) or b(e), fields, {})
         return node
@@ -232,7 +240,9 @@ class _FilterParser:
             def fn(e: dict[str, Any]) -> bool:
                 return compare(_normal(e.get(prop)), literal)
 
-        return _Node(fn, {prop}, {prop: literal} if op == "eq" else {})
+        simple = op == "eq" and self.types[prop] != "datetime" and literal is not None
+        return _Node(fn, {prop}, {prop: literal} if op == "eq" else {},
+                     frozenset([literal]) if simple else None)
 
     def field(self) -> str:
         kind, name = self.take()

@@ -15,6 +15,7 @@ from azure.core.exceptions import ServiceRequestError
 
 from connector.bc.errors import BCError
 from connector.cursors import CursorTable
+from connector.items import pull as pull_module
 from connector.items.pull import cursor_name, pull_company
 from connector.leases import Lease
 from connector.runtime import Runtime, get_runtime
@@ -212,20 +213,25 @@ def test_a_requested_pull_out_of_time_continues_in_chunks_until_every_item_is_em
     assert not CursorTable(get_runtime().storage, "default", cursor_name(CRONUS_UK_ID)).load().in_pass
 
 
-def test_a_held_lease_means_the_requested_run_and_the_timer_pull_nothing(host):
+def test_a_held_lease_means_the_requested_run_and_the_timer_pull_nothing_and_the_request_waits(
+        host, monkeypatch):
+    monkeypatch.setattr(pull_module, "RECHECK_SECONDS", 1)  # the host runs in this process
     h = host(CURSOR_OVERLAP_SECONDS="86400")  # a run, were it allowed, would re-emit everything
     lease = Lease(get_runtime().storage, LEASE_NAME, 60)
     assert lease.acquire()
-    pull(h)
+    assert request_pull(h).status_code == 202
+    wait_until(lambda: len(requested_runs(h)) >= 2, 60)  # looked at, put back, looked at again
     h.fire_timer("scheduled_item_pull")
-    assert drain() == [] and drain("bc-item-pulls") == [] and drain("bc-item-pulls-poison") == []
-    assert [i.outcome for i in requested_runs(h)] == ["succeeded"]  # covered by the holder, no retry
-    lease.release()
-    pull(h)
+    assert drain() == [] and drain("bc-item-pulls-poison") == []
+    assert {i.outcome for i in requested_runs(h)} == {"succeeded"}  # waiting is no failure
+    lease.release()  # the holder is done (or died): the request still on the queue runs itself
+    h.wait_idle(IDLE_SECONDS)
     assert len(drain()) == SEED_ITEMS
 
 
-def test_a_request_while_the_timer_is_pulling_is_covered_by_that_run(host, emulator, bc_gate):
+def test_a_request_while_the_timer_is_pulling_is_covered_by_that_run(host, emulator, bc_gate, monkeypatch):
+    """The request waits on its queue behind the timer's run and is settled when that run completes."""
+    monkeypatch.setattr(pull_module, "RECHECK_SECONDS", 1)  # the host runs in this process
     h = host(CURSOR_OVERLAP_SECONDS="86400")  # a second run after the first would re-emit everything
     runtime = get_runtime()
     runtime.company_id("default")  # discovered and saved now: the timer's first BC call is its page read

@@ -264,7 +264,8 @@ def remote(expires: datetime, url: str = URL) -> dict:
     (row(), remote(NOW - timedelta(seconds=1)), True, Action.RECREATE),
     (row(), remote(NOW + timedelta(hours=35)), True, Action.RENEW),
     (row(), remote(NOW + timedelta(hours=70)), True, Action.KEEP),
-    (row(), remote(NOW + timedelta(hours=70), url="https://old.example/api/webhooks/bc"), True, Action.RENEW),
+    (row(), remote(NOW + timedelta(hours=70), url="https://old.example/api/webhooks/bc"), True,
+     Action.RECREATE),  # the app moved (another PORT, a new public URL): a new subscription there
     (row(key=key_id("retired")), remote(NOW + timedelta(hours=70)), True, Action.RENEW),  # key rotation
     ({"subscription_id": "s1", "client_state_nonce": "n"}, remote(NOW + timedelta(hours=70)), True,
      Action.RENEW),  # a row from before key ids were recorded
