@@ -56,6 +56,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 ## Regenerate the README settings table, local.settings.example.json and infra/connector.json from
 ## connector/settings.py (tests fail while any of them is stale).

@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 def for_each_connection(settings: Settings, fn: Callable[[str], T], *, task: str = "run",
                         skip_states: Iterable[str] = ("not-signed-in", "refresh-failed",
-                                                      "credentials-refused"),
+                                                      "credentials-refused", "paused"),
                         ) -> dict[str, T | Exception]:
     """`fn(name)` for every configured connection, concurrently: name → its result or its error.
     A connection whose token is unavailable in one of `skip_states` is left out (logged)."""

@@ -137,7 +137,7 @@ def metadata_schemas(trigger: Trigger, types: dict[str, CsdlEntity],
             item["properties"] = _object(child)
         properties[nav] = {"type": "array", "items": item}
     required = [n for n in ("id", "lastModifiedDateTime") if n in properties]
-    schemas = {}
+    schemas: dict[str, dict[str, Any]] = {}
     for change in sorted(trigger.changes - {"deleted"}):
         kind = trigger.event_type(change)
         schemas[kind] = {"$schema": _DIALECT, "title": kind, "type": "object",

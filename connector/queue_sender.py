@@ -51,7 +51,7 @@ def authorizer(client: QueueClient, *, delete: bool = False) -> Callable[[dateti
     if getattr(credential, "account_key", None):
         def sas(now: datetime) -> Authorization:
             until = now + AUTH_LIFETIME
-            token = generate_queue_sas(client.account_name, client.queue_name, credential.account_key,
+            token = generate_queue_sas(str(client.account_name), client.queue_name, credential.account_key,
                                        permission=QueueSasPermissions(add=True, process=delete),
                                        expiry=until,
                                        start=now - timedelta(minutes=5))

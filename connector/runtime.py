@@ -22,6 +22,7 @@ from connector.bc.timestamps import utc_now
 from connector.events import EventPublisher
 from connector.health.checks import budget_exhausted
 from connector.health.events import HealthEvents
+from connector.health.pause import PauseSwitch
 from connector.ops.status import read_status, status_readings
 from connector.orders.variants import ItemVariants
 from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, host_max_dequeue_count, load_settings
@@ -48,6 +49,7 @@ class Runtime:
             telemetry=self.telemetry,
         )
         self.health = HealthEvents(self.storage, self.events)
+        self.pauses = PauseSwitch(self.storage)
         self.tokens = TokenService(settings, self.storage, health=self.health)
         self.companies = Companies(self.storage)
         self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)
@@ -86,8 +88,8 @@ class Runtime:
             client = self._clients.get(conn.name)
             if client is None:
                 principals = Principals(
-                    [(p.name, lambda force, name=p.name: self.tokens.access_token(name, force_refresh=force))
-                     for p in conn.principals], self.settings.bc_limits.max_concurrency)
+                    [(p.name, partial(self._token, conn.name, p.name)) for p in conn.principals],
+                    self.settings.bc_limits.max_concurrency)
                 client = BCClient.from_limits(
                     conn.api_base,
                     principals,
@@ -100,6 +102,11 @@ class Runtime:
                 )
                 self._clients[conn.name] = client
             return client
+
+    def _token(self, connection: str, principal: str, force: bool) -> str:
+        """A principal's bearer token for BC, unless its connection is paused (`health/pause.py`)."""
+        self.pauses.check(connection)
+        return self.tokens.access_token(principal, force_refresh=force)
 
     def company_id(self, connection: str | None = None, wanted: str | None = None) -> str:
         """The company to use (id), from a message's `company`, BC_COMPANY, sign-in, or the first."""

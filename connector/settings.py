@@ -245,6 +245,11 @@ class ConnectionSettings:
         "Client id of the user-assigned managed identity whose token is the client assertion; empty = "
         "the identity storage uses (`AzureWebJobsStorage__clientId`, as Bicep deploys it), else the "
         "system-assigned one.")
+    admin_center: bool = setting(
+        "BC_ADMIN_CENTER", "false",
+        "Watch the environment through BC's Admin Center API (copy, point-in-time restore, rename, "
+        "update): needs the app permission AdminCenter.ReadWrite.All, which can also delete environments; "
+        "grant it only if you accept that.")
     client_secret_expires: str = setting(
         "BC_CLIENT_SECRET_EXPIRES", "",
         "The day BC_CLIENT_SECRET expires (YYYY-MM-DD, from the app registration): the status page warns "

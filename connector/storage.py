@@ -63,7 +63,7 @@ class Storage:
     def _service(self, kind: str) -> Any:
         with self._lock:
             if kind not in self._services:
-                cls = {"table": TableServiceClient, "queue": QueueServiceClient,
+                cls: Any = {"table": TableServiceClient, "queue": QueueServiceClient,
                        "blob": BlobServiceClient}[kind]
                 conn = self._settings.connection_string
                 # Reading proxy/CA settings from the environment on every request costs ~15 % of an
@@ -142,7 +142,7 @@ def read_entity(table: TableClient, pk: str, rk: str) -> tuple[Entity, str] | No
         e = table.get_entity(pk, rk)
     except ResourceNotFoundError:
         return None
-    return dict(e), e.metadata["etag"]
+    return dict(e), str(e.metadata["etag"])
 
 
 def insert_entity(table: TableClient, entity: Entity, **kw: Any) -> str | None:

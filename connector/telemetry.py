@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,7 +58,7 @@ CHANGE_TO_EVENT_SECONDS = "bc_connector.change_to_event_seconds"
 
 Reading = tuple[float, Mapping[str, str]]
 """One observation of a gauge: its value and attributes."""
-GaugeReader = Callable[[], Mapping[str, list[Reading]]]
+GaugeReader = Callable[[], Mapping[str, Sequence[Reading]]]
 """Reads every gauge (by metric name) at once, from storage."""
 
 
@@ -189,7 +189,7 @@ class Telemetry:
         for name, (unit, description) in described.items():
             meter.create_observable_gauge(name, [functools.partial(self._observe, name)], unit, description)
         self._reader: GaugeReader | None = None
-        self._snapshot: tuple[float, Mapping[str, list[Reading]]] | None = None
+        self._snapshot: tuple[float, Mapping[str, Sequence[Reading]]] | None = None
         self._lock = threading.Lock()
 
     # gauges -------------------------------------------------------------------------------
@@ -413,6 +413,8 @@ def _install(settings: TelemetrySettings) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    span_exporter: Any
+    metric_exporter: Any
     if settings.exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

@@ -196,12 +196,13 @@ class _EntraSession(requests.Session):
         self.verify = verify
         self._before_token_request = before_token_request
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+    def request(self, method: str | bytes, url: str | bytes,
+                *args: Any, **kwargs: Any) -> requests.Response:
         if self._before_token_request is not None and str(method).upper() == "POST":
             self._before_token_request()  # msal's only POSTs go to the token endpoint
         kwargs.setdefault("verify", self.verify)
         kwargs.setdefault("timeout", ENTRA_TIMEOUT_SECONDS)
-        return super().request(method, url, *args, **kwargs)
+        return super().request(method, url, *args, **kwargs)  # type: ignore[arg-type]
 
 
 @dataclass

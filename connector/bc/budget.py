@@ -41,7 +41,9 @@ class Budget(Protocol):
     """What the BC client needs: a ticket per request, given back when the response is in."""
 
     max_concurrency: int
-    max_in_flight: int
+
+    @property
+    def max_in_flight(self) -> int: ...
 
     def acquire(self, principal: str = "") -> object: ...
 
@@ -402,10 +404,10 @@ class SharedBudget:
         candidates = free_slots(rows, self.max_concurrency, now)
         random.shuffle(candidates)
         for index in candidates:
-            slot = self._take(state, index, rows.get(index), now)
-            if slot is not None:
+            taken = self._take(state, index, rows.get(index), now)
+            if taken is not None:
                 with state.cond:
-                    state.slots.append(slot)
+                    state.slots.append(taken)
                     state.cond.notify_all()
                 self._ensure_thread()
                 return True

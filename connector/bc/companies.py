@@ -7,6 +7,7 @@ in a message or in `BC_COMPANY` wins over the saved one.
 """
 from __future__ import annotations
 
+import builtins
 import json
 import threading
 import time
@@ -97,7 +98,7 @@ class Companies:
         return value
 
     def discover(self, bc: BCClient, connection: str,
-                 configured: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+                 configured: str) -> tuple[builtins.list[dict[str, Any]], dict[str, Any] | None]:
         """List the environment's companies afresh, choose one (see `choose_company`) and save both in
         the connection's `state` row. Returns (companies, chosen); chosen is None when the environment
         has no companies or `configured` names none of them."""

@@ -41,7 +41,8 @@ class PageSource(Protocol):
 
     def resolve(self, link: str, relative_to: str | None = None, what: str = "link") -> str: ...
 
-    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response: ...
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                headers: Mapping[str, str] | None = None) -> requests.Response: ...
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def screen(runtime: Runtime, connection: str, items: list[dict[str, Any]]
     for item in items:
         name, company_id = str(item.get("eventName", "")), str(item.get("companyId", ""))
         event = subscribed.get(name) if name in BY_NAME else None
-        payload = item.get("payload") if isinstance(item.get("payload"), dict) else {}
+        payload: dict[str, Any] = item["payload"] if isinstance(item.get("payload"), dict) else {}
         if event is not None and not accepts(keys, item.get("clientState"), conn.name, company_id, name):
             refused["clientState mismatch"] += 1
             continue

@@ -59,7 +59,7 @@ def describe(queue: str, body: Any) -> str:
         if error:
             parts.append(f"{error.get('code')}: {_clip(str(error.get('message', '')), 160)}")
         return "  ".join(parts)
-    data = body.get("data") if isinstance(body.get("data"), dict) else {}
+    data: dict[str, Any] = body["data"] if isinstance(body.get("data"), dict) else {}
     parts = [f"{name}={_value(data[name])}" for name in _KEY_FIELDS if data.get(name) not in (None, "")]
     lines = [k for k, v in data.items() if k.endswith("Lines") and isinstance(v, list)]
     parts += [f"{len(data[k])} {'line' if len(data[k]) == 1 else 'lines'}" for k in lines]

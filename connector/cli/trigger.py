@@ -42,6 +42,8 @@ CHANGES = {c.name: c for c in (
            "bc.salesShipment.created", "salesShipments"),
     Change("order.invoiced", "post the invoice of a shipped sales order (--order; default the newest)",
            "bc.salesInvoice.created", "salesInvoices"),
+    Change("order.shipAndInvoice", "Microsoft.NAV.shipAndInvoice on a sales order (--order; default the "
+           "newest): its shipment and invoice", "bc.salesInvoice.created", "salesInvoices"),
 )}
 
 
@@ -143,6 +145,10 @@ def apply(change: Change, company: Company, *, number: str | None, order: str | 
     sales_order = newest_order(company, order)
     entity_set = "salesShipments" if change.name == "order.shipped" else "salesInvoices"
     try:
+        if change.name == "order.shipAndInvoice":
+            company.call("POST", f"salesOrders/{sales_order['id']}/shipAndInvoice", {})
+            key = sales_order.get("externalDocumentNumber") or "no key"
+            return f"shipped and invoiced order {sales_order['number']} ({key}): Microsoft.NAV.shipAndInvoice"
         posted = company.call("POST", entity_set, {"orderId": sales_order["id"]})
     except CLIError as exc:
         raise CLIError(f"order {sales_order['number']} "

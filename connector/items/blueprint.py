@@ -57,4 +57,4 @@ def requested_item_pull(msg: func.QueueMessage) -> None:
     from connector.items.pull import handle_pull_request
     from connector.runtime import get_runtime
 
-    handle_pull_request(get_runtime(), msg.get_body().decode("utf-8"), msg.id)
+    handle_pull_request(get_runtime(), msg.get_body().decode("utf-8"), msg.id or "")

@@ -18,7 +18,7 @@ def send_created_sales_order(msg: func.QueueMessage) -> None:
     from connector.storage import message_text
 
     runtime = get_runtime()
-    delivery = OrderDelivery(text=message_text(msg.get_body()), message_id=msg.id,
+    delivery = OrderDelivery(text=message_text(msg.get_body()), message_id=msg.id or "",
                              dequeue_count=msg.dequeue_count or 1,
                              max_dequeue_count=runtime.max_dequeue_count)
     handle_delivery(runtime, delivery)
@@ -34,7 +34,7 @@ def send_declared_command(msg: func.QueueMessage) -> None:
     from connector.storage import message_text
 
     runtime = get_runtime()
-    delivery = OrderDelivery(text=message_text(msg.get_body()), message_id=msg.id,
+    delivery = OrderDelivery(text=message_text(msg.get_body()), message_id=msg.id or "",
                              dequeue_count=msg.dequeue_count or 1,
                              max_dequeue_count=runtime.max_dequeue_count, queue=QUEUE_COMMANDS)
     handle_command(runtime, delivery)

@@ -209,7 +209,7 @@ class OrderClaims:
             claim = found[0] if found else None
             now = datetime.now(UTC)
             step = next_claim_step(claim, message_id, now)
-            carried = {"uncertain_since": claim.uncertain_since,
+            carried: dict[str, Any] = {"uncertain_since": claim.uncertain_since,
                        "ambiguous_posts": claim.ambiguous_posts} if claim else {}
             mine = self._entity(row_key, Claim(message_id, ClaimState.CREATING, now, **carried), key)
             if step is ClaimStep.WAIT:

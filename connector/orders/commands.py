@@ -134,6 +134,7 @@ def handle_command(runtime: Runtime, delivery: OrderDelivery) -> CommandResult |
                 raise OrderRejected("UnknownCommand", f"connection {conn.name!r} declares no command "
                                     f"{echo(message.type)!r} (COMMANDS: {known})")
             key = key_of(command, message)
+            answer: CommandAnswer | Deferral
             if command.upsert:
                 answer = upsert(runtime, conn.name, command, message, delivery)
             else:
@@ -191,7 +192,7 @@ def create(runtime: Runtime, connection: str, command: Command, message: Command
         answer = OrderAttempt(runtime, bc, company_id, key, delivery, claims, held, command).run(message.body)
     if isinstance(answer, Deferral):
         return answer
-    status = "created" if answer.status == "created" else "duplicate"
+    status: Literal["created", "duplicate"] = "created" if answer.status == "created" else "duplicate"
     return CommandAnswer(status, {"id": answer.salesOrderId, "number": answer.number})
 
 
@@ -203,7 +204,7 @@ def find_by_key(bc: BCClient, company_id: str, command: Command, key: str) -> di
 
 
 def upsert(runtime: Runtime, connection: str, command: Command, message: CommandMessage,
-           delivery: OrderDelivery) -> CommandAnswer:
+           delivery: OrderDelivery) -> CommandAnswer | Deferral:
     """Create the entity the key does not find, update (only the fields that differ) the one it finds.
     The key's claim lets one delivery at a time decide, so two messages never both create."""
     key = key_of(command, message)

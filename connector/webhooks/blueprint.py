@@ -42,7 +42,7 @@ def process_bc_notifications(msg: func.QueueMessage) -> None:
     from connector.storage import message_text
     from connector.webhooks import processor
 
-    processor.process_message(get_runtime(), message_text(msg.get_body()), owner=msg.id)
+    processor.process_message(get_runtime(), message_text(msg.get_body()), owner=msg.id or "")
 
 
 @bp.timer_trigger(schedule="%SUBSCRIPTION_RENEWAL_SCHEDULE%", arg_name="timer")
@@ -50,11 +50,13 @@ def process_bc_notifications(msg: func.QueueMessage) -> None:
 def renew_subscriptions(timer: func.TimerRequest) -> None:
     """Create, renew and recreate the webhook subscriptions of every connection."""
     from connector.health.checks import check_all
+    from connector.health.environment import check_environments
     from connector.runtime import get_runtime
     from connector.webhooks import subscriptions
 
     runtime = get_runtime()
     try:
+        check_environments(runtime)  # a restore or copy first: it re-subscribes or stops the connection
         subscriptions.reconcile_all(runtime)
     finally:
         check_all(runtime.settings, runtime.storage, runtime.health, runtime.health.now())

@@ -194,7 +194,7 @@ class DedupeLog:
         keys = {f"k{n}": table_key(i.lower()) for n, i in enumerate(entity_ids)}
         query = "PartitionKey eq @pk and ( " + " or ".join(f"RowKey eq @{k}" for k in keys) + " )"
         rows = table.query_entities(query, parameters={"pk": scope.partition, **keys})
-        return {r["RowKey"]: (dict(r), r.metadata["etag"]) for r in rows}
+        return {r["RowKey"]: (dict(r), str(r.metadata["etag"])) for r in rows}
 
     def _claim_one(self, table: TableClient, scope: DedupeScope, entity_id: str, owner: str,
                    found: tuple[dict[str, Any], str] | None, modified: str | None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -68,7 +69,8 @@ def api_of(resource: str) -> str:
     return where[1].rsplit("/", 1)[0] if where and "/" in where[1] else STANDARD_API
 
 
-def list_remote(bc: BCClient, apis: set[str] = frozenset()) -> tuple[datetime, dict[str, dict[str, Any]]]:
+def list_remote(bc: BCClient,
+                apis: AbstractSet[str] = frozenset()) -> tuple[datetime, dict[str, dict[str, Any]]]:
     """BC's time and its subscriptions of this environment by id (those of the standard API's route
     and of every custom API route in `apis`)."""
     pages = bc.pages("subscriptions")
@@ -235,7 +237,7 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
         renew_before = timedelta(hours=runtime.settings.subscription_renew_before_hours)
         summary = ReconcileSummary(conn.name, company_id)
         owned: set[str] = set()
-        logs: list[dict[str, Any]] | None | object = _UNREAD
+        logs: Any = _UNREAD  # list[dict[str, Any]] | None once read
         for trigger in conn.triggers:
             keep_lease()
             start_trigger(runtime, conn.name, company_id, trigger, keep_lease)

@@ -248,7 +248,8 @@ class SweepRun:
         if state.next_link:
             log.info("sweep %s: %s paused by SWEEP_MAX_SECONDS; the next run resumes", self.connection,
                      trigger.key)
-            return SweepResult(trigger.key, count.emitted, count.skipped, iso(state.cursor),
+            return SweepResult(trigger.key, count.emitted, count.skipped,
+                               iso(state.cursor) if state.cursor else "",
                                finished=False)
         if state.held is not None:
             log.info("sweep %s: %s cursor held before %s (entities claimed by another runner)",

@@ -48,6 +48,8 @@ class AdminApp:
             if bc_admin is None:
                 return _json({"error": "no BC API emulator"}, 404)(environ, start_response)
             return bc_admin(environ, start_response)
+        if path.startswith("/_emulator/admin-center/") and hasattr(self.emulator.bc, "admin_center"):
+            return self.emulator.bc.admin_center.control(environ, start_response)
         request = Request(environ)
         handler = self._routes().get((request.method, path.rstrip("/")))
         if handler is None:

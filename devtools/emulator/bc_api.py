@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from werkzeug.wrappers import Request, Response
 
+from devtools.emulator.admin_center import AdminCenter
 from devtools.emulator.bc_admin import BCAdmin
 from devtools.emulator.bc_documents import LINES, DocumentRules
 from devtools.emulator.bc_metadata import metadata
@@ -77,6 +78,7 @@ class BCApi:
         self.store.listener = self.webhooks.record
         load_seed(self.store, config, config.seed)
         self.admin_app = BCAdmin(self)
+        self.admin_center = AdminCenter(self)
 
     def start(self) -> None:
         """Start the webhook and business-event dispatchers."""

@@ -75,6 +75,8 @@ class EmulatorConfig:
     max_queued: int = 95  # queued beyond this -> 429
     queue_timeout_seconds: float = 480.0  # real seconds in the queue before 503
     latency_seconds: float = 0.0  # BC response time of every request (time in the queue added)
+    # Admin Center API: whether the app was granted AdminCenter.ReadWrite.All (else 403)
+    admin_center_consented: bool = True
     # Read scale-out: a GET with `Data-Access-Intent: ReadOnly` reads a replica this far behind the
     # primary (emulator clock): entities written within the lag are not in it yet (bc-api.md §12.3)
     replica_lag_seconds: float = 0.0

@@ -236,6 +236,8 @@ class Emulator:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_emulator/") or path == "/_emulator":
             return self._admin(environ, start_response)
+        if path.startswith("/admin/") and self.bc is not None and hasattr(self.bc, "admin_center"):
+            return self.bc.admin_center(environ, start_response)  # the Admin Center API
         if path == "/msi/token":  # the local Function App's managed identity (App Service style)
             return self.entra.managed_identity(environ, start_response)
         if path.startswith("/v2.0/"):

@@ -13,15 +13,19 @@ import bisect
 import itertools
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from devtools.emulator.bc_schema import COMPANY, COMPANY_SETS, EntityType
 from devtools.emulator.clock import Clock
 from devtools.emulator.odata import EMPTY_GUID, format_datetime
 
+HISTORY_LIMIT = 200_000  # writes kept for point-in-time restores (older ones cannot be undone)
+Written = tuple[datetime, tuple[str, str], Callable[[], None]]  # when, (tenant, environment), its undo
 ChangeListener = Callable[["Company", str, str, str, str], None]  # company, set, id, changeType, at
 
 
@@ -159,6 +163,10 @@ class Store:
         self._seq = itertools.count(1)
         self._version = itertools.count(1)
         self._tx: tuple[list[Callable[[], None]], list[tuple[Any, ...]]] | None = None
+        # Committed writes with their undo, newest last, for a point-in-time restore (`rewind`):
+        # (emulator time, (tenant, environment), undo); the oldest fall off past HISTORY_LIMIT.
+        self.history: deque[Written] = deque(maxlen=HISTORY_LIMIT)
+        self._tx_history: list[Written] = []
         self._after_commit: list[Callable[[], None]] = []
 
     # ---- structure -------------------------------------------------------------------------------
@@ -236,6 +244,7 @@ class Store:
         row = Row(next(self._seq), data, next(self._version))
         entity_set.add(row)
         self._undo(lambda: entity_set.remove(row))
+        self._journal(company, lambda: entity_set.remove(row) if entity_set.get(row.id) is row else None)
         self._report(company, set_name, row.id, "created", at)
         return row
 
@@ -260,6 +269,7 @@ class Store:
             entity_set.reindex(row, new)
 
         self._undo(undo)
+        self._journal(company, undo)
         if report:
             self._report(company, set_name, row.id, "updated", at)
 
@@ -268,6 +278,7 @@ class Store:
         entity_set = company.sets[set_name]
         entity_set.remove(row)
         self._undo(lambda: entity_set.restore(row))
+        self._journal(company, lambda: entity_set.restore(row))
         self._report(company, set_name, row.id, "deleted", self.now())
 
     # ---- transactions ----------------------------------------------------------------------------
@@ -281,16 +292,20 @@ class Store:
                 yield
                 return
             self._tx = ([], [])
+            self._tx_history = []
             try:
                 yield
             except BaseException:
                 undo, _ = self._tx
                 self._tx = None
+                self._tx_history = []
                 for step in reversed(undo):
                     step()
                 raise
             _, changes = self._tx
             self._tx = None
+            self.history.extend(self._tx_history)
+            self._tx_history = []
             for change in changes:
                 self._report(*change)
             after, self._after_commit = self._after_commit, []
@@ -305,6 +320,25 @@ class Store:
             return
         self._after_commit.append(step)
         self._undo(lambda: self._after_commit.remove(step) if step in self._after_commit else None)
+
+    def _journal(self, company: Company, step: Callable[[], None]) -> None:
+        entry = (self.clock.now(), (company.tenant, company.environment), step)
+        (self._tx_history if self._tx is not None else self.history).append(entry)
+
+    def rewind(self, tenant: str, environment: str, point_in_time: datetime) -> int:
+        """A point-in-time restore of one environment: undo its writes after `point_in_time`,
+        newest first (no change is reported: a restore sends no webhooks). How many were undone."""
+        key = (tenant.lower(), environment.lower())
+        with self.lock:
+            kept, undone = deque(maxlen=HISTORY_LIMIT), 0
+            for at, where, step in reversed(self.history):
+                if where == key and at > point_in_time:
+                    step()
+                    undone += 1
+                else:
+                    kept.appendleft((at, where, step))
+            self.history = kept
+            return undone
 
     def _undo(self, step: Callable[[], None]) -> None:
         if self._tx is not None:

@@ -159,7 +159,10 @@ class Invoker:
         duration = time.monotonic() - started
         outcome = "failed" if error else "succeeded"
         record = Invocation(spec.name, spec.trigger_type, outcome, duration, _describe(error))
-        if error:
+        if error and expected(error):  # the app already logged its reason and fix: one line here too
+            log.warning("%s (%s) %s in %.0f ms: %s", spec.name, spec.trigger_type, outcome, duration * 1000,
+                        record.error)
+        elif error:
             log.error(
                 "%s (%s) %s in %.0f ms: %s",
                 spec.name,
@@ -179,6 +182,16 @@ class Invoker:
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
+
+
+def expected(error: BaseException) -> bool:
+    """An error the app raised on purpose, saying what it is (the connector's errors carry a stable
+    `error_code`), or storage not answering for a moment (the host retries the message): logged in
+    one line. Anything else is unexpected and keeps its stack trace."""
+    from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
+    transient = isinstance(error, ServiceRequestError | ServiceResponseError)  # storage briefly down
+    return transient or isinstance(getattr(error, "error_code", None), str)
 
 
 def _describe(error: BaseException | None) -> str | None:

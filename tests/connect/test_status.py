@@ -75,7 +75,8 @@ def test_status_shows_subscriptions_cursors_and_dead_letters_but_no_client_state
     assert default["subscriptions"] == [{"resource": "companies(c1)/items", "entity_set": "",
                                          "subscription_id": "sub-1", "expires_at": "2026-11-28T12:00:00Z",
                                          "status": "active", "last_error": "", "removed_reason": "",
-                                         "removed_at": ""}]
+                                         "removed_at": "", "notification_url": "https://x",
+                                         "url_current": False}]
     assert emea["subscriptions"][0]["status"] == "failed"
     assert emea["subscriptions"][0]["last_error"] == "handshake timed out"
     assert default["cursors"] == [{"name": "items:c1", "cursor": "2026-11-25T10:00:00Z",
