@@ -75,6 +75,8 @@ def subscription_view(row: Mapping[str, Any], current_url: str | None = None) ->
     `url_current`: False until a subscription run recreates one made for another URL."""
     view = {name: _plain(row.get(name, "")) for name in SUBSCRIPTION_FIELDS}
     if current_url is not None and row.get("notification_url"):
+        if str(row.get("entity_set", "")).startswith("event:"):  # a business event's (its own route)
+            current_url = current_url.replace("/api/webhooks/bc?", "/api/webhooks/bc/events?", 1)
         view["notification_url"] = row["notification_url"]
         view["url_current"] = row["notification_url"] == current_url
     return view

@@ -82,3 +82,16 @@ def test_a_declared_trigger_may_list_the_verbs_bcs_business_events_add_to_its_en
         pass
     else:
         raise AssertionError("items have no `blocked` business event")
+
+
+def test_a_subscription_is_kept_only_while_active_on_this_url_and_signed_with_the_first_key():
+    from connector.businessevents.subscriptions import plan_event
+
+    url = "https://app/api/webhooks/bc/events?connection=default"
+    sub = {"subscriptionState": "Active", "notificationUrl": url}
+    row = {"client_state_key": "k1"}
+    assert plan_event(None, row, "k1", url) == "create"
+    assert plan_event(sub, row, "k1", url) == "keep"
+    assert plan_event(sub | {"subscriptionState": "Disabled"}, row, "k1", url) == "recreate"
+    assert plan_event(sub | {"notificationUrl": url.replace("app", "old-port")}, row, "k1", url) == "recreate"
+    assert plan_event(sub, row, "k2", url) == "recreate"  # the key rotated
