@@ -61,7 +61,7 @@ def _peak_rss() -> int:
 def _child(mode: str, count: int) -> dict[str, Any]:
     """Runs in a fresh process configured by the environment; returns what it measured. `count`:
     the naive way's sample, or the events the send-only mode sends."""
-    from connector.items.pull import item_event, pull_company
+    from connector.items.pull import item_event
     from connector.runtime import get_runtime
     from connector.settings import QUEUE_ITEMS, TABLE_CURSORS, TABLE_LEASES
 
@@ -84,7 +84,7 @@ def _child(mode: str, count: int) -> dict[str, Any]:
     if mode == "raw":  # the ceiling: the same messages, plain HTTP, 16 threads, nothing of the connector
         count, finished = _raw_send(runtime.storage.queue(QUEUE_ITEMS), raw), True
     elif mode == "pull":
-        result = pull_company(runtime, "default", max_seconds=3600)
+        result = runtime.item_pull.pull_company("default", max_seconds=3600)
         count, finished = result.emitted, result.finished
     elif mode == "read":
         count, finished = 0, True

@@ -131,8 +131,9 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _schemas_from_metadata(args: argparse.Namespace) -> int:
-    """`schema --from-metadata`: each declared trigger's event-data schemas from its API's $metadata."""
-    from connector.event_schemas import metadata_schemas, parse_csdl
+    """`schema --from-metadata`: each declared trigger's event-data schemas and each declared command's
+    message schema (`bc-command.<name>.schema.json`) from its API's $metadata."""
+    from connector.event_schemas import command_schema, metadata_schemas, parse_csdl
     from connector.runtime import Runtime
     from connector.settings import load_settings
 
@@ -141,19 +142,26 @@ def _schemas_from_metadata(args: argparse.Namespace) -> int:
         conn = runtime.settings.connection(args.connection)
         bc = runtime.bc(conn.name)
         documents: dict[str, tuple] = {}
-        args.out.mkdir(parents=True, exist_ok=True)
-        for trigger in conn.triggers:
-            if trigger.api not in documents:
-                metadata = bc.request("GET", f"{bc.environment_root}/api/{trigger.api}/$metadata",
+
+        def csdl(api: str) -> tuple:
+            if api not in documents:
+                metadata = bc.request("GET", f"{bc.environment_root}/api/{api}/$metadata",
                                       headers={"Accept": "application/xml"})
-                documents[trigger.api] = parse_csdl(metadata.text)
-            for name, schema in metadata_schemas(trigger, *documents[trigger.api]).items():
-                target = args.out / name
-                if target.exists() and not args.overwrite:
-                    print(f"kept {target}")
-                    continue
-                target.write_text(schema_text(schema), encoding="utf-8")
-                print(f"wrote {target}")
+                documents[api] = parse_csdl(metadata.text)
+            return documents[api]
+
+        schemas = [item for trigger in conn.triggers
+                   for item in metadata_schemas(trigger, *csdl(trigger.api)).items()]
+        schemas += [(f"bc-command.{command.name}.schema.json", command_schema(command, *csdl(command.api)))
+                    for command in conn.commands]
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, schema in schemas:
+            target = args.out / name
+            if target.exists() and not args.overwrite:
+                print(f"kept {target}")
+                continue
+            target.write_text(schema_text(schema), encoding="utf-8")
+            print(f"wrote {target}")
         return 0
     finally:
         runtime.close()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from xml.etree import ElementTree
 
-from connector.declarations import Trigger
+from connector.declarations import Command, Trigger
 from connector.events import ITEM_PULLED
 from connector.settings import QUEUE_ITEMS, QUEUE_SALES_INVOICES, QUEUE_SALES_SHIPMENTS
 
@@ -150,3 +150,27 @@ def metadata_schemas(trigger: Trigger, types: dict[str, CsdlEntity],
                          "description": f"A {trigger.entity} deleted in BC (announced from webhooks only).",
                          "required": ["id"], "properties": {"id": _GUID, "number": _TEXT}}
     return {f"{kind}.data.schema.json": schema for kind, schema in schemas.items()}
+
+
+def command_schema(command: Command, types: dict[str, CsdlEntity], sets: dict[str, str]) -> dict[str, Any]:
+    """The JSON Schema of a declared command's `bc-commands` message from its API's `$metadata`: the
+    envelope (`type`, `connection`, `company`, `traceparent`), the entity's fields, its lines as an
+    array of the line entity's fields. `id` and `lastModifiedDateTime` are BC's to set and left out;
+    which other fields BC refuses as read-only the CSDL does not say (BC names them when it does)."""
+    type_name = sets.get(command.entity_set)
+    if type_name not in types:
+        raise KeyError(f"{command.api}/{command.entity_set}: not an entity set of the API's $metadata")
+    entity = types[type_name]
+    fields = {n: s for n, s in _object(entity).items() if n not in ("id", "lastModifiedDateTime")}
+    if command.lines:
+        line = types.get(entity.navigations.get(command.lines, ""))
+        line_fields = ({n: s for n, s in _object(line).items() if n not in ("id", "documentId")}
+                       if line else {})
+        fields[command.lines] = {"type": "array", "items": {"type": "object", "properties": line_fields,
+                                                            "additionalProperties": False}}
+    envelope = {"type": {"const": command.name}, "connection": _TEXT, "company": _TEXT, "traceparent": _TEXT}
+    return {"$schema": _DIALECT, "title": f"bc-commands: {command.name}", "type": "object",
+            "description": f"A `bc-commands` message that {'upserts' if command.upsert else 'creates'} "
+                           f"one of {command.api}/{command.entity_set} (from $metadata).",
+            "required": ["type", *([command.key_field] if command.upsert else [])],
+            "additionalProperties": False, "properties": envelope | fields}

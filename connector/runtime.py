@@ -11,6 +11,7 @@ import gc
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property, partial
+from typing import TYPE_CHECKING
 
 from connector.auth.tokens import TokenService
 from connector.bc.budget import Budget, LocalBudgets, SharedBudget
@@ -23,6 +24,7 @@ from connector.events import EventPublisher
 from connector.health.checks import budget_exhausted
 from connector.health.events import HealthEvents
 from connector.health.pause import PauseSwitch
+from connector.ops.activity import ActivityRecorder
 from connector.ops.status import read_status, status_readings
 from connector.orders.variants import ItemVariants
 from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, host_max_dequeue_count, load_settings
@@ -30,6 +32,12 @@ from connector.storage import Storage
 from connector.telemetry import Telemetry, configure_telemetry
 from connector.webhooks.dedupe import DedupeLog
 from connector.webhooks.directory import SubscriptionDirectory
+
+if TYPE_CHECKING:
+    from connector.auth.service import SignInService
+    from connector.items.pull import ItemPullService
+    from connector.ops.service import StatusService
+    from connector.orders.service import OrdersService
 
 
 class Runtime:
@@ -50,6 +58,8 @@ class Runtime:
         )
         self.health = HealthEvents(self.storage, self.events)
         self.pauses = PauseSwitch(self.storage)
+        self.activity = ActivityRecorder(self.storage)
+        self.telemetry.recorder = self.activity
         self.tokens = TokenService(settings, self.storage, health=self.health)
         self.companies = Companies(self.storage)
         self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)
@@ -75,6 +85,40 @@ class Runtime:
         """BC's budget per principal: shared by every instance through storage, unless turned off."""
         limits = self.settings.bc_limits
         return SharedBudget(self.storage, limits) if limits.shared else LocalBudgets(limits)
+
+    # ---- the feature services, each built once from the collaborators it names -------------------
+    @cached_property
+    def item_pull(self) -> ItemPullService:
+        """Schedule Pull Items (`connector/items`)."""
+        from connector.items.pull import ItemPullService
+
+        return ItemPullService(self.settings, self.storage, self.events, bc=self.bc,
+                               company_id=self.company_id)
+
+    @cached_property
+    def sign_in(self) -> SignInService:
+        """Sign-in of authorization-code connections (`connector/auth`)."""
+        from connector.auth.service import SignInService
+
+        return SignInService(self.settings, self.storage, self.tokens, self.companies, bc=self.bc)
+
+    @cached_property
+    def status(self) -> StatusService:
+        """`GET /api/status` (`connector/ops`)."""
+        from connector.ops.service import StatusService
+
+        return StatusService(self.settings, self.storage, self.tokens, self.health, self.activity)
+
+    @cached_property
+    def orders(self) -> OrdersService:
+        """Send Created Sales Order and the declared commands (`connector/orders`)."""
+        from connector.orders.context import OrderContext
+        from connector.orders.service import OrdersService
+
+        return OrdersService(OrderContext(
+            settings=self.settings, storage=self.storage, telemetry=self.telemetry,
+            key_lookups=self.key_lookups, item_variants=self.item_variants, bc=self.bc,
+            company_id=self.company_id))
 
     @cached_property
     def max_dequeue_count(self) -> int:
@@ -121,6 +165,7 @@ class Runtime:
         for pool in (self.fetch_pool, self.enqueue_pool, self.dedupe_pool):
             pool.shutdown(wait=False)
         self.events.close()
+        self.activity.close()
 
 
 # The one process-wide root: the Functions host calls each trigger with no object of ours, so the

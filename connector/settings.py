@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from connector.declarations import (
     CHANGE_TYPES,
@@ -77,6 +78,7 @@ TABLE_DEDUPE = "bcdedupe"  # what each created-trigger has announced, per entity
 TABLE_ORDERS = "bcorders"  # sales-order idempotency records (queue message id -> order)
 TABLE_LEASES = "bcleases"  # single-runner leases (item pull, renewal, sweep)
 TABLE_HEALTH = "bchealth"  # health events sent, one row per occurrence (once-only, recent list)
+TABLE_STATS = "bcstats"  # per connection, hour and instance: counts for the status page's charts
 TABLE_NAMES: tuple[str, ...] = (
     TABLE_TOKENS,
     TABLE_AUTH_FLOWS,
@@ -87,6 +89,7 @@ TABLE_NAMES: tuple[str, ...] = (
     TABLE_ORDERS,
     TABLE_LEASES,
     TABLE_HEALTH,
+    TABLE_STATS,
 )
 
 CONTAINER_EVENT_PAYLOADS = "bc-event-payloads"  # events too large for a queue message
@@ -673,7 +676,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not public:
         host = env.get("WEBSITE_HOSTNAME", "").strip()
         public = f"https://{host}" if host else "http://127.0.0.1:7071"
-    return read(
+    settings = read(
         Settings, env,
         storage=load_storage_settings(env),
         connection_names=names,
@@ -682,6 +685,28 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bc_limits=read(BCLimits, env),
         telemetry=load_telemetry_settings(env),
     )
+    refuse_example_key(settings)
+    return settings
+
+
+def _on_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def refuse_example_key(settings: Settings) -> None:
+    """SettingsError when TOKEN_ENCRYPTION_KEY holds the published example key while a connection
+    talks to a host other than loopback (Microsoft's Entra ID and BC): anyone could open its tokens."""
+    example = _BY_NAME["TOKEN_ENCRYPTION_KEY"].local
+    if example not in settings.token_encryption_keys:
+        return
+    for conn in settings.connections.values():
+        if not (_on_loopback(conn.authority_host) and _on_loopback(conn.api_host)):
+            raise SettingsError(
+                f"TOKEN_ENCRYPTION_KEY: the example key from local.settings.example.json is public and is "
+                f"refused for connection {conn.name!r}, which talks to {conn.authority_host} and "
+                f"{conn.api_host}; generate a key of your own: python -c \"from cryptography.fernet "
+                f"import Fernet; print(Fernet.generate_key().decode())\"")
 
 
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -58,6 +58,12 @@ CHANGE_TO_EVENT_SECONDS = "bc_connector.change_to_event_seconds"
 
 Reading = tuple[float, Mapping[str, str]]
 """One observation of a gauge: its value and attributes."""
+class ActivitySink(Protocol):
+    """Where the hooks also count, per connection and hour (the status page's charts)."""
+
+    def add(self, connection: str, name: str, value: float = 1.0) -> None: ...
+
+
 GaugeReader = Callable[[], Mapping[str, Sequence[Reading]]]
 """Reads every gauge (by metric name) at once, from storage."""
 
@@ -154,8 +160,13 @@ class BCCall:
         """An attempt ended with this HTTP status (None: no response)."""
         code = str(status) if status is not None else "none"
         self.telemetry.bc_requests.add(1, {"connection": self.connection, "status_code": code})
+        recorder = self.telemetry.recorder
+        if recorder is not None:
+            recorder.add(self.connection, "bc.requests")
         if status == 429:
             self.telemetry.bc_throttled.add(1, {"connection": self.connection})
+            if recorder is not None:
+                recorder.add(self.connection, "bc.429")
         if status is not None:
             self.span.set_attribute("http.response.status_code", status)
 
@@ -189,6 +200,7 @@ class Telemetry:
         for name, (unit, description) in described.items():
             meter.create_observable_gauge(name, [functools.partial(self._observe, name)], unit, description)
         self._reader: GaugeReader | None = None
+        self.recorder: ActivitySink | None = None  # the status page's hourly counts (ops/activity.py)
         self._snapshot: tuple[float, Mapping[str, Sequence[Reading]]] | None = None
         self._lock = threading.Lock()
 
@@ -261,6 +273,8 @@ class Telemetry:
     # counters -------------------------------------------------------------------------------
     def order_result(self, connection: str, status: str) -> None:
         self.orders.add(1, {"connection": connection, "status": status})
+        if self.recorder is not None:
+            self.recorder.add(connection, f"orders.{status}")
         trace.get_current_span().set_attribute("order.status", status)
 
     def stamp(self, event: Mapping[str, Any]) -> dict[str, Any]:
@@ -269,12 +283,20 @@ class Telemetry:
 
     def events_queued(self, events: Iterable[Mapping[str, Any]], now: datetime) -> None:
         """Count queued events by connection and type; record BC-change → event latency."""
+        recorder = self.recorder
         for event in events:
             attrs = {"connection": event_connection(event), "type": str(event.get("type", ""))}
             self.events.add(1, attrs)
             latency = change_latency(event, now)
             if latency is not None:
                 self.change_to_event_seconds.record(latency, attrs)
+            if recorder is not None and not attrs["type"].startswith("bc.connector."):
+                recorder.add(attrs["connection"], "events.pulled" if attrs["type"].endswith(".pulled")
+                             else "events")
+                if latency is not None:
+                    recorder.add(attrs["connection"], "lag.sum", latency)
+                    recorder.add(attrs["connection"], "lag.count")
+                    recorder.add(attrs["connection"], "lag.max", latency)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -45,14 +45,20 @@ class Tour:
         self.emulator = emulator
         self.host = host
         self.failures: list[str] = []
+        self.checked = 0
 
     # ---- plumbing ----------------------------------------------------------------------------
     def api(self, method: str, path: str, **kw: Any) -> requests.Response:
-        return requests.request(method, f"{self.host.url}/api/{path}", timeout=60, **kw)
+        url = f"{self.host.url}/api/{path}"
+        command(f"curl{'' if method == 'GET' else ' -X ' + method} {url}")
+        return requests.request(method, url, timeout=60, **kw)
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
-        resp = requests.request(method, f"{self.emulator.url}/_emulator/bc/{path}", json=body,
-                                verify=self.emulator.ca_bundle, timeout=30)
+        url = f"{self.emulator.url}/_emulator/bc/{path}"
+        if method != "GET":  # reads are the tour's own checks; changes are what a user in BC does
+            data = f" -d '{_clip(json.dumps(body))}'" if body is not None else ""
+            command(f"curl --cacert .devdata/emulator-ca.pem -X {method} {url}{data}")
+        resp = requests.request(method, url, json=body, verify=self.emulator.ca_bundle, timeout=30)
         resp.raise_for_status()
         return resp.json() if resp.content else None
 
@@ -88,6 +94,7 @@ class Tour:
         print(f"   {'ok ' if ok else 'FAIL'} {what}")
         if not ok:
             self.failures.append(what)
+        self.checked += 1
         return ok
 
     # ---- steps -------------------------------------------------------------------------------
@@ -206,6 +213,7 @@ class Tour:
     def sales_orders(self) -> None:
         print("\n8. Send Created Sales Order")
         orders = self.queue("sales-orders")
+        command("python -m connector send order.json   # DEMO-WEB-1: checked, queued, its result printed")
         orders.send_message(json.dumps(SEED_ORDER | {"externalDocumentNumber": "DEMO-WEB-1",
                                                      "salesOrderLines": [{"itemNumber": "DEMO-1000",
                                                                           "variantCode": "RED",
@@ -216,6 +224,7 @@ class Tour:
             print(f"   BC order {result['number']} ({result['salesOrderId']})")
             self.order_life(result["number"])
         self.large_order(orders)
+        command("python -m connector send bad-order.json   # DEMO-BAD-1: a customer BC does not have")
         orders.send_message(json.dumps(SEED_ORDER | {"customerNumber": "NO-SUCH-CUSTOMER",
                                                      "externalDocumentNumber": "DEMO-BAD-1"}))
         result = self.wait_for("sales-order-results",
@@ -261,8 +270,21 @@ class Tour:
             self.check(len(lines) == 1000, f"BC order {result['number']} has all {len(lines)} lines")
 
     def final_status(self) -> None:
+        from connector.cli.status import connection_lines
+
         print("\n9. Status")
-        show(self.api("GET", "status").json())
+        command("python -m connector status   # or open /api/status in a browser")
+        for line in connection_lines(self.api("GET", "status").json()):
+            print(f"   {line.strip()}")
+
+
+def command(text: str) -> None:
+    """The command behind the step that follows (what a person would type)."""
+    print(f"   $ {text}")
+
+
+def _clip(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def show(value: Any) -> None:
@@ -316,9 +338,14 @@ def main() -> int:
                 except Exception as exc:  # noqa: BLE001 - report and go on with the tour
                     tour.check(False, f"{step.__name__} raised {type(exc).__name__}: {exc}")
     if tour.failures:
-        print(f"\ndemo finished with {len(tour.failures)} failed check(s); see {LOG.relative_to(ROOT)}")
+        print(f"\ndemo finished with {len(tour.failures)} failed check(s) of {tour.checked}; see "
+              f"{LOG.relative_to(ROOT)}")
+        for what in tour.failures:
+            print(f"   FAIL {what}")
         return 1
-    print("\ndemo finished: every step did what it should")
+    print(f"\ndemo finished: every step did what it should ({tour.checked} checks passed). Try it yourself: "
+          "make run, then python -m connector tail / trigger item.created / send "
+          "docs/examples/sales-order.json (README, Quick start)")
     return 0
 
 

@@ -85,6 +85,15 @@ param alwaysReadyHttpInstances int = 0
 @description('Turn on Key Vault purge protection (recommended outside throwaway environments; cannot be turned off later).')
 param enableKeyVaultPurgeProtection bool = true
 
+@description('Optional. Close the storage account and the key vault to public networks: only the subnets in allowedSubnetIds, the addresses in allowedIpRanges and trusted Azure services get through. The function app joins the first subnet (virtual network integration: delegate it to Microsoft.App/environments and give it the Microsoft.Storage and Microsoft.KeyVault service endpoints). docs/deploy.md, "Closing storage and Key Vault to public networks".')
+param restrictNetworkAccess bool = false
+
+@description('Optional. With restrictNetworkAccess: resource ids of the subnets let through; the first is the function app\'s integration subnet.')
+param allowedSubnetIds array = []
+
+@description('Optional. With restrictNetworkAccess: public IP ranges (CIDR) let through, e.g. the machine that runs azd deploy (the package goes to storage).')
+param allowedIpRanges array = []
+
 @description('Days Log Analytics keeps data.')
 @minValue(30)
 @maxValue(730)
@@ -194,6 +203,9 @@ module storage 'modules/storage.bicep' = {
     blobContainerNames: connector.blobContainers
     deploymentContainerName: deploymentContainerName
     hostContainerNames: hostContainerNames
+    restrictNetworkAccess: restrictNetworkAccess
+    allowedSubnetIds: allowedSubnetIds
+    allowedIpRanges: allowedIpRanges
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
   }
 }
@@ -208,6 +220,9 @@ module keyVault 'modules/keyvault.bicep' = {
     enablePurgeProtection: enableKeyVaultPurgeProtection
     secrets: secretValues
     secretSettingNames: map(items(secretValues), setting => setting.key)
+    restrictNetworkAccess: restrictNetworkAccess
+    allowedSubnetIds: allowedSubnetIds
+    allowedIpRanges: allowedIpRanges
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
   }
 }
@@ -266,6 +281,7 @@ module functionApp 'modules/function-app.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     alwaysReadyHttpInstances: alwaysReadyHttpInstances
+    virtualNetworkSubnetId: restrictNetworkAccess && !empty(allowedSubnetIds) ? allowedSubnetIds[0] : ''
   }
 }
 

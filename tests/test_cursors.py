@@ -12,8 +12,6 @@ from connector.items.pull import (
     PHASE_VARIANTS,
     ItemPullRequest,
     cursor_name,
-    handle_pull_request,
-    pull_company,
     request_message,
 )
 from connector.settings import QUEUE_ITEMS, TABLE_CURSORS
@@ -147,7 +145,7 @@ def test_an_item_pull_row_written_before_the_cursor_type_resumes_where_it_stoppe
         "next_link": first.next_link, "pending_cursor": "2024-05-01T10:00:00.000Z",
         "run_started": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"})
 
-    result = pull_company(runtime, "default", max_seconds=60)
+    result = runtime.item_pull.pull_company("default", max_seconds=60)
 
     assert result.finished and result.emitted == 15  # the 20 seed items less the first page
     emitted = {json.loads(t)["data"]["id"] for t in drain_texts(storage.queue("bc-items"))}
@@ -196,15 +194,15 @@ def test_pull_requests_made_before_a_completed_pass_began_pull_nothing_more(runt
     from tests.queue_drain import drain_texts
 
     requested = utc_now()
-    pull_company(runtime, "default")  # a pass that began after the request, completed
+    runtime.item_pull.pull_company("default")  # a pass that began after the request, completed
     items = runtime.storage.queue(QUEUE_ITEMS)
     assert drain_texts(items)  # the pass emitted the catalogue
     earlier = ItemPullRequest(connection="default", requestedAt=requested)
-    handle_pull_request(runtime, request_message(runtime.settings, earlier), "m-1")
+    runtime.item_pull.handle_pull_request(request_message(runtime.settings, earlier), "m-1")
     assert drain_texts(items) == []  # covered: no second pass
     before = CursorTable(runtime.storage, "default", cursor_name(CRONUS_UK_ID)).load().last_pass_started
     later = ItemPullRequest(connection="default", requestedAt=utc_now())
-    handle_pull_request(runtime, request_message(runtime.settings, later), "m-2")
+    runtime.item_pull.handle_pull_request(request_message(runtime.settings, later), "m-2")
     after = CursorTable(runtime.storage, "default", cursor_name(CRONUS_UK_ID)).load().last_pass_started
     assert after > before  # a later request runs a pass of its own
 
@@ -236,11 +234,11 @@ def test_a_request_behind_a_run_that_died_waits_on_its_queue_and_runs_once_the_l
     items, pulls = runtime.storage.queue(QUEUE_ITEMS), runtime.storage.queue(QUEUE_ITEM_PULLS)
     request = ItemPullRequest(connection="default", requestedAt=utc_now())
 
-    handle_pull_request(runtime, request_message(runtime.settings, request), "m-1")
+    runtime.item_pull.handle_pull_request(request_message(runtime.settings, request), "m-1")
 
     assert drain_texts(items) == []
     [waiting] = drain_texts(pulls)  # today: none, the request was settled as "covered"
     time.sleep(1.5)  # the dead run's lease runs out
-    handle_pull_request(runtime, waiting, "m-2")
+    runtime.item_pull.handle_pull_request(waiting, "m-2")
     assert drain_texts(items)  # the catalogue, pulled by the request itself
     assert drain_texts(pulls) == []

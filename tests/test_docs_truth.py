@@ -30,3 +30,15 @@ def test_make_echoes_none_of_its_commands_for_run_and_the_cli_shortcuts():
         recipe = re.search(rf"^{re.escape(target)}:.*\n((?:\t.*\n)+)", makefile, re.M)
         assert recipe, target
         assert recipe.group(1).startswith("\t@"), (target, recipe.group(1))
+
+
+def test_the_deploy_guide_names_every_permission_and_ends_with_a_verification_by_the_cli():
+    text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    for permission in ("API.ReadWrite.All", "Financials.ReadWrite.All", "Grant admin consent",
+                       "Microsoft Entra Applications", "D365 AUTOMATION", "Ext. Events - Subscr"):
+        assert permission in text, permission
+    verify = text.split("## 6. Verify the deployment", 1)[1].split("\n## ", 1)[0]
+    for command in ("python -m connector doctor --settings", "python -m connector status --url",
+                    "python -m connector tail --account", "python -m connector send ", "Live Metrics"):
+        assert command in verify, command
+    assert "deploy.md#6-verify-the-deployment" in (ROOT / "README.md").read_text(encoding="utf-8")

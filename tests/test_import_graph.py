@@ -1,6 +1,8 @@
 """The package's shape, read from its source with ast: no import cycles inside `connector/` (every
 import counts: module level, inside functions, under TYPE_CHECKING), and no module-level pools, caches
-or locks (they belong to objects the runtime owns and tests can replace)."""
+or locks (they belong to objects the runtime owns and tests can replace); feature modules reach the
+runtime only through their blueprint (the runtime builds each folder's service from its collaborators);
+no module but `connector/retry.py` grows its own back-off; devtools has no import cycles either."""
 from __future__ import annotations
 
 import ast
@@ -27,6 +29,17 @@ STATEFUL_CALLS = {
     "defaultdict", "OrderedDict", "Counter", "deque", "ChainMap", "local", "Session", "Client",
 }
 CACHE_DECORATORS = {"cache", "lru_cache", "cached"}
+
+# Feature folders: their blueprint reaches the runtime (`get_runtime().<service>`); no other module in
+# them imports `connector.runtime` (the runtime hands each service its collaborators).
+FEATURE_FOLDERS = ("auth", "businessevents", "health", "items", "ops", "orders", "webhooks")
+# Not yet a service (issue 21, next steps): these still take the runtime. The list only shrinks.
+STILL_TAKING_THE_RUNTIME = {
+    "connector.businessevents.receiver", "connector.health.environment", "connector.webhooks.processor",
+    "connector.webhooks.receiver", "connector.webhooks.subscriptions", "connector.webhooks.sweep",
+}
+# The one retry policy (Retry-After, else capped exponential back-off with jitter).
+RETRY_MODULE = "connector.retry"
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -198,6 +211,37 @@ def test_connector_defines_no_module_level_pools_caches_or_locks() -> None:
     assert offenders == []
 
 
+def takes_the_runtime(root: Path, package: str = PACKAGE) -> set[str]:
+    """Feature modules other than blueprints that import `connector.runtime` (any import counts)."""
+    runtime = f"{package}.runtime"
+    return {name for name, imports in import_graph(root, package).items()
+            if name.count(".") >= 2 and name.split(".")[1] in FEATURE_FOLDERS
+            and not name.endswith(".blueprint") and runtime in imports}
+
+
+def _grows(node: ast.AST) -> bool:
+    """`2 ** n`, `x * 2` or `x *= 2`: a delay that doubles."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        return isinstance(node.left, ast.Constant) and node.left.value == 2
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        return any(isinstance(side, ast.Constant) and side.value == 2 for side in (node.left, node.right))
+    return isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Mult) and (
+        isinstance(node.value, ast.Constant) and node.value.value == 2)
+
+
+def back_off_loops(name: str, path: Path) -> list[str]:
+    """Loops that sleep and double a delay: a back-off of their own (`module:line`)."""
+    found = []
+    for loop in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(loop, ast.While | ast.For):
+            continue
+        nodes = list(ast.walk(loop))
+        sleeps = any(isinstance(n, ast.Call) and _call_name(n) == "sleep" for n in nodes)
+        if sleeps and any(_grows(n) for n in nodes):
+            found.append(f"{name}:{loop.lineno}")
+    return found
+
+
 # ---- the checks themselves fail where they should -----------------------------------------------
 
 def _package(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -245,3 +289,46 @@ def test_module_level_pools_caches_locks_and_globals_are_found(tmp_path: Path) -
     found = global_state("connector.state", path, STATEFUL_CALLS | stateful_classes([path]))
     assert [hit.split(" ", 1)[1] for hit in found] == [
         "_pool", "_lock", "_cache", "_seen", "HOLDER", "@cache host_value", "Holder.shared", "global _cache"]
+
+
+def test_a_feature_module_taking_the_runtime_and_a_back_off_loop_are_found(tmp_path: Path) -> None:
+    root = _package(tmp_path, {
+        "__init__.py": "", "runtime.py": "", "items/__init__.py": "",
+        "items/blueprint.py": "from connector.runtime import get_runtime\n",
+        "items/pull.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                         "    from connector.runtime import Runtime\n",
+        "items/service.py": "import time\ndef call(send):\n    pause = 0.1\n    while not send():\n"
+                            "        time.sleep(pause)\n        pause = min(pause * 2, 1.0)\n",
+    })
+    assert takes_the_runtime(root) == {"connector.items.pull"}
+    service = root / PACKAGE / "items" / "service.py"
+    assert back_off_loops("connector.items.service", service) == ["connector.items.service:4"]
+
+
+# ---- services, retries, devtools ------------------------------------------------------------------
+
+def test_feature_modules_reach_the_runtime_only_through_their_blueprint() -> None:
+    taking = takes_the_runtime(ROOT)
+    assert taking - STILL_TAKING_THE_RUNTIME == set(), "take collaborators in a service's constructor"
+    done = STILL_TAKING_THE_RUNTIME - taking
+    assert not done, f"no longer take the runtime (remove them from STILL_TAKING_THE_RUNTIME): {done}"
+
+
+def test_no_module_grows_a_back_off_of_its_own() -> None:
+    loops = [hit for name, path in package_modules(ROOT).items() if name != RETRY_MODULE
+             for hit in back_off_loops(name, path)]
+    assert loops == [], "wait with connector.retry.RetryPolicy"
+
+
+def test_devtools_has_no_import_cycles() -> None:
+    graph = import_graph(ROOT, "devtools")
+    assert "devtools.emulator.server" in graph
+    assert find_cycles(graph) == [] or find_cycles(graph) == KNOWN_DEVTOOLS_CYCLES
+
+
+# The emulator's type-only knots (issue 21's emulator step: each class owns snapshot/restore, the
+# admin app takes the parts it needs); the test fails on any new cycle.
+KNOWN_DEVTOOLS_CYCLES = [
+    ["devtools.emulator.admin_center", "devtools.emulator.bc_admin", "devtools.emulator.bc_api"],
+    ["devtools.emulator.admin", "devtools.emulator.server", "devtools.emulator.state"],
+]

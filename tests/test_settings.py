@@ -182,3 +182,31 @@ def test_every_declared_setting_is_read_into_the_settings():
     for s in numbers:
         changed = load_settings(BASE | {s.name: str(int(float(s.default or 0)) + 1)})
         assert changed != default, f"{s.name} is declared but not read"
+
+
+EXAMPLE_KEY = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]["TOKEN_ENCRYPTION_KEY"]
+REQUIRED = {"BC_TENANT": "t", "BC_CLIENT_ID": "c", "BC_CLIENT_SECRET": "s"}
+
+
+@pytest.mark.parametrize("hosts", [
+    {},  # the defaults: login.microsoftonline.com and api.businesscentral.dynamics.com
+    {"ENTRA_AUTHORITY_HOST": "https://127.0.0.1:8443"},  # BC still Microsoft's
+    {"BC_API_HOST": "https://127.0.0.1:8443", "ENTRA_AUTHORITY_HOST": "https://127.0.0.1:8443",
+     "BC_CONNECTIONS": "default,emea", "EMEA__BC_API_HOST": "https://api.businesscentral.dynamics.com"},
+])
+def test_the_published_example_key_is_refused_for_microsofts_hosts(hosts: dict[str, str]) -> None:
+    for keys in (EXAMPLE_KEY, f"{fernet_key()},{EXAMPLE_KEY}"):
+        with pytest.raises(SettingsError, match="example key .* is public"):
+            load_settings(REQUIRED | hosts | {"TOKEN_ENCRYPTION_KEY": keys})
+
+
+def test_the_example_key_still_works_against_the_local_emulator() -> None:
+    local = {"BC_API_HOST": "https://127.0.0.1:8443", "ENTRA_AUTHORITY_HOST": "https://localhost:8443"}
+    assert load_settings(REQUIRED | local | {"TOKEN_ENCRYPTION_KEY": EXAMPLE_KEY}).token_encryption_keys
+    assert load_settings(REQUIRED | {"TOKEN_ENCRYPTION_KEY": fernet_key()})  # another key: Microsoft's hosts
+
+
+def fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()

@@ -14,8 +14,10 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _html(page: str, status: int) -> func.HttpResponse:
+    from connector.ops.status_page import page_headers
+
     return func.HttpResponse(page, status_code=status, mimetype="text/html", charset="utf-8",
-                             headers=_NO_STORE)
+                             headers=_NO_STORE | page_headers())
 
 
 # ADMIN: whoever signs in binds the connection to their BC identity, so it takes the master key
@@ -23,11 +25,11 @@ def _html(page: str, status: int) -> func.HttpResponse:
 @invocation
 def sign_in_login(req: func.HttpRequest) -> func.HttpResponse:
     from connector.auth.pages import sign_in_failed_page
-    from connector.auth.signin import SignInRejected, start_sign_in
+    from connector.auth.signin import SignInRejected
     from connector.runtime import get_runtime
 
     try:
-        url = start_sign_in(get_runtime(), req.route_params.get("connection", ""))
+        url = get_runtime().sign_in.start(req.route_params.get("connection", ""))
     except SignInRejected as exc:
         return _html(sign_in_failed_page(exc.message), exc.status)
     return func.HttpResponse(status_code=302, headers={"Location": url, **_NO_STORE})
@@ -43,13 +45,12 @@ def sign_in_link(req: func.HttpRequest) -> func.HttpResponse:
     """A one-time, short-lived sign-in link (send the key in the `x-functions-key` header)."""
     import json
 
-    from connector.auth.signin_links import mint_link
     from connector.bc.timestamps import utc_now
     from connector.runtime import get_runtime
     from connector.settings import UnknownConnection
 
     try:
-        link = mint_link(get_runtime().settings, req.route_params.get("connection", ""), utc_now())
+        link = get_runtime().sign_in.mint_link(req.route_params.get("connection", ""), utc_now())
     except UnknownConnection as exc:
         return func.HttpResponse(json.dumps({"error": str(exc)}), status_code=404,
                                  mimetype="application/json")
@@ -62,12 +63,11 @@ def sign_in_link(req: func.HttpRequest) -> func.HttpResponse:
 def sign_in_with_link(req: func.HttpRequest) -> func.HttpResponse:
     from connector.auth.pages import sign_in_failed_page
     from connector.auth.signin import SignInRejected
-    from connector.auth.signin_links import start_from_link
     from connector.bc.timestamps import utc_now
     from connector.runtime import get_runtime
 
     try:
-        url = start_from_link(get_runtime(), req.params.get("ticket", ""), utc_now())
+        url = get_runtime().sign_in.start_from_link(req.params.get("ticket", ""), utc_now())
     except SignInRejected as exc:
         return _html(sign_in_failed_page(exc.message), exc.status)
     return func.HttpResponse(status_code=302, headers={"Location": url, **_NO_STORE})
@@ -96,11 +96,11 @@ def _callback_params(req: func.HttpRequest) -> dict[str, str]:
 @invocation
 def sign_in_callback(req: func.HttpRequest) -> func.HttpResponse:
     from connector.auth.pages import sign_in_failed_page, signed_in_page
-    from connector.auth.signin import SignInRejected, complete_sign_in
+    from connector.auth.signin import SignInRejected
     from connector.runtime import get_runtime
 
     try:
-        result = complete_sign_in(get_runtime(), _callback_params(req))
+        result = get_runtime().sign_in.complete(_callback_params(req))
     except SignInRejected as exc:
         return _html(sign_in_failed_page(exc.message), exc.status)
     return _html(signed_in_page(result), 200)

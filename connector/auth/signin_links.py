@@ -5,7 +5,7 @@ status page behind its function key, mints a link `…/api/auth/login?ticket=<t>
 the ticket names the connection, expires within minutes and is signed (HMAC, key derived from
 TOKEN_ENCRYPTION_KEY; `connector.signing`). The anonymous `auth/login` route accepts a ticket once
 (its nonce is spent with an insert into `bcauthflows`) and starts the sign-in as the admin-level
-`connections/{c}/login` does.
+`connections/{c}/login` does (both: `SignInService`).
 """
 from __future__ import annotations
 
@@ -14,19 +14,15 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from azure.core.exceptions import ResourceExistsError
 
-from connector.auth.signin import SignInRejected, start_sign_in
+from connector.auth.signin import SignInRejected
 from connector.auth.tokens import login_url
 from connector.settings import TABLE_AUTH_FLOWS, Settings
 from connector.signing import MissingSigningKey, Signer, b64, unb64
 from connector.storage import Storage
-
-if TYPE_CHECKING:
-    from connector.runtime import Runtime
 
 PURPOSE = "sign-in link"
 LINK_TTL = timedelta(minutes=5)
@@ -95,13 +91,6 @@ def spend(storage: Storage, ticket: Ticket) -> None:
             "PartitionKey": f"link:{ticket.nonce}", "RowKey": SPENT_ROW, "connection": ticket.connection})
     except ResourceExistsError:
         raise SignInRejected("This sign-in link was already used. Ask for a new one.", 410) from None
-
-
-def start_from_link(runtime: Runtime, ticket: str, now: datetime) -> str:
-    """The Entra authorize URL for the connection a valid, unused ticket names (spending it)."""
-    found = open_ticket(signer(runtime.settings), ticket, now)
-    spend(runtime.storage, found)
-    return start_sign_in(runtime, found.connection)
 
 
 def page_link(settings: Settings, now: datetime) -> Callable[[str], str]:

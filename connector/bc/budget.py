@@ -84,6 +84,22 @@ class RequestBudget:
                 wait = self._sent[0] + self._window - now
             self._sleep(max(wait, 0.01))
 
+    def try_acquire(self, principal: str = "") -> RequestBudget | None:
+        """A slot now, or None (no waiting): when a slot and the rate allow it."""
+        if not self._slots.acquire(blocking=False):
+            return None
+        with self._lock:
+            now = self._clock()
+            while self._sent and self._sent[0] <= now - self._window:
+                self._sent.popleft()
+            if len(self._sent) < self._max_requests:
+                self._sent.append(now)
+                self._in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self._in_flight)
+                return self
+        self._slots.release()
+        return None
+
     def release(self, ticket: object = None) -> None:
         with self._lock:
             self._in_flight -= 1
@@ -107,13 +123,20 @@ class LocalBudgets:
         return max((b.max_in_flight for b in self._budgets.values()), default=0)
 
     def acquire(self, principal: str = "") -> RequestBudget:
+        return self._budget(principal).acquire()
+
+    def try_acquire(self, principal: str = "") -> RequestBudget | None:
+        """A slot of `principal` now, or None (no waiting)."""
+        return self._budget(principal).try_acquire()
+
+    def _budget(self, principal: str) -> RequestBudget:
         with self._lock:
             budget = self._budgets.get(principal)
             if budget is None:
                 budget = self._budgets[principal] = RequestBudget(
                     self._limits.max_concurrency, self._limits.max_requests_per_window,
                     self._limits.window_seconds)
-        return budget.acquire()
+            return budget
 
     def release(self, ticket: object = None) -> None:
         assert isinstance(ticket, RequestBudget)
@@ -348,6 +371,26 @@ class SharedBudget:
             with state.cond:
                 if state.ready(self._clock()) is None:
                     state.cond.wait(self.tuning.poll_seconds * random.uniform(0.5, 1.5))
+
+    def try_acquire(self, principal: str = "") -> object | None:
+        """A slot of `principal` this instance already holds, idle and with credit, or None: no
+        storage call, no waiting, no `want` row (a client with several principals sends on the one
+        where it has a slot free before it queues on any)."""
+        if self._clock() < self._degraded_until:
+            return self._fallback.try_acquire(principal)
+        with self._lock:
+            state = self._principals.get(principal)
+        if state is None:
+            return None
+        with state.cond:
+            slot = state.ready(self._clock())
+            if slot is None:
+                return None
+            slot.busy, slot.credit = True, slot.credit - 1
+            self._count(+1)
+            if slot.credit == self.low_credit:
+                self._wake.set()
+            return slot
 
     def release(self, ticket: object = None) -> None:
         if not isinstance(ticket, _Slot):

@@ -149,9 +149,9 @@ class BCClient:
         retrying = self.retry.start()
         dropped: list[Principal] = []
         while True:
-            principal = self.principals.take(dropped)
+            principal, ticket = self._choose(dropped)
             try:
-                error = self._on(principal, call, method, url, shown, params, json_body, headers,
+                error = self._on(principal, ticket, call, method, url, shown, params, json_body, headers,
                                  idempotent)
             finally:
                 self.principals.give_back(principal)
@@ -175,21 +175,41 @@ class BCClient:
             call.backoff(delay)
             self._sleep(delay)
 
-    def _on(self, principal: Principal, call: BCCall, method: str, url: str, shown: str,
-            params: Mapping[str, Any] | None, json_body: Any, headers: Mapping[str, str] | None,
+    def _choose(self, dropped: list[Principal]) -> tuple[Principal, object | None]:
+        """The principal of the next attempt (counted in flight): with several, the first, by free
+        capacity, on which this instance holds a slot free right now (its ticket), else the one
+        with the fewest requests of this client on it (the slot is waited for in `_attempt`)."""
+        order = self.principals.candidates(dropped)
+        try_acquire = getattr(self.budget, "try_acquire", None)
+        if len(order) > 1 and try_acquire is not None:
+            for principal in order:
+                known = self._budget_keys.get(principal.name)
+                ticket = try_acquire(known[1]) if known else None
+                if ticket is not None:
+                    self.principals.hold(principal)
+                    return principal, ticket
+        self.principals.hold(order[0])
+        return order[0], None
+
+    def _on(self, principal: Principal, ticket: object | None, call: BCCall, method: str, url: str,
+            shown: str, params: Mapping[str, Any] | None, json_body: Any, headers: Mapping[str, str] | None,
             idempotent: bool) -> requests.Response | BCError | object:
-        """One attempt on `principal` (and one more with a fresh token after a 401); `_DROPPED` when
-        its token failed and another principal can take over (nothing was sent that BC accepted)."""
+        """One attempt on `principal` (and one more with a fresh token after a 401), on `ticket` if
+        its slot is already held; `_DROPPED` when its token failed and another principal can take over
+        (nothing was sent that BC accepted)."""
         for force_token in (False, True):
             try:
                 token = principal.token(force_token)
             except (TokenUnavailable, BCError) as exc:
+                if ticket is not None:
+                    self.budget.release(ticket)
                 if not self.principals.can_drop(principal):
                     raise
                 self._drop(principal, str(exc))
                 return _DROPPED
+            held, ticket = ticket, None
             error = self._attempt(call, method, url, shown, params, json_body, headers, idempotent,
-                                  token, principal)
+                                  token, principal, held)
             if isinstance(error, requests.Response) or error.status != 401:
                 return error
             if force_token:
@@ -207,17 +227,23 @@ class BCClient:
 
     def _attempt(self, call: BCCall, method: str, url: str, shown: str, params: Mapping[str, Any] | None,
                  json_body: Any, headers: Mapping[str, str] | None, idempotent: bool,
-                 token: str, principal: Principal) -> requests.Response | BCError:
+                 token: str, principal: Principal, held: object | None = None) -> requests.Response | BCError:
         all_headers = {"Authorization": f"Bearer {token}", "client-request-id": call.request_id}
         if json_body is not None:
             all_headers["Content-Type"] = "application/json"
         if headers:
             all_headers.update(headers)
         data = None if json_body is None else json.dumps(json_body, separators=(",", ":"))
-        prepared = self.session.prepare_request(  # outside the slot: BC's slots are for BC's time
-            requests.Request(method, url, params=params, data=data, headers=all_headers))
+        try:
+            prepared = self.session.prepare_request(  # outside the slot: BC's slots are for BC's time
+                requests.Request(method, url, params=params, data=data, headers=all_headers))
+        except BaseException:
+            if held is not None:
+                self.budget.release(held)
+            raise
         started = time.monotonic()
-        ticket = self.budget.acquire(self._budget_key(principal, token))
+        key = self._budget_key(principal, token)
+        ticket = held if held is not None else self.budget.acquire(key)
         try:
             resp = self.session.send(prepared, **self._send_options)
         except requests.ConnectionError as exc:

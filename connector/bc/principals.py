@@ -2,8 +2,10 @@
 concurrent / 6,000 per 5 minutes, bc-api.md §8, and its own shared budget), and how a BC client
 spreads requests over them.
 
-Each request goes to the live principal with the most free capacity in this process (its capacity
-less the requests this client has in flight or waiting on it; ties rotate). A principal whose token
+Each request goes to a live principal on which this instance holds a budget slot free right now
+(no storage call, no waiting), else to the live principal with the most free capacity in this
+process (the fewest requests of this client in flight or waiting on it; ties rotate), whose slot it
+then waits for. A principal whose token
 cannot be had (Entra refuses its secret, or BC refuses the token after a refresh) drops out for a
 back-off (1 minute, doubling to 8) while others carry the load, and is tried again after it; the
 last live principal never drops out (its error goes to the caller as with one principal).
@@ -55,19 +57,28 @@ class Principals:
         with self._lock:
             return [p for p in self.all if p.down_until <= now]
 
-    def take(self, avoid: Sequence[Principal] = ()) -> Principal:
-        """The principal for the next request (counted in flight until `give_back`): the live one
-        with the most free capacity, not in `avoid` if another is live; if none is live, the one
-        back soonest."""
+    def candidates(self, avoid: Sequence[Principal] = ()) -> list[Principal]:
+        """The principals a request may go to, the most free capacity first (fewest requests of this
+        client in flight on it; ties rotate): the live ones not in `avoid` (all live ones if each is
+        in it); if none is live, the one back soonest."""
         now = self._clock()
         with self._lock:
             live = [p for p in self.all if p.down_until <= now] or [min(self.all, key=lambda p: p.down_until)]
             preferred = [p for p in live if p not in avoid] or live
             self._turn = (self._turn + 1) % len(self.all)
             order = {id(p): (i - self._turn) % len(self.all) for i, p in enumerate(self.all)}
-            chosen = min(preferred, key=lambda p: (p.in_flight, order[id(p)]))
-            chosen.in_flight += 1
-            return chosen
+            return sorted(preferred, key=lambda p: (p.in_flight, order[id(p)]))
+
+    def hold(self, principal: Principal) -> None:
+        """Count a request on `principal` in flight (until `give_back`)."""
+        with self._lock:
+            principal.in_flight += 1
+
+    def take(self, avoid: Sequence[Principal] = ()) -> Principal:
+        """The first of `candidates`, counted in flight until `give_back`."""
+        chosen = self.candidates(avoid)[0]
+        self.hold(chosen)
+        return chosen
 
     def give_back(self, principal: Principal) -> None:
         with self._lock:

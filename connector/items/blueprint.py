@@ -27,10 +27,9 @@ def _json(body: dict, status: int) -> func.HttpResponse:
 @invocation
 def scheduled_item_pull(timer: func.TimerRequest) -> None:
     """Pull items of every configured connection (each run resumes where the last one stopped)."""
-    from connector.items.pull import pull_all
     from connector.runtime import get_runtime
 
-    for result in pull_all(get_runtime()):
+    for result in get_runtime().item_pull.pull_all():
         log.info("item pull: %s", result.as_dict())
 
 
@@ -39,11 +38,10 @@ def scheduled_item_pull(timer: func.TimerRequest) -> None:
 @invocation
 def pull_items_now(req: func.HttpRequest) -> func.HttpResponse:
     """202 {"status": "queued", "connection", "requestedAt"}; 404 for an unknown connection."""
-    from connector.items.pull import request_pull
     from connector.runtime import get_runtime
 
     try:
-        request = request_pull(get_runtime(), req.route_params.get("connection", ""))
+        request = get_runtime().item_pull.request_pull(req.route_params.get("connection", ""))
     except UnknownConnection as exc:
         return _json(*route_answer(exc))
     return _json({"status": "queued", "connection": request.connection,
@@ -54,7 +52,6 @@ def pull_items_now(req: func.HttpRequest) -> func.HttpResponse:
 @invocation
 def requested_item_pull(msg: func.QueueMessage) -> None:
     """Run a requested pull (or its continuation); raises only to have the host retry."""
-    from connector.items.pull import handle_pull_request
     from connector.runtime import get_runtime
 
-    handle_pull_request(get_runtime(), msg.get_body().decode("utf-8"), msg.id or "")
+    get_runtime().item_pull.handle_pull_request(msg.get_body().decode("utf-8"), msg.id or "")

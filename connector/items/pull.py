@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -28,7 +27,6 @@ from connector.cursors import CursorTable, ReadCursor, ReadInterrupted, newest_m
 from connector.errors import ConnectorError
 from connector.events import ITEM_PULLED, EventPublisher, cloud_event
 from connector.leases import LEASE_SECONDS, Lease
-from connector.runtime import Runtime
 from connector.settings import (
     QUEUE_ITEM_PULLS,
     QUEUE_ITEM_PULLS_POISON,
@@ -168,14 +166,6 @@ def request_message(settings: Settings, request: ItemPullRequest) -> str:
     """The `bc-item-pulls` message of a request, signed (`connector.signing`)."""
     signer = queue_signer(settings.token_encryption_keys, QUEUE_ITEM_PULLS)
     return seal_json(signer, request.model_dump_json())
-
-
-def opened_request(runtime: Runtime, text: str) -> str:
-    """The request the connector signed (`seal_json`); BadPullRequest when unsigned or forged."""
-    try:
-        return open_json(queue_signer(runtime.settings.token_encryption_keys, QUEUE_ITEM_PULLS), text)
-    except UnsignedMessage as exc:
-        raise BadPullRequest(f"not an item pull request the connector queued: {exc}") from None
 
 
 def parse_pull_request(text: str) -> ItemPullRequest:
@@ -322,42 +312,107 @@ class ItemPull:
 
 # ----------------------------------------------------------------------------------------- entry points
 
-def pull_company(runtime: Runtime, connection: str, *, max_seconds: float | None = None) -> PullResult:
-    """One run for a connection's company; `max_seconds` overrides ITEM_PULL_MAX_SECONDS."""
-    settings = runtime.settings
-    conn = settings.connection(connection)
-    return ItemPull(
-        bc=runtime.bc(conn.name), storage=runtime.storage, events=runtime.events, connection=conn,
-        company_id=runtime.company_id(conn.name), page_size=settings.item_pull_page_size,
-        overlap_seconds=settings.cursor_overlap_seconds,
-        max_seconds=settings.item_pull_max_seconds if max_seconds is None else max_seconds,
-    ).run()
-
-
-def request_pull(runtime: Runtime, connection: str, *, continuation: bool = False) -> ItemPullRequest:
-    """Queue a pull of a configured connection on `bc-item-pulls` (UnknownConnection otherwise)."""
-    name = runtime.settings.connection(connection).name
-    request = ItemPullRequest(connection=name, requestedAt=utc_now(), continuation=continuation)
-    runtime.storage.queue(QUEUE_ITEM_PULLS).send_message(request_message(runtime.settings, request))
-    return request
-
-
 RECHECK_SECONDS = int(LEASE_SECONDS // 3)  # a request waiting behind another run is looked at again
 
 
-def pull_on_request(runtime: Runtime, connection: str) -> PullResult:
-    """A requested run within ITEM_PULL_MAX_SECONDS (`already-running` if another runner holds the
-    lease); if this one stops on its budget with work left, one continuation is queued."""
-    result = pull_company(runtime, connection)
-    if result.status == "partial":
-        request_pull(runtime, connection, continuation=True)
-    return result
+class ItemPullService:
+    """Schedule Pull Items, built once by the runtime: the timer's run over every connection, the
+    route's request and the `bc-item-pulls` queue. Its collaborators: the settings, storage, the
+    event publisher, and a connection's BC client and company id."""
 
+    def __init__(self, settings: Settings, storage: Storage, events: EventPublisher, *,
+                 bc: Callable[[str], BCClient], company_id: Callable[[str], str]):
+        self._settings = settings
+        self._storage = storage
+        self._events = events
+        self._bc = bc
+        self._company_id = company_id
 
-def pull_state(runtime: Runtime, connection: str) -> ReadCursor | None:
-    """Where the item pull of a connection's company stands (None: it never ran)."""
-    conn = runtime.settings.connection(connection)
-    return CursorTable(runtime.storage, conn.name, cursor_name(runtime.company_id(conn.name))).load()
+    def pull_company(self, connection: str, *, max_seconds: float | None = None) -> PullResult:
+        """One run for a connection's company; `max_seconds` overrides ITEM_PULL_MAX_SECONDS."""
+        settings = self._settings
+        conn = settings.connection(connection)
+        return ItemPull(
+            bc=self._bc(conn.name), storage=self._storage, events=self._events, connection=conn,
+            company_id=self._company_id(conn.name), page_size=settings.item_pull_page_size,
+            overlap_seconds=settings.cursor_overlap_seconds,
+            max_seconds=settings.item_pull_max_seconds if max_seconds is None else max_seconds,
+        ).run()
+
+    def pull_all(self) -> list[PullResult]:
+        """The timer's run: every configured connection at once (connections not signed in are
+        skipped); one connection's failure does not stop the others and is raised once all have run."""
+        outcomes = for_each_connection(self._settings, self.pull_company, task="item pull")
+        return results_or_raise(outcomes)
+
+    def request_pull(self, connection: str, *, continuation: bool = False) -> ItemPullRequest:
+        """Queue a pull of a configured connection on `bc-item-pulls` (UnknownConnection otherwise)."""
+        name = self._settings.connection(connection).name
+        request = ItemPullRequest(connection=name, requestedAt=utc_now(), continuation=continuation)
+        self._storage.sender(QUEUE_ITEM_PULLS).send(request_message(self._settings, request))
+        return request
+
+    def handle_pull_request(self, text: str, message_id: str) -> None:
+        """Run the pull a `bc-item-pulls` message asks for. A request that can never run
+        (`CANNOT_RUN`) is copied to `bc-item-pulls-poison` with an error log; any other failure is
+        raised, so the host retries it and finally moves it to the poison queue. While another run
+        holds the lease, the request waits on the queue (`_wait_on_queue`) until a completed pass
+        covers it: if that run dies, its lease runs out within LEASE_SECONDS and the request runs."""
+        try:
+            request = parse_pull_request(self._opened(text))
+            if request_covered(self.pull_state(request.connection), request):
+                log.info("item pull request %s (%s): a pass begun since then has completed and covers it",
+                         message_id, request.connection)
+                return
+            result = self._pull_on_request(request.connection)
+            if result.finished and not request_covered(self.pull_state(request.connection), request):
+                # the pass completed was one resumed from before the request (a run that died): one more
+                result = self._pull_on_request(request.connection)
+        except CANNOT_RUN as exc:
+            self._storage.sender(QUEUE_ITEM_PULLS_POISON).send(text)
+            log.error("item pull request %s cannot run: %s; kept on %s (replay it once fixed)",
+                      message_id, exc, QUEUE_ITEM_PULLS_POISON)
+            return
+        except ReadInterrupted as exc:
+            self._wait_on_queue(request, message_id, f"stopped, another runner took over ({exc})")
+            return
+        if result.status == "already-running":
+            self._wait_on_queue(request, message_id, "another run is pulling")
+        elif result.status == "partial":
+            log.info("item pull request %s (%s): time budget spent, continuation queued", message_id,
+                     result.connection)
+
+    def pull_state(self, connection: str) -> ReadCursor | None:
+        """Where the item pull of a connection's company stands (None: it never ran)."""
+        conn = self._settings.connection(connection)
+        return CursorTable(self._storage, conn.name, cursor_name(self._company_id(conn.name))).load()
+
+    def _opened(self, text: str) -> str:
+        """The request the connector signed (`seal_json`); BadPullRequest when unsigned or forged."""
+        try:
+            return open_json(queue_signer(self._settings.token_encryption_keys, QUEUE_ITEM_PULLS), text)
+        except UnsignedMessage as exc:
+            raise BadPullRequest(f"not an item pull request the connector queued: {exc}") from None
+
+    def _pull_on_request(self, connection: str) -> PullResult:
+        """A requested run within ITEM_PULL_MAX_SECONDS (`already-running` if another runner holds
+        the lease); if this one stops on its budget with work left, one continuation is queued."""
+        result = self.pull_company(connection)
+        if result.status == "partial":
+            self.request_pull(connection, continuation=True)
+        return result
+
+    def _wait_on_queue(self, request: ItemPullRequest, message_id: str, why: str) -> None:
+        """Put the request back on `bc-item-pulls`, visible again in RECHECK_SECONDS and awaiting the
+        pass under way: it is settled only once that pass has completed (or a later one), so a run
+        that dies loses no request; its lease runs out within LEASE_SECONDS and the request runs."""
+        state = self.pull_state(request.connection)
+        awaiting = state.run_started if state is not None and state.in_pass else None
+        waiting = request.model_copy(update={"awaiting": awaiting})
+        self._storage.sender(QUEUE_ITEM_PULLS).send(request_message(self._settings, waiting),
+                                                    visibility_timeout=RECHECK_SECONDS)
+        log.info("item pull request %s (%s): %s; it waits on %s and is looked at again in %d s",
+                 message_id, request.connection, why, QUEUE_ITEM_PULLS, RECHECK_SECONDS)
 
 
 def request_covered(state: ReadCursor | None, request: ItemPullRequest) -> bool:
@@ -371,54 +426,3 @@ def request_covered(state: ReadCursor | None, request: ItemPullRequest) -> bool:
     return state.covers(request.requestedAt) or (
         request.awaiting is not None and state.last_pass_started is not None
         and state.last_pass_started >= request.awaiting)
-
-
-def wait_on_queue(runtime: Runtime, request: ItemPullRequest, message_id: str, why: str) -> None:
-    """Put the request back on `bc-item-pulls`, visible again in RECHECK_SECONDS and awaiting the
-    pass under way: it is settled only once that pass has completed (or a later one), so a run
-    that dies loses no request; its lease runs out within LEASE_SECONDS and the request runs."""
-    state = pull_state(runtime, request.connection)
-    awaiting = state.run_started if state is not None and state.in_pass else None
-    waiting = request.model_copy(update={"awaiting": awaiting})
-    runtime.storage.queue(QUEUE_ITEM_PULLS).send_message(request_message(runtime.settings, waiting),
-                                                         visibility_timeout=RECHECK_SECONDS)
-    log.info("item pull request %s (%s): %s; it waits on %s and is looked at again in %d s",
-             message_id, request.connection, why, QUEUE_ITEM_PULLS, RECHECK_SECONDS)
-
-
-def handle_pull_request(runtime: Runtime, text: str, message_id: str) -> None:
-    """Run the pull a `bc-item-pulls` message asks for. A request that can never run (`CANNOT_RUN`)
-    is copied to `bc-item-pulls-poison` with an error log; any other failure is raised, so the host
-    retries it and finally moves it to the poison queue. While another run holds the lease, the
-    request waits on the queue (`wait_on_queue`) until a completed pass covers it: if that run dies,
-    its lease runs out within LEASE_SECONDS and the request runs itself."""
-    try:
-        request = parse_pull_request(opened_request(runtime, text))
-        if request_covered(pull_state(runtime, request.connection), request):
-            log.info("item pull request %s (%s): a pass begun since then has completed and covers it",
-                     message_id, request.connection)
-            return
-        result = pull_on_request(runtime, request.connection)
-        if result.finished and not request_covered(pull_state(runtime, request.connection), request):
-            # the pass completed was one resumed from before the request (a run that died): one more
-            result = pull_on_request(runtime, request.connection)
-    except CANNOT_RUN as exc:
-        runtime.storage.queue(QUEUE_ITEM_PULLS_POISON).send_message(text)
-        log.error("item pull request %s cannot run: %s; kept on %s (replay it once fixed)",
-                  message_id, exc, QUEUE_ITEM_PULLS_POISON)
-        return
-    except ReadInterrupted as exc:
-        wait_on_queue(runtime, request, message_id, f"stopped, another runner took over ({exc})")
-        return
-    if result.status == "already-running":
-        wait_on_queue(runtime, request, message_id, "another run is pulling")
-    elif result.status == "partial":
-        log.info("item pull request %s (%s): time budget spent, continuation queued", message_id,
-                 result.connection)
-
-
-def pull_all(runtime: Runtime) -> list[PullResult]:
-    """The timer's run: every configured connection at once (connections not signed in are skipped);
-    one connection's failure does not stop the others and is raised once all have run."""
-    outcomes = for_each_connection(runtime.settings, partial(pull_company, runtime), task="item pull")
-    return results_or_raise(outcomes)

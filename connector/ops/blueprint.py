@@ -24,19 +24,13 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 @invocation
 def status(req: func.HttpRequest) -> func.HttpResponse:
     """JSON for tools; an HTML page when the client prefers `text/html` (a browser)."""
-    from connector.auth.signin_links import page_link
     from connector.bc.timestamps import utc_now
-    from connector.health.checks import check_all
-    from connector.ops.status import read_status
-    from connector.ops.status_page import render_status_page, wants_html
+    from connector.ops.status_page import page_headers, render_status_page, wants_html
     from connector.runtime import get_runtime
 
-    runtime = get_runtime()
-    runtime.tokens.verify_all()  # a changed client secret shows now, not when the cached token expires
     now = utc_now()
-    check_all(runtime.settings, runtime.storage, runtime.health, now)
-    report = read_status(runtime.settings, runtime.storage, now, login_link=page_link(runtime.settings, now))
+    report = get_runtime().status.report(now)
     if wants_html(req.headers.get("Accept")):
         return func.HttpResponse(render_status_page(report, now), mimetype="text/html", charset="utf-8",
-                                 headers=_NO_STORE)
+                                 headers=_NO_STORE | page_headers())
     return func.HttpResponse(json.dumps(report, indent=2), mimetype="application/json", headers=_NO_STORE)

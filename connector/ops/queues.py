@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -111,9 +112,21 @@ def _receive(client: Any, count: int, lease_seconds: int) -> Iterator[Any]:
 
 
 def pretty(text: str) -> str:
-    """A message for people: JSON indented (non-ASCII kept), anything else as it is."""
+    """A message for people: JSON indented (non-ASCII kept), anything else as it is; either way with
+    no character a terminal would act on (`printable`): a poison message is anyone's text."""
     try:
         value = json.loads(text)
-    except ValueError:
-        return text
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return printable(text)
+    return printable(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def printable(text: str) -> str:
+    """`text` with control, format (bidi overrides, zero-width), surrogate, private-use, unassigned
+    and line/paragraph-separator characters written as `\\uXXXX` (newlines and tabs kept), so no
+    escape sequence reaches the terminal."""
+    return "".join(ch if ch in "\n\t" or unicodedata.category(ch) not in _UNPRINTABLE
+                   else (f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}") for ch in text)

@@ -21,8 +21,10 @@ from connector.auth.crypto import TokenCipher
 from connector.auth.token_store import tokens_stored
 from connector.auth.tokens import login_url
 from connector.bc.timestamps import iso, parse_iso, utc_now
+from connector.businessevents.subscriptions import event_url
 from connector.health.checks import secret_warning
 from connector.health.events import recent_health
+from connector.ops.activity import read_activity
 from connector.settings import (
     QUEUE_COMMANDS_POISON,
     QUEUE_ITEM_PULLS_POISON,
@@ -69,16 +71,15 @@ def token_state(conn: ConnectionSettings, has_tokens: bool, saved_state: str, sa
     return saved_state if saved_state in ("credentials-refused", "refresh-failed") else "ok"
 
 
-def subscription_view(row: Mapping[str, Any], current_url: str | None = None) -> dict[str, Any]:
+def subscription_view(row: Mapping[str, Any], current_urls: Iterable[str] | None = None) -> dict[str, Any]:
     """A `bcsubscriptions` row as shown: only the listed fields (never client-state material). With
-    `current_url` (where this deployment is notified now), also the URL the subscription notifies and
-    `url_current`: False until a subscription run recreates one made for another URL."""
+    `current_urls` (where this deployment is notified now: webhooks, business events), also the URL
+    the subscription notifies and `url_current`: False until a subscription run recreates one made
+    for another URL."""
     view = {name: _plain(row.get(name, "")) for name in SUBSCRIPTION_FIELDS}
-    if current_url is not None and row.get("notification_url"):
-        if str(row.get("entity_set", "")).startswith("event:"):  # a business event's (its own route)
-            current_url = current_url.replace("/api/webhooks/bc?", "/api/webhooks/bc/events?", 1)
+    if current_urls is not None and row.get("notification_url"):
         view["notification_url"] = row["notification_url"]
-        view["url_current"] = row["notification_url"] == current_url
+        view["url_current"] = row["notification_url"] in set(current_urls)
     return view
 
 
@@ -95,8 +96,8 @@ def cursor_view(row: Mapping[str, Any]) -> dict[str, Any]:
 def connection_report(conn: ConnectionSettings, *, public_login_url: str, has_tokens: bool,
                       state_row: Mapping[str, Any] | None, subscriptions: Iterable[Mapping[str, Any]],
                       cursors: Iterable[Mapping[str, Any]], config_problem: str = "",
-                      notification_url: str | None = None) -> dict[str, Any]:
-    """One connection's part of the status report, from its rows (`notification_url`: where its
+                      notification_urls: Iterable[str] | None = None) -> dict[str, Any]:
+    """One connection's part of the status report, from its rows (`notification_urls`: where its
     subscriptions should notify now)."""
     row = state_row or {}
     state = token_state(conn, has_tokens, str(row.get("token_state", "")), str(row.get("token_grant", "")))
@@ -131,7 +132,7 @@ def connection_report(conn: ConnectionSettings, *, public_login_url: str, has_to
         "companies_discovered_at": _plain(row.get("discovered_at")),
         "credential": conn.client_credential,
         "secret_warning": secret_warning(conn, utc_now().date()),
-        "subscriptions": [subscription_view(s, notification_url) for s in subscriptions],
+        "subscriptions": [subscription_view(s, notification_urls) for s in subscriptions],
         "cursors": [cursor_view(c) for c in cursors],
     }
 
@@ -242,7 +243,7 @@ def read_status(settings: Settings, storage: Storage, now: datetime | None = Non
             subscriptions=_partition(storage, TABLE_SUBSCRIPTIONS, conn.name),
             cursors=_partition(storage, TABLE_CURSORS, conn.name),
             config_problem=_key_problem(settings, conn),
-            notification_url=notification_url(settings, conn.name),
+            notification_urls=(notification_url(settings, conn.name), event_url(settings, conn.name)),
         ))
         connections[-1]["throughput_24h"] = recent.get(conn.name, {"orders": {}, "events": {}})
         if len(conn.principals) > 1:
@@ -251,6 +252,10 @@ def read_status(settings: Settings, storage: Storage, now: datetime | None = Non
                                      or ({}, ""))[0]) for p in conn.principals]
         if throughput:
             connections[-1]["health_events"] = recent_health(storage, conn.name, now)
+            connections[-1]["activity_24h"] = read_activity(storage, conn.name, now)
+            pause = read_entity(storage.table(TABLE_CONNECTIONS), conn.name, "pause")
+            if pause:
+                connections[-1]["paused"] = {k: pause[0].get(k, "") for k in ("reason", "fix", "since")}
     dead_letters = {
         name: storage.queue(name).get_queue_properties().approximate_message_count
         for name in DEAD_LETTER_QUEUES

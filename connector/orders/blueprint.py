@@ -13,7 +13,7 @@ bp = func.Blueprint()
 @invocation
 def send_created_sales_order(msg: func.QueueMessage) -> None:
     """One order message → one BC order and one result; raises only to have the host retry."""
-    from connector.orders.send import OrderDelivery, handle_delivery
+    from connector.orders.send import OrderDelivery
     from connector.runtime import get_runtime
     from connector.storage import message_text
 
@@ -21,14 +21,13 @@ def send_created_sales_order(msg: func.QueueMessage) -> None:
     delivery = OrderDelivery(text=message_text(msg.get_body()), message_id=msg.id or "",
                              dequeue_count=msg.dequeue_count or 1,
                              max_dequeue_count=runtime.max_dequeue_count)
-    handle_delivery(runtime, delivery)
+    runtime.orders.send_sales_order(delivery)
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=QUEUE_COMMANDS, connection="AzureWebJobsStorage")
 @invocation
 def send_declared_command(msg: func.QueueMessage) -> None:
     """One `bc-commands` message → one BC entity (created, or upserted) and one result."""
-    from connector.orders.commands import handle_command
     from connector.orders.send import OrderDelivery
     from connector.runtime import get_runtime
     from connector.storage import message_text
@@ -37,4 +36,4 @@ def send_declared_command(msg: func.QueueMessage) -> None:
     delivery = OrderDelivery(text=message_text(msg.get_body()), message_id=msg.id or "",
                              dequeue_count=msg.dequeue_count or 1,
                              max_dequeue_count=runtime.max_dequeue_count, queue=QUEUE_COMMANDS)
-    handle_command(runtime, delivery)
+    runtime.orders.send_command(delivery)

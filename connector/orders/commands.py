@@ -37,7 +37,7 @@ from connector.storage import kept_text
 from connector.telemetry import current_traceparent
 
 if TYPE_CHECKING:
-    from connector.runtime import Runtime
+    from connector.orders.context import OrderContext
 
 log = logging.getLogger(__name__)
 
@@ -116,18 +116,18 @@ def echo(text: str | None) -> str | None:
 
 # ---- the flow -------------------------------------------------------------------------------------
 
-def handle_command(runtime: Runtime, delivery: OrderDelivery) -> CommandResult | Deferral:
+def handle_command(ctx: OrderContext, delivery: OrderDelivery) -> CommandResult | Deferral:
     """Process one delivery: exactly one result, a deferral (the copy will answer), or an exception
     for the host to retry (after a `failed` result on the last attempt)."""
     kind = echo(message_field(delivery.text, "type"))
-    connection = connection_hint(delivery.text, runtime.settings.connections)
+    connection = connection_hint(delivery.text, ctx.settings.connections)
     fields = {"connection": connection, "command": kind or "", "message_id": delivery.message_id}
-    with runtime.telemetry.consume(f"process {QUEUE_COMMANDS}", message_field(delivery.text, "traceparent"),
+    with ctx.telemetry.consume(f"process {QUEUE_COMMANDS}", message_field(delivery.text, "traceparent"),
                                    **fields, **{"messaging.delivery_count": delivery.dequeue_count}):
         key: str | None = None
         try:
             message = parse_command(delivery.text)
-            conn = runtime.settings.connection(message.connection)
+            conn = ctx.settings.connection(message.connection)
             command = conn.command(message.type)
             if command is None:
                 known = ", ".join(c.name for c in conn.commands) or "none"
@@ -136,23 +136,23 @@ def handle_command(runtime: Runtime, delivery: OrderDelivery) -> CommandResult |
             key = key_of(command, message)
             answer: CommandAnswer | Deferral
             if command.upsert:
-                answer = upsert(runtime, conn.name, command, message, delivery)
+                answer = upsert(ctx, conn.name, command, message, delivery)
             else:
-                answer = create(runtime, conn.name, command, message, delivery)
+                answer = create(ctx, conn.name, command, message, delivery)
         except Exception as exc:
-            return fail(runtime, delivery, exc, kind, echo(key), fields)
+            return fail(ctx, delivery, exc, kind, echo(key), fields)
         if isinstance(answer, Deferral):
             return answer
         result = CommandResult(type=kind, key=echo(key), status=answer.status, error=None,
                                id=str(answer.entity.get("id") or "") or None,
                                number=str(answer.entity.get("number") or "") or None)
-        publish(runtime, result)
+        publish(ctx, result)
         log.info("command %s %r (message %s): %s %s", kind, key, delivery.message_id, result.status,
                  result.number, extra=fields | {"status": result.status})
         return result
 
 
-def fail(runtime: Runtime, delivery: OrderDelivery, exc: Exception, kind: str | None, key: str | None,
+def fail(ctx: OrderContext, delivery: OrderDelivery, exc: Exception, kind: str | None, key: str | None,
          fields: dict[str, str]) -> CommandResult:
     """A permanent failure: a poison copy, then a `failed` result. A transient one is raised for the
     host to retry (with a `failed` result on the last attempt)."""
@@ -161,35 +161,35 @@ def fail(runtime: Runtime, delivery: OrderDelivery, exc: Exception, kind: str | 
     if is_permanent(exc):
         log.warning("command %s %r (message %s) failed: %s: %s", kind, key, delivery.message_id, error.code,
                     error.message, extra=fields | {"error_code": error.code})
-        runtime.storage.sender(QUEUE_COMMANDS_POISON).send(kept_text(delivery.text))
-        publish(runtime, failed)
+        ctx.storage.sender(QUEUE_COMMANDS_POISON).send(kept_text(delivery.text))
+        publish(ctx, failed)
         return failed
     if delivery.last_attempt:
         log.error("command %s %r (message %s) failed for good: %s", kind, key, delivery.message_id, exc,
                   extra=fields | {"error_code": error.code})
-        publish(runtime, failed.model_copy(update={"error": ResultError(
+        publish(ctx, failed.model_copy(update={"error": ResultError(
             code=error.code, message=f"gave up after {delivery.dequeue_count} attempts: {error.message}")}))
     raise exc
 
 
-def publish(runtime: Runtime, result: CommandResult) -> None:
-    with runtime.telemetry.produce(QUEUE_COMMAND_RESULTS, 1):
+def publish(ctx: OrderContext, result: CommandResult) -> None:
+    with ctx.telemetry.produce(QUEUE_COMMAND_RESULTS, 1):
         result = result.model_copy(update={"traceparent": current_traceparent()})
-        runtime.storage.sender(QUEUE_COMMAND_RESULTS).send(result.to_message())
+        ctx.storage.sender(QUEUE_COMMAND_RESULTS).send(result.to_message())
 
 
-def create(runtime: Runtime, connection: str, command: Command, message: CommandMessage,
+def create(ctx: OrderContext, connection: str, command: Command, message: CommandMessage,
            delivery: OrderDelivery) -> CommandAnswer | Deferral:
     """A document, exactly once per key: the sales orders' path with the command's entity set."""
-    bc = runtime.bc(connection)
-    company_id = runtime.company_id(connection, message.company)
+    bc = ctx.bc(connection)
+    company_id = ctx.company_id(connection, message.company)
     key = key_of(command, message)
-    claims = OrderClaims(runtime.storage.table(TABLE_ORDERS), connection, company_id, scope=command.name)
+    claims = OrderClaims(ctx.storage.table(TABLE_ORDERS), connection, company_id, scope=command.name)
     held = claims.acquire(key, delivery.message_id)
     if isinstance(held, Claim):
-        answer: SalesOrderResult | Deferral = answer_from_claim(runtime, held, key, delivery)
+        answer: SalesOrderResult | Deferral = answer_from_claim(ctx, held, key, delivery)
     else:
-        answer = OrderAttempt(runtime, bc, company_id, key, delivery, claims, held, command).run(message.body)
+        answer = OrderAttempt(ctx, bc, company_id, key, delivery, claims, held, command).run(message.body)
     if isinstance(answer, Deferral):
         return answer
     status: Literal["created", "duplicate"] = "created" if answer.status == "created" else "duplicate"
@@ -203,7 +203,7 @@ def find_by_key(bc: BCClient, company_id: str, command: Command, key: str) -> di
     return next(iter(found.get("value", [])), None)
 
 
-def upsert(runtime: Runtime, connection: str, command: Command, message: CommandMessage,
+def upsert(ctx: OrderContext, connection: str, command: Command, message: CommandMessage,
            delivery: OrderDelivery) -> CommandAnswer | Deferral:
     """Create the entity the key does not find, update (only the fields that differ) the one it finds.
     The key's claim lets one delivery at a time decide, so two messages never both create."""
@@ -211,9 +211,9 @@ def upsert(runtime: Runtime, connection: str, command: Command, message: Command
     if key is None:
         raise OrderRejected("MissingKey", f"an upsert of {command.entity_set} needs its key field "
                             f"{command.key_field}")
-    bc = runtime.bc(connection)
-    company_id = runtime.company_id(connection, message.company)
-    claims = OrderClaims(runtime.storage.table(TABLE_ORDERS), connection, company_id, scope=command.name)
+    bc = ctx.bc(connection)
+    company_id = ctx.company_id(connection, message.company)
+    claims = OrderClaims(ctx.storage.table(TABLE_ORDERS), connection, company_id, scope=command.name)
     held = claims.acquire(key, delivery.message_id)
     if isinstance(held, Claim):  # upserts never settle a claim; a settled one is not ours to judge
         raise ClaimBusy(f"the claim of {command.key_field} {key!r} is held")

@@ -32,6 +32,9 @@ Text100 = Annotated[str, Field(max_length=100)]
 LineType = Literal["Comment", "Account", "Item", "Resource", "Fixed_x0020_Asset", "Charge",
                    "Allocation_x0020_Account"]
 
+# Lines per order: each may cost a variant lookup before the order is claimed, and BC must create the
+# whole order within its 8-minute operation timeout; a larger one fails with TooManyLines, nothing sent.
+MAX_ORDER_LINES = 5000
 DATAREF = "dataref"  # a message with it carries its order in a blob (claim check, orders/payloads.py)
 
 # A result must fit in a queue message whatever was sent: name this many problems, this long each.
@@ -186,7 +189,8 @@ class SalesOrderMessage(_BCBody):
     phoneNumber: Text30 | None = None
     email: Annotated[str, Field(max_length=80)] | None = None
     salesOrderLines: list[SalesOrderLineMessage] = Field(
-        default_factory=list, description="The lines, created with the order in one request.")
+        default_factory=list, max_length=MAX_ORDER_LINES,
+        description=f"The lines, created with the order in one request (at most {MAX_ORDER_LINES}).")
 
     @model_validator(mode="after")
     def _has_customer(self) -> SalesOrderMessage:
@@ -284,6 +288,11 @@ def parse_order(text: str) -> SalesOrderMessage:
         if any(e["type"] == "json_invalid" for e in errors):
             reason = errors[0]["msg"].removeprefix("Invalid JSON: ")
             raise OrderRejected("MalformedJson", f"the message is not valid JSON: {reason}") from None
+        too_many = next((e for e in errors if e["type"] == "too_long" and e["loc"] == ("salesOrderLines",)),
+                        None)
+        if too_many is not None:
+            raise OrderRejected("TooManyLines", f"the order has {too_many['ctx']['actual_length']} lines; "
+                                f"one order may have at most {MAX_ORDER_LINES} (split it)") from None
         problems = [_clip(describe_error(e)) for e in errors[:MAX_PROBLEMS]]
         if len(errors) > MAX_PROBLEMS:
             problems.append(f"and {len(errors) - MAX_PROBLEMS} more problem(s)")

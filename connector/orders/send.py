@@ -52,7 +52,7 @@ from connector.storage import kept_text
 from connector.telemetry import current_traceparent
 
 if TYPE_CHECKING:
-    from connector.runtime import Runtime
+    from connector.orders.context import OrderContext
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +160,9 @@ def key_select(command: Command) -> str:
     return f"id,number,{command.key_field}"
 
 
-def key_lookup(runtime: Runtime, bc: BCClient, company_id: str, command: Command) -> KeyLookup:
+def key_lookup(ctx: OrderContext, bc: BCClient, company_id: str, command: Command) -> KeyLookup:
     """The batched key check of a command's entity set in a company (`connector/bc/lookups.py`)."""
-    return runtime.key_lookups.get(bc, company_id, command.entity_set, command.key_field,
+    return ctx.key_lookups.get(bc, company_id, command.entity_set, command.key_field,
                                    key_select(command), api=command.api)
 
 def find_order(bc: BCClient, company_id: str, key: str, command: Command = SALES_ORDERS
@@ -178,28 +178,28 @@ def find_order(bc: BCClient, company_id: str, key: str, command: Command = SALES
 
 # ------------------------------------------------------------------------------------ the flow
 
-def handle_delivery(runtime: Runtime, delivery: OrderDelivery) -> SalesOrderResult | Deferral:
+def handle_delivery(ctx: OrderContext, delivery: OrderDelivery) -> SalesOrderResult | Deferral:
     """Process one delivery: exactly one result message, a deferral (the copy will answer), or an
     exception for the host to retry. It runs in the trace the message names (`traceparent`)."""
     key = key_hint(delivery.text)
-    connection = connection_hint(delivery.text, runtime.settings.connections)
+    connection = connection_hint(delivery.text, ctx.settings.connections)
     fields = {"connection": connection, "order_key": key or "", "message_id": delivery.message_id}
     traceparent = message_field(delivery.text, "traceparent")
-    with runtime.telemetry.consume(f"process {QUEUE_SALES_ORDERS}", traceparent, **fields,
+    with ctx.telemetry.consume(f"process {QUEUE_SALES_ORDERS}", traceparent, **fields,
                                    **{"messaging.delivery_count": delivery.dequeue_count}):
-        return _handle_delivery(runtime, delivery, key, fields)
+        return _handle_delivery(ctx, delivery, key, fields)
 
 
-def _handle_delivery(runtime: Runtime, delivery: OrderDelivery, key: str | None,
+def _handle_delivery(ctx: OrderContext, delivery: OrderDelivery, key: str | None,
                      fields: dict[str, str]) -> SalesOrderResult | Deferral:
     # Announced at once, so that a key check forming meanwhile waits for this delivery's key.
-    ticket = runtime.key_lookups.coming()
+    ticket = ctx.key_lookups.coming()
     try:
-        payloads = runtime.storage.container(CONTAINER_SALES_ORDER_PAYLOADS, create=False)  # read-only role
-        text = order_text(payloads, delivery.text, runtime.settings.sales_order_max_payload_bytes)
+        payloads = ctx.storage.container(CONTAINER_SALES_ORDER_PAYLOADS, create=False)  # read-only role
+        text = order_text(payloads, delivery.text, ctx.settings.sales_order_max_payload_bytes)
         key = key_hint(text) or key
         order = parse_order(text)
-        result = send_order(runtime, order, delivery, ticket)
+        result = send_order(ctx, order, delivery, ticket)
     except Exception as exc:
         ticket.cancel()
         error = failure_error(exc)
@@ -209,8 +209,8 @@ def _handle_delivery(runtime: Runtime, delivery: OrderDelivery, key: str | None,
             failed = order_result("failed", key, error=error)
             # Keep the message first: if the result send then fails, the retry repeats both
             # (a second poison copy and result) rather than losing the order.
-            runtime.storage.sender(QUEUE_SALES_ORDERS_POISON).send(kept_text(delivery.text))
-            publish_result(runtime, failed, fields["connection"])
+            ctx.storage.sender(QUEUE_SALES_ORDERS_POISON).send(kept_text(delivery.text))
+            publish_result(ctx, failed, fields["connection"])
             return failed
         if delivery.last_attempt:
             error = ResultError(code=error.code, message=f"gave up after {delivery.dequeue_count} "
@@ -218,7 +218,7 @@ def _handle_delivery(runtime: Runtime, delivery: OrderDelivery, key: str | None,
             log.error("sales order %r (message %s) failed for good: %s", key, delivery.message_id,
                       exc if error.code == "InternalError" else error.message,
                       extra=fields | {"error_code": error.code})
-            publish_result(runtime, order_result("failed", key, error=error), fields["connection"])
+            publish_result(ctx, order_result("failed", key, error=error), fields["connection"])
         else:
             log.warning("sales order %r (message %s) attempt %d failed, will retry: %s", key,
                         delivery.message_id, delivery.dequeue_count, exc,
@@ -227,54 +227,54 @@ def _handle_delivery(runtime: Runtime, delivery: OrderDelivery, key: str | None,
     ticket.cancel()
     if isinstance(result, Deferral):
         return result
-    publish_result(runtime, result, fields["connection"])
+    publish_result(ctx, result, fields["connection"])
     log.info("sales order %r (message %s): %s %s (%s)", key, delivery.message_id, result.status,
              result.number, result.salesOrderId,
              extra=fields | {"status": result.status, "sales_order_number": result.number or ""})
     return result
 
 
-def publish_result(runtime: Runtime, result: SalesOrderResult, connection: str) -> None:
+def publish_result(ctx: OrderContext, result: SalesOrderResult, connection: str) -> None:
     """Send the result, in the order's trace (`traceparent`), and count it."""
-    with runtime.telemetry.produce(QUEUE_SALES_ORDER_RESULTS, 1):
+    with ctx.telemetry.produce(QUEUE_SALES_ORDER_RESULTS, 1):
         result = result.model_copy(update={"traceparent": current_traceparent()})
-        runtime.storage.sender(QUEUE_SALES_ORDER_RESULTS).send(result.to_message())
-    runtime.telemetry.order_result(connection, result.status)
+        ctx.storage.sender(QUEUE_SALES_ORDER_RESULTS).send(result.to_message())
+    ctx.telemetry.order_result(connection, result.status)
 
 
-def send_order(runtime: Runtime, order: SalesOrderMessage, delivery: OrderDelivery,
+def send_order(ctx: OrderContext, order: SalesOrderMessage, delivery: OrderDelivery,
                ticket: Ticket | None = None) -> SalesOrderResult | Deferral:
     """Resolve where and what to create, claim the key (or message), then create at most once. With a
     key, the look-up that follows the claim is announced (`ticket`, else now), so that it shares a
     batched GET with the other deliveries of this process claiming at the same moment."""
-    connection = runtime.settings.connection(order.connection).name
-    bc = runtime.bc(connection)
-    company_id = runtime.company_id(connection, order.company)
+    connection = ctx.settings.connection(order.connection).name
+    bc = ctx.bc(connection)
+    company_id = ctx.company_id(connection, order.company)
     key = order.idempotency_key
-    lookup = key_lookup(runtime, bc, company_id, SALES_ORDERS)
+    lookup = key_lookup(ctx, bc, company_id, SALES_ORDERS)
     if ticket is None:
         ticket = lookup.coming()
     if key is None:
         ticket.cancel()
     try:
-        variant_ids = runtime.item_variants.resolve(bc, company_id, variant_wanted(order.salesOrderLines))
+        variant_ids = ctx.item_variants.resolve(bc, company_id, variant_wanted(order.salesOrderLines))
         body = deep_insert_body(order, variant_ids)
-        claims = OrderClaims(runtime.storage.table(TABLE_ORDERS), connection, company_id)
+        claims = OrderClaims(ctx.storage.table(TABLE_ORDERS), connection, company_id)
         held = claims.acquire(key, delivery.message_id)
         if isinstance(held, Claim):
-            return answer_from_claim(runtime, held, key, delivery)
-        return OrderAttempt(runtime, bc, company_id, key, delivery, claims, held, SALES_ORDERS, lookup,
+            return answer_from_claim(ctx, held, key, delivery)
+        return OrderAttempt(ctx, bc, company_id, key, delivery, claims, held, SALES_ORDERS, lookup,
                             ticket).run(body)
     finally:
         ticket.cancel()
 
 
-def answer_from_claim(runtime: Runtime, claim: Claim, key: str | None,
+def answer_from_claim(ctx: OrderContext, claim: Claim, key: str | None,
                       delivery: OrderDelivery) -> SalesOrderResult | Deferral:
     """A claim this delivery does not own: wait behind an UNCERTAIN one, else repeat our own result
     or answer `duplicate`."""
     if claim.state is ClaimState.UNCERTAIN and key is not None:
-        return defer_behind(runtime, claim, key, delivery)
+        return defer_behind(ctx, claim, key, delivery)
     ours = claim.owner == delivery.message_id and claim.state is ClaimState.CREATED
     return order_result("created" if ours else "duplicate", key, claim.order)
 
@@ -283,17 +283,17 @@ class OrderAttempt:
     """A delivery holding the claim: asks BC first (with a key), POSTs at most once, and leaves the
     claim settled, UNCERTAIN (an ambiguous POST may still be committed) or released."""
 
-    def __init__(self, runtime: Runtime, bc: BCClient, company_id: str, key: str | None,
+    def __init__(self, ctx: OrderContext, bc: BCClient, company_id: str, key: str | None,
                  delivery: OrderDelivery, claims: OrderClaims, held: HeldClaim,
                  command: Command = SALES_ORDERS, lookup: KeyLookup | None = None,
                  ticket: Ticket | None = None):
-        self.runtime, self.bc, self.company_id, self.key = runtime, bc, company_id, key
+        self.ctx, self.bc, self.company_id, self.key = ctx, bc, company_id, key
         self.delivery, self.claims, self.held = delivery, claims, held
         self.command = command  # what is created where: sales orders, or a declared document command
         # the key check, batched with other deliveries' (`ticket`: this one was announced)
-        self.lookup = lookup or key_lookup(runtime, bc, company_id, command)
+        self.lookup = lookup or key_lookup(ctx, bc, company_id, command)
         self.ticket = ticket
-        self.window = runtime.settings.sales_order_ambiguity_seconds
+        self.window = ctx.settings.sales_order_ambiguity_seconds
         self.uncertain_since = held.ambiguous_since if key is not None else None
         self.ambiguous_posts = held.ambiguous_posts
 
@@ -366,7 +366,7 @@ class OrderAttempt:
 
     def defer(self) -> Deferral:
         assert self.key is not None and self.uncertain_since is not None
-        return defer_order(self.runtime, self.claims, self.held, self.key, self.delivery,
+        return defer_order(self.ctx, self.claims, self.held, self.key, self.delivery,
                            self.uncertain_since, self.ambiguous_posts)
 
     def leave_claim(self) -> None:
@@ -379,12 +379,12 @@ class OrderAttempt:
             self.claims.release(self.held)
 
 
-def defer_order(runtime: Runtime, claims: OrderClaims, held: HeldClaim, key: str, delivery: OrderDelivery,
+def defer_order(ctx: OrderContext, claims: OrderClaims, held: HeldClaim, key: str, delivery: OrderDelivery,
                 uncertain_since: datetime, ambiguous_posts: int) -> Deferral:
     """Put a copy of the message back, invisible until the ambiguity window since `uncertain_since` has
     passed, and hand the UNCERTAIN claim to the copy. The host's delivery count is not spent waiting."""
-    window = runtime.settings.sales_order_ambiguity_seconds
-    copy_id = send_copy(runtime, delivery, defer_seconds(uncertain_since, datetime.now(UTC), window))
+    window = ctx.settings.sales_order_ambiguity_seconds
+    copy_id = send_copy(ctx, delivery, defer_seconds(uncertain_since, datetime.now(UTC), window))
     claims.finish(held, key, copy_id, ClaimState.UNCERTAIN, {}, uncertain_since, ambiguous_posts)
     until = uncertain_since + timedelta(seconds=window)
     log.warning("sales order %r (message %s): outcome of an earlier POST unknown and not in BC yet; "
@@ -393,21 +393,21 @@ def defer_order(runtime: Runtime, claims: OrderClaims, held: HeldClaim, key: str
     return Deferral(key=key, message_id=copy_id, until=until)
 
 
-def defer_behind(runtime: Runtime, claim: Claim, key: str, delivery: OrderDelivery) -> Deferral:
+def defer_behind(ctx: OrderContext, claim: Claim, key: str, delivery: OrderDelivery) -> Deferral:
     """Another message owns the key's UNCERTAIN claim: put a copy of this message back until
     DEFER_MARGIN_SECONDS after that owner's ambiguity window, without a POST, so it answers
     `duplicate` once the owner has settled instead of spending host deliveries on ClaimBusy."""
     now = datetime.now(UTC)
-    delay = min(defer_seconds(ambiguous_since(claim), now, runtime.settings.sales_order_ambiguity_seconds)
+    delay = min(defer_seconds(ambiguous_since(claim), now, ctx.settings.sales_order_ambiguity_seconds)
                 + DEFER_MARGIN_SECONDS, MAX_DEFER_SECONDS)
-    copy_id = send_copy(runtime, delivery, delay)
+    copy_id = send_copy(ctx, delivery, delay)
     log.info("sales order %r (message %s): message %s has an order for it whose outcome is unknown; "
              "deferred as message %s for %d s", key, delivery.message_id, claim.owner, copy_id, delay)
     return Deferral(key=key, message_id=copy_id, until=now + timedelta(seconds=delay))
 
 
-def send_copy(runtime: Runtime, delivery: OrderDelivery, delay: int) -> str:
+def send_copy(ctx: OrderContext, delivery: OrderDelivery, delay: int) -> str:
     """Put a copy of the message text back on its queue, invisible for `delay` seconds; its id."""
     # time_to_live=-1: the copy must not expire while it waits (up to 7 days).
-    return runtime.storage.sender(delivery.queue).send(delivery.text, visibility_timeout=delay,
+    return ctx.storage.sender(delivery.queue).send(delivery.text, visibility_timeout=delay,
                                                        time_to_live=-1)

@@ -34,7 +34,8 @@ class KnownSubscription:
         """Constant-time check of a notification's clientState against every accepted value."""
         if not isinstance(given, str):
             return False
-        candidate = given.encode()
+        # a lone surrogate (JSON allows `\ud800`) cannot be UTF-8 encoded: it matches nothing
+        candidate = given.encode("utf-8", "surrogatepass")
         return any(hmac.compare_digest(candidate, s.encode()) for s in self.client_states)
 
 

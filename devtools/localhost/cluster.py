@@ -43,6 +43,7 @@ class HostProcess:
         self._args = [sys.executable, "-u", "-m", "devtools.localhost", "--port", str(port),
                       "--host-json", str(host_json), "--queue-lease", str(queue_lease)]
         self._process: subprocess.Popen[bytes] | None = None
+        self._log_from = 0  # where this process's part of the log begins (after a restart)
 
     @property
     def url(self) -> str:
@@ -62,7 +63,8 @@ class HostProcess:
             if self._process is None or self._process.poll() is not None:
                 raise RuntimeError(f"host {self.log_path.name} exited; log:\n{self.log()[-3000:]}")
             if not self.port:
-                found = re.search(r"Local Functions host on http://127\.0\.0\.1:(\d+)", self.log())
+                found = re.search(r"Local Functions host on http://127\.0\.0\.1:(\d+)",
+                                  self.log()[self._log_from:])
                 self.port = int(found.group(1)) if found else 0
             try:
                 if self.port and requests.get(f"{self.url}/api/health", timeout=2).ok:
@@ -83,6 +85,15 @@ class HostProcess:
             assert self._process is not None
             os.killpg(self._process.pid, signal.SIGKILL)  # the supervisor leads the host's group
             self._process.wait()
+
+    def restart(self) -> HostProcess:
+        """A new process in this one's place (killed first if alive), as a deploy or a replaced
+        instance starts: on a free port (`wait_ready` finds it), appending to the same log."""
+        self.kill()
+        self._log_from = len(self.log())
+        self.port = 0
+        self._args[self._args.index("--port") + 1] = "0"
+        return self.start()
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""

@@ -46,6 +46,9 @@ param connectorAppSettings object
 @description('Resource id of the Log Analytics workspace that receives the function logs and metrics.')
 param logAnalyticsWorkspaceId string
 
+@description('Optional. Resource id of the subnet the app joins (virtual network integration); empty = none.')
+param virtualNetworkSubnetId string = ''
+
 @description('Upper bound of instances the app scales out to (Flex Consumption accepts 40 to 1000).')
 @minValue(40)
 @maxValue(1000)
@@ -96,6 +99,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     keyVaultReferenceIdentity: identityId
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'

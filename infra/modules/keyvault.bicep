@@ -24,6 +24,15 @@ param secrets object
 @description('Names of the secret app settings (the keys of secrets); each becomes a Key Vault reference.')
 param secretSettingNames array
 
+@description('Optional. Deny public networks except allowedSubnetIds (service endpoint Microsoft.KeyVault), allowedIpRanges and trusted Azure services.')
+param restrictNetworkAccess bool = false
+
+@description('Optional. Subnet resource ids let through when restrictNetworkAccess is on.')
+param allowedSubnetIds array = []
+
+@description('Optional. Public IP ranges (CIDR) let through when restrictNetworkAccess is on.')
+param allowedIpRanges array = []
+
 @description('Resource id of the Log Analytics workspace that receives the audit log and metrics.')
 param logAnalyticsWorkspaceId string
 
@@ -46,7 +55,18 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     softDeleteRetentionInDays: 90
     // The API accepts only true or an absent value here.
     enablePurgeProtection: enablePurgeProtection ? true : null
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: 'Enabled' // with restricted rules, only what networkAcls lets through
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: restrictNetworkAccess ? 'Deny' : 'Allow'
+      virtualNetworkRules: [for subnetId in (restrictNetworkAccess ? allowedSubnetIds : []): {
+        id: subnetId
+        ignoreMissingVnetServiceEndpoint: false
+      }]
+      ipRules: [for range in (restrictNetworkAccess ? allowedIpRanges : []): {
+        value: range
+      }]
+    }
   }
 }
 

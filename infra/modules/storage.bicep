@@ -28,6 +28,15 @@ param deploymentContainerName string
 @description('Blob containers the Functions host uses (locks, timer schedules, function keys), created here so the app\'s blob role can be scoped to them.')
 param hostContainerNames array
 
+@description('Optional. Deny public networks except allowedSubnetIds (service endpoint Microsoft.Storage), allowedIpRanges and trusted Azure services.')
+param restrictNetworkAccess bool = false
+
+@description('Optional. Subnet resource ids let through when restrictNetworkAccess is on.')
+param allowedSubnetIds array = []
+
+@description('Optional. Public IP ranges (CIDR) let through when restrictNetworkAccess is on.')
+param allowedIpRanges array = []
+
 @description('Resource id of the Log Analytics workspace that receives the storage logs and metrics.')
 param logAnalyticsWorkspaceId string
 
@@ -47,10 +56,18 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: 'Enabled' // with restricted rules, only what networkAcls lets through
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: restrictNetworkAccess ? 'Deny' : 'Allow'
+      virtualNetworkRules: [for subnetId in (restrictNetworkAccess ? allowedSubnetIds : []): {
+        id: subnetId
+        action: 'Allow'
+      }]
+      ipRules: [for range in (restrictNetworkAccess ? allowedIpRanges : []): {
+        value: range
+        action: 'Allow'
+      }]
     }
   }
 }

@@ -20,7 +20,7 @@ from connector.bc.budget import RequestBudget
 from connector.bc.client import BCClient
 from connector.bc.pager import ForeignLink, RepeatedLink
 from connector.bc.timestamps import iso, utc_now
-from connector.items.pull import ItemPullRequest, handle_pull_request, pull_company, request_message
+from connector.items.pull import ItemPullRequest, request_message
 from connector.retry import RetryPolicy
 from connector.settings import TABLE_CURSORS
 from connector.storage import table_key
@@ -210,10 +210,10 @@ def test_an_item_pull_resuming_from_a_foreign_saved_link_refuses_it_and_sends_no
         "PartitionKey": "default", "RowKey": table_key(f"items:{CRONUS_UK_ID}"), "phase": "items",
         "run_started": iso(utc_now()), "next_link": f"{foreign.url}{API}/companies({CRONUS_UK_ID})/items"})
     with pytest.raises(ForeignLink, match="saved link"):
-        pull_company(runtime, "default", max_seconds=60)
+        runtime.item_pull.pull_company("default", max_seconds=60)
     request = request_message(runtime.settings, ItemPullRequest.model_validate_json(
         '{"connection": "default", "requestedAt": "2026-11-29T12:00:00Z"}'))
-    handle_pull_request(runtime, request, "m-1")  # needs a person: kept on poison at once
+    runtime.item_pull.handle_pull_request(request, "m-1")  # needs a person: kept on poison at once
     assert drain_texts(runtime.storage.queue("bc-item-pulls-poison")) == [request]
     assert foreign.seen == []
 

@@ -120,8 +120,12 @@ def test_a_principal_whose_secret_is_refused_drops_out_and_the_others_carry_on(
     runtime = get_runtime()
     bc = runtime.bc()
     emulator.clear_requests()
-    for _ in range(12):
-        assert bc.get(ITEMS, {"$top": "1"})["value"]
+    emulator.faults.configure({"latency_seconds": 0.05})
+    try:
+        with ThreadPoolExecutor(10) as pool:  # more than one principal's 5 at once
+            assert all(pool.map(lambda _: bc.get(ITEMS, {"$top": "1"})["value"], range(60)))
+    finally:
+        emulator.faults.clear()
     seen = principals_seen(emulator)
     assert set(seen) == {oid(MAIN, emulator), oid(EXTRA[1], emulator)}
     dropped = next(p for p in bc.principals.all if p.name == "default.2")
@@ -135,3 +139,17 @@ def test_a_principal_whose_secret_is_refused_drops_out_and_the_others_carry_on(
     assert "BC_EXTRA_CLIENT_SECRETS" in principals["default.2"]["token"]["fix"]
     page = render_status_page(report, datetime.now(UTC))
     assert "<h3>Principals</h3>" in page and EXTRA[0] in page
+
+
+def test_try_acquire_takes_a_slot_only_when_one_is_free_now() -> None:
+    from connector.bc.budget import LocalBudgets
+    from connector.settings import BCLimits
+
+    budget = LocalBudgets(BCLimits(max_concurrency=2, max_requests_per_window=100, window_seconds=300,
+                                   max_retries=0, backoff_seconds=1, backoff_max_seconds=1,
+                                   timeout_seconds=1))
+    held = [budget.try_acquire("p"), budget.try_acquire("p")]
+    assert all(held) and budget.try_acquire("p") is None  # both slots busy: no waiting, None
+    assert budget.try_acquire("q") is not None  # another principal has its own
+    budget.release(held[0])
+    assert budget.try_acquire("p") is not None

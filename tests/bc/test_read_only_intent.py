@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from connector.items.pull import pull_company
-from connector.orders.send import OrderDelivery, handle_delivery
+from connector.orders.send import OrderDelivery
 from connector.runtime import get_runtime
 from connector.settings import QUEUE_NOTIFICATIONS
 from connector.signing import queue_signer, seal_json
@@ -44,7 +43,7 @@ def new_item(emulator: Any) -> Any:
 def pulled_ids(connector_env: Callable[..., Any], **overrides: str) -> set[str]:
     connector_env(CURSOR_OVERLAP_SECONDS="0", **overrides)
     runtime = get_runtime()
-    pull_company(runtime, "default")
+    runtime.item_pull.pull_company("default")
     return {json.loads(t)["data"]["id"] for t in drain_texts(runtime.storage.queue("bc-items"))}
 
 
@@ -77,5 +76,5 @@ def test_the_key_check_never_uses_the_replica(connector_env, emulator):
     existing = emulator.bc.create(company(emulator), "salesOrders",
                                   {"customerNumber": "GL00000008", "externalDocumentNumber": key})
     text = json.dumps({"customerNumber": "GL00000008", "externalDocumentNumber": key})
-    result = handle_delivery(runtime, OrderDelivery(text, "message-1", 1, 5))
+    result = runtime.orders.send_sales_order(OrderDelivery(text, "message-1", 1, 5))
     assert (result.status, result.salesOrderId) == ("duplicate", existing.id)

@@ -929,3 +929,34 @@ def test_bicep_cli_builds_and_lints_main(action: str, tmp_path: Path) -> None:
         args += ["--outdir", str(tmp_path)]
     result = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Closing storage and Key Vault to public networks (issue 20)
+
+def _network_acls(name: str, kind: str) -> dict[str, Any]:
+    return only_resource(module(name), kind)["properties"]["networkAcls"]
+
+
+@pytest.mark.parametrize(("name", "kind"), [("storage", STORAGE_ACCOUNT), ("keyvault", KEY_VAULT)])
+def test_a_parameter_closes_storage_and_key_vault_to_public_networks(name: str, kind: str) -> None:
+    acls = _network_acls(name, kind)
+    default = acls["defaultAction"]["operator"]
+    assert default["type"] == "conditional" and default["operands"]["condition"] == "restrictNetworkAccess"
+    assert (default["operands"]["true_value"], default["operands"]["false_value"]) == ("Deny", "Allow")
+    assert acls["bypass"] == "AzureServices"
+    assert "allowedSubnetIds" in json.dumps(acls["virtualNetworkRules"])
+    assert "allowedIpRanges" in json.dumps(acls["ipRules"])
+    params = module_call(name)["params"]
+    assert {k: params[k] for k in ("restrictNetworkAccess", "allowedSubnetIds", "allowedIpRanges")} == {
+        "restrictNetworkAccess": "restrictNetworkAccess", "allowedSubnetIds": "allowedSubnetIds",
+        "allowedIpRanges": "allowedIpRanges"}
+    main = parse(MAIN)
+    assert main["parameters"]["restrictNetworkAccess"]["default"] is False  # open unless asked
+    assert main["parameters"]["allowedSubnetIds"]["default"] == []
+
+
+def test_with_network_rules_the_app_joins_the_first_allowed_subnet() -> None:
+    site = only_resource(module("function-app"), "Microsoft.Web/sites")
+    assert "virtualNetworkSubnetId" in json.dumps(site["properties"]["virtualNetworkSubnetId"])
+    assert "allowedSubnetIds" in json.dumps(module_call("function-app")["params"]["virtualNetworkSubnetId"])

@@ -16,7 +16,7 @@ from azure.core.exceptions import ServiceRequestError
 from connector.bc.errors import BCError
 from connector.cursors import CursorTable
 from connector.items import pull as pull_module
-from connector.items.pull import cursor_name, pull_company
+from connector.items.pull import cursor_name
 from connector.leases import Lease
 from connector.runtime import Runtime, get_runtime
 from connector.settings import TABLE_LEASES
@@ -320,14 +320,14 @@ def test_the_route_needs_a_function_key_when_keys_are_enforced(host):
 # --------------------------------------------------------------------------- the pull, run directly
 
 def test_a_run_that_fails_mid_way_resumes_from_its_checkpoint(runtime, emulator):
-    first = pull_company(runtime, "default", max_seconds=0)
+    first = runtime.item_pull.pull_company("default", max_seconds=0)
     assert (first.status, first.emitted) == ("partial", PAGE)
     emulator.faults.add_rule(action="error_before", method="GET", path_regex=r"/items$", status=503, count=1)
     with pytest.raises(BCError):
-        pull_company(runtime, "default", max_seconds=0)
-    runs = [pull_company(runtime, "default", max_seconds=0)]
+        runtime.item_pull.pull_company("default", max_seconds=0)
+    runs = [runtime.item_pull.pull_company("default", max_seconds=0)]
     while not runs[-1].finished:
-        runs.append(pull_company(runtime, "default", max_seconds=0))
+        runs.append(runtime.item_pull.pull_company("default", max_seconds=0))
         assert len(runs) <= 10
     assert sum(r.emitted for r in runs) == SEED_ITEMS - PAGE
     assert sorted(e["data"]["id"] for e in drain()) == sorted(store_items(emulator))
@@ -344,29 +344,30 @@ def test_a_failed_queue_send_keeps_the_checkpoint_before_that_page(runtime, emul
 
     monkeypatch.setattr(runtime.events, "publish", second_page_fails)
     with pytest.raises(ServiceRequestError):
-        pull_company(runtime, "default", max_seconds=60)
+        runtime.item_pull.pull_company("default", max_seconds=60)
     state = CursorTable(runtime.storage, "default", cursor_name(CRONUS_UK_ID)).load()
     assert state.in_pass and state.cursor is None and state.next_link  # resumes at the failed page
     first_page = {e["data"]["id"] for e in drain()}
     assert len(first_page) == PAGE
 
     monkeypatch.setattr(runtime.events, "publish", publish)
-    result = pull_company(runtime, "default", max_seconds=60)
+    result = runtime.item_pull.pull_company("default", max_seconds=60)
     assert result.finished and result.emitted == SEED_ITEMS - PAGE
     rest = [e["data"]["id"] for e in drain()]
     assert sorted(rest) == sorted(set(store_items(emulator)) - first_page)  # the failed page included
 
 
 def test_an_item_changed_behind_the_read_position_is_caught_by_the_next_pass(runtime, emulator):
-    assert pull_company(runtime, "default", max_seconds=0).emitted == PAGE  # the pass spans several runs
+    # the pass spans several runs
+    assert runtime.item_pull.pull_company("default", max_seconds=0).emitted == PAGE
     c = company(emulator)
     early, late = c.sets["items"].order[1], c.sets["items"].order[17]  # already read / not yet read
     for row in (early, late):
         emulator.bc.update(c, "items", row, {"displayName": f"{row.data['number']} renamed"})
-    while not pull_company(runtime, "default", max_seconds=0).finished:
+    while not runtime.item_pull.pull_company("default", max_seconds=0).finished:
         pass
     names = {e["data"]["id"]: e["data"]["displayName"] for e in drain()}
     assert names[late.id] == f"{late.data['number']} renamed" and "renamed" not in names[early.id]
-    assert pull_company(runtime, "default", max_seconds=0).finished
+    assert runtime.item_pull.pull_company("default", max_seconds=0).finished
     names = {e["data"]["id"]: e["data"]["displayName"] for e in drain()}
     assert names[early.id] == f"{early.data['number']} renamed"  # not lost behind the cursor

@@ -87,13 +87,13 @@ def test_a_lease_row_that_does_not_validate_counts_as_expired_and_is_repaired(
 
     table = storage.table(TABLE_LEASES)
     table.upsert_entity({"PartitionKey": "items:poisoned", "RowKey": "lease", **row}, mode=UpdateMode.REPLACE)
-    lease = Lease(storage, "items:poisoned")
+    lease = Lease(storage, "items:poisoned", 60)
     with caplog.at_level("WARNING"):
         assert lease.acquire()
     assert "ignored" in caplog.text
     repaired, _ = read_entity(table, "items:poisoned", "lease")
     assert repaired["holder"] == lease.holder and "unexpected" not in repaired
-    assert not Lease(storage, "items:poisoned").acquire()  # a valid lease again
+    assert not Lease(storage, "items:poisoned", 60).acquire()  # a valid lease again
 
 
 def test_a_lease_held_in_a_with_block_is_renewed_by_its_heartbeat(storage: Storage):

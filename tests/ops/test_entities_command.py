@@ -50,7 +50,11 @@ def test_schemas_from_metadata_cover_every_declared_event_type_and_keep_publishe
         {"entitySet": "customers", "queue": "bc-customers", "changeTypes": ["created", "updated"]},
         {"entitySet": "itemLedgerEntries", "queue": "bc-stock-movements", "numberField": "entryNumber"},
         {"api": "contoso/shop/v1.0", "entitySet": "webOrders", "queue": "contoso-web-orders",
-         "changeTypes": "created,deleted"}]))
+         "changeTypes": "created,deleted"}]),
+        COMMANDS=json.dumps([
+            {"name": "salesQuote", "entitySet": "salesQuotes", "key": "externalDocumentNumber",
+             "lines": "salesQuoteLines"},
+            {"name": "customer", "entitySet": "customers", "key": "email", "mode": "upsert"}]))
     (tmp_path / "bc.item.created.data.schema.json").write_text("{}", encoding="utf-8")
     assert main(["schema", "--from-metadata", "--out", str(tmp_path)]) == 0
     written = {p.name for p in tmp_path.iterdir()}
@@ -70,6 +74,13 @@ def test_schemas_from_metadata_cover_every_declared_event_type_and_keep_publishe
                   if not k.startswith("@odata.")}
         assert not list(Draft202012Validator(schema).iter_errors(entity))
         assert schema["properties"]["id"] == {"type": "string", "format": "uuid"}
+    quote = json.loads((tmp_path / "bc-command.salesQuote.schema.json").read_text(encoding="utf-8"))
+    message = {"type": "salesQuote", "externalDocumentNumber": "Q-1", "customerNumber": "GL00000008",
+               "salesQuoteLines": [{"lineType": "Item", "lineObjectNumber": "1896-S", "quantity": 2}]}
+    assert not list(Draft202012Validator(quote).iter_errors(message))
+    assert list(Draft202012Validator(quote).iter_errors(message | {"noSuchField": 1}))
+    customer = json.loads((tmp_path / "bc-command.customer.schema.json").read_text(encoding="utf-8"))
+    assert customer["required"] == ["type", "email"]
     ledger_file = tmp_path / "bc.itemLedgerEntry.created.data.schema.json"
     ledger = json.loads(ledger_file.read_text(encoding="utf-8"))
     assert ledger["properties"]["quantity"] == {"type": "number"}

@@ -138,3 +138,25 @@ def test_replay_poison_refills_a_notification_queue_too(
 def test_pretty_keeps_text_that_is_not_json_as_it_is() -> None:
     assert pretty("{not json") == "{not json"
     assert pretty('[1, {"a": "é"}]') == '[\n  1,\n  {\n    "a": "é"\n  }\n]'
+
+
+HOSTILE_TEXTS = ["\x1b]0;owned\x07\x1b[2J\x1b[31mred", '{"note": "\\u001b[2J\\u009b31m\\u202egnp.exe"}',
+                 '{"customerNumber": "\u009b2J\u202e\u2028x"}', "line\r\noverwritten\x08\x7f"]
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXTS)
+def test_pretty_writes_terminal_controls_escaped(text: str) -> None:
+    shown = pretty(text)
+    assert not any(c in shown for c in "\x1b\x07\x9b\u202e\u2028\r\x08\x7f")
+    assert "\\u001b" in shown or "\\u009b" in shown or "\\u000d" in shown
+
+
+def test_peek_of_a_poison_message_full_of_escapes_prints_none_of_them(
+        queue: Callable[[str], QueueClient], capsys: pytest.CaptureFixture[str]) -> None:
+    poison = queue("sales-orders-poison")
+    for text in HOSTILE_TEXTS[1:3] + ["\u009b2J\u202e not JSON \u2028 owned"]:  # what a queue can hold (XML)
+        poison.send_message(text)
+    assert main(["peek", "sales-orders-poison"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x9b" not in out and "\u202e" not in out and "\u2028" not in out
+    assert "gnp.exe" in out and "owned" in out  # the text is all there, only escaped

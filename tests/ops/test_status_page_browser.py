@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import re
 import shutil
+import struct
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +22,13 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from connector.bc.timestamps import iso
-from connector.settings import QUEUE_SALES_ORDERS_POISON, TABLE_CURSORS, TABLE_SUBSCRIPTIONS
+from connector.settings import (
+    QUEUE_SALES_ORDERS_POISON,
+    TABLE_CONNECTIONS,
+    TABLE_CURSORS,
+    TABLE_STATS,
+    TABLE_SUBSCRIPTIONS,
+)
 from tests.connect.browser import QUIET_TIMERS
 
 CHROMIUM = "/usr/bin/chromium"
@@ -60,6 +70,16 @@ def test_a_person_sees_each_connection_its_sign_in_link_subscriptions_and_poison
         poison_queue.create_queue()
     poison_queue.send_message('{"customerNumber": "bad"}')
 
+    tables.create_table_if_not_exists(TABLE_CONNECTIONS).upsert_entity({
+        "PartitionKey": "default", "RowKey": "state", "company_id": "c1",
+        "companies": json.dumps([{"id": "c1", "name": "CRONUS UK Ltd.", "displayName": "CRONUS UK Ltd."},
+                                 {"id": "c2", "name": "CRONUS USA, Inc."}])})
+    hour = datetime.now(UTC).strftime("%Y%m%d%H")
+    tables.create_table_if_not_exists(TABLE_STATS).upsert_entity({
+        "PartitionKey": "default", "RowKey": f"{hour}|test", "hour": hour,
+        "counts": json.dumps({"events": 40, "events.pulled": 120, "orders.created": 7, "orders.failed": 2,
+                              "bc.requests": 300, "bc.429": 3, "lag.sum": 90.0, "lag.count": 40})})
+
     browser.get(f"{host.url}/api/status")
 
     assert browser.title == "bc-connector status"
@@ -71,17 +91,56 @@ def test_a_person_sees_each_connection_its_sign_in_link_subscriptions_and_poison
     assert sign_in.get_attribute("href").startswith(f"{host.url}/api/auth/login?ticket=")  # one-time link
     assert sign_in.is_displayed()
     assert default.find_elements(By.LINK_TEXT, "Sign in") == []
-    row = default.find_element(By.XPATH, ".//tr[td[text()='companies(c1)/items']]")
+    verdict = browser.find_element(By.CSS_SELECTOR, "[data-verdict]")
+    assert verdict.get_attribute("data-verdict") == "needs-a-person"
+    assert verdict.text.startswith("Needs a person")
+    assert "2 sales order(s) failed" in verdict.text
+    assert "make replay-poison QUEUE=sales-orders" in verdict.text
+    assert "emea: token not-signed-in" in verdict.text
+    assert verdict.location["y"] < 150  # read first, before any connection
+    counts = {c.get_attribute("data-count"): c.text.split("\n")[0]
+              for c in default.find_elements(By.CSS_SELECTOR, "[data-count]")}
+    assert (counts["orders created"], counts["orders failed"], counts["pulled items"], counts["BC 429s"]) == (
+        "7", "2", "120", "3")
+    charts = default.find_elements(By.CSS_SELECTOR, "figure.chart svg")
+    assert len(charts) == 4 and all(c.find_elements(By.TAG_NAME, "rect") for c in charts)
+    assert "Company: CRONUS UK Ltd." in default.text
+    assert default.find_element(By.XPATH, ".//abbr[text()='CRONUS UK Ltd.']").get_attribute("title") == "c1"
+    row = default.find_element(By.XPATH, ".//tr[td/abbr[@title='companies(c1)/items']]")
+    assert row.text.startswith("items in CRONUS UK Ltd.")
     assert "active" in row.text and "2 d 5 h" in row.text
     assert "<script>alert('x')</script><b>not bold</b>" in row.text  # escaped, shown as text
     assert browser.find_elements(By.CSS_SELECTOR, "body script, td b") == []
     assert "nonce-secret" not in browser.page_source
-    assert "items:c1" in default.text and "2026-11-25T10:05:00Z" in default.text
+    moved = default.find_element(By.XPATH, ".//tr[td/abbr[@title='items:c1']]//time")
+    assert moved.get_attribute("title") == "2026-11-25 10:05:00 UTC" and moved.text.endswith(" ago")
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d{3,}", browser.find_element(By.TAG_NAME, "body").text)
+    assert browser.find_elements(By.CSS_SELECTOR, 'meta[http-equiv="refresh"]')
     assert "No subscriptions yet." in emea.text
     poison = browser.find_element(By.XPATH, f"//tr[td[text()='{QUEUE_SALES_ORDERS_POISON}']]")
     assert "1" in poison.text and "make replay-poison QUEUE=sales-orders" in poison.text
     # Readable on a phone: nothing wider than the screen.
+    wide = browser.execute_script(
+        "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > "
+        "window.innerWidth + 1).slice(0, 5).map(e => e.tagName + ' ' + e.className + ' ' + "
+        "e.getBoundingClientRect().right + ' ' + (e.textContent || '').slice(0, 60))")
+    assert wide == [], wide
     assert browser.execute_script(
         "return document.documentElement.scrollWidth <= window.innerWidth") is True
     shot = tmp_path / "status.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 0
+    assert png_size(shot.read_bytes())[0] <= 390 * 3  # a phone-wide picture (device pixels)
+    top = verdict.screenshot_as_png  # the verdict as a person sees it: a red-tinted box
+    assert png_size(top)[1] > 20
+    assert verdict.value_of_css_property("background-color") in ("rgba(252, 232, 230, 1)",
+                                                                 "rgb(252, 232, 230)")
+    if os.environ.get("STATUS_SCREENSHOTS"):  # to look at them: STATUS_SCREENSHOTS=<dir>
+        Path(os.environ["STATUS_SCREENSHOTS"], "status-phone.png").write_bytes(shot.read_bytes())
+        browser.set_window_size(390, 2600)
+        browser.save_screenshot(str(Path(os.environ["STATUS_SCREENSHOTS"], "status-phone-long.png")))
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """Width and height of a PNG, from its IHDR chunk."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", png[16:24])

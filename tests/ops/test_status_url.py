@@ -16,7 +16,7 @@ def report(url: str) -> dict:
     row = {"resource": "companies(c1)/items", "subscription_id": "s1", "expires_at": "2026-12-07T12:00:00Z",
            "status": "active", "last_error": "", "notification_url": url}
     return connection_report(conn, public_login_url="u", has_tokens=True, state_row=None, subscriptions=[row],
-                             cursors=[], notification_url=CURRENT)
+                             cursors=[], notification_urls=[CURRENT])
 
 
 def test_a_subscription_for_another_url_is_flagged_in_the_report_and_on_the_page():

@@ -140,3 +140,4 @@ def test_deep_nesting_through_the_local_host_gets_its_failed_result(
     [result] = queues.results()
     assert result["status"] == "failed" and result["error"]["code"] == "MalformedJson"
     assert queues.poison() == [text]
+

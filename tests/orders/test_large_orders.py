@@ -150,3 +150,26 @@ def test_a_claim_check_without_its_digest_is_refused(order_host: Any, queues: Or
     [failed] = queues.results()
     assert (failed["status"], failed["error"]["code"]) == ("failed", "InvalidDataRef")
     assert "sha256" in failed["error"]["message"] and bc.order_posts() == 0
+
+
+def test_an_order_with_more_lines_than_the_cap_fails_clearly_before_any_bc_call(
+        order_host: Any, queues: OrderQueues, bc: EmulatorBC,
+        payload_blob: Callable[..., BlobClient]) -> None:
+    """30,000 variant lines once meant 30,000 BC GETs (variant lookups) before the claim."""
+    from connector.orders.schema import MAX_ORDER_LINES
+
+    key = new_key("LINES")
+    lines = [{"itemNumber": "1896-S", "variantCode": f"V{n}", "quantity": 1} for n in range(30_000)]
+    blob = payload_blob(f"{key}.json", json.dumps(SEED_EXAMPLE | {"externalDocumentNumber": key,
+                                                                  "salesOrderLines": lines}))
+    host = order_host()
+    bc.emulator.clear_requests()
+    sent = queues.send([claim(blob, externalDocumentNumber=key)])
+    host.wait_idle(60)
+
+    [result] = queues.results()
+    assert (result["status"], result["externalDocumentNumber"]) == ("failed", key)
+    assert result["error"]["code"] == "TooManyLines"
+    assert "30000 lines" in result["error"]["message"] and str(MAX_ORDER_LINES) in result["error"]["message"]
+    assert [r for r in bc.emulator.requests if "/companies(" in r.path] == []  # not one GET
+    assert queues.poison() == sent

@@ -107,3 +107,23 @@ def test_a_record_of_the_partners_custom_api_arrives_once_on_its_queue(declared)
     s.bc.flush()
     s.host.wait_idle(60)
     assert len([e for e in taken.take(WEB_ORDERS) if e["subject"] == order["id"]]) == 1
+
+
+def test_the_sweep_fills_a_missed_change_of_a_watched_field_and_skips_an_unwatched_one(declared):
+    s, taken = declared
+    customer = s.bc._company("POST", "customers", {"displayName": f"Fabrikam {uuid.uuid4().hex[:6]}",
+                                                   "email": "buyer@fabrikam.example"})
+    s.bc.flush()
+    taken.wait(CUSTOMERS, customer["id"])
+    [sub] = [x for x in s.bc.subscriptions(s.notification_url) if x["resource"].endswith("/customers")]
+    s.bc.delete_subscription(sub["subscriptionId"])  # BC dropped it: nothing below is notified
+    s.bc.update("customers", customer["id"], {"phoneNumber": "+44 113 496 0000"})
+    s.host.fire_timer("sweep_created")
+    s.host.wait_idle(60)
+    assert [e["type"] for e in taken.take(CUSTOMERS) if e["subject"] == customer["id"]] == [
+        "bc.customer.created"]
+    s.bc.update("customers", customer["id"], {"email": "purchasing@fabrikam.example"})
+    s.host.fire_timer("sweep_created")
+    created, updated = taken.wait(CUSTOMERS, customer["id"], 2)
+    assert updated["type"] == "bc.customer.updated"
+    assert updated["data"]["email"] == "purchasing@fabrikam.example"

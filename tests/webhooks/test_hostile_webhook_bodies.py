@@ -140,3 +140,15 @@ def test_hostile_posts_through_the_local_host_get_202(local_host: Any) -> None:
     assert requests.post(url, data=big, timeout=30).status_code == 202
     handshake = requests.post(f"{url}?validationToken=abc", timeout=30)
     assert handshake.text == "abc" and handshake.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("state", ["\ud800", "abc\udfff", "\udc00" * 43])
+def test_a_lone_surrogate_client_state_is_a_mismatch_not_an_exception(state: str) -> None:
+    from connector.webhooks.directory import KnownSubscription
+    from connector.webhooks.receiver import screen
+
+    sub = KnownSubscription(connection="default", company_id=GUID, entity_set="items", subscription_id=GUID,
+                            client_states=("x" * 43,))
+    assert sub.accepts(state) is False
+    result = screen([element(clientState=state)], {GUID: sub})
+    assert result.refused == {"clientState mismatch": 1} and result.queued == []

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from connector.items.pull import ItemPullRequest, handle_pull_request, request_message
+from connector.items.pull import ItemPullRequest, request_message
 from connector.settings import QUEUE_ITEM_PULLS, QUEUE_ITEMS, QUEUE_NOTIFICATIONS
 from connector.signing import UnsignedMessage, open_json, queue_signer, seal_json
 from connector.webhooks.notifications import pack_messages
@@ -109,10 +109,10 @@ def test_an_unsigned_or_forged_pull_request_is_kept_on_poison_and_pulls_nothing(
     unsigned = request.model_dump_json()
     forged = seal_json(queue_signer([OTHER_KEY], QUEUE_ITEM_PULLS), unsigned)
     with caplog.at_level(logging.ERROR, "connector.items.pull"):
-        handle_pull_request(runtime, unsigned, "m-5")
-        handle_pull_request(runtime, forged, "m-6")
+        runtime.item_pull.handle_pull_request(unsigned, "m-5")
+        runtime.item_pull.handle_pull_request(forged, "m-6")
     assert drain_texts(runtime.storage.queue("bc-item-pulls-poison")) == [unsigned, forged]
     assert "unsigned" in caplog.text and "forged" in caplog.text
     assert drain_texts(runtime.storage.queue(QUEUE_ITEMS)) == []
-    handle_pull_request(runtime, request_message(runtime.settings, request), "m-7")  # the genuine one
+    runtime.item_pull.handle_pull_request(request_message(runtime.settings, request), "m-7")  # genuine
     assert drain_texts(runtime.storage.queue(QUEUE_ITEMS))
