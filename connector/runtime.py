@@ -35,9 +35,12 @@ from connector.webhooks.directory import SubscriptionDirectory
 
 if TYPE_CHECKING:
     from connector.auth.service import SignInService
+    from connector.health.service import EnvironmentService
     from connector.items.pull import ItemPullService
     from connector.ops.service import StatusService
     from connector.orders.service import OrdersService
+    from connector.webhooks.context import WebhookContext
+    from connector.webhooks.service import WebhooksService
 
 
 class Runtime:
@@ -119,6 +122,31 @@ class Runtime:
             settings=self.settings, storage=self.storage, telemetry=self.telemetry,
             key_lookups=self.key_lookups, item_variants=self.item_variants, bc=self.bc,
             company_id=self.company_id))
+
+    @cached_property
+    def webhook_context(self) -> WebhookContext:
+        """The change triggers' collaborators (the webhook and business-event receivers take it)."""
+        from connector.webhooks.context import WebhookContext
+
+        return WebhookContext(
+            settings=self.settings, storage=self.storage, telemetry=self.telemetry, events=self.events,
+            dedupe=self.dedupe, health=self.health, pauses=self.pauses, tokens=self.tokens,
+            subscription_directory=self.subscription_directory, fetch_pool=self.fetch_pool,
+            enqueue_pool=self.enqueue_pool, bc=self.bc, company_id=self.company_id)
+
+    @cached_property
+    def webhooks(self) -> WebhooksService:
+        """Notifications, the sweep and the subscriptions (`connector/webhooks`)."""
+        from connector.webhooks.service import WebhooksService
+
+        return WebhooksService(self.webhook_context)
+
+    @cached_property
+    def environments(self) -> EnvironmentService:
+        """BC's Admin Center operations log acted on (`connector/health`)."""
+        from connector.health.service import EnvironmentService
+
+        return EnvironmentService(self.webhook_context)
 
     @cached_property
     def max_dequeue_count(self) -> int:

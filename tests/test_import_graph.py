@@ -33,11 +33,8 @@ CACHE_DECORATORS = {"cache", "lru_cache", "cached"}
 # Feature folders: their blueprint reaches the runtime (`get_runtime().<service>`); no other module in
 # them imports `connector.runtime` (the runtime hands each service its collaborators).
 FEATURE_FOLDERS = ("auth", "businessevents", "health", "items", "ops", "orders", "webhooks")
-# Not yet a service (issue 21, next steps): these still take the runtime. The list only shrinks.
-STILL_TAKING_THE_RUNTIME = {
-    "connector.businessevents.receiver", "connector.health.environment", "connector.webhooks.processor",
-    "connector.webhooks.receiver", "connector.webhooks.subscriptions", "connector.webhooks.sweep",
-}
+# Modules not yet turned into a service's collaborators (none left; the list only shrinks).
+STILL_TAKING_THE_RUNTIME: set[str] = set()
 # The one retry policy (Retry-After, else capped exponential back-off with jitter).
 RETRY_MODULE = "connector.retry"
 
@@ -198,8 +195,7 @@ def global_state(name: str, path: Path, stateful: set[str] = STATEFUL_CALLS) -> 
 def test_connector_has_no_import_cycles() -> None:
     graph = import_graph(ROOT)
     assert "connector.runtime" in graph and graph["connector.webhooks.blueprint"] >= {
-        "connector.webhooks.receiver", "connector.webhooks.processor", "connector.webhooks.subscriptions",
-        "connector.runtime"}
+        "connector.webhooks.receiver", "connector.webhooks.service", "connector.runtime"}
     assert find_cycles(graph) == []
 
 

@@ -7,7 +7,9 @@ A `KeyLookup` serves one entity set and key field of one company through one BC 
 A delivery that may soon look a key up says so when it starts (`KeyLookups.coming()`, a `Ticket`):
 the first key of a batch waits until every delivery said to be coming has joined a batch (or given
 up), at most `linger` seconds, so a burst of deliveries (the host hands them out by the dozen)
-costs one GET while a lone one waits for nobody. Every waiter
+costs one GET while a lone one waits for nobody. While a GET of the same lookup is at BC, the next
+batch keeps collecting (up to 4 × `linger`): under load the GETs take turns and grow instead of
+multiplying. Every waiter
 of a batch gets its result, or the batch's error raised in its own thread, as a single GET would.
 Matching is by the key upper-cased (BC stores Code fields upper-cased).
 """
@@ -92,6 +94,7 @@ class KeyLookup:
         self._lookups = lookups
         self._cond = lookups._cond
         self._open: _Batch | None = None
+        self._sending = 0  # batches of this lookup at BC now
         self.gets = 0  # batched GETs sent (for tests and figures)
 
     def coming(self) -> Ticket:
@@ -112,14 +115,18 @@ class KeyLookup:
             self._cond.notify_all()
             assert batch is not None
             if lead:
-                deadline = time.monotonic() + self.linger
-                while self._open is batch and self._lookups._coming > 0:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
+                started = time.monotonic()
+                while self._open is batch:
+                    waited = time.monotonic() - started
+                    if self._lookups._coming > 0 and waited < self.linger:
+                        self._cond.wait(self.linger - waited)
+                    elif self._sending and waited < 4 * self.linger:
+                        self._cond.wait(4 * self.linger - waited)
+                    else:
                         break
-                    self._cond.wait(left)
                 if self._open is batch:
                     self._open = None
+                self._sending += 1
         if lead:
             self._run(batch)
         else:
@@ -142,6 +149,9 @@ class KeyLookup:
             batch.error = exc
         finally:
             batch.done.set()
+            with self._cond:
+                self._sending -= 1
+                self._cond.notify_all()
 
 
 class KeyLookups:

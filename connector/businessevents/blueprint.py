@@ -16,6 +16,7 @@ def bc_business_event(req: func.HttpRequest) -> func.HttpResponse:
     from connector.businessevents import receiver
     from connector.runtime import get_runtime
 
-    reply = receiver.receive_request(req.params, req.headers, req.get_body, get_runtime)
+    reply = receiver.receive_request(req.params, req.headers, req.get_body,
+                                     lambda: get_runtime().webhook_context)
     return func.HttpResponse(reply.body, status_code=reply.status, mimetype=reply.mimetype,
                              headers=dict(reply.headers))

@@ -28,10 +28,10 @@ from connector.businessevents.catalog import (
     refusal,
     wanted_events,
 )
-from connector.runtime import Runtime
 from connector.settings import QUEUE_NOTIFICATIONS, UnknownConnection
 from connector.signing import queue_signer, seal_json
 from connector.telemetry import current_traceparent
+from connector.webhooks.context import WebhookContext
 from connector.webhooks.notifications import pack_messages
 from connector.webhooks.receiver import ACCEPTED, Reply, declared_length, handshake
 
@@ -55,17 +55,17 @@ def notifications_of(body: bytes) -> list[dict[str, Any]]:
     return items
 
 
-def screen(runtime: Runtime, connection: str, items: list[dict[str, Any]]
+def screen(ctx: WebhookContext, connection: str, items: list[dict[str, Any]]
            ) -> tuple[list[dict[str, Any]], Counter[str]]:
     """The `bc-notifications` notes of the acceptable notifications, and why the others were refused."""
     refused: Counter[str] = Counter()
     try:
-        conn = runtime.settings.connection(connection)
+        conn = ctx.settings.connection(connection)
     except UnknownConnection:
         refused["unknown connection"] += len(items)
         return [], refused
     subscribed = {e.name: e for e in wanted_events(conn)}
-    keys = runtime.settings.token_encryption_keys
+    keys = ctx.settings.token_encryption_keys
     notes = []
     for item in items:
         name, company_id = str(item.get("eventName", "")), str(item.get("companyId", ""))
@@ -74,7 +74,7 @@ def screen(runtime: Runtime, connection: str, items: list[dict[str, Any]]
         if event is not None and not accepts(keys, item.get("clientState"), conn.name, company_id, name):
             refused["clientState mismatch"] += 1
             continue
-        bc = runtime.bc(conn.name)
+        bc = ctx.bc(conn.name)
         try:
             given = on_our_root(str(payload.get("Url", "")), conn.environment, bc.api_root.root)
             url = bc.resolve(given, what="business event Url")
@@ -94,19 +94,19 @@ def screen(runtime: Runtime, connection: str, items: list[dict[str, Any]]
 
 
 def receive_request(params: Mapping[str, str], headers: Mapping[str, str], read_body: Callable[[], bytes],
-                    get_runtime: Callable[[], Runtime]) -> Reply:
+                    get_context: Callable[[], WebhookContext]) -> Reply:
     """Answer one business-event request, never with a 4xx or 500."""
     reply = handshake(params)
     if reply is not None:
         return reply
     try:
-        runtime = get_runtime()
+        ctx = get_context()
     except Exception:
         log.exception("business event: the connector cannot start; answered 503 so BC retries")
         return Reply(503, "not ready")
     try:
         declared = declared_length(headers)
-        if declared is not None and declared > runtime.settings.webhook_max_body_bytes:
+        if declared is not None and declared > ctx.settings.webhook_max_body_bytes:
             log.error("business event: Content-Length %d too large; acknowledged unread", declared)
             return ACCEPTED
         try:
@@ -114,12 +114,12 @@ def receive_request(params: Mapping[str, str], headers: Mapping[str, str], read_
         except ValueError as exc:
             log.warning("business event: %s; acknowledged, nothing processed", exc)
             return ACCEPTED
-        notes, refused = screen(runtime, params.get("connection", ""), items)
+        notes, refused = screen(ctx, params.get("connection", ""), items)
         if refused:
             log.warning("business event: refused %s (not processed)", dict(refused))
         try:
-            signer = queue_signer(runtime.settings.token_encryption_keys, QUEUE_NOTIFICATIONS)
-            sender = runtime.storage.sender(QUEUE_NOTIFICATIONS, retry_total=0)  # BC retries a 503
+            signer = queue_signer(ctx.settings.token_encryption_keys, QUEUE_NOTIFICATIONS)
+            sender = ctx.storage.sender(QUEUE_NOTIFICATIONS, retry_total=0)  # BC retries a 503
             for text in pack_messages(notes, traceparent=current_traceparent()):
                 sender.send(seal_json(signer, text), retries=0)
         except AzureError as exc:

@@ -20,7 +20,6 @@ def _json(body: dict, status: int = 200) -> func.HttpResponse:
 def check_environment_now(req: func.HttpRequest) -> func.HttpResponse:
     """200 with the operations acted on (copy, restore, rename, update)."""
     from connector.errors import ConnectorError, route_answer
-    from connector.health.environment import EnvironmentWatch
     from connector.runtime import get_runtime
     from connector.settings import UnknownConnection
 
@@ -34,7 +33,7 @@ def check_environment_now(req: func.HttpRequest) -> func.HttpResponse:
                                 "watch its environment", "fix": "set BC_ADMIN_CENTER=true (needs "
                                 "AdminCenter.ReadWrite.All, which can also delete environments)"}}, 409)
     try:
-        handled = EnvironmentWatch(runtime, conn.name).check()
+        handled = runtime.environments.check(conn.name)
     except ConnectorError as exc:
         return _json(*route_answer(exc))
     return _json({"connection": conn.name, "handled": [{"id": o.get("id"), "type": o.get("type")}
@@ -54,4 +53,4 @@ def confirm_environment(req: func.HttpRequest) -> func.HttpResponse:
         conn = runtime.settings.connection(req.route_params.get("connection", ""))
     except UnknownConnection as exc:
         return _json({"error": {"code": "UnknownConnection", "message": str(exc)}}, 404)
-    return _json({"connection": conn.name, "resumed": runtime.pauses.resume(conn.name)})
+    return _json({"connection": conn.name, "resumed": runtime.environments.resume(conn.name)})

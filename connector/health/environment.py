@@ -33,9 +33,9 @@ from connector.health.events import (
     ENVIRONMENT_RESTORED,
     ORDER_VANISHED,
 )
-from connector.runtime import Runtime
 from connector.settings import TABLE_CONNECTIONS, TABLE_ORDERS
 from connector.storage import read_entity, table_key
+from connector.webhooks.context import WebhookContext
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +67,14 @@ def new_operations(operations: list[dict[str, Any]], seen: set[str],
 class EnvironmentWatch:
     """One check of one connection's environment."""
 
-    def __init__(self, runtime: Runtime, connection: str):
-        self.runtime = runtime
-        self.conn = runtime.settings.connection(connection)
-        self.table = runtime.storage.table(TABLE_CONNECTIONS)
+    def __init__(self, ctx: WebhookContext, connection: str):
+        self.ctx = ctx
+        self.conn = ctx.settings.connection(connection)
+        self.table = ctx.storage.table(TABLE_CONNECTIONS)
         self.admin = AdminCenterClient(
             self.conn.api_host,
-            lambda force: runtime.tokens.access_token(self.conn.name, force_refresh=force),
-            verify=runtime.settings.tls_ca_bundle or True)
+            lambda force: ctx.tokens.access_token(self.conn.name, force_refresh=force),
+            verify=ctx.settings.tls_ca_bundle or True)
 
     def _seen(self) -> tuple[set[str] | None, list[str]]:
         found = read_entity(self.table, self.conn.name, ROW)
@@ -109,8 +109,8 @@ class EnvironmentWatch:
 
         op_id = str(operation["id"])
         point = parse_iso(str((operation.get("parameters") or {}).get("pointInTime")))
-        health, pauses, name = self.runtime.health, self.runtime.pauses, self.conn.name
-        company_id = self.runtime.company_id(name)
+        health, pauses, name = self.ctx.health, self.ctx.pauses, self.conn.name
+        company_id = self.ctx.company_id(name)
         health.emit(ENVIRONMENT_RESTORED, connection=name, company_id=company_id, occurrence=op_id,
                     summary=f"environment {self.conn.environment} was restored to {point.isoformat()}; "
                             "the connector re-subscribed, swept from that point and reports orders BC lost",
@@ -121,8 +121,8 @@ class EnvironmentWatch:
         try:
             with pauses.maintenance():
                 self._rewind_sweep(company_id, point)
-                reconcile(self.runtime, name)
-                sweep(self.runtime, name)
+                reconcile(self.ctx, name)
+                sweep(self.ctx, name)
                 for order in self._vanished_orders(company_id, point):
                     key = order["externalDocumentNumber"] or order["salesOrderId"]
                     health.emit(ORDER_VANISHED, connection=name, company_id=company_id,
@@ -138,7 +138,7 @@ class EnvironmentWatch:
         from connector.webhooks.sweep import cursor_key
 
         for trigger in self.conn.triggers:
-            table = CursorTable(self.runtime.storage, self.conn.name, cursor_key(trigger, company_id))
+            table = CursorTable(self.ctx.storage, self.conn.name, cursor_key(trigger, company_id))
             state = table.load()
             if state is None or state.cursor is None or state.cursor <= point:
                 continue
@@ -147,10 +147,10 @@ class EnvironmentWatch:
 
     def _vanished_orders(self, company_id: str, point: datetime) -> list[dict[str, str]]:
         """Orders the connector created after `point` that BC does not have any more."""
-        rows = self.runtime.storage.table(TABLE_ORDERS).query_entities(
+        rows = self.ctx.storage.table(TABLE_ORDERS).query_entities(
             "PartitionKey eq @pk and state eq 'created'",
             parameters={"pk": table_key(f"{self.conn.name}|{company_id}")})
-        bc = self.runtime.bc(self.conn.name)
+        bc = self.ctx.bc(self.conn.name)
         gone = []
         for row in rows:
             claimed = parse_iso(str(row.get("claimed_at", "")) or "2000-01-01T00:00:00+00:00")
@@ -170,9 +170,9 @@ class EnvironmentWatch:
         source = (operation.get("parameters") or {}).get("sourceEnvironmentName", "?")
         fix = (f"confirm that connection {self.conn.name!r} may act on the data copied from {source}: "
                f"POST /api/connections/{self.conn.name}/environment/confirm (or point it elsewhere)")
-        self.runtime.pauses.pause(self.conn.name, f"environment {self.conn.environment} was overwritten by a "
+        self.ctx.pauses.pause(self.conn.name, f"environment {self.conn.environment} was overwritten by a "
                                                   f"copy of {source} (operation {op_id})", fix)
-        self.runtime.health.emit(
+        self.ctx.health.emit(
             ENVIRONMENT_COPIED, connection=self.conn.name, company_id=self.conn.company, occurrence=op_id,
             summary=f"environment {self.conn.environment} is now a copy of {source}; the connection is "
                     "stopped until a person confirms", fix=fix,
@@ -180,7 +180,7 @@ class EnvironmentWatch:
 
     def _rename(self, operation: dict[str, Any]) -> None:
         new = (operation.get("parameters") or {}).get("newEnvironmentName", "?")
-        self.runtime.health.emit(
+        self.ctx.health.emit(
             ENVIRONMENT_CHANGED, connection=self.conn.name, company_id=self.conn.company,
             occurrence=str(operation["id"]),
             summary=f"environment {self.conn.environment} was renamed to {new}",
@@ -189,7 +189,7 @@ class EnvironmentWatch:
 
     def _update(self, operation: dict[str, Any]) -> None:
         params = operation.get("parameters") or {}
-        self.runtime.health.emit(
+        self.ctx.health.emit(
             ENVIRONMENT_CHANGED, connection=self.conn.name, company_id=self.conn.company,
             occurrence=str(operation["id"]),
             summary=f"environment {self.conn.environment} was updated to {params.get('targetVersion', '?')}",
@@ -197,15 +197,15 @@ class EnvironmentWatch:
             details={"operation": "update", **params})
 
 
-def check_environments(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
+def check_environments(ctx: WebhookContext) -> dict[str, list[dict[str, Any]]]:
     """Check every connection with BC_ADMIN_CENTER on; a failure is logged, not raised (the
     subscription run that follows must go on)."""
     done = {}
-    for conn in runtime.settings.connections.values():
+    for conn in ctx.settings.connections.values():
         if not conn.admin_center:
             continue
         try:
-            done[conn.name] = EnvironmentWatch(runtime, conn.name).check()
+            done[conn.name] = EnvironmentWatch(ctx, conn.name).check()
         except Exception as exc:  # noqa: BLE001 - reported, never blocks the renewal
             log.warning("environment %s: the Admin Center check failed: %s", conn.name, exc)
     return done

@@ -13,7 +13,7 @@ from connector.settings import QUEUE_NOTIFICATIONS
 from connector.telemetry import invocation
 
 if TYPE_CHECKING:
-    from connector.runtime import Runtime
+    from connector.webhooks.service import WebhooksService
 
 bp = func.Blueprint()
 
@@ -29,7 +29,8 @@ def bc_webhook(req: func.HttpRequest) -> func.HttpResponse:
     from connector.runtime import get_runtime
     from connector.webhooks import receiver
 
-    reply = receiver.receive_request(req.params, req.headers, req.get_body, get_runtime)
+    reply = receiver.receive_request(req.params, req.headers, req.get_body,
+                                     lambda: get_runtime().webhook_context)
     return func.HttpResponse(reply.body, status_code=reply.status, mimetype=reply.mimetype,
                              headers=dict(reply.headers))
 
@@ -40,9 +41,8 @@ def process_bc_notifications(msg: func.QueueMessage) -> None:
     """Announce what a batch of notifications created; raises only to have the host retry."""
     from connector.runtime import get_runtime
     from connector.storage import message_text
-    from connector.webhooks import processor
 
-    processor.process_message(get_runtime(), message_text(msg.get_body()), owner=msg.id or "")
+    get_runtime().webhooks.process_notifications(message_text(msg.get_body()), owner=msg.id or "")
 
 
 @bp.timer_trigger(schedule="%SUBSCRIPTION_RENEWAL_SCHEDULE%", arg_name="timer")
@@ -50,14 +50,12 @@ def process_bc_notifications(msg: func.QueueMessage) -> None:
 def renew_subscriptions(timer: func.TimerRequest) -> None:
     """Create, renew and recreate the webhook subscriptions of every connection."""
     from connector.health.checks import check_all
-    from connector.health.environment import check_environments
     from connector.runtime import get_runtime
-    from connector.webhooks import subscriptions
 
     runtime = get_runtime()
     try:
-        check_environments(runtime)  # a restore or copy first: it re-subscribes or stops the connection
-        subscriptions.reconcile_all(runtime)
+        runtime.environments.check_all()  # a restore or copy first: it re-subscribes or stops the connection
+        runtime.webhooks.reconcile_all()
     finally:
         check_all(runtime.settings, runtime.storage, runtime.health, runtime.health.now())
 
@@ -67,17 +65,17 @@ def renew_subscriptions(timer: func.TimerRequest) -> None:
 def sweep_created(timer: func.TimerRequest) -> None:
     """Announce created entities the webhooks missed."""
     from connector.runtime import get_runtime
-    from connector.webhooks import sweep
 
-    sweep.sweep_all(get_runtime())
+    get_runtime().webhooks.sweep_all()
 
 
-def _subscription_call(req: func.HttpRequest, call: Callable[["Runtime", str], dict]) -> func.HttpResponse:
+def _subscription_call(req: func.HttpRequest,
+                       call: Callable[["WebhooksService", str], dict]) -> func.HttpResponse:
     """Our admin route (never BC's receiver, so 4xx/5xx are fine): each failure as a JSON error."""
     from connector.runtime import get_runtime
 
     try:
-        return _json(call(get_runtime(), req.route_params.get("connection", "")), 200)
+        return _json(call(get_runtime().webhooks, req.route_params.get("connection", "")), 200)
     except ConnectorError as exc:
         return _json(*route_answer(exc))
 
@@ -87,9 +85,7 @@ def _subscription_call(req: func.HttpRequest, call: Callable[["Runtime", str], d
 @invocation
 def reconcile_subscriptions_now(req: func.HttpRequest) -> func.HttpResponse:
     """200 with {"created", "renewed", "recreated", "unchanged", "unsupported", "failed", ...}."""
-    from connector.webhooks import subscriptions
-
-    return _subscription_call(req, lambda rt, conn: subscriptions.reconcile(rt, conn).as_dict())
+    return _subscription_call(req, lambda webhooks, conn: webhooks.reconcile(conn).as_dict())
 
 
 @bp.route(route="connections/{connection}/subscriptions", methods=["DELETE"],
@@ -97,6 +93,4 @@ def reconcile_subscriptions_now(req: func.HttpRequest) -> func.HttpResponse:
 @invocation
 def delete_subscriptions_now(req: func.HttpRequest) -> func.HttpResponse:
     """200 with {"deleted": [entity sets]}: the connection's subscriptions are gone from BC."""
-    from connector.webhooks import subscriptions
-
-    return _subscription_call(req, lambda rt, conn: {"deleted": subscriptions.delete_subscriptions(rt, conn)})
+    return _subscription_call(req, lambda webhooks, conn: {"deleted": webhooks.delete_subscriptions(conn)})

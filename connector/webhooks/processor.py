@@ -27,12 +27,12 @@ from connector.bc.keys import is_guid
 from connector.bc.timestamps import bc_datetime, parse_iso
 from connector.declarations import Trigger
 from connector.events import cloud_event
-from connector.runtime import Runtime
 from connector.settings import QUEUE_NOTIFICATIONS, QUEUE_NOTIFICATIONS_POISON, Settings, UnknownConnection
 from connector.signing import UnsignedMessage, open_json, queue_signer
 from connector.storage import kept_text
 from connector.telemetry import in_this_trace
 from connector.webhooks import sweep
+from connector.webhooks.context import WebhookContext
 from connector.webhooks.dedupe import Change, DedupeScope
 from connector.webhooks.notifications import parse_queued, queued_traceparent
 from connector.webhooks.triggers import (
@@ -128,12 +128,12 @@ def plan(notes: list[dict[str, Any]], settings: Settings) -> Plan:
     return result
 
 
-def fetch_entities(runtime: Runtime, group: DedupeScope, ids: list[str]
+def fetch_entities(ctx: WebhookContext, group: DedupeScope, ids: list[str]
                    ) -> tuple[list[dict[str, Any]], list[str], list[BCError]]:
     """GET each entity (children expanded per option) in parallel: those read, the ids that are
     gone (404) and the other failures."""
-    trigger = _trigger(runtime, group)
-    bc = runtime.bc(group.connection)
+    trigger = _trigger(ctx, group)
+    bc = ctx.bc(group.connection)
     params = trigger.params()
 
     def fetch(key: str) -> dict[str, Any] | BCError:
@@ -142,71 +142,71 @@ def fetch_entities(runtime: Runtime, group: DedupeScope, ids: list[str]
         except BCError as exc:
             return exc
 
-    results = list(runtime.fetch_pool.map(in_this_trace(fetch), ids))
+    results = list(ctx.fetch_pool.map(in_this_trace(fetch), ids))
     return ([r for r in results if isinstance(r, dict)],
             [k for k, r in zip(ids, results, strict=True) if isinstance(r, BCNotFound)],
             [r for r in results if isinstance(r, BCError) and not isinstance(r, BCNotFound)])
 
 
-def announce_created(runtime: Runtime, group: DedupeScope, ids: list[str], owner: str) -> EmitCount:
+def announce_created(ctx: WebhookContext, group: DedupeScope, ids: list[str], owner: str) -> EmitCount:
     """Claim, GET and announce created entities; a 404 is recorded as gone. Entities that were read
     are announced even when others failed; then the first error is raised so the queue retries (the
     claims let this owner carry on)."""
-    trigger = _trigger(runtime, group)
-    dedupe = runtime.dedupe
+    trigger = _trigger(ctx, group)
+    dedupe = ctx.dedupe
     claims = dedupe.claim(group, ids, owner)
-    entities, gone, failures = fetch_entities(runtime, group, [i for i in ids if i in claims.won])
-    count = publish_claimed(dedupe, runtime.events, group, trigger, claims, entities, gone=gone)
+    entities, gone, failures = fetch_entities(ctx, group, [i for i in ids if i in claims.won])
+    count = publish_claimed(dedupe, ctx.events, group, trigger, claims, entities, gone=gone)
     count.skipped += len(ids) - len(claims.won)
     if failures:
         raise failures[0]
     return count
 
 
-def announce_updated(runtime: Runtime, group: DedupeScope, ids: list[str], owner: str,
+def announce_updated(ctx: WebhookContext, group: DedupeScope, ids: list[str], owner: str,
                      absent: Change = "updated") -> EmitCount:
     """GET updated entities and announce those whose `lastModifiedDateTime` is newer than recorded
     (BC's merged and repeated notifications, a change already seen by the sweep, give nothing new);
     one the connector has no row for existed before it watched: `updated`, as BC says.
     A 404 is left to the `deleted` notification that follows it."""
-    entities, gone, failures = fetch_entities(runtime, group, ids)
-    dedupe = runtime.dedupe
-    count = announce(dedupe, runtime.events, group, _trigger(runtime, group), entities, owner, absent=absent)
+    entities, gone, failures = fetch_entities(ctx, group, ids)
+    dedupe = ctx.dedupe
+    count = announce(dedupe, ctx.events, group, _trigger(ctx, group), entities, owner, absent=absent)
     count.skipped += len(gone)
     if failures:
         raise failures[0]
     return count
 
 
-def announce_verb(runtime: Runtime, group: DedupeScope, verb: str, times: dict[str, str]) -> EmitCount:
+def announce_verb(ctx: WebhookContext, group: DedupeScope, verb: str, times: dict[str, str]) -> EmitCount:
     """A business event's verb (`bc.<entity>.<verb>`, e.g. a customer blocked): GET each entity and
     queue its event, one per BC notification (its id from the entity, the verb and BC's timestamp, so
     BC's retry of the same notification gives the same id). Nothing is claimed: no other channel
     sees these; a 404 is skipped."""
-    trigger = _trigger(runtime, group)
+    trigger = _trigger(ctx, group)
     if not trigger.announces(verb):
         return EmitCount(skipped=len(times))
-    entities, gone, failures = fetch_entities(runtime, group, list(times))
+    entities, gone, failures = fetch_entities(ctx, group, list(times))
     events = [cloud_event(event_type=trigger.event_type(verb), connection=group.connection,
                           company_id=group.company_id, entity=e,
                           id_parts=[trigger.key, key, verb, times.get(key, "")])
               for e in entities if (key := str(e["id"]).lower())]
-    runtime.events.publish(trigger.queue, events)
+    ctx.events.publish(trigger.queue, events)
     if failures:
         raise failures[0]
     return EmitCount(emitted=len(events), gone=len(gone))
 
 
-def announce_gone(runtime: Runtime, group: DedupeScope, deleted: dict[str, str | None],
+def announce_gone(ctx: WebhookContext, group: DedupeScope, deleted: dict[str, str | None],
                   owner: str) -> EmitCount:
     """Announce deleted entities once BC answers 404 for each: a `deleted` that BC contradicts (the
     entity is still there: a forged or stale message) is not announced. Other failures raise after
     the confirmed ones are announced (the queue retries)."""
-    entities, gone, failures = fetch_entities(runtime, group, list(deleted))
+    entities, gone, failures = fetch_entities(ctx, group, list(deleted))
     if entities:
         log.warning("notifications %s: %d `deleted` change(s) not announced: BC still has the entity",
                     group.connection, len(entities))
-    count = announce_deleted(runtime.dedupe, runtime.events, group, _trigger(runtime, group),
+    count = announce_deleted(ctx.dedupe, ctx.events, group, _trigger(ctx, group),
                              {key: deleted[key] for key in gone}, owner)
     count.skipped += len(entities)
     if failures:
@@ -214,67 +214,67 @@ def announce_gone(runtime: Runtime, group: DedupeScope, deleted: dict[str, str |
     return count
 
 
-def announce_collection(runtime: Runtime, group: DedupeScope, resource: str, owner: str) -> EmitCount:
+def announce_collection(ctx: WebhookContext, group: DedupeScope, resource: str, owner: str) -> EmitCount:
     """Read a filtered `collection` window page by page and announce the unannounced. A bare URL
     (BC sends one when a delete was among the changes) runs the trigger's sweep instead of a full
     re-read, which could outlast the functionTimeout and restart from page 1 on every retry: what
     was created still carries a `lastModifiedDateTime` past the sweep's cursor, and the sweep reads
     within its time budget and checkpoints. If a sweep of the connection is running, it covers it."""
-    trigger = _trigger(runtime, group)
+    trigger = _trigger(ctx, group)
     since = collection_since(resource)
     if since is None:
         log.info("notifications %s: sweeping %s (collection without a filter)", group.connection,
                  trigger.key)
-        results = sweep.sweep(runtime, group.connection, (trigger,))
+        results = sweep.sweep(ctx, group.connection, (trigger,))
         return EmitCount(emitted=sum(r.emitted for r in results), skipped=sum(r.skipped for r in results))
-    bc = runtime.bc(group.connection)
-    dedupe = runtime.dedupe
+    bc = ctx.bc(group.connection)
+    dedupe = ctx.dedupe
     params = {**trigger.params(), "$filter": f"lastModifiedDateTime gt {bc_datetime(since)}"}
     count = EmitCount()
     for page in bc.iter_pages(collection_path(bc, trigger, group.company_id), params, sweep.PAGE_SIZE):
-        count.add(announce(dedupe, runtime.events, group, trigger, page, owner))
+        count.add(announce(dedupe, ctx.events, group, trigger, page, owner))
     return count
 
 
-def _trigger(runtime: Runtime, group: DedupeScope) -> Trigger:
-    trigger = trigger_of(runtime.settings, group)
+def _trigger(ctx: WebhookContext, group: DedupeScope) -> Trigger:
+    trigger = trigger_of(ctx.settings, group)
     if trigger is None:  # plan() kept only declared ones
-        raise UnknownConnection(group.connection, tuple(runtime.settings.connections))
+        raise UnknownConnection(group.connection, tuple(ctx.settings.connections))
     return trigger
 
 
-def process_message(runtime: Runtime, text: str, owner: str) -> EmitCount:
+def process_message(ctx: WebhookContext, text: str, owner: str) -> EmitCount:
     """Process one `bc-notifications` message; `owner` (the queue message id) lets a retry reclaim
     its own claims. Raises the first failure after doing everything else, so the queue retries.
     It runs in the trace of the webhook request that queued it."""
-    with runtime.telemetry.consume(f"process {QUEUE_NOTIFICATIONS}", queued_traceparent(text),
+    with ctx.telemetry.consume(f"process {QUEUE_NOTIFICATIONS}", queued_traceparent(text),
                                    message_id=owner):
-        return _process_message(runtime, text, owner)
+        return _process_message(ctx, text, owner)
 
 
-def _process_message(runtime: Runtime, text: str, owner: str) -> EmitCount:
+def _process_message(ctx: WebhookContext, text: str, owner: str) -> EmitCount:
     try:
-        notes = parse_queued(open_json(queue_signer(runtime.settings.token_encryption_keys,
+        notes = parse_queued(open_json(queue_signer(ctx.settings.token_encryption_keys,
                                                     QUEUE_NOTIFICATIONS), text))
     except ValueError as exc:
         # kept, not dropped: whatever put it on the queue can be found from the copy
-        runtime.storage.queue(QUEUE_NOTIFICATIONS_POISON).send_message(kept_text(text))
+        ctx.storage.queue(QUEUE_NOTIFICATIONS_POISON).send_message(kept_text(text))
         why = str(exc) if isinstance(exc, UnsignedMessage) else "not a bc-notifications message"
         log.error("notifications: message %s refused: %s; kept on %s", owner, why, QUEUE_NOTIFICATIONS_POISON)
         return EmitCount()
-    asked = plan(notes, runtime.settings)
+    asked = plan(notes, ctx.settings)
     if asked.skipped:
         log.warning("notifications: skipped %s", dict(asked.skipped))
     total = EmitCount()
     errors: list[Exception] = []
     # created before updated before deleted: an entity never announced is not announced as deleted
-    steps = [partial(announce_created, runtime, g, ids, owner) for g, ids in asked.created.items()]
-    steps += [partial(announce_updated, runtime, g, ids, owner) for g, ids in asked.updated.items()]
+    steps = [partial(announce_created, ctx, g, ids, owner) for g, ids in asked.created.items()]
+    steps += [partial(announce_updated, ctx, g, ids, owner) for g, ids in asked.updated.items()]
     # a business event's posting: read like an update, and new to the connector means created
-    steps += [partial(announce_updated, runtime, g, ids, owner, "created") for g, ids in asked.posted.items()]
-    steps += [partial(announce_verb, runtime, g, verb, times) for (g, verb), times in asked.verbs.items()]
-    steps += [partial(announce_gone, runtime, g, ids, owner) for g, ids in asked.deleted.items()]
-    steps += [partial(announce_collection, runtime, g, r, owner) for g, r in asked.collections]
+    steps += [partial(announce_updated, ctx, g, ids, owner, "created") for g, ids in asked.posted.items()]
+    steps += [partial(announce_verb, ctx, g, verb, times) for (g, verb), times in asked.verbs.items()]
+    steps += [partial(announce_gone, ctx, g, ids, owner) for g, ids in asked.deleted.items()]
+    steps += [partial(announce_collection, ctx, g, r, owner) for g, r in asked.collections]
     for step in steps:
         try:
             total.add(step())

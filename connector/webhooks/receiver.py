@@ -22,10 +22,10 @@ from typing import Any
 from azure.core.exceptions import AzureError
 
 from connector.errors import ConnectorError
-from connector.runtime import Runtime
 from connector.settings import QUEUE_NOTIFICATIONS, Settings
 from connector.signing import queue_signer, seal_json
 from connector.telemetry import current_traceparent
+from connector.webhooks.context import WebhookContext
 from connector.webhooks.directory import KnownSubscription
 from connector.webhooks.notifications import pack_messages
 
@@ -154,26 +154,26 @@ def screen(elements: list[Any], known: Mapping[str, KnownSubscription],
 
 
 def receive_request(params: Mapping[str, str], headers: Mapping[str, str], read_body: Callable[[], bytes],
-                    get_runtime: Callable[[], Runtime]) -> Reply:
+                    get_context: Callable[[], WebhookContext]) -> Reply:
     """Answer one request to the webhook endpoint, never with a 4xx or 500: a body declared larger
     than WEBHOOK_MAX_BODY_BYTES is not read (202), anything unexpected is logged and acked (202; the
-    same body would fail again), a runtime that cannot start answers 503 (BC retries)."""
+    same body would fail again), a connector that cannot start answers 503 (BC retries)."""
     reply = handshake(params)
     if reply is not None:
         return reply
     try:
-        runtime = get_runtime()
+        ctx = get_context()
     except Exception:
         log.exception("webhook: the connector cannot start; answered 503 so BC retries")
         return Reply(503, "not ready")
     try:
         declared = declared_length(headers)
-        if declared is not None and declared > runtime.settings.webhook_max_body_bytes:
+        if declared is not None and declared > ctx.settings.webhook_max_body_bytes:
             log.error("webhook: Content-Length %d exceeds WEBHOOK_MAX_BODY_BYTES (%d); acknowledged "
                       "unread (the next sweep announces what it created)", declared,
-                      runtime.settings.webhook_max_body_bytes)
+                      ctx.settings.webhook_max_body_bytes)
             return ACCEPTED
-        return receive(params, read_body(), lambda: runtime)
+        return receive(params, read_body(), lambda: ctx)
     except Exception:
         log.exception("webhook: unexpected failure; acknowledged, nothing processed")
         return ACCEPTED
@@ -187,14 +187,14 @@ def announced_change(settings: Settings, sub: KnownSubscription, change: str) ->
     return trigger is not None and trigger.needs(change)
 
 
-def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Runtime]) -> Reply:
+def receive(params: Mapping[str, str], body: bytes, get_context: Callable[[], WebhookContext]) -> Reply:
     """Answer one request to the webhook endpoint (handshake or notifications)."""
     reply = handshake(params)
     if reply is not None:
         return reply
-    runtime = get_runtime()
+    ctx = get_context()
     try:
-        elements = parse_body(body, runtime.settings.webhook_max_body_bytes)
+        elements = parse_body(body, ctx.settings.webhook_max_body_bytes)
     except OversizedNotification as exc:
         log.error("webhook: %s; acknowledged and dropped unread (the next sweep announces what it "
                   "created)", exc)
@@ -203,13 +203,13 @@ def receive(params: Mapping[str, str], body: bytes, get_runtime: Callable[[], Ru
         log.warning("webhook: %s; acknowledged, nothing processed", exc)
         return ACCEPTED
     try:
-        screening = screen(elements, runtime.subscription_directory.find(subscription_ids(elements)),
-                           partial(announced_change, runtime.settings))
-        signer = queue_signer(runtime.settings.token_encryption_keys, QUEUE_NOTIFICATIONS)
+        screening = screen(elements, ctx.subscription_directory.find(subscription_ids(elements)),
+                           partial(announced_change, ctx.settings))
+        signer = queue_signer(ctx.settings.token_encryption_keys, QUEUE_NOTIFICATIONS)
         messages = [seal_json(signer, m) for m in pack_messages(screening.queued,
                                                                 traceparent=current_traceparent())]
-        sender = runtime.storage.sender(QUEUE_NOTIFICATIONS, retry_total=0)  # BC retries on a 503
-        list(runtime.enqueue_pool.map(lambda text: sender.send(text, retries=0), messages))
+        sender = ctx.storage.sender(QUEUE_NOTIFICATIONS, retry_total=0)  # BC retries on a 503
+        list(ctx.enqueue_pool.map(lambda text: sender.send(text, retries=0), messages))
     except AzureError as exc:
         log.error("webhook: storage unavailable (%s); answered 503 so BC retries", type(exc).__name__)
         return Reply(503, "storage unavailable")

@@ -26,11 +26,11 @@ from connector.declarations import STANDARD_API, Trigger
 from connector.errors import ConnectorError
 from connector.health.events import SUBSCRIPTION_FAILING, SUBSCRIPTION_RECREATED
 from connector.leases import LEASE_SECONDS, Lease
-from connector.runtime import Runtime
 from connector.settings import TABLE_SUBSCRIPTIONS
 from connector.storage import read_entity, table_key
 from connector.webhooks.bc_logs import describe, failed_notifications, read_webhook_logs, removal_reason
 from connector.webhooks.client_state import client_state, key_id, signing_key
+from connector.webhooks.context import WebhookContext
 from connector.webhooks.discovery import supported_resources
 from connector.webhooks.subscription_plan import (
     Action,
@@ -102,16 +102,16 @@ class ReconcileSummary:
 class SubscriptionRun:
     """One reconcile of one connection (holds the BC client, table and settings it needs)."""
 
-    def __init__(self, runtime: Runtime, connection: str, company_id: str):
-        self.runtime = runtime
+    def __init__(self, ctx: WebhookContext, connection: str, company_id: str):
+        self.ctx = ctx
         self.connection = connection
         self.company_id = company_id
-        self.bc = runtime.bc(connection)
-        self.table = runtime.storage.table(TABLE_SUBSCRIPTIONS)
-        self.url = notification_url(runtime.settings, connection)
-        self.key = signing_key(runtime.settings.token_encryption_keys)
+        self.bc = ctx.bc(connection)
+        self.table = ctx.storage.table(TABLE_SUBSCRIPTIONS)
+        self.url = notification_url(ctx.settings, connection)
+        self.key = signing_key(ctx.settings.token_encryption_keys)
         self.key_id = key_id(self.key)
-        self.directory = runtime.subscription_directory
+        self.directory = ctx.subscription_directory
 
     def row_key(self, trigger: Trigger) -> str:
         return table_key(f"{self.company_id}:{trigger.key}")
@@ -163,7 +163,7 @@ class SubscriptionRun:
         self.table.upsert_entity({"PartitionKey": self.connection, "RowKey": self.row_key(trigger),
                                   "removed_reason": reason, "removed_at": iso(utc_now()),
                                   "removed_subscription_id": removed_id}, mode=UpdateMode.MERGE)
-        self.runtime.health.emit(
+        self.ctx.health.emit(
             SUBSCRIPTION_RECREATED, connection=self.connection, company_id=self.company_id,
             occurrence=removed_id,
             summary=f"BC removed the {trigger.key} subscription: {reason}; re-created",
@@ -178,7 +178,7 @@ class SubscriptionRun:
                   if str(e.get("time", "")) >= iso(now - timedelta(days=1))[:19]]
         if not recent:
             return
-        self.runtime.health.emit(
+        self.ctx.health.emit(
             SUBSCRIPTION_FAILING, connection=self.connection, company_id=self.company_id,
             occurrence=f"notifications-failed:{now.date().isoformat()}",
             summary=f"BC failed to deliver {len(recent)} notification(s) in 24 h: {describe(recent[0])}",
@@ -212,16 +212,16 @@ class SubscriptionRun:
         return action, self.create(trigger)
 
 
-def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSummary:
+def reconcile(ctx: WebhookContext, connection: str | None = None) -> ReconcileSummary:
     """Make BC's subscriptions for this connection's company match what the triggers need.
     Raises MissingClientStateKey before touching BC when TOKEN_ENCRYPTION_KEY is not set, and
     SubscriptionRunBusy when another runner holds the lease or takes it over mid-run (it is renewed
     before each trigger, after each baseline page and before each stray deletion)."""
-    conn = runtime.settings.connection(connection)
-    signing_key(runtime.settings.token_encryption_keys)
-    runtime.tokens.verify(conn.name)  # a changed client secret shows on this run, not an hour later
-    company_id = runtime.company_id(conn.name)
-    lease = Lease(runtime.storage, f"subscriptions:{conn.name}", ttl_seconds=LEASE_SECONDS)
+    conn = ctx.settings.connection(connection)
+    signing_key(ctx.settings.token_encryption_keys)
+    ctx.tokens.verify(conn.name)  # a changed client secret shows on this run, not an hour later
+    company_id = ctx.company_id(conn.name)
+    lease = Lease(ctx.storage, f"subscriptions:{conn.name}", ttl_seconds=LEASE_SECONDS)
     with lease as acquired:
         if not acquired:
             raise SubscriptionRunBusy(f"connection {conn.name!r}: a subscription run is already in progress")
@@ -231,16 +231,16 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
                 raise SubscriptionRunBusy(f"connection {conn.name!r}: the subscription run lost its lease "
                                           "to another runner; stopped")
 
-        run = SubscriptionRun(runtime, conn.name, company_id)
+        run = SubscriptionRun(ctx, conn.name, company_id)
         now, remote = list_remote(run.bc, {t.api for t in conn.triggers})
         supported = supported_resources(run.bc, company_id)
-        renew_before = timedelta(hours=runtime.settings.subscription_renew_before_hours)
+        renew_before = timedelta(hours=ctx.settings.subscription_renew_before_hours)
         summary = ReconcileSummary(conn.name, company_id)
         owned: set[str] = set()
         logs: Any = _UNREAD  # list[dict[str, Any]] | None once read
         for trigger in conn.triggers:
             keep_lease()
-            start_trigger(runtime, conn.name, company_id, trigger, keep_lease)
+            start_trigger(ctx, conn.name, company_id, trigger, keep_lease)
             row = run.load_row(trigger)
             current = remote.get(row["subscription_id"]) if row and row.get("subscription_id") else None
             can_watch = None if supported is None else trigger.resource in supported
@@ -275,10 +275,10 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
             summary.strays_deleted += 1
         keep_lease()
         try:
-            events = reconcile_events(run.bc, run.table, runtime.settings, conn, company_id)
+            events = reconcile_events(run.bc, run.table, ctx.settings, conn, company_id)
             summary.business_events = events.as_dict() if events is not None else None
             for lost in events.lost if events is not None else ():
-                runtime.health.emit(
+                ctx.health.emit(
                     SUBSCRIPTION_RECREATED, connection=conn.name, company_id=company_id,
                     occurrence=lost["subscriptionId"],
                     summary=f"The {lost['eventName']} business-event subscription: {lost['why']}; re-created",
@@ -293,31 +293,31 @@ def reconcile(runtime: Runtime, connection: str | None = None) -> ReconcileSumma
         return summary
 
 
-def _reconcile_unless_busy(runtime: Runtime, connection: str) -> ReconcileSummary | None:
+def _reconcile_unless_busy(ctx: WebhookContext, connection: str) -> ReconcileSummary | None:
     try:
-        return reconcile(runtime, connection)
+        return reconcile(ctx, connection)
     except SubscriptionRunBusy as exc:
         log.warning("subscriptions %s: skipped: %s", connection, exc)
         return None
 
 
-def reconcile_all(runtime: Runtime) -> list[ReconcileSummary]:
+def reconcile_all(ctx: WebhookContext) -> list[ReconcileSummary]:
     """Reconcile every connection; a connection that is not signed in or busy is skipped (logged).
     Raises the first other error after trying every connection."""
-    outcomes = for_each_connection(runtime.settings, partial(_reconcile_unless_busy, runtime),
+    outcomes = for_each_connection(ctx.settings, partial(_reconcile_unless_busy, ctx),
                                    task="subscriptions")
     return [summary for summary in results_or_raise(outcomes) if summary is not None]
 
 
-def delete_subscriptions(runtime: Runtime, connection: str | None = None) -> list[str]:
+def delete_subscriptions(ctx: WebhookContext, connection: str | None = None) -> list[str]:
     """Delete this connection's subscriptions in BC and their rows; the entity sets deleted."""
-    conn = runtime.settings.connection(connection)
-    table = runtime.storage.table(TABLE_SUBSCRIPTIONS)
+    conn = ctx.settings.connection(connection)
+    table = ctx.storage.table(TABLE_SUBSCRIPTIONS)
     deleted = []
-    with Lease(runtime.storage, f"subscriptions:{conn.name}", ttl_seconds=LEASE_SECONDS) as acquired:
+    with Lease(ctx.storage, f"subscriptions:{conn.name}", ttl_seconds=LEASE_SECONDS) as acquired:
         if not acquired:
             raise SubscriptionRunBusy(f"connection {conn.name!r}: a subscription run is already in progress")
-        bc = runtime.bc(conn.name)
+        bc = ctx.bc(conn.name)
         for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": conn.name}):
             if row.get("subscription_id"):
                 try:
@@ -328,7 +328,7 @@ def delete_subscriptions(runtime: Runtime, connection: str | None = None) -> lis
                         bc.delete(subscriptions_path(bc, api, row["subscription_id"]), "*")
                 except (BCNotFound, InvalidKey):  # an id that is no key cannot exist in BC
                     pass
-                runtime.subscription_directory.forget(row["subscription_id"])
+                ctx.subscription_directory.forget(row["subscription_id"])
                 deleted.append(row["entity_set"])
             table.delete_entity(row["PartitionKey"], row["RowKey"])
     log.info("subscriptions %s: deleted %s", conn.name, deleted)

@@ -23,7 +23,7 @@ from connector.declarations import Trigger
 from connector.health.events import GAP_FILLED
 from connector.leases import LEASE_SECONDS, Lease
 from connector.rows import Heartbeat
-from connector.runtime import Runtime
+from connector.webhooks.context import WebhookContext
 from connector.webhooks.dedupe import DedupeScope
 from connector.webhooks.triggers import EmitCount, announce, collection_path, seen
 
@@ -61,7 +61,7 @@ def scope_of(connection: str, company_id: str, trigger: Trigger) -> DedupeScope:
     return DedupeScope(connection, company_id, trigger.key)
 
 
-def start_trigger(runtime: Runtime, connection: str, company_id: str, trigger: Trigger,
+def start_trigger(ctx: WebhookContext, connection: str, company_id: str, trigger: Trigger,
                   keep_alive: Callable[[], None] = lambda: None) -> tuple[CursorTable, ReadCursor] | None:
     """The trigger's cursor (and its row, to write it back), set up on first use; None while another
     runner sets it up.
@@ -74,7 +74,7 @@ def start_trigger(runtime: Runtime, connection: str, company_id: str, trigger: T
     `updated_at` does not validate) belongs to a dead runner and is taken over (same cutoff,
     ETag-guarded).
     `keep_alive` runs after every page (a lease renewal; it raises to stop)."""
-    row = CursorTable(runtime.storage, connection, cursor_key(trigger, company_id))
+    row = CursorTable(ctx.storage, connection, cursor_key(trigger, company_id))
     for _ in range(3):  # the row may appear, complete or vanish (an aborted set-up) meanwhile
         found = row.load()
         if found is None:
@@ -89,16 +89,16 @@ def start_trigger(runtime: Runtime, connection: str, company_id: str, trigger: T
         else:
             claimed = row.write(found)
         if claimed is not None:
-            return Baseline(runtime, connection, company_id, trigger, row, keep_alive).run(claimed)
+            return Baseline(ctx, connection, company_id, trigger, row, keep_alive).run(claimed)
     return None
 
 
 class Baseline:
     """One runner's set-up of a trigger whose `baselining` row it holds (by ETag)."""
 
-    def __init__(self, runtime: Runtime, connection: str, company_id: str, trigger: Trigger,
+    def __init__(self, ctx: WebhookContext, connection: str, company_id: str, trigger: Trigger,
                  row: CursorTable, keep_alive: Callable[[], None]):
-        self.runtime = runtime
+        self.ctx = ctx
         self.connection = connection
         self.company_id = company_id
         self.trigger = trigger
@@ -141,8 +141,8 @@ class Baseline:
     def _record_known(self, marker: ReadCursor) -> tuple[CursorTable, ReadCursor] | None:
         assert marker.cursor is not None
         cutoff = marker.cursor
-        bc = self.runtime.bc(self.connection)
-        dedupe = self.runtime.dedupe
+        bc = self.ctx.bc(self.connection)
+        dedupe = self.ctx.dedupe
         scope = scope_of(self.connection, self.company_id, self.trigger)
         trigger = self.trigger
         draft_field = (trigger.draft[0],) if trigger.draft else ()
@@ -150,7 +150,7 @@ class Baseline:
         params = {"$filter": f"lastModifiedDateTime le {bc_datetime(cutoff)}",
                   "$select": ",".join(f for f in dict.fromkeys(fields) if f)}
         known = 0
-        read_only = self.runtime.settings.connection(self.connection).read_only_intent
+        read_only = self.ctx.settings.connection(self.connection).read_only_intent
         for page in bc.iter_pages(collection_path(bc, trigger, self.company_id), params, BASELINE_PAGE_SIZE,
                                   read_only=read_only):
             dedupe.settle(scope, [str(e["id"]).lower() for e in page], "known",
@@ -185,17 +185,17 @@ class SweepResult:
 class SweepRun:
     """One sweep of a connection's company: every trigger, within a time budget, under a lease."""
 
-    def __init__(self, runtime: Runtime, connection: str, company_id: str, lease: Lease,
+    def __init__(self, ctx: WebhookContext, connection: str, company_id: str, lease: Lease,
                  max_seconds: float, triggers: tuple[Trigger, ...] | None = None):
-        self.runtime = runtime
-        self.triggers = runtime.settings.connection(connection).triggers if triggers is None else triggers
+        self.ctx = ctx
+        self.triggers = ctx.settings.connection(connection).triggers if triggers is None else triggers
         self.connection = connection
         self.company_id = company_id
         self.lease = lease
         self.deadline = time.monotonic() + max_seconds
         self.owner = f"sweep-{uuid.uuid4().hex}"
-        self.bc = runtime.bc(connection)
-        self.dedupe = runtime.dedupe
+        self.bc = ctx.bc(connection)
+        self.dedupe = ctx.dedupe
 
     def run(self) -> list[SweepResult]:
         """Sweep every trigger (one trigger's failure does not hold up the others); raises the first
@@ -222,23 +222,23 @@ class SweepRun:
         """Announce what changed since the cursor and was never announced, page by page, checkpointing
         after each page; move the cursor once the pass is complete."""
         scope = scope_of(self.connection, self.company_id, trigger)
-        started = start_trigger(self.runtime, self.connection, self.company_id, trigger, self.renew_lease)
+        started = start_trigger(self.ctx, self.connection, self.company_id, trigger, self.renew_lease)
         if started is None:  # another runner is setting the trigger up; the next run sweeps it
             return SweepResult(trigger.key, 0, 0, "", finished=False)
         row, state = started
         assert state.cursor is not None  # set when the trigger started
         if not state.in_pass:
             state = state.start_pass(utc_now())
-        since = state.since(self.runtime.settings.cursor_overlap_seconds)
+        since = state.since(self.ctx.settings.cursor_overlap_seconds)
         params = {"$filter": f"lastModifiedDateTime gt {since}", **trigger.params()}
         count = EmitCount()
         pages = self.bc.pages(collection_path(self.bc, trigger, self.company_id), params,
                               page_size=PAGE_SIZE, resume_from=state.next_link,
                               go_on=lambda: time.monotonic() < share_ends,
-                              read_only=self.runtime.settings.connection(self.connection).read_only_intent)
+                              read_only=self.ctx.settings.connection(self.connection).read_only_intent)
         for page in pages:
             self.renew_lease()
-            done = announce(self.dedupe, self.runtime.events, scope, trigger, page.entities, self.owner)
+            done = announce(self.dedupe, self.ctx.events, scope, trigger, page.entities, self.owner)
             count.add(done)
             state = state.checkpoint(page.next_link,
                                      newest_modified(e.get("lastModifiedDateTime") for e in page.entities),
@@ -263,7 +263,7 @@ class SweepRun:
         """One `bc.connector.gap.filled` per trigger that announced changes the webhooks missed."""
         for result in results:
             if result.emitted:
-                self.runtime.health.emit(
+                self.ctx.health.emit(
                     GAP_FILLED, connection=self.connection, company_id=self.company_id,
                     occurrence=f"{self.owner}:{result.entity_set}",
                     summary=f"the sweep announced {result.emitted} {result.entity_set} change(s) the "
@@ -277,23 +277,23 @@ class SweepRun:
 
 # ---- entry points -----------------------------------------------------------------------------------
 
-def sweep(runtime: Runtime, connection: str | None = None,
+def sweep(ctx: WebhookContext, connection: str | None = None,
           triggers: tuple[Trigger, ...] | None = None) -> list[SweepResult]:
     """Sweep the triggers (all the connection's by default) of one connection (one runner at a time
     per connection; [] when another run holds the lease: it covers what changed before it read)."""
-    conn = runtime.settings.connection(connection)
-    company_id = runtime.company_id(conn.name)
-    max_seconds = runtime.settings.sweep_max_seconds
-    lease = Lease(runtime.storage, f"sweep:{conn.name}")
+    conn = ctx.settings.connection(connection)
+    company_id = ctx.company_id(conn.name)
+    max_seconds = ctx.settings.sweep_max_seconds
+    lease = Lease(ctx.storage, f"sweep:{conn.name}")
     with lease as acquired:
         if not acquired:
             log.info("sweep %s: another run is in progress; skipped", conn.name)
             return []
-        return SweepRun(runtime, conn.name, company_id, lease, max_seconds, triggers).run()
+        return SweepRun(ctx, conn.name, company_id, lease, max_seconds, triggers).run()
 
 
-def sweep_all(runtime: Runtime) -> list[SweepResult]:
+def sweep_all(ctx: WebhookContext) -> list[SweepResult]:
     """Sweep every connection; one that is not signed in is skipped. Raises the first other error
     after trying every connection."""
-    outcomes = for_each_connection(runtime.settings, partial(sweep, runtime), task="sweep")
+    outcomes = for_each_connection(ctx.settings, partial(sweep, ctx), task="sweep")
     return [result for results in results_or_raise(outcomes) for result in results]

@@ -121,3 +121,17 @@ def test_every_waiter_of_a_failed_batch_raises_its_error(client: BCClient, emula
         list(pool.map(find, range(4)))
     assert len(errors) == 4 and {e.status for e in errors} == {503}
     assert len(order_gets(emulator)) == 1
+
+
+def test_keys_arriving_while_a_get_is_at_bc_wait_for_it_and_share_the_next(client: BCClient,
+                                                                             emulator: Any) -> None:
+    lookup = KeyLookups(linger=1.0).get(client, CRONUS_UK_ID, "salesOrders", "externalDocumentNumber",
+                                        SELECT)
+    emulator.faults.configure({"latency_seconds": 0.5})
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(lookup.find, "FIRST-" + uuid.uuid4().hex)
+        while lookup.gets == 0:
+            threading.Event().wait(0.01)  # the first GET is on its way to BC (0.5 s there)
+        later = [pool.submit(lookup.find, f"LATER-{n}-" + uuid.uuid4().hex) for n in range(5)]
+        assert first.result() is None and [f.result() for f in later] == [None] * 5
+    assert len(order_gets(emulator)) == lookup.gets == 2
