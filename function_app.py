@@ -3,6 +3,7 @@ import azure.functions as func
 
 from connector.auth import blueprint as auth
 from connector.businessevents import blueprint as businessevents
+from connector.fanout import blueprint as fanout
 from connector.health import blueprint as health
 from connector.items import blueprint as items
 from connector.ops import blueprint as ops
@@ -18,3 +19,4 @@ app.register_functions(auth.bp)
 app.register_functions(webhooks.bp)
 app.register_functions(businessevents.bp)
 app.register_functions(health.bp)
+app.register_functions(fanout.bp)

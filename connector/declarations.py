@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from connector.errors import ConnectorError
+
 CHANGE_TYPES = ("created", "updated", "deleted")  # what a trigger may announce: `bc.<entity>.<change>`
 DRAFTED_CHANGE_TYPES = (*CHANGE_TYPES, "drafted")  # sets where BC keeps drafts beside posted documents
 # What BC's business events add to a standard entity set's change types (`bc.<entity>.<verb>`, from the
@@ -28,8 +30,10 @@ _QUEUE_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$")
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9]*(?:\.[a-z][a-z0-9]*)*$")
 
 
-class DeclarationError(ValueError):
+class DeclarationError(ConnectorError, ValueError):
     """A declaration is malformed; the message names the setting, the declaration and the field."""
+
+    internal = True
 
 
 @dataclass(frozen=True)

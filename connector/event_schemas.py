@@ -12,6 +12,7 @@ from xml.etree import ElementTree
 
 from connector.declarations import Command, Trigger
 from connector.events import ITEM_PULLED
+from connector.health.events import health_data_schemas
 from connector.settings import QUEUE_ITEMS, QUEUE_SALES_INVOICES, QUEUE_SALES_SHIPMENTS
 
 # The seed's triggers with every option on (the schemas cover what any connection may emit).
@@ -73,6 +74,7 @@ def event_data_schemas() -> dict[str, dict[str, Any]]:
     items = SEED_TRIGGERS[0]
     schemas[ITEM_PULLED] = entity_schema(items, ITEM_PULLED,
                                          "An item as BC returns it, read by the item pull.")
+    schemas.update(health_data_schemas())
     return {f"{kind}.data.schema.json": schema for kind, schema in schemas.items()}
 
 

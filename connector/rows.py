@@ -13,7 +13,7 @@ Conventions of every coordination table (`bcleases`, `bcorders`, `bcdedupe`, `bc
   or does not validate.
 
     row = GuardedRow(table, pk, rk)
-    found = row.read()                  # (values, etag) or None; later writes are ETag-guarded
+    values = row.read()                 # or None; row.write(...) / row.delete() are ETag-guarded
     owned = OwnedRow(table, pk, rk, ttl_seconds=60)
     owned.acquire() / owned.renew() / owned.release()
 """

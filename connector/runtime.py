@@ -35,6 +35,7 @@ from connector.webhooks.directory import SubscriptionDirectory
 
 if TYPE_CHECKING:
     from connector.auth.service import SignInService
+    from connector.fanout.units import WorkQueue
     from connector.health.service import EnvironmentService
     from connector.items.pull import ItemPullService
     from connector.ops.service import StatusService
@@ -122,6 +123,13 @@ class Runtime:
             settings=self.settings, storage=self.storage, telemetry=self.telemetry,
             key_lookups=self.key_lookups, item_variants=self.item_variants, bc=self.bc,
             company_id=self.company_id))
+
+    @cached_property
+    def fanout(self) -> WorkQueue:
+        """Timer work, one `bc-connection-work` unit per connection and task (`connector/fanout`)."""
+        from connector.fanout.units import WorkQueue
+
+        return WorkQueue(self.settings, self.storage)
 
     @cached_property
     def webhook_context(self) -> WebhookContext:

@@ -52,6 +52,8 @@ QUEUE_COMMANDS = "bc-commands"  # in: declared commands (`type` names one): a sa
 QUEUE_COMMANDS_POISON = "bc-commands-poison"
 QUEUE_COMMAND_RESULTS = "bc-command-results"
 QUEUE_HEALTH = "bc-connector-health"  # out: `bc.connector.*` health events for operators
+QUEUE_CONNECTION_WORK = "bc-connection-work"  # internal: one timer unit per connection (pull, sweep, renewal)
+QUEUE_CONNECTION_WORK_POISON = "bc-connection-work-poison"
 QUEUE_NAMES: tuple[str, ...] = (
     QUEUE_SALES_ORDERS,
     QUEUE_SALES_ORDERS_POISON,
@@ -67,6 +69,8 @@ QUEUE_NAMES: tuple[str, ...] = (
     QUEUE_COMMANDS,
     QUEUE_COMMANDS_POISON,
     QUEUE_COMMAND_RESULTS,
+    QUEUE_CONNECTION_WORK,
+    QUEUE_CONNECTION_WORK_POISON,
 )
 
 TABLE_TOKENS = "bctokens"  # encrypted msal token caches, one row per connection
@@ -452,6 +456,11 @@ class Settings:
     sweep_schedule: str = setting("SWEEP_SCHEDULE", "0 */30 * * * *",
                                   "NCRONTAB schedule of the sweep that emits what webhooks missed.",
                                   host_binding=True)
+    timer_fan_out_min_connections: int = setting(
+        "TIMER_FAN_OUT_MIN_CONNECTIONS", "10",
+        "With at least this many connections, the item pull, sweep and renewal timers queue one unit "
+        "per connection on `bc-connection-work` (run in parallel on every instance) instead of running "
+        "them all in the timer's invocation; 0 = never.", minimum=0)
     sweep_max_seconds: float = setting("SWEEP_MAX_SECONDS", "480",
                                        "A sweep run stops after this long and checkpoints; the next run "
                                        "resumes.")

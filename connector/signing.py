@@ -17,9 +17,13 @@ from collections.abc import Sequence
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from connector.errors import ConnectorError
 
-class MissingSigningKey(RuntimeError):
+
+class MissingSigningKey(ConnectorError, RuntimeError):
     """TOKEN_ENCRYPTION_KEY is not set, so nothing can be signed or verified."""
+
+    internal = True
 
 
 def purpose_key(secret: str, purpose: str) -> bytes:
@@ -69,8 +73,11 @@ SIGNATURE_FIELD = "sig"
 _SIGNED_TAIL = re.compile(r',"sig":"([A-Za-z0-9_-]{43})"\}$')
 
 
-class UnsignedMessage(ValueError):
+class UnsignedMessage(ConnectorError, ValueError):
     """A message on an internal queue that is unsigned or whose signature does not hold."""
+
+    retryable = False
+    internal = True
 
 
 def queue_signer(keys: Sequence[str], queue: str) -> Signer:

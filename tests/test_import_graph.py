@@ -32,7 +32,7 @@ CACHE_DECORATORS = {"cache", "lru_cache", "cached"}
 
 # Feature folders: their blueprint reaches the runtime (`get_runtime().<service>`); no other module in
 # them imports `connector.runtime` (the runtime hands each service its collaborators).
-FEATURE_FOLDERS = ("auth", "businessevents", "health", "items", "ops", "orders", "webhooks")
+FEATURE_FOLDERS = ("auth", "businessevents", "fanout", "health", "items", "ops", "orders", "webhooks")
 # Modules not yet turned into a service's collaborators (none left; the list only shrinks).
 STILL_TAKING_THE_RUNTIME: set[str] = set()
 # The one retry policy (Retry-After, else capped exponential back-off with jitter).

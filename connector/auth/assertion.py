@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from connector.errors import ConnectorError
+
 TOKEN_EXCHANGE_SCOPE = "api://AzureADTokenExchange/.default"
 
 
-class AssertionUnavailable(Exception):
+class AssertionUnavailable(ConnectorError):
     """The managed identity gave no token (not enabled, not assigned, endpoint unreachable)."""
+
+    internal = True
+    token_failure = True
 
 
 class ManagedIdentityAssertion:

@@ -87,6 +87,7 @@ class EventSubscriptionRun:
         self.keys = settings.token_encryption_keys
         self.key_id = key_id(self.keys[0])
         self.collection = subscriptions_url(bc)
+        self.listed: dict[str, dict[str, Any]] = {}  # every subscription BC listed, by id (remote())
 
     def row_key(self, event: BusinessEvent) -> str:
         return f"{self.company_id}:event:{event.name}"
@@ -111,7 +112,9 @@ class EventSubscriptionRun:
         those its rows made for an earlier URL (another port or host; re-created). Extra duplicates are
         listed under `<name>#<id>` so they are deleted."""
         mine: dict[str, dict[str, Any]] = {}
+        self.listed = {}
         for sub in self.bc.iter_entities(self.collection):
+            self.listed[str(sub.get("id", ""))] = sub
             company = str(sub.get("companyId", "")).lower()
             ours = sub.get("notificationUrl") == self.url or str(sub.get("id", "")).lower() in known_ids
             if not ours or company != self.company_id:
@@ -154,6 +157,16 @@ class EventSubscriptionRun:
                 return summary
             raise
         for event in wanted:
+            moved = self.listed.get(str(rows.get(event.name, {}).get("subscription_id") or ""))
+            if moved is not None and moved.get("notificationUrl") != self.url:
+                # ours (its id is on our row) but made for another URL (another PORT, a moved app)
+                try:
+                    self.delete(moved)
+                except BCError as exc:  # cleanup: the next run tries again
+                    log.warning("business events %s: %s for an old URL not deleted: %s", self.conn.name,
+                                event.name, exc)
+                log.info("business events %s: %s notified %s; deleted, made again for %s", self.conn.name,
+                         event.name, moved.get("notificationUrl"), self.url)
             current = remote.pop(event.name, None)
             row = rows.get(event.name) or {}
             action = plan_event(current, row, self.key_id, self.url)

@@ -2,9 +2,13 @@
 and keeps its traceback."""
 from __future__ import annotations
 
+from connector.errors import ConnectorError
 
-class CLIError(Exception):
+
+class CLIError(ConnectorError):
     """An expected failure: `str()` is the one line the user sees (exit 1)."""
+
+    retryable = False
 
 
 def explain(exc: BaseException, storage_where: str = "storage", host_where: str = "the app") -> str | None:

@@ -72,6 +72,19 @@ KINDS: tuple[HealthKind, ...] = (
 RECENT_WINDOW = timedelta(days=7)
 
 
+def health_data_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of each health event type's `data` (published in `schemas/`): what every
+    health event carries; the details each kind adds are optional."""
+    text = {"type": "string"}
+    return {kind.type: {
+        "$schema": "https://json-schema.org/draft/2020-12/schema", "title": kind.type, "type": "object",
+        "description": f"A connection health event ({kind.severity}): what happened and what to do.",
+        "required": ["connection", "companyId", "severity", "summary", "fix"],
+        "properties": {"connection": text, "companyId": text, "severity": {"enum": ["action", "info"]},
+                       "summary": text, "fix": text},
+    } for kind in KINDS}
+
+
 class EventSink(Protocol):
     def publish(self, queue_name: str, events: Any) -> int: ...
 

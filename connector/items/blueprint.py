@@ -29,7 +29,11 @@ def scheduled_item_pull(timer: func.TimerRequest) -> None:
     """Pull items of every configured connection (each run resumes where the last one stopped)."""
     from connector.runtime import get_runtime
 
-    for result in get_runtime().item_pull.pull_all():
+    runtime = get_runtime()
+    if runtime.fanout.enabled:
+        runtime.fanout.enqueue("pull")
+        return
+    for result in runtime.item_pull.pull_all():
         log.info("item pull: %s", result.as_dict())
 
 

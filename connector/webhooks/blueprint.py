@@ -55,7 +55,10 @@ def renew_subscriptions(timer: func.TimerRequest) -> None:
     runtime = get_runtime()
     try:
         runtime.environments.check_all()  # a restore or copy first: it re-subscribes or stops the connection
-        runtime.webhooks.reconcile_all()
+        if runtime.fanout.enabled:
+            runtime.fanout.enqueue("renewal")
+        else:
+            runtime.webhooks.reconcile_all()
     finally:
         check_all(runtime.settings, runtime.storage, runtime.health, runtime.health.now())
 
@@ -66,7 +69,11 @@ def sweep_created(timer: func.TimerRequest) -> None:
     """Announce created entities the webhooks missed."""
     from connector.runtime import get_runtime
 
-    get_runtime().webhooks.sweep_all()
+    runtime = get_runtime()
+    if runtime.fanout.enabled:
+        runtime.fanout.enqueue("sweep")
+    else:
+        runtime.webhooks.sweep_all()
 
 
 def _subscription_call(req: func.HttpRequest,

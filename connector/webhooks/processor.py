@@ -258,7 +258,7 @@ def _process_message(ctx: WebhookContext, text: str, owner: str) -> EmitCount:
                                                     QUEUE_NOTIFICATIONS), text))
     except ValueError as exc:
         # kept, not dropped: whatever put it on the queue can be found from the copy
-        ctx.storage.queue(QUEUE_NOTIFICATIONS_POISON).send_message(kept_text(text))
+        ctx.storage.sender(QUEUE_NOTIFICATIONS_POISON).send(kept_text(text))
         why = str(exc) if isinstance(exc, UnsignedMessage) else "not a bc-notifications message"
         log.error("notifications: message %s refused: %s; kept on %s", owner, why, QUEUE_NOTIFICATIONS_POISON)
         return EmitCount()

@@ -28,6 +28,14 @@ class WebhooksService:
         """Announce, for every connection, the created entities the webhooks missed."""
         return sweep.sweep_all(self.context)
 
+    def sweep(self, connection: str) -> list[SweepResult]:
+        """Sweep one connection (a fanned-out unit, `connector/fanout`)."""
+        return sweep.sweep(self.context, connection)
+
+    def reconcile_unless_busy(self, connection: str) -> ReconcileSummary | None:
+        """One connection's renewal run (a fanned-out unit); None while another run holds it."""
+        return subscriptions.reconcile_unless_busy(self.context, connection)
+
     def reconcile(self, connection: str) -> ReconcileSummary:
         """Create, renew or recreate one connection's subscriptions now."""
         return subscriptions.reconcile(self.context, connection)

@@ -293,7 +293,8 @@ def reconcile(ctx: WebhookContext, connection: str | None = None) -> ReconcileSu
         return summary
 
 
-def _reconcile_unless_busy(ctx: WebhookContext, connection: str) -> ReconcileSummary | None:
+def reconcile_unless_busy(ctx: WebhookContext, connection: str) -> ReconcileSummary | None:
+    """`reconcile`, or None (logged) while another run of the connection holds the lease."""
     try:
         return reconcile(ctx, connection)
     except SubscriptionRunBusy as exc:
@@ -304,7 +305,7 @@ def _reconcile_unless_busy(ctx: WebhookContext, connection: str) -> ReconcileSum
 def reconcile_all(ctx: WebhookContext) -> list[ReconcileSummary]:
     """Reconcile every connection; a connection that is not signed in or busy is skipped (logged).
     Raises the first other error after trying every connection."""
-    outcomes = for_each_connection(ctx.settings, partial(_reconcile_unless_busy, ctx),
+    outcomes = for_each_connection(ctx.settings, partial(reconcile_unless_busy, ctx),
                                    task="subscriptions")
     return [summary for summary in results_or_raise(outcomes) if summary is not None]
 

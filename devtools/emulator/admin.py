@@ -9,6 +9,8 @@
   limits, e.g. ``{"reject_over_concurrency": true}``
 * ``POST /_emulator/entra/revoke`` ``{"client_id"?, "user"?}``
 * ``GET/POST /_emulator/entra/signin`` ``{"user"?, "deny"?: bool | "description"}``
+* ``POST /_emulator/tenants`` many tenants at once: environments, companies, app registrations and
+  limits of each (`tenants.py`)
 * ``/_emulator/bc/...`` is forwarded to the BC API emulator's admin app.
 """
 from __future__ import annotations
@@ -77,6 +79,7 @@ class AdminApp:
             ("POST", "/_emulator/entra/revoke"): self._revoke,
             ("GET", "/_emulator/entra/signin"): self._signin,
             ("POST", "/_emulator/entra/signin"): self._set_signin,
+            ("POST", "/_emulator/tenants"): self._tenants,
         }
 
     def _health(self, _: dict) -> Response:
@@ -129,6 +132,13 @@ class AdminApp:
         for name, value in values.items():
             setattr(self.emulator.config, name, value)
         return self._limits(body)
+
+    def _tenants(self, body: dict) -> Response:
+        from .tenants import create_tenants
+
+        if self.emulator.bc is None:
+            return _json({"error": "no BC API emulator"}, 404)
+        return _json(create_tenants(self.emulator.config, self.emulator.bc.store, body))
 
     def _revoke(self, body: dict) -> Response:
         count = self.emulator.entra.revoke_refresh_tokens(body.get("client_id"), body.get("user"))

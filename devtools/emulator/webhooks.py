@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from devtools.emulator.bc_schema import COMPANY_SETS, webhook_capable
+from devtools.emulator.config import tenant_limit
 from devtools.emulator.odata import bad_request, format_datetime, parse_datetime
 from devtools.emulator.store import Company, Store
 
@@ -147,11 +148,11 @@ class WebhookEngine:
             count = sum(
                 1 for s in self.subscriptions.values() if (s.tenant, s.environment) == (tenant, environment)
             )
-            if count >= self.config.max_subscriptions:
+            cap = tenant_limit(self.config, tenant, "max_subscriptions")
+            if count >= cap:
                 raise bad_request(
                     "BadRequest",
-                    f"The maximum number of subscriptions "
-                    f"({self.config.max_subscriptions}) has been reached.",
+                    f"The maximum number of subscriptions ({cap}) has been reached.",
                 )
         self.handshake(values["notificationUrl"])
         now = self.clock.now()

@@ -7,6 +7,7 @@ from typing import Any
 
 from connector.health.events import GAP_FILLED, SUBSCRIPTION_RECREATED, health_event
 from connector.settings import QUEUE_HEALTH
+from tests.event_schemas import validator
 
 
 def _queued(runtime: Any) -> list[dict[str, Any]]:
@@ -35,6 +36,7 @@ def test_same_occurrence_is_one_event_and_listed_as_recent(runtime: Any) -> None
                         occurrence="sub-2", summary="again")
     events = _queued(runtime)
     assert [e["subject"] for e in events] == ["sub-1", "sub-2"]
+    assert all(validator(e["type"]).is_valid(e["data"]) for e in events)
     assert all(e["type"] == "bc.connector.subscription.recreated" for e in events)
     recent = runtime.health.recent("default")
     assert {r["occurrence"] for r in recent} == {"sub-1", "sub-2"}

@@ -1,0 +1,1 @@
+"""Timer work fanned out through `bc-connection-work`: one unit per connection and task."""
