@@ -335,6 +335,17 @@ def per_connection(task: str, fn: Callable[[str], T]) -> Callable[[str], T]:
     return run
 
 
+MAX_LOGGED_CHARS = 64  # a key or id in a log line or span: BC's keys are 20-35 characters
+
+
+def log_value(value: object, limit: int = MAX_LOGGED_CHARS) -> str:
+    """A key or id from a message, fit for a log field or span attribute: at most `limit` characters
+    (then `…`), control and format characters written as `\\uXXXX`."""
+    text = str(value)
+    shown = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text[:limit])
+    return shown + ("…" if len(text) > limit else "")
+
+
 # Span attribute → log field: what a log line made inside the span carries as a custom dimension.
 LOG_FIELDS = {"connection": "connection", "bc.company": "company", "bc.entity_set": "entity_set",
               "order_key": "order_key", "message_id": "message_id"}

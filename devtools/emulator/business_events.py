@@ -130,6 +130,17 @@ class BusinessEventEngine:
 
     # ---- subscriptions ---------------------------------------------------------------------------
 
+    # ---- saved state (devtools/emulator/state.py keeps it on disk; pending deliveries are not) --
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The External Event Subscription rows (BC keeps them across a restart)."""
+        with self._lock:
+            return [asdict(s) for s in self.subscriptions.values()]
+
+    def restore(self, state: list[dict[str, Any]]) -> None:
+        """Take the subscriptions of `state` (from `snapshot`)."""
+        with self._lock:
+            self.subscriptions = {saved["id"]: EventSubscription(**saved) for saved in state}
+
     def check_permission(self) -> None:
         if not self.permitted:
             raise BCError(403, "Authorization_InsufficientPermissions",
