@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.devrun.launcher import ROOT, Launcher, launcher_env
+from devtools.ports import port_is_free
+from tests.devrun.launcher import ROOT, Launcher, launcher_env, running_in_group
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -117,7 +118,10 @@ def test_a_run_on_another_port_moves_the_subscriptions_there(launchers, tmp_path
     first.start()
     made = requests.post(f"{first.url}/api/connections/default/subscriptions", timeout=120).json()
     assert len(made["created"]) == 3, made
+    azurite = first.azurite_group
     first.stop()
+    wait_until(lambda: not running_in_group(azurite) and all(port_is_free(p) for p in first.ports[1:]),
+               timeout=60, what="the first run's Azurite and emulator gone, their ports free")
 
     second = Launcher(tmp_path, emulator_port=first.emulator_port, azurite_port=first.azurite_port)
     launchers.append(second)
