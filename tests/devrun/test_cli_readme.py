@@ -132,7 +132,10 @@ def test_a_run_on_another_port_moves_the_subscriptions_there(launchers, tmp_path
         urls = [s["notificationUrl"] for s in emulator_subscriptions(second)]
         return urls if len(urls) == 3 and all(u.startswith(f"{second.url}/") for u in urls) else None
 
-    wait_until(moved, timeout=120, what=f"webhook subscriptions notifying {second.url} only")
+    try:
+        wait_until(moved, timeout=120, what=f"webhook subscriptions notifying {second.url} only")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; make run said:\n{second.output}") from None
 
     def current() -> list[dict[str, Any]] | None:  # business events too, once the same run reaches them
         report = requests.get(f"{second.url}/api/status", headers={"Accept": "application/json"},
@@ -140,7 +143,10 @@ def test_a_run_on_another_port_moves_the_subscriptions_there(launchers, tmp_path
         subs = report["connections"][0]["subscriptions"]
         return subs if all(s.get("url_current") for s in subs) else None
 
-    subs = wait_until(current, timeout=120, what="every subscription of the status report current")
+    try:
+        subs = wait_until(current, timeout=120, what="every subscription of the status report current")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; make run said:\n{second.output}") from None
     assert {s["status"] for s in subs} == {"active"}, subs
     events = requests.get(f"{second.emulator_url}/_emulator/bc/businessevents/subscriptions",
                           verify=second.ca_bundle, timeout=30)
