@@ -9,6 +9,8 @@
   limits, e.g. ``{"reject_over_concurrency": true}``
 * ``POST /_emulator/entra/revoke`` ``{"client_id"?, "user"?}``
 * ``GET/POST /_emulator/entra/signin`` ``{"user"?, "deny"?: bool | "description"}``
+* ``POST /_emulator/tenants`` many tenants at once: environments, companies, app registrations and
+  limits of each (`tenants.py`)
 * ``/_emulator/bc/...`` is forwarded to the BC API emulator's admin app.
 """
 from __future__ import annotations
@@ -16,14 +18,35 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from werkzeug.wrappers import Request, Response
 
 from .limits import logged_request_json
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .clock import Clock
+    from .config import EmulatorConfig
+    from .entra import Entra
+    from .limits import Faults, LoggedRequest
+
+
+class EmulatorParts(Protocol):
+    """The parts of the emulator the admin API works on (the `Emulator` has them; the admin API does
+    not need the server)."""
+
+    config: EmulatorConfig
+    clock: Clock
+    faults: Faults
+    entra: Entra
+    bc: Any  # the BC API app (`bc_api.BCApi`), or None
+
+    @property
+    def requests(self) -> list[LoggedRequest]: ...
+
+    def clear_requests(self) -> None: ...
+
+    def in_flight(self) -> dict[str, int]: ...
 
 _LIMITS: dict[str, Callable[[Any], Any]] = {
     "rate_limit": int, "rate_window_seconds": float, "max_concurrent": int, "max_queued": int,
@@ -35,7 +58,7 @@ _DEFAULT_DENIAL = "The user or administrator has not consented to use the applic
 class AdminApp:
     """WSGI app for `/_emulator/...`."""
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: EmulatorParts) -> None:
         self.emulator = emulator
 
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -77,6 +100,7 @@ class AdminApp:
             ("POST", "/_emulator/entra/revoke"): self._revoke,
             ("GET", "/_emulator/entra/signin"): self._signin,
             ("POST", "/_emulator/entra/signin"): self._set_signin,
+            ("POST", "/_emulator/tenants"): self._tenants,
         }
 
     def _health(self, _: dict) -> Response:
@@ -129,6 +153,13 @@ class AdminApp:
         for name, value in values.items():
             setattr(self.emulator.config, name, value)
         return self._limits(body)
+
+    def _tenants(self, body: dict) -> Response:
+        from .tenants import create_tenants
+
+        if self.emulator.bc is None:
+            return _json({"error": "no BC API emulator"}, 404)
+        return _json(create_tenants(self.emulator.config, self.emulator.bc.store, body))
 
     def _revoke(self, body: dict) -> Response:
         count = self.emulator.entra.revoke_refresh_tokens(body.get("client_id"), body.get("user"))

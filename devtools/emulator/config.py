@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 BC_RESOURCE = "https://api.businesscentral.dynamics.com"
 
@@ -60,6 +61,9 @@ class EmulatorConfig:
     notification_timeout: float = 30.0
     subscription_ttl_seconds: int = 3 * 24 * 3600
     max_subscriptions: int = 200
+    # Per tenant GUID: its own rate_limit / max_concurrent / max_queued / max_subscriptions
+    # (`POST /_emulator/tenants`, tenants.py); a tenant without one has the values of this config
+    tenant_limits: dict[str, dict[str, int]] = field(default_factory=dict)
     # External business events (business_events.py): retry delays of one notification, and how many
     # failed deliveries in a row switch a subscription off
     business_event_retry_seconds: tuple[float, ...] = (5, 30, 300)
@@ -82,3 +86,10 @@ class EmulatorConfig:
     replica_lag_seconds: float = 0.0
     # Persistence: a JSON file the state is kept in across restarts (`state.py`); None = memory only
     state_file: str | None = None
+
+
+def tenant_limit(config: EmulatorConfig, tenant_id: str | None, name: str) -> Any:
+    """A limit for a principal or environment of `tenant_id`: the tenant's own
+    (`config.tenant_limits`), else the emulator's."""
+    own = config.tenant_limits.get((tenant_id or "").lower(), {})
+    return own.get(name, getattr(config, name))

@@ -25,7 +25,7 @@ from email.utils import format_datetime
 from typing import Any, Literal
 
 from .clock import Clock
-from .config import EmulatorConfig
+from .config import EmulatorConfig, tenant_limit
 from .entra import InvalidToken
 
 FaultAction = Literal["error_before", "error_after_commit", "timeout_after_commit"]
@@ -247,6 +247,7 @@ class LimitsMiddleware:
         self._queued: dict[str, int] = {}
         self._inside: dict[str | None, int] = {}  # arrived, not yet answered
         self._windows: dict[str, deque[float]] = {}
+        self._tenant_of: dict[str, str | None] = {}  # principal -> its tenant GUID
 
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -295,7 +296,14 @@ class LimitsMiddleware:
             claims = self.validate_token(auth[7:].strip())
         except InvalidToken:  # BC itself answers 401; no per-principal accounting
             return None
-        return claims.get("oid") or claims.get("appid")
+        principal = claims.get("oid") or claims.get("appid")
+        if principal is not None:
+            self._tenant_of[principal] = claims.get("tid")
+        return principal
+
+    def _limit(self, principal: str, name: str) -> Any:
+        """The principal's tenant's own limit (`POST /_emulator/tenants`), else the emulator's."""
+        return tenant_limit(self.config, self._tenant_of.get(principal), name)
 
     def _process(self, environ: dict, method: str, path: str,
                  principal: str | None) -> tuple[_Result, FaultRule | None]:
@@ -303,7 +311,7 @@ class LimitsMiddleware:
         if principal is not None:
             retry = self._take_rate(principal)
             if retry is not None:
-                return _error(429, f"Too many requests: the limit is {self.config.rate_limit} "
+                return _error(429, f"Too many requests: the limit is {self._limit(principal, 'rate_limit')} "
                               f"requests per {self.config.rate_window_seconds:g} seconds.",
                               retry), None
             queued = time.monotonic()
@@ -360,21 +368,21 @@ class LimitsMiddleware:
             stamps = self._windows.setdefault(principal, deque())
             while stamps and (stamps[0] <= now - window or stamps[0] > now):
                 stamps.popleft()
-            if len(stamps) >= self.config.rate_limit:
+            if len(stamps) >= self._limit(principal, "rate_limit"):
                 return max(1.0, math.ceil(stamps[0] + window - now))
             stamps.append(now)
         return None
 
     def _acquire(self, principal: str) -> _Result | None:
         """Take a processing slot, queueing like BC; None when taken, else the refusal."""
-        limit = self.config.max_concurrent
+        limit = self._limit(principal, "max_concurrent")
         with self._cond:
             if self._active.get(principal, 0) < limit:
                 self._active[principal] = self._active.get(principal, 0) + 1
                 return None
             if self.config.reject_over_concurrency:
                 return _error(429, f"Too many requests: more than {limit} requests in flight.", 1.0)
-            if self._queued.get(principal, 0) >= self.config.max_queued:
+            if self._queued.get(principal, 0) >= self._limit(principal, "max_queued"):
                 return _error(429, "Too many requests: the request queue is full.", 1.0)
             self._queued[principal] = self._queued.get(principal, 0) + 1
             deadline = time.monotonic() + self.config.queue_timeout_seconds
