@@ -2,20 +2,31 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.lock | cksum | cut -d' ' -f1)
 AZURITE := node_modules/.bin/azurite
 PYTEST_ARGS ?=
 
-.PHONY: install browser run reset test demo bench lint settings peek replay-poison tail send trigger status clean
+.PHONY: install lock browser run reset test demo bench lint settings peek replay-poison tail send trigger status clean
 
 install: $(STAMP) $(AZURITE)
 
-$(STAMP): requirements.txt requirements-dev.txt
+## Python packages from the lock: exact versions, each file checked against its SHA-256 (--require-hashes).
+$(STAMP): requirements-dev.lock
 	@echo "==> Installing Python packages into $(VENV) (the first time takes a minute or two)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --require-hashes -r requirements-dev.lock
 	@rm -f $(VENV)/.installed-* && touch $@
+
+## Regenerate requirements-dev.lock (versions + hashes from PyPI) after editing requirements*.txt; pip-tools
+## runs in a throwaway venv, with no local index or wheel folder, so the hashes are PyPI's own.
+lock:
+	@rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null .venv-lock/bin/python -m pip install -q "pip==24.2" "pip-tools==7.4.1"
+	env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null .venv-lock/bin/pip-compile --quiet --generate-hashes \
+	  --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links --index-url https://pypi.org/simple \
+	  --upgrade --output-file requirements-dev.lock requirements-dev.txt
+	@rm -rf .venv-lock
 
 $(AZURITE): package.json
 	@echo "==> Installing Azurite from npm into node_modules (the first time takes about 15 s)"

@@ -46,6 +46,18 @@ class Storage:
         self._senders: dict[str, QueueSender] = {}
         self._services: dict[str, Any] = {}
 
+    @property
+    def account_name(self) -> str:
+        """The account's name: identity-based `__accountName`, else the connection string's
+        AccountName (Azurite's devstoreaccount1 for UseDevelopmentStorage), else ""."""
+        if self._settings.account:
+            return self._settings.account
+        conn = self._settings.connection_string
+        parts = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
+        if "AccountName" in parts:
+            return parts["AccountName"]
+        return "devstoreaccount1" if "UseDevelopmentStorage=true" in conn else ""
+
     def _credential(self) -> Any:
         from azure.identity import DefaultAzureCredential
 

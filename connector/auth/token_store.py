@@ -5,6 +5,10 @@
   instance that refreshed from stale state cannot overwrite a newer cache (a new sign-in, a rotated
   refresh token); the loser reloads.
   A cache sealed with an old key is re-sealed with the first key as it is loaded.
+  The seal is bound to the deployment (its storage account) and carries a version, also kept plain in
+  the row: a row copied from another deployment does not open, a sealed value put back under another
+  version is refused, and an older version than this instance has seen is refused (no rollback to a
+  revoked or replaced refresh token). Rows from before versions are re-sealed as they are loaded.
 * `bcauthflows`: one row per started sign-in (PK = OAuth `state`) holding the connection, msal's
   auth-code flow (PKCE verifier, nonce) and the expiry, all sealed together (only the table's own
   Timestamp is plain, for purging). `take` deletes the row with its ETag, so a state can be redeemed
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,40 +55,81 @@ class StoredCache:
 
 
 class TokenStore:
-    """msal token caches in `bctokens`, encrypted, with optimistic concurrency."""
+    """msal token caches in `bctokens`, encrypted, versioned and bound to the deployment, with
+    optimistic concurrency. `seen` (the highest version per connection) outlives one store: the
+    token service keeps it for the process."""
 
-    def __init__(self, storage: Storage, cipher: TokenCipher):
+    def __init__(self, storage: Storage, cipher: TokenCipher, deployment: str | None = None,
+                 seen: dict[str, int] | None = None):
+        """`deployment`: what the seal is bound to (default: the storage account's name)."""
         self._storage = storage
         self._cipher = cipher
+        self._deployment = storage.account_name if deployment is None else deployment
+        self._seen = {} if seen is None else seen
 
     @property
     def _table(self) -> TableClient:
         return self._storage.table(TABLE_TOKENS)
 
-    @staticmethod
-    def _purpose(connection: str) -> str:
-        return f"tokens:{connection}"
+    def _purpose(self, connection: str) -> str:
+        return f"tokens:{connection}@{self._deployment}"
 
     def load(self, connection: str) -> StoredCache | None:
-        """The stored cache, or None; raises SealedDataError when it cannot be decrypted."""
+        """The stored cache, or None; raises SealedDataError when it cannot be decrypted, belongs to
+        another deployment, or was rolled back."""
         row = read_entity(self._table, table_key(connection), CACHE_ROW)
         if row is None:
             return None
         entity, etag = row
         sealed = str(entity.get("cache", ""))
-        state = self._cipher.open(sealed, self._purpose(connection))
-        if self._cipher.sealed_with_old_key(sealed):
-            resealed = replace_if_match(self._table, self._entity(connection, state), etag)
+        try:
+            opened: str | None = self._cipher.open(sealed, self._purpose(connection))
+        except SealedDataError:
+            if connection in self._seen:  # versions seen here: a row from before them is a rollback
+                raise
+            opened = None
+        if opened is None:  # sealed before versions (else another deployment's: SealedDataError)
+            state, version, stale = self._cipher.open(sealed, f"tokens:{connection}"), None, True
+        else:
+            state, version = self._opened(connection, opened, entity.get("version"))
+            stale = self._cipher.sealed_with_old_key(sealed)
+        if stale:
+            entity = self._entity(connection, state)
+            resealed = replace_if_match(self._table, entity, etag)
             if resealed is not None:  # else another instance rewrote it meanwhile (with the first key)
-                log.info("tokens %s: re-encrypted with the first TOKEN_ENCRYPTION_KEY", connection)
+                self._wrote(connection, entity)
+                log.info("tokens %s: re-sealed (first TOKEN_ENCRYPTION_KEY, versioned)", connection)
                 etag = resealed
+        elif version is not None:
+            self._seen[connection] = version
         return StoredCache(state, etag)
 
+    def _opened(self, connection: str, opened: str, row_version: Any) -> tuple[str, int]:
+        """The cache and version of an opened seal; SealedDataError when the version is not the row's
+        or is older than one this instance has seen."""
+        try:
+            payload = json.loads(opened)
+            version, state = int(payload["v"]), str(payload["cache"])
+        except (ValueError, KeyError, TypeError):
+            raise SealedDataError(f"tokens:{connection}: not a versioned token cache") from None
+        if str(row_version) != str(version):
+            raise SealedDataError(f"tokens:{connection}: sealed as version {version} in a row of version "
+                                  f"{row_version!r}: copied or rolled back; sign in again")
+        if version < self._seen.get(connection, 0):
+            raise SealedDataError(f"tokens:{connection}: version {version} is older than version "
+                                  f"{self._seen[connection]} this instance has seen: rolled back; sign in "
+                                  "again")
+        return state, version
+
     def _entity(self, connection: str, state: str) -> dict[str, Any]:
+        """The row of a new version: one above any seen here, and at least the time in milliseconds
+        (so an instance that never saw the last write still goes above it)."""
+        version = max(self._seen.get(connection, 0) + 1, int(time.time() * 1000))
         return {
             "PartitionKey": table_key(connection),
             "RowKey": CACHE_ROW,
-            "cache": self._cipher.seal(state, self._purpose(connection)),
+            "cache": self._cipher.seal(json.dumps({"v": version, "cache": state}), self._purpose(connection)),
+            "version": str(version),  # text: beyond what a 32-bit table property holds
             "updated_at": datetime.now(UTC),
         }
 
@@ -91,14 +137,21 @@ class TokenStore:
         """Write the cache if the row is still as loaded (`etag`; None = it did not exist).
         The new ETag, or None when another instance changed the row first."""
         entity = self._entity(connection, state)
-        if etag is None:
-            return insert_entity(self._table, entity)
-        return replace_if_match(self._table, entity, etag)
+        written = (insert_entity(self._table, entity) if etag is None
+                   else replace_if_match(self._table, entity, etag))
+        if written is not None:
+            self._wrote(connection, entity)
+        return written
 
     def overwrite(self, connection: str, state: str) -> str:
         """Replace whatever is stored (a completed sign-in wins over older tokens); the new ETag."""
-        meta = self._table.upsert_entity(self._entity(connection, state), mode=UpdateMode.REPLACE)
+        entity = self._entity(connection, state)
+        meta = self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        self._wrote(connection, entity)
         return str(meta.get("etag"))
+
+    def _wrote(self, connection: str, entity: dict[str, Any]) -> None:
+        self._seen[connection] = max(self._seen.get(connection, 0), int(entity["version"]))
 
     def discard(self, connection: str, etag: str) -> bool:
         """Delete the cache if unchanged since `etag`; False when another instance changed it."""

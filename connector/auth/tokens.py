@@ -235,6 +235,7 @@ class TokenService:
         self._connections: dict[str, _ConnectionTokens] = {}
         self._lock = threading.Lock()
         self._cipher: TokenCipher | None = None
+        self._versions: dict[str, int] = {}  # highest token-row version seen per connection
 
     # -- plumbing --
     def _tokens(self, conn: ConnectionSettings) -> _ConnectionTokens:
@@ -252,7 +253,7 @@ class TokenService:
         if not conn.uses_code_flow and not self.settings.token_encryption_keys:
             return None
         return TokenStore(self.storage, self.cipher(
-            f"connection {conn.name!r} keeps its tokens encrypted in table storage"))
+            f"connection {conn.name!r} keeps its tokens encrypted in table storage"), seen=self._versions)
 
     def new_app(self, conn: ConnectionSettings, cache: msal.SerializableTokenCache,
                 before_token_request: Callable[[], None] | None = None) -> msal.ConfidentialClientApplication:
@@ -482,8 +483,8 @@ class TokenService:
         """Adopt the token cache a sign-in just redeemed: store it and record who signed in."""
         tokens = self._tokens(conn)
         with tokens.lock:
-            etag = TokenStore(self.storage, self.cipher(
-                "sign-ins and tokens are stored encrypted")).overwrite(conn.name, serialized)
+            etag = TokenStore(self.storage, self.cipher("sign-ins and tokens are stored encrypted"),
+                              seen=self._versions).overwrite(conn.name, serialized)
             tokens.cache.deserialize(serialized)
             tokens.etag, tokens.loaded = etag, True
             tokens.failure = None

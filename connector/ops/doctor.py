@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from connector.auth.crypto import TokenCipher
 from connector.bc.client import BCClient
-from connector.bc.errors import BCError, TokenUnavailable
+from connector.bc.errors import BCError
 from connector.errors import ConnectorError
 from connector.settings import (
     BC_SCOPE,
@@ -178,12 +178,21 @@ def connection_checks(ctx: DoctorContext, conn: ConnectionSettings) -> Iterator[
                                   f"environment {conn.environment}")
     try:
         token = ctx.access_token(conn.name, True)
-    except (TokenUnavailable, ConnectorError) as exc:
+    except ConnectorError as exc:
         yield Check("token", False, str(exc), getattr(exc, "fix", "") or "check the app registration and "
                     "the BC_* settings of this connection")
         return
     yield Check("token", True, f"{conn.grant_type} token from {conn.authority}")
     yield grant_check(conn, token_claims(token))
+    for extra in conn.principals[1:]:  # the connection's other app registrations (BC_EXTRA_CLIENT_IDS)
+        try:
+            claims = token_claims(ctx.access_token(extra.name, True))
+        except ConnectorError as exc:
+            yield Check(f"token of {extra.client_id}", False, str(exc), getattr(exc, "fix", "") or
+                        "check BC_EXTRA_CLIENT_IDS / BC_EXTRA_CLIENT_SECRETS of this connection")
+            continue
+        grants = grant_check(extra, claims)
+        yield Check(f"token of {extra.client_id}", grants.ok, grants.detail, grants.fix)
     bc = ctx.bc(conn.name)
     try:
         first = next(bc.pages("companies"))

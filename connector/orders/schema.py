@@ -245,8 +245,9 @@ class OrderRejected(ConnectorError, ValueError):
     retryable = False
     http_status = 400
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, logged: str | None = None):
         super().__init__(message, code=code)
+        self.logged = message if logged is None else logged  # for the log: without the message's values
 
 
 def _rule(message: str) -> None:
@@ -294,13 +295,16 @@ def parse_order(text: str) -> SalesOrderMessage:
             raise OrderRejected("TooManyLines", f"the order has {too_many['ctx']['actual_length']} lines; "
                                 f"one order may have at most {MAX_ORDER_LINES} (split it)") from None
         problems = [_clip(describe_error(e)) for e in errors[:MAX_PROBLEMS]]
+        logged = [_clip(describe_error(e, values=False)) for e in errors[:MAX_PROBLEMS]]
         if len(errors) > MAX_PROBLEMS:
             problems.append(f"and {len(errors) - MAX_PROBLEMS} more problem(s)")
-        raise OrderRejected("InvalidMessage", "; ".join(problems)) from None
+            logged.append(problems[-1])
+        raise OrderRejected("InvalidMessage", "; ".join(problems), "; ".join(logged)) from None
 
 
-def describe_error(error: ErrorDetails) -> str:
-    """One validation problem as `path: what is wrong` (read-only BC fields get their reason)."""
+def describe_error(error: ErrorDetails, values: bool = True) -> str:
+    """One validation problem as `path: what is wrong` (read-only BC fields get their reason), with
+    the value at fault unless `values` is False (for logs: names, addresses, e-mails are personal)."""
     loc = error["loc"]
     path = _path(loc)
     kind = error["type"]
@@ -313,7 +317,7 @@ def describe_error(error: ErrorDetails) -> str:
     if kind == "model_type" and not loc:
         return "the message must be a JSON object"
     text = error["msg"]
-    if kind != "order_rule" and "input" in error and not isinstance(error["input"], dict | list):
+    if values and kind != "order_rule" and "input" in error and not isinstance(error["input"], dict | list):
         text += f" (got {json.dumps(error['input'], default=str, ensure_ascii=False)})"
     return f"{path}: {text}" if path else text
 

@@ -49,7 +49,7 @@ from connector.settings import (
     TABLE_ORDERS,
 )
 from connector.storage import kept_text
-from connector.telemetry import current_traceparent
+from connector.telemetry import current_traceparent, log_value
 
 if TYPE_CHECKING:
     from connector.orders.context import OrderContext
@@ -99,6 +99,11 @@ def failure_error(exc: BaseException) -> ResultError:
         return ResultError(code="InternalError", message="the connector failed unexpectedly; its log "
                                                          "has the details under this message's id")
     return ResultError(**described.as_dict())
+
+
+def logged_message(exc: BaseException, error: ResultError) -> str:
+    """The failure as the log shows it: a validation failure without the values the message carried."""
+    return exc.logged if isinstance(exc, OrderRejected) else error.message
 
 
 def message_field(text: str, name: str) -> str | None:
@@ -183,7 +188,7 @@ def handle_delivery(ctx: OrderContext, delivery: OrderDelivery) -> SalesOrderRes
     exception for the host to retry. It runs in the trace the message names (`traceparent`)."""
     key = key_hint(delivery.text)
     connection = connection_hint(delivery.text, ctx.settings.connections)
-    fields = {"connection": connection, "order_key": key or "", "message_id": delivery.message_id}
+    fields = {"connection": connection, "order_key": log_value(key or ""), "message_id": delivery.message_id}
     traceparent = message_field(delivery.text, "traceparent")
     with ctx.telemetry.consume(f"process {QUEUE_SALES_ORDERS}", traceparent, **fields,
                                    **{"messaging.delivery_count": delivery.dequeue_count}):
@@ -194,18 +199,20 @@ def _handle_delivery(ctx: OrderContext, delivery: OrderDelivery, key: str | None
                      fields: dict[str, str]) -> SalesOrderResult | Deferral:
     # Announced at once, so that a key check forming meanwhile waits for this delivery's key.
     ticket = ctx.key_lookups.coming()
+    shown = fields["order_key"]  # the key as logs show it: cut short, escaped
     try:
         payloads = ctx.storage.container(CONTAINER_SALES_ORDER_PAYLOADS, create=False)  # read-only role
         text = order_text(payloads, delivery.text, ctx.settings.sales_order_max_payload_bytes)
         key = key_hint(text) or key
+        shown = log_value(key or "")
         order = parse_order(text)
         result = send_order(ctx, order, delivery, ticket)
     except Exception as exc:
         ticket.cancel()
         error = failure_error(exc)
         if is_permanent(exc):
-            log.warning("sales order %r (message %s) failed: %s: %s", key, delivery.message_id,
-                        error.code, error.message, extra=fields | {"error_code": error.code})
+            log.warning("sales order %r (message %s) failed: %s: %s", shown, delivery.message_id,
+                        error.code, logged_message(exc, error), extra=fields | {"error_code": error.code})
             failed = order_result("failed", key, error=error)
             # Keep the message first: if the result send then fails, the retry repeats both
             # (a second poison copy and result) rather than losing the order.
@@ -215,12 +222,12 @@ def _handle_delivery(ctx: OrderContext, delivery: OrderDelivery, key: str | None
         if delivery.last_attempt:
             error = ResultError(code=error.code, message=f"gave up after {delivery.dequeue_count} "
                                                          f"attempts: {error.message}")
-            log.error("sales order %r (message %s) failed for good: %s", key, delivery.message_id,
-                      exc if error.code == "InternalError" else error.message,
+            log.error("sales order %r (message %s) failed for good: %s", shown, delivery.message_id,
+                      exc if error.code == "InternalError" else logged_message(exc, error),
                       extra=fields | {"error_code": error.code})
             publish_result(ctx, order_result("failed", key, error=error), fields["connection"])
         else:
-            log.warning("sales order %r (message %s) attempt %d failed, will retry: %s", key,
+            log.warning("sales order %r (message %s) attempt %d failed, will retry: %s", shown,
                         delivery.message_id, delivery.dequeue_count, exc,
                         extra=fields | {"error_code": error.code})
         raise
@@ -228,7 +235,7 @@ def _handle_delivery(ctx: OrderContext, delivery: OrderDelivery, key: str | None
     if isinstance(result, Deferral):
         return result
     publish_result(ctx, result, fields["connection"])
-    log.info("sales order %r (message %s): %s %s (%s)", key, delivery.message_id, result.status,
+    log.info("sales order %r (message %s): %s %s (%s)", shown, delivery.message_id, result.status,
              result.number, result.salesOrderId,
              extra=fields | {"status": result.status, "sales_order_number": result.number or ""})
     return result

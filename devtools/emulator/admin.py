@@ -18,14 +18,35 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from werkzeug.wrappers import Request, Response
 
 from .limits import logged_request_json
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .clock import Clock
+    from .config import EmulatorConfig
+    from .entra import Entra
+    from .limits import Faults, LoggedRequest
+
+
+class EmulatorParts(Protocol):
+    """The parts of the emulator the admin API works on (the `Emulator` has them; the admin API does
+    not need the server)."""
+
+    config: EmulatorConfig
+    clock: Clock
+    faults: Faults
+    entra: Entra
+    bc: Any  # the BC API app (`bc_api.BCApi`), or None
+
+    @property
+    def requests(self) -> list[LoggedRequest]: ...
+
+    def clear_requests(self) -> None: ...
+
+    def in_flight(self) -> dict[str, int]: ...
 
 _LIMITS: dict[str, Callable[[Any], Any]] = {
     "rate_limit": int, "rate_window_seconds": float, "max_concurrent": int, "max_queued": int,
@@ -37,7 +58,7 @@ _DEFAULT_DENIAL = "The user or administrator has not consented to use the applic
 class AdminApp:
     """WSGI app for `/_emulator/...`."""
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: EmulatorParts) -> None:
         self.emulator = emulator
 
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:

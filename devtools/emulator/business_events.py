@@ -60,6 +60,9 @@ DEFINITIONS = {d.name: d for d in (
     Definition("CustomerBlocked", "Customer blocked", "Accounts Receivable",
                "This business event is triggered when a customer is blocked for shipping/invoicing.",
                ("CustomerId", "Blocked", "Url", "WebClientUrl")),
+    Definition("CustomerUnBlocked", "Customer unblocked", "Accounts Receivable",
+               "This business event is triggered when a customer is unblocked for shipping/invoicing.",
+               ("CustomerId", "Blocked", "Url", "WebClientUrl")),
     Definition("SalesOrderReleased", "Sales order released", "Sales",
                "This business event is triggered when a sales order is released.",
                ("SalesOrderId", "Url", "WebClientUrl")),
@@ -126,6 +129,17 @@ class BusinessEventEngine:
         self._thread: threading.Thread | None = None
 
     # ---- subscriptions ---------------------------------------------------------------------------
+
+    # ---- saved state (devtools/emulator/state.py keeps it on disk; pending deliveries are not) --
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The External Event Subscription rows (BC keeps them across a restart)."""
+        with self._lock:
+            return [asdict(s) for s in self.subscriptions.values()]
+
+    def restore(self, state: list[dict[str, Any]]) -> None:
+        """Take the subscriptions of `state` (from `snapshot`)."""
+        with self._lock:
+            self.subscriptions = {saved["id"]: EventSubscription(**saved) for saved in state}
 
     def check_permission(self) -> None:
         if not self.permitted:

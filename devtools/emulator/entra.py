@@ -17,11 +17,12 @@ import re
 import secrets
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
@@ -228,6 +229,27 @@ class Entra:
         if self.tenant_id(tid) != tid or claims["iss"] != f"https://sts.windows.net/{tid}/":
             raise InvalidToken(f"The token's tenant '{tid}' is not known.")
         return claims
+
+    # ---- saved state (devtools/emulator/state.py keeps it on disk) -----------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """The signing key (PEM) and the refresh tokens issued, as plain JSON data."""
+        pem = self.signing_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption())
+        with self._lock:
+            tokens = {token: asdict(rt) | {"scopes": sorted(rt.scopes)}
+                      for token, rt in self._refresh_tokens.items()}
+        return {"signing_key": pem.decode(), "refresh_tokens": tokens}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take the signing key and refresh tokens of `state` (from `snapshot`)."""
+        key = serialization.load_pem_private_key(state["signing_key"].encode(), password=None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        self.use_signing_key(key)
+        with self._lock:
+            self._refresh_tokens = {
+                token: _RefreshToken(**saved | {"scopes": frozenset(saved["scopes"])})
+                for token, saved in state["refresh_tokens"].items()
+            }
 
     def revoke_refresh_tokens(self, client_id: str | None = None, user: str | None = None) -> int:
         """Revoke the refresh tokens of a client and/or user (all when both are None)."""

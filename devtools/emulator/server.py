@@ -13,6 +13,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,12 +138,51 @@ class Emulator:
         self._limits = (LimitsMiddleware(self.bc, self.config, self.clock, self.entra.validate_token,
                                          self.faults, self._log) if self.bc is not None else None)
         self._admin = AdminApp(self)
-        self.state = StateSaver(self, Path(self.config.state_file)) if self.config.state_file else None
+        self.state = (StateSaver(Path(self.config.state_file), snapshot=self.snapshot_state,
+                                 restore=self.restore_state, fingerprint=self._state_fingerprint)
+                      if self.config.state_file else None)
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._tmp: str | None = None
         self.url = ""
         self.ca_bundle = ""
+
+    # ---- saved state: each part gives and takes its own (devtools/emulator/state.py) -----------
+    def snapshot_state(self) -> dict[str, Any]:
+        """Everything a restart must keep, as plain JSON data (BC's data and webhooks consistent:
+        taken under the store's lock)."""
+        state: dict[str, Any] = {"saved_at": datetime.now(UTC).isoformat(),
+                                 "clock_offset_seconds": self._clock_offset()}
+        if self.bc is not None:
+            with self.bc.store.lock:
+                state["store"] = self.bc.store.snapshot()
+                state["webhooks"] = self.bc.webhooks.snapshot()
+            events = getattr(self.bc, "business_events", None)
+            if events is not None:  # BC keeps its External Event Subscription rows too
+                state["business_events"] = events.snapshot()
+        state["entra"] = self.entra.snapshot()
+        return state
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Replace the emulator's state with `state` (from `snapshot_state`); call before it serves."""
+        self.clock.advance(float(state["clock_offset_seconds"]) - self._clock_offset())
+        if self.bc is not None and "store" in state:
+            self.bc.store.restore(state["store"])
+            self.bc.webhooks.restore(state["webhooks"])
+            events = getattr(self.bc, "business_events", None)
+            if events is not None and "business_events" in state:
+                events.restore(state["business_events"])
+        self.entra.restore(state["entra"])
+
+    def _clock_offset(self) -> float:
+        return (self.clock.now() - datetime.now(UTC)).total_seconds()
+
+    def _state_fingerprint(self) -> tuple[int, ...]:
+        """Cheap signs of what changes without a request (deliveries, expiries, subscriptions)."""
+        if self.bc is None:
+            return ()
+        events = getattr(self.bc, "business_events", None)
+        return (*self.bc.webhooks.fingerprint(), len(events.subscriptions) if events is not None else 0)
 
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self) -> Emulator:

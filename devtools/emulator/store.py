@@ -16,7 +16,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -343,6 +343,54 @@ class Store:
     def _undo(self, step: Callable[[], None]) -> None:
         if self._tx is not None:
             self._tx[0].append(step)
+
+    # ---- saved state (devtools/emulator/state.py keeps it on disk) -----------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Environments, companies with their rows and number series, the position and version
+        counters, as plain JSON data (take it under `lock`; rows are copied)."""
+        def row(r: Row) -> list[Any]:
+            return [r.seq, r.version, dict(r.data)]
+
+        simple = [f.name for f in fields(Company) if f.name not in ("row", "sets", "series")]
+        return {
+            # next() leaves a gap of one: harmless, positions and versions only need to grow
+            "next_seq": next(self._seq),
+            "next_version": next(self._version),
+            "environments": [[env.tenant, env.name] for env in self.environments.values()],
+            "companies": [
+                {name: getattr(company, name) for name in simple}
+                | {"row": row(company.row) if company.row else None, "series": dict(company.series),
+                   "sets": {name: [row(r) for r in rows.order]
+                            for name, rows in company.sets.items() if rows}}
+                for env in self.environments.values()
+                for company in env.companies.values()
+            ],
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Replace the data with `state` (from `snapshot`); sets this emulator no longer has, and
+        fields its entity types no longer have, are dropped."""
+        with self.lock:
+            self.environments.clear()
+            for tenant, name in state["environments"]:
+                self.environment(tenant, name)
+            for saved in state["companies"]:
+                company = Company(**{k: v for k, v in saved.items() if k not in ("row", "sets", "series")})
+                company.series = dict(saved["series"])
+                if saved["row"] is not None:
+                    seq, version, data = saved["row"]
+                    company.row = Row(seq, data, version)
+                for set_name, rows in saved["sets"].items():
+                    entity_set = company.sets.get(set_name)
+                    if entity_set is None:  # a set this emulator no longer has
+                        continue
+                    blank = entity_set.etype.blank()
+                    for seq, version, data in sorted(rows, key=lambda r: r[0]):
+                        known = {k: v for k, v in data.items() if k in blank}
+                        entity_set.add(Row(seq, blank | known, version))
+                self.environment(company.tenant, company.environment).companies[company.id] = company
+            self._seq = itertools.count(int(state["next_seq"]))
+            self._version = itertools.count(int(state["next_version"]))
 
     def _report(self, company: Company, set_name: str, entity_id: str, change: str, at: str) -> None:
         if self._tx is not None:

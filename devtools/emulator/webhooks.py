@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -338,6 +338,52 @@ class WebhookEngine:
         if set_name not in self.supported or COMPANY_SETS[set_name].route != named:
             raise bad_request("BadRequest", f"The entity set '{set_name}' does not support webhooks.")
         return company_id, set_name
+
+    # ---- saved state (devtools/emulator/state.py keeps it on disk) -----------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Subscriptions, the journal waiting for its debounce and the outboxes with their pending
+        notifications, as plain JSON data."""
+        now = time.monotonic()
+        with self._lock:
+            return {
+                "supported": sorted(self.supported),
+                "subscriptions": [asdict(sub) | {"expiration": sub.expiration.isoformat()}
+                                  for sub in self.subscriptions.values()],
+                "journal": [[sub.id, entity_id, change, at] for sub, entity_id, change, at in self._journal],
+                "outboxes": [
+                    {"url": box.url, "attempt": box.attempt, "due_in": max(0.0, box.due - now),
+                     "items": [asdict(note) for note in box.items]}
+                    for box in self._outboxes.values() if box.items
+                ],
+            }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Replace subscriptions, journal and outboxes with `state` (from `snapshot`); pending
+        notifications are held back at least one debounce, so the receiver can come up again first
+        (`make run` starts its host after the emulator, then flushes)."""
+        now = time.monotonic()
+        with self._lock:
+            self.supported = set(state["supported"])
+            self.subscriptions = {
+                saved["id"]: Subscription(
+                    **saved | {"expiration": datetime.fromisoformat(saved["expiration"])})
+                for saved in state["subscriptions"]
+            }
+            self._reindex()
+            self._journal = [(self.subscriptions[sub_id], entity_id, change, at)
+                             for sub_id, entity_id, change, at in state["journal"]
+                             if sub_id in self.subscriptions]
+            self._first_pending = now if self._journal else None  # the debounce starts again
+            grace = self.config.webhook_debounce_seconds
+            self._outboxes = {
+                box["url"]: Outbox(box["url"], [Notification(**note) for note in box["items"]],
+                                   int(box["attempt"]), now + max(float(box["due_in"]), grace))
+                for box in state["outboxes"]
+            }
+
+    def fingerprint(self) -> tuple[int, ...]:
+        """Cheap signs of what the dispatcher changes without a request (deliveries, expiries)."""
+        return (len(self.deliveries), len(self.subscriptions), len(self._journal))
 
     def _reindex(self) -> None:
         index: dict[SubKey, list[Subscription]] = {}

@@ -52,6 +52,12 @@ def emulator_admin(run: Launcher, path: str) -> Any:
     return response.json()
 
 
+def bc_subscriptions(run: Launcher) -> set[str]:
+    """The ids of every subscription BC holds: webhooks and business events."""
+    return ({s["subscriptionId"] for s in emulator_admin(run, "bc/subscriptions")["value"]}
+            | {s["id"] for s in emulator_admin(run, "bc/businessevents/subscriptions")["value"]})
+
+
 def subscribe(run: Launcher) -> dict[str, Any]:
     response = requests.post(f"{run.url}/api/connections/default/subscriptions", timeout=120)
     assert response.status_code == 200, response.text
@@ -105,7 +111,7 @@ def test_a_killed_run_takes_azurite_along_and_a_restart_keeps_bc_in_step_with_st
     first = start(launchers, tmp_path)
     subscribed = subscribe(first)
     assert sorted(subscribed["created"]) == ["items", "salesInvoices", "salesShipments"], subscribed
-    before = {s["subscriptionId"] for s in emulator_admin(first, "bc/subscriptions")["value"]}
+    before = bc_subscriptions(first)
     created = send_order(first, "WEB-1")
     assert created["status"] == "created", created
 
@@ -118,10 +124,13 @@ def test_a_killed_run_takes_azurite_along_and_a_restart_keeps_bc_in_step_with_st
                    azurite_port=first.azurite_port)
     assert "state restored" in second.output
     # BC still has the subscriptions storage remembers, so /api/status and BC agree ...
-    assert {s["subscriptionId"] for s in emulator_admin(second, "bc/subscriptions")["value"]} == before
+    assert bc_subscriptions(second) == before
     status = requests.get(f"{second.url}/api/status", timeout=60).json()
-    listed = {s["subscription_id"]: s["status"] for s in status["connections"][0]["subscriptions"]}
+    subs = status["connections"][0]["subscriptions"]  # webhooks, and business events (`event:<name>`)
+    listed = {s["subscription_id"]: s["status"] for s in subs if not s["entity_set"].startswith("event:")}
     assert listed == dict.fromkeys(before, "active"), status
+    events = {s["id"] for s in emulator_admin(second, "bc/businessevents/subscriptions")["value"]}
+    assert {s["subscription_id"] for s in subs if s["entity_set"].startswith("event:")} == events, status
     # ... and webhooks keep delivering with no manual step.
     item = requests.post(f"{second.emulator_url}/_emulator/bc/{TENANT}/production/{CRONUS_UK_ID}/items",
                          json={"number": "AFTER-KILL", "displayName": "Created after the restart"},

@@ -47,6 +47,9 @@ MISCONFIGURED: dict[str, tuple[dict[str, str], str, str]] = {
     "emulator settings against Microsoft": ({"BC_API_HOST": "https://api.businesscentral.dynamics.com",
                                              "ENTRA_AUTHORITY_HOST": "https://login.microsoftonline.com"},
                                             "settings", "set the real tenant"),
+    "wrong secret of an extra principal": (
+        {"BC_EXTRA_CLIENT_IDS": "5e1c0f2a-7b3d-4c9e-a8f1-0b2c3d4e5f60", "BC_EXTRA_CLIENT_SECRETS": "wrong"},
+        "token of 5e1c0f2a-7b3d-4c9e-a8f1-0b2c3d4e5f60", "BC_EXTRA_CLIENT_SECRETS"),
     "bad encryption key": ({"TOKEN_ENCRYPTION_KEY": "not-a-fernet-key"}, "TOKEN_ENCRYPTION_KEY",
                            "Fernet.generate_key"),
     "unresolved Key Vault reference": (

@@ -29,7 +29,7 @@ from connector.settings import (
     TABLE_STATS,
     TABLE_SUBSCRIPTIONS,
 )
-from tests.connect.browser import QUIET_TIMERS
+from tests.auth.browser import QUIET_TIMERS
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

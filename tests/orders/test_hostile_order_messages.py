@@ -141,3 +141,26 @@ def test_deep_nesting_through_the_local_host_gets_its_failed_result(
     assert result["status"] == "failed" and result["error"]["code"] == "MalformedJson"
     assert queues.poison() == [text]
 
+
+
+def test_log_fields_carry_keys_cut_short_and_no_personal_data(
+        hostile_runtime: tuple[OrderQueues, EmulatorBC], caplog: pytest.LogCaptureFixture) -> None:
+    """An invalid key of 1,000 characters and an address, a name and an e-mail that fail validation:
+    the result names them for the producer; the log names the field and keeps the key short."""
+    import logging
+
+    queues, _ = hostile_runtime
+    key = "K" * 1000
+    body = json.dumps(SEED_EXAMPLE | {"externalDocumentNumber": key,
+                                      "email": "jane.doe@example.com" + "x" * 80,
+                                      "shipToName": "Jane Doe " * 20,
+                                      "shipToAddressLine1": "1 Secret Lane " * 10})
+    with caplog.at_level(logging.INFO, "connector"):
+        deliver(body.encode())
+    [result] = queues.results()
+    assert result["status"] == "failed" and "jane.doe@example.com" in result["error"]["message"]
+    ours = [r for r in caplog.records if r.name.startswith("connector")]
+    logged = " | ".join(f"{r.getMessage()} | {getattr(r, 'order_key', '')}" for r in ours)
+    assert "jane.doe@example.com" not in logged and "Jane Doe" not in logged and "Secret Lane" not in logged
+    assert "K" * 65 not in logged and "email" in logged  # the field is named, the key cut short
+    assert any(getattr(r, "order_key", "").startswith("K" * 64 + "…") for r in ours)

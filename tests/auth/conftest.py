@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.connect.browser import CODE_FLOW, TokenRequests
+from tests.auth.browser import CODE_FLOW, TokenRequests
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from connector.auth.tokens import TokenService
 from connector.bc.errors import TokenUnavailable
 from connector.runtime import get_runtime
 from connector.settings import TABLE_TOKENS
+from tests.auth.browser import PAST_TOKEN_LIFETIME, TokenRequests, sign_in, stored_cache, table_rows
 from tests.conftest import CLIENT_ID
-from tests.connect.browser import PAST_TOKEN_LIFETIME, TokenRequests, sign_in, stored_cache, table_rows
 
 
 def refresh_tokens(cache: dict[str, Any]) -> set[str]:

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from azure.data.tables import UpdateMode
 from cryptography.fernet import Fernet
 
 from connector.auth.crypto import SealedDataError, TokenCipher
@@ -94,3 +95,53 @@ def test_a_pending_sign_in_keeps_its_connection_and_expiry_sealed(runtime: Any) 
     [row] = runtime.storage.table(TABLE_AUTH_FLOWS).list_entities()
     assert set(row) == {"PartitionKey", "RowKey", "sealed"}
     assert "default" not in row["sealed"]
+
+
+# ---- versioned rows bound to the deployment (issue 20) -------------------------------------------
+
+def test_a_token_row_rolled_back_to_an_older_copy_is_refused(runtime: Any) -> None:
+    store = TokenStore(runtime.storage, CIPHER)
+    table = runtime.storage.table(TABLE_TOKENS)
+    first = store.save("default", '{"old": "revoked refresh token"}', None)
+    old_row = dict(table.get_entity("default", "cache"))
+    store.save("default", CACHE, first)  # a newer cache (rotated refresh token)
+    assert store.load("default").state == CACHE
+
+    table.upsert_entity(old_row, mode=UpdateMode.REPLACE)  # someone with table write puts the old row back
+    with pytest.raises(SealedDataError, match="rolled back"):
+        store.load("default")
+
+
+def test_an_old_seal_under_the_current_version_number_is_refused(runtime: Any) -> None:
+    """A fresh instance has seen no version yet: the seal's own version must still be the row's."""
+    store = TokenStore(runtime.storage, CIPHER)
+    table = runtime.storage.table(TABLE_TOKENS)
+    first = store.save("default", '{"old": true}', None)
+    old_seal = table.get_entity("default", "cache")["cache"]
+    store.save("default", CACHE, first)
+    current = dict(table.get_entity("default", "cache"))
+    table.upsert_entity({**current, "cache": old_seal}, mode=UpdateMode.REPLACE)
+    with pytest.raises(SealedDataError, match="copied or rolled back"):
+        TokenStore(runtime.storage, CIPHER).load("default")
+
+
+def test_a_token_row_moved_from_another_deployment_does_not_open(runtime: Any) -> None:
+    """Same key, same connection name, another storage account: the seal is bound to the account."""
+    TokenStore(runtime.storage, CIPHER, deployment="staging-account").save("default", CACHE, None)
+    with pytest.raises(SealedDataError):
+        TokenStore(runtime.storage, CIPHER).load("default")  # this deployment: devstoreaccount1
+    assert runtime.storage.account_name == "devstoreaccount1"
+
+
+def test_a_row_from_before_versions_opens_once_and_is_resealed_versioned(runtime: Any) -> None:
+    table = runtime.storage.table(TABLE_TOKENS)
+    table.create_entity({"PartitionKey": "default", "RowKey": "cache",
+                         "cache": CIPHER.seal(CACHE, "tokens:default")})  # as main sealed it before
+    store = TokenStore(runtime.storage, CIPHER)
+    assert store.load("default").state == CACHE
+    row = table.get_entity("default", "cache")
+    assert int(row["version"]) > 0 and TokenStore(runtime.storage, CIPHER).load("default").state == CACHE
+    table.upsert_entity({"PartitionKey": "default", "RowKey": "cache",
+                         "cache": CIPHER.seal(CACHE, "tokens:default")}, mode=UpdateMode.REPLACE)
+    with pytest.raises(SealedDataError):  # back to the unversioned form after this instance saw versions
+        store.load("default")

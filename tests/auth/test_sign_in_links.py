@@ -18,8 +18,8 @@ from connector.auth.signin import SignInRejected
 from connector.auth.signin_links import mint_link, open_ticket, signer
 from connector.settings import load_settings
 from connector.signing import Signer
+from tests.auth.browser import authorize, post_callback
 from tests.conftest import TEST_ENCRYPTION_KEY
-from tests.connect.browser import authorize, post_callback
 
 KEYS = {"LOCAL_HOST_REQUIRE_KEYS": "true", "LOCAL_HOST_FUNCTION_KEY": "function-key",
         "LOCAL_HOST_MASTER_KEY": "master-key"}

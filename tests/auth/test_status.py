@@ -16,7 +16,7 @@ from connector.settings import (
     TABLE_CURSORS,
     TABLE_SUBSCRIPTIONS,
 )
-from tests.connect.browser import QUIET_TIMERS
+from tests.auth.browser import QUIET_TIMERS
 
 TWO_CONNECTIONS = {"BC_CONNECTIONS": "default,emea", "EMEA__BC_GRANT_TYPE": "authorization_code",
                    "EMEA__BC_ENVIRONMENT": "sandbox", **QUIET_TIMERS}

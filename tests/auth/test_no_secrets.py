@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from connector.runtime import get_runtime
+from tests.auth.browser import PAST_TOKEN_LIFETIME, secrets_of, sign_in, stored_cache, table_rows
 from tests.conftest import CLIENT_SECRET, TEST_ENCRYPTION_KEY
-from tests.connect.browser import PAST_TOKEN_LIFETIME, secrets_of, sign_in, stored_cache, table_rows
 
 BROWSER = "browser"  # the stand-in browser's own HTTP logging shows the callback URL; it is not ours
 

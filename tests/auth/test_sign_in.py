@@ -19,8 +19,7 @@ from connector.bc.errors import TokenUnavailable
 from connector.runtime import get_runtime
 from connector.settings import TABLE_AUTH_FLOWS, TABLE_CONNECTIONS, TABLE_TOKENS
 from devtools.emulator.seed import CRONUS_UK_ID, CRONUS_USA_ID, SANDBOX_COMPANY_ID
-from tests.conftest import TEST_ENCRYPTION_KEY
-from tests.connect.browser import (
+from tests.auth.browser import (
     PAST_TOKEN_LIFETIME,
     QUIET_TIMERS,
     authorize,
@@ -30,6 +29,7 @@ from tests.connect.browser import (
     stored_cache,
     table_rows,
 )
+from tests.conftest import TEST_ENCRYPTION_KEY
 
 
 def status_of(host: Any, connection: str = "default") -> dict[str, Any]:

@@ -19,8 +19,8 @@ from connector.runtime import get_runtime
 from connector.settings import TABLE_CONNECTIONS, load_settings
 from connector.storage import read_entity
 from connector.webhooks import subscriptions
+from tests.auth.browser import TokenRequests
 from tests.conftest import CLIENT_SECRET
-from tests.connect.browser import TokenRequests
 
 START = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 WRONG = {"BC_CLIENT_SECRET": "not-the-secret"}
