@@ -19,6 +19,9 @@ from connector.errors import ConnectorError
 
 CHANGE_TYPES = ("created", "updated", "deleted")  # what a trigger may announce: `bc.<entity>.<change>`
 DRAFTED_CHANGE_TYPES = (*CHANGE_TYPES, "drafted")  # sets where BC keeps drafts beside posted documents
+# What BC's business events add to a standard entity set's change types (`bc.<entity>.<verb>`, from the
+# business-event channel only: connector/businessevents/catalog.py)
+EVENT_VERBS: dict[str, tuple[str, ...]] = {"customers": ("blocked",), "salesOrders": ("released",)}
 STANDARD_API = "v2.0"
 
 _API_RE = re.compile(r"^[A-Za-z0-9_]{1,64}/[A-Za-z0-9_]{1,64}/v[0-9]+\.[0-9]+$")
@@ -170,7 +173,8 @@ def parse_trigger(setting: str, index: int, raw: Any) -> Trigger:
                                   and isinstance(draft["value"], str)):
         raise DeclarationError(f"{where}: draft must be {{\"field\": <field name>, \"value\": <text>}}, "
                                "e.g. {\"field\": \"status\", \"value\": \"Draft\"}")
-    allowed = DRAFTED_CHANGE_TYPES if draft is not None else CHANGE_TYPES
+    allowed = (*(DRAFTED_CHANGE_TYPES if draft is not None else CHANGE_TYPES),
+               *(EVENT_VERBS.get(entity_set, ()) if api == STANDARD_API else ()))
     changes = raw.get("changeTypes", "created")
     if not isinstance(changes, str | list):
         raise DeclarationError(f"{where}: changeTypes must be a list of {','.join(allowed)}")

@@ -303,7 +303,8 @@ class ConnectionSettings:
         "Also receive BC's external business events (SalesInvoicePosted, SalesShipmentPosted) for the "
         "posting triggers: sent after the posting commits, so faster than the table webhook; the "
         "webhook and the sweep stay as the fallback. Needs BC's permission set `Ext. Events - Subscr` "
-        "(off by default for that reason; a 403 shows on /api/status).", local="true")
+        "(off by default for that reason; a 403 shows on /api/status). On for `make run`: the emulator "
+        "has them.", local="true")
     authority_host: str = setting("ENTRA_AUTHORITY_HOST", "https://login.microsoftonline.com",
                                   "Entra ID host; authority = {host}/{tenant}. Point at the emulator for "
                                   "local runs.", local="https://127.0.0.1:8443")

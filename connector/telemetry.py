@@ -283,20 +283,24 @@ class Telemetry:
 
     def events_queued(self, events: Iterable[Mapping[str, Any]], now: datetime) -> None:
         """Count queued events by connection and type; record BC-change → event latency."""
-        recorder = self.recorder
+        counted: dict[tuple[str, str], float] = {}  # the batch's counts for the status page, added once
         for event in events:
             attrs = {"connection": event_connection(event), "type": str(event.get("type", ""))}
             self.events.add(1, attrs)
             latency = change_latency(event, now)
             if latency is not None:
                 self.change_to_event_seconds.record(latency, attrs)
-            if recorder is not None and not attrs["type"].startswith("bc.connector."):
-                recorder.add(attrs["connection"], "events.pulled" if attrs["type"].endswith(".pulled")
-                             else "events")
+            if not attrs["type"].startswith("bc.connector."):
+                conn = attrs["connection"]
+                name = "events.pulled" if attrs["type"].endswith(".pulled") else "events"
+                counted[(conn, name)] = counted.get((conn, name), 0) + 1
                 if latency is not None:
-                    recorder.add(attrs["connection"], "lag.sum", latency)
-                    recorder.add(attrs["connection"], "lag.count")
-                    recorder.add(attrs["connection"], "lag.max", latency)
+                    counted[(conn, "lag.sum")] = counted.get((conn, "lag.sum"), 0) + latency
+                    counted[(conn, "lag.count")] = counted.get((conn, "lag.count"), 0) + 1
+                    counted[(conn, "lag.max")] = max(counted.get((conn, "lag.max"), 0.0), latency)
+        if self.recorder is not None:
+            for (connection, name), value in counted.items():
+                self.recorder.add(connection, name, value)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -320,7 +320,7 @@ def main() -> int:
             "ENTRA_AUTHORITY_HOST": emulator.url, "BC_API_HOST": emulator.url,
             "TLS_CA_BUNDLE": emulator.ca_bundle, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
             "BC_CONNECTIONS": "default,webshop", "WEBSHOP__BC_GRANT_TYPE": "authorization_code",
-            "ITEM_CHANGE_TYPES": "created,updated,deleted",
+            "ITEM_CHANGE_TYPES": "created,updated,deleted", "BUSINESS_EVENTS": "true",
         }
         os.environ.update(settings)
         import function_app

@@ -20,28 +20,39 @@ ACTIVE = "Active"
 
 @dataclass(frozen=True)
 class BusinessEvent:
-    """A BC business event that announces a posted document of a trigger: its name, the trigger's
-    entity set and the payload parameter holding the document's API id."""
+    """A BC business event about an entity of a trigger: its name, the trigger's entity set, the
+    payload parameter holding the entity's API id, and its verb (`bc.<entity>.<verb>`; none: a
+    posting, announced as the document's `created` through the same record as the webhook's)."""
 
     name: str
     entity_set: str
     id_parameter: str
+    verb: str = ""
+
+    @property
+    def change(self) -> str:
+        """The change type a trigger lists to receive this event."""
+        return self.verb or "created"
 
 
 EVENTS: tuple[BusinessEvent, ...] = (
     BusinessEvent("SalesInvoicePosted", "salesInvoices", "SalesInvoiceAPIId"),  # the draft's id if any
     BusinessEvent("SalesShipmentPosted", "salesShipments", "SalesShipmentId"),
+    BusinessEvent("SalesCreditMemoPosted", "salesCreditMemos", "SalesCreditMemoAPIId"),
+    BusinessEvent("CustomerBlocked", "customers", "CustomerId", verb="blocked"),  # ARExternalEvents
+    BusinessEvent("SalesOrderReleased", "salesOrders", "SalesOrderId", verb="released"),  # SalesExt.Events
 )
 BY_NAME = {e.name: e for e in EVENTS}
 
 
 def wanted_events(conn: ConnectionSettings) -> list[BusinessEvent]:
-    """The business events a connection subscribes to: those of triggers that announce postings
-    (`created`), when BUSINESS_EVENTS is on."""
+    """The business events a connection subscribes to, when BUSINESS_EVENTS is on: postings of the
+    triggers that announce `created` (the seed's invoices and shipments, a declared `salesCreditMemos`),
+    and the verbs a declared trigger lists (`customers` with `blocked`, `salesOrders` with `released`)."""
     if not conn.business_events:
         return []
     return [e for e in EVENTS
-            if (trigger := conn.trigger(e.entity_set)) is not None and trigger.announces("created")]
+            if (trigger := conn.trigger(e.entity_set)) is not None and trigger.announces(e.change)]
 
 
 def event_nonce(connection: str, company_id: str, event: str) -> str:

@@ -87,7 +87,8 @@ def screen(ctx: WebhookContext, connection: str, items: list[dict[str, Any]]
             refused[why or "event not subscribed"] += 1
             continue
         notes.append({"connection": conn.name, "companyId": company_id.lower(), "entitySet": event.entity_set,
-                      "subscriptionId": "", "changeType": "posted", "resource": url,
+                      "subscriptionId": "", "changeType": f"verb:{event.verb}" if event.verb else "posted",
+                      "resource": url,
                       "lastModifiedDateTime": item.get("timestamp")})
     return notes, refused
 

@@ -55,17 +55,21 @@ class EventsSummary:
     deleted: list[str] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
     forbidden: bool = False
+    lost: list[dict[str, str]] = field(default_factory=list)  # BC switched off or removed; re-made
 
     def as_dict(self) -> dict[str, Any]:
         return {"created": self.created, "recreated": self.recreated, "unchanged": self.unchanged,
                 "deleted": self.deleted, "failed": self.failed, "forbidden": self.forbidden}
 
 
-def plan_event(remote: dict[str, Any] | None, row: dict[str, Any] | None, current_key: str) -> str:
-    """`create` (none in BC), `recreate` (switched off, or signed with a key no longer first) or `keep`."""
+def plan_event(remote: dict[str, Any] | None, row: dict[str, Any] | None, current_key: str,
+               url: str) -> str:
+    """`create` (none in BC), `recreate` (switched off, made for another URL, or signed with a key no
+    longer first) or `keep`."""
     if remote is None:
         return "create"
-    if remote.get("subscriptionState") != ACTIVE or (row or {}).get("client_state_key") != current_key:
+    if remote.get("subscriptionState") != ACTIVE or remote.get("notificationUrl") != url \
+            or (row or {}).get("client_state_key") != current_key:
         return "recreate"
     return "keep"
 
@@ -103,15 +107,17 @@ class EventSubscriptionRun:
         found = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": self.conn.name})
         return {r["RowKey"][len(prefix):]: dict(r) for r in found if r["RowKey"].startswith(prefix)}
 
-    def remote(self) -> dict[str, dict[str, Any]]:
-        """This connection's subscriptions in this company, by event name (extra duplicates listed
-        under `<name>#<id>` so they are deleted)."""
+    def remote(self, known_ids: set[str]) -> dict[str, dict[str, Any]]:
+        """This connection's subscriptions in this company, by event name: those notifying its URL, and
+        those its rows made for an earlier URL (another port or host; re-created). Extra duplicates are
+        listed under `<name>#<id>` so they are deleted."""
         mine: dict[str, dict[str, Any]] = {}
         self.listed = {}
         for sub in self.bc.iter_entities(self.collection):
             self.listed[str(sub.get("id", ""))] = sub
             company = str(sub.get("companyId", "")).lower()
-            if sub.get("notificationUrl") != self.url or company != self.company_id:
+            ours = sub.get("notificationUrl") == self.url or str(sub.get("id", "")).lower() in known_ids
+            if not ours or company != self.company_id:
                 continue
             name = str(sub.get("eventName", ""))
             mine[name if name not in mine else f"{name}#{sub.get('id')}"] = sub
@@ -130,11 +136,16 @@ class EventSubscriptionRun:
         except BCNotFound:
             pass
 
+    @staticmethod
+    def _lost(summary: EventsSummary, event: BusinessEvent, subscription_id: str, why: str) -> None:
+        summary.lost.append({"eventName": event.name, "subscriptionId": subscription_id, "why": why})
+
     def run(self) -> EventsSummary:
         summary = EventsSummary()
         wanted = wanted_events(self.conn)
+        rows = self.rows()
         try:
-            remote = self.remote()
+            remote = self.remote({str(r.get("subscription_id", "")).lower() for r in rows.values()} - {""})
         except BCError as exc:
             if exc.status == 403 and not wanted:
                 return summary
@@ -145,7 +156,6 @@ class EventSubscriptionRun:
                 log.error("business events %s: BC refused (403): %s", self.conn.name, FORBIDDEN_FIX)
                 return summary
             raise
-        rows = self.rows()
         for event in wanted:
             moved = self.listed.get(str(rows.get(event.name, {}).get("subscription_id") or ""))
             if moved is not None and moved.get("notificationUrl") != self.url:
@@ -158,7 +168,13 @@ class EventSubscriptionRun:
                 log.info("business events %s: %s notified %s; deleted, made again for %s", self.conn.name,
                          event.name, moved.get("notificationUrl"), self.url)
             current = remote.pop(event.name, None)
-            action = plan_event(current, rows.get(event.name), self.key_id)
+            row = rows.get(event.name) or {}
+            action = plan_event(current, row, self.key_id, self.url)
+            if current is not None and current.get("subscriptionState") != ACTIVE:
+                self._lost(summary, event, str(current.get("id", "")),
+                           f"BC switched it off (subscriptionState {current.get('subscriptionState')!r})")
+            elif current is None and row.get("subscription_id"):
+                self._lost(summary, event, str(row["subscription_id"]), "it is gone from BC")
             try:
                 if action == "keep":
                     summary.unchanged.append(event.name)

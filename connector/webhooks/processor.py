@@ -26,6 +26,7 @@ from connector.bc.errors import BCError, BCNotFound, TokenUnavailable
 from connector.bc.keys import is_guid
 from connector.bc.timestamps import bc_datetime, parse_iso
 from connector.declarations import Trigger
+from connector.events import cloud_event
 from connector.settings import QUEUE_NOTIFICATIONS, QUEUE_NOTIFICATIONS_POISON, Settings, UnknownConnection
 from connector.signing import UnsignedMessage, open_json, queue_signer
 from connector.storage import kept_text
@@ -82,6 +83,7 @@ class Plan:
     updated: dict[DedupeScope, list[str]] = field(default_factory=dict)
     posted: dict[DedupeScope, list[str]] = field(default_factory=dict)  # from BC's business events
     deleted: dict[DedupeScope, dict[str, str | None]] = field(default_factory=dict)
+    verbs: dict[tuple[DedupeScope, str], dict[str, str]] = field(default_factory=dict)  # id → BC's time
     collections: list[tuple[DedupeScope, str]] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
 
@@ -107,6 +109,12 @@ def plan(notes: list[dict[str, Any]], settings: Settings) -> Plan:
             result.skipped["companyId not a GUID"] += 1
         elif change == "collection":
             result.collections.append((group, str(note.get("resource", ""))))
+        elif isinstance(change, str) and change.startswith("verb:") and change[5:].isalpha():
+            key = entity_id(str(note.get("resource", "")))
+            if key is None:
+                result.skipped["no entity key"] += 1
+            else:
+                result.verbs.setdefault((group, change[5:]), {})[key] = str(note.get("lastModifiedDateTime"))
         elif change in ("created", "updated", "deleted", "posted"):
             key = entity_id(str(note.get("resource", "")))
             if key is None:
@@ -168,6 +176,25 @@ def announce_updated(ctx: WebhookContext, group: DedupeScope, ids: list[str], ow
     if failures:
         raise failures[0]
     return count
+
+
+def announce_verb(ctx: WebhookContext, group: DedupeScope, verb: str, times: dict[str, str]) -> EmitCount:
+    """A business event's verb (`bc.<entity>.<verb>`, e.g. a customer blocked): GET each entity and
+    queue its event, one per BC notification (its id from the entity, the verb and BC's timestamp, so
+    BC's retry of the same notification gives the same id). Nothing is claimed: no other channel
+    sees these; a 404 is skipped."""
+    trigger = _trigger(ctx, group)
+    if not trigger.announces(verb):
+        return EmitCount(skipped=len(times))
+    entities, gone, failures = fetch_entities(ctx, group, list(times))
+    events = [cloud_event(event_type=trigger.event_type(verb), connection=group.connection,
+                          company_id=group.company_id, entity=e,
+                          id_parts=[trigger.key, key, verb, times.get(key, "")])
+              for e in entities if (key := str(e["id"]).lower())]
+    ctx.events.publish(trigger.queue, events)
+    if failures:
+        raise failures[0]
+    return EmitCount(emitted=len(events), gone=len(gone))
 
 
 def announce_gone(ctx: WebhookContext, group: DedupeScope, deleted: dict[str, str | None],
@@ -245,6 +272,7 @@ def _process_message(ctx: WebhookContext, text: str, owner: str) -> EmitCount:
     steps += [partial(announce_updated, ctx, g, ids, owner) for g, ids in asked.updated.items()]
     # a business event's posting: read like an update, and new to the connector means created
     steps += [partial(announce_updated, ctx, g, ids, owner, "created") for g, ids in asked.posted.items()]
+    steps += [partial(announce_verb, ctx, g, verb, times) for (g, verb), times in asked.verbs.items()]
     steps += [partial(announce_gone, ctx, g, ids, owner) for g, ids in asked.deleted.items()]
     steps += [partial(announce_collection, ctx, g, r, owner) for g, r in asked.collections]
     for step in steps:

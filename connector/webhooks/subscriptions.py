@@ -277,6 +277,12 @@ def reconcile(ctx: WebhookContext, connection: str | None = None) -> ReconcileSu
         try:
             events = reconcile_events(run.bc, run.table, ctx.settings, conn, company_id)
             summary.business_events = events.as_dict() if events is not None else None
+            for lost in events.lost if events is not None else ():
+                ctx.health.emit(
+                    SUBSCRIPTION_RECREATED, connection=conn.name, company_id=company_id,
+                    occurrence=lost["subscriptionId"],
+                    summary=f"The {lost['eventName']} business-event subscription: {lost['why']}; re-created",
+                    details=lost)
         except BCError as exc:  # the webhooks above are done; the next run tries again
             log.warning("subscriptions %s: business events failed: %s", conn.name, exc)
             summary.failed.append({"entitySet": "businessEvents", "error": str(exc)})

@@ -127,6 +127,11 @@ class BCApi:
                 self.documents.update(company, set_name, row, values)
             else:
                 self.masters.update(company, set_name, row, values, parent)
+                if set_name == "customers" and "blocked" in values:  # OnAfterValidate of Blocked
+                    blocked = row.data["blocked"]
+                    name = "CustomerUnBlocked" if blocked in ("", "_x0020_") else "CustomerBlocked"
+                    payload = {"CustomerId": row.id, "Blocked": blocked}
+                    self.documents.raise_after_commit(company, name, payload, "customers", row.id)
 
     def delete(self, company: Company, set_name: str, row: Row) -> None:
         """DELETE `row` (also of read-only sets: the admin API removes posted documents this way)."""

@@ -68,7 +68,7 @@ class DocumentRules:
         self.store = store
         self.events = events
 
-    def _raise_after_commit(self, company: Company, name: str, payload: dict[str, Any],
+    def raise_after_commit(self, company: Company, name: str, payload: dict[str, Any],
                             set_name: str, entity_id: str) -> None:
         """Raise business event `name` once the posting commits (`Url` = the entity's API URL)."""
         events = self.events
@@ -450,7 +450,7 @@ class DocumentRules:
                 self._ship_line(company, row, line, quantity)
             if order is not None:
                 self._advance_order(company, order, ship, "shippedQuantity", "shipQuantity")
-            self._raise_after_commit(company, "SalesShipmentPosted", {"SalesShipmentId": row.id},
+            self.raise_after_commit(company, "SalesShipmentPosted", {"SalesShipmentId": row.id},
                                      "salesShipments", row.id)
             return row
 
@@ -508,7 +508,7 @@ class DocumentRules:
         return invoice
 
     def _invoice_posted(self, company: Company, invoice: Row) -> None:
-        self._raise_after_commit(company, "SalesInvoicePosted",
+        self.raise_after_commit(company, "SalesInvoicePosted",
                                  {"SalesInvoiceAPIId": invoice.id, "SalesInvoiceSystemId": invoice.id},
                                  "salesInvoices", invoice.id)
 

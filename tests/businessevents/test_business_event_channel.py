@@ -3,10 +3,14 @@ emulator's webhooks held back (a long debounce) or delivered when the test says,
 sent after each posting commits, Azurite. Whichever channel sees a posting first, one event."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
+from azure.core.exceptions import ResourceNotFoundError
 
 from connector.settings import QUEUE_SALES_INVOICES, QUEUE_SALES_SHIPMENTS
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -76,6 +80,9 @@ def test_a_subscription_bc_switched_off_is_recreated_by_the_next_renewal_run(sce
     s.host.wait_idle(60)
     [now] = [x for x in s.bc.event_subscriptions() if x["eventName"] == "SalesShipmentPosted"]
     assert now["subscriptionState"] == "Active" and now["id"] != off["id"]
+    health = wait_until(lambda: [e for e in raw_events(s, "bc-connector-health")
+                                 if e["type"] == "bc.connector.subscription.recreated"], 30, "a health event")
+    assert "SalesShipmentPosted" in health[0]["data"]["summary"]
 
 
 def test_a_forged_or_foreign_business_event_is_acknowledged_and_dropped(scenario, slow_bc):
@@ -106,5 +113,37 @@ def test_a_missing_permission_set_is_a_clear_status_not_a_crash_loop(scenario, s
                 if str(x.get("entity_set", "")).startswith("event:")]
         assert rows and all(r["status"] == "forbidden" and "Ext. Events - Subscr" in r["last_error"]
                             for r in rows)
+        page = requests.get(f"{s.host.url}/api/status", headers={"Accept": "text/html"}, timeout=30).text
+        assert "businessEvent SalesInvoicePosted" in page and "Ext. Events - Subscr" in page
+        assert s.subscribe()["businessEvents"]["forbidden"]  # the next run says the same, nothing breaks
     finally:
         s.bc.grant_event_permission(True)
+
+
+def test_a_blocked_customer_is_announced_as_bc_customer_blocked_when_a_trigger_lists_it(scenario, slow_bc):
+    declared = '[{"entitySet": "customers", "queue": "bc-customers", "changeTypes": ["blocked"]}]'
+    s = scenario(bc=slow_bc, BUSINESS_EVENTS="true", TRIGGERS=declared)
+    assert "CustomerBlocked" in s.subscribe()["businessEvents"]["created"]
+    customer = next(c for c in s.bc.list("customers") if c["number"] == "GL00000003")
+    s.bc.update("customers", customer["id"], {"blocked": "Ship"})
+    events = wait_until(lambda: raw_events(s, "bc-customers"), 30, "a bc-customers event")
+    [event] = events
+    assert (event["type"], event["subject"], event["data"]["blocked"]) == (
+        "bc.customer.blocked", customer["id"], "Ship")
+    s.bc.update("customers", customer["id"], {"displayName": "no business event for this"})
+    s.bc.flush()
+    s.host.wait_idle(60)
+    assert raw_events(s, "bc-customers") == []
+
+
+def raw_events(s, queue: str) -> list[dict]:
+    """Events of a declared trigger's queue (no published schema to check them against)."""
+    from azure.storage.queue import QueueClient
+
+    from tests.queue_drain import drain_texts
+
+    client = QueueClient.from_connection_string(s.queues._connection_string, queue)
+    try:
+        return [json.loads(t) for t in drain_texts(client)]
+    except ResourceNotFoundError:
+        return []

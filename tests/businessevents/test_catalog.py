@@ -63,3 +63,35 @@ def test_events_follow_the_setting_and_the_triggers_that_announce_postings():
     assert [e.name for e in wanted_events(on)] == ["SalesInvoicePosted", "SalesShipmentPosted"]
     no_invoices = connection(business_events=True, sales_invoice_change_types=frozenset({"updated"}))
     assert [e.name for e in wanted_events(no_invoices)] == ["SalesShipmentPosted"]
+
+
+def test_a_declared_trigger_may_list_the_verbs_bcs_business_events_add_to_its_entity_set():
+    from connector.declarations import DeclarationError, parse_trigger
+
+    customers = parse_trigger("TRIGGERS", 0, {"entitySet": "customers", "queue": "bc-customers",
+                                              "changeTypes": ["created", "blocked"]})
+    conn = ConnectionSettings(name="default", tenant="t", client_id="c", client_secret="s",
+                              business_events=True)
+    conn = replace(conn, triggers=(*seed_triggers(conn), customers))
+    assert [e.name for e in wanted_events(conn)] == ["SalesInvoicePosted", "SalesShipmentPosted",
+                                                      "CustomerBlocked"]
+    assert customers.event_type("blocked") == "bc.customer.blocked"
+    try:
+        parse_trigger("TRIGGERS", 0, {"entitySet": "items", "queue": "bc-x", "changeTypes": ["blocked"]})
+    except DeclarationError:
+        pass
+    else:
+        raise AssertionError("items have no `blocked` business event")
+
+
+def test_a_subscription_is_kept_only_while_active_on_this_url_and_signed_with_the_first_key():
+    from connector.businessevents.subscriptions import plan_event
+
+    url = "https://app/api/webhooks/bc/events?connection=default"
+    sub = {"subscriptionState": "Active", "notificationUrl": url}
+    row = {"client_state_key": "k1"}
+    assert plan_event(None, row, "k1", url) == "create"
+    assert plan_event(sub, row, "k1", url) == "keep"
+    assert plan_event(sub | {"subscriptionState": "Disabled"}, row, "k1", url) == "recreate"
+    assert plan_event(sub | {"notificationUrl": url.replace("app", "old-port")}, row, "k1", url) == "recreate"
+    assert plan_event(sub, row, "k2", url) == "recreate"  # the key rotated

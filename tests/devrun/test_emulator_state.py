@@ -114,6 +114,28 @@ def test_a_restarted_emulator_keeps_orders_number_series_subscriptions_tokens_an
     assert (note["subscriptionId"], note["changeType"]) == (subscription["subscriptionId"], "created")
 
 
+def test_business_event_subscriptions_survive_a_restart_and_still_notify(start, hook):
+    first = start()
+    bc = BC(first)
+    def runtime(emulator: Emulator) -> str:
+        return emulator.bc_base(TENANT, "production").replace("/api/v2.0", "/api/microsoft/runtime/v1.0")
+
+    made = bc.call("POST", "externaleventsubscriptions", {
+        "companyId": CRONUS_UK_ID, "eventName": "SalesShipmentPosted", "notificationUrl": hook.url,
+        "clientState": "be-1"}, base=runtime(first))
+    assert made.status_code == 201, made.text
+    first.stop()
+
+    second = start()
+    again = BC(second, token=bc.token)
+    listed = again.call("GET", "externaleventsubscriptions", base=runtime(second)).json()["value"]
+    assert [(s["id"], s["subscriptionState"]) for s in listed] == [(made.json()["id"], "Active")]
+    admin(second, "POST", f"bc/{TENANT}/production/{CRONUS_UK_ID}/salesShipments",
+          {"customerNumber": "GL00000008", "lines": [{"itemNumber": "1896-S", "quantity": 1}]})
+    [note] = hook.wait(1)
+    assert (note["eventName"], note["clientState"]) == ("SalesShipmentPosted", "be-1")
+
+
 def test_what_a_write_request_was_answered_for_is_already_on_disk(start, hook, tmp_path):
     """A SIGKILLed emulator loses nothing it acknowledged: copy the file while it still runs."""
     running = start()

@@ -126,8 +126,11 @@ def test_a_killed_run_takes_azurite_along_and_a_restart_keeps_bc_in_step_with_st
     # BC still has the subscriptions storage remembers, so /api/status and BC agree ...
     assert bc_subscriptions(second) == before
     status = requests.get(f"{second.url}/api/status", timeout=60).json()
-    listed = {s["subscription_id"]: s["status"] for s in status["connections"][0]["subscriptions"]}
+    subs = status["connections"][0]["subscriptions"]  # webhooks, and business events (`event:<name>`)
+    listed = {s["subscription_id"]: s["status"] for s in subs if not s["entity_set"].startswith("event:")}
     assert listed == dict.fromkeys(before, "active"), status
+    events = {s["id"] for s in emulator_admin(second, "bc/businessevents/subscriptions")["value"]}
+    assert {s["subscription_id"] for s in subs if s["entity_set"].startswith("event:")} == events, status
     # ... and webhooks keep delivering with no manual step.
     item = requests.post(f"{second.emulator_url}/_emulator/bc/{TENANT}/production/{CRONUS_UK_ID}/items",
                          json={"number": "AFTER-KILL", "displayName": "Created after the restart"},

@@ -152,3 +152,16 @@ def test_subscriptions_crud_and_missing_permission(make, receiver: Receiver) -> 
     bc.api.business_events.permitted = False
     refused = bc.get(RUNTIME + "externaleventsubscriptions")
     assert refused.status_code == 403 and "Ext. Events - Subscr" in refused.json["error"]["message"]
+
+
+def test_blocking_a_customer_raises_customer_blocked_and_unblocking_it_unblocked(make, receiver: Receiver):
+    bc = make()
+    subscribe_event(bc, receiver.url, "CustomerBlocked")
+    subscribe_event(bc, receiver.url, "CustomerUnBlocked")
+    customer = bc.get(bc.company("customers?$filter=number eq 'GL00000003'")).json["value"][0]
+    path = bc.company(f"customers({customer['id']})")
+    assert bc.patch(path, {"blocked": "Invoice"}).status_code == 200
+    assert bc.patch(path, {"blocked": "_x0020_"}).status_code == 200
+    first, second = receiver.wait(2)
+    assert (first["eventName"], first["payload"]["Blocked"]) == ("CustomerBlocked", "Invoice")
+    assert second["eventName"] == "CustomerUnBlocked" and first["payload"]["CustomerId"] == customer["id"]
