@@ -16,13 +16,16 @@ import importlib
 import sys
 import time
 
-BENCHES = ("cold_start", "emulator", "webhooks", "items_pull", "sales_orders", "scale_out")
+BENCHES = ("cold_start", "emulator", "webhooks", "items_pull", "sales_orders", "scale_out", "scale")
 LARGE = {"items_pull": ["--sizes", "1000,100000"]}
+# `make bench` (every benchmark): the scale bench at a smaller size; `python -m bench scale` is full size
+SMALL = {"scale": ["--environments", "4", "--companies", "5", "--hosts", "2"]}
 
 
 def main(argv: list[str]) -> int:
     large = "--large" in argv
-    names = [a for a in argv if a != "--large"] or list(BENCHES)
+    named = [a for a in argv if a != "--large"]
+    names = named or list(BENCHES)
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
@@ -33,7 +36,8 @@ def main(argv: list[str]) -> int:
         print(f"\n=== bench.{name} ===", flush=True)
         started = time.monotonic()
         try:
-            rc = importlib.import_module(f"bench.{name}").main(LARGE.get(name, []) if large else [])
+            args = LARGE.get(name, []) if large else [] if named else SMALL.get(name, [])
+            rc = importlib.import_module(f"bench.{name}").main(args)
         except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others
             print(f"  FAILED: {type(exc).__name__}: {exc}", flush=True)
             rc = 1

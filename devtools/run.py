@@ -306,10 +306,19 @@ def app_functions() -> list[Any]:
     return index(function_app.app)
 
 
-def follow_public_url(host_url: str, public: str) -> None:
+def follow_public_url(host_url: str, public: str, attempts: int = 3) -> None:
     """Connections that have webhook subscriptions get a subscription run now, so that subscriptions
     made for another URL (an earlier run on another PORT) are recreated for this one (the renewal
     timer does the same every run, in Azure too). Connections without any are left alone."""
+
+    for attempt in range(attempts):  # a busy machine may keep the first call waiting
+        if _follow_once(host_url, public, last=attempt == attempts - 1):
+            return
+        time.sleep(2 * (attempt + 1))
+
+
+def _follow_once(host_url: str, public: str, last: bool) -> bool:
+    """One try of `follow_public_url`; False when it should be tried again."""
     import requests
 
     try:
@@ -326,10 +335,15 @@ def follow_public_url(host_url: str, public: str) -> None:
                 if changed:
                     say(f"subscriptions of {name}: {changed} (notifying {public} now)")
             else:
+                if not last:
+                    return False
                 say(f"subscriptions of {name}: not checked ({done.status_code} {done.text[:200]})",
                     sys.stderr)
     except (requests.RequestException, ValueError) as exc:
+        if not last:
+            return False
         say(f"subscriptions: not checked at start ({exc})", sys.stderr)
+    return True
 
 
 def start_hosts(instances: int, port: int, data: DataDir, started: contextlib.ExitStack) -> Any:

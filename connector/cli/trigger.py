@@ -36,8 +36,8 @@ CHANGES = {c.name: c for c in (
     Change("item.deleted", "delete an item", "bc.item.deleted", "items", "ITEM_CHANGE_TYPES"),
     Change("shipment.posted", "post a sales shipment (ad hoc, one line)", "bc.salesShipment.created",
            "salesShipments"),
-    Change("invoice.posted", "post a sales invoice (ad hoc, one line)", "bc.salesInvoice.created",
-           "salesInvoices"),
+    Change("invoice.posted", "a draft sales invoice (one line) posted with Microsoft.NAV.post",
+           "bc.salesInvoice.created", "salesInvoices"),
     Change("order.shipped", "post the shipment of a sales order (--order; default the newest)",
            "bc.salesShipment.created", "salesShipments"),
     Change("order.invoiced", "post the invoice of a shipped sales order (--order; default the newest)",
@@ -136,12 +136,19 @@ def apply(change: Change, company: Company, *, number: str | None, order: str | 
         price = round(float(item.get("unitPrice") or 0) + 1, 2)
         company.call("PATCH", f"items/{item['id']}", {"unitPrice": price})
         return f"changed item {item['number']}'s unitPrice to {price}"
-    if change.name in ("shipment.posted", "invoice.posted"):
+    if change.name == "invoice.posted":  # as a user does: a draft, then Post (BC's events follow)
         item = newest_item(company, number)
-        entity_set = "salesShipments" if change.name == "shipment.posted" else "salesInvoices"
-        posted = company.call("POST", entity_set, {"customerNumber": CUSTOMER,
-                                                   "lines": [{"itemNumber": item["number"], "quantity": 1}]})
-        return f"posted {entity_set[:-1]} {posted['number']} for customer {CUSTOMER} (1 x {item['number']})"
+        draft = company.call("POST", "salesInvoices/drafts", {
+            "customerNumber": CUSTOMER,
+            "salesInvoiceLines": [{"lineType": "Item", "lineObjectNumber": item["number"], "quantity": 1}]})
+        posted = company.call("POST", f"salesInvoices/{draft['id']}/post", {})
+        return (f"posted sales invoice {posted['number']} (draft {draft['number']}, Microsoft.NAV.post) for "
+                f"customer {CUSTOMER} (1 x {item['number']})")
+    if change.name == "shipment.posted":
+        item = newest_item(company, number)
+        line = {"itemNumber": item["number"], "quantity": 1}
+        posted = company.call("POST", "salesShipments", {"customerNumber": CUSTOMER, "lines": [line]})
+        return f"posted salesShipment {posted['number']} for customer {CUSTOMER} (1 x {item['number']})"
     sales_order = newest_order(company, order)
     entity_set = "salesShipments" if change.name == "order.shipped" else "salesInvoices"
     try:

@@ -29,7 +29,6 @@ from connector.orders.send import (
     answer_from_claim,
     connection_hint,
     failure_error,
-    message_field,
 )
 from connector.orders.variants import odata_string
 from connector.settings import QUEUE_COMMAND_RESULTS, QUEUE_COMMANDS, QUEUE_COMMANDS_POISON, TABLE_ORDERS
@@ -119,10 +118,10 @@ def echo(text: str | None) -> str | None:
 def handle_command(ctx: OrderContext, delivery: OrderDelivery) -> CommandResult | Deferral:
     """Process one delivery: exactly one result, a deferral (the copy will answer), or an exception
     for the host to retry (after a `failed` result on the last attempt)."""
-    kind = echo(message_field(delivery.text, "type"))
-    connection = connection_hint(delivery.text, ctx.settings.connections)
+    kind = echo(delivery.field("type"))
+    connection = connection_hint(delivery.field("connection"), ctx.settings.connections)
     fields = {"connection": connection, "command": kind or "", "message_id": delivery.message_id}
-    with ctx.telemetry.consume(f"process {QUEUE_COMMANDS}", message_field(delivery.text, "traceparent"),
+    with ctx.telemetry.consume(f"process {QUEUE_COMMANDS}", delivery.field("traceparent"),
                                    **fields, **{"messaging.delivery_count": delivery.dequeue_count}):
         key: str | None = None
         try:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 from connector.bc.client import BCClient
@@ -66,7 +67,8 @@ Status = Literal["created", "duplicate", "failed"]
 
 @dataclass(frozen=True)
 class OrderDelivery:
-    """One delivery of a queue message, as plain values."""
+    """One delivery of a queue message, as plain values: the host's envelope (id, dequeue count) and
+    the message's own top-level fields (`envelope`), parsed once where it enters."""
 
     text: str
     message_id: str
@@ -78,6 +80,21 @@ class OrderDelivery:
     def last_attempt(self) -> bool:
         """After this attempt the host moves the message to `-poison` if it fails."""
         return self.dequeue_count >= self.max_dequeue_count
+
+    @cached_property
+    def envelope(self) -> Mapping[str, Any]:
+        """The message's top-level fields, read once ({} when it is not a JSON object): the key,
+        connection, type and trace come from here; the order itself is validated from the text."""
+        try:
+            data = load_json(self.text)
+        except OrderRejected:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def field(self, name: str) -> str | None:
+        """A string field of the message (None when absent, not a string, or not JSON at all)."""
+        value = self.envelope.get(name)
+        return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)
@@ -118,14 +135,18 @@ def message_field(text: str, name: str) -> str | None:
 
 def key_hint(text: str) -> str | None:
     """The `externalDocumentNumber` of a message that may be invalid, so a failed result can name it."""
-    key = message_field(text, "externalDocumentNumber")
+    return echoed_key(message_field(text, "externalDocumentNumber"))
+
+
+def echoed_key(key: str | None) -> str | None:
+    """A message's key as a result may echo it (None when too long to be one)."""
     return key if key is not None and len(key) <= MAX_ECHOED_KEY else None
 
 
-def connection_hint(text: str, configured: Iterable[str]) -> str:
-    """The connection a message is for, as a metric and log dimension: a configured name, `default`
-    when none is named, `unknown` otherwise (never free text from the message)."""
-    named = message_field(text, "connection")
+def connection_hint(named: str | None, configured: Iterable[str]) -> str:
+    """The connection a message is for (`named`: its `connection` field), as a metric and log
+    dimension: a configured name, `default` when none is named, `unknown` otherwise (never free text
+    from the message)."""
     if named is None:
         return DEFAULT_CONNECTION
     return named if named in configured else "unknown"
@@ -186,10 +207,10 @@ def find_order(bc: BCClient, company_id: str, key: str, command: Command = SALES
 def handle_delivery(ctx: OrderContext, delivery: OrderDelivery) -> SalesOrderResult | Deferral:
     """Process one delivery: exactly one result message, a deferral (the copy will answer), or an
     exception for the host to retry. It runs in the trace the message names (`traceparent`)."""
-    key = key_hint(delivery.text)
-    connection = connection_hint(delivery.text, ctx.settings.connections)
+    key = echoed_key(delivery.field("externalDocumentNumber"))
+    connection = connection_hint(delivery.field("connection"), ctx.settings.connections)
     fields = {"connection": connection, "order_key": log_value(key or ""), "message_id": delivery.message_id}
-    traceparent = message_field(delivery.text, "traceparent")
+    traceparent = delivery.field("traceparent")
     with ctx.telemetry.consume(f"process {QUEUE_SALES_ORDERS}", traceparent, **fields,
                                    **{"messaging.delivery_count": delivery.dequeue_count}):
         return _handle_delivery(ctx, delivery, key, fields)

@@ -132,7 +132,10 @@ def test_a_run_on_another_port_moves_the_subscriptions_there(launchers, tmp_path
         urls = [s["notificationUrl"] for s in emulator_subscriptions(second)]
         return urls if len(urls) == 3 and all(u.startswith(f"{second.url}/") for u in urls) else None
 
-    wait_until(moved, timeout=120, what=f"webhook subscriptions notifying {second.url} only")
+    try:
+        wait_until(moved, timeout=120, what=f"webhook subscriptions notifying {second.url} only")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; make run said:\n{second.output}") from None
 
     def current() -> list[dict[str, Any]] | None:  # business events too, once the same run reaches them
         report = requests.get(f"{second.url}/api/status", headers={"Accept": "application/json"},
@@ -140,10 +143,33 @@ def test_a_run_on_another_port_moves_the_subscriptions_there(launchers, tmp_path
         subs = report["connections"][0]["subscriptions"]
         return subs if all(s.get("url_current") for s in subs) else None
 
-    subs = wait_until(current, timeout=120, what="every subscription of the status report current")
+    try:
+        subs = wait_until(current, timeout=120, what="every subscription of the status report current")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; make run said:\n{second.output}") from None
     assert {s["status"] for s in subs} == {"active"}, subs
     events = requests.get(f"{second.emulator_url}/_emulator/bc/businessevents/subscriptions",
                           verify=second.ca_bundle, timeout=30)
     assert events.status_code == 200, events.text  # the old URL's business-event subscriptions are gone
     listed = events.json()["value"]
     assert listed and all(s["notificationUrl"].startswith(f"{second.url}/") for s in listed), listed
+
+
+def test_each_posting_trigger_causes_its_event_once(launchers, tmp_path):
+    launchers.append(Launcher(tmp_path))
+    launchers[0].start()
+    tail = Tail([sys.executable, "-m", "connector", "tail", "--json", "--data-dir", str(tmp_path)])
+    try:
+        wait_until(lambda: any(line.startswith("tailing ") for line in tail.lines), timeout=60,
+                   what=f"tail started: {tail.lines}")
+        trigger = [sys.executable, "-m", "connector", "trigger", "--data-dir", str(tmp_path)]
+        shipped = run([*trigger, "shipment.posted"])
+        invoiced = run([*trigger, "invoice.posted"])
+        shipment_number = re.search(r"posted salesShipment (\S+)", shipped.stdout).group(1)
+        invoice_number = re.search(r"posted sales invoice (\S+)", invoiced.stdout).group(1)
+        tail.line_with('"bc.salesShipment.created"', f'"number": "{shipment_number}"')
+        tail.line_with('"bc.salesInvoice.created"', f'"number": "{invoice_number}"')
+    finally:
+        tail.stop()
+    invoices = [ln for ln in tail.lines if '"bc.salesInvoice.created"' in ln]
+    assert len(invoices) == 1, invoices  # the draft's webhook and the business event: one event

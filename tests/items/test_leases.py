@@ -112,3 +112,32 @@ def test_a_dead_owners_lease_is_free_after_its_short_life(storage: Storage):
     later = Lease(storage, "items:dead", clock=lambda: time.time() + LEASE_SECONDS + 1)
     assert later.acquire()
     assert LEASE_SECONDS <= 90
+
+
+def test_the_item_pull_and_sweep_leases_are_short_so_a_killed_run_blocks_the_next_for_about_a_minute(
+        runtime: Any, monkeypatch: pytest.MonkeyPatch):
+    from connector.items import pull
+    from connector.rows import read_time
+    from connector.settings import TABLE_LEASES
+    from connector.storage import table_key
+    from connector.webhooks import sweep
+
+    lives: dict[str, float] = {}
+
+    def lease_life(name: str) -> None:
+        row = runtime.storage.table(TABLE_LEASES).get_entity(table_key(name), "lease")
+        lives[name] = read_time(row["expires"]) - read_time(row["acquired"])
+
+    def pull_pass(self: Any) -> bool:
+        lease_life(self._lease.name)
+        return True
+
+    def sweep_run(self: Any) -> list[Any]:
+        lease_life(self.lease.name)
+        return []
+
+    monkeypatch.setattr(pull.ItemPull, "_run_pass", pull_pass)
+    monkeypatch.setattr(sweep.SweepRun, "run", sweep_run)
+    runtime.item_pull.pull_company("default")
+    sweep.sweep(runtime)
+    assert len(lives) == 2 and max(lives.values()) <= 90  # today: 720 s (the run's budget + 2 min)

@@ -1,0 +1,507 @@
+"""Benchmark of one deployment at internet scale: N environments × M companies, one connection each.
+
+The emulator gets N/2 tenants (each with `production` and `sandbox`, its own app registration and
+limits) through `POST /_emulator/tenants`; the connector one connection per company (`<tenant>` /
+`<environment>` / `<company>`, client credentials), served by `--hosts` real host processes on one
+Azurite behind a counting proxy (every storage transaction the app makes goes through it). After a
+warm-up (subscriptions created, first pulls and sweep baselines), one **simulated hour** of idle
+timers: what the timers of an hour queue (item pull every 15 minutes, sweep every 30, renewal once),
+one after the other without waiting for the wall clock; each run is the timer's body
+(`WorkQueue.enqueue`: one `bc-connection-work` unit per connection). Subscriptions live 3 days and
+are renewed 36 hours before they expire, so an hour's renewal run renews none (a renewal is one
+PATCH per subscription every ~36 hours: 0.08 per company-hour, left out).
+
+Printed: idle BC requests per company-hour (target ≤ 20), storage transactions per company-hour (the
+units' work in the hour, plus the host's queue polling measured over a quiet real-time window and
+scaled to an hour), the longest any unit waited on the queue for its turn, subscriptions per
+environment (BC's cap 200; target ≤ 80 %), peak memory per host, cold start (process start to
+serving, every host started at once with all connections configured). Then, for a sample of
+companies, a created item and a sales order flow end to end (event on `bc-items`, order `created`).
+
+    python -m bench.scale [--environments 100] [--companies 10] [--hosts 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import requests
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+TARGET_BC_PER_COMPANY_HOUR = 20.0
+TARGET_SUBSCRIPTION_SHARE = 0.8
+TARGET_WAIT_SECONDS = 300.0
+TARGET_COLD_START_SECONDS = 120.0
+SAMPLE = 3
+# What the default schedules fire in an hour, in order (minute, task): ITEM_PULL_SCHEDULE every 15
+# minutes, SWEEP_SCHEDULE every 30, SUBSCRIPTION_RENEWAL_SCHEDULE at minute 7.
+HOUR = ((0, "pull"), (0, "sweep"), (7, "renewal"), (15, "pull"), (30, "pull"), (30, "sweep"), (45, "pull"))
+HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "content-encoding",
+    "host",
+    "date",
+    "server",
+}
+
+
+class CountingProxy:
+    """A reverse proxy in front of one Azurite service that counts the requests (storage
+    transactions, as Azure bills them: one per REST call) and the queue polls among them."""
+
+    def __init__(self, target: str):
+        self.target = target
+        self.count = 0
+        self.polls = 0  # GET .../messages (the host's queue polling; a receive)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
+        self.port = self._server.server_port
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def reset(self) -> tuple[int, int]:
+        with self._lock:
+            seen, self.count, polls, self.polls = self.count, 0, self.polls, 0
+        return seen, polls
+
+    def _session(self) -> requests.Session:
+        if not hasattr(self._local, "s"):
+            self._local.s = requests.Session()
+        return self._local.s
+
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        with self._lock:
+            self.count += 1
+            if (
+                request.method == "GET"
+                and request.path.endswith("/messages")
+                and "peekonly" not in request.query_string.decode()
+            ):
+                self.polls += 1
+        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or request.full_path
+        body = request.get_data()
+        prepared = requests.Request(
+            request.method,
+            f"{self.target}{raw}",
+            data=body or None,
+            headers={k: v for k, v in request.headers.items() if k.lower() not in HOP - {"content-length"}},
+        ).prepare()
+        prepared.url = f"{self.target}{raw}"  # as signed: no re-encoding
+        upstream = self._session().send(prepared, allow_redirects=False, timeout=120)
+        headers = [(k, v) for k, v in upstream.headers.items() if k.lower() not in HOP]
+        return Response(upstream.content, status=upstream.status_code, headers=headers)(
+            environ, start_response
+        )
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+
+def proxied(azurite: Any) -> tuple[str, dict[str, CountingProxy]]:
+    """A connection string over counting proxies of Azurite's three services."""
+    from devtools.azurite import DEV_ACCOUNT, DEV_KEY
+
+    proxies = {
+        s: CountingProxy(f"http://127.0.0.1:{getattr(azurite, f'{s}_port')}")
+        for s in ("blob", "queue", "table")
+    }
+    ends = ";".join(
+        f"{s.capitalize()}Endpoint=http://127.0.0.1:{p.port}/{DEV_ACCOUNT}" for s, p in proxies.items()
+    )
+    return (f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};{ends};", proxies)
+
+
+def build_tenants(emulator: Any, environments: int, companies: int) -> list[dict[str, Any]]:
+    """N environments (production + sandbox per tenant) × M companies; the first tenant seeded with
+    the demo data (the end-to-end sample), the others empty. One connection per company."""
+    tenants = (environments + 1) // 2
+    names = [f"Company {n:02d}" for n in range(1, companies + 1)]
+
+    def tenant(t: int) -> dict[str, Any]:
+        envs = ("production", "sandbox")[: min(2, environments - 2 * t)]
+        return {
+            "domain": f"t{t:03d}.example",
+            "environments": {env: names for env in envs},
+            "clients": [{"client_id": f"app-t{t:03d}", "client_secret": f"s-{t}"}],
+        }
+
+    batches = [[0]] + [list(range(s, min(tenants, s + 25))) for s in range(1, tenants, 25)]
+    connections = []
+    for i, batch in enumerate(batches):
+        answer = admin(emulator, {"seed": "demo" if i == 0 else None, "tenants": [tenant(t) for t in batch]})
+        for created in answer["tenants"]:
+            n = int(created["domain"][1:4])
+            for env, listed in created["environments"].items():
+                for company in listed:
+                    connections.append(
+                        {
+                            "name": f"c{len(connections) + 1:04d}",
+                            "tenant": created["domain"],
+                            "environment": env,
+                            "company": company["id"],
+                            "client_id": f"app-t{n:03d}",
+                            "secret": f"s-{n}",
+                        }
+                    )
+    return connections
+
+
+def admin(emulator: Any, body: dict[str, Any]) -> dict[str, Any]:
+    resp = requests.post(
+        f"{emulator.url}/_emulator/tenants", json=body, verify=emulator.ca_bundle, timeout=600
+    )
+    resp.raise_for_status()
+    return resp.json()
+
+
+def environment(storage: str, emulator: Any, connections: list[dict[str, Any]]) -> dict[str, str]:
+    """App settings: one connection per company (prefixed settings), timers quiet (the bench runs
+    their bodies), the default fan-out."""
+    from connector.settings import SETTINGS
+
+    values = {s.name: "0 0 0 1 1 *" for s in SETTINGS if s.name.endswith("_SCHEDULE")} | {
+        "AzureWebJobsStorage": storage,
+        "BC_CONNECTIONS": ",".join(c["name"] for c in connections),
+        "BC_GRANT_TYPE": "client_credentials",
+        "BC_CLIENT_ID": connections[0]["client_id"],
+        "BC_CLIENT_SECRET": connections[0]["secret"],
+        "BC_TENANT": connections[0]["tenant"],
+        "ENTRA_AUTHORITY_HOST": emulator.url,
+        "BC_API_HOST": emulator.url,
+        "TLS_CA_BUNDLE": emulator.ca_bundle,
+        "TOKEN_ENCRYPTION_KEY": "q2Vv1ZB7dVHt3K3b8f3mYbTq8Ynq5m4mJc2xw8tqYk0=",  # a throw-away key
+    }
+    for c in connections:
+        prefix = c["name"].upper()
+        values |= {
+            f"{prefix}__BC_TENANT": c["tenant"],
+            f"{prefix}__BC_ENVIRONMENT": c["environment"],
+            f"{prefix}__BC_COMPANY": c["company"],
+            f"{prefix}__BC_CLIENT_ID": c["client_id"],
+            f"{prefix}__BC_CLIENT_SECRET": c["secret"],
+        }
+    return values
+
+
+def descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                todo.extend(int(c) for c in Path(f"/proc/{p}/task/{task}/children").read_text().split())
+        except OSError:
+            pass
+    return found
+
+
+def peak_mib(pid: int) -> float:
+    """The largest peak resident set (VmHWM) among the process and its descendants, MiB."""
+    peak = 0
+    for p in descendants(pid):
+        try:
+            found = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{p}/status").read_text())
+        except OSError:
+            continue
+        peak = max(peak, int(found.group(1)) if found else 0)
+    return peak / 1024
+
+
+def queue_depth(queue: Any) -> int:
+    try:
+        return queue.get_queue_properties().approximate_message_count
+    except Exception:  # noqa: BLE001 - not created yet
+        return 0
+
+
+def settle(emulator: Any, queues: list[Any], timeout: float, quiet: float = 3.0) -> None:
+    """Until the queues are empty and BC has seen no request for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        count = len(emulator.requests)
+        if count != last:
+            last, since = count, time.monotonic()
+        if all(queue_depth(q) == 0 for q in queues) and time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"not idle after {timeout:g}s: depths {[queue_depth(q) for q in queues]}")
+
+
+def waits(log_dir: Path) -> list[float]:
+    found = []
+    for log in log_dir.glob("host-*.log"):
+        found += [
+            float(w)
+            for w in re.findall(r"work unit \w+ \S+: waited ([0-9.]+) s", log.read_text(errors="replace"))
+        ]
+    return found
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from azure.storage.queue import QueueClient
+
+    from connector.fanout.units import WorkQueue
+    from connector.settings import QUEUE_CONNECTION_WORK, QUEUE_NAMES, QUEUE_NOTIFICATIONS, load_settings
+    from connector.storage import Storage
+    from devtools.azurite import Azurite
+    from devtools.emulator import Emulator, EmulatorConfig
+    from devtools.localhost.cluster import HostCluster
+
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-internet-"))
+    with (
+        Azurite(in_memory=True) as azurite,
+        Emulator(EmulatorConfig(seed=None, webhook_debounce_seconds=1.0)) as emu,
+    ):
+        storage, proxies = proxied(azurite)
+        for name in QUEUE_NAMES:  # provisioned by Bicep in Azure
+            QueueClient.from_connection_string(azurite.connection_string, name).create_queue()
+        started = time.monotonic()
+        connections = build_tenants(emu, args.environments, args.companies)
+        print(
+            f"  emulator: {len(connections)} companies in {args.environments} environments "
+            f"built in {time.monotonic() - started:.1f}s",
+            flush=True,
+        )
+        env = environment(storage, emu, connections)
+        settings = load_settings(env)
+        work = WorkQueue(settings, Storage(settings.storage))
+        queues = [
+            QueueClient.from_connection_string(azurite.connection_string, q)
+            for q in (QUEUE_CONNECTION_WORK, QUEUE_NOTIFICATIONS)
+        ]
+        cluster = HostCluster(args.hosts, env, log_dir)
+        started = time.monotonic()
+        for host in cluster.hosts:
+            host.start()
+        cold = []
+        for host in cluster.hosts:
+            host.wait_ready(600)
+            cold.append(time.monotonic() - started)
+        cluster.front.start()
+        print(
+            f"  cold start: {max(cold):.1f}s ({args.hosts} hosts at once, {len(connections)} connections)",
+            flush=True,
+        )
+        try:
+            started = time.monotonic()
+            for task in ("renewal", "pull", "sweep"):  # warm-up: subscriptions, first pulls, baselines
+                work.enqueue(task)
+                settle(emu, queues, 3600)
+            print(
+                f"  warm-up (subscribe, first pull, sweep baseline): {time.monotonic() - started:.0f}s",
+                flush=True,
+            )
+            before_waits = len(waits(log_dir))
+            emu.clear_requests()
+            for p in proxies.values():
+                p.reset()
+            started = time.monotonic()
+            for _, task in HOUR:  # BC's clock is left alone: the connector's cursors start passes
+                work.enqueue(task)  # on its own clock, and a BC ahead of it reads as changes
+                settle(emu, queues, 3600)
+            hour_seconds = time.monotonic() - started
+            bc = [r for r in emu.requests if r.principal is not None]
+            (log_dir / "bc-hour.txt").write_text("\n".join(f"{r.method} {r.path}" for r in bc))
+            hour = {s: p.reset() for s, p in proxies.items()}
+            time.sleep(args.quiet)  # nothing to do: what the hosts' polling costs
+            quiet = {s: p.reset() for s, p in proxies.items()}
+            unit_waits = waits(log_dir)[before_waits:]
+            subs = Counter(
+                (s["tenant"], s["environment"])
+                for s in requests.get(
+                    f"{emu.url}/_emulator/bc/subscriptions", verify=emu.ca_bundle, timeout=60
+                ).json()["value"]
+            )
+            memory = [peak_mib(h._process.pid) for h in cluster.hosts if h._process is not None]
+            sample = end_to_end(emu, azurite, connections[: args.sample], log_dir)
+        finally:
+            cluster.stop()
+            for p in proxies.values():
+                p.stop()
+    companies = len(connections)
+    work_tx = sum(c for c, _ in hour.values())
+    poll_per_hour = sum(c for c, _ in quiet.values()) / args.quiet * 3600
+    return {
+        "companies": companies,
+        "environments": args.environments,
+        "hosts": args.hosts,
+        "hour_seconds": hour_seconds,
+        "bc": len(bc),
+        "bc_per_company_hour": len(bc) / companies,
+        "bc_by_kind": Counter(kind(r.method, r.path) for r in bc),
+        "storage_work_per_company_hour": work_tx / companies,
+        "storage_by_service": {s: c for s, (c, _) in hour.items()},
+        "storage_polling_per_hour": poll_per_hour,
+        "storage_per_company_hour": (work_tx + poll_per_hour) / companies,
+        "max_wait": max(unit_waits, default=float("nan")),
+        "units": len(unit_waits),
+        "subs_max": max(subs.values(), default=0),
+        "subs_envs": len(subs),
+        "memory_mib": memory,
+        "log_dir": str(log_dir),
+        "cold_start": max(cold),
+        "sample": sample,
+    }
+
+
+def kind(method: str, path: str) -> str:
+    """A BC request's kind for the breakdown: method + last entity set."""
+    tail = re.sub(r"\(.*?\)", "", path.split("?")[0]).rstrip("/").rsplit("/", 1)[-1]
+    return f"{method} {tail}"
+
+
+def received(queue: Any) -> list[Any]:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return list(queue.receive_messages(messages_per_page=32, max_messages=32))
+    except ResourceNotFoundError:  # nothing sent to it yet
+        return []
+
+
+def end_to_end(emu: Any, azurite: Any, sample: list[dict[str, Any]], log_dir: Path) -> dict[str, int]:
+    """A created item and a sales order for each sampled company (the demo-seeded tenant)."""
+    from azure.storage.queue import QueueClient
+
+    from connector.settings import QUEUE_ITEMS, QUEUE_SALES_ORDER_RESULTS, QUEUE_SALES_ORDERS
+
+    items = QueueClient.from_connection_string(azurite.connection_string, QUEUE_ITEMS)
+    orders = QueueClient.from_connection_string(azurite.connection_string, QUEUE_SALES_ORDERS)
+    results = QueueClient.from_connection_string(azurite.connection_string, QUEUE_SALES_ORDER_RESULTS)
+    while batch := received(items):  # the warm-up's first pull
+        for message in batch:
+            items.delete_message(message)
+    seen = []
+    for c in sample:
+        base = f"{emu.url}/_emulator/bc/{c['tenant']}/{c['environment']}/{c['company']}"
+        requests.post(
+            f"{base}/items",
+            json={"number": f"SCALE-{c['name'].upper()}", "displayName": "Scale"},
+            verify=emu.ca_bundle,
+            timeout=60,
+        ).raise_for_status()
+        orders.send_message(
+            json.dumps(
+                {
+                    "connection": c["name"],
+                    "orderDate": "2023-09-01",
+                    "customerNumber": "GL00000008",
+                    "externalDocumentNumber": f"S-{c['name']}",
+                    "salesOrderLines": [{"lineType": "Item", "lineObjectNumber": "1896-S", "quantity": 1}],
+                }
+            )
+        )
+    requests.post(f"{emu.url}/_emulator/bc/webhooks/flush", verify=emu.ca_bundle, timeout=60)
+    wanted_items = {f"SCALE-{c['name'].upper()}" for c in sample}
+    wanted_orders = {f"S-{c['name']}" for c in sample}
+    created: Counter[str] = Counter()
+    deadline = time.monotonic() + 120
+    while (wanted_items or wanted_orders) and time.monotonic() < deadline:
+        for message in received(items):
+            seen.append(message.content)
+            wanted_items -= {w for w in wanted_items if f'"{w}"' in message.content}
+            items.delete_message(message)
+        for message in received(results):
+            result = json.loads(message.content)
+            if result.get("externalDocumentNumber") in wanted_orders:
+                wanted_orders.discard(result["externalDocumentNumber"])
+                created[result.get("status", "?")] += 1
+            results.delete_message(message)
+        time.sleep(0.5)
+    (log_dir / "items-events.txt").write_text("\n".join(seen))
+    return {
+        "companies": len(sample),
+        "items_announced": len(sample) - len(wanted_items),
+        "orders_created": created.get("created", 0),
+        "orders_other": sum(created.values()) - created.get("created", 0),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.scale",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--environments", type=int, default=100)
+    parser.add_argument("--companies", type=int, default=10, help="companies per environment")
+    parser.add_argument("--hosts", type=int, default=3)
+    parser.add_argument(
+        "--sample", type=int, default=SAMPLE, help="companies with orders and items end to end"
+    )
+    parser.add_argument("--quiet", type=float, default=20.0, help="seconds of idle polling measured")
+    args = parser.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the proxies' request lines
+    print(
+        f"  load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())} (figures are pessimistic on a "
+        "shared machine)",
+        flush=True,
+    )
+    r = run(args)
+    memory = ", ".join(f"{m:.0f}" for m in r["memory_mib"])
+    sample = r["sample"]
+    print(f"  simulated hour ran in {r['hour_seconds']:.0f}s real time; {r['units']} units")
+    print(
+        f"  idle BC requests per company-hour: {r['bc_per_company_hour']:.1f} "
+        f"(target ≤ {TARGET_BC_PER_COMPANY_HOUR:g}; "
+        f"{r['bc']} for {r['companies']} companies)"
+    )
+    print("    by kind: " + ", ".join(f"{k} {v}" for k, v in r["bc_by_kind"].most_common()))
+    print(
+        f"  storage transactions per company-hour: {r['storage_per_company_hour']:.1f} "
+        f"(units' work {r['storage_work_per_company_hour']:.1f}: "
+        + ", ".join(f"{s} {c}" for s, c in r["storage_by_service"].items())
+        + f"; queue polling {r['storage_polling_per_hour']:.0f}/hour for the deployment)"
+    )
+    print(f"  longest wait of a unit for its turn: {r['max_wait']:.1f}s (target ≤ {TARGET_WAIT_SECONDS:g}s)")
+    print(
+        f"  subscriptions per environment: at most {r['subs_max']} of 200 ({r['subs_envs']} environments; "
+        f"target ≤ {TARGET_SUBSCRIPTION_SHARE:.0%})"
+    )
+    print(
+        f"  peak memory per host: {memory} MiB; cold start {r['cold_start']:.1f}s "
+        f"(target ≤ {TARGET_COLD_START_SECONDS:g}s)"
+    )
+    print(
+        f"  end to end ({sample['companies']} companies): {sample['items_announced']} created items "
+        "announced, "
+        f"{sample['orders_created']} orders created ({sample['orders_other']} other results)"
+    )
+    print(f"  logs: {r['log_dir']}")
+    print(f"  load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    missed = []
+    if r["bc_per_company_hour"] > TARGET_BC_PER_COMPANY_HOUR:
+        missed.append("idle BC requests")
+    if r["subs_max"] > 200 * TARGET_SUBSCRIPTION_SHARE:
+        missed.append("subscriptions per environment")
+    if not r["max_wait"] <= TARGET_WAIT_SECONDS:
+        missed.append("wait for a turn")
+    if r["cold_start"] > TARGET_COLD_START_SECONDS:
+        missed.append("cold start")
+    if sample["items_announced"] < sample["companies"] or sample["orders_created"] < sample["companies"]:
+        missed.append("end to end")
+    print(f"scale: {'targets met' if not missed else 'MISSED: ' + ', '.join(missed)}", flush=True)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
