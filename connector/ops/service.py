@@ -5,17 +5,22 @@ activity recorder; the blueprint calls `get_runtime().status.report(now)`.
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
 from connector.auth.signin_links import page_link
 from connector.auth.tokens import TokenService
+from connector.bc.errors import BCError, TokenUnavailable
 from connector.health.checks import check_all
 from connector.health.events import HealthEvents
 from connector.ops.activity import ActivityRecorder
+from connector.ops.paging import PAGE_SIZE, page_of
 from connector.ops.status import read_status
 from connector.settings import Settings
 from connector.storage import Storage
+
+log = logging.getLogger(__name__)
 
 
 class StatusService:
@@ -29,10 +34,25 @@ class StatusService:
         self._health = health
         self._activity = activity
 
-    def report(self, now: datetime) -> dict[str, Any]:
+    def report(self, now: datetime, page: int | None = None) -> dict[str, Any]:
         """Verify the tokens (a changed client secret shows now, not when the cached token expires),
-        run the periodic checks, flush this instance's counts, then read the report."""
-        self._tokens.verify_all()
+        run the periodic checks, flush this instance's counts, then read the report. With more than
+        PAGE_SIZE connections (or a `page` asked for), one page of them (`paging` says which)."""
+        names = list(self._settings.connections)
+        paging = None
+        if page is not None or len(names) > PAGE_SIZE:
+            names, paging = page_of(names, page)
+            for name in [p.name for n in names for p in self._settings.connections[n].principals]:
+                try:
+                    self._tokens.verify(name)
+                except (TokenUnavailable, BCError) as exc:
+                    log.warning("tokens %s: credentials check failed: %s", name, exc)
+        else:
+            self._tokens.verify_all()
         check_all(self._settings, self._storage, self._health, now)
         self._activity.flush()
-        return read_status(self._settings, self._storage, now, login_link=page_link(self._settings, now))
+        report = read_status(self._settings, self._storage, now, login_link=page_link(self._settings, now),
+                             names=names)
+        if paging is not None:
+            report["paging"] = paging
+        return report

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
@@ -27,6 +27,7 @@ from connector.health.events import recent_health
 from connector.ops.activity import read_activity
 from connector.settings import (
     QUEUE_COMMANDS_POISON,
+    QUEUE_CONNECTION_WORK_POISON,
     QUEUE_ITEM_PULLS_POISON,
     QUEUE_NOTIFICATIONS_POISON,
     QUEUE_SALES_ORDERS_POISON,
@@ -43,7 +44,7 @@ from connector.storage import Storage, read_entity
 from connector.webhooks.subscription_plan import notification_url
 
 DEAD_LETTER_QUEUES = (QUEUE_SALES_ORDERS_POISON, QUEUE_NOTIFICATIONS_POISON, QUEUE_ITEM_PULLS_POISON,
-                      QUEUE_COMMANDS_POISON)
+                      QUEUE_COMMANDS_POISON, QUEUE_CONNECTION_WORK_POISON)
 SUBSCRIPTION_FIELDS = ("resource", "entity_set", "subscription_id", "expires_at", "status", "last_error",
                        "removed_reason", "removed_at")
 THROUGHPUT_WINDOW = timedelta(hours=24)
@@ -224,16 +225,19 @@ def status_readings(report: Mapping[str, Any], now: datetime) -> Readings:
 
 
 def read_status(settings: Settings, storage: Storage, now: datetime | None = None,
-                throughput: bool = True, login_link: Callable[[str], str] | None = None) -> dict[str, Any]:
+                throughput: bool = True, login_link: Callable[[str], str] | None = None,
+                names: Collection[str] | None = None) -> dict[str, Any]:
     """The whole report: every configured connection, and the dead-letter counts. `throughput` scans
     the order and dedupe tables for the last 24 hours: for people asking, not for the gauges.
     `login_link` gives a connection's sign-in link (the status route: a one-time link; else the
-    admin-level login URL)."""
+    admin-level login URL). `names`: only these connections (a page of them)."""
     now = now or utc_now()
     login_link = login_link or (lambda name: login_url(settings, name))
     recent = _recent_throughput(storage, now) if throughput else {}
     connections = []
     for conn in settings.connections.values():
+        if names is not None and conn.name not in names:
+            continue
         found = read_entity(storage.table(TABLE_CONNECTIONS), conn.name, "state")
         connections.append(connection_report(
             conn,

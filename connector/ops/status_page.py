@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any
+from urllib.parse import urlencode
 
 from connector.bc.timestamps import parse_iso
 
@@ -354,7 +356,8 @@ def _connection(conn: Mapping[str, Any], now: datetime) -> str:
     others = ", ".join(n for i, n in companies.items() if i != company_id.lower())
     paused = conn.get("paused")
     return (
-        f'<section data-connection="{_e(conn["name"])}"><h2>Connection {_e(conn["name"])}</h2>'
+        f'<section data-connection="{_e(conn["name"])}" id="c-{_e(conn["name"])}">'
+        f'<h2>Connection {_e(conn["name"])}</h2>'
         f'<p class="muted">{_e(conn.get("grant_type"))} · {_e(conn.get("credential", "secret"))} · tenant '
         f'{_e(conn.get("tenant"))} · environment {_e(conn.get("environment"))}</p>'
         + (f'<p class="bad" data-paused>Paused: {_e(paused.get("reason"))}. {_e(paused.get("fix"))}</p>'
@@ -390,9 +393,45 @@ def _dead_letters(dead_letters: Mapping[str, Any]) -> str:
                                              "No poison queues.")
 
 
-def render_status_page(report: Mapping[str, Any], now: datetime) -> str:
-    """The whole page for a status report."""
+def _summary_row(conn: Mapping[str, Any]) -> list[str]:
+    subscriptions = Counter(str(s.get("status", "")) for s in conn.get("subscriptions", []))
+    token = str(conn.get("token", {}).get("state", ""))
+    return [f'<a href="#c-{_e(conn["name"])}">{_e(conn["name"])}</a>', _e(conn.get("tenant")),
+            _e(conn.get("environment")),
+            f'<span class="{"ok" if token == "ok" else "bad"}">{_e(token)}</span>',
+            _e(", ".join(f"{n} {s}" for s, n in sorted(subscriptions.items())) or "—")]
+
+
+def _pages(paging: Mapping[str, Any], keep: Mapping[str, str]) -> str:
+    """Where this page stands among the connections, with links to the others (function key kept)."""
+    def link(page: int, text: str) -> str:
+        return f'<a href="?{_e(urlencode({**keep, "page": page}))}">{text}</a>'
+
+    page, pages = int(paging["page"]), int(paging["pages"])
+    return (f'<p data-paging>Connections {paging["first"]:,}–{paging["last"]:,} of {paging["connections"]:,}'
+            f" · page {page} of {pages}"
+            + (" · " + link(page - 1, "‹ previous") if page > 1 else "")
+            + (" · " + link(page + 1, "next ›") if page < pages else "") + "</p>")
+
+
+def _overview(report: Mapping[str, Any], keep: Mapping[str, str]) -> str:
+    """Many connections: where the page stands, then one summary row per connection on it."""
+    paging = report.get("paging")
+    if not paging:
+        return ""
+    rows = [_summary_row(c) for c in report.get("connections", [])]
+    return ("<h2>Connections</h2>" + _pages(paging, keep)
+            + _table(("connection", "tenant", "environment", "token", "subscriptions"), rows, "None."))
+
+
+def render_status_page(report: Mapping[str, Any], now: datetime,
+                       keep: Mapping[str, str] | None = None) -> str:
+    """The whole page for a status report (`keep`: query parameters the page links carry, the
+    function key)."""
+    keep = keep or {}
     sections = "".join(_connection(c, now) for c in report.get("connections", []))
+    if report.get("paging"):
+        sections = _overview(report, keep) + sections + _pages(report["paging"], keep)
     try:
         generated = exact(parse_iso(str(report.get("generated_at"))))
     except ValueError:

@@ -29,6 +29,7 @@ from connector.leases import LEASE_SECONDS, Lease
 from connector.settings import TABLE_SUBSCRIPTIONS
 from connector.storage import read_entity, table_key
 from connector.webhooks.bc_logs import describe, failed_notifications, read_webhook_logs, removal_reason
+from connector.webhooks.capacity import SubscriptionCapacity
 from connector.webhooks.client_state import client_state, key_id, signing_key
 from connector.webhooks.context import WebhookContext
 from connector.webhooks.discovery import supported_resources
@@ -91,12 +92,15 @@ class ReconcileSummary:
     failed: list[dict[str, str]] = field(default_factory=list)
     strays_deleted: int = 0
     business_events: dict[str, Any] | None = None  # connector/businessevents/subscriptions.py
+    capacity: SubscriptionCapacity | None = None  # the environment's subscriptions after the run
 
     def as_dict(self) -> dict[str, Any]:
         return {"connection": self.connection, "companyId": self.company_id,
                 **{a.value: names for a, names in self.done.items()},
                 "failed": self.failed, "straysDeleted": self.strays_deleted,
-                **({"businessEvents": self.business_events} if self.business_events is not None else {})}
+                **({"businessEvents": self.business_events} if self.business_events is not None else {}),
+                **({"subscriptionsInEnvironment": {"inUse": self.capacity.in_use, "cap": self.capacity.cap}}
+                   if self.capacity is not None else {})}
 
 
 class SubscriptionRun:
@@ -184,6 +188,15 @@ class SubscriptionRun:
             summary=f"BC failed to deliver {len(recent)} notification(s) in 24 h: {describe(recent[0])}",
             details={"failures": len(recent), "bcLog": recent[0]})
 
+    def report_capacity(self, capacity: SubscriptionCapacity, watched: list[str], now: datetime) -> None:
+        """From 80 % of BC's cap: a warning and one health event a day per connection."""
+        advice = capacity.advice(self.connection, watched)
+        log.warning("subscriptions %s: %s", self.connection, advice)
+        self.ctx.health.emit(
+            SUBSCRIPTION_FAILING, connection=self.connection, company_id=self.company_id,
+            occurrence=f"capacity:{now.date().isoformat()}", summary=advice,
+            details={"inUse": capacity.in_use, "cap": capacity.cap, "triggers": watched})
+
     def delete_remote(self, sub: dict[str, Any]) -> None:
         try:
             path = subscriptions_path(self.bc, api_of(str(sub.get("resource", ""))), sub["subscriptionId"])
@@ -236,6 +249,8 @@ def reconcile(ctx: WebhookContext, connection: str | None = None) -> ReconcileSu
         supported = supported_resources(run.bc, company_id)
         renew_before = timedelta(hours=ctx.settings.subscription_renew_before_hours)
         summary = ReconcileSummary(conn.name, company_id)
+        capacity = SubscriptionCapacity(len(remote))
+        watched = [t.key for t in conn.triggers]
         owned: set[str] = set()
         logs: Any = _UNREAD  # list[dict[str, Any]] | None once read
         for trigger in conn.triggers:
@@ -246,6 +261,14 @@ def reconcile(ctx: WebhookContext, connection: str | None = None) -> ReconcileSu
             can_watch = None if supported is None else trigger.resource in supported
             action = plan_subscription(row, current, can_watch, now, renew_before, run.url, run.key_id)
             previous_id = (row or {}).get("subscription_id", "")
+            adds = action is Action.CREATE or (action is Action.RECREATE and current is None)
+            if adds and capacity.room == 0:  # BC would refuse it: say which triggers to drop instead
+                advice = capacity.advice(conn.name, watched)
+                log.error("subscriptions %s: %s not subscribed: %s", conn.name, trigger.key, advice)
+                summary.failed.append({"entitySet": trigger.key, "error": f"over BC's cap: {advice}"})
+                run.save(trigger, "failed", nonce=(row or {}).get("client_state_nonce", ""),
+                         key=(row or {}).get("client_state_key", ""), error=f"over BC's cap: {advice}")
+                continue
             try:
                 done, row = run.apply(trigger, action, row, current)
             except BCError as exc:
@@ -258,6 +281,8 @@ def reconcile(ctx: WebhookContext, connection: str | None = None) -> ReconcileSu
                          key=(row or {}).get("client_state_key", ""), error=str(exc))
                 continue
             summary.done[done].append(trigger.key)
+            if adds:
+                capacity = capacity.taken()
             owned.add(row["subscription_id"])
             if done is Action.RECREATE and previous_id:
                 if logs is _UNREAD:
@@ -273,6 +298,9 @@ def reconcile(ctx: WebhookContext, connection: str | None = None) -> ReconcileSu
                             stray["subscriptionId"], exc)
                 continue
             summary.strays_deleted += 1
+        summary.capacity = capacity
+        if capacity.warning:
+            run.report_capacity(capacity, watched, now)
         keep_lease()
         try:
             events = reconcile_events(run.bc, run.table, ctx.settings, conn, company_id)

@@ -10,6 +10,7 @@ from azure.storage.queue import QueueServiceClient
 
 from connector.settings import (
     QUEUE_COMMANDS_POISON,
+    QUEUE_CONNECTION_WORK_POISON,
     QUEUE_ITEM_PULLS_POISON,
     QUEUE_NOTIFICATIONS_POISON,
     QUEUE_SALES_ORDERS_POISON,
@@ -40,7 +41,8 @@ def test_status_on_empty_storage_reports_every_connection_without_calling_bc(
     for conn in (default, emea):
         assert conn["companies"] == [] and conn["subscriptions"] == [] and conn["cursors"] == []
     assert report["dead_letters"] == {QUEUE_SALES_ORDERS_POISON: 0, QUEUE_NOTIFICATIONS_POISON: 0,
-                                      QUEUE_ITEM_PULLS_POISON: 0, QUEUE_COMMANDS_POISON: 0}
+                                      QUEUE_ITEM_PULLS_POISON: 0, QUEUE_COMMANDS_POISON: 0,
+                                      QUEUE_CONNECTION_WORK_POISON: 0}
     assert emulator.requests == []
 
 
@@ -83,7 +85,8 @@ def test_status_shows_subscriptions_cursors_and_dead_letters_but_no_client_state
                                    "updated_at": "2026-11-25T10:05:00Z", "next_link": True}]
     assert emea["cursors"] == []
     assert report["dead_letters"] == {QUEUE_SALES_ORDERS_POISON: 2, QUEUE_NOTIFICATIONS_POISON: 1,
-                                      QUEUE_ITEM_PULLS_POISON: 3, QUEUE_COMMANDS_POISON: 0}
+                                      QUEUE_ITEM_PULLS_POISON: 3, QUEUE_COMMANDS_POISON: 0,
+                                      QUEUE_CONNECTION_WORK_POISON: 0}
     assert "nonce-must-not-show" not in resp.text and "client_state" not in resp.text
     assert emulator.requests == []
 
