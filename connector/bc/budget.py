@@ -462,18 +462,22 @@ class SharedBudget:
         """Slot rows by number, instances wanting a slot, instances holding one."""
         rows: dict[int, dict[str, Any]] = {}
         wanting: set[str] = set()
-        for entity in self._table().query_entities(
-                "PartitionKey eq @pk", parameters={"pk": state.key}, retry_total=0):
+        entities = list(self._table().query_entities(
+            "PartitionKey eq @pk", parameters={"pk": state.key}, retry_total=0))
+        # Believability is judged by the clock after the answer: rows renewed while this read waited
+        # (a loaded host can wait seconds) lie further ahead of `now` than any row's life.
+        seen = max(now, self._clock())
+        for entity in entities:
             rk = entity["RowKey"]
             place = where(TABLE_LEASES, state.key, rk)
             index = slot_number(rk, self.max_concurrency)
             if index is not None:
-                row = slot_row(entity, now, self.tuning.slot_ttl_seconds, self.rate.limit, place,
+                row = slot_row(entity, seen, self.tuning.slot_ttl_seconds, self.rate.limit, place,
                                self._warn)
                 row["etag"] = entity.metadata["etag"]
                 rows[index] = row
             elif rk.startswith("want-"):
-                expires = read_expiry(entity.get("expires"), now, self.tuning.want_ttl_seconds)
+                expires = read_expiry(entity.get("expires"), seen, self.tuning.want_ttl_seconds)
                 if expires is None:
                     self._warn(place, f"expires {str(entity.get('expires'))[:40]!r}")
                 elif expires > now:
