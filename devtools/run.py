@@ -12,6 +12,7 @@ loopback `PUBLIC_BASE_URL` are pointed at what was started.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import fcntl
 import os
@@ -20,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 DEV_STORAGE = "UseDevelopmentStorage=true"
 STORAGE_SETTING = "AzureWebJobsStorage"
+HOST_STOP_SECONDS = 30.0  # in-flight invocations get this long to finish when the run stops
+EXIT_HANDLERS_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,41 @@ def stop_signals() -> threading.Event:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, handle)
     return stop
+
+
+def stop_within(stop: Callable[[], None], seconds: float, what: str) -> bool:
+    """`stop()` on a daemon thread, waited for at most `seconds`: a stop held by a slow call in flight
+    (an invocation's BC or storage retries, a queue poll retrying on a loaded machine) must not keep
+    `make run` from ending. False, with a line saying so, if it had not finished; its error is raised."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            stop()
+        except BaseException as exc:  # handed to the caller
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name=f"stop {what}", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        say(f"  {what}: not stopped after {seconds:g} s (a call still in flight); not waiting longer",
+            sys.stderr)
+        return False
+    if errors:
+        raise errors[0]
+    return True
+
+
+def exit_now(code: int) -> None:
+    """End the process once everything it started is stopped: exit handlers get a bounded time, and
+    threads an abandoned invocation left running (its pool's workers are joined at exit) are not
+    waited for."""
+    stop_within(atexit._run_exitfuncs, EXIT_HANDLERS_SECONDS, "exit handlers")
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 def check_ports(ports: Ports, with_emulator: bool) -> None:
@@ -371,7 +409,7 @@ def start_hosts(instances: int, port: int, data: DataDir, started: contextlib.Ex
 
     host = LocalHost(function_app.app, host_json=ROOT / "host.json", port=port)
     with step(f"Functions host on port {port}"):
-        started.callback(host.stop)
+        started.callback(stop_within, host.stop, HOST_STOP_SECONDS, "the Functions host")
         host.start()
     return host
 
@@ -411,4 +449,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
