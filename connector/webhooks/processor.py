@@ -25,7 +25,7 @@ from azure.core.exceptions import AzureError
 from connector.bc.errors import BCError, BCNotFound, TokenUnavailable
 from connector.bc.keys import is_guid
 from connector.bc.timestamps import bc_datetime, parse_iso
-from connector.declarations import Trigger
+from connector.declarations import WatchedEntitySet
 from connector.events import cloud_event
 from connector.settings import QUEUE_NOTIFICATIONS, QUEUE_NOTIFICATIONS_POISON, Settings, UnknownConnection
 from connector.signing import UnsignedMessage, open_json, queue_signer
@@ -88,7 +88,7 @@ class Plan:
     skipped: Counter[str] = field(default_factory=Counter)
 
 
-def trigger_of(settings: Settings, group: DedupeScope) -> Trigger | None:
+def trigger_of(settings: Settings, group: DedupeScope) -> WatchedEntitySet | None:
     """The trigger a note's scope names, if its connection (still) declares it."""
     conn = settings.connections.get(group.connection)
     return conn.trigger(group.entity_set) if conn is not None else None
@@ -236,7 +236,7 @@ def announce_collection(ctx: WebhookContext, group: DedupeScope, resource: str, 
     return count
 
 
-def _trigger(ctx: WebhookContext, group: DedupeScope) -> Trigger:
+def _trigger(ctx: WebhookContext, group: DedupeScope) -> WatchedEntitySet:
     trigger = trigger_of(ctx.settings, group)
     if trigger is None:  # plan() kept only declared ones
         raise UnknownConnection(group.connection, tuple(ctx.settings.connections))

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.bc.client import BCClient
-from connector.declarations import Trigger
+from connector.declarations import WatchedEntitySet
 from connector.events import EventPublisher, cloud_event
 from connector.webhooks.dedupe import Change, Claims, DedupeLog, DedupeScope, Recorded
 
 log = logging.getLogger(__name__)
 
 
-def collection_path(bc: BCClient, trigger: Trigger, company_id: str, key: str | None = None) -> str:
+def collection_path(bc: BCClient, trigger: WatchedEntitySet, company_id: str, key: str | None = None) -> str:
     """The URL path of a trigger's entity set in a company (one entity with `key`): relative to the
     standard API, absolute on BC's host for a custom API page."""
     return bc.api_path(trigger.api, company_id, trigger.entity_set + (f"({key})" if key else ""))
@@ -48,7 +48,7 @@ class EmitCount:
         self.busy |= other.busy
 
 
-def change_event(trigger: Trigger, change: str, connection: str, company_id: str,
+def change_event(trigger: WatchedEntitySet, change: str, connection: str, company_id: str,
                  entity: dict[str, Any]) -> dict[str, Any]:
     """The CloudEvent of a created, updated or drafted entity. A creation's id depends only on the
     entity, an update's on the entity and its `lastModifiedDateTime`, so every path that announces
@@ -62,7 +62,7 @@ def change_event(trigger: Trigger, change: str, connection: str, company_id: str
                        company_id=company_id, entity=entity, id_parts=parts)
 
 
-def deleted_event(trigger: Trigger, connection: str, company_id: str, entity_id: str,
+def deleted_event(trigger: WatchedEntitySet, connection: str, company_id: str, entity_id: str,
                   recorded: Recorded, time: str | None) -> dict[str, Any]:
     """The CloudEvent of a deleted entity: its id, and the number last seen when there is one."""
     data = {"id": entity_id} | ({"number": recorded.number} if recorded.number else {})
@@ -71,7 +71,7 @@ def deleted_event(trigger: Trigger, connection: str, company_id: str, entity_id:
     return event | {"time": time}
 
 
-def seen(trigger: Trigger, entity: dict[str, Any]) -> dict[str, str]:
+def seen(trigger: WatchedEntitySet, entity: dict[str, Any]) -> dict[str, str]:
     """What the dedupe row keeps of an entity read: its `lastModifiedDateTime`, number, and a digest of
     the watched fields (when the trigger watches some)."""
     row = {"modified": str(entity.get("lastModifiedDateTime") or ""),
@@ -83,7 +83,7 @@ def seen(trigger: Trigger, entity: dict[str, Any]) -> dict[str, str]:
     return row
 
 
-def change_of(trigger: Trigger, recorded: Recorded, entity: Mapping[str, Any]) -> str | None:
+def change_of(trigger: WatchedEntitySet, recorded: Recorded, entity: Mapping[str, Any]) -> str | None:
     """The change an entity read announces, given what its row recorded (None: nothing to announce).
     Where BC mixes drafts and posted documents, a document first seen posted (no row, or a draft's
     row) is `created`, a new draft `drafted`, a draft's later changes nothing."""
@@ -94,7 +94,7 @@ def change_of(trigger: Trigger, recorded: Recorded, entity: Mapping[str, Any]) -
     return "created" if recorded.new or recorded.draft else recorded.change
 
 
-def announced(trigger: Trigger, recorded: Recorded, entity: dict[str, Any]) -> str | None:
+def announced(trigger: WatchedEntitySet, recorded: Recorded, entity: dict[str, Any]) -> str | None:
     """The change the trigger announces for this claim (None: none). Its change types say; an update of
     a trigger with watched fields only when their digest differs from the recorded one (none
     recorded: yes); the draft rule first (`change_of`)."""
@@ -107,7 +107,7 @@ def announced(trigger: Trigger, recorded: Recorded, entity: dict[str, Any]) -> s
     return change
 
 
-def announce(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: Trigger,
+def announce(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: WatchedEntitySet,
              entities: Iterable[dict[str, Any]], owner: str, absent: Change = "created") -> EmitCount:
     """Announce every entity read whose change was not announced yet (without a row: `absent`, BC's
     change type when a notification said it, else created; newer than recorded: updated), then
@@ -122,7 +122,7 @@ def announce(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trig
     return count
 
 
-def publish_claimed(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: Trigger,
+def publish_claimed(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: WatchedEntitySet,
                     claims: Claims, entities: list[dict[str, Any]],
                     gone: Iterable[str] = ()) -> EmitCount:
     """Queue the events of claimed entities read (the changes the trigger announces) and record them
@@ -144,7 +144,7 @@ def publish_claimed(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScop
     return EmitCount(emitted=len(loud), skipped=len(quiet), gone=len(gone))
 
 
-def announce_deleted(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: Trigger,
+def announce_deleted(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: WatchedEntitySet,
                      deleted: Mapping[str, str | None], owner: str) -> EmitCount:
     """Announce deleted entities (id → the notification's time) not announced as deleted yet, then
     record them as gone (the number kept until the marker expires)."""

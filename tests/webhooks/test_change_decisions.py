@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from connector.declarations import Trigger
+from connector.declarations import WatchedEntitySet
 from connector.events import cloud_event
 from connector.webhooks.dedupe import Recorded, claim_verdict, recorded_of
 from connector.webhooks.triggers import change_event, deleted_event
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 T1, T2 = "2026-02-01T10:00:00.123Z", "2026-02-01T10:00:05.456Z"
-ITEMS = Trigger("items", "bc-items", "item", expand=("itemVariants",))
-SHIPMENTS = Trigger("salesShipments", "bc-sales-shipments", "salesShipment", expand=("salesShipmentLines",))
+ITEMS = WatchedEntitySet("items", "bc-items", "item", expand=("itemVariants",))
+SHIPMENTS = WatchedEntitySet("salesShipments", "bc-sales-shipments", "salesShipment",
+                             expand=("salesShipmentLines",))
 ID = "0b1c7f4e-8a47-4f4b-9e0b-6a0d3b1f2c3d"
 
 

@@ -44,7 +44,7 @@ def write_baselining_marker(company_id: str, cutoff: str, updated_at: str) -> di
     return row
 
 
-def items_trigger() -> sweep.Trigger:
+def items_trigger() -> sweep.WatchedEntitySet:
     return get_runtime().settings.connection("default").trigger("items")
 
 
