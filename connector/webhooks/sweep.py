@@ -41,7 +41,7 @@ BASELINE_STALE_SECONDS = LEASE_SECONDS  # a set-up not refreshed this long has d
 
 def hold_before(page: Iterable[dict[str, Any]], busy: Collection[str]) -> datetime | None:
     """The hold a page sets: one BC tick before the earliest change of an entity that another
-    runner's live claim kept from being announced (`busy` ids); None if there is none."""
+    runner's live hold kept from being announced (`busy` ids); None if there is none."""
     held: datetime | None = None
     for entity in page:
         modified = entity.get("lastModifiedDateTime")

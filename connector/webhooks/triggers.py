@@ -1,6 +1,6 @@
 """How each change of an entity a declared trigger watches (`connector/declarations.py`) is announced
 exactly once, whichever path saw it (webhook `created`/`updated`/`deleted`, `collection`, sweep):
-claim the change in the dedupe table, queue its CloudEvent, then record it.
+hold the change in the dedupe table, queue its CloudEvent, then record it.
 
 A change the trigger does not announce (its change types; an update that left every watched field
 as it was) is still recorded, so that a later change is judged against it. A set where BC keeps drafts
@@ -18,7 +18,7 @@ from typing import Any
 from connector.bc.client import BCClient
 from connector.declarations import WatchedEntitySet
 from connector.events import EventPublisher, cloud_event
-from connector.webhooks.dedupe import Change, Claims, DedupeLog, DedupeScope, Recorded
+from connector.webhooks.dedupe import Change, DedupeLog, DedupeScope, Holds, Recorded
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def collection_path(bc: BCClient, trigger: WatchedEntitySet, company_id: str, ke
 class EmitCount:
     """What an emitting pass did: events queued, entities skipped (already announced, a change not
     announced, or being announced by another runner), entities that no longer exist, and the ids
-    among the skipped that another runner's live claim holds (`busy`: not announced yet, and maybe
+    among the skipped that another runner's live hold holds (`busy`: not announced yet, and maybe
     never by that runner)."""
 
     emitted: int = 0
@@ -95,7 +95,7 @@ def change_of(trigger: WatchedEntitySet, recorded: Recorded, entity: Mapping[str
 
 
 def announced(trigger: WatchedEntitySet, recorded: Recorded, entity: dict[str, Any]) -> str | None:
-    """The change the trigger announces for this claim (None: none). Its change types say; an update of
+    """The change the trigger announces for this hold (None: none). Its change types say; an update of
     a trigger with watched fields only when their digest differs from the recorded one (none
     recorded: yes); the draft rule first (`change_of`)."""
     change = change_of(trigger, recorded, entity)
@@ -114,22 +114,22 @@ def announce(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trig
     record them."""
     by_id = {str(e["id"]).lower(): e for e in entities if e.get("id")}
     modified = {i: str(e.get("lastModifiedDateTime") or "") for i, e in by_id.items()}
-    claims = dedupe.claim(scope, list(by_id), owner, modified, absent=absent)
-    count = publish_claimed(dedupe, events, scope, trigger, claims,
-                            [by_id[i] for i in by_id if i in claims.won])
-    count.skipped += len(by_id) - len(claims.won)
-    count.busy = claims.busy
+    holds = dedupe.hold(scope, list(by_id), owner, modified, absent=absent)
+    count = publish_held(dedupe, events, scope, trigger, holds,
+                         [by_id[i] for i in by_id if i in holds.won])
+    count.skipped += len(by_id) - len(holds.won)
+    count.busy = holds.busy
     return count
 
 
-def publish_claimed(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: WatchedEntitySet,
-                    claims: Claims, entities: list[dict[str, Any]],
-                    gone: Iterable[str] = ()) -> EmitCount:
+def publish_held(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: WatchedEntitySet,
+                 holds: Holds, entities: list[dict[str, Any]],
+                 gone: Iterable[str] = ()) -> EmitCount:
     """Queue the events of claimed entities read (the changes the trigger announces) and record them
     (and the vanished ones) afterwards, so a crash in between re-emits (same event id) rather than
     loses an event."""
     by_id = {str(e["id"]).lower(): e for e in entities}
-    changes = {i: announced(trigger, claims.recorded[i], e) for i, e in by_id.items()}
+    changes = {i: announced(trigger, holds.recorded[i], e) for i, e in by_id.items()}
     loud = [i for i in by_id if changes[i]]
     quiet = [i for i in by_id if i not in loud]
     events.publish(trigger.queue, [change_event(trigger, changes[i] or "", scope.connection,
@@ -148,14 +148,14 @@ def announce_deleted(dedupe: DedupeLog, events: EventPublisher, scope: DedupeSco
                      deleted: Mapping[str, str | None], owner: str) -> EmitCount:
     """Announce deleted entities (id → the notification's time) not announced as deleted yet, then
     record them as gone (the number kept until the marker expires)."""
-    claims = dedupe.claim(scope, list(deleted), owner, deleting=True)
-    won = [i for i in deleted if i in claims.won]
-    queued = [deleted_event(trigger, scope.connection, scope.company_id, i, claims.recorded[i], deleted[i])
+    holds = dedupe.hold(scope, list(deleted), owner, deleting=True)
+    won = [i for i in deleted if i in holds.won]
+    queued = [deleted_event(trigger, scope.connection, scope.company_id, i, holds.recorded[i], deleted[i])
               for i in won if trigger.announces("deleted")
-              and (not claims.recorded[i].draft or trigger.announces("drafted"))]
+              and (not holds.recorded[i].draft or trigger.announces("drafted"))]
     events.publish(trigger.queue, queued)
-    dedupe.settle(scope, won, "gone", values={i: {"number": claims.recorded[i].number} for i in won})
+    dedupe.settle(scope, won, "gone", values={i: {"number": holds.recorded[i].number} for i in won})
     if won:
         log.info("%s %s/%s: %d deleted event(s) queued", trigger.key, scope.connection,
                  scope.company_id, len(queued))
-    return EmitCount(emitted=len(queued), skipped=len(deleted) - len(queued), busy=claims.busy)
+    return EmitCount(emitted=len(queued), skipped=len(deleted) - len(queued), busy=holds.busy)
