@@ -71,34 +71,31 @@ class RequestBudget:
 
     def acquire(self, principal: str = "") -> RequestBudget:
         self._slots.acquire()
-        while True:
-            with self._lock:
-                now = self._clock()
-                while self._sent and self._sent[0] <= now - self._window:
-                    self._sent.popleft()
-                if len(self._sent) < self._max_requests:
-                    self._sent.append(now)
-                    self._in_flight += 1
-                    self.max_in_flight = max(self.max_in_flight, self._in_flight)
-                    return self
-                wait = self._sent[0] + self._window - now
-            self._sleep(max(wait, 0.01))
+        while (wait := self._send_now()) > 0:
+            self._sleep(wait)
+        return self
 
     def try_acquire(self, principal: str = "") -> RequestBudget | None:
         """A slot now, or None (no waiting): when a slot and the rate allow it."""
         if not self._slots.acquire(blocking=False):
             return None
+        if self._send_now() == 0:
+            return self
+        self._slots.release()
+        return None
+
+    def _send_now(self) -> float:
+        """Count a request now if the window allows it (0.0), else the seconds until it will."""
         with self._lock:
             now = self._clock()
             while self._sent and self._sent[0] <= now - self._window:
                 self._sent.popleft()
-            if len(self._sent) < self._max_requests:
-                self._sent.append(now)
-                self._in_flight += 1
-                self.max_in_flight = max(self.max_in_flight, self._in_flight)
-                return self
-        self._slots.release()
-        return None
+            if len(self._sent) >= self._max_requests:
+                return max(self._sent[0] + self._window - now, 0.01)
+            self._sent.append(now)
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            return 0.0
 
     def release(self, ticket: object = None) -> None:
         with self._lock:
@@ -462,18 +459,22 @@ class SharedBudget:
         """Slot rows by number, instances wanting a slot, instances holding one."""
         rows: dict[int, dict[str, Any]] = {}
         wanting: set[str] = set()
-        for entity in self._table().query_entities(
-                "PartitionKey eq @pk", parameters={"pk": state.key}, retry_total=0):
+        entities = list(self._table().query_entities(
+            "PartitionKey eq @pk", parameters={"pk": state.key}, retry_total=0))
+        # Believability is judged by the clock after the answer: rows renewed while this read waited
+        # (a loaded host can wait seconds) lie further ahead of `now` than any row's life.
+        seen = max(now, self._clock())
+        for entity in entities:
             rk = entity["RowKey"]
             place = where(TABLE_LEASES, state.key, rk)
             index = slot_number(rk, self.max_concurrency)
             if index is not None:
-                row = slot_row(entity, now, self.tuning.slot_ttl_seconds, self.rate.limit, place,
+                row = slot_row(entity, seen, self.tuning.slot_ttl_seconds, self.rate.limit, place,
                                self._warn)
                 row["etag"] = entity.metadata["etag"]
                 rows[index] = row
             elif rk.startswith("want-"):
-                expires = read_expiry(entity.get("expires"), now, self.tuning.want_ttl_seconds)
+                expires = read_expiry(entity.get("expires"), seen, self.tuning.want_ttl_seconds)
                 if expires is None:
                     self._warn(place, f"expires {str(entity.get('expires'))[:40]!r}")
                 elif expires > now:

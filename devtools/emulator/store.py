@@ -371,6 +371,7 @@ class Store:
         """Replace the data with `state` (from `snapshot`); sets this emulator no longer has, and
         fields its entity types no longer have, are dropped."""
         with self.lock:
+            self.history.clear()  # the writes it records were to the data being replaced
             self.environments.clear()
             for tenant, name in state["environments"]:
                 self.environment(tenant, name)

@@ -159,3 +159,21 @@ def test_a_failure_of_any_kind_inside_the_shared_budget_falls_back(
     finally:
         budget.close()
 
+
+
+def test_a_slot_renewed_while_a_slow_read_waited_still_counts_as_held(
+        leases: tuple[Storage, TableClient]) -> None:
+    """A read that took its `now` before a long wait (a loaded host) must not take a live slot that
+    another instance renewed meanwhile for an absurd one: two instances would then hold it."""
+    storage, table = leases
+    later = NOW + 40.0  # the clock when the answer arrived
+    budget = SharedBudget(storage, limits(), tuning=FAST, clock=lambda: later)
+    try:
+        pk = table_key(f"budget:{PRINCIPAL}")
+        expires = datetime.fromtimestamp(later + FAST.slot_ttl_seconds, UTC)
+        table.upsert_entity({"PartitionKey": pk, "RowKey": "slot-0", "holder": "other",
+                             "expires": expires.isoformat().replace("+00:00", "Z"), "ring": "{}"})
+        rows, _, holders = budget._read(budget._state(PRINCIPAL), NOW)
+        assert rows[0]["holder"] == "other" and "other" in holders
+    finally:
+        budget.close()
