@@ -28,13 +28,13 @@ from connector.bc.timestamps import bc_datetime, parse_iso
 from connector.declarations import WatchedEntitySet
 from connector.events import cloud_event
 from connector.settings import QUEUE_NOTIFICATIONS, QUEUE_NOTIFICATIONS_POISON, Settings, UnknownConnection
-from connector.signing import UnsignedMessage, open_json, queue_signer
+from connector.signing import queue_signer
 from connector.storage import kept_text
 from connector.telemetry import in_this_trace
 from connector.webhooks import sweep
 from connector.webhooks.context import WebhookContext
 from connector.webhooks.dedupe import Change, DedupeScope
-from connector.webhooks.notifications import parse_queued, queued_traceparent
+from connector.webhooks.notifications import NotificationBatch, read_batch
 from connector.webhooks.triggers import (
     EmitCount,
     announce,
@@ -243,26 +243,34 @@ def _trigger(ctx: WebhookContext, group: DedupeScope) -> WatchedEntitySet:
     return trigger
 
 
+def read_message(ctx: WebhookContext, text: str, owner: str) -> NotificationBatch:
+    """The typed batch of one `bc-notifications` message's text (the only place the text is read)."""
+    return read_batch(queue_signer(ctx.settings.token_encryption_keys, QUEUE_NOTIFICATIONS), text, owner)
+
+
 def process_message(ctx: WebhookContext, text: str, owner: str) -> EmitCount:
-    """Process one `bc-notifications` message; `owner` (the queue message id) lets a retry reclaim
-    its own holds. Raises the first failure after doing everything else, so the queue retries.
-    It runs in the trace of the webhook request that queued it."""
-    with ctx.telemetry.consume(f"process {QUEUE_NOTIFICATIONS}", queued_traceparent(text),
-                                   message_id=owner):
-        return _process_message(ctx, text, owner)
+    """Process one `bc-notifications` message's text (`owner`: its queue message id)."""
+    return process_batch(ctx, read_message(ctx, text, owner))
 
 
-def _process_message(ctx: WebhookContext, text: str, owner: str) -> EmitCount:
-    try:
-        notes = parse_queued(open_json(queue_signer(ctx.settings.token_encryption_keys,
-                                                    QUEUE_NOTIFICATIONS), text))
-    except ValueError as exc:
+def process_batch(ctx: WebhookContext, batch: NotificationBatch) -> EmitCount:
+    """Process one `bc-notifications` batch; its `message_id` lets a retry reclaim its own holds.
+    Raises the first failure after doing everything else, so the queue retries. It runs in the
+    trace of the webhook request that queued it."""
+    with ctx.telemetry.consume(f"process {QUEUE_NOTIFICATIONS}", batch.traceparent,
+                               message_id=batch.message_id):
+        return _process_batch(ctx, batch)
+
+
+def _process_batch(ctx: WebhookContext, batch: NotificationBatch) -> EmitCount:
+    owner = batch.message_id
+    if batch.refused is not None:
         # kept, not dropped: whatever put it on the queue can be found from the copy
-        ctx.storage.sender(QUEUE_NOTIFICATIONS_POISON).send(kept_text(text))
-        why = str(exc) if isinstance(exc, UnsignedMessage) else "not a bc-notifications message"
-        log.error("notifications: message %s refused: %s; kept on %s", owner, why, QUEUE_NOTIFICATIONS_POISON)
+        ctx.storage.sender(QUEUE_NOTIFICATIONS_POISON).send(kept_text(batch.text))
+        log.error("notifications: message %s refused: %s; kept on %s", owner, batch.refused,
+                  QUEUE_NOTIFICATIONS_POISON)
         return EmitCount()
-    asked = plan(notes, ctx.settings)
+    asked = plan(list(batch.notes), ctx.settings)
     if asked.skipped:
         log.warning("notifications: skipped %s", dict(asked.skipped))
     total = EmitCount()
