@@ -37,8 +37,9 @@ class DeclarationError(ConnectorError, ValueError):
 
 
 @dataclass(frozen=True)
-class Trigger:
-    """What one trigger watches in BC and how it announces it: `<prefix>.<entity>.<change>` events on
+class WatchedEntitySet:
+    """One entity set a connection watches (a "trigger" of the product, not a Functions trigger):
+    what it watches in BC and how it announces it: `<prefix>.<entity>.<change>` events on
     `queue`, with `expand` children inside `data`, only the fields of `select` (all when empty), and
     updates only when a field of `watch` changed (any change when empty). `number_field` is the
     entity's human key kept in the dedupe row (the `number` of a deleted event; empty: none).
@@ -138,7 +139,7 @@ TRIGGER_FIELDS = ("entitySet", "api", "entity", "queue", "changeTypes", "expand"
                   "typePrefix", "numberField", "draft")
 
 
-def parse_trigger(setting: str, index: int, raw: Any) -> Trigger:
+def parse_trigger(setting: str, index: int, raw: Any) -> WatchedEntitySet:
     """One declaration of a TRIGGERS list."""
     where = f"{setting}[{index}]"
     if not isinstance(raw, dict):
@@ -188,15 +189,17 @@ def parse_trigger(setting: str, index: int, raw: Any) -> Trigger:
         needed = ("id", "lastModifiedDateTime", *((number_field,) if number_field else ()), *watch,
                   *((draft["field"],) if draft is not None else ()))
         select = select + tuple(n for n in dict.fromkeys(needed) if n not in select)
-    return Trigger(entity_set=entity_set, queue=queue, entity=entity, api=api, changes=changes,
-                   expand=expand, select=select, watch=watch, type_prefix=prefix, number_field=number_field,
-                   draft=(draft["field"], draft["value"]) if draft is not None else None)
+    return WatchedEntitySet(entity_set=entity_set, queue=queue, entity=entity, api=api, changes=changes,
+                            expand=expand, select=select, watch=watch, type_prefix=prefix,
+                            number_field=number_field,
+                            draft=(draft["field"], draft["value"]) if draft is not None else None)
 
 
-def parse_triggers(setting: str, text: str, seed: tuple[Trigger, ...]) -> tuple[Trigger, ...]:
+def parse_triggers(setting: str, text: str,
+                   seed: tuple[WatchedEntitySet, ...]) -> tuple[WatchedEntitySet, ...]:
     """The seed triggers with the declared ones: a declaration of a seed trigger's entity set replaces
     it; two declarations of one entity set are an error."""
-    declared: list[Trigger] = []
+    declared: list[WatchedEntitySet] = []
     if text.strip():
         try:
             raw = json.loads(text)

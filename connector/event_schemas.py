@@ -10,16 +10,17 @@ from dataclasses import dataclass
 from typing import Any
 from xml.etree import ElementTree
 
-from connector.declarations import Command, Trigger
+from connector.declarations import Command, WatchedEntitySet
 from connector.events import ITEM_PULLED
 from connector.health.events import health_data_schemas
 from connector.settings import QUEUE_ITEMS, QUEUE_SALES_INVOICES, QUEUE_SALES_SHIPMENTS
 
 # The seed's triggers with every option on (the schemas cover what any connection may emit).
 SEED_TRIGGERS = (
-    Trigger("items", QUEUE_ITEMS, "item", expand=("itemVariants",)),
-    Trigger("salesShipments", QUEUE_SALES_SHIPMENTS, "salesShipment", expand=("salesShipmentLines",)),
-    Trigger("salesInvoices", QUEUE_SALES_INVOICES, "salesInvoice", expand=("salesInvoiceLines",)),
+    WatchedEntitySet("items", QUEUE_ITEMS, "item", expand=("itemVariants",)),
+    WatchedEntitySet("salesShipments", QUEUE_SALES_SHIPMENTS, "salesShipment",
+                     expand=("salesShipmentLines",)),
+    WatchedEntitySet("salesInvoices", QUEUE_SALES_INVOICES, "salesInvoice", expand=("salesInvoiceLines",)),
 )
 
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -36,7 +37,7 @@ _FIELDS: dict[str, dict[str, Any]] = {
 }
 
 
-def entity_schema(trigger: Trigger, title: str, description: str) -> dict[str, Any]:
+def entity_schema(trigger: WatchedEntitySet, title: str, description: str) -> dict[str, Any]:
     """The `data` of a created, updated or pulled event: the entity, its children optional."""
     child = {"type": "object", "propertyNames": _NO_ANNOTATIONS, "required": ["id"],
              "properties": {"id": _GUID}}
@@ -48,7 +49,7 @@ def entity_schema(trigger: Trigger, title: str, description: str) -> dict[str, A
     }
 
 
-def deleted_schema(trigger: Trigger, title: str) -> dict[str, Any]:
+def deleted_schema(trigger: WatchedEntitySet, title: str) -> dict[str, Any]:
     """The `data` of a deleted event: the id, and the number last seen when the connector has one."""
     return {
         "$schema": _DIALECT, "title": title, "type": "object", "additionalProperties": False,
@@ -123,7 +124,7 @@ def _object(entity: CsdlEntity, only: tuple[str, ...] = ()) -> dict[str, Any]:
     return {n: _EDM.get(entity.properties[n], _TEXT) for n in names}
 
 
-def metadata_schemas(trigger: Trigger, types: dict[str, CsdlEntity],
+def metadata_schemas(trigger: WatchedEntitySet, types: dict[str, CsdlEntity],
                      sets: dict[str, str]) -> dict[str, dict[str, Any]]:
     """The `data` schemas of a trigger's event types from its API's `$metadata`, by file name:
     the entity's fields (its `$select` when it has one), expanded children as arrays of theirs."""

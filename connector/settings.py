@@ -31,7 +31,7 @@ from connector.declarations import (
     DRAFTED_CHANGE_TYPES,
     Command,
     DeclarationError,
-    Trigger,
+    WatchedEntitySet,
     parse_commands,
     parse_triggers,
 )
@@ -316,7 +316,7 @@ class ConnectionSettings:
         "More triggers, as a JSON list of declarations (entity set, standard or custom API, queue, "
         "change types, children, `$select`, watched fields): see docs/entities.md. A declaration "
         "of `items`, `salesShipments` or `salesInvoices` replaces that seed trigger.")
-    triggers: tuple[Trigger, ...] = ()  # the seed's and the declared ones (`_connection`)
+    triggers: tuple[WatchedEntitySet, ...] = ()  # the seed's and the declared ones (`_connection`)
     command_declarations: str = setting(
         "COMMANDS", "",
         "Commands on `bc-commands` beyond sales orders, as a JSON list of declarations (name = the "
@@ -327,7 +327,7 @@ class ConnectionSettings:
         """The declared command of this name (a `bc-commands` message's `type`), if any."""
         return next((c for c in self.commands if c.name == name), None)
 
-    def trigger(self, key: str) -> Trigger | None:
+    def trigger(self, key: str) -> WatchedEntitySet | None:
         """The trigger with this key (entity set, or `publisher/group/version/entitySet`), if declared."""
         return next((t for t in self.triggers if t.key == key), None)
 
@@ -593,20 +593,20 @@ def read(cls: type, env: Mapping[str, str], *, prefix: str = "", connection: str
     return cls(**values)
 
 
-def seed_triggers(conn: ConnectionSettings) -> tuple[Trigger, ...]:
+def seed_triggers(conn: ConnectionSettings) -> tuple[WatchedEntitySet, ...]:
     """The seed's webhook triggers with the connection's options (`PULL_*`, `*_CHANGE_TYPES`)."""
     def children(on: bool, name: str) -> tuple[str, ...]:
         return (name,) if on else ()
 
     return (
-        Trigger("items", QUEUE_ITEMS, "item", changes=conn.item_change_types,
-                expand=children(conn.pull_item_variants, "itemVariants")),
-        Trigger("salesShipments", QUEUE_SALES_SHIPMENTS, "salesShipment",
-                changes=conn.sales_shipment_change_types,
-                expand=children(conn.pull_sales_shipment_lines, "salesShipmentLines")),
-        Trigger("salesInvoices", QUEUE_SALES_INVOICES, "salesInvoice",
-                changes=conn.sales_invoice_change_types, draft=("status", "Draft"),
-                expand=children(conn.pull_sales_invoice_lines, "salesInvoiceLines")),
+        WatchedEntitySet("items", QUEUE_ITEMS, "item", changes=conn.item_change_types,
+                         expand=children(conn.pull_item_variants, "itemVariants")),
+        WatchedEntitySet("salesShipments", QUEUE_SALES_SHIPMENTS, "salesShipment",
+                         changes=conn.sales_shipment_change_types,
+                         expand=children(conn.pull_sales_shipment_lines, "salesShipmentLines")),
+        WatchedEntitySet("salesInvoices", QUEUE_SALES_INVOICES, "salesInvoice",
+                         changes=conn.sales_invoice_change_types, draft=("status", "Draft"),
+                         expand=children(conn.pull_sales_invoice_lines, "salesInvoiceLines")),
     )
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from connector.declarations import Command, Trigger
+from connector.declarations import Command, WatchedEntitySet
 from connector.settings import SettingsError, load_settings
 from connector.webhooks.dedupe import Recorded
 from connector.webhooks.triggers import announced, seen
@@ -14,7 +14,7 @@ from connector.webhooks.triggers import announced, seen
 BASE = {"BC_TENANT": "t", "BC_CLIENT_ID": "c", "BC_CLIENT_SECRET": "s"}
 
 
-def triggers(**env: str) -> dict[str, Trigger]:
+def triggers(**env: str) -> dict[str, WatchedEntitySet]:
     conn = load_settings(BASE | env).connection("default")
     return {t.key: t for t in conn.triggers}
 
@@ -82,8 +82,8 @@ def test_a_malformed_declaration_stops_the_start_naming_the_setting_and_field(va
     assert named in str(error.value)
 
 
-CUSTOMERS = Trigger("customers", "bc-customers", "customer", changes=frozenset({"created", "updated"}),
-                    watch=("email",))
+CUSTOMERS = WatchedEntitySet("customers", "bc-customers", "customer",
+                             changes=frozenset({"created", "updated"}), watch=("email",))
 BEFORE = {"id": "x", "number": "C1", "email": "a@example.com", "phoneNumber": "1",
           "lastModifiedDateTime": "2026-01-01T00:00:00Z"}
 
@@ -99,7 +99,7 @@ def test_an_update_is_announced_only_when_a_watched_field_changed():
 
 
 def test_without_watched_fields_every_update_is_announced_and_no_digest_is_kept():
-    items = Trigger("items", "bc-items", "item", changes=frozenset({"updated"}))
+    items = WatchedEntitySet("items", "bc-items", "item", changes=frozenset({"updated"}))
     assert "digest" not in seen(items, BEFORE)
     assert announced(items, Recorded("updated", "", "", ""), BEFORE)
     assert not announced(items, Recorded("created"), BEFORE)

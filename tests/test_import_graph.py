@@ -319,11 +319,4 @@ def test_no_module_grows_a_back_off_of_its_own() -> None:
 def test_devtools_has_no_import_cycles() -> None:
     graph = import_graph(ROOT, "devtools")
     assert "devtools.emulator.server" in graph
-    assert find_cycles(graph) == [] or find_cycles(graph) == KNOWN_DEVTOOLS_CYCLES
-
-
-# The emulator's one type-only knot left (BCApi and BCAdmin/AdminCenter still see each other; a
-# shared backend would untie it); the test fails on any new cycle.
-KNOWN_DEVTOOLS_CYCLES = [
-    ["devtools.emulator.admin_center", "devtools.emulator.bc_admin", "devtools.emulator.bc_api"],
-]
+    assert find_cycles(graph) == []

@@ -71,34 +71,31 @@ class RequestBudget:
 
     def acquire(self, principal: str = "") -> RequestBudget:
         self._slots.acquire()
-        while True:
-            with self._lock:
-                now = self._clock()
-                while self._sent and self._sent[0] <= now - self._window:
-                    self._sent.popleft()
-                if len(self._sent) < self._max_requests:
-                    self._sent.append(now)
-                    self._in_flight += 1
-                    self.max_in_flight = max(self.max_in_flight, self._in_flight)
-                    return self
-                wait = self._sent[0] + self._window - now
-            self._sleep(max(wait, 0.01))
+        while (wait := self._send_now()) > 0:
+            self._sleep(wait)
+        return self
 
     def try_acquire(self, principal: str = "") -> RequestBudget | None:
         """A slot now, or None (no waiting): when a slot and the rate allow it."""
         if not self._slots.acquire(blocking=False):
             return None
+        if self._send_now() == 0:
+            return self
+        self._slots.release()
+        return None
+
+    def _send_now(self) -> float:
+        """Count a request now if the window allows it (0.0), else the seconds until it will."""
         with self._lock:
             now = self._clock()
             while self._sent and self._sent[0] <= now - self._window:
                 self._sent.popleft()
-            if len(self._sent) < self._max_requests:
-                self._sent.append(now)
-                self._in_flight += 1
-                self.max_in_flight = max(self.max_in_flight, self._in_flight)
-                return self
-        self._slots.release()
-        return None
+            if len(self._sent) >= self._max_requests:
+                return max(self._sent[0] + self._window - now, 0.01)
+            self._sent.append(now)
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            return 0.0
 
     def release(self, ticket: object = None) -> None:
         with self._lock:

@@ -178,6 +178,17 @@ def parse_pull_request(text: str) -> ItemPullRequest:
         raise BadPullRequest(f"not an item pull request ({problems})") from None
 
 
+@dataclass(frozen=True)
+class PullDelivery:
+    """One `bc-item-pulls` delivery, read once where it enters (`ItemPullService.read_delivery`):
+    the request it carries, or why it is not one (`refused`); `text` is kept for the poison queue."""
+
+    text: str
+    message_id: str
+    request: ItemPullRequest | None = None
+    refused: BadPullRequest | None = None
+
+
 # Why a request can never run, whatever the retries: it is kept on the poison queue at once rather
 # than retried maxDequeueCount times (a not-signed-in connection, or a checkpoint whose link is off
 # the BC host, needs a person, not a retry).
@@ -353,13 +364,27 @@ class ItemPullService:
         return request
 
     def handle_pull_request(self, text: str, message_id: str) -> None:
-        """Run the pull a `bc-item-pulls` message asks for. A request that can never run
+        """Run the pull a `bc-item-pulls` message's text asks for (`handle_delivery`)."""
+        self.handle_delivery(self.read_delivery(text, message_id))
+
+    def read_delivery(self, text: str, message_id: str) -> PullDelivery:
+        """The typed delivery of a message's text: the only place the text is read."""
+        try:
+            return PullDelivery(text, message_id, request=parse_pull_request(self._opened(text)))
+        except BadPullRequest as exc:
+            return PullDelivery(text, message_id, refused=exc)
+
+    def handle_delivery(self, delivery: PullDelivery) -> None:
+        """Run the pull a `bc-item-pulls` delivery asks for. A request that can never run
         (`CANNOT_RUN`) is copied to `bc-item-pulls-poison` with an error log; any other failure is
         raised, so the host retries it and finally moves it to the poison queue. While another run
         holds the lease, the request waits on the queue (`_wait_on_queue`) until a completed pass
         covers it: if that run dies, its lease runs out within LEASE_SECONDS and the request runs."""
+        text, message_id = delivery.text, delivery.message_id
         try:
-            request = parse_pull_request(self._opened(text))
+            if delivery.request is None:
+                raise delivery.refused or BadPullRequest("not an item pull request")
+            request = delivery.request
             if request_covered(self.pull_state(request.connection), request):
                 log.info("item pull request %s (%s): a pass begun since then has completed and covers it",
                          message_id, request.connection)

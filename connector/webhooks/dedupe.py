@@ -1,8 +1,10 @@
 """What has been announced: one row per connection/company/entity set/entity id in `bcdedupe`,
 claimed by exactly one runner per change, then settled with the entity's `lastModifiedDateTime`.
-States, claims and what expires: docs/architecture.md ("What has been announced"). Rows are read
+States, holds and what expires: docs/architecture.md ("What has been announced"). Rows are read
 through the row layer's checks (`connector/rows.py`): a row that does not validate counts as absent,
-a claim whose expiry does not validate as abandoned.
+a hold whose expiry does not validate as abandoned.
+A runner's hold on a change (this module's word, kept apart from the orders' claims and the
+claim check) is stored as state `claimed` with `claimed_until`: the stored names are unchanged.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from connector.storage import (
 
 log = logging.getLogger(__name__)
 
-CLAIM_SECONDS = 600.0  # the functionTimeout: a claim this old belongs to a dead runner
+HOLD_SECONDS = 600.0  # the functionTimeout: a hold this old belongs to a dead runner
 BATCH = 100  # entities per table transaction (the service's limit)
 
 State = Literal["claimed", "emitted", "gone", "known"]
@@ -55,21 +57,21 @@ Verdict = Literal["free", "busy", "settled"]
 
 @dataclass(frozen=True)
 class Recorded:
-    """What a row knew of the entity before this claim: the change being claimed, and the entity's
+    """What a row knew of the entity before this hold: the change being claimed, and the entity's
     `lastModifiedDateTime`, number and digest of watched fields as last recorded ("" when unknown)."""
 
     change: Change
     modified: str = ""
     number: str = ""
     digest: str = ""
-    new: bool = False  # no row (or an expired `gone` marker) before this claim
+    new: bool = False  # no row (or an expired `gone` marker) before this hold
     draft: bool = False  # the row recorded a draft (sets where BC mixes drafts and posted documents)
 
 
 @dataclass(frozen=True)
-class Claims:
-    """The outcome of a claim: `won` are this owner's to announce now (`recorded` says which change
-    and what the row knew); `busy` are held by another runner's live claim (that runner may still
+class Holds:
+    """The outcome of a hold: `won` are this owner's to announce now (`recorded` says which change
+    and what the row knew); `busy` are held by another runner's live hold (that runner may still
     fail, so a sweep must read them again later); the others were settled (announced already)."""
 
     won: frozenset[str]
@@ -92,28 +94,28 @@ def newer(modified: str | None, recorded: Any) -> bool:
 
 def row_problem(row: Mapping[str, Any], now: datetime) -> str | None:
     """Why a `bcdedupe` row is not believed (None: it is): an unknown state, an owner that is not
-    text, a claim expiry that does not parse or lies beyond CLAIM_SECONDS ahead, a `gone` marker
+    text, a hold expiry that does not parse or lies beyond HOLD_SECONDS ahead, a `gone` marker
     whose expiry does not parse."""
     state = row.get("state")
     if state not in STATES:
         return f"state {str(state)[:20]!r}"
     if read_text(row.get("owner", "")) is None:
         return "owner is not text"
-    if state == "claimed" and read_expiry(row.get("claimed_until"), now.timestamp(), CLAIM_SECONDS) is None:
+    if state == "claimed" and read_expiry(row.get("claimed_until"), now.timestamp(), HOLD_SECONDS) is None:
         return f"claimed_until {str(row.get('claimed_until'))[:40]!r}"
     if state == "gone" and read_time(row.get("expires_at")) is None:
         return f"expires_at {str(row.get('expires_at'))[:40]!r}"
     return None
 
 
-def claim_verdict(row: dict[str, Any] | None, owner: str, now: datetime, modified: str | None = None,
+def hold_verdict(row: dict[str, Any] | None, owner: str, now: datetime, modified: str | None = None,
                   deleting: bool = False) -> Verdict:
     """May `owner` announce a change of the entity of `row`? `free` when there is no row, when the row
-    is its own claim (a retry), another runner's abandoned claim or an expired `gone` marker, when the
+    is its own hold (a retry), another runner's abandoned hold or an expired `gone` marker, when the
     entity read (`modified`) is newer than the recorded one, or when it is being deleted; `busy` while
-    another runner's claim is live; `settled` otherwise."""
+    another runner's hold is live; `settled` otherwise."""
     if row is None or row_problem(row, now) is not None:
-        return "free"  # a row that does not validate counts as absent (a claim: abandoned)
+        return "free"  # a row that does not validate counts as absent (a hold: abandoned)
     if row.get("state") == "claimed":
         until = read_time(row.get("claimed_until")) or 0.0
         if row.get("owner") == owner or until <= now.timestamp():
@@ -125,7 +127,7 @@ def claim_verdict(row: dict[str, Any] | None, owner: str, now: datetime, modifie
 
 
 def recorded_of(row: dict[str, Any] | None, deleting: bool, absent: Change = "created") -> Recorded:
-    """The change a won claim announces, and what the row knew before. An entity without a row is
+    """The change a won hold announces, and what the row knew before. An entity without a row is
     `absent` (BC's own change type: an entity that existed before the connector watched it and
     changed since is `updated`, not created)."""
     if row is None or row.get("state") == "gone" or row.get("state") not in STATES:
@@ -145,7 +147,7 @@ def recorded_of(row: dict[str, Any] | None, deleting: bool, absent: Change = "cr
 
 
 class DedupeLog:
-    """Claims and records in `bcdedupe`; table calls run in parallel on `pool` when given (Azurite/Azure
+    """Holds and records in `bcdedupe`; table calls run in parallel on `pool` when given (Azurite/Azure
     round-trips dominate when a `collection` brings a thousand entities), else one after another."""
 
     def __init__(self, storage: Storage, ttl_days: float, *, pool: Executor | None = None):
@@ -162,17 +164,17 @@ class DedupeLog:
         row = {"PartitionKey": scope.partition, "RowKey": table_key(entity_id.lower()), "state": state,
                "owner": owner, **(values or {})}
         if state == "claimed":
-            row["claimed_until"] = iso(now + timedelta(seconds=CLAIM_SECONDS))
+            row["claimed_until"] = iso(now + timedelta(seconds=HOLD_SECONDS))
         elif state == "gone":
             row["expires_at"] = iso(now + self.ttl)
         return row
 
-    def claim(self, scope: DedupeScope, entity_ids: list[str], owner: str,
-              modified: Mapping[str, str] | None = None, deleting: bool = False,
-              absent: Change = "created") -> Claims:
-        """Claim the ids whose change this owner may announce now: new entities, those read newer
+    def hold(self, scope: DedupeScope, entity_ids: list[str], owner: str,
+             modified: Mapping[str, str] | None = None, deleting: bool = False,
+             absent: Change = "created") -> Holds:
+        """Hold the ids whose change this owner may announce now: new entities, those read newer
         than recorded (`modified`: id → `lastModifiedDateTime` as read), or all recorded ones when
-        `deleting`; an id without a row claims the change `absent`. Existing rows are read first,
+        `deleting`; an id without a row holds the change `absent`. Existing rows are read first,
         14 per query (the service allows 15 comparisons
         per filter), since re-reads (sweeps, BC's re-sends) mostly meet entities already announced."""
         table = self._table()
@@ -182,11 +184,11 @@ class DedupeLog:
         for found in self._map(lambda chunk: self._read_many(table, scope, chunk), chunks):
             existing.update(found)
         outcomes = dict(zip(entity_ids, self._map(
-            lambda i: self._claim_one(table, scope, i, owner, existing.get(table_key(i.lower())),
+            lambda i: self._hold_one(table, scope, i, owner, existing.get(table_key(i.lower())),
                                       modified.get(i), deleting, absent),
             entity_ids), strict=True))
         won = {i: o for i, o in outcomes.items() if isinstance(o, Recorded)}
-        return Claims(won=frozenset(won), busy=frozenset(i for i, o in outcomes.items() if o == "busy"),
+        return Holds(won=frozenset(won), busy=frozenset(i for i, o in outcomes.items() if o == "busy"),
                       recorded=won)
 
     def _read_many(self, table: TableClient, scope: DedupeScope,
@@ -196,15 +198,15 @@ class DedupeLog:
         rows = table.query_entities(query, parameters={"pk": scope.partition, **keys})
         return {r["RowKey"]: (dict(r), str(r.metadata["etag"])) for r in rows}
 
-    def _claim_one(self, table: TableClient, scope: DedupeScope, entity_id: str, owner: str,
+    def _hold_one(self, table: TableClient, scope: DedupeScope, entity_id: str, owner: str,
                    found: tuple[dict[str, Any], str] | None, modified: str | None,
                    deleting: bool, absent: Change) -> Recorded | Literal["busy", "settled"]:
-        """Claim one entity; losing a race means another runner claimed it just now (`busy`)."""
+        """Hold one entity; losing a race means another runner claimed it just now (`busy`)."""
         now = utc_now()
         for _ in range(2):  # the row may appear (another runner) or vanish (a purge) meanwhile
             if found is None:
                 recorded = recorded_of(None, deleting, absent)
-                if insert_entity(table, self._claim_row(scope, entity_id, owner, now, recorded)) is not None:
+                if insert_entity(table, self._hold_row(scope, entity_id, owner, now, recorded)) is not None:
                     return recorded
                 found = read_entity(table, scope.partition, table_key(entity_id.lower()))
                 if found is None:
@@ -213,15 +215,15 @@ class DedupeLog:
             problem = row_problem(existing, now)
             if problem:
                 self._warn(where(TABLE_DEDUPE, scope.partition, table_key(entity_id.lower())), problem)
-            verdict = claim_verdict(existing, owner, now, modified, deleting)
+            verdict = hold_verdict(existing, owner, now, modified, deleting)
             if verdict != "free":
                 return verdict
             recorded = recorded_of(existing, deleting, absent)
-            row = self._claim_row(scope, entity_id, owner, now, recorded)
+            row = self._hold_row(scope, entity_id, owner, now, recorded)
             return recorded if replace_if_match(table, row, etag) is not None else "busy"
         return "busy"
 
-    def _claim_row(self, scope: DedupeScope, entity_id: str, owner: str, now: datetime,
+    def _hold_row(self, scope: DedupeScope, entity_id: str, owner: str, now: datetime,
                    recorded: Recorded) -> dict[str, Any]:
         return self._row(scope, entity_id, "claimed", owner, now, {
             "change": recorded.change, "modified": recorded.modified, "number": recorded.number,

@@ -8,7 +8,10 @@ is still read.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
+
+from connector.signing import Signer, UnsignedMessage, open_json
 
 QUEUE_MESSAGE_BUDGET = 48 * 1024  # bytes of JSON per queue message (the service allows 64 KiB)
 
@@ -57,14 +60,53 @@ def _utf8_length(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode())
 
 
+@dataclass(frozen=True)
+class NotificationBatch:
+    """One `bc-notifications` delivery, read once where it enters (`read_batch`): its notes and the
+    trace it was queued in, or why it is refused (`refused`; the text is then kept on the poison queue)."""
+
+    text: str
+    message_id: str
+    notes: tuple[dict[str, Any], ...] = ()
+    traceparent: str | None = None
+    refused: str | None = None
+
+
+def read_batch(signer: Signer, text: str, message_id: str) -> NotificationBatch:
+    """The batch a message carries: its text parsed once, its signature checked (`open_json`)."""
+    try:
+        message: Any = _loads(text)
+    except ValueError:
+        message = None
+    trace = message.get("traceparent") if isinstance(message, dict) else None
+    trace = trace if isinstance(trace, str) else None
+    try:
+        open_json(signer, text)
+        text.encode("utf-8")  # UnicodeEncodeError (a ValueError) for undecodable bytes
+        notes = notes_of(message)
+    except ValueError as exc:
+        why = str(exc) if isinstance(exc, UnsignedMessage) else "not a bc-notifications message"
+        return NotificationBatch(text, message_id, traceparent=trace, refused=why)
+    return NotificationBatch(text, message_id, tuple(notes), trace)
+
+
 def parse_queued(text: str) -> list[dict[str, Any]]:
     """The notes of a `bc-notifications` message; raises ValueError if it is not one (also for text
     that is not UTF-8 or nested too deeply to parse)."""
     text.encode("utf-8")  # UnicodeEncodeError (a ValueError) for undecodable bytes
+    return notes_of(_loads(text))
+
+
+def _loads(text: str) -> Any:
+    """The JSON value of a text; ValueError if it is not JSON (also when nested too deeply)."""
     try:
-        message = json.loads(text)
+        return json.loads(text)
     except RecursionError:
         raise ValueError("nested too deeply") from None
+
+
+def notes_of(message: Any) -> list[dict[str, Any]]:
+    """The notes of a parsed message (either form); raises ValueError if it is not one."""
     if isinstance(message, dict) and "changes" in message:
         return unpack_changes(message)
     notes = message.get("notifications") if isinstance(message, dict) else None  # before the compact form
@@ -83,13 +125,3 @@ def unpack_changes(message: dict[str, Any]) -> list[dict[str, Any]]:
         raise ValueError("not a bc-notifications message")
     return [dict(zip(NOTE_SCOPE, scopes[c[0]], strict=True)) | dict(zip(NOTE_CHANGE, c[1:], strict=True))
             for c in changes]
-
-
-def queued_traceparent(text: str) -> str | None:
-    """The trace a `bc-notifications` message was queued in (None if it names none)."""
-    try:
-        message = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    value = message.get("traceparent") if isinstance(message, dict) else None
-    return value if isinstance(value, str) else None

@@ -1,6 +1,6 @@
 """The `bc-notifications` processor (queue trigger): announce what the notifications say changed.
 
-`created` → claim, GET the entity (children expanded per option) and announce it; `updated` → GET the
+`created` → hold, GET the entity (children expanded per option) and announce it; `updated` → GET the
 entity and announce it if its `lastModifiedDateTime` is newer than the one recorded (BC merges and
 repeats notifications); `posted` (a business event, `connector/businessevents/`) → the same, an entity
 never seen being created; `deleted` → announce the id (the entity is gone: BC keeps no tombstones);
@@ -25,22 +25,22 @@ from azure.core.exceptions import AzureError
 from connector.bc.errors import BCError, BCNotFound, TokenUnavailable
 from connector.bc.keys import is_guid
 from connector.bc.timestamps import bc_datetime, parse_iso
-from connector.declarations import Trigger
+from connector.declarations import WatchedEntitySet
 from connector.events import cloud_event
 from connector.settings import QUEUE_NOTIFICATIONS, QUEUE_NOTIFICATIONS_POISON, Settings, UnknownConnection
-from connector.signing import UnsignedMessage, open_json, queue_signer
+from connector.signing import queue_signer
 from connector.storage import kept_text
 from connector.telemetry import in_this_trace
 from connector.webhooks import sweep
 from connector.webhooks.context import WebhookContext
 from connector.webhooks.dedupe import Change, DedupeScope
-from connector.webhooks.notifications import parse_queued, queued_traceparent
+from connector.webhooks.notifications import NotificationBatch, read_batch
 from connector.webhooks.triggers import (
     EmitCount,
     announce,
     announce_deleted,
     collection_path,
-    publish_claimed,
+    publish_held,
 )
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class Plan:
     skipped: Counter[str] = field(default_factory=Counter)
 
 
-def trigger_of(settings: Settings, group: DedupeScope) -> Trigger | None:
+def trigger_of(settings: Settings, group: DedupeScope) -> WatchedEntitySet | None:
     """The trigger a note's scope names, if its connection (still) declares it."""
     conn = settings.connections.get(group.connection)
     return conn.trigger(group.entity_set) if conn is not None else None
@@ -149,15 +149,15 @@ def fetch_entities(ctx: WebhookContext, group: DedupeScope, ids: list[str]
 
 
 def announce_created(ctx: WebhookContext, group: DedupeScope, ids: list[str], owner: str) -> EmitCount:
-    """Claim, GET and announce created entities; a 404 is recorded as gone. Entities that were read
+    """Hold, GET and announce created entities; a 404 is recorded as gone. Entities that were read
     are announced even when others failed; then the first error is raised so the queue retries (the
-    claims let this owner carry on)."""
+    holds let this owner carry on)."""
     trigger = _trigger(ctx, group)
     dedupe = ctx.dedupe
-    claims = dedupe.claim(group, ids, owner)
-    entities, gone, failures = fetch_entities(ctx, group, [i for i in ids if i in claims.won])
-    count = publish_claimed(dedupe, ctx.events, group, trigger, claims, entities, gone=gone)
-    count.skipped += len(ids) - len(claims.won)
+    holds = dedupe.hold(group, ids, owner)
+    entities, gone, failures = fetch_entities(ctx, group, [i for i in ids if i in holds.won])
+    count = publish_held(dedupe, ctx.events, group, trigger, holds, entities, gone=gone)
+    count.skipped += len(ids) - len(holds.won)
     if failures:
         raise failures[0]
     return count
@@ -236,33 +236,41 @@ def announce_collection(ctx: WebhookContext, group: DedupeScope, resource: str, 
     return count
 
 
-def _trigger(ctx: WebhookContext, group: DedupeScope) -> Trigger:
+def _trigger(ctx: WebhookContext, group: DedupeScope) -> WatchedEntitySet:
     trigger = trigger_of(ctx.settings, group)
     if trigger is None:  # plan() kept only declared ones
         raise UnknownConnection(group.connection, tuple(ctx.settings.connections))
     return trigger
 
 
+def read_message(ctx: WebhookContext, text: str, owner: str) -> NotificationBatch:
+    """The typed batch of one `bc-notifications` message's text (the only place the text is read)."""
+    return read_batch(queue_signer(ctx.settings.token_encryption_keys, QUEUE_NOTIFICATIONS), text, owner)
+
+
 def process_message(ctx: WebhookContext, text: str, owner: str) -> EmitCount:
-    """Process one `bc-notifications` message; `owner` (the queue message id) lets a retry reclaim
-    its own claims. Raises the first failure after doing everything else, so the queue retries.
-    It runs in the trace of the webhook request that queued it."""
-    with ctx.telemetry.consume(f"process {QUEUE_NOTIFICATIONS}", queued_traceparent(text),
-                                   message_id=owner):
-        return _process_message(ctx, text, owner)
+    """Process one `bc-notifications` message's text (`owner`: its queue message id)."""
+    return process_batch(ctx, read_message(ctx, text, owner))
 
 
-def _process_message(ctx: WebhookContext, text: str, owner: str) -> EmitCount:
-    try:
-        notes = parse_queued(open_json(queue_signer(ctx.settings.token_encryption_keys,
-                                                    QUEUE_NOTIFICATIONS), text))
-    except ValueError as exc:
+def process_batch(ctx: WebhookContext, batch: NotificationBatch) -> EmitCount:
+    """Process one `bc-notifications` batch; its `message_id` lets a retry reclaim its own holds.
+    Raises the first failure after doing everything else, so the queue retries. It runs in the
+    trace of the webhook request that queued it."""
+    with ctx.telemetry.consume(f"process {QUEUE_NOTIFICATIONS}", batch.traceparent,
+                               message_id=batch.message_id):
+        return _process_batch(ctx, batch)
+
+
+def _process_batch(ctx: WebhookContext, batch: NotificationBatch) -> EmitCount:
+    owner = batch.message_id
+    if batch.refused is not None:
         # kept, not dropped: whatever put it on the queue can be found from the copy
-        ctx.storage.sender(QUEUE_NOTIFICATIONS_POISON).send(kept_text(text))
-        why = str(exc) if isinstance(exc, UnsignedMessage) else "not a bc-notifications message"
-        log.error("notifications: message %s refused: %s; kept on %s", owner, why, QUEUE_NOTIFICATIONS_POISON)
+        ctx.storage.sender(QUEUE_NOTIFICATIONS_POISON).send(kept_text(batch.text))
+        log.error("notifications: message %s refused: %s; kept on %s", owner, batch.refused,
+                  QUEUE_NOTIFICATIONS_POISON)
         return EmitCount()
-    asked = plan(notes, ctx.settings)
+    asked = plan(list(batch.notes), ctx.settings)
     if asked.skipped:
         log.warning("notifications: skipped %s", dict(asked.skipped))
     total = EmitCount()

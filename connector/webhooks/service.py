@@ -22,7 +22,7 @@ class WebhooksService:
 
     def process_notifications(self, text: str, owner: str) -> EmitCount:
         """Announce what one `bc-notifications` message's batch changed (`owner`: its message id)."""
-        return processor.process_message(self.context, text, owner)
+        return processor.process_batch(self.context, processor.read_message(self.context, text, owner))
 
     def sweep_all(self) -> list[SweepResult]:
         """Announce, for every connection, the created entities the webhooks missed."""

@@ -22,7 +22,7 @@ from connector.bc.keys import InvalidKey, checked_guid, subscription_path
 from connector.bc.timestamps import iso, utc_now
 from connector.businessevents.subscriptions import reconcile_events, subscriptions_url
 from connector.connections import for_each_connection, results_or_raise
-from connector.declarations import STANDARD_API, Trigger
+from connector.declarations import STANDARD_API, WatchedEntitySet
 from connector.errors import ConnectorError
 from connector.health.events import SUBSCRIPTION_FAILING, SUBSCRIPTION_RECREATED
 from connector.leases import LEASE_SECONDS, Lease
@@ -117,14 +117,14 @@ class SubscriptionRun:
         self.key_id = key_id(self.key)
         self.directory = ctx.subscription_directory
 
-    def row_key(self, trigger: Trigger) -> str:
+    def row_key(self, trigger: WatchedEntitySet) -> str:
         return table_key(f"{self.company_id}:{trigger.key}")
 
-    def load_row(self, trigger: Trigger) -> dict[str, Any] | None:
+    def load_row(self, trigger: WatchedEntitySet) -> dict[str, Any] | None:
         found = read_entity(self.table, self.connection, self.row_key(trigger))
         return found[0] if found else None
 
-    def save(self, trigger: Trigger, status: str, *, sub: dict[str, Any] | None = None,
+    def save(self, trigger: WatchedEntitySet, status: str, *, sub: dict[str, Any] | None = None,
              nonce: str = "", key: str = "", error: str = "") -> dict[str, Any]:
         """Write the row (`key`: the id of the key the clientState was derived from)."""
         sub = sub or {}
@@ -141,7 +141,7 @@ class SubscriptionRun:
         self.directory.remember(row)
         return row
 
-    def create(self, trigger: Trigger) -> dict[str, Any]:
+    def create(self, trigger: WatchedEntitySet) -> dict[str, Any]:
         nonce = secrets.token_urlsafe(32)
         body = {"notificationUrl": self.url, "resource": trigger.resource_path(self.company_id),
                 "clientState": client_state(self.key, nonce)}
@@ -150,7 +150,7 @@ class SubscriptionRun:
                  trigger.key, sub.get("expirationDateTime"))
         return self.save(trigger, "active", sub=sub, nonce=nonce, key=self.key_id)
 
-    def renew(self, trigger: Trigger, row: dict[str, Any], remote: dict[str, Any]) -> dict[str, Any]:
+    def renew(self, trigger: WatchedEntitySet, row: dict[str, Any], remote: dict[str, Any]) -> dict[str, Any]:
         body = {"notificationUrl": self.url, "clientState": client_state(self.key, row["client_state_nonce"])}
         sub = self.bc.patch(subscriptions_path(self.bc, trigger.api, remote["subscriptionId"]), body,
                             etag=remote["@odata.etag"])
@@ -158,7 +158,7 @@ class SubscriptionRun:
                  trigger.key, sub.get("expirationDateTime"))
         return self.save(trigger, "active", sub=sub, nonce=row["client_state_nonce"], key=self.key_id)
 
-    def report_removed(self, trigger: Trigger, removed_id: str, row: dict[str, Any],
+    def report_removed(self, trigger: WatchedEntitySet, removed_id: str, row: dict[str, Any],
                        logs: list[dict[str, Any]] | None) -> None:
         """Why BC dropped `removed_id` (its webhook log): on the row for the status page, and one
         `bc.connector.subscription.recreated` event."""
@@ -205,7 +205,7 @@ class SubscriptionRun:
             pass
         self.directory.forget(sub["subscriptionId"])
 
-    def apply(self, trigger: Trigger, action: Action, row: dict[str, Any] | None,
+    def apply(self, trigger: WatchedEntitySet, action: Action, row: dict[str, Any] | None,
               remote: dict[str, Any] | None) -> tuple[Action, dict[str, Any]]:
         """Carry out `action`; a renewal of a subscription BC dropped meanwhile becomes a recreate."""
         if action is Action.UNSUPPORTED:

@@ -19,7 +19,7 @@ from connector.bc.errors import BCError
 from connector.bc.timestamps import bc_datetime, iso, parse_iso, utc_now
 from connector.connections import for_each_connection, results_or_raise
 from connector.cursors import CursorTable, ReadCursor, ReadInterrupted, newest_modified
-from connector.declarations import Trigger
+from connector.declarations import WatchedEntitySet
 from connector.health.events import GAP_FILLED
 from connector.leases import LEASE_SECONDS, Lease
 from connector.rows import Heartbeat
@@ -41,7 +41,7 @@ BASELINE_STALE_SECONDS = LEASE_SECONDS  # a set-up not refreshed this long has d
 
 def hold_before(page: Iterable[dict[str, Any]], busy: Collection[str]) -> datetime | None:
     """The hold a page sets: one BC tick before the earliest change of an entity that another
-    runner's live claim kept from being announced (`busy` ids); None if there is none."""
+    runner's live hold kept from being announced (`busy` ids); None if there is none."""
     held: datetime | None = None
     for entity in page:
         modified = entity.get("lastModifiedDateTime")
@@ -53,15 +53,15 @@ def hold_before(page: Iterable[dict[str, Any]], busy: Collection[str]) -> dateti
 
 # ---- storage and BC edges ---------------------------------------------------------------------------
 
-def cursor_key(trigger: Trigger, company_id: str) -> str:
+def cursor_key(trigger: WatchedEntitySet, company_id: str) -> str:
     return f"sweep:{trigger.key}:{company_id.lower()}"
 
 
-def scope_of(connection: str, company_id: str, trigger: Trigger) -> DedupeScope:
+def scope_of(connection: str, company_id: str, trigger: WatchedEntitySet) -> DedupeScope:
     return DedupeScope(connection, company_id, trigger.key)
 
 
-def start_trigger(ctx: WebhookContext, connection: str, company_id: str, trigger: Trigger,
+def start_trigger(ctx: WebhookContext, connection: str, company_id: str, trigger: WatchedEntitySet,
                   keep_alive: Callable[[], None] = lambda: None) -> tuple[CursorTable, ReadCursor] | None:
     """The trigger's cursor (and its row, to write it back), set up on first use; None while another
     runner sets it up.
@@ -96,7 +96,7 @@ def start_trigger(ctx: WebhookContext, connection: str, company_id: str, trigger
 class Baseline:
     """One runner's set-up of a trigger whose `baselining` row it holds (by ETag)."""
 
-    def __init__(self, ctx: WebhookContext, connection: str, company_id: str, trigger: Trigger,
+    def __init__(self, ctx: WebhookContext, connection: str, company_id: str, trigger: WatchedEntitySet,
                  row: CursorTable, keep_alive: Callable[[], None]):
         self.ctx = ctx
         self.connection = connection
@@ -186,7 +186,7 @@ class SweepRun:
     """One sweep of a connection's company: every trigger, within a time budget, under a lease."""
 
     def __init__(self, ctx: WebhookContext, connection: str, company_id: str, lease: Lease,
-                 max_seconds: float, triggers: tuple[Trigger, ...] | None = None):
+                 max_seconds: float, triggers: tuple[WatchedEntitySet, ...] | None = None):
         self.ctx = ctx
         self.triggers = ctx.settings.connection(connection).triggers if triggers is None else triggers
         self.connection = connection
@@ -218,7 +218,7 @@ class SweepRun:
             raise errors[0]
         return results
 
-    def sweep_trigger(self, trigger: Trigger, share_ends: float) -> SweepResult:
+    def sweep_trigger(self, trigger: WatchedEntitySet, share_ends: float) -> SweepResult:
         """Announce what changed since the cursor and was never announced, page by page, checkpointing
         after each page; move the cursor once the pass is complete."""
         scope = scope_of(self.connection, self.company_id, trigger)
@@ -278,7 +278,7 @@ class SweepRun:
 # ---- entry points -----------------------------------------------------------------------------------
 
 def sweep(ctx: WebhookContext, connection: str | None = None,
-          triggers: tuple[Trigger, ...] | None = None) -> list[SweepResult]:
+          triggers: tuple[WatchedEntitySet, ...] | None = None) -> list[SweepResult]:
     """Sweep the triggers (all the connection's by default) of one connection (one runner at a time
     per connection; [] when another run holds the lease: it covers what changed before it read)."""
     conn = ctx.settings.connection(connection)

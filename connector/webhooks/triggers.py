@@ -1,6 +1,6 @@
 """How each change of an entity a declared trigger watches (`connector/declarations.py`) is announced
 exactly once, whichever path saw it (webhook `created`/`updated`/`deleted`, `collection`, sweep):
-claim the change in the dedupe table, queue its CloudEvent, then record it.
+hold the change in the dedupe table, queue its CloudEvent, then record it.
 
 A change the trigger does not announce (its change types; an update that left every watched field
 as it was) is still recorded, so that a later change is judged against it. A set where BC keeps drafts
@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.bc.client import BCClient
-from connector.declarations import Trigger
+from connector.declarations import WatchedEntitySet
 from connector.events import EventPublisher, cloud_event
-from connector.webhooks.dedupe import Change, Claims, DedupeLog, DedupeScope, Recorded
+from connector.webhooks.dedupe import Change, DedupeLog, DedupeScope, Holds, Recorded
 
 log = logging.getLogger(__name__)
 
 
-def collection_path(bc: BCClient, trigger: Trigger, company_id: str, key: str | None = None) -> str:
+def collection_path(bc: BCClient, trigger: WatchedEntitySet, company_id: str, key: str | None = None) -> str:
     """The URL path of a trigger's entity set in a company (one entity with `key`): relative to the
     standard API, absolute on BC's host for a custom API page."""
     return bc.api_path(trigger.api, company_id, trigger.entity_set + (f"({key})" if key else ""))
@@ -33,7 +33,7 @@ def collection_path(bc: BCClient, trigger: Trigger, company_id: str, key: str | 
 class EmitCount:
     """What an emitting pass did: events queued, entities skipped (already announced, a change not
     announced, or being announced by another runner), entities that no longer exist, and the ids
-    among the skipped that another runner's live claim holds (`busy`: not announced yet, and maybe
+    among the skipped that another runner's live hold holds (`busy`: not announced yet, and maybe
     never by that runner)."""
 
     emitted: int = 0
@@ -48,7 +48,7 @@ class EmitCount:
         self.busy |= other.busy
 
 
-def change_event(trigger: Trigger, change: str, connection: str, company_id: str,
+def change_event(trigger: WatchedEntitySet, change: str, connection: str, company_id: str,
                  entity: dict[str, Any]) -> dict[str, Any]:
     """The CloudEvent of a created, updated or drafted entity. A creation's id depends only on the
     entity, an update's on the entity and its `lastModifiedDateTime`, so every path that announces
@@ -62,7 +62,7 @@ def change_event(trigger: Trigger, change: str, connection: str, company_id: str
                        company_id=company_id, entity=entity, id_parts=parts)
 
 
-def deleted_event(trigger: Trigger, connection: str, company_id: str, entity_id: str,
+def deleted_event(trigger: WatchedEntitySet, connection: str, company_id: str, entity_id: str,
                   recorded: Recorded, time: str | None) -> dict[str, Any]:
     """The CloudEvent of a deleted entity: its id, and the number last seen when there is one."""
     data = {"id": entity_id} | ({"number": recorded.number} if recorded.number else {})
@@ -71,7 +71,7 @@ def deleted_event(trigger: Trigger, connection: str, company_id: str, entity_id:
     return event | {"time": time}
 
 
-def seen(trigger: Trigger, entity: dict[str, Any]) -> dict[str, str]:
+def seen(trigger: WatchedEntitySet, entity: dict[str, Any]) -> dict[str, str]:
     """What the dedupe row keeps of an entity read: its `lastModifiedDateTime`, number, and a digest of
     the watched fields (when the trigger watches some)."""
     row = {"modified": str(entity.get("lastModifiedDateTime") or ""),
@@ -83,7 +83,7 @@ def seen(trigger: Trigger, entity: dict[str, Any]) -> dict[str, str]:
     return row
 
 
-def change_of(trigger: Trigger, recorded: Recorded, entity: Mapping[str, Any]) -> str | None:
+def change_of(trigger: WatchedEntitySet, recorded: Recorded, entity: Mapping[str, Any]) -> str | None:
     """The change an entity read announces, given what its row recorded (None: nothing to announce).
     Where BC mixes drafts and posted documents, a document first seen posted (no row, or a draft's
     row) is `created`, a new draft `drafted`, a draft's later changes nothing."""
@@ -94,8 +94,8 @@ def change_of(trigger: Trigger, recorded: Recorded, entity: Mapping[str, Any]) -
     return "created" if recorded.new or recorded.draft else recorded.change
 
 
-def announced(trigger: Trigger, recorded: Recorded, entity: dict[str, Any]) -> str | None:
-    """The change the trigger announces for this claim (None: none). Its change types say; an update of
+def announced(trigger: WatchedEntitySet, recorded: Recorded, entity: dict[str, Any]) -> str | None:
+    """The change the trigger announces for this hold (None: none). Its change types say; an update of
     a trigger with watched fields only when their digest differs from the recorded one (none
     recorded: yes); the draft rule first (`change_of`)."""
     change = change_of(trigger, recorded, entity)
@@ -107,29 +107,29 @@ def announced(trigger: Trigger, recorded: Recorded, entity: dict[str, Any]) -> s
     return change
 
 
-def announce(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: Trigger,
+def announce(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: WatchedEntitySet,
              entities: Iterable[dict[str, Any]], owner: str, absent: Change = "created") -> EmitCount:
     """Announce every entity read whose change was not announced yet (without a row: `absent`, BC's
     change type when a notification said it, else created; newer than recorded: updated), then
     record them."""
     by_id = {str(e["id"]).lower(): e for e in entities if e.get("id")}
     modified = {i: str(e.get("lastModifiedDateTime") or "") for i, e in by_id.items()}
-    claims = dedupe.claim(scope, list(by_id), owner, modified, absent=absent)
-    count = publish_claimed(dedupe, events, scope, trigger, claims,
-                            [by_id[i] for i in by_id if i in claims.won])
-    count.skipped += len(by_id) - len(claims.won)
-    count.busy = claims.busy
+    holds = dedupe.hold(scope, list(by_id), owner, modified, absent=absent)
+    count = publish_held(dedupe, events, scope, trigger, holds,
+                         [by_id[i] for i in by_id if i in holds.won])
+    count.skipped += len(by_id) - len(holds.won)
+    count.busy = holds.busy
     return count
 
 
-def publish_claimed(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: Trigger,
-                    claims: Claims, entities: list[dict[str, Any]],
-                    gone: Iterable[str] = ()) -> EmitCount:
+def publish_held(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: WatchedEntitySet,
+                 holds: Holds, entities: list[dict[str, Any]],
+                 gone: Iterable[str] = ()) -> EmitCount:
     """Queue the events of claimed entities read (the changes the trigger announces) and record them
     (and the vanished ones) afterwards, so a crash in between re-emits (same event id) rather than
     loses an event."""
     by_id = {str(e["id"]).lower(): e for e in entities}
-    changes = {i: announced(trigger, claims.recorded[i], e) for i, e in by_id.items()}
+    changes = {i: announced(trigger, holds.recorded[i], e) for i, e in by_id.items()}
     loud = [i for i in by_id if changes[i]]
     quiet = [i for i in by_id if i not in loud]
     events.publish(trigger.queue, [change_event(trigger, changes[i] or "", scope.connection,
@@ -144,18 +144,18 @@ def publish_claimed(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScop
     return EmitCount(emitted=len(loud), skipped=len(quiet), gone=len(gone))
 
 
-def announce_deleted(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: Trigger,
+def announce_deleted(dedupe: DedupeLog, events: EventPublisher, scope: DedupeScope, trigger: WatchedEntitySet,
                      deleted: Mapping[str, str | None], owner: str) -> EmitCount:
     """Announce deleted entities (id → the notification's time) not announced as deleted yet, then
     record them as gone (the number kept until the marker expires)."""
-    claims = dedupe.claim(scope, list(deleted), owner, deleting=True)
-    won = [i for i in deleted if i in claims.won]
-    queued = [deleted_event(trigger, scope.connection, scope.company_id, i, claims.recorded[i], deleted[i])
+    holds = dedupe.hold(scope, list(deleted), owner, deleting=True)
+    won = [i for i in deleted if i in holds.won]
+    queued = [deleted_event(trigger, scope.connection, scope.company_id, i, holds.recorded[i], deleted[i])
               for i in won if trigger.announces("deleted")
-              and (not claims.recorded[i].draft or trigger.announces("drafted"))]
+              and (not holds.recorded[i].draft or trigger.announces("drafted"))]
     events.publish(trigger.queue, queued)
-    dedupe.settle(scope, won, "gone", values={i: {"number": claims.recorded[i].number} for i in won})
+    dedupe.settle(scope, won, "gone", values={i: {"number": holds.recorded[i].number} for i in won})
     if won:
         log.info("%s %s/%s: %d deleted event(s) queued", trigger.key, scope.connection,
                  scope.company_id, len(queued))
-    return EmitCount(emitted=len(queued), skipped=len(deleted) - len(queued), busy=claims.busy)
+    return EmitCount(emitted=len(queued), skipped=len(deleted) - len(queued), busy=holds.busy)

@@ -23,7 +23,7 @@ from werkzeug.wrappers import Request, Response
 from devtools.emulator.odata import format_datetime
 
 if TYPE_CHECKING:
-    from devtools.emulator.bc_api import BCApi
+    from devtools.emulator.bc_backend import BCBackend
 
 API_VERSION = "v2.28"
 FAMILY = "BusinessCentral"
@@ -34,7 +34,7 @@ CONTROL_PREFIX = "/_emulator/admin-center/"
 class AdminCenter:
     """Environments and the operations log of every tenant of the BC emulator."""
 
-    def __init__(self, api: BCApi) -> None:
+    def __init__(self, api: BCBackend) -> None:
         self.api = api
         self.operations: list[dict[str, Any]] = []
         self.versions: dict[tuple[str, str], str] = {}

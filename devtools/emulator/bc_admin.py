@@ -54,15 +54,15 @@ from devtools.emulator.seed import bulk_create_items
 from devtools.emulator.store import Company, Row
 
 if TYPE_CHECKING:
-    from devtools.emulator.bc_api import BCApi
+    from devtools.emulator.bc_backend import BCBackend
 
 PREFIX = "/_emulator/bc/"
 
 
 class BCAdmin:
-    """WSGI app for `/_emulator/bc/...` over a `BCApi`."""
+    """WSGI app for `/_emulator/bc/...` over a `BCBackend`."""
 
-    def __init__(self, api: BCApi) -> None:
+    def __init__(self, api: BCBackend) -> None:
         self.api = api
 
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:

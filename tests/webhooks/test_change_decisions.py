@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from connector.declarations import Trigger
+from connector.declarations import WatchedEntitySet
 from connector.events import cloud_event
-from connector.webhooks.dedupe import Recorded, claim_verdict, recorded_of
+from connector.webhooks.dedupe import Recorded, hold_verdict, recorded_of
 from connector.webhooks.triggers import change_event, deleted_event
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 T1, T2 = "2026-02-01T10:00:00.123Z", "2026-02-01T10:00:05.456Z"
-ITEMS = Trigger("items", "bc-items", "item", expand=("itemVariants",))
-SHIPMENTS = Trigger("salesShipments", "bc-sales-shipments", "salesShipment", expand=("salesShipmentLines",))
+ITEMS = WatchedEntitySet("items", "bc-items", "item", expand=("itemVariants",))
+SHIPMENTS = WatchedEntitySet("salesShipments", "bc-sales-shipments", "salesShipment",
+                             expand=("salesShipmentLines",))
 ID = "0b1c7f4e-8a47-4f4b-9e0b-6a0d3b1f2c3d"
 
 
@@ -21,31 +22,31 @@ def row(state: str, modified: str = T1, **more: str) -> dict:
 
 
 def test_a_read_newer_than_recorded_is_an_update_and_the_same_or_older_is_nothing_new():
-    assert claim_verdict(row("emitted"), "m2", NOW, T2) == "free"
+    assert hold_verdict(row("emitted"), "m2", NOW, T2) == "free"
     assert recorded_of(row("emitted"), deleting=False) == Recorded("updated", T1, "1000")
-    assert claim_verdict(row("known"), "m2", NOW, T2) == "free"
-    assert claim_verdict(row("emitted"), "m2", NOW, T1) == "settled"
-    assert claim_verdict(row("emitted", modified=T2), "m2", NOW, T1) == "settled"
-    assert claim_verdict(row("emitted"), "m2", NOW, None) == "settled"  # a created note, before the GET
+    assert hold_verdict(row("known"), "m2", NOW, T2) == "free"
+    assert hold_verdict(row("emitted"), "m2", NOW, T1) == "settled"
+    assert hold_verdict(row("emitted", modified=T2), "m2", NOW, T1) == "settled"
+    assert hold_verdict(row("emitted"), "m2", NOW, None) == "settled"  # a created note, before the GET
 
 
 def test_a_new_entity_is_a_creation_and_a_taken_over_claim_keeps_its_change():
-    assert claim_verdict(None, "m1", NOW, T1) == "free" and recorded_of(None, False).change == "created"
+    assert hold_verdict(None, "m1", NOW, T1) == "free" and recorded_of(None, False).change == "created"
     abandoned = row("claimed", change="updated", claimed_until="2026-02-01T00:00:00Z")
-    assert claim_verdict(abandoned, "m2", NOW, T2) == "free"
+    assert hold_verdict(abandoned, "m2", NOW, T2) == "free"
     assert recorded_of(abandoned, False).change == "updated"
     live = row("claimed", change="created", claimed_until="2026-03-01T00:05:00Z")
-    assert claim_verdict(live, "m2", NOW, T2) == "busy"
-    absurd = row("claimed", change="created", claimed_until="2026-04-01T00:00:00Z")  # > CLAIM_SECONDS ahead
-    assert claim_verdict(absurd, "m2", NOW, T2) == "free"  # not believed: counts as abandoned
+    assert hold_verdict(live, "m2", NOW, T2) == "busy"
+    absurd = row("claimed", change="created", claimed_until="2026-04-01T00:00:00Z")  # > HOLD_SECONDS ahead
+    assert hold_verdict(absurd, "m2", NOW, T2) == "free"  # not believed: counts as abandoned
 
 
 def test_a_deletion_is_claimed_once_and_remembers_the_number():
-    assert claim_verdict(row("emitted"), "m2", NOW, deleting=True) == "free"
+    assert hold_verdict(row("emitted"), "m2", NOW, deleting=True) == "free"
     assert recorded_of(row("emitted"), deleting=True) == Recorded("deleted", T1, "1000")
     gone = row("gone", expires_at="2026-03-10T00:00:00Z")
-    assert claim_verdict(gone, "m3", NOW, deleting=True) == "settled"
-    assert claim_verdict(gone, "m3", NOW, T2) == "settled"  # a late `updated` of a deleted entity
+    assert hold_verdict(gone, "m3", NOW, deleting=True) == "settled"
+    assert hold_verdict(gone, "m3", NOW, T2) == "settled"  # a late `updated` of a deleted entity
 
 
 def test_update_event_ids_follow_the_change_and_creation_ids_the_entity():

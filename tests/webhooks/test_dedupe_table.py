@@ -24,7 +24,7 @@ def test_of_two_runners_racing_for_the_same_entities_each_entity_goes_to_exactly
     log = DedupeLog(runtime.storage, 14)
     entities = ids(40)
     with ThreadPoolExecutor(2) as pool:
-        first, second = pool.map(lambda owner: log.claim(SCOPE, entities, owner), ["m1", "m2"])
+        first, second = pool.map(lambda owner: log.hold(SCOPE, entities, owner), ["m1", "m2"])
     assert first.won | second.won == set(entities) and not first.won & second.won
     assert first.busy == second.won and second.busy == first.won  # each sees the other's live claims
 
@@ -32,20 +32,20 @@ def test_of_two_runners_racing_for_the_same_entities_each_entity_goes_to_exactly
 def test_a_retry_of_the_same_owner_carries_on_with_its_claims(runtime):
     log = DedupeLog(runtime.storage, 14)
     entities = ids(20)
-    assert log.claim(SCOPE, entities, "m1").won == set(entities)
-    assert log.claim(SCOPE, entities, "m1").won == set(entities)
-    assert log.claim(SCOPE, entities, "m2").won == set()
-    assert log.claim(SCOPE, entities, "m2").busy == set(entities)
+    assert log.hold(SCOPE, entities, "m1").won == set(entities)
+    assert log.hold(SCOPE, entities, "m1").won == set(entities)
+    assert log.hold(SCOPE, entities, "m2").won == set()
+    assert log.hold(SCOPE, entities, "m2").busy == set(entities)
 
 
 def test_announced_gone_and_known_entities_are_not_claimed_again(runtime):
     log = DedupeLog(runtime.storage, 14)
     emitted, gone, known, new = ids(15), ids(3), ids(2), ids(5)
-    log.claim(SCOPE, emitted + gone, "m1")
+    log.hold(SCOPE, emitted + gone, "m1")
     log.settle(SCOPE, emitted, "emitted")
     log.settle(SCOPE, gone, "gone")
     log.settle(SCOPE, known, "known")
-    claims = log.claim(SCOPE, emitted + gone + known + new, "m1")
+    claims = log.hold(SCOPE, emitted + gone + known + new, "m1")
     assert claims.won == set(new) and not claims.busy
 
 
@@ -56,7 +56,7 @@ def test_gone_markers_past_the_ttl_are_forgotten_and_purged_but_announced_and_kn
     forgetful.settle(SCOPE, known, "known")
     forgetful.settle(SCOPE, gone, "gone")
     assert forgetful.purge_gone(SCOPE) == 30
-    assert forgetful.claim(SCOPE, emitted + known + gone, "m2").won == set(gone)
+    assert forgetful.hold(SCOPE, emitted + known + gone, "m2").won == set(gone)
 
 
 class _AnswerLostOnce(RequestsTransport):
@@ -82,10 +82,10 @@ def test_settling_survives_a_transaction_whose_answer_was_lost(azurite, runtime)
     storage = SimpleNamespace(table=lambda name: table)
     log = DedupeLog(storage, 14)
     entities = ids(150)
-    log.claim(SCOPE, entities, "m1")
+    log.hold(SCOPE, entities, "m1")
     log.settle(SCOPE, entities, "emitted", "m1")
     assert transport.lost == 1
-    assert log.claim(SCOPE, entities, "m2").won == set()  # every entity recorded as announced
+    assert log.hold(SCOPE, entities, "m2").won == set()  # every entity recorded as announced
 
 
 def test_purging_survives_a_delete_transaction_whose_answer_was_lost(azurite, runtime):
@@ -120,8 +120,8 @@ def test_rows_that_do_not_validate_count_as_absent_or_abandoned_and_are_logged_o
                             mode=UpdateMode.REPLACE)
     modified = dict.fromkeys(poisoned, "2026-01-01T00:00:00Z")
     with caplog.at_level("WARNING"):
-        claims = log.claim(SCOPE, list(poisoned), "m1", modified)  # today: a ValueError or all busy
-        log.claim(SCOPE, list(poisoned), "m2", modified)
+        claims = log.hold(SCOPE, list(poisoned), "m1", modified)  # today: a ValueError or all busy
+        log.hold(SCOPE, list(poisoned), "m2", modified)
     assert claims.won == set(poisoned) and not claims.busy
     warned = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
     assert len(warned) == 4  # every invalid row once (the bad `modified` is only not believed)

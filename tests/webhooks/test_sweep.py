@@ -44,7 +44,7 @@ def write_baselining_marker(company_id: str, cutoff: str, updated_at: str) -> di
     return row
 
 
-def items_trigger() -> sweep.Trigger:
+def items_trigger() -> sweep.WatchedEntitySet:
     return get_runtime().settings.connection("default").trigger("items")
 
 
@@ -86,7 +86,7 @@ def test_an_entity_whose_claim_was_abandoned_is_announced_by_a_later_sweep(scena
     later = s.bc.create_item()
     dedupe = DedupeLog(get_runtime().storage, 14)
     # a notification message claims `stuck`, then dies (it will end in poison)
-    assert dedupe.claim(DedupeScope("default", s.company_id, "items"), [stuck["id"]], "dying-message").won
+    assert dedupe.hold(DedupeScope("default", s.company_id, "items"), [stuck["id"]], "dying-message").won
     s.host.fire_timer("sweep_created")
     assert [e["subject"] for e in s.queues.take(QUEUE_ITEMS)] == [later["id"]]
     assert items_cursor(s.company_id)["cursor"] < stuck["lastModifiedDateTime"]

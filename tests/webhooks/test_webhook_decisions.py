@@ -11,7 +11,7 @@ import pytest
 from connector.bc.timestamps import bc_datetime, iso
 from connector.settings import load_settings
 from connector.webhooks.client_state import client_state, key_id, signing_key
-from connector.webhooks.dedupe import claim_verdict
+from connector.webhooks.dedupe import hold_verdict
 from connector.webhooks.directory import KnownSubscription
 from connector.webhooks.notifications import pack_messages, parse_queued
 from connector.webhooks.processor import collection_since, entity_id, plan
@@ -346,7 +346,7 @@ def mark(state: str, owner: str = "m1", claimed_for: float = 60, expires_in: flo
     (mark("known", expires_in=-400 * 86400), "m2", "settled"),
 ])
 def test_who_may_announce_an_entity(existing, owner, verdict):
-    assert claim_verdict(existing, owner, NOW) == verdict
+    assert hold_verdict(existing, owner, NOW) == verdict
 
 
 def entity(entity_id: str, seconds: float) -> dict:
