@@ -107,6 +107,19 @@ def test_ctrl_c_and_kill_stop_every_child_including_azurite(launchers, tmp_path,
     assert [p for p in run.ports if not port_is_free(p)] == []
 
 
+def test_a_run_whose_storage_stopped_answering_still_stops_on_sigterm(launchers, tmp_path):
+    """What a loaded machine does to a stop: queue polls and invocations hang in storage calls (the
+    SDK retries for minutes); the host's stop is given up on after a while instead of waited for."""
+    run = start(launchers, tmp_path)
+    azurite = run.azurite_group
+    os.killpg(azurite, signal.SIGSTOP)  # Azurite frozen: nothing it is asked answers
+
+    run.signal(signal.SIGTERM)
+
+    assert run.wait() == 0, run.output  # not held by the host's stop (it says when it gave up on it)
+    assert running_in_group(azurite) == []
+
+
 def test_a_killed_run_takes_azurite_along_and_a_restart_keeps_bc_in_step_with_storage(launchers, tmp_path):
     first = start(launchers, tmp_path)
     subscribed = subscribe(first)
