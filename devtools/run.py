@@ -331,7 +331,10 @@ def serve(args: argparse.Namespace, data: DataDir, stop: threading.Event) -> Non
         threading.Thread(target=follow_public_url, args=(host.url, public), name="follow-public-url",
                          daemon=True).start()
         say("Ctrl-C to stop.")
-        stop.wait()
+        # with a timeout: a signal the kernel hands to another thread only flags the handler, and a
+        # main thread blocked in an untimed wait would never run it (a lost Ctrl-C on a busy machine)
+        while not stop.wait(0.5):
+            pass
         say("stopping ...")
 
 
