@@ -33,7 +33,7 @@ from connector.signing import queue_signer, seal_json
 from connector.telemetry import current_traceparent
 from connector.webhooks.context import WebhookContext
 from connector.webhooks.notifications import pack_messages
-from connector.webhooks.receiver import ACCEPTED, Reply, declared_length, handshake
+from connector.webhooks.receiver import ACCEPTED, Reply, answer_bc_push
 
 log = logging.getLogger(__name__)
 
@@ -95,39 +95,29 @@ def screen(ctx: WebhookContext, connection: str, items: list[dict[str, Any]]
 
 def receive_request(params: Mapping[str, str], headers: Mapping[str, str], read_body: Callable[[], bytes],
                     get_context: Callable[[], WebhookContext]) -> Reply:
-    """Answer one business-event request, never with a 4xx or 500."""
-    reply = handshake(params)
-    if reply is not None:
-        return reply
+    """Answer one business-event request, never with a 4xx or 500 (`answer_bc_push`'s frame)."""
+    return answer_bc_push("business event", params, headers, read_body, get_context,
+                          lambda ctx, body: queue_notifications(ctx, params, body))
+
+
+def queue_notifications(ctx: WebhookContext, params: Mapping[str, str], body: bytes) -> Reply:
+    """Screen a business-event body and queue its notifications; 503 when storage is down."""
     try:
-        ctx = get_context()
-    except Exception:
-        log.exception("business event: the connector cannot start; answered 503 so BC retries")
-        return Reply(503, "not ready")
+        items = notifications_of(body)
+    except ValueError as exc:
+        log.warning("business event: %s; acknowledged, nothing processed", exc)
+        return ACCEPTED
+    notes, refused = screen(ctx, params.get("connection", ""), items)
+    if refused:
+        log.warning("business event: refused %s (not processed)", dict(refused))
     try:
-        declared = declared_length(headers)
-        if declared is not None and declared > ctx.settings.webhook_max_body_bytes:
-            log.error("business event: Content-Length %d too large; acknowledged unread", declared)
-            return ACCEPTED
-        try:
-            items = notifications_of(read_body())
-        except ValueError as exc:
-            log.warning("business event: %s; acknowledged, nothing processed", exc)
-            return ACCEPTED
-        notes, refused = screen(ctx, params.get("connection", ""), items)
-        if refused:
-            log.warning("business event: refused %s (not processed)", dict(refused))
-        try:
-            signer = queue_signer(ctx.settings.token_encryption_keys, QUEUE_NOTIFICATIONS)
-            sender = ctx.storage.sender(QUEUE_NOTIFICATIONS, retry_total=0)  # BC retries a 503
-            for text in pack_messages(notes, traceparent=current_traceparent()):
-                sender.send(seal_json(signer, text), retries=0)
-        except AzureError as exc:
-            log.error("business event: storage unavailable (%s); answered 503 so BC retries",
-                      type(exc).__name__)
-            return Reply(503, "storage unavailable")
-        log.info("business event: %d notification(s), %d queued", len(items), len(notes))
-        return ACCEPTED
-    except Exception:
-        log.exception("business event: unexpected failure; acknowledged, nothing processed")
-        return ACCEPTED
+        signer = queue_signer(ctx.settings.token_encryption_keys, QUEUE_NOTIFICATIONS)
+        sender = ctx.storage.sender(QUEUE_NOTIFICATIONS, retry_total=0)  # BC retries a 503
+        for text in pack_messages(notes, traceparent=current_traceparent()):
+            sender.send(seal_json(signer, text), retries=0)
+    except AzureError as exc:
+        log.error("business event: storage unavailable (%s); answered 503 so BC retries",
+                  type(exc).__name__)
+        return Reply(503, "storage unavailable")
+    log.info("business event: %d notification(s), %d queued", len(items), len(notes))
+    return ACCEPTED

@@ -153,30 +153,39 @@ def screen(elements: list[Any], known: Mapping[str, KnownSubscription],
     return result
 
 
-def receive_request(params: Mapping[str, str], headers: Mapping[str, str], read_body: Callable[[], bytes],
-                    get_context: Callable[[], WebhookContext]) -> Reply:
-    """Answer one request to the webhook endpoint, never with a 4xx or 500: a body declared larger
-    than WEBHOOK_MAX_BODY_BYTES is not read (202), anything unexpected is logged and acked (202; the
-    same body would fail again), a connector that cannot start answers 503 (BC retries)."""
+def answer_bc_push(kind: str, params: Mapping[str, str], headers: Mapping[str, str],
+                   read_body: Callable[[], bytes], get_context: Callable[[], WebhookContext],
+                   handle: Callable[[WebhookContext, bytes], Reply]) -> Reply:
+    """The frame of every endpoint BC pushes to, never a 4xx or 500: the handshake; a connector that
+    cannot start answers 503 (BC retries); a body declared larger than WEBHOOK_MAX_BODY_BYTES is not
+    read (202); anything unexpected in `handle` is logged and acked (202; the same body would fail
+    again)."""
     reply = handshake(params)
     if reply is not None:
         return reply
     try:
         ctx = get_context()
     except Exception:
-        log.exception("webhook: the connector cannot start; answered 503 so BC retries")
+        log.exception("%s: the connector cannot start; answered 503 so BC retries", kind)
         return Reply(503, "not ready")
     try:
         declared = declared_length(headers)
         if declared is not None and declared > ctx.settings.webhook_max_body_bytes:
-            log.error("webhook: Content-Length %d exceeds WEBHOOK_MAX_BODY_BYTES (%d); acknowledged "
-                      "unread (the next sweep announces what it created)", declared,
+            log.error("%s: Content-Length %d exceeds WEBHOOK_MAX_BODY_BYTES (%d); acknowledged "
+                      "unread (the next sweep announces what it created)", kind, declared,
                       ctx.settings.webhook_max_body_bytes)
             return ACCEPTED
-        return receive(params, read_body(), lambda: ctx)
+        return handle(ctx, read_body())
     except Exception:
-        log.exception("webhook: unexpected failure; acknowledged, nothing processed")
+        log.exception("%s: unexpected failure; acknowledged, nothing processed", kind)
         return ACCEPTED
+
+
+def receive_request(params: Mapping[str, str], headers: Mapping[str, str], read_body: Callable[[], bytes],
+                    get_context: Callable[[], WebhookContext]) -> Reply:
+    """Answer one request to the webhook endpoint (`answer_bc_push`'s frame around `receive`)."""
+    return answer_bc_push("webhook", params, headers, read_body, get_context,
+                          lambda ctx, body: receive(params, body, lambda: ctx))
 
 
 def announced_change(settings: Settings, sub: KnownSubscription, change: str) -> bool:
