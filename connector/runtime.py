@@ -25,7 +25,7 @@ from connector.health.checks import budget_exhausted
 from connector.health.events import HealthEvents
 from connector.health.pause import PauseSwitch
 from connector.ops.activity import ActivityRecorder
-from connector.ops.status import read_status, status_readings
+from connector.ops.status import gauge_report, status_readings
 from connector.orders.variants import ItemVariants
 from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, host_max_dequeue_count, load_settings
 from connector.storage import Storage
@@ -82,7 +82,7 @@ class Runtime:
     def _gauges(self) -> dict[str, list[tuple[float, dict[str, str]]]]:
         """The observable gauges, read from storage."""
         now = utc_now()
-        return status_readings(read_status(self.settings, self.storage, now, throughput=False), now)
+        return status_readings(gauge_report(self.settings, self.storage, now), now)
 
     @cached_property
     def budget(self) -> Budget:
