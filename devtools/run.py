@@ -299,7 +299,7 @@ def serve(args: argparse.Namespace, data: DataDir, stop: threading.Event) -> Non
         if stop.is_set():
             return
         host = start_hosts(args.instances, ports.host, data, started)
-        if with_emulator:  # what BC held back while the host was down goes out now
+        if with_emulator and emulator.bc is not None:  # what BC held back while the host was down goes out
             threading.Thread(target=emulator.bc.flush_webhooks, name="flush-webhooks", daemon=True).start()
         public = os.environ["PUBLIC_BASE_URL"]
         where = "" if ports.azurite == 10000 else f"; connection string: {azurite.connection_string}"

@@ -62,6 +62,8 @@ def index(app: func.FunctionApp) -> list[FunctionSpec]:
 
 def _spec(function: Function) -> FunctionSpec:
     name = function.get_function_name()
+    if not name:
+        raise ConfigError(f"function {function.get_user_function()!r} has no name")
     bindings = [json.loads(raw) for raw in function.get_raw_bindings()]
     triggers = [b for b in bindings if b["type"].endswith("Trigger")]
     if len(triggers) != 1 or triggers[0]["type"] not in TRIGGERS:

@@ -80,7 +80,8 @@ class HttpApp:
                 return _too_large()(environ, start_response)
         except RequestEntityTooLarge:  # Content-Length over the limit: not read at all
             return _too_large()(environ, start_response)
-        return self._invoke(spec, request, route_params)(environ, start_response)
+        values = {key: str(value) for key, value in route_params.items()}  # the worker passes text
+        return self._invoke(spec, request, values)(environ, start_response)
 
     def _body_limit(self) -> int:
         """FUNCTIONS_REQUEST_BODY_SIZE_LIMIT in bytes, as the Functions host reads it (100 MB unset)."""

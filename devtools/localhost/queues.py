@@ -59,6 +59,13 @@ class _Lease:
     done: bool = False
 
 
+def _receipt(message: StorageMessage) -> str:
+    """The pop receipt of a received or updated message (typed optional by the SDK; Storage sends one)."""
+    if message.pop_receipt is None:
+        raise AzureError(f"message {message.id} came back without a pop receipt")
+    return message.pop_receipt
+
+
 class QueueListener:
     """Polls one queue for one queue-triggered function and runs it in a bounded thread pool."""
 
@@ -137,7 +144,7 @@ class QueueListener:
                 continue
             delay = MIN_POLLING_INTERVAL
             for message in messages:
-                lease = _Lease(message, message.pop_receipt, time.monotonic() + self._lease / 2)
+                lease = _Lease(message, _receipt(message), time.monotonic() + self._lease / 2)
                 with self._cond:
                     self._leases[message.id] = lease
                 self._pool.submit(self._process, lease)
@@ -238,11 +245,11 @@ class QueueListener:
             if lease.done:
                 return
             try:
-                updated = self._client.update_message(
+                receipt = _receipt(self._client.update_message(
                     lease.message.id, lease.pop_receipt, visibility_timeout=self._lease
-                )
+                ))
             except AzureError as exc:
                 log.warning("queue %s: lease of %s not renewed: %s", self.queue_name, lease.message.id, exc)
                 return
-            lease.pop_receipt = updated.pop_receipt
+            lease.pop_receipt = receipt
             lease.renew_at = time.monotonic() + self._lease / 2
