@@ -22,6 +22,7 @@ from werkzeug.wrappers import Request, Response
 
 from .config import is_true
 from .functions import FunctionSpec, Invoker
+from .stopping import Deadline, join_within
 
 log = logging.getLogger("devtools.localhost")
 
@@ -173,7 +174,9 @@ class HttpServer:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
-        self._server.shutdown()
+    def stop(self, deadline: Deadline) -> list[str]:
+        """Stop accepting requests (requests in flight are not waited for, their threads are daemons)."""
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, so only while it runs
+            self._server.shutdown()
         self._server.server_close()
-        self._thread.join(timeout=5)
+        return join_within(self._thread, deadline, "the HTTP server")

@@ -110,6 +110,6 @@ def test_stop_waits_for_running_messages(make_host) -> None:
     deadline = time.monotonic() + 10
     while not seen.messages and time.monotonic() < deadline:
         time.sleep(0.05)
-    host.stop()
+    assert host.stop() == []
     assert seen.running == 0
     assert [i.outcome for i in host.invocations if i.function == "work"] == ["succeeded"]
