@@ -40,6 +40,7 @@ class EmulatorParts(Protocol):
     faults: Faults
     entra: Entra
     bc: Any  # the BC API app (`bc_api.BCApi`), or None
+    url: str  # where it listens (`https://host:port`), once started
 
     @property
     def requests(self) -> list[LoggedRequest]: ...

@@ -256,9 +256,7 @@ class DocumentRules:
 
     def update_line(self, company: Company, set_name: str, row: Row, values: dict[str, Any]) -> None:
         """PATCH a line; the header's totals follow."""
-        header_set = HEADERS[set_name]
-        header = company.sets[header_set].get(row.data["documentId"])
-        self._check_draft(header_set, header)
+        header_set, header = self._header_of(company, set_name, row)
         data = row.data | values
         if any(k in values for k in ("itemId", "accountId", "lineType", "itemVariantId")):
             self._apply_product(company, data, values, new=False)
@@ -278,11 +276,18 @@ class DocumentRules:
 
     def delete_line(self, company: Company, set_name: str, row: Row) -> None:
         """DELETE a line; the header's totals follow."""
-        header_set = HEADERS[set_name]
-        header = company.sets[header_set].get(row.data["documentId"])
-        self._check_draft(header_set, header)
+        header_set, header = self._header_of(company, set_name, row)
         self.store.delete(company, set_name, row)
         self.recalc(company, header_set, header)
+
+    def _header_of(self, company: Company, set_name: str, line: Row) -> tuple[str, Row]:
+        """The set and row of an existing line's document, which must still be a draft."""
+        header_set = HEADERS[set_name]
+        header = company.sets[header_set].get(line.data["documentId"])
+        if header is None:  # lines go with their document, so only a broken store gets here
+            raise dialog("No document with the specified ID exists.")
+        self._check_draft(header_set, header)
+        return header_set, header
 
     def _apply_product(
         self, company: Company, data: dict[str, Any], values: dict[str, Any], *, new: bool
@@ -597,7 +602,7 @@ class DocumentRules:
         if order is None:
             return posted
         comments = [
-            (line.data, 0)
+            (line.data, 0.0)
             for line in company.sets["salesOrderLines"].children(order.id)
             if line.data["lineType"] == "Comment"
         ]
