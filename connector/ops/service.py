@@ -40,8 +40,8 @@ class StatusService:
         PAGE_SIZE connections (or a `page` asked for), one page of them (`paging` says which)."""
         names = list(self._settings.connections)
         paging = None
-        if page is not None or len(names) > PAGE_SIZE:
-            names, paging = page_of(names, page)
+        if page is not None or len(names) > PAGE_SIZE:  # pages in name order: a page is a key range
+            names, paging = page_of(sorted(names), page)
         principals = [p.name for n in names for p in self._settings.connections[n].principals]
         in_parallel(self._verify, principals)  # Entra, at most once a minute per principal
         check_all(self._settings, self._storage, self._health, now)

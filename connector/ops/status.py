@@ -19,13 +19,13 @@ from typing import Any
 from urllib.parse import unquote
 
 from connector.auth.crypto import TokenCipher
-from connector.auth.token_store import tokens_stored
+from connector.auth.token_store import is_token_row
 from connector.auth.tokens import login_url
 from connector.bc.timestamps import iso, parse_iso, utc_now
 from connector.businessevents.subscriptions import event_url
 from connector.health.checks import secret_warning
-from connector.health.events import recent_health
-from connector.ops.activity import read_activity
+from connector.health.events import RECENT_WINDOW, latest_health
+from connector.ops.activity import activity_of, first_hour
 from connector.settings import (
     QUEUE_COMMANDS_POISON,
     QUEUE_CONNECTION_WORK_POISON,
@@ -35,13 +35,16 @@ from connector.settings import (
     TABLE_CONNECTIONS,
     TABLE_CURSORS,
     TABLE_DEDUPE,
+    TABLE_HEALTH,
     TABLE_ORDERS,
+    TABLE_STATS,
     TABLE_SUBSCRIPTIONS,
+    TABLE_TOKENS,
     ConnectionSettings,
     Settings,
     SettingsError,
 )
-from connector.storage import Storage, read_entity
+from connector.storage import Storage, table_key
 from connector.webhooks.subscription_plan import notification_url
 
 DEAD_LETTER_QUEUES = (QUEUE_SALES_ORDERS_POISON, QUEUE_NOTIFICATIONS_POISON, QUEUE_ITEM_PULLS_POISON,
@@ -162,11 +165,6 @@ def _key_problem(settings: Settings, conn: ConnectionSettings) -> str:
     return ""
 
 
-def _partition(storage: Storage, table: str, connection: str) -> list[dict[str, Any]]:
-    rows = storage.table(table).query_entities("PartitionKey eq @pk", parameters={"pk": connection})
-    return [dict(r) for r in rows]
-
-
 def partition_connection(partition_key: str) -> str:
     """The connection of a `bcorders`/`bcdedupe` row (`<connection>|<company>[|...]`, table-key quoted)."""
     return unquote(partition_key).split("|", 1)[0]
@@ -199,11 +197,11 @@ def _recent_throughput(storage: Storage, now: datetime) -> dict[str, dict[str, d
 
 
 Readings = dict[str, list[tuple[float, dict[str, str]]]]
-STATUS_READERS = 16  # connections whose rows are read at once for /api/status
+STATUS_READERS = 16  # principals whose tokens /api/status verifies at once
 
 
 def in_parallel(fn: Callable[[Any], Any], values: list[Any]) -> list[Any]:
-    """`fn` of each value, STATUS_READERS at a time, in order (storage reads: the threads wait)."""
+    """`fn` of each value, STATUS_READERS at a time, in order (Entra and storage: threads wait)."""
     if len(values) <= 1:
         return [fn(v) for v in values]
     with ThreadPoolExecutor(min(STATUS_READERS, len(values)), thread_name_prefix="status") as pool:
@@ -256,41 +254,74 @@ def read_status(settings: Settings, storage: Storage, now: datetime | None = Non
     """The whole report: every configured connection, and the dead-letter counts. `throughput` scans
     the order and dedupe tables for the last 24 hours: for people asking, not for the gauges.
     `login_link` gives a connection's sign-in link (the status route: a one-time link; else the
-    admin-level login URL). `names`: only these connections (a page of them). The connections' rows
-    are read STATUS_READERS at a time (a page of 50 is ~350 storage reads)."""
+    admin-level login URL). `names`: only these connections (a page of them). Each table is read
+    once for the connections shown (`PageRows`), not once per connection."""
     now = now or utc_now()
     login_link = login_link or (lambda name: login_url(settings, name))
     recent = _recent_throughput(storage, now) if throughput else {}
     wanted = None if names is None else set(names)
+    shown = [c for c in settings.connections.values() if wanted is None or c.name in wanted]
+    rows = PageRows(storage, [c.name for c in shown] + [p.name for c in shown for p in c.principals])
+    states = rows.read(TABLE_CONNECTIONS)
+    tokens = rows.read(TABLE_TOKENS, key=table_key, select=["PartitionKey", "RowKey"])
+    subscriptions, cursors = rows.read(TABLE_SUBSCRIPTIONS), rows.read(TABLE_CURSORS)
+    if throughput:
+        health = rows.read(TABLE_HEALTH, "time ge @since", {"since": iso(now - RECENT_WINDOW)})
+        activity = rows.read(TABLE_STATS, "RowKey ge @first", {"first": first_hour(now)}, key=table_key)
 
-    def report(conn: ConnectionSettings) -> dict[str, Any]:
-        found = read_entity(storage.table(TABLE_CONNECTIONS), conn.name, "state")
+    def row(name: str, row_key: str) -> dict[str, Any] | None:
+        return next((r for r in states[name] if r.get("RowKey") == row_key), None)
+
+    connections = []
+    for conn in shown:
         one = connection_report(
             conn,
             public_login_url=login_link(conn.name) if conn.uses_code_flow else "",
-            has_tokens=tokens_stored(storage, conn.name),
-            state_row=found[0] if found else None,
-            subscriptions=_partition(storage, TABLE_SUBSCRIPTIONS, conn.name),
-            cursors=_partition(storage, TABLE_CURSORS, conn.name),
+            has_tokens=any(is_token_row(r) for r in tokens[conn.name]),
+            state_row=row(conn.name, "state"),
+            subscriptions=subscriptions[conn.name],
+            cursors=cursors[conn.name],
             config_problem=_key_problem(settings, conn),
             notification_urls=(notification_url(settings, conn.name), event_url(settings, conn.name)),
         )
         one["throughput_24h"] = recent.get(conn.name, {"orders": {}, "events": {}})
         if len(conn.principals) > 1:
-            one["principals"] = [
-                principal_report(p, (read_entity(storage.table(TABLE_CONNECTIONS), p.name, "state")
-                                     or ({}, ""))[0]) for p in conn.principals]
+            one["principals"] = [principal_report(p, row(p.name, "state") or {}) for p in conn.principals]
         if throughput:
-            one["health_events"] = recent_health(storage, conn.name, now)
-            one["activity_24h"] = read_activity(storage, conn.name, now)
-            pause = read_entity(storage.table(TABLE_CONNECTIONS), conn.name, "pause")
+            one["health_events"] = latest_health(health[conn.name])
+            one["activity_24h"] = activity_of(activity[conn.name], now)
+            pause = row(conn.name, "pause")
             if pause:
-                one["paused"] = {k: pause[0].get(k, "") for k in ("reason", "fix", "since")}
-        return one
-
-    shown = [c for c in settings.connections.values() if wanted is None or c.name in wanted]
-    connections = in_parallel(report, shown)
+                one["paused"] = {k: pause.get(k, "") for k in ("reason", "fix", "since")}
+        connections.append(one)
     return {"generated_at": iso(now), "connections": connections, "dead_letters": dead_letter_counts(storage)}
+
+
+class PageRows:
+    """The rows of some connections (a status page), each table read in one query over the range
+    of their partition keys (a page of 50 names in order: a few transactions, not ~350); rows of
+    other partitions inside the range are read and dropped."""
+
+    def __init__(self, storage: Storage, names: list[str]):
+        self._storage = storage
+        self._names = names
+
+    def read(self, table: str, query: str = "", parameters: Mapping[str, Any] | None = None, *,
+             key: Callable[[str], str] = lambda name: name,
+             select: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Each name's rows of `table` (PartitionKey `key(name)`) that match `query`."""
+        found: dict[str, list[dict[str, Any]]] = {name: [] for name in self._names}
+        if not self._names:
+            return found
+        names = {key(name): name for name in self._names}
+        where = "PartitionKey ge @first and PartitionKey le @last" + (f" and {query}" if query else "")
+        for entity in self._storage.table(table).query_entities(
+                where, parameters={"first": min(names), "last": max(names), **(parameters or {})},
+                select=select):
+            name = names.get(str(entity.get("PartitionKey", "")))
+            if name is not None:
+                found[name].append(dict(entity))
+        return found
 
 
 def dead_letter_counts(storage: Storage) -> dict[str, int | None]:
