@@ -46,6 +46,7 @@ TARGET_WAIT_SECONDS = 300.0
 TARGET_COLD_START_SECONDS = 120.0
 TARGET_STATUS_PAINT_MS = 1000.0
 SAMPLE = 3
+SHARED_APP = ("app-scale", "s-scale")  # `--declare table`: one multi-tenant app in every tenant
 # What the default schedules fire in an hour, in order (minute, task): ITEM_PULL_SCHEDULE every 15
 # minutes, SWEEP_SCHEDULE every 30, SUBSCRIPTION_RENEWAL_SCHEDULE at minute 7.
 HOUR = ((0, "pull"), (0, "sweep"), (7, "renewal"), (15, "pull"), (30, "pull"), (30, "sweep"), (45, "pull"))
@@ -128,18 +129,24 @@ def proxied(azurite: Any) -> tuple[str, dict[str, CountingProxy]]:
     return (f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};{ends};", proxies)
 
 
-def build_tenants(emulator: Any, environments: int, companies: int) -> list[dict[str, Any]]:
+def build_tenants(emulator: Any, environments: int, companies: int, shared_app: bool = False
+                  ) -> list[dict[str, Any]]:
     """N environments (production + sandbox per tenant) × M companies; the first tenant seeded with
-    the demo data (the end-to-end sample), the others empty. One connection per company."""
+    the demo data (the end-to-end sample), the others empty. One connection per company. Each tenant
+    has its own app registration, or with `shared_app` one multi-tenant app consented in every
+    tenant (an integrator's usual set-up: one client id and secret, the app settings')."""
     tenants = (environments + 1) // 2
     names = [f"Company {n:02d}" for n in range(1, companies + 1)]
+
+    def client(t: int) -> tuple[str, str]:
+        return SHARED_APP if shared_app else (f"app-t{t:03d}", f"s-{t}")
 
     def tenant(t: int) -> dict[str, Any]:
         envs = ("production", "sandbox")[: min(2, environments - 2 * t)]
         return {
             "domain": f"t{t:03d}.example",
             "environments": {env: names for env in envs},
-            "clients": [{"client_id": f"app-t{t:03d}", "client_secret": f"s-{t}"}],
+            "clients": [{"client_id": client(t)[0], "client_secret": client(t)[1]}],
         }
 
     batches = [[0]] + [list(range(s, min(tenants, s + 25))) for s in range(1, tenants, 25)]
@@ -156,8 +163,8 @@ def build_tenants(emulator: Any, environments: int, companies: int) -> list[dict
                             "tenant": created["domain"],
                             "environment": env,
                             "company": company["id"],
-                            "client_id": f"app-t{n:03d}",
-                            "secret": f"s-{n}",
+                            "client_id": client(n)[0],
+                            "secret": client(n)[1],
                         }
                     )
     return connections
@@ -171,14 +178,17 @@ def admin(emulator: Any, body: dict[str, Any]) -> dict[str, Any]:
     return resp.json()
 
 
-def environment(storage: str, emulator: Any, connections: list[dict[str, Any]]) -> dict[str, str]:
-    """App settings: one connection per company (prefixed settings), timers quiet (the bench runs
+def environment(storage: str, emulator: Any, connections: list[dict[str, Any]], declare: str = "settings"
+                ) -> dict[str, str]:
+    """App settings: the connections (`settings`: one per company as prefixed app settings; `table`:
+    none, they are rows of the connection table, `declare_in_table`), timers quiet (the bench runs
     their bodies), the default fan-out."""
     from connector.settings import SETTINGS
 
+    in_settings = connections if declare == "settings" else []
     values = {s.name: "0 0 0 1 1 *" for s in SETTINGS if s.name.endswith("_SCHEDULE")} | {
         "AzureWebJobsStorage": storage,
-        "BC_CONNECTIONS": ",".join(c["name"] for c in connections),
+        "BC_CONNECTIONS": ",".join(c["name"] for c in in_settings),
         "BC_GRANT_TYPE": "client_credentials",
         "BC_CLIENT_ID": connections[0]["client_id"],
         "BC_CLIENT_SECRET": connections[0]["secret"],
@@ -188,7 +198,7 @@ def environment(storage: str, emulator: Any, connections: list[dict[str, Any]]) 
         "TLS_CA_BUNDLE": emulator.ca_bundle,
         "TOKEN_ENCRYPTION_KEY": "q2Vv1ZB7dVHt3K3b8f3mYbTq8Ynq5m4mJc2xw8tqYk0=",  # a throw-away key
     }
-    for c in connections:
+    for c in in_settings:
         prefix = c["name"].upper()
         values |= {
             f"{prefix}__BC_TENANT": c["tenant"],
@@ -198,6 +208,35 @@ def environment(storage: str, emulator: Any, connections: list[dict[str, Any]]) 
             f"{prefix}__BC_CLIENT_SECRET": c["secret"],
         }
     return values
+
+
+def declare_in_table(storage: str, connections: list[dict[str, Any]]) -> float:
+    """The connections as rows of the connection table (`bcconnectiondefs`), 100 a transaction;
+    no secret in a row: the shared app's is the app setting. Seconds taken."""
+    from connector.connection_table import put_connections
+    from connector.settings import load_storage_settings
+    from connector.storage import Storage
+
+    started = time.monotonic()
+    put_connections(Storage(load_storage_settings({"AzureWebJobsStorage": storage})), {
+        c["name"]: {"BC_TENANT": c["tenant"], "BC_ENVIRONMENT": c["environment"], "BC_COMPANY": c["company"]}
+        for c in connections})
+    return time.monotonic() - started
+
+
+def work_queue(env: dict[str, str]) -> Any:
+    """The timers' fan-out as the app has it: every connection, the app settings' and the table's."""
+    import dataclasses
+
+    from connector.connection_table import LiveConnections
+    from connector.fanout.units import WorkQueue
+    from connector.settings import load_settings
+    from connector.storage import Storage
+
+    settings = load_settings(env)
+    storage = Storage(settings.storage)
+    settings = dataclasses.replace(settings, connections=LiveConnections(settings, storage))
+    return WorkQueue(settings, storage)
 
 
 def descendants(pid: int) -> list[int]:
@@ -357,14 +396,10 @@ def baseline_memory(storage: str, emu: Any, connections: list[dict[str, Any]], l
                     queues: list[Any]) -> dict[str, float]:
     """One instance with a few connections doing the warm-up's work (pull, subscriptions, sweep
     baseline): the memory an instance needs before connections add to it."""
-    from connector.fanout.units import WorkQueue
-    from connector.settings import load_settings
-    from connector.storage import Storage
     from devtools.localhost.cluster import HostCluster
 
     env = environment(storage, emu, connections)
-    settings = load_settings(env)
-    work = WorkQueue(settings, Storage(settings.storage))
+    work = work_queue(env)
     cluster = HostCluster(1, env, log_dir / "baseline").start(600)
     try:
         for task in ("pull", "renewal", "sweep"):
@@ -379,9 +414,7 @@ def baseline_memory(storage: str, emu: Any, connections: list[dict[str, Any]], l
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from azure.storage.queue import QueueClient
 
-    from connector.fanout.units import WorkQueue
-    from connector.settings import QUEUE_CONNECTION_WORK, QUEUE_NAMES, QUEUE_NOTIFICATIONS, load_settings
-    from connector.storage import Storage
+    from connector.settings import QUEUE_CONNECTION_WORK, QUEUE_NAMES, QUEUE_NOTIFICATIONS
     from devtools.azurite import Azurite
     from devtools.emulator import Emulator, EmulatorConfig
     from devtools.localhost.cluster import HostCluster
@@ -396,7 +429,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for name in QUEUE_NAMES:  # provisioned by Bicep in Azure
             QueueClient.from_connection_string(azurite.connection_string, name).create_queue()
         started = time.monotonic()
-        connections = build_tenants(emu, args.environments, args.companies)
+        connections = build_tenants(emu, args.environments, args.companies, args.declare == "table")
         print(
             f"  emulator: {len(connections)} companies in {args.environments} environments "
             f"built in {time.monotonic() - started:.1f}s",
@@ -410,9 +443,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         r["baseline"] = baseline_memory(storage, emu, few, log_dir, queues)
         print(f"  one instance with {len(few)} connections: peak {r['baseline']['peak']:.0f} MiB, "
               f"resident {r['baseline']['rss']:.0f} MiB", flush=True)
-        env = environment(storage, emu, connections)
-        settings = load_settings(env)
-        work = WorkQueue(settings, Storage(settings.storage))
+        env = environment(storage, emu, connections, args.declare)
+        if args.declare == "table":
+            seconds = declare_in_table(storage, connections)
+            print(f"  {len(connections)} connections declared in the connection table in {seconds:.1f}s",
+                  flush=True)
+        work = work_queue(env)
         cluster = HostCluster(args.hosts, env, log_dir)
         entra_before = Counter(emu.entra.calls)
         # Cold start: the warm-up's first run is queued before the instances start; from process
@@ -599,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sample", type=int, default=SAMPLE, help="companies with orders and items end to end"
     )
+    parser.add_argument("--declare", choices=("settings", "table"), default="settings",
+                        help="connections as app settings (NAME__BC_*) or rows of the connection table")
     parser.add_argument("--baseline", type=int, default=5,
                         help="connections of the one-instance run memory per connection is measured against")
     parser.add_argument("--quiet", type=float, default=20.0, help="seconds of idle polling measured")
