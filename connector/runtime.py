@@ -242,8 +242,11 @@ class Runtime:
         settings = dataclasses.replace(self.settings, connections={conn.name: conn})
         tokens = TokenService(settings, self.storage, health=self.health)
         client = self._new_client(conn, tokens)
-        ctx = dataclasses.replace(self.webhook_context, settings=settings, tokens=tokens,
-                                  bc=lambda _name=None: client)
+
+        def its_client(_name: str | None = None) -> BCClient:
+            return client
+
+        ctx = dataclasses.replace(self.webhook_context, settings=settings, tokens=tokens, bc=its_client)
         return delete_subscriptions(ctx, conn.name)
 
     def company_id(self, connection: str | None = None, wanted: str | None = None) -> str:

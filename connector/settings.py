@@ -523,6 +523,12 @@ class Settings:
         "Read by the Functions host (and the local host): a request body larger than this gets 413 "
         "before any function sees it (Azure's default is 100 MB). Twice WEBHOOK_MAX_BODY_BYTES, so "
         "the receiver still acknowledges a genuine oversized BC bundle.", host_binding=True, minimum=1024)
+    python_threadpool_thread_count: int = setting(
+        "PYTHON_THREADPOOL_THREAD_COUNT", "48",
+        "Read by the Python worker (and the local host): how many sync invocations run at once per "
+        "worker. host.json's batchSize + newBatchThreshold (32 + 16), so a queue function's whole "
+        "batch runs at once; unset, the worker (Python 3.9+) allows min(32, CPUs + 4).",
+        host_binding=True, minimum=1)
     auth_flow_ttl_seconds: int = setting("AUTH_FLOW_TTL_SECONDS", "600",
                                          "How long a started sign-in may take.", minimum=1)
     telemetry: TelemetrySettings = _nested(TelemetrySettings)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+log = logging.getLogger("devtools.localhost")
+
+WORKER_THREADS = "PYTHON_THREADPOOL_THREAD_COUNT"  # the Python worker's own app setting
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
 _SETTING = re.compile(r"%([^%]+)%")
 
@@ -35,6 +39,20 @@ def resolve_settings(value: str, env: Mapping[str, str], what: str) -> str:
         return env[name]
 
     return _SETTING.sub(lookup, value)
+
+
+def worker_threads(env: Mapping[str, str]) -> int | None:
+    """PYTHON_THREADPOOL_THREAD_COUNT as the Python worker reads it: how many sync invocations run at
+    once. None (no limit here) when unset, or when not a whole number of at least 1, which the worker
+    ignores with a warning too."""
+    raw = env.get(WORKER_THREADS, "").strip()
+    if not raw:
+        return None
+    count = int(raw) if raw.isdigit() else 0
+    if count < 1:
+        log.warning("%s must be a whole number of at least 1, not %r: ignored", WORKER_THREADS, raw)
+        return None
+    return count
 
 
 def _whole_number(raw: Mapping[str, object], key: str, default: int) -> int:

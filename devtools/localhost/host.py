@@ -14,7 +14,7 @@ from typing import Any
 
 import azure.functions as func
 
-from .config import HostConfig
+from .config import HostConfig, worker_threads
 from .functions import TRIGGERS, FunctionSpec, Invocation, Invoker, index
 from .http import HttpApp, HttpServer
 from .queues import DEFAULT_LEASE, QueueListener
@@ -44,7 +44,7 @@ class LocalHost:
         self.env: Mapping[str, str] = os.environ if env is None else env
         self._port = port
         self._queue_lease = queue_lease
-        self._invoker = Invoker(str(Path(host_json).resolve().parent))
+        self._invoker = Invoker(str(Path(host_json).resolve().parent), worker_threads(self.env))
         self._server: HttpServer | None = None
         self._queues: list[QueueListener] = []
         self._timers: dict[str, TimerRunner] = {}

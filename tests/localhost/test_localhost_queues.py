@@ -113,3 +113,16 @@ def test_stop_waits_for_running_messages(make_host) -> None:
     assert host.stop() == []
     assert seen.running == 0
     assert [i.outcome for i in host.invocations if i.function == "work"] == ["succeeded"]
+
+
+@pytest.mark.parametrize(("threads", "expected"), [("2", 2), ("none", 3)])
+def test_the_worker_thread_count_bounds_sync_invocations(make_host, threads, expected) -> None:
+    """PYTHON_THREADPOOL_THREAD_COUNT is the Python worker's pool: fewer threads than the batch run at a
+    time; a value the worker would ignore is ignored."""
+    host = make_host(queues={"batchSize": 3, "newBatchThreshold": 0}, PYTHON_THREADPOOL_THREAD_COUNT=threads)
+    client = queue(host)
+    for n in range(7):
+        client.send_message(json.dumps({"n": n, "sleep": 0.4}))
+    host.wait_idle(30)
+    assert len(seen.messages) == 7
+    assert seen.max_running == expected
