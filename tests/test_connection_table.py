@@ -28,6 +28,7 @@ from tests.waiting import wait_until
 
 IDLE_SECONDS = 90.0
 KV_REF = "@Microsoft.KeyVault(SecretUri=https://kv-test.vault.azure.net/secrets/usa-secret/)"
+KV_SHOP = "@Microsoft.KeyVault(VaultName=kv-test;SecretName=shop-bc)"
 
 
 @pytest.fixture
@@ -168,3 +169,43 @@ def runtime_env(connector_env: Callable[..., dict[str, str]]) -> tuple[Any, Any]
     connector_env(CONNECTIONS_REFRESH_SECONDS="3600")
     rt = runtime()
     return rt, rt.storage
+
+
+@pytest.fixture
+def vault_env(connector_env: Callable[..., dict[str, str]], emulator: Any) -> Any:
+    """The runtime with Key Vault references read from the emulator, as the managed identity."""
+    from devtools.emulator.config import IDENTITY_HEADER
+
+    connector_env(CONNECTIONS_REFRESH_SECONDS="3600", KEY_VAULT_HOST=emulator.url,
+                  IDENTITY_ENDPOINT=f"{emulator.url}/msi/token", IDENTITY_HEADER=IDENTITY_HEADER)
+    return runtime()
+
+
+def test_a_key_vault_reference_is_read_with_the_identity_and_a_rotation_is_picked_up_on_refusal(
+        vault_env, emulator):
+    from tests.conftest import CLIENT_ID, CLIENT_SECRET
+
+    rt = vault_env
+    emulator.keyvault.set_secret("kv-test", "shop-bc", CLIENT_SECRET)
+    put_connection(rt.storage, "shop", {"BC_COMPANY": CRONUS_UK_ID, "BC_CLIENT_SECRET": KV_SHOP})
+    assert rt.settings.connection("shop").client_secret == CLIENT_SECRET  # read through the SDK
+    assert rt.bc("shop").get(f"companies({CRONUS_UK_ID})")["id"] == CRONUS_UK_ID
+    row = rt.storage.table(TABLE_CONNECTION_DEFS).get_entity(PARTITION, "shop")
+    assert row["BC_CLIENT_SECRET"] == KV_SHOP  # the table only ever holds the reference
+
+    app = next(a for a in emulator.config.clients if a.client_id == CLIENT_ID)
+    try:  # rotation: the app registration takes a new secret, Key Vault gets it as a new version
+        app.client_secret = "rotated-secret"
+        emulator.keyvault.set_secret("kv-test", "shop-bc", "rotated-secret")
+        token = rt.tokens.access_token("shop", force_refresh=True)  # Entra refuses the cached one first
+        assert token and rt.settings.connection("shop").client_secret == "rotated-secret"
+        assert rt.bc("shop").get(f"companies({CRONUS_UK_ID})")["id"] == CRONUS_UK_ID
+    finally:
+        app.client_secret = CLIENT_SECRET
+
+
+def test_an_unreadable_reference_makes_its_row_invalid_with_the_reason(vault_env, emulator):
+    rt = vault_env
+    put_connection(rt.storage, "lost", {"BC_CLIENT_SECRET": KV_REF})  # no such secret in the vault
+    with pytest.raises(UnknownConnection, match="kv-test/usa-secret: no such secret"):
+        rt.settings.connection("lost")
