@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 import requests
 
-from connector.keyvault import BadReference, SecretResolver, SecretUnavailable, parse_reference, reference_text
+from connector.keyvault import (
+    BadReference,
+    SecretResolver,
+    SecretUnavailable,
+    parse_reference,
+    reference_text,
+)
 from devtools.emulator.config import IDENTITY_HEADER
 
 
@@ -24,7 +30,8 @@ def test_without_a_token_key_vault_answers_its_bearer_challenge(emulator):
     answer = requests.get(url, params={"api-version": "7.6"}, verify=emulator.ca_bundle, timeout=10)
     assert answer.status_code == 401
     challenge = answer.headers["WWW-Authenticate"]
-    assert challenge.startswith('Bearer authorization="') and 'resource="https://vault.azure.net"' in challenge
+    assert challenge.startswith('Bearer authorization="')
+    assert 'resource="https://vault.azure.net"' in challenge
     assert answer.json()["error"]["code"] == "Unauthorized"
     assert requests.get(url, verify=emulator.ca_bundle, timeout=10).status_code == 400  # no api-version
 
@@ -44,10 +51,10 @@ def test_the_sdk_reads_a_secret_with_the_managed_identity_and_the_resolver_cache
 def test_a_pinned_version_and_the_other_syntax(emulator, resolver):
     version = emulator.keyvault.set_secret("kv-test", "pinned", "old")
     emulator.keyvault.set_secret("kv-test", "pinned", "new")
-    assert resolver.resolve(f"@Microsoft.KeyVault(VaultName=kv-test;SecretName=pinned;SecretVersion={version})") \
-        == "old"
-    assert resolver.resolve("@Microsoft.KeyVault(SecretUri=https://kv-test.vault.azure.net/secrets/pinned/)") \
-        == "new"
+    pinned = f"@Microsoft.KeyVault(VaultName=kv-test;SecretName=pinned;SecretVersion={version})"
+    assert resolver.resolve(pinned) == "old"
+    current = "@Microsoft.KeyVault(SecretUri=https://kv-test.vault.azure.net/secrets/pinned/)"
+    assert resolver.resolve(current) == "new"
 
 
 def test_a_missing_secret_or_a_denied_identity_is_a_clear_error(emulator, resolver):
@@ -63,8 +70,9 @@ def test_a_missing_secret_or_a_denied_identity_is_a_clear_error(emulator, resolv
 
 
 def test_references_are_parsed_in_app_services_syntax():
-    assert parse_reference("@Microsoft.KeyVault(SecretUri=https://myvault.vault.azure.net/secrets/mysecret/)") \
-        == parse_reference("@Microsoft.KeyVault(VaultName=myvault;SecretName=mysecret)")
+    by_uri = "@Microsoft.KeyVault(SecretUri=https://myvault.vault.azure.net/secrets/mysecret/)"
+    by_name = "@Microsoft.KeyVault(VaultName=myvault;SecretName=mysecret)"
+    assert parse_reference(by_uri) == parse_reference(by_name)
     ref = parse_reference("@Microsoft.KeyVault(SecretUri=https://myvault.vault.azure.net/secrets/s/"
                           "ec96f02080254f109c51a1f14cdb1931)")
     assert (ref.vault, ref.name, ref.version) == ("myvault", "s", "ec96f02080254f109c51a1f14cdb1931")
