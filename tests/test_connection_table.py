@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import requests
 
 from connector.connection_table import (
     INVALID,
@@ -22,9 +23,11 @@ from connector.settings import TABLE_CONNECTION_DEFS, SettingsError, UnknownConn
 from connector.signing import seal_json
 from connector.storage import Storage
 from devtools.emulator.seed import CRONUS_UK_ID, CRONUS_USA_ID
+from tests.auth.browser import authorize, post_callback, start_login
 from tests.orders.support import SEED_EXAMPLE, OrderQueues, new_key
 from tests.queue_drain import drain_texts
 from tests.waiting import wait_until
+from tests.webhooks.scenario import EmulatedBC
 
 IDLE_SECONDS = 90.0
 KV_REF = "@Microsoft.KeyVault(SecretUri=https://kv-test.vault.azure.net/secrets/usa-secret/)"
@@ -70,6 +73,15 @@ def test_a_row_added_while_the_app_runs_is_used_at_once_changed_gets_a_new_clien
             for r in storage.table("bcsubscriptions").list_entities() if r.get("subscription_id")}
     usa_subs = {s for s, conn in subs.items() if conn == "usa"}
     assert usa_subs and usa_subs <= set(emulator.bc.webhooks.subscriptions)
+    usa = EmulatedBC(emulator, CRONUS_USA_ID)  # BC's webhook for it is processed
+    item = usa.create_item()
+    usa.flush()
+    h.wait_idle(IDLE_SECONDS)
+    created = wait_until(lambda: [e for e in events("bc-items") if e["data"].get("number") == item["number"]],
+                         60, "the item's event")
+    assert created[0]["source"] == f"bc-connector/usa/{CRONUS_USA_ID}"
+    status = requests.get(f"{h.url}/api/status", timeout=60).json()  # the status page lists it
+    assert {c["name"] for c in status["connections"]} == {"default", "usa"}
 
     # changed: the next refresh gives it new settings and a new BC client
     client = runtime().bc("usa")
@@ -98,6 +110,23 @@ def test_a_row_added_while_the_app_runs_is_used_at_once_changed_gets_a_new_clien
     [poisoned] = [json.loads(t) for t in drain_texts(storage.queue("bc-connection-work-poison"))]
     assert "connection 'usa' is no longer configured" in poisoned["reason"]
     assert list(runtime().settings.connections) == ["default"]
+
+
+def test_a_code_flow_connection_added_as_a_row_signs_in_without_a_restart(host, emulator):
+    h = host()
+    put_connection(runtime().storage, "shop", {"BC_GRANT_TYPE": "authorization_code",
+                                               "BC_COMPANY": CRONUS_UK_ID})
+    page = post_callback(authorize(emulator, start_login(h, "shop")))
+    assert page.status_code == 200, page.text
+    assert runtime().bc("shop").get(f"companies({CRONUS_UK_ID})")["id"] == CRONUS_UK_ID  # as the user
+    entity = {"PartitionKey": PARTITION, "RowKey": "leaky", "BC_CLIENT_SECRET": "in-the-clear"}
+    runtime().storage.table(TABLE_CONNECTION_DEFS).upsert_entity(entity)
+    wait_until(lambda: "leaky" in runtime().connections.errors, 30, "the row refused")
+    status = requests.get(f"{h.url}/api/status", timeout=60).json()
+    assert "plaintext secret" in status["connection_table"]["invalid"]["leaky"]
+    assert "in-the-clear" not in json.dumps(status)
+    page = requests.get(f"{h.url}/api/status", headers={"Accept": "text/html"}, timeout=60).text
+    assert "invalid rows" in page and "in-the-clear" not in page
 
 
 def test_a_plaintext_secret_makes_only_its_row_invalid_and_says_so(runtime_env):

@@ -264,4 +264,8 @@ def read_status(settings: Settings, storage: Storage, now: datetime | None = Non
         name: storage.queue(name).get_queue_properties().approximate_message_count
         for name in DEAD_LETTER_QUEUES
     }
-    return {"generated_at": iso(now), "connections": connections, "dead_letters": dead_letters}
+    report = {"generated_at": iso(now), "connections": connections, "dead_letters": dead_letters}
+    invalid = getattr(settings.connections, "errors", None)  # the connection table's invalid rows
+    if invalid:
+        report["connection_table"] = {"invalid": dict(sorted(invalid.items()))}
+    return report
