@@ -106,9 +106,15 @@ def test_a_row_added_while_the_app_runs_is_used_at_once_changed_gets_a_new_clien
     with pytest.raises(UnknownConnection, match="no longer configured"):
         runtime().settings.connection("usa")
     storage.queue("bc-connection-work").send_message(unit)
+    late = SEED_EXAMPLE | {"connection": "usa", "externalDocumentNumber": new_key()}
+    queues.send([late])
     h.wait_idle(IDLE_SECONDS)
     [poisoned] = [json.loads(t) for t in drain_texts(storage.queue("bc-connection-work-poison"))]
     assert "connection 'usa' is no longer configured" in poisoned["reason"]
+    [refused] = queues.results()
+    assert refused["status"] == "failed" and "no longer configured" in refused["error"]["message"]
+    kept = [json.loads(t)["externalDocumentNumber"] for t in queues.poison()]
+    assert kept == [late["externalDocumentNumber"]]
     assert list(runtime().settings.connections) == ["default"]
 
 
