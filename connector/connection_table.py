@@ -169,8 +169,10 @@ class LiveConnections(Mapping[str, ConnectionSettings]):
         self._rereads: dict[str, float] = {}
         self._due = 0.0  # the first lookup loads the table
         self._loaded = False
+        self._refreshing = False  # a background refresh is queued or running
         self._lock = threading.Lock()  # one refresh at a time
-        self._pool = ThreadPoolExecutor(8, thread_name_prefix="connection-secrets")
+        self._pool = ThreadPoolExecutor(8, thread_name_prefix="connection-rows")  # rows parsed, secrets read
+        self._refresher = ThreadPoolExecutor(1, thread_name_prefix="connection-refresh")
         self.refreshes = 0
 
     # -- Mapping --
@@ -213,13 +215,21 @@ class LiveConnections(Mapping[str, ConnectionSettings]):
                 with self._lock:  # everyone waits for the first load
                     if not self._loaded:
                         self._refresh_locked()
-            elif self._lock.acquire(blocking=False):  # later: one caller refreshes, the rest go on
+            elif not self._refreshing:  # later: read in the background, lookups go on meanwhile
+                self._refreshing = True
                 try:
-                    if self._clock() >= self._due:
-                        self._refresh_locked()
-                finally:
-                    self._lock.release()
+                    self._refresher.submit(self._background_refresh)
+                except RuntimeError:  # closed
+                    self._refreshing = False
         return self._view
+
+    def _background_refresh(self) -> None:
+        try:
+            with self._lock:
+                if self._clock() >= self._due:
+                    self._refresh_locked()
+        finally:
+            self._refreshing = False
 
     def refresh(self) -> None:
         """Read the table now (tests, the CLI)."""
@@ -229,7 +239,7 @@ class LiveConnections(Mapping[str, ConnectionSettings]):
     def _refresh_locked(self) -> None:
         try:
             entities = list_rows(self._storage)
-        except AzureError as exc:
+        except Exception as exc:  # noqa: BLE001 - the app-setting connections must go on working
             log.error("connection table: not read (%s); the connections loaded before stay", exc)
             self._due = self._clock() + min(self._interval, 5.0)
             self._loaded = True
@@ -335,7 +345,7 @@ class LiveConnections(Mapping[str, ConnectionSettings]):
             entity = self._storage.table(TABLE_CONNECTION_DEFS).get_entity(PARTITION, name)
         except ResourceNotFoundError:
             return None
-        except AzureError as exc:
+        except Exception as exc:  # noqa: BLE001 - a lookup that cannot read says "unknown"
             log.warning("connection table: row %r not read (%s)", name, exc)
             return None
         row = self._parse(dict(entity, etag=entity.metadata["etag"]), self._rows.get(name))
@@ -364,6 +374,7 @@ class LiveConnections(Mapping[str, ConnectionSettings]):
         return new is not None and new.conn is not None and new.conn is not row.conn
 
     def close(self) -> None:
+        self._refresher.shutdown(wait=False)
         self._pool.shutdown(wait=False)
 
 

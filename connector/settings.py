@@ -688,16 +688,28 @@ def check_connection_name(name: str, where: str = "BC_CONNECTIONS") -> None:
         raise SettingsError(f"{where}: {name!r} is not a valid connection name (a-z, 0-9, -; at most 32)")
 
 
+def check_connection_values(name: str, row: Mapping[str, str]) -> None:
+    """SettingsError for a setting a connection row may not hold, or a value its setting refuses
+    (what can be checked without the app settings the row falls back to)."""
+    fields = {spec.name: (spec, f) for f, spec in _declared(ConnectionSettings, True) if spec is not None}
+    unknown = sorted(set(row) - set(fields))
+    if unknown:
+        raise SettingsError(f"connection {name!r}: {', '.join(unknown)} is no per-connection setting "
+                            f"(those are: {', '.join(sorted(fields))})")
+    for key, text in row.items():
+        spec, f = fields[key]
+        try:
+            spec.parse(str(text), _kind(f.type))
+        except SettingsError as exc:
+            raise SettingsError(f"connection {name!r}: {exc}") from None
+
+
 def table_connection(env: Mapping[str, str], name: str, row: Mapping[str, str]) -> ConnectionSettings:
     """The connection a row of `bcconnectiondefs` declares: `row` holds per-connection settings by
     name (BC_TENANT, ...; secrets already resolved), read like `NAME__X` app settings (an unset one
     falls back to the plain app setting), with the same validation. SettingsError naming the fault."""
     check_connection_name(name, f"connection table row {name!r}")
-    known = {s.name for s in CONNECTION_SETTINGS}
-    unknown = sorted(set(row) - known)
-    if unknown:
-        raise SettingsError(f"connection {name!r}: {', '.join(unknown)} is no per-connection setting "
-                            f"(those are: {', '.join(sorted(known))})")
+    check_connection_values(name, row)
     prefix = name.upper().replace("-", "_")
     values = {k: v for k, v in env.items() if not k.startswith(f"{prefix}__")}  # the row, not these
     values.update({f"{prefix}__{k}": str(v) for k, v in row.items()})

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import requests
 
 from connector.connection_table import (
     INVALID,
@@ -22,12 +23,15 @@ from connector.settings import TABLE_CONNECTION_DEFS, SettingsError, UnknownConn
 from connector.signing import seal_json
 from connector.storage import Storage
 from devtools.emulator.seed import CRONUS_UK_ID, CRONUS_USA_ID
+from tests.auth.browser import authorize, post_callback, start_login
 from tests.orders.support import SEED_EXAMPLE, OrderQueues, new_key
 from tests.queue_drain import drain_texts
 from tests.waiting import wait_until
+from tests.webhooks.scenario import EmulatedBC
 
 IDLE_SECONDS = 90.0
 KV_REF = "@Microsoft.KeyVault(SecretUri=https://kv-test.vault.azure.net/secrets/usa-secret/)"
+KV_SHOP = "@Microsoft.KeyVault(VaultName=kv-test;SecretName=shop-bc)"
 
 
 @pytest.fixture
@@ -69,6 +73,15 @@ def test_a_row_added_while_the_app_runs_is_used_at_once_changed_gets_a_new_clien
             for r in storage.table("bcsubscriptions").list_entities() if r.get("subscription_id")}
     usa_subs = {s for s, conn in subs.items() if conn == "usa"}
     assert usa_subs and usa_subs <= set(emulator.bc.webhooks.subscriptions)
+    usa = EmulatedBC(emulator, CRONUS_USA_ID)  # BC's webhook for it is processed
+    item = usa.create_item()
+    usa.flush()
+    h.wait_idle(IDLE_SECONDS)
+    created = wait_until(lambda: [e for e in events("bc-items") if e["data"].get("number") == item["number"]],
+                         60, "the item's event")
+    assert created[0]["source"] == f"bc-connector/usa/{CRONUS_USA_ID}"
+    status = requests.get(f"{h.url}/api/status", timeout=60).json()  # the status page lists it
+    assert {c["name"] for c in status["connections"]} == {"default", "usa"}
 
     # changed: the next refresh gives it new settings and a new BC client
     client = runtime().bc("usa")
@@ -93,10 +106,33 @@ def test_a_row_added_while_the_app_runs_is_used_at_once_changed_gets_a_new_clien
     with pytest.raises(UnknownConnection, match="no longer configured"):
         runtime().settings.connection("usa")
     storage.queue("bc-connection-work").send_message(unit)
+    late = SEED_EXAMPLE | {"connection": "usa", "externalDocumentNumber": new_key()}
+    queues.send([late])
     h.wait_idle(IDLE_SECONDS)
     [poisoned] = [json.loads(t) for t in drain_texts(storage.queue("bc-connection-work-poison"))]
     assert "connection 'usa' is no longer configured" in poisoned["reason"]
+    [refused] = queues.results()
+    assert refused["status"] == "failed" and "no longer configured" in refused["error"]["message"]
+    kept = [json.loads(t)["externalDocumentNumber"] for t in queues.poison()]
+    assert kept == [late["externalDocumentNumber"]]
     assert list(runtime().settings.connections) == ["default"]
+
+
+def test_a_code_flow_connection_added_as_a_row_signs_in_without_a_restart(host, emulator):
+    h = host()
+    put_connection(runtime().storage, "shop", {"BC_GRANT_TYPE": "authorization_code",
+                                               "BC_COMPANY": CRONUS_UK_ID})
+    page = post_callback(authorize(emulator, start_login(h, "shop")))
+    assert page.status_code == 200, page.text
+    assert runtime().bc("shop").get(f"companies({CRONUS_UK_ID})")["id"] == CRONUS_UK_ID  # as the user
+    entity = {"PartitionKey": PARTITION, "RowKey": "leaky", "BC_CLIENT_SECRET": "in-the-clear"}
+    runtime().storage.table(TABLE_CONNECTION_DEFS).upsert_entity(entity)
+    wait_until(lambda: "leaky" in runtime().connections.errors, 30, "the row refused")
+    status = requests.get(f"{h.url}/api/status", timeout=60).json()
+    assert "plaintext secret" in status["connection_table"]["invalid"]["leaky"]
+    assert "in-the-clear" not in json.dumps(status)
+    page = requests.get(f"{h.url}/api/status", headers={"Accept": "text/html"}, timeout=60).text
+    assert "invalid rows" in page and "in-the-clear" not in page
 
 
 def test_a_plaintext_secret_makes_only_its_row_invalid_and_says_so(runtime_env):
@@ -168,3 +204,43 @@ def runtime_env(connector_env: Callable[..., dict[str, str]]) -> tuple[Any, Any]
     connector_env(CONNECTIONS_REFRESH_SECONDS="3600")
     rt = runtime()
     return rt, rt.storage
+
+
+@pytest.fixture
+def vault_env(connector_env: Callable[..., dict[str, str]], emulator: Any) -> Any:
+    """The runtime with Key Vault references read from the emulator, as the managed identity."""
+    from devtools.emulator.config import IDENTITY_HEADER
+
+    connector_env(CONNECTIONS_REFRESH_SECONDS="3600", KEY_VAULT_HOST=emulator.url,
+                  IDENTITY_ENDPOINT=f"{emulator.url}/msi/token", IDENTITY_HEADER=IDENTITY_HEADER)
+    return runtime()
+
+
+def test_a_key_vault_reference_is_read_with_the_identity_and_a_rotation_is_picked_up_on_refusal(
+        vault_env, emulator):
+    from tests.conftest import CLIENT_ID, CLIENT_SECRET
+
+    rt = vault_env
+    emulator.keyvault.set_secret("kv-test", "shop-bc", CLIENT_SECRET)
+    put_connection(rt.storage, "shop", {"BC_COMPANY": CRONUS_UK_ID, "BC_CLIENT_SECRET": KV_SHOP})
+    assert rt.settings.connection("shop").client_secret == CLIENT_SECRET  # read through the SDK
+    assert rt.bc("shop").get(f"companies({CRONUS_UK_ID})")["id"] == CRONUS_UK_ID
+    row = rt.storage.table(TABLE_CONNECTION_DEFS).get_entity(PARTITION, "shop")
+    assert row["BC_CLIENT_SECRET"] == KV_SHOP  # the table only ever holds the reference
+
+    app = next(a for a in emulator.config.clients if a.client_id == CLIENT_ID)
+    try:  # rotation: the app registration takes a new secret, Key Vault gets it as a new version
+        app.client_secret = "rotated-secret"
+        emulator.keyvault.set_secret("kv-test", "shop-bc", "rotated-secret")
+        token = rt.tokens.access_token("shop", force_refresh=True)  # Entra refuses the cached one first
+        assert token and rt.settings.connection("shop").client_secret == "rotated-secret"
+        assert rt.bc("shop").get(f"companies({CRONUS_UK_ID})")["id"] == CRONUS_UK_ID
+    finally:
+        app.client_secret = CLIENT_SECRET
+
+
+def test_an_unreadable_reference_makes_its_row_invalid_with_the_reason(vault_env, emulator):
+    rt = vault_env
+    put_connection(rt.storage, "lost", {"BC_CLIENT_SECRET": KV_REF})  # no such secret in the vault
+    with pytest.raises(UnknownConnection, match="kv-test/usa-secret: no such secret"):
+        rt.settings.connection("lost")

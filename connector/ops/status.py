@@ -294,7 +294,12 @@ def read_status(settings: Settings, storage: Storage, now: datetime | None = Non
             if pause:
                 one["paused"] = {k: pause.get(k, "") for k in ("reason", "fix", "since")}
         connections.append(one)
-    return {"generated_at": iso(now), "connections": connections, "dead_letters": dead_letter_counts(storage)}
+    report = {"generated_at": iso(now), "connections": connections,
+              "dead_letters": dead_letter_counts(storage)}
+    invalid = getattr(settings.connections, "errors", None)  # the connection table's invalid rows
+    if invalid:
+        report["connection_table"] = {"invalid": dict(sorted(invalid.items()))}
+    return report
 
 
 class PageRows:

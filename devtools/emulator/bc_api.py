@@ -540,16 +540,7 @@ class BCApi:
         sub = engine.subscriptions.get((parse_key(key) or "").lower())
         if sub is None or (sub.tenant, sub.environment) != (env.tenant, env.name):
             raise BCError(404, "BadRequest_NotFound", f"The subscription '{key}' does not exist.")
-        if request.method == "GET":
-            return json_response({"@odata.context": f"{context}/$entity", **sub.to_json()})
-        if request.method not in ("PATCH", "DELETE"):
-            raise method_not_allowed(request.method, name, "Entity")
-        check_if_match(request, sub.etag)
-        if request.method == "DELETE":
-            engine.delete(sub.id)
-            return Response(status=204)
-        updated = engine.update(sub, read_json(request))
-        return json_response({"@odata.context": f"{context}/$entity", **updated.to_json()})
+        return _subscription_entity(request, name, context, sub, engine.delete, engine.update)
 
     # ---- subscriptions ---------------------------------------------------------------------------
 
@@ -588,16 +579,7 @@ class BCApi:
         sub = engine.find(env.tenant, env.name, key[1:-1])
         if sub is None:
             raise BCError(404, "BadRequest_NotFound", f"The subscription '{key[1:-1]}' does not exist.")
-        if request.method == "GET":
-            return json_response({"@odata.context": f"{context}/$entity", **sub.to_json()})
-        if request.method not in ("PATCH", "DELETE"):
-            raise method_not_allowed(request.method, "subscriptions", "Entity")
-        check_if_match(request, sub.etag)
-        if request.method == "DELETE":
-            engine.delete(sub.id)
-            return Response(status=204)
-        renewed = engine.renew(sub, read_json(request))
-        return json_response({"@odata.context": f"{context}/$entity", **renewed.to_json()})
+        return _subscription_entity(request, "subscriptions", context, sub, engine.delete, engine.renew)
 
     def _runtime_api(self, request: Request, env: Environment, rest: list[str]) -> Response:
         """`microsoft/runtime/beta`: `webhookSupportedResources` (page 5460), `webhookLogs` (page 5461)
@@ -695,6 +677,22 @@ def render(
         )
         out[expand.name] = [render(c, child_type, child_select) for c in children]
     return out
+
+
+def _subscription_entity(request: Request, name: str, context: str, sub: Any,
+                         delete: Callable[[str], Any], change: Callable[[Any, Any], Any]) -> Response:
+    """One subscription (a webhook's or a business event's): GET it, or PATCH (`change`) / DELETE it
+    under If-Match."""
+    if request.method == "GET":
+        return json_response({"@odata.context": f"{context}/$entity", **sub.to_json()})
+    if request.method not in ("PATCH", "DELETE"):
+        raise method_not_allowed(request.method, name, "Entity")
+    check_if_match(request, sub.etag)
+    if request.method == "DELETE":
+        delete(sub.id)
+        return Response(status=204)
+    changed = change(sub, read_json(request))
+    return json_response({"@odata.context": f"{context}/$entity", **changed.to_json()})
 
 
 def json_response(body: dict[str, Any], status: int = 200) -> Response:

@@ -146,6 +146,11 @@ class Entra:
         self._jwk = {"kty": "RSA", "use": "sig", "kid": self.kid, "x5t": self.kid,
                      "n": jwk["n"], "e": jwk["e"], "alg": "RS256"}
 
+    @property
+    def public_key(self) -> rsa.RSAPublicKey:
+        """What verifies the tokens this emulator signs (Key Vault checks its callers' with it)."""
+        return self._public_key
+
     # ---- lookups -------------------------------------------------------------------------
     def tenant_id(self, tenant: str) -> str | None:
         """The tenant GUID for a domain or GUID, or None if the tenant is unknown."""

@@ -77,9 +77,14 @@ def test_immediate_retry_without_visibility_timeout(make_host) -> None:
     assert [m.dequeue_count for m, _ in seen.messages] == [1, 2]
 
 
-@pytest.mark.parametrize(("batch_size", "threshold", "expected"), [(3, 0, 3), (1, 1, 2)])
-def test_batch_size_and_threshold_bound_concurrency(make_host, batch_size, threshold, expected) -> None:
-    host = make_host(queues={"batchSize": batch_size, "newBatchThreshold": threshold})
+@pytest.mark.parametrize(("batch_size", "threshold", "threads", "expected"), [
+    (3, 0, {}, 3), (1, 1, {}, 2),
+    (3, 0, {"PYTHON_THREADPOOL_THREAD_COUNT": "2"}, 2),  # the Python worker's pool for sync functions
+    (3, 0, {"PYTHON_THREADPOOL_THREAD_COUNT": "none"}, 3),  # a value the worker ignores is ignored
+])
+def test_batch_size_threshold_and_worker_threads_bound_concurrency(
+        make_host, batch_size, threshold, threads, expected) -> None:
+    host = make_host(queues={"batchSize": batch_size, "newBatchThreshold": threshold}, **threads)
     client = queue(host)
     for n in range(7):
         client.send_message(json.dumps({"n": n, "sleep": 0.4}))
@@ -114,15 +119,3 @@ def test_stop_waits_for_running_messages(make_host) -> None:
     assert seen.running == 0
     assert [i.outcome for i in host.invocations if i.function == "work"] == ["succeeded"]
 
-
-@pytest.mark.parametrize(("threads", "expected"), [("2", 2), ("none", 3)])
-def test_the_worker_thread_count_bounds_sync_invocations(make_host, threads, expected) -> None:
-    """PYTHON_THREADPOOL_THREAD_COUNT is the Python worker's pool: fewer threads than the batch run at a
-    time; a value the worker would ignore is ignored."""
-    host = make_host(queues={"batchSize": 3, "newBatchThreshold": 0}, PYTHON_THREADPOOL_THREAD_COUNT=threads)
-    client = queue(host)
-    for n in range(7):
-        client.send_message(json.dumps({"n": n, "sleep": 0.4}))
-    host.wait_idle(30)
-    assert len(seen.messages) == 7
-    assert seen.max_running == expected
