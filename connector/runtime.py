@@ -19,6 +19,7 @@ from connector.auth.tokens import TokenService
 from connector.bc.budget import Budget, LocalBudgets, SharedBudget
 from connector.bc.client import BCClient
 from connector.bc.companies import Companies
+from connector.bc.errors import TokenUnavailable
 from connector.bc.lookups import KeyLookups
 from connector.bc.principals import Principals
 from connector.bc.timestamps import utc_now
@@ -225,7 +226,13 @@ class Runtime:
 
     def _retire(self, name: str, conn: ConnectionSettings | None, etag: str) -> None:
         try:
-            deleted = self._delete_subscriptions_of(conn) if conn is not None else []
+            try:
+                deleted = self._delete_subscriptions_of(conn) if conn is not None else []
+            except TokenUnavailable as exc:  # nobody can sign in for it any more: BC ends them in 3 days
+                log.warning("connection %s removed; its BC subscriptions could not be deleted (%s): BC "
+                            "drops them when they expire, and their notifications are acknowledged unread "
+                            "until then", name, exc)
+                deleted = []
             if etag:
                 removal_done(self.storage, name, etag)
             log.info("connection %s removed: BC subscriptions deleted: %s", name, deleted or "none")

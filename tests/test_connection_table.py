@@ -105,6 +105,11 @@ def test_a_row_added_while_the_app_runs_is_used_at_once_changed_gets_a_new_clien
     assert {s for s, c in subs.items() if c == "default"} <= set(emulator.bc.webhooks.subscriptions)
     with pytest.raises(UnknownConnection, match="no longer configured"):
         runtime().settings.connection("usa")
+    late_note = {"subscriptionId": sorted(usa_subs)[0], "clientState": "x", "changeType": "created",
+                 "lastModifiedDateTime": "2026-01-01T00:00:00Z",
+                 "resource": f"api/v2.0/companies({CRONUS_USA_ID})/items({item['id']})"}
+    answer = requests.post(f"{h.url}/api/webhooks/bc", json={"value": [late_note]}, timeout=30)
+    assert answer.status_code == 202  # never a 4xx to BC, even for a connection gone
     storage.queue("bc-connection-work").send_message(unit)
     late = SEED_EXAMPLE | {"connection": "usa", "externalDocumentNumber": new_key()}
     queues.send([late])

@@ -73,3 +73,16 @@ def test_a_plaintext_secret_written_past_the_cli_is_listed_without_its_value(set
     assert main(["connections", "list", "--settings", str(settings_file)]) == 0
     out = capsys.readouterr().out
     assert "<plaintext: refused>" in out and "hunter2" not in out
+
+
+def test_doctor_knows_a_connection_of_the_table(settings_file, capsys):
+    from devtools.emulator.seed import CRONUS_UK_ID
+
+    s = ["--settings", str(settings_file)]
+    assert main(["connections", "add", "shop", "--set", f"BC_COMPANY={CRONUS_UK_ID}", *s]) == 0
+    capsys.readouterr()
+    main(["doctor", "--connection", "shop", *s])
+    out = capsys.readouterr().out
+    assert "unknown connection" not in out and "shop" in out
+    assert main(["doctor", "--connection", "nobody", *s]) == 1
+    assert "unknown connection 'nobody'" in capsys.readouterr().out
