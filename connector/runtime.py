@@ -11,6 +11,7 @@ import dataclasses
 import gc
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property, partial
 from typing import TYPE_CHECKING
@@ -283,8 +284,11 @@ def get_runtime() -> Runtime:
     global _runtime
     with _runtime_lock:
         if _runtime is None:
+            started = time.monotonic()
             _runtime = Runtime(load_settings())
             freeze_long_lived()
+            log.info("runtime ready in %.2f s (%d connections in app settings)", time.monotonic() - started,
+                     len(_runtime.settings.connection_names))
         return _runtime
 
 
