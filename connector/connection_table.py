@@ -123,9 +123,10 @@ def mark_removing(storage: Storage, name: str) -> bool:
 
 def list_rows(storage: Storage, retry_total: int | None = None) -> list[dict[str, Any]]:
     """Every row (with `etag`), ordered by name (`retry_total`: fewer retries for a lookup's sake)."""
-    retries = {} if retry_total is None else {"retry_total": retry_total}
-    table = storage.table(TABLE_CONNECTION_DEFS, **retries)
-    rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": PARTITION}, **retries)
+    table = storage.table(TABLE_CONNECTION_DEFS, retry_total=retry_total)
+    query = "PartitionKey eq @pk"
+    rows = (table.query_entities(query, parameters={"pk": PARTITION}) if retry_total is None else
+            table.query_entities(query, parameters={"pk": PARTITION}, retry_total=retry_total))
     return [dict(e, etag=e.metadata["etag"]) for e in rows]
 
 
