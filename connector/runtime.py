@@ -29,6 +29,7 @@ from connector.ops.status import read_status, status_readings
 from connector.orders.variants import ItemVariants
 from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, host_max_dequeue_count, load_settings
 from connector.storage import Storage
+from connector.table_batches import TableBatches
 from connector.telemetry import Telemetry, configure_telemetry
 from connector.webhooks.dedupe import DedupeLog
 from connector.webhooks.directory import SubscriptionDirectory
@@ -69,6 +70,7 @@ class Runtime:
         self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)
         self.item_variants = ItemVariants()
         self.key_lookups = KeyLookups()  # batched key checks (sales orders by externalDocumentNumber)
+        self.table_batches = TableBatches()  # claim rows of one company written together under load
         # Threads start on first use. Entity GETs of one notification batch: each connection's BC
         # budget caps what reaches BC. Receiver enqueues: the acknowledgement waits for them.
         self.fetch_pool = ThreadPoolExecutor(8, thread_name_prefix="bc-fetch")
@@ -121,8 +123,8 @@ class Runtime:
 
         return OrdersService(OrderContext(
             settings=self.settings, storage=self.storage, telemetry=self.telemetry,
-            key_lookups=self.key_lookups, item_variants=self.item_variants, bc=self.bc,
-            company_id=self.company_id))
+            key_lookups=self.key_lookups, table_batches=self.table_batches,
+            item_variants=self.item_variants, bc=self.bc, company_id=self.company_id))
 
     @cached_property
     def fanout(self) -> WorkQueue:
