@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 import time
@@ -126,9 +127,20 @@ def own_cpu_seconds() -> float:
     return times.user + times.system
 
 
-def send_orders(queue: Any, messages: list[str]) -> None:
+def send_orders(queue: Any, messages: list[str], *, together: bool = False) -> float:
+    """Put the messages on the queue; `together`: each invisible until the same moment (whole
+    seconds after sending starts, enough for sending them all), so the hosts see the whole backlog at
+    once and the producer's pace is not measured. When they show (perf_counter)."""
+    start_wall, start = time.time(), time.perf_counter()
+    show_at = start_wall + 2 + len(messages) / 100 if together else start_wall
+
+    def send(message: str) -> None:
+        delay = max(0, math.ceil(show_at - time.time())) if together else 0
+        queue.send_message(message, visibility_timeout=delay or None)
+
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(queue.send_message, messages))
+        list(pool.map(send, messages))
+    return start + (show_at - start_wall)
 
 
 def take_results(results: Any, keys: set[str], timeout: float) -> tuple[Counter[str], list[float]]:
@@ -166,7 +178,8 @@ def watch_results(results: Any, expected: int, timeout: float) -> list[float]:
     return arrivals
 
 
-def run_connector(emulator: Any, azurite: Any, principals: int, orders: int, log_dir: Path) -> dict[str, Any]:
+def run_connector(emulator: Any, azurite: Any, principals: int, orders: int, log_dir: Path,
+                  instances: int = 0) -> dict[str, Any]:
     """Serve `orders` with as many instances as principals (each its own local host process, as in
     Azure), after a warm-up (tokens, company and variants cached). The rate is the steady one,
     between the first tenth of the results and the last (start-up and the hosts' polling left out)."""
@@ -179,19 +192,21 @@ def run_connector(emulator: Any, azurite: Any, principals: int, orders: int, log
     queue = QueueClient.from_connection_string(azurite.connection_string, QUEUE_SALES_ORDERS)
     results = QueueClient.from_connection_string(azurite.connection_string, QUEUE_SALES_ORDER_RESULTS)
     run = uuid.uuid4().hex[:8]
-    hosts = [HostProcess(env, log_dir / f"host-{principals}-{n}.log").start() for n in range(principals)]
+    instances = instances or principals
+    hosts = [HostProcess(env, log_dir / f"host-{principals}-{n}.log").start() for n in range(instances)]
     try:
         for host in hosts:
             host.wait_ready()
-        warm = [f"W-{run}-{n:03d}" for n in range(8 * principals)]
+        # enough to reach every instance (a host takes up to batchSize at a time)
+        warm = [f"W-{run}-{n:03d}" for n in range(40 * instances)]
         send_orders(queue, [order_message(k) for k in warm])
         take_results(results, set(warm), 300)
         keys = [f"B-{run}-{n:05d}" for n in range(orders)]
         emulator.clear_requests()
+        shown = send_orders(queue, [order_message(k) for k in keys], together=True)
+        # CPU from here: the orders wait on the queue (the producer's cost is not the connector's)
         cpu_before = sum(cpu_seconds(h._process.pid) for h in hosts if h._process)
         own_before, azurite_before = own_cpu_seconds(), cpu_seconds(azurite.process.pid)
-        started = time.perf_counter()
-        send_orders(queue, [order_message(k) for k in keys])
         arrivals = watch_results(results, orders, max(600.0, orders))
         cpu = sum(cpu_seconds(h._process.pid) for h in hosts if h._process) - cpu_before
         own_cpu = own_cpu_seconds() - own_before
@@ -200,9 +215,11 @@ def run_connector(emulator: Any, azurite: Any, principals: int, orders: int, log
     finally:
         for host in hosts:
             host.stop()
-    warmup = len(arrivals) // 10
-    steady = ((len(arrivals) - 1 - warmup) / (arrivals[-1] - arrivals[warmup])
-              if len(arrivals) > warmup + 1 else 0.0)
+    # steady: between the 10th and the 90th percentile of results (the hosts' polling back-off at
+    # the start and the last stragglers left out)
+    first, last = len(arrivals) // 10, len(arrivals) * 9 // 10
+    steady = ((last - first) / (arrivals[last] - arrivals[first])
+              if last > first and arrivals[last] > arrivals[first] else 0.0)
     wanted = set(keys)
     created = Counter(o["externalDocumentNumber"] for o in emulator_orders(emulator)
                       if o["externalDocumentNumber"] in wanted)
@@ -211,8 +228,9 @@ def run_connector(emulator: Any, azurite: Any, principals: int, orders: int, log
     served = [r for r in logged if r.status != 429 and r.answered]
     span = (max(r.answered for r in served) - min(r.arrived for r in served)) if served else 0.0
     busy = sum(r.answered - r.arrived for r in served)
-    return {"principals": principals, "orders": orders, "rate": steady, "statuses": dict(statuses),
-            "seconds": (arrivals[-1] - started) if arrivals else 0.0,
+    return {"principals": principals, "instances": instances, "orders": orders, "rate": steady,
+            "statuses": dict(statuses),
+            "seconds": (arrivals[-1] - shown) if arrivals else 0.0,
             "requests": len(logged), "served": sum(by_principal.values()),
             "overshoot": sum(1 for r in logged if r.status == 429),
             "by_principal": sorted(by_principal.values(), reverse=True),
@@ -266,7 +284,7 @@ def report(r: dict[str, Any], latency: float) -> dict[str, Any]:
     bound = BC_CONCURRENCY * r["principals"] / (latency * max(per_order, 1e-9))
     target_bound = BC_CONCURRENCY * r["principals"] / (latency * TARGET_REQUESTS)
     cpu_ms = 1000 * r["cpu"] / r["orders"]
-    print(f"{r['principals']} principal(s), {r['principals']} instance(s): {r['orders']} orders, last result "
+    print(f"{r['principals']} principal(s), {r['instances']} instance(s): {r['orders']} orders, last result "
           f"after {r['seconds']:.1f}s, steady {r['rate']:.1f} orders/s; results {r['statuses']}")
     print(f"  BC requests per order: {per_order:.3f} (target <= {TARGET_REQUESTS}); by principal "
           f"{r['by_principal']}; overshoot 429s: {r['overshoot']}; most in flight per principal: "
@@ -293,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-orders", type=int, default=40, help="orders the naive way")
     parser.add_argument("--latency-ms", type=float, default=100.0, help="emulator latency per BC request")
     parser.add_argument("--principals", default="1,3", help="principal counts to run (1 first)")
+    parser.add_argument("--instances", type=int, default=0,
+                        help="host processes per run (default: one per principal)")
     args = parser.parse_args(argv)
     latency = args.latency_ms / 1000
     counts = [int(n) for n in args.principals.split(",")]
@@ -312,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
                                     reject_over_concurrency=True, clients=emulator_clients())) as emulator:
         provision(azurite.connection_string)
         for n in counts:
-            runs[n] = report(run_connector(emulator, azurite, n, args.orders * n, Path(tmp)), latency)
+            runs[n] = report(run_connector(emulator, azurite, n, args.orders * n, Path(tmp), args.instances),
+                             latency)
         os.environ.update(connector_environment(azurite, emulator))
         reset_runtime()
         naive = run_direct(emulator, args.naive_orders, 24)

@@ -27,7 +27,13 @@ from connector.health.pause import PauseSwitch
 from connector.ops.activity import ActivityRecorder
 from connector.ops.status import read_status, status_readings
 from connector.orders.variants import ItemVariants
-from connector.settings import CONTAINER_EVENT_PAYLOADS, Settings, host_max_dequeue_count, load_settings
+from connector.settings import (
+    CONTAINER_EVENT_PAYLOADS,
+    Settings,
+    host_max_dequeue_count,
+    host_queue_concurrency,
+    load_settings,
+)
 from connector.storage import Storage
 from connector.table_batches import TableBatches
 from connector.telemetry import Telemetry, configure_telemetry
@@ -52,7 +58,8 @@ class Runtime:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.storage = Storage(settings.storage)
+        # as many storage connections as queue invocations run at once, plus the background work's
+        self.storage = Storage(settings.storage, pool_size=host_queue_concurrency() + 16)
         self.telemetry: Telemetry = configure_telemetry(settings.telemetry)
         self.events = EventPublisher(
             self.storage,

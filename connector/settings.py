@@ -727,6 +727,15 @@ def host_max_dequeue_count(host_json: Path = HOST_JSON) -> int:
     return int(config.get("extensions", {}).get("queues", {}).get("maxDequeueCount", 5))
 
 
+def host_queue_concurrency(host_json: Path = HOST_JSON) -> int:
+    """Queue messages one instance processes at once per queue function: host.json's `batchSize` +
+    `newBatchThreshold` (the host's defaults 16 and batchSize/2 if absent)."""
+    config = json.loads(host_json.read_text(encoding="utf-8"))
+    queues = config.get("extensions", {}).get("queues", {})
+    batch = int(queues.get("batchSize", 16))
+    return batch + int(queues.get("newBatchThreshold", batch // 2))
+
+
 def environment_value(name: str, default: str = "") -> str:
     """A variable of the environment outside the app settings, for tools (the CLI's `FUNCTION_KEY`,
     `NO_COLOR`, `PUBLIC_BASE_URL` when no settings file is named)."""

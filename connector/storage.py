@@ -11,6 +11,7 @@ import threading
 from typing import Any
 from urllib.parse import quote
 
+import requests
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     ResourceExistsError,
@@ -23,6 +24,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient, QueueServiceClient
+from requests.adapters import HTTPAdapter
 
 from connector.queue_sender import QueueSender
 from connector.settings import StorageSettings
@@ -34,10 +36,13 @@ _TRANSPORT_OPTIONS = ("connection_timeout", "read_timeout")
 class Storage:
     """Cached, lazily created storage clients for one account."""
 
-    def __init__(self, settings: StorageSettings, client_options: dict[str, Any] | None = None):
+    def __init__(self, settings: StorageSettings, client_options: dict[str, Any] | None = None, *,
+                 pool_size: int = 10):
         """`client_options`: Azure SDK client options (e.g. `retry_total`, `connection_timeout` for a
-        command that must fail fast)."""
+        command that must fail fast); `pool_size`: connections kept per service (as many as calls run
+        at once: one more is opened and thrown away after its call)."""
         self._settings = settings
+        self._pool_size = pool_size
         self._options = dict(client_options or {})
         self._lock = threading.Lock()
         self._tables: dict[str, TableClient] = {}
@@ -80,7 +85,12 @@ class Storage:
                 conn = self._settings.connection_string
                 # Reading proxy/CA settings from the environment on every request costs ~15 % of an
                 # event send's CPU; storage endpoints need neither.
-                transport = RequestsTransport(use_env_settings=False, **self._transport_options())
+                session = requests.Session()
+                adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self._pool_size)
+                session.mount("https://", adapter)
+                session.mount("http://", adapter)
+                transport = RequestsTransport(session=session, session_owner=True, use_env_settings=False,
+                                              **self._transport_options())
                 options = {k: v for k, v in self._options.items() if k not in _TRANSPORT_OPTIONS}
                 if conn:
                     self._services[kind] = cls.from_connection_string(conn, transport=transport, **options)
