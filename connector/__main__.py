@@ -113,12 +113,20 @@ def _doctor(args: argparse.Namespace) -> int:
     values = _settings_values(args.settings) if args.settings else environment_values()
     try:
         settings = load_settings(values)
-        settings.connection(args.connection)
+        if args.connection is None or args.connection in settings.connections:
+            settings.connection(args.connection)
+        else:  # maybe a row of the connection table: the runtime's live catalogue knows
+            runtime = Runtime(settings)
+            try:
+                runtime.settings.connection(args.connection)
+            finally:
+                runtime.close()
     except (SettingsError, KeyError) as exc:
         print(render([("app", Check("settings", False, str(exc).strip('"'),
                                     "set the named setting (README: settings)"))]))
         return 1
     runtime = Runtime(settings)
+    settings = runtime.settings  # the app settings' connections and the connection table's
     try:
         ctx = DoctorContext(settings, runtime.storage,
                             lambda name, force: runtime.tokens.access_token(name, force_refresh=force),

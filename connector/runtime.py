@@ -7,7 +7,9 @@ attributes. `reset_runtime()` closes and drops it (tests, settings change).
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property, partial
@@ -17,18 +19,22 @@ from connector.auth.tokens import TokenService
 from connector.bc.budget import Budget, LocalBudgets, SharedBudget
 from connector.bc.client import BCClient
 from connector.bc.companies import Companies
+from connector.bc.errors import TokenUnavailable
 from connector.bc.lookups import KeyLookups
 from connector.bc.principals import Principals
 from connector.bc.timestamps import utc_now
+from connector.connection_table import LiveConnections, removal_done
 from connector.events import EventPublisher
 from connector.health.checks import budget_exhausted
 from connector.health.events import HealthEvents
 from connector.health.pause import PauseSwitch
+from connector.keyvault import SecretResolver
 from connector.ops.activity import ActivityRecorder
-from connector.ops.status import read_status, status_readings
+from connector.ops.status import gauge_report, status_readings
 from connector.orders.variants import ItemVariants
 from connector.settings import (
     CONTAINER_EVENT_PAYLOADS,
+    ConnectionSettings,
     Settings,
     host_max_dequeue_count,
     host_queue_concurrency,
@@ -50,6 +56,8 @@ if TYPE_CHECKING:
     from connector.webhooks.context import WebhookContext
     from connector.webhooks.service import WebhooksService
 
+log = logging.getLogger(__name__)
+
 
 class Runtime:
     """Settings, storage and the shared objects built on them: event publisher, token service, BC's
@@ -57,9 +65,16 @@ class Runtime:
     dedupe log, item variant cache and the thread pools of the webhook path."""
 
     def __init__(self, settings: Settings):
-        self.settings = settings
         # as many storage connections as queue invocations run at once, plus the background work's
-        self.storage = Storage(settings.storage, pool_size=host_queue_concurrency() + 16)
+        self.storage = Storage(settings.storage, pool_size=max(64, host_queue_concurrency() + 16))
+        # Connections: the app settings' and the connection table's, live (connection_table.py).
+        self.secrets = SecretResolver(
+            ttl=settings.key_vault_cache_seconds, host=settings.key_vault_host,
+            verify=settings.tls_ca_bundle or True, client_id=settings.storage.client_id)
+        self.connections = LiveConnections(settings, self.storage, resolve=self.secrets.resolve,
+                                           forget=self.secrets.forget, on_removed=self._connection_removed)
+        settings = dataclasses.replace(settings, connections=self.connections)
+        self.settings = settings
         self.telemetry: Telemetry = configure_telemetry(settings.telemetry)
         self.events = EventPublisher(
             self.storage,
@@ -72,7 +87,7 @@ class Runtime:
         self.pauses = PauseSwitch(self.storage)
         self.activity = ActivityRecorder(self.storage)
         self.telemetry.recorder = self.activity
-        self.tokens = TokenService(settings, self.storage, health=self.health)
+        self.tokens = TokenService(settings, self.storage, health=self.health, reread=self.connections.reread)
         self.companies = Companies(self.storage)
         self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)
         self.item_variants = ItemVariants()
@@ -84,14 +99,16 @@ class Runtime:
         self.enqueue_pool = ThreadPoolExecutor(8, thread_name_prefix="webhook-enqueue")
         self.dedupe_pool = ThreadPoolExecutor(16, thread_name_prefix="dedupe")
         self.dedupe = DedupeLog(self.storage, settings.dedupe_ttl_days, pool=self.dedupe_pool)
-        self._clients: dict[str, BCClient] = {}
+        self._clients: dict[str, tuple[ConnectionSettings, BCClient]] = {}
         self._lock = threading.Lock()
+        self._removing: set[str] = set()  # removals of table connections under way here
+        self.removal_pool = ThreadPoolExecutor(2, thread_name_prefix="connection-removal")
         self.telemetry.watch(self._gauges)
 
     def _gauges(self) -> dict[str, list[tuple[float, dict[str, str]]]]:
         """The observable gauges, read from storage."""
         now = utc_now()
-        return status_readings(read_status(self.settings, self.storage, now, throughput=False), now)
+        return status_readings(gauge_report(self.settings, self.storage, now), now)
 
     @cached_property
     def budget(self) -> Budget:
@@ -171,31 +188,77 @@ class Runtime:
         return host_max_dequeue_count()
 
     def bc(self, connection: str | None = None) -> BCClient:
-        """The BC client of a connection (default: `default`); shared by the instance's threads."""
+        """The BC client of a connection (default: `default`); shared by the instance's threads, and
+        built again when the connection's settings changed (a connection row edited)."""
         conn = self.settings.connection(connection)
         with self._lock:
-            client = self._clients.get(conn.name)
-            if client is None:
-                principals = Principals(
-                    [(p.name, partial(self._token, conn.name, p.name)) for p in conn.principals],
-                    self.settings.bc_limits.max_concurrency)
-                client = BCClient.from_limits(
-                    conn.api_base,
-                    principals,
-                    self.settings.bc_limits,
-                    self.budget,
-                    verify=self.settings.tls_ca_bundle or True,
-                    connection=conn.name,
-                    telemetry=self.telemetry,
-                    on_throttled_out=partial(budget_exhausted, self.health, conn.name),
-                )
-                self._clients[conn.name] = client
+            held = self._clients.get(conn.name)
+            if held is not None and (held[0] is conn or held[0] == conn):
+                return held[1]
+            client = self._new_client(conn, self.tokens)
+            self._clients[conn.name] = (conn, client)
             return client
 
-    def _token(self, connection: str, principal: str, force: bool) -> str:
+    def _new_client(self, conn: ConnectionSettings, tokens: TokenService) -> BCClient:
+        principals = Principals(
+            [(p.name, partial(self._token, tokens, conn.name, p.name)) for p in conn.principals],
+            self.settings.bc_limits.max_concurrency)
+        return BCClient.from_limits(
+            conn.api_base,
+            principals,
+            self.settings.bc_limits,
+            self.budget,
+            verify=self.settings.tls_ca_bundle or True,
+            connection=conn.name,
+            telemetry=self.telemetry,
+            on_throttled_out=partial(budget_exhausted, self.health, conn.name),
+        )
+
+    def _token(self, tokens: TokenService, connection: str, principal: str, force: bool) -> str:
         """A principal's bearer token for BC, unless its connection is paused (`health/pause.py`)."""
         self.pauses.check(connection)
-        return self.tokens.access_token(principal, force_refresh=force)
+        return tokens.access_token(principal, force_refresh=force)
+
+    # ---- a table connection removed: its BC subscriptions go (BC would keep calling), then its row ---
+    def _connection_removed(self, name: str, conn: ConnectionSettings | None, etag: str) -> None:
+        with self._lock:
+            if name in self._removing:
+                return
+            self._removing.add(name)
+            self._clients.pop(name, None)
+        self.removal_pool.submit(self._retire, name, conn, etag)
+
+    def _retire(self, name: str, conn: ConnectionSettings | None, etag: str) -> None:
+        try:
+            try:
+                deleted = self._delete_subscriptions_of(conn) if conn is not None else []
+            except TokenUnavailable as exc:  # nobody can sign in for it any more: BC ends them in 3 days
+                log.warning("connection %s removed; its BC subscriptions could not be deleted (%s): BC "
+                            "drops them when they expire, and their notifications are acknowledged unread "
+                            "until then", name, exc)
+                deleted = []
+            if etag:
+                removal_done(self.storage, name, etag)
+            log.info("connection %s removed: BC subscriptions deleted: %s", name, deleted or "none")
+        except Exception as exc:  # noqa: BLE001 - tried again at the next refresh while its row says so
+            log.warning("connection %s: removal not finished (%s); tried again later", name, exc)
+        finally:
+            with self._lock:
+                self._removing.discard(name)
+
+    def _delete_subscriptions_of(self, conn: ConnectionSettings) -> list[str]:
+        """Delete a removed connection's subscriptions with its last settings (no longer looked up)."""
+        from connector.webhooks.subscriptions import delete_subscriptions
+
+        settings = dataclasses.replace(self.settings, connections={conn.name: conn})
+        tokens = TokenService(settings, self.storage, health=self.health)
+        client = self._new_client(conn, tokens)
+
+        def its_client(_name: str | None = None) -> BCClient:
+            return client
+
+        ctx = dataclasses.replace(self.webhook_context, settings=settings, tokens=tokens, bc=its_client)
+        return delete_subscriptions(ctx, conn.name)
 
     def company_id(self, connection: str | None = None, wanted: str | None = None) -> str:
         """The company to use (id), from a message's `company`, BC_COMPANY, sign-in, or the first."""
@@ -207,7 +270,8 @@ class Runtime:
         threads once idle (work already submitted still finishes)."""
         if "budget" in self.__dict__:
             self.budget.close()
-        for pool in (self.fetch_pool, self.enqueue_pool, self.dedupe_pool):
+        self.connections.close()
+        for pool in (self.fetch_pool, self.enqueue_pool, self.dedupe_pool, self.removal_pool):
             pool.shutdown(wait=False)
         self.events.close()
         self.activity.close()

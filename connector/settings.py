@@ -11,7 +11,10 @@ when any of those is stale. Adding a setting is adding one field here (then `mak
 Connections: the `default` connection comes from the plain `BC_*` settings. More are declared with
 `BC_CONNECTIONS=default,emea` and configured with the connection name (upper-case) and a double
 underscore as prefix, e.g. `EMEA__BC_TENANT`, `EMEA__PULL_ITEM_VARIANTS`. A prefixed value wins; an
-unset one falls back to the plain setting (so options and the tenant can be shared).
+unset one falls back to the plain setting (so options and the tenant can be shared). More connections
+can be rows of the table `bcconnectiondefs` (`python -m connector connections add`), added and removed
+while the app runs: `table_connection` reads a row exactly like a prefixed connection, and
+`connector/connection_table.py` keeps the live catalogue (`Settings.connections` in the runtime).
 """
 from __future__ import annotations
 
@@ -83,6 +86,7 @@ TABLE_ORDERS = "bcorders"  # sales-order idempotency records (queue message id -
 TABLE_LEASES = "bcleases"  # single-runner leases (item pull, renewal, sweep)
 TABLE_HEALTH = "bchealth"  # health events sent, one row per occurrence (once-only, recent list)
 TABLE_STATS = "bcstats"  # per connection, hour and instance: counts for the status page's charts
+TABLE_CONNECTION_DEFS = "bcconnectiondefs"  # connections declared in storage (connection_table.py)
 TABLE_NAMES: tuple[str, ...] = (
     TABLE_TOKENS,
     TABLE_AUTH_FLOWS,
@@ -94,6 +98,7 @@ TABLE_NAMES: tuple[str, ...] = (
     TABLE_LEASES,
     TABLE_HEALTH,
     TABLE_STATS,
+    TABLE_CONNECTION_DEFS,
 )
 
 CONTAINER_EVENT_PAYLOADS = "bc-event-payloads"  # events too large for a queue message
@@ -109,6 +114,21 @@ TELEMETRY_EXPORTERS = ("", "none", "console", "otlp")
 
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 DEFAULT_CONNECTION = "default"
+
+HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+
+
+def _host_queues(host_json: Path = HOST_JSON) -> dict[str, Any]:
+    """host.json's `extensions.queues`."""
+    return json.loads(host_json.read_text(encoding="utf-8")).get("extensions", {}).get("queues", {})
+
+
+def host_queue_concurrency(host_json: Path = HOST_JSON) -> int:
+    """How many messages the Functions host runs at once per queue function and instance: host.json's
+    `batchSize + newBatchThreshold` (the host's defaults, 16 and half the batch, where absent)."""
+    queues = _host_queues(host_json)
+    batch = int(queues.get("batchSize", 16))
+    return batch + int(queues.get("newBatchThreshold", batch // 2))
 
 
 class SettingsError(ConnectorError, ValueError):
@@ -436,6 +456,21 @@ class Settings:
         "Comma-separated connection names. Settings of a connection other than `default` are "
         "prefixed with its upper-case name and `__` (e.g. `EMEA__BC_TENANT`).")
     connections: Mapping[str, ConnectionSettings] = _nested(ConnectionSettings)
+    connections_refresh_seconds: float = setting(
+        "CONNECTIONS_REFRESH_SECONDS", "60",
+        "How often each instance re-reads the connection table `bcconnectiondefs` (rows added, changed "
+        "or removed take effect without a restart; a name not loaded yet is looked up at once).",
+        minimum=1)
+    key_vault_cache_seconds: float = setting(
+        "KEY_VAULT_CACHE_SECONDS", "3600",
+        "How long a secret read through a connection row's Key Vault reference is kept before it is "
+        "read again (and at once when Entra refuses it: a rotated secret).", minimum=0)
+    key_vault_host: str = setting(
+        "KEY_VAULT_HOST", "",
+        "Where the Key Vault references of connection rows are read: empty = each reference's own vault "
+        "(`https://<vault>.vault.azure.net`); the emulator locally (vault `<name>` under "
+        "`/keyvault/<name>`).", local="https://127.0.0.1:8443")
+    values: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)  # the app settings
     tls_ca_bundle: str = setting("TLS_CA_BUNDLE", "",
                                  "Optional CA bundle (PEM path) for Entra and BC calls; the emulator's "
                                  "self-signed CA locally.", local=".devdata/emulator-ca.pem")
@@ -503,6 +538,12 @@ class Settings:
         "Read by the Functions host (and the local host): a request body larger than this gets 413 "
         "before any function sees it (Azure's default is 100 MB). Twice WEBHOOK_MAX_BODY_BYTES, so "
         "the receiver still acknowledges a genuine oversized BC bundle.", host_binding=True, minimum=1024)
+    python_threadpool_thread_count: int = setting(
+        "PYTHON_THREADPOOL_THREAD_COUNT", str(host_queue_concurrency()),
+        "Read by the Python worker (and the local host): how many sync invocations run at once per "
+        "worker. host.json's batchSize + newBatchThreshold (the default is derived from it), so a "
+        "queue function's whole batch runs at once; unset, the worker (Python 3.9+) allows "
+        "min(32, CPUs + 4).", host_binding=True, minimum=1)
     auth_flow_ttl_seconds: int = setting("AUTH_FLOW_TTL_SECONDS", "600",
                                          "How long a started sign-in may take.", minimum=1)
     telemetry: TelemetrySettings = _nested(TelemetrySettings)
@@ -524,6 +565,8 @@ class Settings:
         key = name or DEFAULT_CONNECTION
         try:
             return self.connections[key]
+        except UnknownConnection:
+            raise  # the live catalogue says why (removed, an invalid row)
         except KeyError:
             raise UnknownConnection(key, tuple(self.connections)) from None
 
@@ -541,13 +584,18 @@ class UnknownConnection(ConnectorError, KeyError):
     retryable = False
     http_status = 404
 
-    def __init__(self, name: str, known: tuple[str, ...]):
+    def __init__(self, name: str, known: tuple[str, ...], reason: str = ""):
         super().__init__(name)
         self.name = name
         self.known = known
+        self.reason = reason  # e.g. "is no longer configured (removed ...)"
 
     def __str__(self) -> str:
-        return f"unknown connection {self.name!r} (configured: {', '.join(self.known)})"
+        if self.reason:
+            return f"connection {self.name!r} {self.reason}"
+        more = f", … ({len(self.known)} in all)" if len(self.known) > 10 else ""
+        shown = ", ".join(self.known[:10]) + more
+        return f"unknown connection {self.name!r} (configured: {shown})"
 
 
 # ---- the catalogue and the reader, both derived from the fields above -----------------------------
@@ -610,8 +658,9 @@ def seed_triggers(conn: ConnectionSettings) -> tuple[WatchedEntitySet, ...]:
     )
 
 
-def _connection(env: Mapping[str, str], name: str) -> ConnectionSettings:
-    prefix = "" if name == DEFAULT_CONNECTION else name.upper().replace("-", "_")
+def _connection(env: Mapping[str, str], name: str, prefix: str | None = None) -> ConnectionSettings:
+    if prefix is None:
+        prefix = "" if name == DEFAULT_CONNECTION else name.upper().replace("-", "_")
     try:
         conn = read(ConnectionSettings, env, prefix=prefix, connection=name, name=name)
         _check_credential(conn, prefix)
@@ -641,6 +690,48 @@ def _check_credential(conn: ConnectionSettings, prefix: str) -> None:
 
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+
+# The settings a connection row may hold (`bcconnectiondefs`): the fields of ConnectionSettings.
+CONNECTION_SETTINGS: tuple[Setting, ...] = tuple(spec for _, spec in _declared(ConnectionSettings, True)
+                                                  if spec is not None)
+CONNECTION_SECRETS: frozenset[str] = frozenset(s.name for s in CONNECTION_SETTINGS if s.secret)
+
+
+def check_connection_name(name: str, where: str = "BC_CONNECTIONS") -> None:
+    """SettingsError unless `name` is a valid connection name."""
+    if not _NAME_RE.match(name):
+        raise SettingsError(f"{where}: {name!r} is not a valid connection name (a-z, 0-9, -; at most 32)")
+
+
+def check_connection_values(name: str, row: Mapping[str, str]) -> None:
+    """SettingsError for a setting a connection row may not hold, or a value its setting refuses
+    (what can be checked without the app settings the row falls back to)."""
+    fields = {spec.name: (spec, f) for f, spec in _declared(ConnectionSettings, True) if spec is not None}
+    unknown = sorted(set(row) - set(fields))
+    if unknown:
+        raise SettingsError(f"connection {name!r}: {', '.join(unknown)} is no per-connection setting "
+                            f"(those are: {', '.join(sorted(fields))})")
+    for key, text in row.items():
+        spec, f = fields[key]
+        try:
+            spec.parse(str(text), _kind(f.type))
+        except SettingsError as exc:
+            raise SettingsError(f"connection {name!r}: {exc}") from None
+
+
+def table_connection(env: Mapping[str, str], name: str, row: Mapping[str, str]) -> ConnectionSettings:
+    """The connection a row of `bcconnectiondefs` declares: `row` holds per-connection settings by
+    name (BC_TENANT, ...; secrets already resolved), read like `NAME__X` app settings (an unset one
+    falls back to the plain app setting), with the same validation. SettingsError naming the fault."""
+    check_connection_name(name, f"connection table row {name!r}")
+    check_connection_values(name, row)
+    prefix = name.upper().replace("-", "_")
+    values = {k: v for k, v in env.items() if not k.startswith(f"{prefix}__")}  # the row, not these
+    values.update({f"{prefix}__{k}": str(v) for k, v in row.items()})
+    try:
+        return _connection(values, name, prefix)
+    except SettingsError as exc:
+        raise SettingsError(str(exc).replace(f"{prefix}__", "the row's ")) from None
 
 
 def load_storage_settings(env: Mapping[str, str] | None = None) -> StorageSettings:
@@ -679,8 +770,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     names = _BY_NAME["BC_CONNECTIONS"].parse(env.get("BC_CONNECTIONS", DEFAULT_CONNECTION), tuple[str, ...])
     for n in names:
-        if not _NAME_RE.match(n):
-            raise SettingsError(f"BC_CONNECTIONS: {n!r} is not a valid connection name (a-z, 0-9, -)")
+        check_connection_name(n)
     public = env.get("PUBLIC_BASE_URL", "").strip().rstrip("/")
     if not public:
         host = env.get("WEBSITE_HOSTNAME", "").strip()
@@ -691,6 +781,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         connection_names=names,
         connections={n: _connection(env, n) for n in names},
         public_base_url=public,
+        values=dict(env),
         bc_limits=read(BCLimits, env),
         telemetry=load_telemetry_settings(env),
     )
@@ -718,22 +809,9 @@ def refuse_example_key(settings: Settings) -> None:
                 f"import Fernet; print(Fernet.generate_key().decode())\"")
 
 
-HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
-
-
 def host_max_dequeue_count(host_json: Path = HOST_JSON) -> int:
     """`extensions.queues.maxDequeueCount` of host.json (the host's default 5 if absent)."""
-    config = json.loads(host_json.read_text(encoding="utf-8"))
-    return int(config.get("extensions", {}).get("queues", {}).get("maxDequeueCount", 5))
-
-
-def host_queue_concurrency(host_json: Path = HOST_JSON) -> int:
-    """Queue messages one instance processes at once per queue function: host.json's `batchSize` +
-    `newBatchThreshold` (the host's defaults 16 and batchSize/2 if absent)."""
-    config = json.loads(host_json.read_text(encoding="utf-8"))
-    queues = config.get("extensions", {}).get("queues", {})
-    batch = int(queues.get("batchSize", 16))
-    return batch + int(queues.get("newBatchThreshold", batch // 2))
+    return int(_host_queues(host_json).get("maxDequeueCount", 5))
 
 
 def environment_value(name: str, default: str = "") -> str:

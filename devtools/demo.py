@@ -97,6 +97,11 @@ class Tour:
         self.checked += 1
         return ok
 
+    def passed(self, found: dict | None, what: str,
+               holds: Callable[[dict], bool] = lambda _: True) -> dict | None:
+        """`found` when it is there and `holds` (a check named `what`), else None."""
+        return found if self.check(found is not None and holds(found), what) else None
+
     # ---- steps -------------------------------------------------------------------------------
     def health_and_status(self) -> None:
         print("\n1. Health and status")
@@ -134,21 +139,24 @@ class Tour:
         item = self.admin("POST", f"{base}/items", {
             "number": "DEMO-1000", "displayName": "Demo bicycle", "unitPrice": 499.0,
             "itemVariants": [{"code": "RED", "description": "Red"}, {"code": "BLUE", "description": "Blue"}]})
-        event = self.wait_for("bc-items", lambda e: e.get("subject") == item["id"])
-        if self.check(event is not None and event["type"] == "bc.item.created", "bc.item.created arrived"):
+        event = self.passed(self.wait_for("bc-items", lambda e: e.get("subject") == item["id"]),
+                            "bc.item.created arrived", lambda e: e["type"] == "bc.item.created")
+        if event is not None:
             variants = [v["code"] for v in event["data"].get("itemVariants", [])]
             self.check(sorted(variants) == ["BLUE", "RED"], f"with its variants {variants}")
         shipment = self.admin("POST", f"{base}/salesShipments", {
             "customerNumber": "GL00000008", "lines": [{"itemNumber": "DEMO-1000", "quantity": 2}]})
-        event = self.wait_for("bc-sales-shipments", lambda e: e.get("subject") == shipment["id"])
-        if self.check(event is not None, "bc.salesShipment.created arrived"):
+        event = self.passed(self.wait_for("bc-sales-shipments", lambda e: e.get("subject") == shipment["id"]),
+                            "bc.salesShipment.created arrived")
+        if event is not None:
             self.check(len(event["data"].get("salesShipmentLines", [])) == 1, "with its lines")
         invoice = self.admin("POST", f"{base}/salesInvoices", {
             "customerNumber": "GL00000008", "lines": [{"itemNumber": "DEMO-1000", "quantity": 2},
                                                       {"accountNumber": "6110", "quantity": 1,
                                                        "unitPrice": 15.0}]})
-        event = self.wait_for("bc-sales-invoices", lambda e: e.get("subject") == invoice["id"])
-        if self.check(event is not None, "bc.salesInvoice.created arrived"):
+        event = self.passed(self.wait_for("bc-sales-invoices", lambda e: e.get("subject") == invoice["id"]),
+                            "bc.salesInvoice.created arrived")
+        if event is not None:
             self.check(len(event["data"].get("salesInvoiceLines", [])) == 2, "with its lines")
 
     def posted_documents(self) -> None:
@@ -162,9 +170,10 @@ class Tour:
                    "nothing is announced for the draft (BC's webhook said `created`)")
         posted = self.admin("POST", f"{BASE}/salesInvoices/{draft['id']}/post")
         print(f"   BC posts it (Microsoft.NAV.post): {posted['number']}, status {posted['status']}, same id")
-        event = self.wait_for("bc-sales-invoices", lambda e: e.get("subject") == draft["id"])
-        if self.check(event is not None and event["type"] == "bc.salesInvoice.created",
-                      "bc.salesInvoice.created arrived for the posting"):
+        event = self.passed(self.wait_for("bc-sales-invoices", lambda e: e.get("subject") == draft["id"]),
+                            "bc.salesInvoice.created arrived for the posting",
+                            lambda e: e["type"] == "bc.salesInvoice.created")
+        if event is not None:
             show({k: event[k] for k in ("id", "type", "subject")}
                  | {"data": {k: event["data"][k] for k in ("number", "status")}})
         sent = [d for d in self.admin("GET", "businessevents/deliveries")["value"]
@@ -185,9 +194,10 @@ class Tour:
         item = next(i for i in self.admin("GET", f"{BASE}/items")["value"] if i["number"] == "DEMO-1000")
         self.admin("PATCH", f"{BASE}/items/{item['id']}", {"unitPrice": 549.0})
         self.admin("PATCH", f"{BASE}/items/{item['id']}", {"displayName": "Demo bicycle, 2027 model"})
-        event = self.wait_for("bc-items", lambda e: e.get("subject") == item["id"]
-                              and e.get("type") == "bc.item.updated")
-        if self.check(event is not None, "bc.item.updated arrived (BC merges changes within its debounce)"):
+        event = self.passed(self.wait_for("bc-items", lambda e: e.get("subject") == item["id"]
+                                          and e.get("type") == "bc.item.updated"),
+                            "bc.item.updated arrived (BC merges changes within its debounce)")
+        if event is not None:
             data = event["data"]
             show({k: event[k] for k in ("id", "type", "time")} | {
                 "data": {k: data[k] for k in ("number", "displayName", "unitPrice", "lastModifiedDateTime")}})
@@ -197,9 +207,10 @@ class Tour:
         created = self.wait_for("bc-items", lambda e: e.get("subject") == doomed["id"])
         self.check(created is not None and created["type"] == "bc.item.created", "another item is created")
         self.admin("DELETE", f"{BASE}/items/{doomed['id']}")
-        event = self.wait_for("bc-items", lambda e: e.get("subject") == doomed["id"]
-                              and e.get("type") == "bc.item.deleted")
-        if self.check(event is not None, "bc.item.deleted arrived when it was deleted"):
+        event = self.passed(self.wait_for("bc-items", lambda e: e.get("subject") == doomed["id"]
+                                          and e.get("type") == "bc.item.deleted"),
+                            "bc.item.deleted arrived when it was deleted")
+        if event is not None:
             show({k: event[k] for k in ("id", "type", "subject", "time", "data")})
 
     def item_pull(self) -> None:
@@ -218,18 +229,20 @@ class Tour:
                                                      "salesOrderLines": [{"itemNumber": "DEMO-1000",
                                                                           "variantCode": "RED",
                                                                           "quantity": 1}]}))
-        result = self.wait_for("sales-order-results",
-                               lambda r: r.get("externalDocumentNumber") == "DEMO-WEB-1")
-        if self.check(result is not None and result["status"] == "created", "the order was created"):
+        result = self.passed(self.wait_for("sales-order-results",
+                                           lambda r: r.get("externalDocumentNumber") == "DEMO-WEB-1"),
+                             "the order was created", lambda r: r["status"] == "created")
+        if result is not None:
             print(f"   BC order {result['number']} ({result['salesOrderId']})")
             self.order_life(result["number"])
         self.large_order(orders)
         command("python -m connector send bad-order.json   # DEMO-BAD-1: a customer BC does not have")
         orders.send_message(json.dumps(SEED_ORDER | {"customerNumber": "NO-SUCH-CUSTOMER",
                                                      "externalDocumentNumber": "DEMO-BAD-1"}))
-        result = self.wait_for("sales-order-results",
-                               lambda r: r.get("externalDocumentNumber") == "DEMO-BAD-1")
-        if self.check(result is not None and result["status"] == "failed", "a bad order fails clearly"):
+        result = self.passed(self.wait_for("sales-order-results",
+                                           lambda r: r.get("externalDocumentNumber") == "DEMO-BAD-1"),
+                             "a bad order fails clearly", lambda r: r["status"] == "failed")
+        if result is not None:
             show(result["error"])
         props = self.queue("sales-orders-poison").get_queue_properties()
         self.check(props.approximate_message_count >= 1, "and is kept on sales-orders-poison")
@@ -240,9 +253,10 @@ class Tour:
         for entity_set, queue in (("salesShipments", "bc-sales-shipments"),
                                   ("salesInvoices", "bc-sales-invoices")):
             self.admin("POST", f"{BASE}/{entity_set}", {"orderNumber": number})
-            event = self.wait_for(queue, lambda e: e.get("bcexternaldocno") == "DEMO-WEB-1")
-            if self.check(event is not None and event.get("bcordernumber") == number,
-                          f"{queue}: an event with bcexternaldocno DEMO-WEB-1"):
+            event = self.passed(self.wait_for(queue, lambda e: e.get("bcexternaldocno") == "DEMO-WEB-1"),
+                                f"{queue}: an event with bcexternaldocno DEMO-WEB-1",
+                                lambda e: e.get("bcordernumber") == number)
+            if event is not None:
                 show({k: event[k] for k in ("type", "bcexternaldocno", "bcordernumber")}
                      | {"data.number": event["data"]["number"]})
 
@@ -262,9 +276,10 @@ class Tour:
         size = len(body.encode()) // 1024
         print(f"   a {size} KiB order (1000 lines) is put in a blob; the message names it:")
         show(message)
-        result = self.wait_for("sales-order-results",
-                               lambda r: r.get("externalDocumentNumber") == "DEMO-BIG-1", timeout=60)
-        if self.check(result is not None and result["status"] == "created", "the large order was created"):
+        big = self.wait_for("sales-order-results", lambda r: r.get("externalDocumentNumber") == "DEMO-BIG-1",
+                            timeout=60)
+        result = self.passed(big, "the large order was created", lambda r: r["status"] == "created")
+        if result is not None:
             lines = self.admin("GET", f"{TENANT}/production/{COMPANY.replace(' ', '%20')}/salesOrders/"
                                f"{result['salesOrderId']}")["salesOrderLines"]
             self.check(len(lines) == 1000, f"BC order {result['number']} has all {len(lines)} lines")

@@ -198,7 +198,7 @@ def stop_signals() -> threading.Event:
     return stop
 
 
-def stop_within(stop: Callable[[], None], seconds: float, what: str) -> bool:
+def stop_within(stop: Callable[[], object], seconds: float, what: str) -> bool:
     """`stop()` on a daemon thread, waited for at most `seconds`: a stop held by a slow call in flight
     (an invocation's BC or storage retries, a queue poll retrying on a loaded machine) must not keep
     `make run` from ending. False, with a line saying so, if it had not finished; its error is raised."""
@@ -299,7 +299,7 @@ def serve(args: argparse.Namespace, data: DataDir, stop: threading.Event) -> Non
         if stop.is_set():
             return
         host = start_hosts(args.instances, ports.host, data, started)
-        if with_emulator:  # what BC held back while the host was down goes out now
+        if with_emulator and emulator.bc is not None:  # what BC held back while the host was down goes out
             threading.Thread(target=emulator.bc.flush_webhooks, name="flush-webhooks", daemon=True).start()
         public = os.environ["PUBLIC_BASE_URL"]
         where = "" if ports.azurite == 10000 else f"; connection string: {azurite.connection_string}"
@@ -412,7 +412,9 @@ def start_hosts(instances: int, port: int, data: DataDir, started: contextlib.Ex
 
     host = LocalHost(function_app.app, host_json=ROOT / "host.json", port=port)
     with step(f"Functions host on port {port}"):
-        started.callback(stop_within, host.stop, HOST_STOP_SECONDS, "the Functions host")
+        # the host names what it gave up on after HOST_STOP_SECONDS; the margin is for a stuck stop
+        started.callback(stop_within, lambda: host.stop(HOST_STOP_SECONDS), HOST_STOP_SECONDS + 5,
+                         "the Functions host")
         host.start()
     return host
 

@@ -35,6 +35,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     reaper.reap()
 
 
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    """A notificationUrl: a real local HTTP server recording what BC sends (`tests/webhook_receiver.py`)."""
+    from tests.webhook_receiver import Receiver
+
+    r = Receiver()
+    yield r
+    r.close()
+
+
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
     with Azurite() as instance:

@@ -131,7 +131,8 @@ def test_every_binding_expression_is_a_host_binding_setting():
     assert used == {s.name for s in SETTINGS if s.host_binding} - HOST_SETTINGS
 
 
-HOST_SETTINGS = {"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"}  # read by the Functions host itself, not by a %NAME%
+# read by the Functions host or the Python worker itself, not through a %NAME%
+HOST_SETTINGS = {"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT", "PYTHON_THREADPOOL_THREAD_COUNT"}
 
 
 def test_the_host_request_body_limit_is_deployed_and_leaves_room_over_the_receivers_cap():

@@ -210,6 +210,7 @@ class _ConnectionTokens:
     """One connection's msal app and cache in this instance, and what it last loaded and reported."""
 
     cache: msal.SerializableTokenCache = field(default_factory=msal.SerializableTokenCache)
+    settings: ConnectionSettings | None = None  # what the app was built from (a change starts afresh)
     app: msal.ConfidentialClientApplication | None = None
     etag: str | None = None  # of the `bctokens` row the cache was loaded from or saved as
     loaded: bool = False
@@ -225,8 +226,12 @@ class TokenService:
     def __init__(self, settings: Settings, storage: Storage,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  health: HealthEvents | None = None,
-                 assertion: Callable[[ConnectionSettings], Callable[[], str]] | None = None):
+                 assertion: Callable[[ConnectionSettings], Callable[[], str]] | None = None,
+                 reread: Callable[[str], bool] | None = None):
+        """`reread(connection)`: read a connection's settings again, its secrets fresh from Key Vault,
+        after Entra refused them (True when they changed: asked again at once)."""
         self.settings = settings
+        self._reread = reread
         self.storage = storage
         self.clock = clock
         self.health = health
@@ -239,8 +244,12 @@ class TokenService:
 
     # -- plumbing --
     def _tokens(self, conn: ConnectionSettings) -> _ConnectionTokens:
+        """The connection's token state; a fresh one when its settings changed (a new tenant, secret)."""
         with self._lock:
-            return self._connections.setdefault(conn.name, _ConnectionTokens())
+            tokens = self._connections.get(conn.name)
+            if tokens is None or (tokens.settings is not conn and tokens.settings != conn):
+                tokens = self._connections[conn.name] = _ConnectionTokens(settings=conn)
+            return tokens
 
     def cipher(self, why: str) -> TokenCipher:
         """The cipher; SettingsError saying `why` it is needed when TOKEN_ENCRYPTION_KEY is unusable."""
@@ -331,8 +340,19 @@ class TokenService:
         """A bearer token for BC. `force_refresh`: the last one was refused, get a new one.
 
         Raises TokenUnavailable (not signed in, refresh token refused, app misconfigured) or
-        TokenEndpointUnavailable (Entra unreachable; retryable).
+        TokenEndpointUnavailable (Entra unreachable; retryable). Refused credentials are read again
+        first (`reread`: a secret rotated in Key Vault) and, if they changed, asked about at once.
         """
+        try:
+            return self._access_token(connection, force_refresh)
+        except TokenUnavailable as exc:
+            if (exc.state not in FAILED_STATES or self._reread is None
+                    or not self._reread(connection.partition(".")[0])):
+                raise
+            log.info("tokens %s: credentials changed after a refusal; asking Entra again", connection)
+        return self._access_token(connection, force_refresh)
+
+    def _access_token(self, connection: str, force_refresh: bool) -> str:
         conn = self.settings.principal(connection)
         tokens = self._tokens(conn)
         with tokens.lock:
@@ -462,15 +482,6 @@ class TokenService:
             return False
         tokens.etag = etag
         return True
-
-    def verify_all(self) -> None:
-        """`verify` every connection and each of its principals; refusals are recorded for
-        /api/status, not raised."""
-        for name in [p.name for c in self.settings.connections.values() for p in c.principals]:
-            try:
-                self.verify(name)
-            except (TokenUnavailable, BCError) as exc:
-                log.warning("tokens %s: credentials check failed: %s", name, exc)
 
     # -- for the sign-in --
     def app(self, conn: ConnectionSettings) -> msal.ConfidentialClientApplication:

@@ -6,11 +6,12 @@ import sys
 
 from connector.cli.target import add_target_options, resolve
 
-COMMANDS = ("tail", "send", "trigger", "status")
+COMMANDS = ("tail", "send", "trigger", "status", "connections")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    """Add `tail`, `send`, `trigger` and `status` to the CLI's sub-commands."""
+    """Add `tail`, `send`, `trigger`, `status` and `connections` to the CLI's sub-commands."""
+    from connector.cli import connections
     from connector.cli.trigger import CHANGES
 
     tail = commands.add_parser("tail", help="every output queue live, one line per event (peeks: "
@@ -49,6 +50,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     status = commands.add_parser("status", help="the banner of `make run` again, and the connections now")
     add_target_options(status)
+    connections.register(commands)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
 
         return run_trigger(target, args.change, connection=args.connection, number=args.item,
                            order=args.order)
+    if args.command == "connections":
+        from connector.cli.connections import run as run_connections
+
+        return run_connections(args, target)
     from connector.cli.status import run_status
 
     return run_status(target)

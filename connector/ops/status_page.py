@@ -393,6 +393,15 @@ def _dead_letters(dead_letters: Mapping[str, Any]) -> str:
                                              "No poison queues.")
 
 
+def _invalid_rows(table: Mapping[str, Any]) -> str:
+    """The connection table's rows the app refused (`connections list` shows them too)."""
+    invalid = table.get("invalid") or {}
+    if not invalid:
+        return ""
+    rows = [[_e(name), f'<span class="bad">{_e(why)}</span>'] for name, why in invalid.items()]
+    return "<h2>Connection table: invalid rows</h2>" + _table(("connection", "why"), rows, "")
+
+
 def _summary_row(conn: Mapping[str, Any]) -> list[str]:
     subscriptions = Counter(str(s.get("status", "")) for s in conn.get("subscriptions", []))
     token = str(conn.get("token", {}).get("state", ""))
@@ -443,5 +452,6 @@ def render_status_page(report: Mapping[str, Any], now: datetime,
         f"<title>bc-connector status</title><style>{STYLE}</style></head><body>"
         f'<h1>bc-connector status</h1><p class="muted">As of {_e(generated)}; refreshes every minute '
         '(<a href="">refresh now</a>). Read from storage; no call to Business Central.</p>'
-        + _verdict(report, now) + sections + _dead_letters(report.get("dead_letters", {})) + "</body></html>"
+        + _verdict(report, now) + sections + _invalid_rows(report.get("connection_table", {}))
+        + _dead_letters(report.get("dead_letters", {})) + "</body></html>"
     )

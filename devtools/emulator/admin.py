@@ -12,6 +12,8 @@
 * ``POST /_emulator/tenants`` many tenants at once: environments, companies, app registrations and
   limits of each (`tenants.py`)
 * ``/_emulator/bc/...`` is forwarded to the BC API emulator's admin app.
+* ``PUT /_emulator/keyvault/<vault>/secrets/<name>`` ``{"value"}`` adds a secret version; ``GET
+  /_emulator/keyvault`` lists vaults, secrets and versions (`keyvault.py`)
 """
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ class EmulatorParts(Protocol):
     faults: Faults
     entra: Entra
     bc: Any  # the BC API app (`bc_api.BCApi`), or None
+    keyvault: Any  # the Key Vault secrets endpoint (`keyvault.KeyVault`)
+    url: str  # where it listens (`https://host:port`), once started
 
     @property
     def requests(self) -> list[LoggedRequest]: ...
@@ -71,6 +75,8 @@ class AdminApp:
             if bc_admin is None:
                 return _json({"error": "no BC API emulator"}, 404)(environ, start_response)
             return bc_admin(environ, start_response)
+        if path == "/_emulator/keyvault" or path.startswith("/_emulator/keyvault/"):
+            return self.emulator.keyvault.admin(environ, start_response)
         if path.startswith("/_emulator/admin-center/") and hasattr(self.emulator.bc, "admin_center"):
             return self.emulator.bc.admin_center.control(environ, start_response)
         request = Request(environ)

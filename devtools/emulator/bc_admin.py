@@ -198,9 +198,7 @@ class BCAdmin:
             return _json(self.entity(company, set_name, row), 201)
         if len(rest) == 3 and method == "POST" and (set_name, rest[2]) in (
                 ("salesInvoices", "post"), ("salesOrders", "shipAndInvoice")):
-            row = company.sets[set_name].get(rest[1].lower())
-            if row is None:
-                raise KeyError(rest[1])
+            row = _existing(company, set_name, rest[1].lower())
             if set_name == "salesInvoices":
                 api.documents.post_draft(company, row)
                 return _json(self.entity(company, set_name, row))
@@ -213,9 +211,7 @@ class BCAdmin:
                 row = api.create(company, set_name, _body(request))
             return _json(self.entity(company, set_name, row), 201)
         if len(rest) == 2:
-            row = company.sets[set_name].get(rest[1])
-            if row is None:
-                raise KeyError(rest[1])
+            row = _existing(company, set_name, rest[1])
             if method == "GET":
                 return _json(self.entity(company, set_name, row))
             if method == "PATCH":
@@ -268,6 +264,14 @@ class BCAdmin:
         for nav, child in COMPANY_SETS[set_name].parts.items():
             out[nav] = [{"@odata.etag": c.etag, **c.data} for c in company.sets[child].children(row.id)]
         return out
+
+
+def _existing(company: Company, set_name: str, key: str) -> Row:
+    """A row of `set_name` by id; KeyError (a 404) when there is none."""
+    row = company.sets[set_name].get(key)
+    if row is None:
+        raise KeyError(key)
+    return row
 
 
 def _body(request: Request) -> dict[str, Any]:

@@ -310,7 +310,8 @@ class BCApi:
 
     def _row(self, company: Company, etype: EntityType, key: str, parent: Row | None = None) -> Row:
         row = company.sets[etype.set_name].get(key)
-        if row is None or (parent is not None and row.data[etype.parent_field] != parent.id):
+        if row is None or (parent is not None and (etype.parent_field is None
+                                                   or row.data[etype.parent_field] != parent.id)):
             raise BCError(
                 404,
                 "Internal_RecordNotFound",
@@ -335,7 +336,7 @@ class BCApi:
             if lagging is not None and not lagging(row.data):
                 raise BCError(404, "Internal_RecordNotFound", f"The {etype.label} does not exist. "
                               f"Identification fields and values: Id='{target.key}'")
-            body = {
+            body: dict[str, Any] = {
                 "@odata.context": f"{base}/$metadata#{target.context}/$entity",
                 **render(row, etype, select, expands, target.company),
             }
@@ -357,7 +358,7 @@ class BCApi:
             predicate = (lagging if predicate is None
                          else lambda data, p=predicate, lag=lagging: lag(data) and p(data))
         page, more, next_token = self._page(rows, orderby, predicate, token, skip, limit)
-        body: dict[str, Any] = {
+        body = {
             "@odata.context": f"{base}/$metadata#{target.context}",
             "value": [render(r, etype, select, expands, target.company) for r in page],
         }
@@ -427,11 +428,11 @@ class BCApi:
             listed = list(rows(0)) if callable(rows) else rows
             matching = [r for r in listed if predicate is None or predicate(r.data)]
             offset = _token_int(token, "o") + skip
-            page = sort_rows(matching, orderby)[offset : offset + limit]
+            page: list[Row] = sort_rows(matching, orderby)[offset : offset + limit]
             return page, offset + limit < len(matching), f"o{offset + limit}"
         after = _token_int(token, "")
         source = rows(after) if callable(rows) else (r for r in rows if r.seq > after)
-        page: list[Row] = []
+        page = []
         for row in source:
             if predicate is not None and not predicate(row.data):
                 continue
@@ -451,7 +452,7 @@ class BCApi:
         allowed = {"Collection": ("POST",), "Entity": ("PATCH", "DELETE")}[kind]
         if request.method not in allowed or not etype.writable:
             raise method_not_allowed(request.method, etype.set_name, kind)
-        if request.method == "POST":
+        if target.key is None:  # a POST, the only method on a collection
             body = read_json(request)
             row = self.create(company, etype.set_name, body, target.parent)
             with self.store.lock:
@@ -534,21 +535,12 @@ class BCApi:
             if company is None and isinstance(body, dict) and isinstance(body.get("companyId"), str):
                 with self.store.lock:
                     company = env.company(body["companyId"].lower())
-            sub = engine.create(env.tenant, env.name, company, body, str(claims.get("oid") or EMPTY_GUID))
-            return json_response({"@odata.context": f"{context}/$entity", **sub.to_json()}, 201)
+            created = engine.create(env.tenant, env.name, company, body, str(claims.get("oid") or EMPTY_GUID))
+            return json_response({"@odata.context": f"{context}/$entity", **created.to_json()}, 201)
         sub = engine.subscriptions.get((parse_key(key) or "").lower())
         if sub is None or (sub.tenant, sub.environment) != (env.tenant, env.name):
             raise BCError(404, "BadRequest_NotFound", f"The subscription '{key}' does not exist.")
-        if request.method == "GET":
-            return json_response({"@odata.context": f"{context}/$entity", **sub.to_json()})
-        if request.method not in ("PATCH", "DELETE"):
-            raise method_not_allowed(request.method, name, "Entity")
-        check_if_match(request, sub.etag)
-        if request.method == "DELETE":
-            engine.delete(sub.id)
-            return Response(status=204)
-        updated = engine.update(sub, read_json(request))
-        return json_response({"@odata.context": f"{context}/$entity", **updated.to_json()})
+        return _subscription_entity(request, name, context, sub, engine.delete, engine.update)
 
     # ---- subscriptions ---------------------------------------------------------------------------
 
@@ -578,25 +570,16 @@ class BCApi:
                 )
             if request.method != "POST":
                 raise method_not_allowed(request.method, "subscriptions", "Collection")
-            sub = engine.create(
+            created = engine.create(
                 env.tenant, env.name, read_json(request), str(claims.get("oid") or EMPTY_GUID), route
             )
-            return json_response({"@odata.context": f"{context}/$entity", **sub.to_json()}, 201)
+            return json_response({"@odata.context": f"{context}/$entity", **created.to_json()}, 201)
         if not (len(key) > 2 and key[0] == key[-1] == "'"):
             raise bad_request("BadRequest_NotFound", SYNTAX_ERROR)
         sub = engine.find(env.tenant, env.name, key[1:-1])
         if sub is None:
             raise BCError(404, "BadRequest_NotFound", f"The subscription '{key[1:-1]}' does not exist.")
-        if request.method == "GET":
-            return json_response({"@odata.context": f"{context}/$entity", **sub.to_json()})
-        if request.method not in ("PATCH", "DELETE"):
-            raise method_not_allowed(request.method, "subscriptions", "Entity")
-        check_if_match(request, sub.etag)
-        if request.method == "DELETE":
-            engine.delete(sub.id)
-            return Response(status=204)
-        renewed = engine.renew(sub, read_json(request))
-        return json_response({"@odata.context": f"{context}/$entity", **renewed.to_json()})
+        return _subscription_entity(request, "subscriptions", context, sub, engine.delete, engine.renew)
 
     def _runtime_api(self, request: Request, env: Environment, rest: list[str]) -> Response:
         """`microsoft/runtime/beta`: `webhookSupportedResources` (page 5460), `webhookLogs` (page 5461)
@@ -680,7 +663,11 @@ def render(
     """An entity as JSON: `@odata.etag`, its (selected) fields and expanded parts."""
     data = row.data
     out = {"@odata.etag": row.etag, **({f: data[f] for f in select} if select else data)}
-    for expand, child_type in expands or ():
+    if not expands:
+        return out
+    if company is None:
+        raise TypeError("expanding a row's parts needs its company")
+    for expand, child_type in expands:
         children = company.sets[child_type.set_name].children(row.id)
         if expand.filter:
             predicate = parse_filter(expand.filter, child_type.fields, child_type.type_name).predicate
@@ -690,6 +677,22 @@ def render(
         )
         out[expand.name] = [render(c, child_type, child_select) for c in children]
     return out
+
+
+def _subscription_entity(request: Request, name: str, context: str, sub: Any,
+                         delete: Callable[[str], Any], change: Callable[[Any, Any], Any]) -> Response:
+    """One subscription (a webhook's or a business event's): GET it, or PATCH (`change`) / DELETE it
+    under If-Match."""
+    if request.method == "GET":
+        return json_response({"@odata.context": f"{context}/$entity", **sub.to_json()})
+    if request.method not in ("PATCH", "DELETE"):
+        raise method_not_allowed(request.method, name, "Entity")
+    check_if_match(request, sub.etag)
+    if request.method == "DELETE":
+        delete(sub.id)
+        return Response(status=204)
+    changed = change(sub, read_json(request))
+    return json_response({"@odata.context": f"{context}/$entity", **changed.to_json()})
 
 
 def json_response(body: dict[str, Any], status: int = 200) -> Response:

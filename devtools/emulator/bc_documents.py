@@ -4,6 +4,7 @@ shipments (with their item ledger entries) and invoices."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ from devtools.emulator.bc_rules import (
 )
 from devtools.emulator.bc_schema import COMPANY_SETS, ITEM_LEDGER_ENTRY, SALES_SHIPMENT, SALES_SHIPMENT_LINE
 from devtools.emulator.odata import EMPTY_GUID, bad_request
-from devtools.emulator.store import Company, Row, Store
+from devtools.emulator.store import Company, EntitySet, Row, Store
 
 if TYPE_CHECKING:
     from devtools.emulator.business_events import BusinessEventEngine
@@ -127,21 +128,11 @@ class DocumentRules:
         self.store.delete(company, set_name, row)
 
     def _apply_customer(self, company: Company, data: dict[str, Any], values: dict[str, Any]) -> None:
-        customers = company.sets["customers"]
-        by_id = by_number = None
-        if values.get("customerId", EMPTY_GUID) != EMPTY_GUID:
-            by_id = customers.get(values["customerId"])
-            if by_id is None:
-                raise dialog("The sell-to customer cannot be found.")
-        if values.get("customerNumber"):
-            by_number = customers.by_number(values["customerNumber"])
-            if by_number is None:
-                raise record_not_found("Customer", f"No.='{values['customerNumber']}'")
-        if by_id and by_number and by_id is not by_number:
-            raise dialog("The sell-to customer values do not match to a specific Customer.")
-        customer = by_id or by_number
-        if customer is None:
-            raise dialog('A "customerNumber" or a "customerId" must be provided.')
+        customer = _party(
+            company.sets["customers"], values, "customer",
+            unknown_id=dialog("The sell-to customer cannot be found."),
+            unknown_number=lambda number: record_not_found("Customer", f"No.='{number}'"),
+            mismatch=dialog("The sell-to customer values do not match to a specific Customer."))
         cust = customer.data
         if cust["blocked"] == "All":
             raise dialog(
@@ -171,21 +162,11 @@ class DocumentRules:
 
     def _apply_vendor(self, company: Company, data: dict[str, Any], values: dict[str, Any]) -> None:
         """The buy-from vendor of a purchase order (page 30066's rules and messages) and what it fills."""
-        vendors = company.sets["vendors"]
-        by_id = by_number = None
-        if values.get("vendorId", EMPTY_GUID) != EMPTY_GUID:
-            by_id = vendors.get(values["vendorId"])
-            if by_id is None:
-                raise dialog("The buy-from vendor cannot be found.")
-        if values.get("vendorNumber"):
-            by_number = vendors.by_number(values["vendorNumber"])
-            if by_number is None:
-                raise dialog("The buy-from vendor cannot be found.")
-        if by_id and by_number and by_id is not by_number:
-            raise dialog("The buy-from vendor values do not match to a specific Vendor.")
-        vendor = by_id or by_number
-        if vendor is None:
-            raise dialog('A "vendorNumber" or a "vendorId" must be provided.')
+        vendor = _party(
+            company.sets["vendors"], values, "vendor",
+            unknown_id=dialog("The buy-from vendor cannot be found."),
+            unknown_number=lambda _: dialog("The buy-from vendor cannot be found."),
+            mismatch=dialog("The buy-from vendor values do not match to a specific Vendor."))
         v = vendor.data
         defaults = {"vendorId": vendor.id, "vendorNumber": v["number"], "vendorName": v["displayName"],
                     "payToVendorId": vendor.id, "payToVendorNumber": v["number"],
@@ -256,9 +237,7 @@ class DocumentRules:
 
     def update_line(self, company: Company, set_name: str, row: Row, values: dict[str, Any]) -> None:
         """PATCH a line; the header's totals follow."""
-        header_set = HEADERS[set_name]
-        header = company.sets[header_set].get(row.data["documentId"])
-        self._check_draft(header_set, header)
+        header_set, header = self._header_of(company, set_name, row)
         data = row.data | values
         if any(k in values for k in ("itemId", "accountId", "lineType", "itemVariantId")):
             self._apply_product(company, data, values, new=False)
@@ -278,11 +257,18 @@ class DocumentRules:
 
     def delete_line(self, company: Company, set_name: str, row: Row) -> None:
         """DELETE a line; the header's totals follow."""
-        header_set = HEADERS[set_name]
-        header = company.sets[header_set].get(row.data["documentId"])
-        self._check_draft(header_set, header)
+        header_set, header = self._header_of(company, set_name, row)
         self.store.delete(company, set_name, row)
         self.recalc(company, header_set, header)
+
+    def _header_of(self, company: Company, set_name: str, line: Row) -> tuple[str, Row]:
+        """The set and row of an existing line's document, which must still be a draft."""
+        header_set = HEADERS[set_name]
+        header = company.sets[header_set].get(line.data["documentId"])
+        if header is None:  # lines go with their document, so only a broken store gets here
+            raise dialog("No document with the specified ID exists.")
+        self._check_draft(header_set, header)
+        return header_set, header
 
     def _apply_product(
         self, company: Company, data: dict[str, Any], values: dict[str, Any], *, new: bool
@@ -597,7 +583,7 @@ class DocumentRules:
         if order is None:
             return posted
         comments = [
-            (line.data, 0)
+            (line.data, 0.0)
             for line in company.sets["salesOrderLines"].children(order.id)
             if line.data["lineType"] == "Comment"
         ]
@@ -672,3 +658,24 @@ class DocumentRules:
             line.data["invoicedQuantity"] >= line.data["quantity"]
             for line in company.sets["salesOrderLines"].children(order.id)
         )
+
+
+def _party(parties: EntitySet, values: dict[str, Any], kind: str, *, unknown_id: Exception,
+           unknown_number: Callable[[str], Exception], mismatch: Exception) -> Row:
+    """The customer or vendor a document names by `<kind>Id` and/or `<kind>Number` (both: the same one),
+    with BC's error for each way it can be wrong."""
+    by_id = by_number = None
+    if values.get(f"{kind}Id", EMPTY_GUID) != EMPTY_GUID:
+        by_id = parties.get(values[f"{kind}Id"])
+        if by_id is None:
+            raise unknown_id
+    if values.get(f"{kind}Number"):
+        by_number = parties.by_number(values[f"{kind}Number"])
+        if by_number is None:
+            raise unknown_number(values[f"{kind}Number"])
+    if by_id and by_number and by_id is not by_number:
+        raise mismatch
+    party = by_id or by_number
+    if party is None:
+        raise dialog(f'A "{kind}Number" or a "{kind}Id" must be provided.')
+    return party

@@ -190,7 +190,10 @@ def resolve_currency(company: Company, values: dict[str, Any], current: dict[str
     code = (code or company.lcy_code).upper()
     if code == company.lcy_code:
         return {"currencyId": EMPTY_GUID, "currencyCode": code}
-    return {"currencyId": currencies.by_number(code).id, "currencyCode": code}
+    currency = currencies.by_number(code)
+    if currency is None:  # the current code's currency was deleted since
+        raise record_not_found("Currency", f"Code='{code}'")
+    return {"currencyId": currency.id, "currencyCode": code}
 
 
 def resolve_payment_terms(company: Company, values: dict[str, Any]) -> dict[str, Any]:
@@ -328,7 +331,7 @@ class MasterRules:
         entity_set = company.sets[set_name]
         key = entity_set.key_field
         if key and data[key]:
-            other = entity_set.by_number(data[key])
-            if other is not None and other is not row:
+            holder = entity_set.by_number(data[key])
+            if holder is not None and holder is not row:
                 field = "No." if key == "number" else "Code"
                 raise already_exists(label, f"{field}='{data[key]}'")

@@ -13,8 +13,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import requests
-
+from devtools.emulator.delivery import Dispatcher, post_json
 from devtools.emulator.odata import BCError, bad_request, format_datetime
 
 if TYPE_CHECKING:
@@ -124,9 +123,7 @@ class BusinessEventEngine:
         self.deliveries: list[dict[str, Any]] = []
         self._pending: list[Pending] = []
         self._lock = threading.RLock()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._dispatcher = Dispatcher("bc-business-events", self._next_wait, self.run_once)
 
     # ---- subscriptions ---------------------------------------------------------------------------
 
@@ -235,7 +232,7 @@ class BusinessEventEngine:
                         "companyName": company.name, "companyId": company.id, "eventName": name,
                         "payload": payload, "appId": sub.appId, "clientState": sub.clientState}
                 self._pending.append(Pending(sub.id, body))
-        self._wake.set()
+        self._dispatcher.wake()
 
     def take_pending(self) -> list[dict[str, Any]]:
         """The bodies of every pending notification, removed (for a sender of one's own: the bench)."""
@@ -251,27 +248,15 @@ class BusinessEventEngine:
     # ---- delivery --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is None:
-            self._stopping.clear()
-            self._thread = threading.Thread(target=self._loop, name="bc-business-events", daemon=True)
-            self._thread.start()
+        self._dispatcher.start()
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._stopping.set()
-            self._wake.set()
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._dispatcher.stop()
 
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            with self._lock:
-                dues = [p.due for p in self._pending]
-            wait = max(0.0, min(dues) - time.monotonic()) if dues else 1.0
-            self._wake.wait(wait)
-            self._wake.clear()
-            if not self._stopping.is_set():
-                self.run_once()
+    def _next_wait(self) -> float:
+        with self._lock:
+            dues = [p.due for p in self._pending]
+        return max(0.0, min(dues) - time.monotonic()) if dues else 1.0
 
     def run_once(self, *, force: bool = False) -> None:
         """Send every due notification (all pending ones with `force`), one at a time."""
@@ -283,19 +268,8 @@ class BusinessEventEngine:
             sub = self.subscriptions.get(item.subscription_id)
             if sub is None or sub.subscriptionState != ACTIVE:
                 continue
-            status, error = self._post(sub.notificationUrl, item.body)
+            status, error = post_json(sub.notificationUrl, item.body, self.config.notification_timeout)
             self._settle(sub, item, status, error)
-
-    def _post(self, url: str, body: dict[str, Any]) -> tuple[int | None, str | None]:
-        try:
-            with requests.Session() as session:
-                session.trust_env = False
-                response = session.post(url, data=json.dumps(body).encode(), allow_redirects=False,
-                                        headers={"Content-Type": "application/json"},
-                                        timeout=self.config.notification_timeout)
-            return response.status_code, None
-        except requests.RequestException as exc:
-            return None, f"{type(exc).__name__}: {exc}"
 
     def _settle(self, sub: EventSubscription, item: Pending, status: int | None, error: str | None) -> None:
         ok = status is not None and 200 <= status < 300
@@ -315,4 +289,4 @@ class BusinessEventEngine:
                 item.due = time.monotonic() + delays[item.attempt]
                 item.attempt += 1
                 self._pending.append(item)
-        self._wake.set()
+        self._dispatcher.wake()

@@ -113,6 +113,22 @@ class Filter:
     equals: dict[str, Any] = field(default_factory=dict)  # field -> value of top-level `and`-ed `eq`s
 
 
+def _one_of(prop: str, values: frozenset[Any]) -> Predicate:
+    return lambda e: _normal(e.get(prop)) in values
+
+
+def _either(a: Predicate, b: Predicate) -> Predicate:
+    return lambda e: a(e) or b(e)
+
+
+def _both(a: Predicate, b: Predicate) -> Predicate:
+    return lambda e: a(e) and b(e)
+
+
+def _negation(f: Predicate) -> Predicate:
+    return lambda e: not f(e)
+
+
 class _Node:
     def __init__(self, fn: Predicate, fields: set[str], equals: dict[str, Any],
                  any_of: frozenset[Any] | None = None) -> None:
@@ -177,10 +193,9 @@ class _FilterParser:
                 # a chain of `eq`s (a batched key check): one set look-up instead of n comparisons
                 values = node.any_of | right.any_of
                 (prop,) = fields
-                node = _Node(lambda e, p=prop, v=values: _normal(e.get(p)) in v, fields, {}, values)
+                node = _Node(_one_of(prop, values), fields, {}, values)
                 continue
-            left_fn, right_fn = node.fn, right.fn
-            node = _Node(lambda e, a=left_fn, b=right_fn: a(e) or b(e), fields, {})
+            node = _Node(_either(node.fn, right.fn), fields, {})
         return node
 
     def conjunction(self) -> _Node:
@@ -188,12 +203,8 @@ class _FilterParser:
         while self.peek() == ("word", "and"):
             self.take()
             right = self.unary()
-            left_fn, right_fn = node.fn, right.fn
-            node = _Node(
-                lambda e, a=left_fn, b=right_fn: a(e) and b(e),
-                node.fields | right.fields,
-                {**node.equals, **right.equals},
-            )
+            node = _Node(_both(node.fn, right.fn), node.fields | right.fields,
+                         {**node.equals, **right.equals})
         return node
 
     def unary(self) -> _Node:
@@ -201,7 +212,7 @@ class _FilterParser:
         if (kind, value) == ("word", "not"):
             self.take()
             inner = self.unary()
-            return _Node(lambda e, f=inner.fn: not f(e), inner.fields, {})
+            return _Node(_negation(inner.fn), inner.fields, {})
         if value == "(":
             self.take()
             node = self.expression()
@@ -390,12 +401,17 @@ def parse_orderby(text: str, types: FieldTypes, type_name: str) -> list[tuple[st
 def sort_rows(rows: list[Any], keys: list[tuple[str, bool]]) -> list[Any]:
     """Stable multi-key sort of rows (objects with `.data`) by `keys`; strings case-insensitively."""
     for name, desc in reversed(keys):
-        rows = sorted(rows, key=lambda r, n=name: _sort_key(r.data.get(n)), reverse=desc)
+        rows = sorted(rows, key=_by_field(name), reverse=desc)
     return rows
 
 
 def _sort_key(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
+
+
+def _by_field(name: str) -> Callable[[Any], Any]:
+    """The sort key of a row (an object with `.data`) by field `name`."""
+    return lambda row: _sort_key(row.data.get(name))
 
 
 def parse_max_page_size(prefer: str | None) -> int | None:

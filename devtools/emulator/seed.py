@@ -231,11 +231,13 @@ def _seed_item(store: Store, company: Company, number: str, name: str, price: fl
 
 def _seed_documents(store: Store, company: Company) -> None:
     documents = DocumentRules(store)
-    customers = company.sets["customers"]
+    customer = company.sets["customers"].by_number("GL00000001")
+    if customer is None:
+        raise KeyError("the seed's documents need customer GL00000001, seeded first")
     first = documents.create(
         company,
         "salesOrders",
-        {"customerId": customers.by_number("GL00000001").id, "externalDocumentNumber": "SEED-1001"},
+        {"customerId": customer.id, "externalDocumentNumber": "SEED-1001"},
         {
             "salesOrderLines": [
                 {"lineType": "Item", "lineObjectNumber": "1896-S", "quantity": 2},

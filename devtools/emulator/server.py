@@ -23,6 +23,7 @@ from .admin import AdminApp
 from .clock import Clock
 from .config import EmulatorConfig
 from .entra import Entra
+from .keyvault import KeyVault
 from .limits import ARRIVED, Faults, LimitsMiddleware, LoggedRequest, RequestLog
 from .state import WRITE_METHODS, StateSaver
 from .tls import make_tls_files
@@ -137,6 +138,7 @@ class Emulator:
         self.bc = bc_factory(self.config, self.clock, self.entra.validate_token) if bc_factory else None
         self._limits = (LimitsMiddleware(self.bc, self.config, self.clock, self.entra.validate_token,
                                          self.faults, self._log) if self.bc is not None else None)
+        self.keyvault = KeyVault(self.clock, lambda: self.entra.public_key, self._vault_authority)
         self._admin = AdminApp(self)
         self.state = (StateSaver(Path(self.config.state_file), snapshot=self.snapshot_state,
                                  restore=self.restore_state, fingerprint=self._state_fingerprint)
@@ -161,6 +163,7 @@ class Emulator:
             if events is not None:  # BC keeps its External Event Subscription rows too
                 state["business_events"] = events.snapshot()
         state["entra"] = self.entra.snapshot()
+        state["keyvault"] = self.keyvault.snapshot()
         return state
 
     def restore_state(self, state: dict[str, Any]) -> None:
@@ -173,6 +176,11 @@ class Emulator:
             if events is not None and "business_events" in state:
                 events.restore(state["business_events"])
         self.entra.restore(state["entra"])
+        self.keyvault.restore(state.get("keyvault", {}))
+
+    def _vault_authority(self, request: Any) -> str:
+        """The authority a Key Vault challenge names: this emulator's Entra, the first tenant."""
+        return f"{request.host_url.rstrip('/')}/{next(iter(self.config.tenants.values()))}"
 
     def _clock_offset(self) -> float:
         return (self.clock.now() - datetime.now(UTC)).total_seconds()
@@ -278,6 +286,8 @@ class Emulator:
             return self._admin(environ, start_response)
         if path.startswith("/admin/") and self.bc is not None and hasattr(self.bc, "admin_center"):
             return self.bc.admin_center(environ, start_response)  # the Admin Center API
+        if path.startswith("/keyvault/"):  # Key Vault's secrets endpoint, vault by vault
+            return self.keyvault(environ, start_response)
         if path == "/msi/token":  # the local Function App's managed identity (App Service style)
             return self.entra.managed_identity(environ, start_response)
         if path.startswith("/v2.0/"):

@@ -130,7 +130,7 @@ class Company:
     name: str
     lcy_code: str = "GBP"
     vat_percent: float = 20.0
-    row: Row | None = None
+    row: Row = field(kw_only=True)  # the company entity itself (`GET companies(id)`)
     sets: dict[str, EntitySet] = field(default_factory=dict)
     series: dict[str, int] = field(default_factory=dict)
 
@@ -195,7 +195,6 @@ class Store:
         """Create a company in an environment."""
         with self.lock:
             company_id = (company_id or str(uuid.uuid4())).lower()
-            company = Company(tenant.lower(), env.lower(), company_id, name, lcy_code, vat_percent)
             now = self.now()
             data = COMPANY.blank() | {
                 "id": company_id,
@@ -206,7 +205,8 @@ class Store:
                 "systemCreatedAt": now,
                 "systemModifiedAt": now,
             }
-            company.row = Row(next(self._seq), data, next(self._version))
+            company = Company(tenant.lower(), env.lower(), company_id, name, lcy_code, vat_percent,
+                              row=Row(next(self._seq), data, next(self._version)))
             self.environment(tenant, env).companies[company_id] = company
             return company
 
@@ -330,7 +330,8 @@ class Store:
         newest first (no change is reported: a restore sends no webhooks). How many were undone."""
         key = (tenant.lower(), environment.lower())
         with self.lock:
-            kept, undone = deque(maxlen=HISTORY_LIMIT), 0
+            kept: deque[Written] = deque(maxlen=HISTORY_LIMIT)
+            undone = 0
             for at, where, step in reversed(self.history):
                 if where == key and at > point_in_time:
                     step()
@@ -359,7 +360,7 @@ class Store:
             "environments": [[env.tenant, env.name] for env in self.environments.values()],
             "companies": [
                 {name: getattr(company, name) for name in simple}
-                | {"row": row(company.row) if company.row else None, "series": dict(company.series),
+                | {"row": row(company.row), "series": dict(company.series),
                    "sets": {name: [row(r) for r in rows.order]
                             for name, rows in company.sets.items() if rows}}
                 for env in self.environments.values()
@@ -376,11 +377,10 @@ class Store:
             for tenant, name in state["environments"]:
                 self.environment(tenant, name)
             for saved in state["companies"]:
-                company = Company(**{k: v for k, v in saved.items() if k not in ("row", "sets", "series")})
+                seq, version, data = saved["row"]
+                company = Company(**{k: v for k, v in saved.items() if k not in ("row", "sets", "series")},
+                                  row=Row(seq, data, version))
                 company.series = dict(saved["series"])
-                if saved["row"] is not None:
-                    seq, version, data = saved["row"]
-                    company.row = Row(seq, data, version)
                 for set_name, rows in saved["sets"].items():
                     entity_set = company.sets.get(set_name)
                     if entity_set is None:  # a set this emulator no longer has

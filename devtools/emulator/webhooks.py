@@ -6,7 +6,6 @@ no response/408/429/5xx and deletes subscriptions like BC does. Every POST is ke
 from __future__ import annotations
 
 import base64
-import json
 import threading
 import time
 import uuid
@@ -19,6 +18,7 @@ import requests
 
 from devtools.emulator.bc_schema import COMPANY_SETS, webhook_capable
 from devtools.emulator.config import tenant_limit
+from devtools.emulator.delivery import Dispatcher, post_json
 from devtools.emulator.odata import bad_request, format_datetime, parse_datetime
 from devtools.emulator.store import Company, Store
 
@@ -132,9 +132,7 @@ class WebhookEngine:
         self._outboxes: dict[str, Outbox] = {}
         self._lock = threading.RLock()
         self._send_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._dispatcher = Dispatcher("bc-webhooks", self._next_wait, lambda: self.run_once(force=False))
 
     # ---- subscriptions ---------------------------------------------------------------------------
 
@@ -403,7 +401,7 @@ class WebhookEngine:
                 self._journal.append((sub, entity_id, change, at))
             if self._first_pending is None:
                 self._first_pending = time.monotonic()
-        self._wake.set()
+        self._dispatcher.wake()
 
     def _route(self) -> None:
         """Move journalled changes into the outboxes: consecutive `updated` of one entity merge, a
@@ -473,29 +471,15 @@ class WebhookEngine:
 
     def start(self) -> None:
         """Start the dispatcher thread."""
-        if self._thread is None:
-            self._stopping.clear()
-            self._thread = threading.Thread(target=self._loop, name="bc-webhooks", daemon=True)
-            self._thread.start()
+        self._dispatcher.start()
 
     def stop(self) -> None:
         """Stop the dispatcher thread."""
-        if self._thread is not None:
-            self._stopping.set()
-            self._wake.set()
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._dispatcher.stop()
 
     def flush(self) -> None:
         """Route every pending change now (ignoring the debounce) and send what is due."""
         self.run_once(force=True)
-
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(self._next_wait())
-            self._wake.clear()
-            if not self._stopping.is_set():
-                self.run_once(force=False)
 
     def _next_wait(self) -> float:
         with self._lock:
@@ -558,24 +542,8 @@ class WebhookEngine:
 
     def _post(self, url: str, payload: dict[str, Any]) -> tuple[int | None, str | None]:
         request_id = str(uuid.uuid4())
-        headers = {
-            "Content-Type": "application/json",
-            "clientRequestId": request_id,
-            "x-ms-correlation-id": request_id,
-        }
-        try:
-            with requests.Session() as session:
-                session.trust_env = False
-                response = session.post(
-                    url,
-                    data=json.dumps(payload).encode(),
-                    allow_redirects=False,
-                    headers=headers,
-                    timeout=self.config.notification_timeout,
-                )
-            return response.status_code, None
-        except requests.RequestException as exc:
-            return None, f"{type(exc).__name__}: {exc}"
+        return post_json(url, payload, self.config.notification_timeout,
+                         {"clientRequestId": request_id, "x-ms-correlation-id": request_id})
 
     def _log_failed(self, url: str, status: int | None, error: str | None) -> None:
         """`Sending notification failed.` in the company of every subscription of the URL."""
@@ -626,4 +594,4 @@ class WebhookEngine:
             for sub in [s for s in self.subscriptions.values() if s.notification_url == box.url]:
                 self.delete_logged(sub.id, "Delete invalid subscription.", "")
             box.items, box.attempt, box.due = [], 0, 0.0
-        self._wake.set()
+        self._dispatcher.wake()

@@ -1,13 +1,16 @@
 """`python -m devtools.localhost`: serve a Functions app like `func start` (dev tooling, not deployed).
 
 Loads `local.settings.json` (or `local.settings.example.json`) `Values` into the environment without
-overriding variables already set, imports the app module, and serves until Ctrl-C / SIGTERM.
+overriding variables already set, imports the app module, and serves until Ctrl-C / SIGTERM. Running
+invocations then get 30 s to finish; if one is still running, its name is logged and the exit code is 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -49,7 +52,10 @@ def main(argv: list[str] | None = None) -> None:
         print("Ctrl-C to stop.", flush=True)
         stop.wait()
     finally:
-        host.stop()
+        if host.stop():  # logged; a queue worker still in a function would keep the process from ending
+            logging.shutdown()
+            sys.stdout.flush()
+            os._exit(1)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -62,6 +63,8 @@ def index(app: func.FunctionApp) -> list[FunctionSpec]:
 
 def _spec(function: Function) -> FunctionSpec:
     name = function.get_function_name()
+    if not name:
+        raise ConfigError(f"function {function.get_user_function()!r} has no name")
     bindings = [json.loads(raw) for raw in function.get_raw_bindings()]
     triggers = [b for b in bindings if b["type"].endswith("Trigger")]
     if len(triggers) != 1 or triggers[0]["type"] not in TRIGGERS:
@@ -111,10 +114,16 @@ class _Context(func.Context):
 
 
 class Invoker:
-    """Calls functions (awaiting `async def`), logs one line each, and keeps the invocation log."""
+    """Calls functions (awaiting `async def`), logs one line each, and keeps the invocation log.
 
-    def __init__(self, function_directory: str) -> None:
+    `threads` models the Python worker's thread pool (PYTHON_THREADPOOL_THREAD_COUNT): at most that many
+    sync invocations run at once, the others wait for a turn; coroutines are not counted (the worker
+    runs them on its event loop). None: no limit."""
+
+    def __init__(self, function_directory: str, threads: int | None = None) -> None:
         self._function_directory = function_directory
+        self._threads: contextlib.AbstractContextManager[Any] = (
+            threading.BoundedSemaphore(threads) if threads else contextlib.nullcontext())
         self._lock = threading.Condition()
         self._active = 0
         self._log: list[Invocation] = []
@@ -150,7 +159,9 @@ class Invoker:
         kwargs = {spec.trigger["name"]: trigger_input}
         if "context" in inspect.signature(spec.callable).parameters:
             kwargs["context"] = _Context(spec.name, self._function_directory)
-        result = spec.callable(**kwargs)
+        turn = contextlib.nullcontext() if inspect.iscoroutinefunction(spec.callable) else self._threads
+        with turn:
+            result = spec.callable(**kwargs)
         if inspect.isawaitable(result):
             result = asyncio.run(_await(result))
         return result

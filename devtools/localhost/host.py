@@ -14,10 +14,11 @@ from typing import Any
 
 import azure.functions as func
 
-from .config import HostConfig
+from .config import HostConfig, worker_threads
 from .functions import TRIGGERS, FunctionSpec, Invocation, Invoker, index
 from .http import HttpApp, HttpServer
 from .queues import DEFAULT_LEASE, QueueListener
+from .stopping import STOP_SECONDS, Deadline
 from .timers import TimerRunner
 
 
@@ -43,7 +44,7 @@ class LocalHost:
         self.env: Mapping[str, str] = os.environ if env is None else env
         self._port = port
         self._queue_lease = queue_lease
-        self._invoker = Invoker(str(Path(host_json).resolve().parent))
+        self._invoker = Invoker(str(Path(host_json).resolve().parent), worker_threads(self.env))
         self._server: HttpServer | None = None
         self._queues: list[QueueListener] = []
         self._timers: dict[str, TimerRunner] = {}
@@ -84,15 +85,19 @@ class LocalHost:
             timer.start()
         return self
 
-    def stop(self) -> None:
-        """Stop serving and scheduling; waits for running invocations."""
-        if self._server is not None:
-            self._server.stop()
-        for timer in self._timers.values():
-            timer.stop()
-        for listener in self._queues:
-            listener.stop()
+    def stop(self, timeout: float = STOP_SECONDS) -> list[str]:
+        """Stop serving, polling and scheduling, then wait for running invocations, `timeout` s in all.
+        What did not stop in time (each also logged as a warning); [] when everything did."""
+        deadline = Deadline(timeout)
+        server, queues, timers = self._server, self._queues, list(self._timers.values())
         self._server, self._queues, self._timers = None, [], {}
+        stuck = server.stop(deadline) if server is not None else []
+        parts: list[TimerRunner | QueueListener] = [*timers, *queues]
+        for part in parts:
+            part.halt()
+        for part in parts:
+            stuck += part.wait_stopped(deadline)
+        return stuck
 
     def fire_timer(self, function_name: str, past_due: bool = False) -> Any:
         """Run a timer function now, synchronously; return its result or raise its error."""

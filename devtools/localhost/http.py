@@ -22,6 +22,7 @@ from werkzeug.wrappers import Request, Response
 
 from .config import is_true
 from .functions import FunctionSpec, Invoker
+from .stopping import Deadline, join_within
 
 log = logging.getLogger("devtools.localhost")
 
@@ -80,7 +81,8 @@ class HttpApp:
                 return _too_large()(environ, start_response)
         except RequestEntityTooLarge:  # Content-Length over the limit: not read at all
             return _too_large()(environ, start_response)
-        return self._invoke(spec, request, route_params)(environ, start_response)
+        values = {key: str(value) for key, value in route_params.items()}  # the worker passes text
+        return self._invoke(spec, request, values)(environ, start_response)
 
     def _body_limit(self) -> int:
         """FUNCTIONS_REQUEST_BODY_SIZE_LIMIT in bytes, as the Functions host reads it (100 MB unset)."""
@@ -172,7 +174,9 @@ class HttpServer:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
-        self._server.shutdown()
+    def stop(self, deadline: Deadline) -> list[str]:
+        """Stop accepting requests (requests in flight are not waited for, their threads are daemons)."""
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, so only while it runs
+            self._server.shutdown()
         self._server.server_close()
-        self._thread.join(timeout=5)
+        return join_within(self._thread, deadline, "the HTTP server")

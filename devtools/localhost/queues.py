@@ -27,6 +27,7 @@ from connector.queue_sender import QueueSender
 
 from .config import ConfigError, QueueOptions, resolve_settings
 from .functions import FunctionSpec, Invoker
+from .stopping import STOP_SECONDS, Deadline, join_within, not_stopped
 
 log = logging.getLogger("devtools.localhost")
 
@@ -57,6 +58,13 @@ class _Lease:
     renew_at: float
     lock: threading.Lock = field(default_factory=threading.Lock)
     done: bool = False
+
+
+def _receipt(message: StorageMessage) -> str:
+    """The pop receipt of a received or updated message (typed optional by the SDK; Storage sends one)."""
+    if message.pop_receipt is None:
+        raise AzureError(f"message {message.id} came back without a pop receipt")
+    return message.pop_receipt
 
 
 class QueueListener:
@@ -97,18 +105,32 @@ class QueueListener:
         self._poller.start()
         self._renewer.start()
 
-    def stop(self) -> None:
-        """Stop polling and wait for running invocations to finish."""
+    def stop(self, timeout: float = STOP_SECONDS) -> list[str]:
+        """Stop polling and wait up to `timeout` s for running invocations; what did not stop."""
+        self.halt()
+        return self.wait_stopped(Deadline(timeout))
+
+    def halt(self) -> None:
+        """Stop polling; running invocations go on."""
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
-        if self._poller.is_alive():
-            self._poller.join()
-        self._pool.shutdown(wait=True)
+
+    def wait_stopped(self, deadline: Deadline) -> list[str]:
+        """After `halt`: wait until `deadline` for the poller and the running invocations, then stop
+        renewing leases (a message still running reappears when its lease ends, as when a host dies)."""
+        stuck = join_within(self._poller, deadline, f"queue {self.queue_name}: the poller")
+        with self._cond:
+            self._cond.wait_for(lambda: not self._leases, deadline.left())
+            running = len(self._leases)
+        if running:
+            stuck += not_stopped(f"queue {self.queue_name}: {running} running invocation(s) of "
+                                 f"{self.spec.name}", deadline)
+        self._pool.shutdown(wait=False)  # idle workers end now, a stuck one when its function returns
         self._draining.set()
-        if self._renewer.is_alive():
-            self._renewer.join()
+        stuck += join_within(self._renewer, deadline, f"queue {self.queue_name}: the lease renewer")
         self._settler.close()
+        return stuck
 
     @property
     def running(self) -> int:
@@ -137,10 +159,15 @@ class QueueListener:
                 continue
             delay = MIN_POLLING_INTERVAL
             for message in messages:
-                lease = _Lease(message, message.pop_receipt, time.monotonic() + self._lease / 2)
+                lease = _Lease(message, _receipt(message), time.monotonic() + self._lease / 2)
                 with self._cond:
                     self._leases[message.id] = lease
-                self._pool.submit(self._process, lease)
+                try:
+                    self._pool.submit(self._process, lease)
+                except RuntimeError:  # the stop gave up on this poller and shut the pool
+                    with self._cond:
+                        self._leases.pop(message.id, None)
+                    log.warning("queue %s: stopped; message %s left to reappear", self.queue_name, message.id)
 
     def _receive(self) -> list[StorageMessage]:
         size = self._options.batch_size
@@ -238,11 +265,11 @@ class QueueListener:
             if lease.done:
                 return
             try:
-                updated = self._client.update_message(
+                receipt = _receipt(self._client.update_message(
                     lease.message.id, lease.pop_receipt, visibility_timeout=self._lease
-                )
+                ))
             except AzureError as exc:
                 log.warning("queue %s: lease of %s not renewed: %s", self.queue_name, lease.message.id, exc)
                 return
-            lease.pop_receipt = updated.pop_receipt
+            lease.pop_receipt = receipt
             lease.renew_at = time.monotonic() + self._lease / 2

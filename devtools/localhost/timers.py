@@ -12,6 +12,7 @@ from azure.functions.timer import TimerRequest
 from .config import resolve_settings
 from .functions import FunctionSpec, Invoker
 from .ncrontab import Schedule
+from .stopping import STOP_SECONDS, Deadline, join_within
 
 PAST_DUE_TOLERANCE = timedelta(seconds=1)
 
@@ -43,11 +44,18 @@ class TimerRunner:
         self._startup_pending = self.run_on_startup
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop scheduling; waits for a running invocation to finish."""
+    def stop(self, timeout: float = STOP_SECONDS) -> list[str]:
+        """Stop scheduling and wait up to `timeout` s for a running invocation; what did not stop."""
+        self.halt()
+        return self.wait_stopped(Deadline(timeout))
+
+    def halt(self) -> None:
+        """Schedule no more runs; a running one goes on."""
         self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join()
+
+    def wait_stopped(self, deadline: Deadline) -> list[str]:
+        """After `halt`: wait until `deadline` for the scheduler thread (and so a run in progress)."""
+        return join_within(self._thread, deadline, f"timer {self.spec.name}: a running invocation")
 
     def fire(self, past_due: bool = False) -> Any:
         """Run the function now (after any running invocation of it); return its result or raise."""

@@ -125,13 +125,40 @@ def test_the_api_root_is_the_environments_and_ports_are_filled_in() -> None:
         local.resolve("http://127.0.0.1/v2.0/t/e/api/v2.0/x")
 
 
-@pytest.mark.parametrize(("link", "raw_destination"), HOSTILE)
+@pytest.mark.parametrize(("link", "raw_destination"), [p for p in HOSTILE if p.id != "empty"])
 def test_the_client_refuses_a_hostile_absolute_url_before_asking_for_a_token(link, raw_destination) -> None:
-    if not link or not link.strip() or ("://" not in link and not link.startswith("//") and ":" not in link):
-        pytest.skip("not an absolute URL: the client treats it as a path under the API")
     asked: list[bool] = []
     client = BCClient(BASE, lambda force: asked.append(force) or "token",
                       budget=RequestBudget(5, 6000, 300.0))
     with pytest.raises(ForeignLink):
         client.get(link)
     assert asked == []
+
+
+class _Recorder(requests.adapters.BaseAdapter):
+    """A transport that records each request and answers 200 `{}`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[requests.PreparedRequest] = []
+
+    def send(self, request, **kwargs) -> requests.Response:
+        self.sent.append(request)
+        answer = requests.Response()
+        answer.status_code, answer._content, answer.url = 200, b"{}", request.url
+        return answer
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_empty_path_is_the_api_root_and_the_token_goes_only_to_the_bc_origin() -> None:
+    client = BCClient(BASE, lambda force: "token", budget=RequestBudget(5, 6000, 300.0))
+    recorder = _Recorder()
+    client.session.mount("https://", recorder)
+    client.session.mount("http://", recorder)
+    assert client.get("") == {}
+    [sent] = recorder.sent
+    assert sent.url == f"{BASE}/"  # a path, not a link: the API root itself
+    assert where_requests_goes(sent.url) == (BC, None, None)
+    assert sent.headers["Authorization"] == "Bearer token"

@@ -4,7 +4,6 @@ come from it; with INSTANCES=N the hosts' logs reach the terminal, each line pre
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -13,14 +12,6 @@ from tests.devrun.launcher import Launcher
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-@pytest.fixture
-def launchers() -> Iterator[list[Launcher]]:
-    started: list[Launcher] = []
-    yield started
-    for launcher in started:
-        launcher.stop()
 
 
 def test_the_banner_lists_functions_settings_and_instances_logs_reach_the_terminal(launchers, tmp_path):

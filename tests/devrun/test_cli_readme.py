@@ -10,7 +10,6 @@ import shlex
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +35,6 @@ def quick_start_commands() -> list[list[str]]:
 def connector(words: list[str], data_dir: Path) -> list[str]:
     assert words[:3] == ["python", "-m", "connector"], words
     return [sys.executable, *words[1:], "--data-dir", str(data_dir)]
-
-
-@pytest.fixture
-def launchers() -> Iterator[list[Launcher]]:
-    started: list[Launcher] = []
-    yield started
-    for launcher in started:
-        launcher.stop()
 
 
 class Tail:

@@ -14,18 +14,10 @@ from devtools.emulator import Emulator, EmulatorConfig
 from devtools.emulator.seed import CRONUS_UK_ID
 from devtools.emulator.state import StateError
 from tests.waiting import wait_until
-from tests.webhook_receiver import Receiver
 
 TENANT = "lmints.io"
 CLIENT = EmulatorConfig().clients[0]
 ORDER = {"orderDate": "2023-09-01", "customerNumber": "GL00000008", "currencyCode": "GBP"}
-
-
-@pytest.fixture
-def hook() -> Iterator[Receiver]:
-    h = Receiver()
-    yield h
-    h.close()
 
 
 @pytest.fixture
@@ -89,11 +81,11 @@ def admin(emulator: Emulator, method: str, path: str, body: Any = None) -> reque
                             verify=emulator.ca_bundle)
 
 
-def test_a_restarted_emulator_keeps_orders_number_series_subscriptions_tokens_and_clock(start, hook):
+def test_a_restarted_emulator_keeps_orders_number_series_subscriptions_tokens_and_clock(start, receiver):
     first = start()
     bc = BC(first)
     order = bc.create_order("WEB-1")
-    subscription = bc.subscribe(hook.url)
+    subscription = bc.subscribe(receiver.url)
     admin(first, "POST", "clock", {"advance_seconds": 600})
     moved_clock = admin(first, "GET", "clock").json()["now"]
     first.stop()
@@ -110,18 +102,18 @@ def test_a_restarted_emulator_keeps_orders_number_series_subscriptions_tokens_an
 
     item = admin(second, "POST", f"bc/{TENANT}/production/{CRONUS_UK_ID}/items",
                  {"number": "AFTER-RESTART", "displayName": "Made after the restart"}).json()
-    note = hook.element(item["id"])
+    note = receiver.element(item["id"])
     assert (note["subscriptionId"], note["changeType"]) == (subscription["subscriptionId"], "created")
 
 
-def test_business_event_subscriptions_survive_a_restart_and_still_notify(start, hook):
+def test_business_event_subscriptions_survive_a_restart_and_still_notify(start, receiver):
     first = start()
     bc = BC(first)
     def runtime(emulator: Emulator) -> str:
         return emulator.bc_base(TENANT, "production").replace("/api/v2.0", "/api/microsoft/runtime/v1.0")
 
     made = bc.call("POST", "externaleventsubscriptions", {
-        "companyId": CRONUS_UK_ID, "eventName": "SalesShipmentPosted", "notificationUrl": hook.url,
+        "companyId": CRONUS_UK_ID, "eventName": "SalesShipmentPosted", "notificationUrl": receiver.url,
         "clientState": "be-1"}, base=runtime(first))
     assert made.status_code == 201, made.text
     first.stop()
@@ -132,16 +124,16 @@ def test_business_event_subscriptions_survive_a_restart_and_still_notify(start, 
     assert [(s["id"], s["subscriptionState"]) for s in listed] == [(made.json()["id"], "Active")]
     admin(second, "POST", f"bc/{TENANT}/production/{CRONUS_UK_ID}/salesShipments",
           {"customerNumber": "GL00000008", "lines": [{"itemNumber": "1896-S", "quantity": 1}]})
-    [note] = hook.wait(1)
+    [note] = receiver.wait(1)
     assert (note["eventName"], note["clientState"]) == ("SalesShipmentPosted", "be-1")
 
 
-def test_what_a_write_request_was_answered_for_is_already_on_disk(start, hook, tmp_path):
+def test_what_a_write_request_was_answered_for_is_already_on_disk(start, receiver, tmp_path):
     """A SIGKILLed emulator loses nothing it acknowledged: copy the file while it still runs."""
     running = start()
     bc = BC(running)
     order = bc.create_order("WEB-KILLED")
-    subscription = bc.subscribe(hook.url)
+    subscription = bc.subscribe(receiver.url)
     shutil.copyfile(tmp_path / "state.json", tmp_path / "as-killed.json")
 
     restored = BC(start(state_file=str(tmp_path / "as-killed.json")), token=bc.token)
@@ -149,17 +141,17 @@ def test_what_a_write_request_was_answered_for_is_already_on_disk(start, hook, t
     assert restored.call("GET", f"salesOrders({order['id']})").json()["number"] == order["number"]
 
 
-def test_notifications_pending_at_shutdown_are_delivered_after_the_restart(start, hook):
+def test_notifications_pending_at_shutdown_are_delivered_after_the_restart(start, receiver):
     first = start(webhook_debounce_seconds=3600)
-    BC(first).subscribe(hook.url)
+    BC(first).subscribe(receiver.url)
     item = admin(first, "POST", f"bc/{TENANT}/production/{CRONUS_UK_ID}/items",
                  {"number": "PENDING-1", "displayName": "Changed just before the stop"}).json()
     assert [p["id"] for p in admin(first, "GET", "bc/webhooks/pending").json()["value"]] == [item["id"]]
     first.stop()
-    assert hook.notifications == []
+    assert receiver.notifications == []
 
     start(webhook_debounce_seconds=0.1)
-    assert hook.element(item["id"])["changeType"] == "created"
+    assert receiver.element(item["id"])["changeType"] == "created"
 
 
 def test_a_refresh_token_issued_before_the_restart_still_redeems(start):
@@ -193,7 +185,8 @@ def test_without_a_state_file_nothing_is_written(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_state_too_large_to_save_per_request_is_saved_in_the_background_and_at_stop(start, hook, tmp_path):
+def test_a_state_too_large_to_save_per_request_is_saved_in_the_background_and_at_stop(
+        start, receiver, tmp_path):
     emulator = start()
     emulator.state.sync_budget = -1.0  # as if every save took too long to make a request wait for it
     emulator.state.interval = 0.2
@@ -206,7 +199,7 @@ def test_a_state_too_large_to_save_per_request_is_saved_in_the_background_and_at
                 for row in company["sets"].get("salesOrders", [])}
 
     wait_until(lambda: order["number"] in saved_numbers(), timeout=30, what="the background save")
-    subscription = bc.subscribe(hook.url)  # a subscription change is saved before the answer anyway
+    subscription = bc.subscribe(receiver.url)  # a subscription change is saved before the answer anyway
     saved = json.loads((tmp_path / "state.json").read_text())["webhooks"]["subscriptions"]
     assert [s["id"] for s in saved] == [subscription["subscriptionId"]]
     last = bc.create_order("WEB-LAST")

@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +28,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 TENANT = "lmints.io"
 ORDER = {"orderDate": "2023-09-01", "customerNumber": "GL00000008", "currencyCode": "GBP",
          "paymentTermsId": "3bb5b4b6-ea4c-43ca-ba1c-3b69e29a6668"}
-
-
-@pytest.fixture
-def launchers() -> Iterator[list[Launcher]]:
-    """Every launcher a test starts is stopped at its end."""
-    started: list[Launcher] = []
-    yield started
-    for launcher in started:
-        launcher.stop()
 
 
 def start(launchers: list[Launcher], data_dir: Path, **options: Any) -> Launcher:

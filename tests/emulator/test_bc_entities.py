@@ -4,6 +4,7 @@ vendors, sales quotes with lines, `$metadata` and the runtime's `apiRoutes` (in-
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from typing import Any
 
 import pytest
 
@@ -69,13 +70,18 @@ def test_a_posted_shipment_writes_one_negative_sale_entry_per_item_line(bc: BCCl
     assert refused.status_code == 405  # read-only page
 
 
-def test_a_sales_quote_is_created_with_its_lines_in_one_post(bc: BCClient) -> None:
-    created = bc.post(bc.company("salesQuotes"), {
-        "customerNumber": "GL00000008", "externalDocumentNumber": "Q-1",
-        "salesQuoteLines": [{"lineType": "Item", "lineObjectNumber": "1896-S", "quantity": 2}]},
-        query_string={"$expand": "salesQuoteLines"})
+def posted_with_lines(bc: BCClient, entity_set: str, lines: str, quantity: int, **fields: Any) -> dict:
+    """A sales document of customer GL00000008 created with one item line in one POST, lines expanded."""
+    created = bc.post(bc.company(entity_set), {
+        "customerNumber": "GL00000008", **fields,
+        lines: [{"lineType": "Item", "lineObjectNumber": "1896-S", "quantity": quantity}]},
+        query_string={"$expand": lines})
     assert created.status_code == 201, created.json
-    quote = created.json
+    return created.json
+
+
+def test_a_sales_quote_is_created_with_its_lines_in_one_post(bc: BCClient) -> None:
+    quote = posted_with_lines(bc, "salesQuotes", "salesQuoteLines", 2, externalDocumentNumber="Q-1")
     assert quote["number"].startswith("S-QUO") and quote["status"] == "Draft"
     assert [line["quantity"] for line in quote["salesQuoteLines"]] == [2]
     assert quote["totalAmountIncludingTax"] > 0
@@ -109,12 +115,8 @@ def test_metadata_describes_every_entity_set_a_route_serves(bc: BCClient) -> Non
 
 
 def test_a_sales_credit_memo_is_created_with_its_lines(bc: BCClient) -> None:
-    created = bc.post(bc.company("salesCreditMemos"), {
-        "customerNumber": "GL00000008", "externalDocumentNumber": "RMA-1",
-        "salesCreditMemoLines": [{"lineType": "Item", "lineObjectNumber": "1896-S", "quantity": 1}]},
-        query_string={"$expand": "salesCreditMemoLines"})
-    assert created.status_code == 201, created.json
-    memo = created.json
+    memo = posted_with_lines(bc, "salesCreditMemos", "salesCreditMemoLines", 1,
+                             externalDocumentNumber="RMA-1")
     assert memo["number"].startswith("S-CR") and memo["creditMemoDate"] and memo["dueDate"]
     assert [line["quantity"] for line in memo["salesCreditMemoLines"]] == [1]
     assert "shipToName" not in memo  # page 30038 has no ship-to fields

@@ -4,13 +4,13 @@ after commit, retries, switch-off) against a real local HTTP receiver."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from devtools.emulator.bc_api import BCApi
-from devtools.emulator.bc_testing import BCClient, make_api
+from devtools.emulator.bc_testing import BCClient
 from devtools.emulator.seed import CRONUS_UK_ID, WEBSHOP_CUSTOMER
 from tests.waiting import wait_until
 from tests.webhook_receiver import Receiver
@@ -19,28 +19,14 @@ RUNTIME = "/v2.0/lmints.io/production/api/microsoft/runtime/v1.0/"
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def make() -> Iterator[Callable[..., BCClient]]:
-    apis: list[BCApi] = []
-
+def make(started_api: Callable[..., BCApi]) -> Callable[..., BCClient]:
     def build(**config: Any) -> BCClient:
-        config.setdefault("webhook_debounce_seconds", 0.05)
         config.setdefault("business_event_retry_seconds", (0.05, 0.05, 0.05))
-        api = make_api(**config)
+        api = started_api(**config)
         api.business_events.base_url = "https://bc.example"
-        api.start()
-        apis.append(api)
         return BCClient(api)
 
-    yield build
-    for api in apis:
-        api.stop()
+    return build
 
 
 def draft_invoice(bc: BCClient, **extra: Any) -> dict:

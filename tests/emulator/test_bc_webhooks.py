@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +14,7 @@ from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
 from devtools.emulator.bc_api import BCApi
-from devtools.emulator.bc_testing import BCClient, make_api
+from devtools.emulator.bc_testing import BCClient
 from devtools.emulator.odata import format_datetime, parse_datetime
 from devtools.emulator.seed import CRONUS_UK_ID, CRONUS_USA_ID, bulk_create_items
 from tests.waiting import wait_until
@@ -24,27 +24,12 @@ TENANT_ID = "4a7e3c2b-9d1f-4e6a-8b5c-2f0e1d3c4b5a"
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def make() -> Iterator[Callable[..., BCClient]]:
-    apis: list[BCApi] = []
-
+def make(started_api: Callable[..., BCApi]) -> Callable[..., BCClient]:
     def build(**config: Any) -> BCClient:
-        config.setdefault("webhook_debounce_seconds", 0.05)
         config.setdefault("retry_delays_seconds", (0.05, 0.05, 0.1, 0.1, 0.1))
-        api = make_api(**config)
-        api.start()
-        apis.append(api)
-        return BCClient(api)
+        return BCClient(started_api(**config))
 
-    yield build
-    for api in apis:
-        api.stop()
+    return build
 
 
 def subscribe(

@@ -69,6 +69,7 @@ def make_host(azurite: Azurite, tmp_path: Path) -> Iterator[Callable[..., LocalH
         return host
 
     yield make
+    sample_app.seen.release.set()  # a function a test left blocked returns now
     for host in hosts:
         host.stop()
 

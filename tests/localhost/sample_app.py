@@ -22,6 +22,8 @@ class Recorder:
         self.running = 0
         self.max_running = 0
         self.tick_seconds = 0.0
+        self.tick_blocks = False  # `tick` then waits for `release`, as a function that never returns
+        self.release = threading.Event()
 
     def reset(self) -> None:
         with self.lock:
@@ -29,6 +31,8 @@ class Recorder:
             self.timers.clear()
             self.running = self.max_running = 0
             self.tick_seconds = 0.0
+            self.tick_blocks = False
+            self.release = threading.Event()
 
     def enter(self) -> None:
         with self.lock:
@@ -79,13 +83,16 @@ async def ctx(req: func.HttpRequest, context: func.Context) -> func.HttpResponse
 
 @bp.queue_trigger(arg_name="msg", queue_name="%SAMPLE_QUEUE%", connection="SampleStorage")
 def work(msg: func.QueueMessage) -> None:
-    """Body is JSON: `{"fail": true}` raises, `{"sleep": s}` sleeps; anything else succeeds."""
+    """Body is JSON: `{"fail": true}` raises, `{"sleep": s}` sleeps, `{"block": true}` waits for
+    `seen.release` (a function that never returns); anything else succeeds."""
     seen.enter()
     try:
         with seen.lock:
             seen.messages.append((msg, time.monotonic()))
         order = json.loads(msg.get_body() or b"{}")
         time.sleep(order.get("sleep", 0))
+        if order.get("block"):
+            seen.release.wait()
         if order.get("fail"):
             raise ValueError("asked to fail")
     finally:
@@ -99,6 +106,8 @@ def tick(timer: func.TimerRequest) -> str:
         with seen.lock:
             seen.timers.append(("tick", timer.past_due))
         time.sleep(seen.tick_seconds)
+        if seen.tick_blocks:
+            seen.release.wait()
     finally:
         seen.leave()
     return "ticked"

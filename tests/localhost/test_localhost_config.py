@@ -11,7 +11,7 @@ import sample_app
 from conftest import queue
 
 from devtools.localhost import ConfigError, LocalHost
-from devtools.localhost.config import HostConfig, QueueOptions
+from devtools.localhost.config import HostConfig, QueueOptions, worker_threads
 
 
 def test_queue_defaults_match_the_host() -> None:
@@ -88,3 +88,10 @@ def test_polling_back_off_is_capped_by_max_polling_interval(make_host) -> None:
     queue(host).send_message(json.dumps({"n": 1}))
     host.wait_idle(30)
     assert len(sample_app.seen.messages) == 1
+
+
+@pytest.mark.parametrize(("value", "threads"), [(None, None), ("48", 48), ("1", 1), ("0", None),
+                                                ("-3", None), ("many", None), (" 8 ", 8), ("+8", 8)])
+def test_worker_threads_reads_the_setting_as_the_python_worker(value, threads) -> None:
+    env = {} if value is None else {"PYTHON_THREADPOOL_THREAD_COUNT": value}
+    assert worker_threads(env) == threads

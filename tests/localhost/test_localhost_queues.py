@@ -77,9 +77,14 @@ def test_immediate_retry_without_visibility_timeout(make_host) -> None:
     assert [m.dequeue_count for m, _ in seen.messages] == [1, 2]
 
 
-@pytest.mark.parametrize(("batch_size", "threshold", "expected"), [(3, 0, 3), (1, 1, 2)])
-def test_batch_size_and_threshold_bound_concurrency(make_host, batch_size, threshold, expected) -> None:
-    host = make_host(queues={"batchSize": batch_size, "newBatchThreshold": threshold})
+@pytest.mark.parametrize(("batch_size", "threshold", "threads", "expected"), [
+    (3, 0, {}, 3), (1, 1, {}, 2),
+    (3, 0, {"PYTHON_THREADPOOL_THREAD_COUNT": "2"}, 2),  # the Python worker's pool for sync functions
+    (3, 0, {"PYTHON_THREADPOOL_THREAD_COUNT": "none"}, 3),  # a value the worker ignores is ignored
+])
+def test_batch_size_threshold_and_worker_threads_bound_concurrency(
+        make_host, batch_size, threshold, threads, expected) -> None:
+    host = make_host(queues={"batchSize": batch_size, "newBatchThreshold": threshold}, **threads)
     client = queue(host)
     for n in range(7):
         client.send_message(json.dumps({"n": n, "sleep": 0.4}))
@@ -110,6 +115,7 @@ def test_stop_waits_for_running_messages(make_host) -> None:
     deadline = time.monotonic() + 10
     while not seen.messages and time.monotonic() < deadline:
         time.sleep(0.05)
-    host.stop()
+    assert host.stop() == []
     assert seen.running == 0
     assert [i.outcome for i in host.invocations if i.function == "work"] == ["succeeded"]
+
