@@ -209,7 +209,10 @@ def run_connector(emulator: Any, azurite: Any, principals: int, orders: int, log
     results = QueueClient.from_connection_string(azurite.connection_string, QUEUE_SALES_ORDER_RESULTS)
     run = uuid.uuid4().hex[:8]
     instances = instances or principals
-    hosts = [HostProcess(env, log_dir / f"host-{principals}-{n}.log").start() for n in range(instances)]
+    # a message lease of 60 s (Azure's host holds a message 10 minutes): the tests' 10 s, renewed one
+    # message after another for 128 invocations on a loaded machine, ran out and redelivered orders
+    hosts = [HostProcess(env, log_dir / f"host-{principals}-{n}.log", queue_lease=60).start()
+             for n in range(instances)]
     try:
         for host in hosts:
             host.wait_ready()
