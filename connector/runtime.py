@@ -30,16 +30,18 @@ from connector.health.events import HealthEvents
 from connector.health.pause import PauseSwitch
 from connector.keyvault import SecretResolver
 from connector.ops.activity import ActivityRecorder
-from connector.ops.status import read_status, status_readings
+from connector.ops.status import gauge_report, status_readings
 from connector.orders.variants import ItemVariants
 from connector.settings import (
     CONTAINER_EVENT_PAYLOADS,
     ConnectionSettings,
     Settings,
     host_max_dequeue_count,
+    host_queue_concurrency,
     load_settings,
 )
 from connector.storage import Storage
+from connector.table_batches import TableBatches
 from connector.telemetry import Telemetry, configure_telemetry
 from connector.webhooks.dedupe import DedupeLog
 from connector.webhooks.directory import SubscriptionDirectory
@@ -63,7 +65,8 @@ class Runtime:
     dedupe log, item variant cache and the thread pools of the webhook path."""
 
     def __init__(self, settings: Settings):
-        self.storage = Storage(settings.storage)
+        # as many storage connections as queue invocations run at once, plus the background work's
+        self.storage = Storage(settings.storage, pool_size=max(64, host_queue_concurrency() + 16))
         # Connections: the app settings' and the connection table's, live (connection_table.py).
         self.secrets = SecretResolver(
             ttl=settings.key_vault_cache_seconds, host=settings.key_vault_host,
@@ -89,6 +92,7 @@ class Runtime:
         self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)
         self.item_variants = ItemVariants()
         self.key_lookups = KeyLookups()  # batched key checks (sales orders by externalDocumentNumber)
+        self.table_batches = TableBatches()  # claim rows of one company written together under load
         # Threads start on first use. Entity GETs of one notification batch: each connection's BC
         # budget caps what reaches BC. Receiver enqueues: the acknowledgement waits for them.
         self.fetch_pool = ThreadPoolExecutor(8, thread_name_prefix="bc-fetch")
@@ -104,7 +108,7 @@ class Runtime:
     def _gauges(self) -> dict[str, list[tuple[float, dict[str, str]]]]:
         """The observable gauges, read from storage."""
         now = utc_now()
-        return status_readings(read_status(self.settings, self.storage, now, throughput=False), now)
+        return status_readings(gauge_report(self.settings, self.storage, now), now)
 
     @cached_property
     def budget(self) -> Budget:
@@ -143,8 +147,8 @@ class Runtime:
 
         return OrdersService(OrderContext(
             settings=self.settings, storage=self.storage, telemetry=self.telemetry,
-            key_lookups=self.key_lookups, item_variants=self.item_variants, bc=self.bc,
-            company_id=self.company_id))
+            key_lookups=self.key_lookups, table_batches=self.table_batches,
+            item_variants=self.item_variants, bc=self.bc, company_id=self.company_id))
 
     @cached_property
     def fanout(self) -> WorkQueue:

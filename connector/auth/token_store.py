@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -158,6 +159,11 @@ class TokenStore:
         key = table_key(connection)
         return (delete_if_match(self._table, key, CACHE_ROW, etag)
                 or read_entity(self._table, key, CACHE_ROW) is None)
+
+
+def is_token_row(row: Mapping[str, Any]) -> bool:
+    """Whether a `bctokens` row is a connection's token cache (`tokens_stored`)."""
+    return row.get("RowKey") == CACHE_ROW
 
 
 def tokens_stored(storage: Storage, connection: str) -> bool:

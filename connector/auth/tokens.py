@@ -483,15 +483,6 @@ class TokenService:
         tokens.etag = etag
         return True
 
-    def verify_all(self) -> None:
-        """`verify` every connection and each of its principals; refusals are recorded for
-        /api/status, not raised."""
-        for name in [p.name for c in self.settings.connections.values() for p in c.principals]:
-            try:
-                self.verify(name)
-            except (TokenUnavailable, BCError) as exc:
-                log.warning("tokens %s: credentials check failed: %s", name, exc)
-
     # -- for the sign-in --
     def app(self, conn: ConnectionSettings) -> msal.ConfidentialClientApplication:
         """The connection's msal app in this instance (built on first use)."""

@@ -10,7 +10,7 @@ also feed the status page's "last health events".
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -157,6 +157,11 @@ def recent_health(storage: Storage, connection: str, now: datetime, limit: int =
     rows = storage.table(TABLE_HEALTH).query_entities(
         "PartitionKey eq @pk and time ge @since",
         parameters={"pk": connection, "since": iso(now - RECENT_WINDOW)})
+    return latest_health(rows, limit)
+
+
+def latest_health(rows: Iterable[Mapping[str, Any]], limit: int = 10) -> list[dict[str, Any]]:
+    """The newest `limit` of some `bchealth` rows, as shown."""
     fields = ("type", "severity", "company_id", "occurrence", "summary", "fix", "time")
     found = [{name: row.get(name, "") for name in fields} for row in rows]
     return sorted(found, key=lambda r: r["time"], reverse=True)[:limit]

@@ -13,7 +13,7 @@ import logging
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -100,11 +100,21 @@ class ActivityRecorder:
 def read_activity(storage: Storage, connection: str, now: datetime) -> list[dict[str, Any]]:
     """The last 24 hours of a connection, oldest first: `{"hour": "yyyymmddhh", <counter>: n, ...}`
     summed over the instances (`lag.max` is the maximum)."""
-    hours = [hour_of(now - timedelta(hours=h)) for h in range(HOURS - 1, -1, -1)]
-    totals: dict[str, dict[str, float]] = {h: defaultdict(float) for h in hours}
     rows = storage.table(TABLE_STATS).query_entities(
         "PartitionKey eq @pk and RowKey ge @first",
-        parameters={"pk": table_key(connection), "first": hours[0]})
+        parameters={"pk": table_key(connection), "first": first_hour(now)})
+    return activity_of(rows, now)
+
+
+def first_hour(now: datetime) -> str:
+    """The first hour (`yyyymmddhh`, a RowKey prefix) of the 24 `read_activity` shows."""
+    return hour_of(now - timedelta(hours=HOURS - 1))
+
+
+def activity_of(rows: Iterable[Mapping[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """A connection's `bcstats` rows as `read_activity` shows them."""
+    hours = [hour_of(now - timedelta(hours=h)) for h in range(HOURS - 1, -1, -1)]
+    totals: dict[str, dict[str, float]] = {h: defaultdict(float) for h in hours}
     for row in rows:
         hour = str(row.get("hour", ""))
         if hour not in totals:

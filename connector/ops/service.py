@@ -16,7 +16,7 @@ from connector.health.checks import check_all
 from connector.health.events import HealthEvents
 from connector.ops.activity import ActivityRecorder
 from connector.ops.paging import PAGE_SIZE, page_of
-from connector.ops.status import read_status
+from connector.ops.status import in_parallel, read_status
 from connector.settings import Settings
 from connector.storage import Storage
 
@@ -40,15 +40,10 @@ class StatusService:
         PAGE_SIZE connections (or a `page` asked for), one page of them (`paging` says which)."""
         names = list(self._settings.connections)
         paging = None
-        if page is not None or len(names) > PAGE_SIZE:
-            names, paging = page_of(names, page)
-            for name in [p.name for n in names for p in self._settings.connections[n].principals]:
-                try:
-                    self._tokens.verify(name)
-                except (TokenUnavailable, BCError) as exc:
-                    log.warning("tokens %s: credentials check failed: %s", name, exc)
-        else:
-            self._tokens.verify_all()
+        if page is not None or len(names) > PAGE_SIZE:  # pages in name order: a page is a key range
+            names, paging = page_of(sorted(names), page)
+        principals = [p.name for n in names for p in self._settings.connections[n].principals]
+        in_parallel(self._verify, principals)  # Entra, at most once a minute per principal
         check_all(self._settings, self._storage, self._health, now)
         self._activity.flush()
         report = read_status(self._settings, self._storage, now, login_link=page_link(self._settings, now),
@@ -56,3 +51,9 @@ class StatusService:
         if paging is not None:
             report["paging"] = paging
         return report
+
+    def _verify(self, principal: str) -> None:
+        try:
+            self._tokens.verify(principal)
+        except (TokenUnavailable, BCError) as exc:
+            log.warning("tokens %s: credentials check failed: %s", principal, exc)

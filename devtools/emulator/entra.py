@@ -17,6 +17,7 @@ import re
 import secrets
 import threading
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -126,6 +127,7 @@ class Entra:
         self._lock = threading.Lock()
         self._codes: dict[str, _AuthCode] = {}
         self._refresh_tokens: dict[str, _RefreshToken] = {}
+        self.calls: Counter[str] = Counter()  # requests per endpoint (token, discovery...), for benches
         self._url_map = Map([
             Rule("/<tenant>/v2.0/.well-known/openid-configuration", endpoint="discovery"),
             Rule("/<tenant>/.well-known/openid-configuration", endpoint="discovery"),
@@ -282,6 +284,7 @@ class Entra:
         adapter = self._url_map.bind_to_environ(environ)
         try:
             endpoint, args = adapter.match()
+            self.calls[endpoint] += 1
         except NotFound:
             return _json({"error": "not_found", "error_description": "No such endpoint."},
                          404)(environ, start_response)

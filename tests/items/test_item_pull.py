@@ -193,6 +193,40 @@ def test_a_variant_only_change_re_emits_its_item_with_the_new_variant(host, emul
     assert paths == ["items", "itemVariants", "items"]  # changed items, changed variants, one batch
 
 
+def test_an_idle_pull_reads_changed_items_and_variants_and_fetches_no_item_again(host, emulator):
+    h = host(CURSOR_OVERLAP_SECONDS="86400")  # every variant is inside the overlap of the next pass
+    pull(h)
+    assert len(drain()) == SEED_ITEMS
+    emulator.clear_requests()
+    pull(h)
+    assert drain() == []
+    # the variants read again were read in this state by the last pass: no items fetched for them
+    assert fetched_after_variants(emulator) == []
+    c = company(emulator)
+    item = c.sets["items"].by_number("1928-S")
+    variant = c.sets["itemVariants"].children(item.id)[0]
+    emulator.bc.update(c, "itemVariants", variant, {"description": "changed inside the overlap"})
+    emulator.clear_requests()
+    pull(h)
+    [event] = drain()
+    assert event["data"]["id"] == item.id
+    assert {v["id"]: v["description"] for v in event["data"]["itemVariants"]}[variant.id] == (
+        "changed inside the overlap")
+    # its item, read again in the overlap, came with the new variant: not fetched a second time
+    assert fetched_after_variants(emulator) == []
+    emulator.clear_requests()
+    pull(h)
+    assert drain() == []
+    assert fetched_after_variants(emulator) == []
+
+
+def fetched_after_variants(emulator: Any) -> list[str]:
+    """The item requests of a pull's variants phase (items fetched by id for changed variants)."""
+    paths = [r.path.rsplit("/", 1)[-1] for r in item_requests(emulator)]
+    assert "itemVariants" in paths
+    return [p for p in paths[paths.index("itemVariants"):] if p != "itemVariants"]
+
+
 def test_with_the_option_off_events_carry_no_item_variants(host, emulator):
     h = host(PULL_ITEM_VARIANTS="false")
     emulator.clear_requests()

@@ -42,3 +42,37 @@ def test_the_route_pages_many_connections(local_host: Callable[..., Any]):
     assert [c["name"] for c in report["connections"]] == names[PAGE_SIZE:]
     first = requests.get(f"{host.url}/api/status", timeout=120).json()
     assert [c["name"] for c in first["connections"]] == names[:PAGE_SIZE]
+
+
+def test_the_gauges_read_two_tables_whole_not_a_partition_per_connection(
+        connector_env: Callable[..., Any], monkeypatch: Any):
+    from connector.bc.timestamps import iso
+    from connector.ops.status import gauge_report, read_status, status_readings
+    from connector.runtime import get_runtime
+    from connector.settings import TABLE_CONNECTION_DEFS, TABLE_CURSORS, TABLE_SUBSCRIPTIONS
+
+    names = [f"c{n:03d}" for n in range(1, 13)]
+    connector_env(BC_CONNECTIONS=",".join(names))
+    runtime = get_runtime()
+    subscriptions = runtime.storage.table(TABLE_SUBSCRIPTIONS)
+    cursors = runtime.storage.table(TABLE_CURSORS)
+    for n, name in enumerate(names):
+        for trigger in ("items", "salesShipments", "salesInvoices")[: n % 4]:
+            subscriptions.upsert_entity({"PartitionKey": name, "RowKey": f"x:{trigger}",
+                                         "status": ("active", "failed")[n % 2]})
+        cursors.upsert_entity({"PartitionKey": name, "RowKey": "items:x", "cursor": iso(NOW),
+                               "updated_at": f"2026-12-05T11:{n:02d}:00Z"})
+    cursors.upsert_entity({"PartitionKey": "gone", "RowKey": "items:x", "updated_at": "2026-12-05T11:00:00Z"})
+    calls = []
+    real_table = runtime.storage.table
+    with monkeypatch.context() as patch:
+        patch.setattr(runtime.storage, "table",
+                      lambda name, **kw: calls.append(name) or real_table(name, **kw))
+        readings = status_readings(gauge_report(runtime.settings, runtime.storage, NOW), NOW)
+    # whatever the number of connections (and the connection table, read live by the runtime)
+    assert sorted(c for c in calls if c != TABLE_CONNECTION_DEFS) == [TABLE_CURSORS, TABLE_SUBSCRIPTIONS]
+    full = read_status(runtime.settings, runtime.storage, NOW, throughput=False)
+    assert readings == status_readings(full, NOW)
+    assert ({"connection": "c004", "state": "failed"}, 3.0) in [
+        (a, v) for v, a in readings["bc_connector.subscriptions"]]
+    assert len(readings["bc_connector.seconds_since_pull"]) == len(names)  # not the unconfigured "gone"
