@@ -51,6 +51,7 @@ REMOVING = "removing"
 _META = frozenset({"PartitionKey", "RowKey", "etag", STATE, INVALID})
 MISS_SECONDS = 2.0  # a name not in the table is looked up again at most this often
 REREAD_SECONDS = 30.0  # a refused connection's secrets are read again at most this often
+RETRIES = 2  # storage retries of a read a lookup may wait for (the SDK's default waits minutes)
 REMOVED = "is no longer configured (removed from the connection table)"
 
 
@@ -120,10 +121,12 @@ def mark_removing(storage: Storage, name: str) -> bool:
     return True
 
 
-def list_rows(storage: Storage) -> list[dict[str, Any]]:
-    """Every row (with `etag`), ordered by name."""
-    table = storage.table(TABLE_CONNECTION_DEFS)
-    rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": PARTITION})
+def list_rows(storage: Storage, retry_total: int | None = None) -> list[dict[str, Any]]:
+    """Every row (with `etag`), ordered by name (`retry_total`: fewer retries for a lookup's sake)."""
+    table = storage.table(TABLE_CONNECTION_DEFS, retry_total=retry_total)
+    query = "PartitionKey eq @pk"
+    rows = (table.query_entities(query, parameters={"pk": PARTITION}) if retry_total is None else
+            table.query_entities(query, parameters={"pk": PARTITION}, retry_total=retry_total))
     return [dict(e, etag=e.metadata["etag"]) for e in rows]
 
 
@@ -205,9 +208,6 @@ class LiveConnections(Mapping[str, ConnectionSettings]):
         self._current()
         return {n: r.error for n, r in self._rows.items() if r.error and not r.removing}
 
-    def from_table(self, name: str) -> bool:
-        return name in self._rows and name not in self._fixed
-
     # -- loading --
     def _current(self) -> dict[str, ConnectionSettings]:
         if self._clock() >= self._due:
@@ -238,7 +238,7 @@ class LiveConnections(Mapping[str, ConnectionSettings]):
 
     def _refresh_locked(self) -> None:
         try:
-            entities = list_rows(self._storage)
+            entities = list_rows(self._storage, retry_total=RETRIES)
         except Exception as exc:  # noqa: BLE001 - the app-setting connections must go on working
             log.error("connection table: not read (%s); the connections loaded before stay", exc)
             self._due = self._clock() + min(self._interval, 5.0)
@@ -328,7 +328,8 @@ class LiveConnections(Mapping[str, ConnectionSettings]):
         """A name this process has not loaded: read its row now (at most every MISS_SECONDS)."""
         now = self._clock()
         row = self._rows.get(name)
-        if (row is None or row.conn is None or row.removing) and now >= self._misses.get(name, 0):
+        if (row is None or row.conn is None or row.removing) and now >= self._misses.get(name, 0) and \
+                _valid_name(name):
             self._misses[name] = now + MISS_SECONDS
             row = self._read_row(name) or row
         if row is not None and row.conn is not None and not row.removing and name not in self._fixed:
@@ -342,7 +343,8 @@ class LiveConnections(Mapping[str, ConnectionSettings]):
 
     def _read_row(self, name: str) -> _Row | None:
         try:
-            entity = self._storage.table(TABLE_CONNECTION_DEFS).get_entity(PARTITION, name)
+            table = self._storage.table(TABLE_CONNECTION_DEFS, retry_total=RETRIES)
+            entity = table.get_entity(PARTITION, name, retry_total=RETRIES)
         except ResourceNotFoundError:
             return None
         except Exception as exc:  # noqa: BLE001 - a lookup that cannot read says "unknown"
@@ -376,6 +378,17 @@ class LiveConnections(Mapping[str, ConnectionSettings]):
     def close(self) -> None:
         self._refresher.shutdown(wait=False)
         self._pool.shutdown(wait=False)
+
+
+def _valid_name(name: object) -> bool:
+    """Only a valid connection name is looked up in the table (never free text from a message)."""
+    if not isinstance(name, str):
+        return False
+    try:
+        check_connection_name(name)
+    except SettingsError:
+        return False
+    return True
 
 
 def _if_not_modified() -> Any:

@@ -38,9 +38,11 @@ from connector.settings import (
     ConnectionSettings,
     Settings,
     host_max_dequeue_count,
+    host_queue_concurrency,
     load_settings,
 )
 from connector.storage import Storage
+from connector.table_batches import TableBatches
 from connector.telemetry import Telemetry, configure_telemetry
 from connector.webhooks.dedupe import DedupeLog
 from connector.webhooks.directory import SubscriptionDirectory
@@ -67,7 +69,8 @@ class Runtime:
     dedupe log, item variant cache and the thread pools of the webhook path."""
 
     def __init__(self, settings: Settings):
-        self.storage = Storage(settings.storage)
+        # as many storage connections as queue invocations run at once, plus the background work's
+        self.storage = Storage(settings.storage, pool_size=max(64, host_queue_concurrency() + 16))
         # Connections: the app settings' and the connection table's, live (connection_table.py).
         self.secrets = SecretResolver(
             ttl=settings.key_vault_cache_seconds, host=settings.key_vault_host,
@@ -93,6 +96,7 @@ class Runtime:
         self.subscription_directory = SubscriptionDirectory(self.storage, settings.token_encryption_keys)
         self.item_variants = ItemVariants()
         self.key_lookups = KeyLookups()  # batched key checks (sales orders by externalDocumentNumber)
+        self.table_batches = TableBatches()  # claim rows of one company written together under load
         # Threads start on first use. Entity GETs of one notification batch: each connection's BC
         # budget caps what reaches BC. Receiver enqueues: the acknowledgement waits for them.
         self.fetch_pool = ThreadPoolExecutor(8, thread_name_prefix="bc-fetch")
@@ -148,8 +152,8 @@ class Runtime:
 
         return OrdersService(OrderContext(
             settings=self.settings, storage=self.storage, telemetry=self.telemetry,
-            key_lookups=self.key_lookups, item_variants=self.item_variants, bc=self.bc,
-            company_id=self.company_id))
+            key_lookups=self.key_lookups, table_batches=self.table_batches,
+            item_variants=self.item_variants, bc=self.bc, company_id=self.company_id))
 
     @cached_property
     def fanout(self) -> WorkQueue:

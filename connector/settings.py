@@ -115,6 +115,21 @@ TELEMETRY_EXPORTERS = ("", "none", "console", "otlp")
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 DEFAULT_CONNECTION = "default"
 
+HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+
+
+def _host_queues(host_json: Path = HOST_JSON) -> dict[str, Any]:
+    """host.json's `extensions.queues`."""
+    return json.loads(host_json.read_text(encoding="utf-8")).get("extensions", {}).get("queues", {})
+
+
+def host_queue_concurrency(host_json: Path = HOST_JSON) -> int:
+    """How many messages the Functions host runs at once per queue function and instance: host.json's
+    `batchSize + newBatchThreshold` (the host's defaults, 16 and half the batch, where absent)."""
+    queues = _host_queues(host_json)
+    batch = int(queues.get("batchSize", 16))
+    return batch + int(queues.get("newBatchThreshold", batch // 2))
+
 
 class SettingsError(ConnectorError, ValueError):
     """A setting is missing or malformed; the message names it (retryable: a fixed setting cures
@@ -524,11 +539,11 @@ class Settings:
         "before any function sees it (Azure's default is 100 MB). Twice WEBHOOK_MAX_BODY_BYTES, so "
         "the receiver still acknowledges a genuine oversized BC bundle.", host_binding=True, minimum=1024)
     python_threadpool_thread_count: int = setting(
-        "PYTHON_THREADPOOL_THREAD_COUNT", "48",
+        "PYTHON_THREADPOOL_THREAD_COUNT", str(host_queue_concurrency()),
         "Read by the Python worker (and the local host): how many sync invocations run at once per "
-        "worker. host.json's batchSize + newBatchThreshold (32 + 16), so a queue function's whole "
-        "batch runs at once; unset, the worker (Python 3.9+) allows min(32, CPUs + 4).",
-        host_binding=True, minimum=1)
+        "worker. host.json's batchSize + newBatchThreshold (the default is derived from it), so a "
+        "queue function's whole batch runs at once; unset, the worker (Python 3.9+) allows "
+        "min(32, CPUs + 4).", host_binding=True, minimum=1)
     auth_flow_ttl_seconds: int = setting("AUTH_FLOW_TTL_SECONDS", "600",
                                          "How long a started sign-in may take.", minimum=1)
     telemetry: TelemetrySettings = _nested(TelemetrySettings)
@@ -794,13 +809,9 @@ def refuse_example_key(settings: Settings) -> None:
                 f"import Fernet; print(Fernet.generate_key().decode())\"")
 
 
-HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
-
-
 def host_max_dequeue_count(host_json: Path = HOST_JSON) -> int:
     """`extensions.queues.maxDequeueCount` of host.json (the host's default 5 if absent)."""
-    config = json.loads(host_json.read_text(encoding="utf-8"))
-    return int(config.get("extensions", {}).get("queues", {}).get("maxDequeueCount", 5))
+    return int(_host_queues(host_json).get("maxDequeueCount", 5))
 
 
 def environment_value(name: str, default: str = "") -> str:

@@ -38,12 +38,12 @@ _TRANSPORT_OPTIONS = ("connection_timeout", "read_timeout")
 STORAGE_POOL_SIZE = 64
 
 
-def _pooled_session() -> Session:
+def _pooled_session(size: int = STORAGE_POOL_SIZE) -> Session:
     """A session like the SDK's own (no proxy or CA settings from the environment, no urllib3
-    retries: the SDK's policy retries) with STORAGE_POOL_SIZE connections kept."""
+    retries: the SDK's policy retries) with `size` connections kept."""
     session = Session()
     session.trust_env = False
-    adapter = HTTPAdapter(pool_connections=STORAGE_POOL_SIZE, pool_maxsize=STORAGE_POOL_SIZE,
+    adapter = HTTPAdapter(pool_connections=size, pool_maxsize=size,
                           max_retries=Retry(total=False, redirect=False, raise_on_status=False))
     session.mount("https://", adapter)
     session.mount("http://", adapter)
@@ -53,10 +53,13 @@ def _pooled_session() -> Session:
 class Storage:
     """Cached, lazily created storage clients for one account."""
 
-    def __init__(self, settings: StorageSettings, client_options: dict[str, Any] | None = None):
+    def __init__(self, settings: StorageSettings, client_options: dict[str, Any] | None = None, *,
+                 pool_size: int = STORAGE_POOL_SIZE):
         """`client_options`: Azure SDK client options (e.g. `retry_total`, `connection_timeout` for a
-        command that must fail fast)."""
+        command that must fail fast); `pool_size`: connections kept per service (as many as calls run
+        at once: one more is opened and thrown away after its call)."""
         self._settings = settings
+        self._pool_size = pool_size
         self._options = dict(client_options or {})
         self._lock = threading.Lock()
         self._tables: dict[str, TableClient] = {}
@@ -99,7 +102,8 @@ class Storage:
                 conn = self._settings.connection_string
                 # Reading proxy/CA settings from the environment on every request costs ~15 % of an
                 # event send's CPU; storage endpoints need neither.
-                transport = RequestsTransport(session=_pooled_session(), use_env_settings=False,
+                transport = RequestsTransport(session=_pooled_session(self._pool_size),
+                                              use_env_settings=False,
                                               **self._transport_options())
                 options = {k: v for k, v in self._options.items() if k not in _TRANSPORT_OPTIONS}
                 if conn:

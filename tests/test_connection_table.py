@@ -249,3 +249,31 @@ def test_an_unreadable_reference_makes_its_row_invalid_with_the_reason(vault_env
     put_connection(rt.storage, "lost", {"BC_CLIENT_SECRET": KV_REF})  # no such secret in the vault
     with pytest.raises(UnknownConnection, match="kv-test/usa-secret: no such secret"):
         rt.settings.connection("lost")
+
+
+def test_rows_are_read_again_in_the_background_after_the_interval_and_unchanged_ones_keep_their_object(
+        connector_env, azurite):
+    connector_env()  # storage emptied
+    settings = load_settings({"BC_TENANT": "t", "BC_CLIENT_ID": "c", "BC_CLIENT_SECRET": "s",
+                              "AzureWebJobsStorage": azurite.connection_string})
+    storage = Storage(settings.storage)
+    now = [0.0]
+    live = LiveConnections(settings, storage, clock=lambda: now[0])
+    put_connection(storage, "a", {"BC_COMPANY": "one"})
+    first = live["a"]
+    assert live.refreshes == 1
+    put_connection(storage, "a", {"BC_COMPANY": "one"})  # written again, unchanged
+    put_connection(storage, "b", {"BC_COMPANY": "two"})
+    assert "b" in live and live.refreshes == 1  # a miss reads its row only
+    now[0] = 61.0
+    list(live)  # due: read in the background
+    wait_until(lambda: live.refreshes == 2, 30, "the second read")
+    assert live["a"] is first
+    put_connection(storage, "a", {"BC_COMPANY": "three"})
+    now[0] = 122.0
+    list(live)
+    wait_until(lambda: live.refreshes == 3, 30, "the third read")
+    assert live["a"] is not first and live["a"].company == "three"
+    with pytest.raises(KeyError):
+        live["no such/name"]  # not even looked up
+    live.close()

@@ -267,6 +267,7 @@ class BudgetTuning:
     tick_seconds: float = 0.25  # background thread: idle slots, yields
     fairness_seconds: float = 1.0  # holders look for waiting instances this often
     poll_seconds: float = 0.2  # a waiting instance asks storage again after about this long
+    held_poll_seconds: float = 2.0  # ... or this long when it holds slots of the principal already
     want_ttl_seconds: float = 2.0  # a want row counts this long after its last refresh
     tenure_seconds: float = 15.0  # with more instances than slots, a slot changes hands this often
     block: int = 50  # requests charged to a slot's window per storage write
@@ -451,7 +452,10 @@ class SharedBudget:
                     state.cond.notify_all()
                 self._ensure_thread()
                 return True
-        state.full_until = now + self.tuning.poll_seconds * random.uniform(0.5, 1.0)
+        # An instance with slots of its own has requests running meanwhile: it asks (and reads the
+        # rows) far less often, so instances sharing principals do not poll storage for every slot.
+        poll = self.tuning.held_poll_seconds if held else self.tuning.poll_seconds
+        state.full_until = now + poll * random.uniform(0.5, 1.0)
         self._want(state, now)
         return False
 

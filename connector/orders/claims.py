@@ -32,6 +32,7 @@ from connector.rows import (
     where,
 )
 from connector.storage import delete_if_match, insert_entity, read_entity, replace_if_match, table_key
+from connector.table_batches import TableBatches
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +163,12 @@ class OrderClaims:
     """The `bcorders` rows of one connection and company (partition)."""
 
     def __init__(self, table: TableClient, connection: str, company_id: str, *,
-                 wait_seconds: float = CLAIM_WAIT_SECONDS, scope: str = ""):
+                 wait_seconds: float = CLAIM_WAIT_SECONDS, scope: str = "",
+                 batches: TableBatches | None = None):
         self.table = table
+        # the first claim and the settlement, the writes of every order, go out with the other
+        # deliveries' of this process under load (one transaction); the rare paths go alone
+        self.batches = batches
         self.wait_seconds = wait_seconds
         # `scope`: a declared command's own keys (sales orders have none, as before commands existed)
         self.partition = table_key(f"{connection}|{company_id}" + (f"|{scope}" if scope else ""))
@@ -199,7 +204,9 @@ class OrderClaims:
         # Insert first: almost every key is new, so one round trip claims it; a row already there
         # (a conflict) is read and decided on below.
         first = Claim(message_id, ClaimState.CREATING, datetime.now(UTC))
-        etag = insert_entity(self.table, self._entity(row_key, first, key))
+        entity = self._entity(row_key, first, key)
+        etag = (self.batches.create(self.table, entity) if self.batches
+                else insert_entity(self.table, entity))
         if etag:
             return HeldClaim(row_key, etag, ClaimStep.CLAIM)
         waiting = RetryPolicy(max_retries=1_000, backoff_seconds=0.1, backoff_max_seconds=1.0,
@@ -237,7 +244,9 @@ class OrderClaims:
         claim = Claim(owner=message_id, state=state, claimed_at=datetime.now(UTC),
                       sales_order_id=str(order.get("id", "")), number=str(order.get("number", "")),
                       uncertain_since=uncertain_since, ambiguous_posts=ambiguous_posts)
-        etag = replace_if_match(self.table, self._entity(held.row_key, claim, key), held.etag)
+        entity = self._entity(held.row_key, claim, key)
+        etag = (self.batches.replace(self.table, entity, held.etag) if self.batches
+                else replace_if_match(self.table, entity, held.etag))
         if etag is None:
             log.warning("sales order claim %s was taken over before it was settled", held.row_key)
         else:

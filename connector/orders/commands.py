@@ -183,7 +183,8 @@ def create(ctx: OrderContext, connection: str, command: Command, message: Comman
     bc = ctx.bc(connection)
     company_id = ctx.company_id(connection, message.company)
     key = key_of(command, message)
-    claims = OrderClaims(ctx.storage.table(TABLE_ORDERS), connection, company_id, scope=command.name)
+    claims = OrderClaims(ctx.storage.table(TABLE_ORDERS), connection, company_id, scope=command.name,
+                         batches=ctx.table_batches)
     held = claims.acquire(key, delivery.message_id)
     if isinstance(held, Claim):
         answer: SalesOrderResult | Deferral = answer_from_claim(ctx, held, key, delivery)
@@ -212,7 +213,8 @@ def upsert(ctx: OrderContext, connection: str, command: Command, message: Comman
                             f"{command.key_field}")
     bc = ctx.bc(connection)
     company_id = ctx.company_id(connection, message.company)
-    claims = OrderClaims(ctx.storage.table(TABLE_ORDERS), connection, company_id, scope=command.name)
+    claims = OrderClaims(ctx.storage.table(TABLE_ORDERS), connection, company_id, scope=command.name,
+                         batches=ctx.table_batches)
     held = claims.acquire(key, delivery.message_id)
     if isinstance(held, Claim):  # upserts never settle a claim; a settled one is not ours to judge
         raise ClaimBusy(f"the claim of {command.key_field} {key!r} is held")

@@ -287,7 +287,8 @@ def send_order(ctx: OrderContext, order: SalesOrderMessage, delivery: OrderDeliv
     try:
         variant_ids = ctx.item_variants.resolve(bc, company_id, variant_wanted(order.salesOrderLines))
         body = deep_insert_body(order, variant_ids)
-        claims = OrderClaims(ctx.storage.table(TABLE_ORDERS), connection, company_id)
+        claims = OrderClaims(ctx.storage.table(TABLE_ORDERS), connection, company_id,
+                             batches=ctx.table_batches)
         held = claims.acquire(key, delivery.message_id)
         if isinstance(held, Claim):
             return answer_from_claim(ctx, held, key, delivery)

@@ -55,6 +55,8 @@ class LoggedRequest:
     fault: str | None = None
     in_flight: int = 1
     client_request_id: str | None = None  # the caller's `client-request-id` (BC's operation id)
+    arrived: float = 0.0  # `time.monotonic()` when the server had read the request
+    answered: float = 0.0  # `time.monotonic()` when its answer was ready to be written
 
 
 class RequestLog:
@@ -270,7 +272,8 @@ class LimitsMiddleware:
                 self._inside[principal] -= 1
         self.log.append(LoggedRequest(method, path, environ.get("QUERY_STRING", ""),
                                       result.status, principal, started, result.fault, in_flight,
-                                      environ.get("HTTP_CLIENT_REQUEST_ID")))
+                                      environ.get("HTTP_CLIENT_REQUEST_ID"),
+                                      environ.get(ARRIVED, 0.0), time.monotonic()))
         if result.status is None:
             sock = environ.get("werkzeug.socket")
             if sock is not None:

@@ -25,6 +25,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from devtools import lifeline
+from devtools.localhost.stopping import Deadline, join_within
 
 ROOT = Path(__file__).resolve().parents[2]
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
@@ -134,7 +135,7 @@ class FrontDoor:
     def stop(self) -> None:
         if self._thread.is_alive():
             self._server.shutdown()
-            self._thread.join(timeout=10)
+            join_within(self._thread, Deadline(10), "the front door")
         self._server.server_close()
 
     def _next(self) -> HostProcess:

@@ -48,7 +48,10 @@ def worker_threads(env: Mapping[str, str]) -> int | None:
     raw = env.get(WORKER_THREADS, "").strip()
     if not raw:
         return None
-    count = int(raw) if raw.isdigit() else 0
+    try:
+        count = int(raw)
+    except ValueError:
+        count = 0
     if count < 1:
         log.warning("%s must be a whole number of at least 1, not %r: ignored", WORKER_THREADS, raw)
         return None

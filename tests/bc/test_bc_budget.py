@@ -30,7 +30,7 @@ from devtools.emulator.seed import CRONUS_UK_ID
 from tests.waiting import wait_until
 
 FAST = BudgetTuning(slot_ttl_seconds=2.0, renew_seconds=0.5, idle_seconds=0.3, tick_seconds=0.05,
-                    fairness_seconds=0.2, poll_seconds=0.05, want_ttl_seconds=1.0,
+                    fairness_seconds=0.2, poll_seconds=0.05, held_poll_seconds=0.2, want_ttl_seconds=1.0,
                     tenure_seconds=1.0, block=50, degraded_seconds=60.0)
 
 

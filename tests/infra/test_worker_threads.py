@@ -31,7 +31,7 @@ def test_every_queue_function_is_sync_so_the_worker_pool_bounds_it() -> None:
 def test_the_declared_thread_count_is_host_jsons_queue_concurrency() -> None:
     [declared] = [s for s in SETTINGS if s.name == NAME]
     assert declared.host_binding  # so Bicep deploys it
-    assert int(declared.default or 0) == queue_concurrency() == 48
+    assert int(declared.default or 0) == queue_concurrency()  # derived from host.json, not repeated
 
 
 def test_bicep_and_the_local_settings_deploy_that_count() -> None:

@@ -91,7 +91,7 @@ def test_polling_back_off_is_capped_by_max_polling_interval(make_host) -> None:
 
 
 @pytest.mark.parametrize(("value", "threads"), [(None, None), ("48", 48), ("1", 1), ("0", None),
-                                                ("-3", None), ("many", None), (" 8 ", 8)])
+                                                ("-3", None), ("many", None), (" 8 ", 8), ("+8", 8)])
 def test_worker_threads_reads_the_setting_as_the_python_worker(value, threads) -> None:
     env = {} if value is None else {"PYTHON_THREADPOOL_THREAD_COUNT": value}
     assert worker_threads(env) == threads
