@@ -1,5 +1,6 @@
-"""`make bench`: run every benchmark in turn (`python -m bench [--large] [name ...]`), each printing
-its figures as they come, then one summary line; exit 1 when any target was missed.
+"""`make bench`: run every benchmark in turn (`python -m bench [--large] [name ...] [options]`, the
+options passed to the named ones, e.g. `scale --declare table`), each printing its figures as they
+come, then one summary line; exit 1 when any target was missed.
 
 Default sizes finish in under 10 minutes here; `--large` adds the 100,000-item pull (memory flat).
 
@@ -24,7 +25,9 @@ SMALL = {"scale": ["--environments", "4", "--companies", "5", "--hosts", "2"]}
 
 def main(argv: list[str]) -> int:
     large = "--large" in argv
-    named = [a for a in argv if a != "--large"]
+    given = [a for a in argv if a != "--large"]
+    cut = next((i for i, a in enumerate(given) if a.startswith("-")), len(given))
+    named, options = given[:cut], given[cut:]  # `scale --declare table`: options for the named ones
     names = named or list(BENCHES)
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
@@ -36,7 +39,7 @@ def main(argv: list[str]) -> int:
         print(f"\n=== bench.{name} ===", flush=True)
         started = time.monotonic()
         try:
-            args = LARGE.get(name, []) if large else [] if named else SMALL.get(name, [])
+            args = options or (LARGE.get(name, []) if large else [] if named else SMALL.get(name, []))
             rc = importlib.import_module(f"bench.{name}").main(args)
         except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others
             print(f"  FAILED: {type(exc).__name__}: {exc}", flush=True)

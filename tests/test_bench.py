@@ -47,3 +47,14 @@ def test_all_targets_met_says_so_in_one_line(monkeypatch, capsys):
 
 def test_an_unknown_benchmark_is_refused():
     assert bench_main.main(["nope"]) == 2
+
+
+def test_options_after_the_names_go_to_the_named_benchmarks(monkeypatch):
+    seen = []
+    module = ModuleType("bench.some")
+    module.main = lambda argv: seen.append(argv) or 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "bench.some", module)
+    monkeypatch.setattr(bench_main, "BENCHES", ("some",))
+    assert bench_main.main(["some", "--declare", "table"]) == 0
+    assert bench_main.main(["some"]) == 0
+    assert seen == [["--declare", "table"], []]
