@@ -335,10 +335,12 @@ return {response: n.responseStart, loaded: n.responseEnd, dom: n.domContentLoade
 """
 
 
-def status_in_browser(url: str, pages: list[int]) -> list[dict[str, Any]]:
-    """`GET /api/status` (the HTML page) in headless Chromium, each page of `pages` once: navigation
-    and paint timings from the browser itself (ms from navigation start). Chromium and chromedriver
-    come from `make browser`."""
+def status_in_browser(urls: list[str], pages: list[int]) -> list[dict[str, Any]]:
+    """`GET /api/status` (the HTML page) in headless Chromium from each instance (`urls`), the pages
+    of `pages` in turn: navigation and paint timings from the browser itself (ms from navigation
+    start); `first`: the instance's first view (which, up to 50 connections, first asks Entra for a
+    fresh token per principal: a secret changed since shows at once). Chromium and chromedriver come
+    from `make browser`."""
     import shutil
 
     from selenium import webdriver
@@ -355,9 +357,11 @@ def status_in_browser(url: str, pages: list[int]) -> list[dict[str, Any]]:
     try:
         driver.set_page_load_timeout(120)
         found = []
-        for page in pages:
-            driver.get(f"{url}/api/status" + (f"?page={page}" if page > 1 else ""))
-            found.append({"page": page, **driver.execute_script(PAINT_TIMING)})
+        for n, url in enumerate(urls):
+            for turn, page in enumerate(pages):
+                driver.get(f"{url}/api/status" + (f"?page={page}" if page > 1 else ""))
+                found.append({"instance": n, "page": page, "first": turn == 0,
+                              **driver.execute_script(PAINT_TIMING)})
         return found
     finally:
         driver.quit()
@@ -520,7 +524,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             r["memory_mib"] = [peak_mib(p) for p in pids]
             r["rss_mib"] = [rss_mib(p) for p in pids]
             pages = max(1, -(-len(connections) // 50))
-            r["status_page"] = status_in_browser(cluster.front.url, sorted({1, pages}) + [1])
+            r["status_page"] = status_in_browser([h.url for h in cluster.hosts], sorted({1, pages}) + [1])
             r["sample"] = end_to_end(emu, azurite, connections[: args.sample], log_dir)
         finally:
             cluster.stop()
@@ -700,12 +704,12 @@ def main(argv: list[str] | None = None) -> int:
     entra = r["entra"]
     print(f"  Entra during the warm-up: {entra.get('token', 0)} token requests, {entra.get('discovery', 0)} "
           f"discovery reads for {r['companies']} connections on {r['hosts']} instances")
-    paint = [p["paint"] for p in r["status_page"]]
+    paint = [p["paint"] for p in r["status_page"] if not p["first"]]
     pages = "; ".join(
-        f"page {p['page']} ({p['shown']} shown) {p['response']:.0f} / {p['paint'] or float('nan'):.0f} / "
-        f"{p['dom']:.0f}" for p in r["status_page"])
-    print("  status page in Chromium (ms from navigation start: response, first paint, DOM ready): "
-          f"{pages} (first paint target ≤ {TARGET_STATUS_PAINT_MS:g})")
+        f"{'first view: ' if p['first'] else ''}page {p['page']} ({p['shown']} shown) {p['response']:.0f} / "
+        f"{p['paint'] or float('nan'):.0f} / {p['dom']:.0f}" for p in r["status_page"])
+    print("  status page in Chromium, each instance (ms from navigation start: response, first paint, DOM "
+          f"ready): {pages} (first paint target ≤ {TARGET_STATUS_PAINT_MS:g} after an instance's first view)")
     print(
         f"  end to end ({sample['companies']} companies): {sample['items_announced']} created items "
         "announced, "
