@@ -11,13 +11,14 @@ import dataclasses
 import gc
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
 from connector.auth.tokens import TokenService
 from connector.bc.budget import Budget, LocalBudgets, SharedBudget
-from connector.bc.client import BCClient
+from connector.bc.client import BCClient, bc_session
 from connector.bc.companies import Companies
 from connector.bc.errors import TokenUnavailable
 from connector.bc.lookups import KeyLookups
@@ -57,6 +58,9 @@ if TYPE_CHECKING:
     from connector.webhooks.service import WebhooksService
 
 log = logging.getLogger(__name__)
+# Keep-alive connections to BC per instance, whatever the number of connections: what runs at once
+# (PYTHON_THREADPOOL_THREAD_COUNT 48, the webhook path's fetch pool) with some room.
+BC_POOL_SIZE = 64
 
 
 class Runtime:
@@ -96,6 +100,7 @@ class Runtime:
         # Threads start on first use. Entity GETs of one notification batch: each connection's BC
         # budget caps what reaches BC. Receiver enqueues: the acknowledgement waits for them.
         self.fetch_pool = ThreadPoolExecutor(8, thread_name_prefix="bc-fetch")
+        self.bc_session = bc_session(BC_POOL_SIZE)  # every connection's client: one pool per BC host
         self.enqueue_pool = ThreadPoolExecutor(8, thread_name_prefix="webhook-enqueue")
         self.dedupe_pool = ThreadPoolExecutor(16, thread_name_prefix="dedupe")
         self.dedupe = DedupeLog(self.storage, settings.dedupe_ttl_days, pool=self.dedupe_pool)
@@ -212,6 +217,7 @@ class Runtime:
             connection=conn.name,
             telemetry=self.telemetry,
             on_throttled_out=partial(budget_exhausted, self.health, conn.name),
+            session=self.bc_session,
         )
 
     def _token(self, tokens: TokenService, connection: str, principal: str, force: bool) -> str:
@@ -275,6 +281,7 @@ class Runtime:
             pool.shutdown(wait=False)
         self.events.close()
         self.activity.close()
+        self.bc_session.close()
 
 
 # The one process-wide root: the Functions host calls each trigger with no object of ours, so the
@@ -287,8 +294,11 @@ def get_runtime() -> Runtime:
     global _runtime
     with _runtime_lock:
         if _runtime is None:
+            started = time.monotonic()
             _runtime = Runtime(load_settings())
             freeze_long_lived()
+            log.info("runtime ready in %.2f s (%d connections in app settings)", time.monotonic() - started,
+                     len(_runtime.settings.connection_names))
         return _runtime
 
 
