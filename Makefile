@@ -62,7 +62,7 @@ demo: install
 
 ## Benchmarks: figures and ratios against naive baselines and bounds measured in the same run, one
 ## summary line, exit 1 on a missed target (default sizes finish in minutes; ARGS=--large adds 100k items).
-bench: install
+bench: install browser
 	$(BIN)/python -m bench $(ARGS)
 
 lint: install

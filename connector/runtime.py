@@ -11,13 +11,15 @@ import dataclasses
 import gc
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
+from connector.auth.token_store import forget_tokens
 from connector.auth.tokens import TokenService
 from connector.bc.budget import Budget, LocalBudgets, SharedBudget
-from connector.bc.client import BCClient
+from connector.bc.client import BCClient, bc_session
 from connector.bc.companies import Companies
 from connector.bc.errors import TokenUnavailable
 from connector.bc.lookups import KeyLookups
@@ -57,6 +59,9 @@ if TYPE_CHECKING:
     from connector.webhooks.service import WebhooksService
 
 log = logging.getLogger(__name__)
+# Keep-alive connections to BC per instance, whatever the number of connections: what runs at once
+# (PYTHON_THREADPOOL_THREAD_COUNT 48, the webhook path's fetch pool) with some room.
+BC_POOL_SIZE = 64
 
 
 class Runtime:
@@ -96,6 +101,7 @@ class Runtime:
         # Threads start on first use. Entity GETs of one notification batch: each connection's BC
         # budget caps what reaches BC. Receiver enqueues: the acknowledgement waits for them.
         self.fetch_pool = ThreadPoolExecutor(8, thread_name_prefix="bc-fetch")
+        self.bc_session = bc_session(BC_POOL_SIZE)  # every connection's client: one pool per BC host
         self.enqueue_pool = ThreadPoolExecutor(8, thread_name_prefix="webhook-enqueue")
         self.dedupe_pool = ThreadPoolExecutor(16, thread_name_prefix="dedupe")
         self.dedupe = DedupeLog(self.storage, settings.dedupe_ttl_days, pool=self.dedupe_pool)
@@ -212,6 +218,7 @@ class Runtime:
             connection=conn.name,
             telemetry=self.telemetry,
             on_throttled_out=partial(budget_exhausted, self.health, conn.name),
+            session=self.bc_session,
         )
 
     def _token(self, tokens: TokenService, connection: str, principal: str, force: bool) -> str:
@@ -237,9 +244,12 @@ class Runtime:
                             "drops them when they expire, and their notifications are acknowledged unread "
                             "until then", name, exc)
                 deleted = []
+            if conn is not None:  # a removed customer's refresh token does not linger
+                forget_tokens(self.storage, [p.name for p in conn.principals])
             if etag:
                 removal_done(self.storage, name, etag)
-            log.info("connection %s removed: BC subscriptions deleted: %s", name, deleted or "none")
+            log.info("connection %s removed: BC subscriptions deleted: %s; its tokens forgotten", name,
+                     deleted or "none")
         except Exception as exc:  # noqa: BLE001 - tried again at the next refresh while its row says so
             log.warning("connection %s: removal not finished (%s); tried again later", name, exc)
         finally:
@@ -275,6 +285,7 @@ class Runtime:
             pool.shutdown(wait=False)
         self.events.close()
         self.activity.close()
+        self.bc_session.close()
 
 
 # The one process-wide root: the Functions host calls each trigger with no object of ours, so the
@@ -287,8 +298,11 @@ def get_runtime() -> Runtime:
     global _runtime
     with _runtime_lock:
         if _runtime is None:
+            started = time.monotonic()
             _runtime = Runtime(load_settings())
             freeze_long_lived()
+            log.info("runtime ready in %.2f s (%d connections in app settings)", time.monotonic() - started,
+                     len(_runtime.settings.connection_names))
         return _runtime
 
 

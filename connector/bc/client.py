@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -48,8 +49,23 @@ def _may_have_arrived(exc: requests.ConnectionError) -> bool:
     return not isinstance(reason, NewConnectionError)
 
 
+def bc_session(pool: int) -> requests.Session:
+    """An HTTP session for BC calls with `pool` keep-alive connections per host, no urllib3 retries
+    (the client's policy retries) and no cookies kept: the runtime gives one session to every
+    connection's client (1,000 connections on one BC host: one pool, not 1,000 sessions each with
+    its own TLS connections), so a cookie one tenant's answer set must not ride on another's request."""
+    session = requests.Session()
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    adapter = HTTPAdapter(pool_connections=10, pool_maxsize=pool, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers.update({"Accept": "application/json", "Data-Access-Intent": "ReadWrite"})
+    return session
+
+
 class BCClient:
-    """Calls to one BC environment for one connection."""
+    """Calls to one BC environment for one connection (`session`: shared with other clients; by
+    default its own)."""
 
     def __init__(
         self,
@@ -64,6 +80,7 @@ class BCClient:
         sleep: Callable[[float], None] = time.sleep,
         telemetry: Telemetry | None = None,
         on_throttled_out: Callable[[str], None] | None = None,
+        session: requests.Session | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.api_root = ApiRoot.of(self.base_url)  # the only origin the token is sent to
@@ -80,12 +97,8 @@ class BCClient:
         self._on_throttled_out = on_throttled_out  # BC kept answering 429 through every retry
         self._verify = verify  # per request: REQUESTS_CA_BUNDLE would override Session.verify
         self._budget_keys: dict[str, tuple[str, str]] = {}  # principal -> (token, whom BC counts it against)
-        self.session = requests.Session()
-        pool = max(10, budget.max_concurrency * 2 * len(self.principals))  # a slot's connection kept
-        adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
-        self.session.headers.update({"Accept": "application/json", "Data-Access-Intent": "ReadWrite"})
+        # a slot's connection kept
+        self.session = session or bc_session(max(10, budget.max_concurrency * 2 * len(self.principals)))
 
     @classmethod
     def from_limits(cls, base_url: str, token: TokenProvider | Principals, limits: BCLimits,

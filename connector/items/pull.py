@@ -23,7 +23,7 @@ from connector.bc.errors import TokenUnavailable
 from connector.bc.pager import ForeignLink
 from connector.bc.timestamps import utc_now
 from connector.connections import for_each_connection, results_or_raise
-from connector.cursors import CursorTable, ReadCursor, ReadInterrupted, newest_modified
+from connector.cursors import LONGEST_TEXT, CursorTable, ReadCursor, ReadInterrupted, newest_modified
 from connector.errors import ConnectorError
 from connector.events import ITEM_PULLED, EventPublisher, cloud_event
 from connector.leases import LEASE_SECONDS, Lease
@@ -43,7 +43,10 @@ log = logging.getLogger(__name__)
 PHASE_ITEMS = "items"
 PHASE_VARIANTS = "variants"
 ID_BATCH = 40  # ids per `id eq … or …` filter: about 2.5 KB of URL, well inside BC's limits
-MAX_RECENT = 4000  # events remembered for the next overlap (~50 KB in the cursor row); more: re-emitted
+# Keys (12 hex characters and a comma each) remembered for the next overlap; more: re-emitted. The
+# cursor row does not believe a longer text than LONGEST_TEXT (4,000 keys were 52,000 characters: read
+# back as absent, and past a table string's 32 K characters, which Azure refuses).
+MAX_RECENT = LONGEST_TEXT // 13
 Entity = dict[str, Any]
 
 

@@ -274,3 +274,38 @@ def test_budget_keeps_at_most_five_requests_in_flight(make_client: Callable[...,
     assert all(len(r["value"]) == 2 for r in results)
     assert client.budget.max_in_flight == 5
     assert {r.status for r in clean_emulator.requests} == {200}
+
+
+def test_every_connection_s_client_shares_one_session_that_keeps_no_cookie(connector_env):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from connector.bc.client import bc_session
+    from connector.runtime import get_runtime
+
+    connector_env(BC_CONNECTIONS="default,emea")
+    runtime = get_runtime()
+    assert runtime.bc("default").session is runtime.bc("emea").session is runtime.bc_session
+    seen = []
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            seen.append(self.headers.get("Cookie"))
+            self.send_response(200)
+            self.send_header("Set-Cookie", "tenant=A; Path=/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        session = bc_session(4)
+        for tenant in ("a", "b"):  # one tenant's answer, then another tenant's request
+            url = f"http://127.0.0.1:{server.server_port}/v2.0/{tenant}/production/api/v2.0"
+            session.get(url, timeout=10)
+    finally:
+        server.shutdown()
+    assert seen == [None, None] and len(session.cookies) == 0

@@ -121,3 +121,17 @@ def test_a_pull_request_message_reads_back_as_sent():
 def test_a_message_that_is_not_a_pull_request_is_refused_naming_the_problem(text, problem):
     with pytest.raises(BadPullRequest, match=problem):
         parse_pull_request(text)
+
+
+def test_the_keys_remembered_for_the_overlap_fit_what_the_cursor_row_believes():
+    from datetime import timedelta
+
+    from connector.items.pull import MAX_RECENT, event_key, recent_keys
+
+    now = datetime(2026, 12, 5, 12, tzinfo=UTC)
+    seen = [(event_key(str(n)), now) for n in range(MAX_RECENT + 1)]
+    kept = recent_keys(seen[:MAX_RECENT], now, 60)
+    row = ReadCursor(cursor=now - timedelta(seconds=1), recent=kept).to_row()
+    assert ReadCursor.from_row(row, now).recent == kept and len(kept.split(",")) == MAX_RECENT
+    assert len(kept) < 32 * 1024  # a table string property's limit (64 KiB of UTF-16)
+    assert recent_keys(seen, now, 60) == ""  # one more: re-emitted rather than remembered

@@ -10,6 +10,7 @@ import requests
 
 from connector.ops.paging import PAGE_SIZE, page_of, requested_page
 from connector.ops.status_page import render_status_page
+from tests.waiting import wait_until
 
 NOW = datetime(2026, 12, 5, 12, tzinfo=UTC)
 
@@ -76,3 +77,30 @@ def test_the_gauges_read_two_tables_whole_not_a_partition_per_connection(
     assert ({"connection": "c004", "state": "failed"}, 3.0) in [
         (a, v) for v, a in readings["bc_connector.subscriptions"]]
     assert len(readings["bc_connector.seconds_since_pull"]) == len(names)  # not the unconfigured "gone"
+
+
+def test_a_page_of_many_connections_renders_while_its_tokens_are_verified_in_the_background(
+        connector_env: Callable[..., Any]):
+    import threading
+
+    from connector.ops.service import StatusService
+    from connector.runtime import get_runtime
+
+    names = [f"c{n:03d}" for n in range(1, PAGE_SIZE + 11)]
+    connector_env(BC_CONNECTIONS=",".join(names))
+    runtime = get_runtime()
+    release, verified = threading.Event(), []
+
+    class SlowEntra:
+        def verify(self, name: str) -> None:
+            release.wait(60)
+            verified.append(name)
+
+    slow: Any = SlowEntra()
+    status = StatusService(runtime.settings, runtime.storage, slow, runtime.health, runtime.activity)
+    report = status.report(NOW, 2)  # not held by the verifications
+    assert [c["name"] for c in report["connections"]] == names[PAGE_SIZE:] and verified == []
+    status.report(NOW, 2)  # asked again while they wait: not queued twice
+    release.set()
+    wait_until(lambda: len(verified) >= 10, timeout=30, what="the page's verifications")
+    assert sorted(verified) == names[PAGE_SIZE:]
