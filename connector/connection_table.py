@@ -52,6 +52,7 @@ _META = frozenset({"PartitionKey", "RowKey", "etag", STATE, INVALID})
 MISS_SECONDS = 2.0  # a name not in the table is looked up again at most this often
 REREAD_SECONDS = 30.0  # a refused connection's secrets are read again at most this often
 RETRIES = 2  # storage retries of a read a lookup may wait for (the SDK's default waits minutes)
+READ_SECONDS = 10.0  # and how long each try may take
 REMOVED = "is no longer configured (removed from the connection table)"
 
 
@@ -126,7 +127,8 @@ def list_rows(storage: Storage, retry_total: int | None = None) -> list[dict[str
     table = storage.table(TABLE_CONNECTION_DEFS, retry_total=retry_total)
     query = "PartitionKey eq @pk"
     rows = (table.query_entities(query, parameters={"pk": PARTITION}) if retry_total is None else
-            table.query_entities(query, parameters={"pk": PARTITION}, retry_total=retry_total))
+            table.query_entities(query, parameters={"pk": PARTITION}, retry_total=retry_total,
+                                 connection_timeout=READ_SECONDS, read_timeout=READ_SECONDS))
     return [dict(e, etag=e.metadata["etag"]) for e in rows]
 
 
@@ -180,6 +182,9 @@ class LiveConnections(Mapping[str, ConnectionSettings]):
 
     # -- Mapping --
     def __getitem__(self, name: str) -> ConnectionSettings:
+        fixed = self._fixed.get(name)
+        if fixed is not None:  # an app-setting connection never waits for storage
+            return fixed
         view = self._current()
         conn = view.get(name)
         if conn is not None:
@@ -344,7 +349,8 @@ class LiveConnections(Mapping[str, ConnectionSettings]):
     def _read_row(self, name: str) -> _Row | None:
         try:
             table = self._storage.table(TABLE_CONNECTION_DEFS, retry_total=RETRIES)
-            entity = table.get_entity(PARTITION, name, retry_total=RETRIES)
+            entity = table.get_entity(PARTITION, name, retry_total=RETRIES, connection_timeout=READ_SECONDS,
+                                      read_timeout=READ_SECONDS)
         except ResourceNotFoundError:
             return None
         except Exception as exc:  # noqa: BLE001 - a lookup that cannot read says "unknown"

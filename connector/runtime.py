@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
+from connector.auth.token_store import forget_tokens
 from connector.auth.tokens import TokenService
 from connector.bc.budget import Budget, LocalBudgets, SharedBudget
 from connector.bc.client import BCClient, bc_session
@@ -243,9 +244,12 @@ class Runtime:
                             "drops them when they expire, and their notifications are acknowledged unread "
                             "until then", name, exc)
                 deleted = []
+            if conn is not None:  # a removed customer's refresh token does not linger
+                forget_tokens(self.storage, [p.name for p in conn.principals])
             if etag:
                 removal_done(self.storage, name, etag)
-            log.info("connection %s removed: BC subscriptions deleted: %s", name, deleted or "none")
+            log.info("connection %s removed: BC subscriptions deleted: %s; its tokens forgotten", name,
+                     deleted or "none")
         except Exception as exc:  # noqa: BLE001 - tried again at the next refresh while its row says so
             log.warning("connection %s: removal not finished (%s); tried again later", name, exc)
         finally:

@@ -5,7 +5,9 @@ for itself, so the parent's end â€” even by SIGKILL, when no cleanup code runs â
 the command exactly one SIGTERM however many signals come. (The kernel sends the parent-death signal
 again each time the child is handed to another thread of a dying multi-threaded parent; Azurite
 takes the first TERM to save and close, and a second one kills it before it has saved.) SIGINT and
-SIGHUP are forwarded the same way. Its exit status is the command's. Elsewhere than Linux there is
+SIGHUP are forwarded the same way, each with a SIGCONT (a stopped command acts on its TERM only once
+it runs again), and a command still there KILL_AFTER seconds later is killed: a hung or frozen
+command never outlives its parent for long. Its exit status is the command's. Elsewhere than Linux there is
 no parent-death signal. Standard library only: it runs before anything is imported.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 import time
 
 PR_SET_PDEATHSIG = 1
+KILL_AFTER = 30.0  # seconds between the forwarded TERM and a KILL (Azurite saves and closes in far less)
 
 
 def command(argv: list[str]) -> list[str]:
@@ -40,11 +43,14 @@ def main(argv: list[str]) -> int:
     if os.getppid() != parent or stopping:  # the parent died, or asked to stop, before this point
         return 1
     child = subprocess.Popen(cmd)
-    sent = False
+    sent_at = 0.0
     while child.poll() is None:
-        if stopping and not sent:
+        if stopping and not sent_at:
             child.send_signal(signal.SIGTERM)
-            sent = True
+            child.send_signal(signal.SIGCONT)
+            sent_at = time.monotonic()
+        elif sent_at and time.monotonic() - sent_at > KILL_AFTER:
+            child.kill()
         time.sleep(0.1)
     return child.returncode
 

@@ -85,6 +85,7 @@ def test_a_row_added_while_the_app_runs_is_used_at_once_changed_gets_a_new_clien
 
     # changed: the next refresh gives it new settings and a new BC client
     client = runtime().bc("usa")
+    assert [r for r in storage.table("bctokens").list_entities() if r["PartitionKey"] == "usa"]
     put_connection(storage, "usa", {"BC_COMPANY": CRONUS_USA_ID, "PULL_ITEM_VARIANTS": "false"})
     wait_until(lambda: runtime().settings.connection("usa").pull_item_variants is False, 30, "change seen")
     assert runtime().bc("usa") is not client
@@ -102,6 +103,7 @@ def test_a_row_added_while_the_app_runs_is_used_at_once_changed_gets_a_new_clien
     wait_until(deleted_in_bc, 60, "BC subscriptions deleted")
     wait_until(lambda: list_rows(storage) == [], 60, "the removing row deleted")
     assert not [r for r in storage.table("bcsubscriptions").list_entities() if r["PartitionKey"] == "usa"]
+    assert not [r for r in storage.table("bctokens").list_entities() if r["PartitionKey"] == "usa"]
     assert {s for s, c in subs.items() if c == "default"} <= set(emulator.bc.webhooks.subscriptions)
     with pytest.raises(UnknownConnection, match="no longer configured"):
         runtime().settings.connection("usa")

@@ -175,6 +175,16 @@ def tokens_stored(storage: Storage, connection: str) -> bool:
     return True
 
 
+def forget_tokens(storage: Storage, connections: list[str]) -> None:
+    """Delete the stored token caches of these connections (a connection removed for good)."""
+    table = storage.table(TABLE_TOKENS)
+    for connection in connections:
+        try:
+            table.delete_entity(table_key(connection), CACHE_ROW)
+        except ResourceNotFoundError:
+            continue
+
+
 @dataclass(frozen=True)
 class PendingSignIn:
     """A started sign-in: which connection, msal's flow dict, and until when it may be completed."""

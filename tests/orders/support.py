@@ -108,6 +108,14 @@ class EmulatorBC:
                 return count
             time.sleep(0.05)
 
+    def reposted_within(self, seconds: float) -> int:
+        """`POST .../salesOrders` requests that came less than `seconds` after the first one (BC's
+        clock): a retry inside an ambiguity window. Timing-free: on a slow machine a POST after the
+        window is allowed, one inside it never is."""
+        posts = [r.time for r in self.emulator.requests
+                 if r.method == "POST" and r.path.endswith("/salesOrders")]
+        return sum(1 for t in posts[1:] if (t - posts[0]).total_seconds() < seconds)
+
     def request_count(self) -> int:
         return len(self.emulator.requests)
 
