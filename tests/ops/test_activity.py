@@ -39,7 +39,8 @@ def test_a_status_page_flushes_only_its_own_connections_counts(runtime: Any) -> 
         recorder.add(name, "events")
 
     def saved() -> list[float]:
-        return [sum(h.get("events", 0) for h in read_activity(runtime.storage, n, now)) for n in ("c1", "c2", "c3")]
+        return [sum(h.get("events", 0) for h in read_activity(runtime.storage, n, now))
+                for n in ("c1", "c2", "c3")]
 
     recorder.flush({"c2"})
     assert saved() == [0, 1, 0]
