@@ -53,6 +53,7 @@ TARGET_SUBSCRIPTION_SHARE = 0.8
 TARGET_WAIT_SECONDS = 300.0
 TARGET_COLD_START_SECONDS = 120.0
 TARGET_STATUS_PAINT_MS = 1000.0
+FLUSH_SECONDS = 65.0  # an instance writes its activity counts (`bcstats`) every 60 s
 SAMPLE = 3
 SHARED_APP = ("app-scale", "s-scale")  # `--declare table`: one multi-tenant app in every tenant
 # What the default schedules fire in an hour, in order (minute, task): ITEM_PULL_SCHEDULE every 15
@@ -388,13 +389,14 @@ def settle(emulator: Any, queues: list[Any], timeout: float, quiet: float = 3.0)
     raise TimeoutError(f"not idle after {timeout:g}s: depths {[queue_depth(q) for q in queues]}")
 
 
-def waits(log_dir: Path) -> list[float]:
+def waits(log_dir: Path, since: datetime) -> list[float]:
+    """How long each unit that started after `since` waited for its turn (the hosts' log lines)."""
     found = []
     for log in log_dir.glob("host-*.log"):
-        found += [
-            float(w)
-            for w in re.findall(r"work unit \w+ \S+: waited ([0-9.]+) s", log.read_text(errors="replace"))
-        ]
+        for stamp, wait in re.findall(r"^(\S+ \S+) INFO \S+: work unit \w+ \S+: waited ([0-9.]+) s",
+                                      log.read_text(errors="replace"), re.M):
+            if datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f") >= since:
+                found.append(float(wait))
     return found
 
 
@@ -498,7 +500,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 + ", ".join(f"{k} {v}" for k, v in sorted(r["entra"].items())),
                 flush=True,
             )
-            before_waits = len(waits(log_dir))
+            hour_began = datetime.now()
             emu.clear_requests()
             for p in proxies.values():
                 p.reset()
@@ -510,10 +512,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             r["hour_seconds"] = time.monotonic() - started
             bc = [q for q in emu.requests if q.principal is not None]
             (log_dir / "bc-hour.txt").write_text("\n".join(f"{q.method} {q.path}" for q in bc))
+            time.sleep(FLUSH_SECONDS)  # the last units' activity counts, flushed once a minute, are theirs
             hour = {s: p.reset() for s, p in proxies.items()}
-            time.sleep(args.quiet)  # nothing to do: what the hosts' polling costs
+            time.sleep(args.quiet)  # nothing to do: what idle instances cost (queue polling)
             quiet = {s: p.reset() for s, p in proxies.items()}
-            unit_waits = waits(log_dir)[before_waits:]
+            unit_waits = waits(log_dir, hour_began)
             subs = Counter(
                 (s["tenant"], s["environment"])
                 for s in requests.get(

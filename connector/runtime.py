@@ -59,9 +59,6 @@ if TYPE_CHECKING:
     from connector.webhooks.service import WebhooksService
 
 log = logging.getLogger(__name__)
-# Keep-alive connections to BC per instance, whatever the number of connections: what runs at once
-# (PYTHON_THREADPOOL_THREAD_COUNT 48, the webhook path's fetch pool) with some room.
-BC_POOL_SIZE = 64
 
 
 class Runtime:
@@ -101,7 +98,8 @@ class Runtime:
         # Threads start on first use. Entity GETs of one notification batch: each connection's BC
         # budget caps what reaches BC. Receiver enqueues: the acknowledgement waits for them.
         self.fetch_pool = ThreadPoolExecutor(8, thread_name_prefix="bc-fetch")
-        self.bc_session = bc_session(BC_POOL_SIZE)  # every connection's client: one pool per BC host
+        # every connection's client: one pool per BC host, as many as run at once (and the fetch pool)
+        self.bc_session = bc_session(max(64, host_queue_concurrency() + 16))
         self.enqueue_pool = ThreadPoolExecutor(8, thread_name_prefix="webhook-enqueue")
         self.dedupe_pool = ThreadPoolExecutor(16, thread_name_prefix="dedupe")
         self.dedupe = DedupeLog(self.storage, settings.dedupe_ttl_days, pool=self.dedupe_pool)

@@ -13,7 +13,7 @@ import logging
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -71,11 +71,13 @@ class ActivityRecorder:
         while not self._stop.wait(self._interval):
             self.flush()
 
-    def flush(self) -> None:
-        """Write the counts that changed since the last flush; forget hours older than a day."""
+    def flush(self, connections: Collection[str] | None = None) -> None:
+        """Write the counts that changed since the last flush (of `connections` only: a status page's
+        50, not the thousand a timer run just touched); forget hours older than a day."""
         with self._lock:
-            dirty = {key: dict(self._counts[key]) for key in self._dirty}
-            self._dirty.clear()
+            keys = {k for k in self._dirty if connections is None or k[0] in connections}
+            dirty = {key: dict(self._counts[key]) for key in keys}
+            self._dirty -= keys
             oldest = hour_of(self._clock() - timedelta(hours=HOURS + 1))
             for key in [k for k in self._counts if k[1] < oldest]:
                 del self._counts[key]

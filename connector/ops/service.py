@@ -55,7 +55,7 @@ class StatusService:
         else:
             self._verify_later(principals)
         check_all(self._settings, self._storage, self._health, now)
-        self._activity.flush()
+        self._activity.flush(set(names))  # the page's counts current
         report = read_status(self._settings, self._storage, now, login_link=page_link(self._settings, now),
                              names=names)
         if paging is not None:

@@ -30,3 +30,19 @@ def test_queued_events_and_bc_requests_are_counted_for_the_status_page(runtime: 
     runtime.activity.flush()
     [hour] = read_activity(runtime.storage, "default", datetime.now(UTC))[-1:]
     assert hour["bc.requests"] >= 1 and hour["events"] == 1 and hour["lag.count"] == 1
+
+
+def test_a_status_page_flushes_only_its_own_connections_counts(runtime: Any) -> None:
+    now = datetime.now(UTC)
+    recorder = ActivityRecorder(runtime.storage, instance="a", clock=lambda: now)
+    for name in ("c1", "c2", "c3"):
+        recorder.add(name, "events")
+
+    def saved() -> list[float]:
+        return [sum(h.get("events", 0) for h in read_activity(runtime.storage, n, now))
+                for n in ("c1", "c2", "c3")]
+
+    recorder.flush({"c2"})
+    assert saved() == [0, 1, 0]
+    recorder.flush()  # the others still go at the next full flush
+    assert saved() == [1, 1, 1]
