@@ -7,6 +7,7 @@ explicitly must be free: a leftover Azurite there is an error, never silently us
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -128,6 +129,14 @@ class Azurite:
             if self.process.poll() is None:
                 os.killpg(self.process.pid, signal.SIGKILL)  # the supervisor and Azurite
             self.process.wait(timeout=5)
+            # the supervisor's end is not Azurite's: on a loaded machine Azurite may still be closing
+            # (or dying of the KILL) when the supervisor is gone; wait, then KILL what is left
+            group, until = self.process.pid, time.monotonic() + timeout
+            while running_in_group(group) and time.monotonic() < until:
+                time.sleep(0.05)
+            if running_in_group(group):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, signal.SIGKILL)
         self.process = None
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
@@ -138,6 +147,20 @@ class Azurite:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def running_in_group(pgid: int) -> list[int]:
+    """The running processes of process group `pgid` (Linux /proc; zombies waiting to be reaped
+    count as gone; [] elsewhere)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
+            members.append(int(stat.parent.name))
+    return members
 
 
 def _port_open(port: int) -> bool:

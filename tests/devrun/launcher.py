@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from connector.settings import SETTINGS
-from devtools.azurite import Azurite
+from devtools.azurite import Azurite, running_in_group  # noqa: F401 (tests import it from here)
 from devtools.ports import free_port, port_is_free
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,19 +38,6 @@ def free_port_run(length: int = 3) -> int:
         base = random.randrange(10000, max(10001, ephemeral_floor() - length))
         if all(port_is_free(base + i) for i in range(length)):
             return base
-
-
-def running_in_group(pgid: int) -> list[int]:
-    """The running processes of process group `pgid` (zombies waiting to be reaped count as gone)."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
-            members.append(int(stat.parent.name))
-    return members
 
 
 def launcher_env() -> dict[str, str]:
