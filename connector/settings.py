@@ -123,6 +123,10 @@ def _host_queues(host_json: Path = HOST_JSON) -> dict[str, Any]:
     return json.loads(host_json.read_text(encoding="utf-8")).get("extensions", {}).get("queues", {})
 
 
+HTTP_THREADS = 32  # worker threads beyond the queue batches: with exactly as many, a burst of queue work
+# took every thread and BC's webhook handshakes (an HTTP call back into the app) found none
+
+
 def host_queue_concurrency(host_json: Path = HOST_JSON) -> int:
     """How many messages the Functions host runs at once per queue function and instance: host.json's
     `batchSize + newBatchThreshold` (the host's defaults, 16 and half the batch, where absent)."""
@@ -539,10 +543,11 @@ class Settings:
         "before any function sees it (Azure's default is 100 MB). Twice WEBHOOK_MAX_BODY_BYTES, so "
         "the receiver still acknowledges a genuine oversized BC bundle.", host_binding=True, minimum=1024)
     python_threadpool_thread_count: int = setting(
-        "PYTHON_THREADPOOL_THREAD_COUNT", str(host_queue_concurrency()),
+        "PYTHON_THREADPOOL_THREAD_COUNT", str(host_queue_concurrency() + HTTP_THREADS),
         "Read by the Python worker (and the local host): how many sync invocations run at once per "
-        "worker. host.json's batchSize + newBatchThreshold (the default is derived from it), so a "
-        "queue function's whole batch runs at once; unset, the worker (Python 3.9+) allows "
+        "worker. host.json's batchSize + newBatchThreshold plus 32 (the default is derived from it), "
+        "so a queue function's whole batch runs at once and HTTP requests (BC's webhook handshakes, "
+        "the status page) still find a thread; unset, the worker (Python 3.9+) allows "
         "min(32, CPUs + 4).", host_binding=True, minimum=1)
     auth_flow_ttl_seconds: int = setting("AUTH_FLOW_TTL_SECONDS", "600",
                                          "How long a started sign-in may take.", minimum=1)

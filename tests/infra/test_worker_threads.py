@@ -8,17 +8,18 @@ import json
 import re
 from pathlib import Path
 
-from connector.settings import SETTINGS
+from connector.settings import HTTP_THREADS, SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "PYTHON_THREADPOOL_THREAD_COUNT"
 
 
 def queue_concurrency() -> int:
-    """How many messages the host runs at once per queue function: batchSize + newBatchThreshold."""
+    """How many messages the host runs at once per queue function (batchSize + newBatchThreshold),
+    plus the threads kept for HTTP invocations."""
     queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
     batch = queues.get("batchSize", 16)
-    return batch + queues.get("newBatchThreshold", batch // 2)
+    return batch + queues.get("newBatchThreshold", batch // 2) + HTTP_THREADS
 
 
 def test_every_queue_function_is_sync_so_the_worker_pool_bounds_it() -> None:
