@@ -261,28 +261,26 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def peak_mib(pid: int) -> float:
-    """The largest peak resident set (VmHWM) among the process and its descendants, MiB."""
-    peak = 0
-    for p in descendants(pid):
-        try:
-            found = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{p}/status").read_text())
-        except OSError:
-            continue
-        peak = max(peak, int(found.group(1)) if found else 0)
-    return peak / 1024
-
-
-def rss_mib(pid: int) -> float:
-    """The largest resident set (VmRSS) now among the process and its descendants, MiB."""
+def largest_status_mib(pid: int, field: str) -> float:
+    """The largest `field` of /proc/<pid>/status (kB) among the process and its descendants, MiB."""
     found = 0
     for p in descendants(pid):
         try:
-            match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{p}/status").read_text())
+            match = re.search(rf"{field}:\s+(\d+) kB", Path(f"/proc/{p}/status").read_text())
         except OSError:
             continue
         found = max(found, int(match.group(1)) if match else 0)
     return found / 1024
+
+
+def peak_mib(pid: int) -> float:
+    """The largest peak resident set (VmHWM) among the process and its descendants, MiB."""
+    return largest_status_mib(pid, "VmHWM")
+
+
+def rss_mib(pid: int) -> float:
+    """The largest resident set (VmRSS) now among the process and its descendants, MiB."""
+    return largest_status_mib(pid, "VmRSS")
 
 
 class LoadSampler:
