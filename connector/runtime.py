@@ -42,7 +42,7 @@ from connector.settings import (
     host_queue_concurrency,
     load_settings,
 )
-from connector.storage import Storage
+from connector.storage import STORAGE_POOL_SIZE, Storage
 from connector.table_batches import TableBatches
 from connector.telemetry import Telemetry, configure_telemetry
 from connector.webhooks.dedupe import DedupeLog
@@ -68,7 +68,8 @@ class Runtime:
 
     def __init__(self, settings: Settings):
         # as many storage connections as queue invocations run at once, plus the background work's
-        self.storage = Storage(settings.storage, pool_size=max(64, host_queue_concurrency() + 16))
+        self.storage = Storage(settings.storage,
+                               pool_size=max(STORAGE_POOL_SIZE, host_queue_concurrency() + 16))
         # Connections: the app settings' and the connection table's, live (connection_table.py).
         self.secrets = SecretResolver(
             ttl=settings.key_vault_cache_seconds, host=settings.key_vault_host,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from connector.settings import SETTINGS
-from devtools.azurite import Azurite, running_in_group  # noqa: F401 (tests import it from here)
+from devtools.azurite import Azurite
 from devtools.ports import free_port, port_is_free
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import requests
 
+from devtools.azurite import running_in_group
 from devtools.ports import port_is_free
-from tests.devrun.launcher import ROOT, Launcher, launcher_env, running_in_group
+from tests.devrun.launcher import ROOT, Launcher, launcher_env
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

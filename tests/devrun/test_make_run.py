@@ -16,9 +16,10 @@ import requests
 from azure.storage.queue import QueueClient
 
 from connector.settings import QUEUE_SALES_ORDER_RESULTS, QUEUE_SALES_ORDERS
+from devtools.azurite import running_in_group
 from devtools.emulator.seed import CRONUS_UK_ID
 from devtools.ports import port_is_free
-from tests.devrun.launcher import Launcher, running_in_group
+from tests.devrun.launcher import Launcher
 from tests.event_schemas import checked
 from tests.queue_drain import drain_texts
 from tests.waiting import wait_until

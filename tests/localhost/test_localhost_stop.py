@@ -5,20 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable
 
 import sample_app
 from conftest import queue
 
+from tests.waiting import wait_until
+
 seen = sample_app.seen
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.02)
 
 
 def ran(host, function: str) -> list:
