@@ -107,6 +107,19 @@ class EmulatedBC:
     def deliveries(self, url: str) -> list[dict[str, Any]]:
         return self._admin("GET", f"webhooks/deliveries?url={requests.utils.quote(url, safe='')}")["value"]
 
+    def forget_url(self, prefix: str) -> None:
+        """Drop the subscriptions and delivery log an earlier host left for a URL starting with `prefix`."""
+        for sub in self.subscriptions():
+            if sub["notificationUrl"].startswith(prefix):
+                self.delete_subscription(sub["id"])
+        self._admin("DELETE", "webhooks/deliveries")
+
+    def notification_about(self, url: str, entity_id: str) -> dict[str, Any]:
+        """The first notification BC sent to `url` about `entity_id` (a busy machine may split one
+        change's notifications over several deliveries, or retry one)."""
+        return next(n for d in self.deliveries(url) if d["kind"] == "notification"
+                    for n in d["body"]["value"] if entity_id in n["resource"])
+
     def flush(self) -> None:
         self._admin("POST", "webhooks/flush")
 

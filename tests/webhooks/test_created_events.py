@@ -94,10 +94,9 @@ def test_the_same_notification_delivered_twice_gives_one_event(scenario):
     s.subscribe()
     item = s.bc.create_item()
     s.queues.wait_for(QUEUE_ITEMS, lambda es: es)
-    [delivery] = [d for d in s.bc.deliveries(s.notification_url)
-                  if d["kind"] == "notification" and item["id"] in str(d["body"])]
-    assert s.post(delivery["body"]).status_code == 202
-    assert s.post(delivery["body"]).status_code == 202
+    delivery = {"value": [s.bc.notification_about(s.notification_url, item["id"])]}
+    assert s.post(delivery).status_code == 202
+    assert s.post(delivery).status_code == 202
     s.bc.flush()
     s.host.wait_idle(30)
     s.queues.take(QUEUE_ITEMS)
@@ -109,8 +108,7 @@ def test_a_forged_client_state_is_acknowledged_but_not_processed(scenario):
     s.subscribe()
     item = s.bc.create_item()
     s.queues.wait_for(QUEUE_ITEMS, lambda es: es)
-    [delivery] = [d for d in s.bc.deliveries(s.notification_url) if d["kind"] == "notification"]
-    genuine = delivery["body"]["value"][0]
+    genuine = s.bc.notification_about(s.notification_url, item["id"])
     s.bc.delete_subscription(genuine["subscriptionId"])  # so only the forged notification could announce it
     other = s.bc.create_item()
     forged = dict(genuine, clientState="guessed",
@@ -133,8 +131,7 @@ def test_an_oversized_body_is_acknowledged_with_202_and_not_processed(scenario):
     s.subscribe()
     item = s.bc.create_item()
     s.queues.wait_for(QUEUE_ITEMS, lambda es: es)
-    [delivery] = [d for d in s.bc.deliveries(s.notification_url) if d["kind"] == "notification"]
-    genuine = delivery["body"]["value"][0]
+    genuine = s.bc.notification_about(s.notification_url, item["id"])
     s.bc.delete_subscription(genuine["subscriptionId"])  # BC stays silent about the next item
     fresh = s.bc.create_item()
     body = {"value": [dict(genuine, resource=genuine["resource"].replace(item["id"], fresh["id"]))]}
@@ -150,8 +147,7 @@ def test_a_full_size_bundle_of_three_subscriptions_is_accepted_and_processed(sce
     s.subscribe()
     item = s.bc.create_item()
     s.queues.wait_for(QUEUE_ITEMS, lambda es: es)
-    [delivery] = [d for d in s.bc.deliveries(s.notification_url) if d["kind"] == "notification"]
-    genuine = delivery["body"]["value"][0]
+    genuine = s.bc.notification_about(s.notification_url, item["id"])
     s.bc.delete_subscription(genuine["subscriptionId"])  # BC stays silent about the next item
     fresh = s.bc.create_item()
     # BC bundles every subscription of a URL, up to 999 notifications each
