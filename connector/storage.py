@@ -64,7 +64,8 @@ class Storage:
         self._lock = threading.Lock()
         self._tables: dict[str, TableClient] = {}
         self._queues: dict[str, QueueClient] = {}
-        self._containers: dict[str, ContainerClient] = {}
+        self._containers: dict[str, ContainerClient] = {}  # created (or found) on first use
+        self._readers: dict[str, ContainerClient] = {}  # not created: read-only use
         self._senders: dict[str, QueueSender] = {}
         self._services: dict[str, Any] = {}
 
@@ -151,7 +152,8 @@ class Storage:
         """The container client, creating the container on first use unless `create` is off (a
         container the identity may only read: creating needs more than Storage Blob Data Reader)."""
         if not create:
-            return self._service("blob").get_container_client(name)
+            client = self._containers.get(name) or self._readers.get(name)
+            return client or self._readers.setdefault(name, self._service("blob").get_container_client(name))
         client = self._containers.get(name)
         if client is None:
             client = self._service("blob").get_container_client(name)

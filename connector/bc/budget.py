@@ -26,7 +26,9 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -50,6 +52,22 @@ class Budget(Protocol):
     def release(self, ticket: object = None) -> None: ...
 
     def close(self) -> None: ...
+
+
+_FIRST: ContextVar[bool] = ContextVar("bc_budget_first", default=False)
+
+
+@contextmanager
+def first_in_line() -> Iterator[None]:
+    """BC requests of this thread inside the block take a principal's next free slot before the
+    requests already waiting for one: a key check that a batch of orders waits on goes while their
+    writes still keep BC's slots busy, not after them (the shared budget; the per-process fallback
+    keeps no order)."""
+    token = _FIRST.set(True)
+    try:
+        yield
+    finally:
+        _FIRST.reset(token)
 
 
 class RequestBudget:
@@ -295,7 +313,7 @@ class _Slot:
 @dataclass(eq=False)
 class _Principal:
     key: str  # PartitionKey
-    cond: threading.Condition = field(default_factory=threading.Condition)
+    lock: threading.RLock = field(default_factory=threading.RLock)
     io: threading.Lock = field(default_factory=threading.Lock)  # one storage conversation at a time
     slots: list[_Slot] = field(default_factory=list)
     want_written_at: float = 0.0
@@ -303,8 +321,21 @@ class _Principal:
     others_waiting: bool = False  # as of that check
     cooldown_until: float = 0.0  # after yielding, leave freed slots to the instances waiting
     full_until: float = 0.0  # no slot was free: ask storage again after this (poll_seconds)
+    first_waiting: int = 0  # requests waiting in `first_in_line`: the next free slot is theirs
 
-    def ready(self, now: float) -> _Slot | None:
+    def __post_init__(self) -> None:
+        self.cond = threading.Condition(self.lock)  # requests waiting for a slot
+        self.first = threading.Condition(self.lock)  # ... of them, those first in line
+
+    def wake_all(self) -> None:
+        """Every waiter looks again (callers hold `lock`)."""
+        self.first.notify_all()
+        self.cond.notify_all()
+
+    def ready(self, now: float, first: bool = False) -> _Slot | None:
+        """An idle slot with credit for a request (none for one not first in line while one is)."""
+        if self.first_waiting and not first:
+            return None
         for slot in self.slots:
             if not (slot.busy or slot.dropped or slot.yielding) and slot.credit > 0:
                 return slot
@@ -343,10 +374,24 @@ class SharedBudget:
         if self._clock() < self._degraded_until:
             return self._fallback.acquire(principal)
         state = self._state(principal)
+        first = _FIRST.get()
+        if not first:
+            return self._wait(state, principal, first)
+        with state.lock:
+            state.first_waiting += 1
+        try:
+            return self._wait(state, principal, first)
+        finally:
+            with state.lock:
+                state.first_waiting -= 1
+                if not state.first_waiting and state.ready(self._clock()) is not None:
+                    state.cond.notify()  # a slot the others let pass while this one waited
+
+    def _wait(self, state: _Principal, principal: str, first: bool) -> object:
         deadline = time.monotonic() + self.tuning.deadline_seconds
         while True:
-            with state.cond:
-                slot = state.ready(self._clock())
+            with state.lock:
+                slot = state.ready(self._clock(), first)
                 if slot is not None:
                     slot.busy, slot.credit = True, slot.credit - 1
                     self._count(+1)
@@ -366,9 +411,10 @@ class SharedBudget:
             if time.monotonic() > deadline:
                 self._degrade(TimeoutError(f"no slot within {self.tuning.deadline_seconds:.0f}s"))
                 return self._fallback.acquire(principal)
-            with state.cond:
-                if state.ready(self._clock()) is None:
-                    state.cond.wait(self.tuning.poll_seconds * random.uniform(0.5, 1.5))
+            with state.lock:
+                if state.ready(self._clock(), first) is None:
+                    (state.first if first else state.cond).wait(
+                        self.tuning.poll_seconds * random.uniform(0.5, 1.5))
 
     def try_acquire(self, principal: str = "") -> object | None:
         """A slot of `principal` this instance already holds, idle and with credit, or None: no
@@ -380,8 +426,8 @@ class SharedBudget:
             state = self._principals.get(principal)
         if state is None:
             return None
-        with state.cond:
-            slot = state.ready(self._clock())
+        with state.lock:
+            slot = state.ready(self._clock(), _FIRST.get())
             if slot is None:
                 return None
             slot.busy, slot.credit = True, slot.credit - 1
@@ -396,11 +442,12 @@ class SharedBudget:
             return
         state = ticket.state
         assert state is not None
-        with state.cond:
+        with state.lock:
             ticket.busy = False
             ticket.last_used = self._clock()
             self._count(-1)
-            state.cond.notify()  # one slot, one waiter: waking them all costs the next request time
+            # one slot, one waiter (first in line if one is): waking them all costs the next request time
+            (state.first if state.first_waiting else state.cond).notify()
 
     def _count(self, delta: int) -> None:
         with self._lock:
@@ -421,7 +468,7 @@ class SharedBudget:
     def _grow(self, state: _Principal) -> bool:
         """Top up an idle slot's rate credit, or lease one more slot; False if neither was possible."""
         now = self._clock()
-        with state.cond:
+        with state.lock:
             empty = [s for s in state.slots if not (s.busy or s.dropped or s.yielding)
                      and s.credit == 0 and s.exhausted_until <= now]
             if empty:
@@ -431,13 +478,13 @@ class SharedBudget:
             try:
                 self._write(state, slot, now, top_up=True)
             finally:
-                with state.cond:
+                with state.lock:
                     slot.busy = False
-                    state.cond.notify_all()
+                    state.wake_all()
             if slot.credit == 0 and not slot.dropped:
                 slot.exhausted_until = self.rate.next_bucket_at(now)
             return slot.credit > 0
-        with state.cond:
+        with state.lock:
             held = sum(1 for s in state.slots if not s.dropped)
         if held >= self.max_concurrency or now < state.cooldown_until or now < state.full_until:
             return False  # all of them are ours, or storage said none was free a moment ago
@@ -447,9 +494,9 @@ class SharedBudget:
         for index in candidates:
             taken = self._take(state, index, rows.get(index), now)
             if taken is not None:
-                with state.cond:
+                with state.lock:
                     state.slots.append(taken)
-                    state.cond.notify_all()
+                    state.wake_all()
                 self._ensure_thread()
                 return True
         # An instance with slots of its own has requests running meanwhile: it asks (and reads the
@@ -510,7 +557,7 @@ class SharedBudget:
         """Renew (plus top up the credit) or give back a held slot; a slot found taken over is
         dropped. Unused credit moves to the current bucket, so every request is counted in the
         bucket it was sent in or the one before (the window's extra bucket covers that)."""
-        with state.cond:
+        with state.lock:
             unused = slot.credit  # requests may still spend it while storage answers
         ring = _refund(slot.ring, slot.charged_bucket, unused)
         credit = 0
@@ -524,7 +571,7 @@ class SharedBudget:
                         slot.index)
             slot.dropped, slot.credit = True, 0
             return
-        with state.cond:
+        with state.lock:
             slot.etag, slot.ring, slot.renewed_at = etag, ring, now
             slot.credit = max(0, credit - (unused - slot.credit))
             slot.charged_bucket = self.rate.bucket(now)
@@ -568,8 +615,8 @@ class SharedBudget:
                     self._degrade(exc)
                     continue
                 if wrote:
-                    with state.cond:
-                        state.cond.notify_all()  # topped-up credit: waiters look again
+                    with state.lock:
+                        state.wake_all()  # topped-up credit: waiters look again
 
     def _all(self) -> list[_Principal]:
         with self._lock:
@@ -584,7 +631,7 @@ class SharedBudget:
         """Give back idle and yielded slots, renew busy ones and top up those running low, and
         yield above the fair share; True if a slot was written."""
         wrote = False
-        with state.cond:
+        with state.lock:
             state.slots = [s for s in state.slots if not s.dropped or s.busy]
             live = [s for s in state.slots if not s.dropped]
         if live and now - state.judged_at >= self.tuning.fairness_seconds:
@@ -599,7 +646,7 @@ class SharedBudget:
         idle_after = (self.tuning.idle_wanted_seconds if state.others_waiting
                       else self.tuning.idle_seconds)
         for slot in live:
-            with state.cond:
+            with state.lock:
                 idle = not slot.busy and (slot.yielding or now - slot.last_used >= idle_after)
                 if idle:
                     slot.dropped = True  # no new request takes it while it goes back
@@ -621,10 +668,10 @@ class SharedBudget:
         first = self._clock() >= self._degraded_until
         self._degraded_until = self._clock() + self.tuning.degraded_seconds
         for state in self._all():
-            with state.cond:
+            with state.lock:
                 for slot in state.slots:
                     slot.dropped = True
-                state.cond.notify_all()
+                state.wake_all()
         if first:
             log.warning("BC budget: storage unavailable or the shared budget failed (%s: %s); each "
                         "instance keeps to BC's limits on its own for %.0fs (instances together may "

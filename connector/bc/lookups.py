@@ -4,15 +4,17 @@ allows), sealed before its query outgrows a safe URL length.
 
 A `KeyLookup` serves one entity set and key field of one company through one BC client (e.g.
 `salesOrders` by `externalDocumentNumber`); `KeyLookups` (owned by the runtime) hands them out.
-A delivery that may soon look a key up says so when it starts (`KeyLookups.coming()`, a `Ticket`):
-the first key of a batch waits until every delivery said to be coming has joined a batch (or given
-up), at most `linger` seconds, so a burst of deliveries (the host hands them out by the dozen)
-costs one GET while a lone one waits for nobody. While a GET of the same lookup is at BC, the next
-batch keeps collecting (up to 4 × `linger`), and GETs of one lookup start far enough apart for
-about TARGET_BATCH keys each at the rate keys arrive (at least `spacing`, at most 1 s): under load
-the GETs take turns and grow instead of multiplying (45 orders a second cost about 1.07 requests
-each), while a lone order after a quiet spell waits for nothing. Every waiter
-of a batch gets its result, or the batch's error raised in its own thread, as a single GET would.
+A delivery that may soon look a key up says so when it starts (`KeyLookups.coming()`, a `Ticket`): the
+first key of a batch waits until every delivery said to be coming has joined a batch (or given up), at
+most `linger` seconds, so a burst of deliveries (the host hands them out by the dozen) costs one GET
+while a lone one waits for nobody. The GET takes its principal's next free BC slot before the requests
+already waiting for one (`first_in_line`): the orders it unblocks then reach BC while the writes queued
+before them still keep its slots busy. While a GET of the same lookup is at BC, the next batch keeps
+collecting (up to 4 × `linger`), and GETs of one lookup start far enough apart for about TARGET_BATCH
+keys each at the rate keys arrive (at least `spacing`, at most 1 s): under load the GETs take turns and
+grow instead of multiplying (45 orders a second cost about 1.07 requests each), while a lone order after
+a quiet spell waits for nothing. Every waiter of a batch gets its result, or the batch's error raised
+in its own thread, as a single GET would.
 Matching is by the key upper-cased (BC stores Code fields upper-cased).
 """
 from __future__ import annotations
@@ -24,6 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
+
+from connector.bc.budget import first_in_line
 
 if TYPE_CHECKING:
     from connector.bc.client import BCClient
@@ -164,10 +168,11 @@ class KeyLookup:
             if self.select:
                 params["$select"] = self.select
             self.gets += 1
-            for entity in self.bc.iter_entities(self.path, params):
-                found = str(entity.get(self.key_field, "")).upper()
-                if found in batch.wanted:
-                    batch.found.setdefault(found, entity)
+            with first_in_line():  # the batch's orders wait on it, not the other way round
+                for entity in self.bc.iter_entities(self.path, params):
+                    found = str(entity.get(self.key_field, "")).upper()
+                    if found in batch.wanted:
+                        batch.found.setdefault(found, entity)
         except BaseException as exc:  # every waiter raises it, as its own GET would have
             batch.error = exc
         finally:

@@ -19,6 +19,7 @@ from connector.bc.budget import (
     RateWindow,
     SharedBudget,
     fair_share,
+    first_in_line,
     free_slots,
     principal_of,
     slots_to_keep,
@@ -312,6 +313,44 @@ def test_an_instance_holding_every_slot_waits_for_one_without_asking_storage(
     waiter.join(timeout=60)
     assert len(got) == 1
     for ticket in held + got:
+        budget.release(ticket)
+
+
+def test_a_request_first_in_line_takes_the_next_free_slot_before_those_already_waiting(
+        make_budget: Callable[..., SharedBudget]) -> None:
+    budget = make_budget(tuning=BudgetTuning(**{**FAST.__dict__, "fairness_seconds": 3600.0}))
+    held = [budget.acquire("t:app") for _ in range(5)]
+    order: list[str] = []
+    tickets: dict[str, object] = {}
+
+    def ask(name: str, first: bool) -> None:
+        if first:
+            with first_in_line():
+                tickets[name] = budget.acquire("t:app")
+        else:
+            tickets[name] = budget.acquire("t:app")
+        order.append(name)
+
+    state = budget._principals["t:app"]
+    waiting = [threading.Thread(target=ask, args=(f"write-{n}", False)) for n in range(3)]
+    for thread in waiting:
+        thread.start()
+    time.sleep(10 * FAST.poll_seconds)  # the writes wait (and look again) before the key check asks
+    check = threading.Thread(target=ask, args=("key check", True))
+    check.start()
+    wait_until(lambda: state.first_waiting == 1)
+    assert budget.try_acquire("t:app") is None  # nor does a newcomer take what is the check's
+    budget.release(held.pop())
+    check.join(timeout=60)
+    assert order == ["key check"]  # the slot freed went to it, though three waited longer
+    assert state.first_waiting == 0
+    for _ in range(3):
+        budget.release(held.pop())
+    for thread in waiting:
+        thread.join(timeout=60)
+    assert sorted(order[1:]) == ["write-0", "write-1", "write-2"]
+    assert budget.max_in_flight == 5
+    for ticket in held + list(tickets.values()):
         budget.release(ticket)
 
 

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from connector.bc import budget as budget_module
 from connector.bc.budget import RequestBudget
 from connector.bc.client import BCClient, RetryPolicy
 from connector.bc.errors import BCError
@@ -67,6 +68,33 @@ def test_announced_lookups_share_one_get_and_each_gets_its_own_answer(client: BC
     query = parse_qs(gets[0].query)
     assert query["$select"] == [SELECT]
     assert f"externalDocumentNumber eq 'L-{run}-O''NEIL'" in query["$filter"][0]
+
+
+class RecordingBudget(RequestBudget):
+    """A per-process budget that notes, for each slot asked for, whether it was first in line."""
+
+    def __init__(self) -> None:
+        super().__init__(5, 6000, 300.0)
+        self.asked: list[bool] = []
+
+    def acquire(self, principal: str = "") -> RequestBudget:
+        self.asked.append(budget_module._FIRST.get())
+        return super().acquire(principal)
+
+
+def test_the_batched_get_asks_for_its_slot_first_in_line_and_other_requests_do_not(
+        runtime: Any, emulator: Any) -> None:
+    budget = RecordingBudget()
+    conn = runtime.settings.connection("default")
+    client = BCClient(conn.api_base,
+                      lambda force: runtime.tokens.access_token("default", force_refresh=force),
+                      budget=budget, retry=RetryPolicy(max_retries=0), verify=emulator.ca_bundle,
+                      connection="default")
+    lookup = KeyLookups(linger=0.01).get(client, CRONUS_UK_ID, "salesOrders", "externalDocumentNumber",
+                                         SELECT)
+    assert lookup.find(f"L-{uuid.uuid4().hex[:6].upper()}") is None
+    client.get(f"companies({CRONUS_UK_ID})/salesOrders", params={"$top": "1"})
+    assert budget.asked == [True, False]  # the orders waiting on a key check let it pass
 
 
 def test_a_lone_lookup_does_not_wait_and_a_cancelled_ticket_releases_the_batch(client: BCClient,
