@@ -70,6 +70,11 @@ def first_in_line() -> Iterator[None]:
         _FIRST.reset(token)
 
 
+def in_first_line() -> bool:
+    """True inside `first_in_line` (such a request waits on its principal, ahead of the others)."""
+    return _FIRST.get()
+
+
 class RequestBudget:
     """Concurrency cap plus sliding-window rate limit within one process (one principal)."""
 
@@ -364,6 +369,8 @@ class SharedBudget:
         self._degraded_until = 0.0
         self._stop = threading.Event()
         self._wake = threading.Event()  # a slot runs low on credit: top it up before it runs out
+        self._freed = threading.Condition()  # a slot of some principal came free (`wait_freed`)
+        self._freed_count = 0
         self._thread: threading.Thread | None = None
         self._warn = RowWarnings()  # rows that did not validate, logged once each
 
@@ -447,7 +454,41 @@ class SharedBudget:
             ticket.last_used = self._clock()
             self._count(-1)
             # one slot, one waiter (first in line if one is): waking them all costs the next request time
-            (state.first if state.first_waiting else state.cond).notify()
+            if state.first_waiting:
+                state.first.notify()
+                return
+            state.cond.notify()
+        self._announce()
+
+    # Waiting for a slot of any of several principals (a client with several) --------------------
+    def freed(self) -> int:
+        """How many times a slot came free so far (pass it to `wait_freed`)."""
+        with self._freed:
+            return self._freed_count
+
+    def holds_all(self, principals: list[str]) -> bool:
+        """True when this instance holds every slot of each principal (nothing to lease: a request
+        may wait for whichever of them comes free first)."""
+        if self._clock() < self._degraded_until:
+            return False
+        with self._lock:
+            states = [self._principals.get(p) for p in principals]
+        return all(st is not None and sum(1 for s in st.slots if not s.dropped) >= self.max_concurrency
+                   for st in states)
+
+    def wait_freed(self, seen: int, timeout: float) -> None:
+        """Wait until a slot came free after `freed()` returned `seen` (or `timeout`)."""
+        with self._freed:
+            if self._freed_count == seen:
+                self._freed.wait(timeout)
+
+    def _announce(self, everyone: bool = False) -> None:
+        with self._freed:
+            self._freed_count += 1
+            if everyone:
+                self._freed.notify_all()
+            else:
+                self._freed.notify()
 
     def _count(self, delta: int) -> None:
         with self._lock:
@@ -481,6 +522,7 @@ class SharedBudget:
                 with state.lock:
                     slot.busy = False
                     state.wake_all()
+                self._announce(everyone=True)
             if slot.credit == 0 and not slot.dropped:
                 slot.exhausted_until = self.rate.next_bucket_at(now)
             return slot.credit > 0
@@ -497,6 +539,7 @@ class SharedBudget:
                 with state.lock:
                     state.slots.append(taken)
                     state.wake_all()
+                self._announce(everyone=True)
                 self._ensure_thread()
                 return True
         # An instance with slots of its own has requests running meanwhile: it asks (and reads the
@@ -617,6 +660,7 @@ class SharedBudget:
                 if wrote:
                     with state.lock:
                         state.wake_all()  # topped-up credit: waiters look again
+                    self._announce(everyone=True)
 
     def _all(self) -> list[_Principal]:
         with self._lock:
@@ -672,6 +716,7 @@ class SharedBudget:
                 for slot in state.slots:
                     slot.dropped = True
                 state.wake_all()
+        self._announce(everyone=True)
         if first:
             log.warning("BC budget: storage unavailable or the shared budget failed (%s: %s); each "
                         "instance keeps to BC's limits on its own for %.0fs (instances together may "

@@ -23,7 +23,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from connector.bc.budget import Budget, principal_of
+from connector.bc.budget import Budget, SharedBudget, in_first_line, principal_of
 from connector.bc.errors import BCError, TokenUnavailable, error_from_response
 from connector.bc.keys import checked_guid
 from connector.bc.links import ApiRoot
@@ -39,6 +39,7 @@ TokenProvider = Callable[[bool], str]
 """Returns a bearer token; `True` asks for a fresh one (the last was refused)."""
 
 _DROPPED = object()  # the principal's token failed and it dropped out: go on with another
+ANY_SLOT_WAIT_SECONDS = 0.25  # a request waiting for any principal's slot looks again this often
 
 
 def _may_have_arrived(exc: requests.ConnectionError) -> bool:
@@ -190,17 +191,32 @@ class BCClient:
 
     def _choose(self, dropped: list[Principal]) -> tuple[Principal, object | None]:
         """The principal of the next attempt (counted in flight): with several, the first, by free
-        capacity, on which this instance holds a slot free right now (its ticket), else the one
-        with the fewest requests of this client on it (the slot is waited for in `_attempt`)."""
-        order = self.principals.candidates(dropped)
+        capacity, on which this instance holds a slot free right now (its ticket); while the
+        instance holds all their slots, the first of them to come free; else the one with the fewest
+        requests of this client on it (the slot is waited for in `_attempt`)."""
         try_acquire = getattr(self.budget, "try_acquire", None)
-        if len(order) > 1 and try_acquire is not None:
+        shared = self.budget if isinstance(self.budget, SharedBudget) else None
+        since = time.monotonic()
+        while True:
+            order = self.principals.candidates(dropped)
+            if len(order) < 2 or try_acquire is None:
+                break
+            seen = shared.freed() if shared is not None else 0
+            keys = []
             for principal in order:
                 known = self._budget_keys.get(principal.name)
                 ticket = try_acquire(known[1]) if known else None
                 if ticket is not None:
                     self.principals.hold(principal)
                     return principal, ticket
+                keys.append(known[1] if known else "")
+            # One queue for all of them while this instance holds every slot they have (nothing to
+            # lease): the first slot to come free serves a waiting request, whichever principal it
+            # belongs to. A key check (first in line) waits on its principal, ahead of the others.
+            if (shared is None or in_first_line() or not all(keys) or not shared.holds_all(keys)
+                    or time.monotonic() - since > shared.tuning.deadline_seconds):  # then its own deadline
+                break
+            shared.wait_freed(seen, ANY_SLOT_WAIT_SECONDS)
         self.principals.hold(order[0])
         return order[0], None
 

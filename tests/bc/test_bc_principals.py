@@ -153,3 +153,35 @@ def test_try_acquire_takes_a_slot_only_when_one_is_free_now() -> None:
     assert budget.try_acquire("q") is not None  # another principal has its own
     budget.release(held[0])
     assert budget.try_acquire("p") is not None
+
+
+def test_a_request_waiting_for_a_slot_takes_the_first_that_comes_free_on_any_principal(
+        connector_env: Callable[..., Any], emulator: Any) -> None:
+    """One queue for all principals while this instance holds all their slots: a request is not
+    tied to the principal it would have picked while another principal's slot stands free."""
+    import threading
+
+    connector_env(BC_EXTRA_CLIENT_IDS=",".join(EXTRA), BC_EXTRA_CLIENT_SECRETS="secret-0,secret-1")
+    bc = get_runtime().bc()
+    budget = bc.budget
+    keys = {p.name: bc._budget_key(p, p.token(False)) for p in bc.principals.all}
+    held = {name: [budget.acquire(key) for _ in range(5)] for name, key in keys.items()}
+    assert budget.holds_all(list(keys.values()))
+    busy = bc.principals.all[1:]  # by its own count, the client would pick the first principal
+    for principal in busy:
+        bc.principals.hold(principal)
+    emulator.clear_requests()
+    answers: list[Any] = []
+    request = threading.Thread(target=lambda: answers.append(bc.get(ITEMS, {"$top": "1"})))
+    request.start()
+    request.join(timeout=1.0)
+    assert request.is_alive()  # every slot is held
+    budget.release(held["default.3"].pop())  # a slot of the last principal comes free
+    request.join(timeout=60)
+    assert answers and answers[0]["value"]  # served while the first principal's slots stay held
+    assert list(principals_seen(emulator)) == [oid(EXTRA[1], emulator)]
+    for principal in busy:
+        bc.principals.give_back(principal)
+    for tickets in held.values():
+        for ticket in tickets:
+            budget.release(ticket)
