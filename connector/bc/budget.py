@@ -8,7 +8,9 @@ any number of requests, one at a time, with no storage call per request; a backg
 busy slots and gives idle ones back. Each slot also carries a fifth of the request rate: its row
 keeps request counts per 30-s bucket over the window, charged in blocks before they are used.
 An instance that waits for a slot writes a `want-<instance>` row; holders above their fair share
-(5 / instances that hold or want) give slots back. See docs/architecture.md ("Shared BC budget").
+(5 / instances that hold or want) give slots back. A request inside `first_in_line()` takes the next
+free slot before those already waiting; `freed`/`wait_freed` let a client with several principals
+wait for whichever slot comes free first. See docs/architecture.md ("Shared BC budget").
 Slot and want rows are read through the row layer's checks (`connector/rows.py`): a row that does not
 validate counts as free and is overwritten. If storage fails, or anything else inside the shared
 budget does, or no slot comes within `deadline_seconds`, the budget falls back to a per-process one

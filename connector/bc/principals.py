@@ -3,9 +3,10 @@ concurrent / 6,000 per 5 minutes, bc-api.md §8, and its own shared budget), and
 spreads requests over them.
 
 Each request goes to a live principal on which this instance holds a budget slot free right now
-(no storage call, no waiting), else to the live principal with the most free capacity in this
+(no storage call, no waiting); while the instance holds every slot of the live principals, to the
+first of them that comes free; else to the live principal with the most free capacity in this
 process (the fewest requests of this client in flight or waiting on it; ties rotate), whose slot it
-then waits for. A principal whose token
+then waits for (the BC client's `_choose`). A principal whose token
 cannot be had (Entra refuses its secret, or BC refuses the token after a refresh) drops out for a
 back-off (1 minute, doubling to 8) while others carry the load, and is tried again after it; the
 last live principal never drops out (its error goes to the caller as with one principal).
