@@ -456,11 +456,13 @@ class SharedBudget:
             ticket.last_used = self._clock()
             self._count(-1)
             # one slot, one waiter (first in line if one is): waking them all costs the next request time
-            if state.first_waiting:
-                state.first.notify()
-                return
-            state.cond.notify()
-        self._announce()
+            first = state.first_waiting > 0
+            (state.first if first else state.cond).notify()
+        if not first:
+            self._announce()  # or to a client waiting for any of its principals' slots
+        # Hand the interpreter over now: the waiter just woken sends the slot's next request instead
+        # of waiting for this thread to block on its own I/O (or for the 5-ms switch interval).
+        time.sleep(0)
 
     # Waiting for a slot of any of several principals (a client with several) --------------------
     def freed(self) -> int:

@@ -45,6 +45,7 @@ OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 _DELEGATED_RESOURCE_SCOPES = frozenset(
     f"{BC_RESOURCE}/{s}" for s in (".default", DELEGATED_SCOPE, "user_impersonation")
 )
+VERIFIED_TOKENS_KEPT = 10_000  # tokens whose signature was checked, kept (cleared when full)
 _NS = uuid.UUID("6f1d8e0a-3c2b-4a5d-9e8f-7a6b5c4d3e2f")  # namespace for stable emulator object ids
 
 
@@ -141,6 +142,7 @@ class Entra:
         """Sign with `key` from now on (a restored emulator keeps its key, so issued tokens stay valid)."""
         self.signing_key = key
         self._public_key = key.public_key()
+        self._verified: dict[str, dict[str, Any]] = {}  # token -> claims whose signature checked out
         jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self._public_key))
         self.kid = _b64url(hashlib.sha256(jwk["n"].encode()).digest()[:20])
         self._jwk = {"kty": "RSA", "use": "sig", "kid": self.kid, "x5t": self.kid,
@@ -210,7 +212,27 @@ class Entra:
         return self._sign(claims)
 
     def validate_token(self, token: str) -> dict[str, Any]:
-        """Claims of a valid BC access token; raises `InvalidToken` otherwise (emulator clock)."""
+        """Claims of a valid BC access token; raises `InvalidToken` otherwise (emulator clock). A
+        token's signature and audience are checked once (as BC caches them); its times and tenant
+        on every call."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify(token)
+            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+                self._verified.clear()
+            self._verified[token] = claims
+        now = self.clock.timestamp()
+        if claims["exp"] <= now:
+            raise InvalidToken("The token has expired.")
+        if claims["nbf"] > now:
+            raise InvalidToken("The token is not yet valid.")
+        tid = claims["tid"]
+        if self.tenant_id(tid) != tid or claims["iss"] != f"https://sts.windows.net/{tid}/":
+            raise InvalidToken(f"The token's tenant '{tid}' is not known.")
+        return dict(claims)
+
+    def _verify(self, token: str) -> dict[str, Any]:
+        """The claims of a token signed by this provider's key for BC; raises `InvalidToken`."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -227,15 +249,7 @@ class Entra:
             raise InvalidToken(f"The token audience is not valid; expected '{BC_RESOURCE}'.") from exc
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"The token is invalid: {exc}.") from exc
-        now = self.clock.timestamp()
-        if claims["exp"] <= now:
-            raise InvalidToken("The token has expired.")
-        if claims["nbf"] > now:
-            raise InvalidToken("The token is not yet valid.")
-        tid = claims["tid"]
-        if self.tenant_id(tid) != tid or claims["iss"] != f"https://sts.windows.net/{tid}/":
-            raise InvalidToken(f"The token's tenant '{tid}' is not known.")
-        return claims
+        return dict(claims)
 
     # ---- saved state (devtools/emulator/state.py keeps it on disk) -----------------------------
     def snapshot(self) -> dict[str, Any]:
