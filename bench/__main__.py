@@ -10,12 +10,17 @@ Azurite in memory
 one event loop, stalling every storage call for tens of milliseconds, a pause Azure Storage does not
 have (it made the webhook ack's p99 85 ms where it is 48 ms in memory, on the same run's machine).
 The 100,000-item pull keeps Azurite on disk: in memory it slows to a crawl as one queue grows that far.
+Each benchmark runs in a Python process of its own (`python -m bench.<name>`): one run's leftovers
+(threads, a large heap and its collections) do not weigh on the next one's measurements.
 """
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 BENCHES = ("cold_start", "emulator", "webhooks", "items_pull", "sales_orders", "scale_out", "scale")
 LARGE = {"items_pull": ["--sizes", "1000,100000"]}
@@ -23,7 +28,20 @@ LARGE = {"items_pull": ["--sizes", "1000,100000"]}
 SMALL = {"scale": ["--environments", "4", "--companies", "5", "--hosts", "2"]}
 
 
-def main(argv: list[str]) -> int:
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def in_child(name: str, args: list[str]) -> int:
+    """Run `bench.<name>` in a Python process of its own; its exit code."""
+    return subprocess.call([sys.executable, "-m", f"bench.{name}", *args], cwd=ROOT)
+
+
+def in_process(name: str, args: list[str]) -> int:
+    """Run `bench.<name>` in this process (tests)."""
+    return int(importlib.import_module(f"bench.{name}").main(args))
+
+
+def main(argv: list[str], run: Callable[[str, list[str]], int] = in_child) -> int:
     large = "--large" in argv
     given = [a for a in argv if a != "--large"]
     cut = next((i for i, a in enumerate(given) if a.startswith("-")), len(given))
@@ -40,7 +58,7 @@ def main(argv: list[str]) -> int:
         started = time.monotonic()
         try:
             args = options or (LARGE.get(name, []) if large else [] if named else SMALL.get(name, []))
-            rc = importlib.import_module(f"bench.{name}").main(args)
+            rc = run(name, args)
         except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others
             print(f"  FAILED: {type(exc).__name__}: {exc}", flush=True)
             rc = 1

@@ -33,7 +33,7 @@ def test_a_missed_target_or_a_crash_fails_the_run_and_the_summary_names_it(monke
     _fake(monkeypatch, "slow", 1)
     _fake(monkeypatch, "broken", RuntimeError("no Azurite"))
     monkeypatch.setattr(bench_main, "BENCHES", ("fast", "slow", "broken"))
-    assert bench_main.main([]) == 1
+    assert bench_main.main([], run=bench_main.in_process) == 1
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert "TARGETS MISSED in slow, broken" in last and "fast met" in last
 
@@ -41,8 +41,14 @@ def test_a_missed_target_or_a_crash_fails_the_run_and_the_summary_names_it(monke
 def test_all_targets_met_says_so_in_one_line(monkeypatch, capsys):
     _fake(monkeypatch, "fast", 0)
     monkeypatch.setattr(bench_main, "BENCHES", ("fast",))
-    assert bench_main.main([]) == 0
+    assert bench_main.main([], run=bench_main.in_process) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("bench: all targets met")
+
+
+def test_each_benchmark_runs_in_a_process_of_its_own_and_its_exit_code_counts(capsys):
+    assert bench_main.in_child("nope_not_a_bench", []) != 0  # python -m bench.<name>: no such module
+    # a real one, in a child: `--help` exits 0 without running anything
+    assert bench_main.in_child("sales_orders", ["--help"]) == 0
 
 
 def test_an_unknown_benchmark_is_refused():
@@ -55,6 +61,6 @@ def test_options_after_the_names_go_to_the_named_benchmarks(monkeypatch):
     module.main = lambda argv: seen.append(argv) or 0  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "bench.some", module)
     monkeypatch.setattr(bench_main, "BENCHES", ("some",))
-    assert bench_main.main(["some", "--declare", "table"]) == 0
-    assert bench_main.main(["some"]) == 0
+    assert bench_main.main(["some", "--declare", "table"], run=bench_main.in_process) == 0
+    assert bench_main.main(["some"], run=bench_main.in_process) == 0
     assert seen == [["--declare", "table"], []]
