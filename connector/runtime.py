@@ -67,9 +67,10 @@ class Runtime:
     dedupe log, item variant cache and the thread pools of the webhook path."""
 
     def __init__(self, settings: Settings):
-        # as many storage connections as queue invocations run at once, plus the background work's
-        self.storage = Storage(settings.storage,
-                               pool_size=max(STORAGE_POOL_SIZE, host_queue_concurrency() + 16))
+        # as many storage (and BC) connections as queue invocations run at once, plus the background
+        # work's and the webhook path's fetch pool
+        at_once = max(STORAGE_POOL_SIZE, host_queue_concurrency() + 16)
+        self.storage = Storage(settings.storage, pool_size=at_once)
         # Connections: the app settings' and the connection table's, live (connection_table.py).
         self.secrets = SecretResolver(
             ttl=settings.key_vault_cache_seconds, host=settings.key_vault_host,
@@ -99,8 +100,7 @@ class Runtime:
         # Threads start on first use. Entity GETs of one notification batch: each connection's BC
         # budget caps what reaches BC. Receiver enqueues: the acknowledgement waits for them.
         self.fetch_pool = ThreadPoolExecutor(8, thread_name_prefix="bc-fetch")
-        # every connection's client: one pool per BC host, as many as run at once (and the fetch pool)
-        self.bc_session = bc_session(max(64, host_queue_concurrency() + 16))
+        self.bc_session = bc_session(at_once)  # every connection's client: one pool per BC host
         self.enqueue_pool = ThreadPoolExecutor(8, thread_name_prefix="webhook-enqueue")
         self.dedupe_pool = ThreadPoolExecutor(16, thread_name_prefix="dedupe")
         self.dedupe = DedupeLog(self.storage, settings.dedupe_ttl_days, pool=self.dedupe_pool)

@@ -334,6 +334,10 @@ class _Principal:
         self.cond = threading.Condition(self.lock)  # requests waiting for a slot
         self.first = threading.Condition(self.lock)  # ... of them, those first in line
 
+    def held(self) -> int:
+        """Slots this instance holds (not given back or taken over)."""
+        return sum(1 for s in self.slots if not s.dropped)
+
     def wake_all(self) -> None:
         """Every waiter looks again (callers hold `lock`)."""
         self.first.notify_all()
@@ -477,8 +481,7 @@ class SharedBudget:
             return False
         with self._lock:
             states = [self._principals.get(p) for p in principals]
-        return all(st is not None and sum(1 for s in st.slots if not s.dropped) >= self.max_concurrency
-                   for st in states)
+        return all(st is not None and st.held() >= self.max_concurrency for st in states)
 
     def wait_freed(self, seen: int, timeout: float) -> None:
         """Wait until a slot came free after `freed()` returned `seen` (or `timeout`)."""
@@ -531,7 +534,7 @@ class SharedBudget:
                 slot.exhausted_until = self.rate.next_bucket_at(now)
             return slot.credit > 0
         with state.lock:
-            held = sum(1 for s in state.slots if not s.dropped)
+            held = state.held()
         if held >= self.max_concurrency or now < state.cooldown_until or now < state.full_until:
             return False  # all of them are ours, or storage said none was free a moment ago
         rows, _, _ = self._read(state, now)

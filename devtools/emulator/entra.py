@@ -249,7 +249,7 @@ class Entra:
             raise InvalidToken(f"The token audience is not valid; expected '{BC_RESOURCE}'.") from exc
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"The token is invalid: {exc}.") from exc
-        return dict(claims)
+        return claims
 
     # ---- saved state (devtools/emulator/state.py keeps it on disk) -----------------------------
     def snapshot(self) -> dict[str, Any]:
