@@ -161,12 +161,14 @@ class BCClient:
         """The attempts of one request, each on the principal with the most free capacity: a token
         refresh on 401, retries with back-off, a principal whose token fails left for another."""
         retrying = self.retry.start()
+        # prepared once, before any slot is held (BC's slots are for BC's time); each attempt adds
+        # its principal's token
+        prepared = self._prepare(call, method, url, params, json_body, headers)
         dropped: list[Principal] = []
         while True:
             principal, ticket = self._choose(dropped)
             try:
-                error = self._on(principal, ticket, call, method, url, shown, params, json_body, headers,
-                                 idempotent)
+                error = self._on(principal, ticket, call, prepared, method, shown, idempotent)
             finally:
                 self.principals.give_back(principal)
             if error is _DROPPED:
@@ -220,8 +222,8 @@ class BCClient:
         self.principals.hold(order[0])
         return order[0], None
 
-    def _on(self, principal: Principal, ticket: object | None, call: BCCall, method: str, url: str,
-            shown: str, params: Mapping[str, Any] | None, json_body: Any, headers: Mapping[str, str] | None,
+    def _on(self, principal: Principal, ticket: object | None, call: BCCall,
+            prepared: requests.PreparedRequest, method: str, shown: str,
             idempotent: bool) -> requests.Response | BCError | object:
         """One attempt on `principal` (and one more with a fresh token after a 401), on `ticket` if
         its slot is already held; `_DROPPED` when its token failed and another principal can take over
@@ -237,8 +239,7 @@ class BCClient:
                 self._drop(principal, str(exc))
                 return _DROPPED
             held, ticket = ticket, None
-            error = self._attempt(call, method, url, shown, params, json_body, headers, idempotent,
-                                  token, principal, held)
+            error = self._attempt(call, prepared, method, shown, idempotent, token, principal, held)
             if isinstance(error, requests.Response) or error.status != 401:
                 return error
             if force_token:
@@ -254,27 +255,28 @@ class BCClient:
         log.warning("bc %s: principal %s drops out for a while, the others carry on: %s",
                     self.connection, principal.name, why)
 
-    def _attempt(self, call: BCCall, method: str, url: str, shown: str, params: Mapping[str, Any] | None,
-                 json_body: Any, headers: Mapping[str, str] | None, idempotent: bool,
-                 token: str, principal: Principal, held: object | None = None) -> requests.Response | BCError:
-        all_headers = {"Authorization": f"Bearer {token}", "client-request-id": call.request_id}
+    def _prepare(self, call: BCCall, method: str, url: str, params: Mapping[str, Any] | None,
+                 json_body: Any, headers: Mapping[str, str] | None) -> requests.PreparedRequest:
+        """The request as sent, but for its `Authorization` header (each attempt adds its token)."""
+        all_headers = {"client-request-id": call.request_id}
         if json_body is not None:
             all_headers["Content-Type"] = "application/json"
         if headers:
             all_headers.update(headers)
         data = None if json_body is None else json.dumps(json_body, separators=(",", ":"))
-        try:
-            prepared = self.session.prepare_request(  # outside the slot: BC's slots are for BC's time
-                requests.Request(method, url, params=params, data=data, headers=all_headers))
-        except BaseException:
-            if held is not None:
-                self.budget.release(held)
-            raise
+        return self.session.prepare_request(
+            requests.Request(method, url, params=params, data=data, headers=all_headers))
+
+    def _attempt(self, call: BCCall, prepared: requests.PreparedRequest, method: str, shown: str,
+                 idempotent: bool, token: str, principal: Principal,
+                 held: object | None = None) -> requests.Response | BCError:
+        request = prepared.copy()
+        request.headers["Authorization"] = f"Bearer {token}"
         started = time.monotonic()
         key = self._budget_key(principal, token)
         ticket = held if held is not None else self.budget.acquire(key)
         try:
-            resp = self.session.send(prepared, **self._send_options)
+            resp = self.session.send(request, **self._send_options)
         except requests.ConnectionError as exc:
             call.attempt(None)
             return BCError(f"connection failed: {type(exc).__name__}", retryable=True,

@@ -51,6 +51,7 @@ class HostProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> HostProcess:
+        self._log_from = len(self.log())  # a log kept from an earlier run names its old port
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(lifeline.command(self._args), cwd=ROOT, env=self._env,
                                              stdout=log, stderr=subprocess.STDOUT,
@@ -91,7 +92,6 @@ class HostProcess:
         """A new process in this one's place (killed first if alive), as a deploy or a replaced
         instance starts: on a free port (`wait_ready` finds it), appending to the same log."""
         self.kill()
-        self._log_from = len(self.log())
         self.port = 0
         self._args[self._args.index("--port") + 1] = "0"
         return self.start()
