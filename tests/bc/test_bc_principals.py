@@ -155,6 +155,26 @@ def test_try_acquire_takes_a_slot_only_when_one_is_free_now() -> None:
     assert budget.try_acquire("p") is not None
 
 
+def test_a_request_is_built_before_it_takes_a_slot_and_each_attempt_adds_only_its_token(
+        connector_env: Callable[..., Any], emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BC's slots are for BC's time: with several principals the body and URL are prepared before a
+    slot is taken (the slot would otherwise wait on them), and the principal's token added then."""
+    connector_env(BC_EXTRA_CLIENT_IDS=",".join(EXTRA), BC_EXTRA_CLIENT_SECRETS="secret-0,secret-1")
+    bc = get_runtime().bc()
+    bc.get(ITEMS, {"$top": "1"})  # slots leased, tokens cached
+    events: list[str] = []
+    prepare, try_acquire = bc.session.prepare_request, bc.budget.try_acquire
+    monkeypatch.setattr(bc.session, "prepare_request",
+                        lambda request: events.append("built") or prepare(request))
+    monkeypatch.setattr(bc.budget, "try_acquire", lambda key: events.append("slot") or try_acquire(key))
+    emulator.clear_requests()
+    created = bc.post(f"companies({CRONUS_UK_ID})/customers", {"displayName": "Built first"})
+    assert created["displayName"] == "Built first"
+    assert events[0] == "built" and events.count("built") == 1 and "slot" in events
+    [logged] = [r for r in emulator.requests if "/customers" in r.path]
+    assert logged.status == 201 and logged.principal in {oid(c, emulator) for c in (MAIN, *EXTRA)}
+
+
 def test_a_request_waiting_for_a_slot_takes_the_first_that_comes_free_on_any_principal(
         connector_env: Callable[..., Any], emulator: Any) -> None:
     """One queue for all principals while this instance holds all their slots: a request is not

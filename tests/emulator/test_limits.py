@@ -335,3 +335,25 @@ def test_latency_counts_from_the_requests_arrival_not_on_top_of_the_servers_own_
     worker.join(20)  # a request that waited the latency again would still be waiting
     faults.release()
     assert answered and answered[0].startswith("401")
+
+
+def test_waits_aim_early_by_how_late_recent_ones_woke_so_answers_leave_a_latency_after_arrival() -> None:
+    """A loaded machine wakes a sleeping thread late: the emulator's answer still leaves a latency
+    after its request arrived (BC's response time, not that plus the emulator's own scheduling), as
+    its waits aim early by how late recent ones woke up."""
+    now = [0.0]
+
+    class LateWakes:  # every wait wakes 4 ms after it was due
+        def wait(self, seconds: float) -> bool:
+            now[0] += seconds + 0.004
+            return False
+
+    faults = Faults(latency_seconds=0.1, clock=lambda: now[0])
+    faults._released = LateWakes()  # type: ignore[assignment]
+    late = []
+    for _ in range(100):
+        arrived = now[0]
+        faults.sleep_until(arrived + 0.1)
+        late.append(now[0] - (arrived + 0.1))
+    assert late[0] == pytest.approx(0.004)  # nothing learnt yet
+    assert 0 <= late[-1] < 0.0005 and min(late) > -1e-9  # on time, and never answered early
