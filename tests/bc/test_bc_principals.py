@@ -163,10 +163,18 @@ def test_a_request_is_built_before_it_takes_a_slot_and_each_attempt_adds_only_it
     bc = get_runtime().bc()
     bc.get(ITEMS, {"$top": "1"})  # slots leased, tokens cached
     events: list[str] = []
-    prepare, try_acquire = bc.session.prepare_request, bc.budget.try_acquire
-    monkeypatch.setattr(bc.session, "prepare_request",
-                        lambda request: events.append("built") or prepare(request))
-    monkeypatch.setattr(bc.budget, "try_acquire", lambda key: events.append("slot") or try_acquire(key))
+    prepare, try_acquire = bc.session.prepare_request, getattr(bc.budget, "try_acquire")
+
+    def build(request: Any) -> Any:
+        events.append("built")
+        return prepare(request)
+
+    def slot(key: str) -> object | None:
+        events.append("slot")
+        return try_acquire(key)
+
+    monkeypatch.setattr(bc.session, "prepare_request", build)
+    monkeypatch.setattr(bc.budget, "try_acquire", slot)
     emulator.clear_requests()
     created = bc.post(f"companies({CRONUS_UK_ID})/customers", {"displayName": "Built first"})
     assert created["displayName"] == "Built first"
