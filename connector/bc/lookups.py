@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 Entity = dict[str, Any]
 
 MAX_FILTER_CHARS = 1800  # the `$filter` parameter URL-encoded: with the path, well under 2,048
-LINGER_SECONDS = 0.25  # the first key of a batch waits at most this long for announced ones
-SPACING_SECONDS = 0.3  # GETs of one lookup start at least this far apart (a full batch goes at once)
+LINGER_SECONDS = 0.1  # the first key of a batch waits at most this long for announced ones
+SPACING_SECONDS = 0.15  # GETs of one lookup start at least this far apart (a full batch goes at once)
 MAX_SPACING_SECONDS = 1.0  # ... and at most this far while keys stream in
 TARGET_BATCH = 12  # keys per GET the spacing aims at, from the recent arrival rate
 RATE_WINDOW_SECONDS = 5.0
