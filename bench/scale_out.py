@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.sales_orders import LINES, connector_environment, emulator_orders, order_message
+from bench.sales_orders import LINES, connector_environment, emulator_orders, order_message, take_results
 
 BC_CONCURRENCY = 5
 TARGET_OVERSHOOT = 0.01
@@ -78,22 +78,11 @@ def run(emulator: Any, azurite: Any, hosts: int, orders: int, shared: bool, log_
 
 
 def wait_results(results: Any, keys: set[str], timeout: float) -> Counter[str]:
-    """Take results off the queue until every key has one; their statuses."""
-    statuses: Counter[str] = Counter()
-    waiting = set(keys)
-    deadline = time.monotonic() + timeout
-    while waiting:
-        batch = list(results.receive_messages(messages_per_page=32, max_messages=32))
-        for message in batch:
-            result = json.loads(message.content)
-            if result["externalDocumentNumber"] in waiting:
-                waiting.discard(result["externalDocumentNumber"])
-                statuses[result["status"]] += 1
-            results.delete_message(message)
-        if not batch:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(waiting)} order(s) without a result after {timeout:g}s")
-            time.sleep(0.05)
+    """Take results off the queue until every key has one; their statuses (TimeoutError if not)."""
+    statuses, _ = take_results(results, keys, timeout)
+    if sum(statuses.values()) < len(keys):
+        missing = len(keys) - sum(statuses.values())
+        raise TimeoutError(f"{missing} order(s) without a result after {timeout:g}s")
     return statuses
 
 
