@@ -367,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attempts", type=int, default=3,
                         help="runs of the principal counts at most, until one meets the pace targets")
     args = parser.parse_args(argv)
+    if args.attempts < 1:
+        parser.error("--attempts must be at least 1")
     latency = args.latency_ms / 1000
     counts = [int(n) for n in args.principals.split(",")]
 
